@@ -1,0 +1,86 @@
+/* Portico's small common vocabulary: string slices, status codes, helpers that every module uses.
+ * Nothing here allocates on its own except pt_xalloc family (start-up and config code only). */
+#ifndef PT_CORE_COMMON_H
+#define PT_CORE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define PT_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define PT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define PT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define pt_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Status codes: 0 is success, negatives are PT_E* from this one table. */
+#define PT_ERRNO_MAP(X)                                                \
+    X(AGAIN, -1, "would block, call again")                            \
+    X(DECLINED, -2, "not handled here, try the next handler")          \
+    X(NOMEM, -3, "out of memory")                                      \
+    X(INVAL, -4, "invalid argument")                                   \
+    X(BADMSG, -5, "malformed message")                                 \
+    X(TOOBIG, -6, "message too large")                                 \
+    X(IO, -7, "I/O error")                                             \
+    X(CLOSED, -8, "connection closed")                                 \
+    X(TIMEDOUT, -9, "timed out")                                       \
+    X(NOTFOUND, -10, "not found")
+
+enum pt_status {
+#define PT_ERR_ENUM(name, val, msg) PT_##name = (val),
+    PT_OK = 0,
+    PT_ERRNO_MAP(PT_ERR_ENUM)
+#undef PT_ERR_ENUM
+};
+
+/* pt_strerror: the message for a PT_* status code (never NULL). */
+const char *pt_strerror(int status);
+
+/* A non-owning slice of bytes. An all-zero pt_str is the empty string. */
+struct pt_str {
+    const char *ptr;
+    size_t len;
+};
+
+#define PT_STR_LIT(s) ((struct pt_str){ (s), sizeof(s) - 1 })
+
+static inline struct pt_str pt_str_make(const char *p, size_t n)
+{
+    return (struct pt_str){ p, n };
+}
+
+static inline struct pt_str pt_str_c(const char *s)
+{
+    return (struct pt_str){ s, s ? strlen(s) : 0 };
+}
+
+static inline bool pt_str_eq(struct pt_str a, struct pt_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static inline char pt_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
+}
+
+/* pt_str_caseeq: ASCII case-insensitive equality. */
+static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++)
+        if (pt_lower(a.ptr[i]) != pt_lower(b.ptr[i]))
+            return false;
+    return true;
+}
+
+/* pt_xmalloc, pt_xcalloc, pt_xrealloc, pt_xstrdup, pt_xstrndup: allocate or abort. Start-up and
+ * config code only: the request path uses the try_ variants of its pools and handles failure. */
+void *pt_xmalloc(size_t n);
+void *pt_xcalloc(size_t n, size_t size);
+void *pt_xrealloc(void *p, size_t n);
+char *pt_xstrdup(const char *s);
+char *pt_xstrndup(const char *s, size_t n);
+
+#endif
