@@ -42,6 +42,12 @@ struct pt_str {
     size_t len;
 };
 
+/* One HTTP header as slices into the buffer it was parsed from. */
+struct pt_header {
+    struct pt_str name;
+    struct pt_str value;
+};
+
 #define PT_STR_LIT(s) ((struct pt_str){ (s), sizeof(s) - 1 })
 
 static inline struct pt_str pt_str_make(const char *p, size_t n)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Portico needs to build, test and benchmark. Idempotent: packages
+# already installed are skipped, and apt is not touched at all when nothing is missing.
+set -euo pipefail
+PKGS=(build-essential pkg-config clang libssl-dev libnghttp2-dev libyaml-dev libjansson-dev
+      libc-ares-dev libcurl4-openssl-dev libpcre2-dev libcmocka-dev
+      python3-pytest python3-requests python3-yaml curl openssl haproxy nginx wrk prometheus
+      apache2-utils strace procps iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
