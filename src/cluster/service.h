@@ -1,0 +1,34 @@
+/* A Mapping's `service:` — parsing `[scheme://]name[.namespace][:port]` and finding its
+ * endpoints (IP literal, Endpoints/Service objects, or DNS), as DESIGN.md "Resolution". */
+#ifndef PT_CLUSTER_SERVICE_H
+#define PT_CLUSTER_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/resource-t.h"
+#include "config/snapshot-t.h"
+
+struct pt_service_ref {
+    char scheme[8];        /* "", "http" or "https" */
+    char host[256];        /* as written, without scheme and port */
+    char name[256];        /* Kubernetes name (host up to the first '.') */
+    char namespace[256];   /* from the host, else the Mapping's namespace */
+    char qualified[600];   /* Emissary's normalized service: scheme://host[.ns][:port] */
+    int port;              /* 0: none given */
+    bool is_ip;
+    bool tls;              /* https://, or a tls: context */
+};
+
+/* pt_service_parse: parses <service> of a Mapping in <mapping_ns> (Portico runs in <amb_ns>);
+ * <tls> says the Mapping names a TLS context. Returns 0, or -1 with a message in <err>. */
+int pt_service_parse(const char *service, const char *mapping_ns, const char *amb_ns, bool tls,
+                     struct pt_service_ref *ref, char *err, size_t errlen);
+
+/* pt_service_resolve: fills <cl>'s endpoints from an IP literal, the Endpoints (and Service) of
+ * <r>, or the DNS cache (starting a lookup on a miss; the configuration is compiled again when
+ * it answers). Problems are reported in <diag> against <owner>. */
+void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resources *r, struct pt_cluster *cl,
+                        struct pt_diag *diag, const struct pt_meta *owner);
+
+#endif

@@ -1,0 +1,466 @@
+/* Compiling validated resources into a snapshot: Listeners get their sockets and the Hosts they
+ * bind; each Host gets a route table of the Mappings associated with it (Emissary's
+ * matches_httpgroup rules); each Mapping's service becomes a cluster named as Emissary names it,
+ * with endpoints from an IP literal, Endpoints/Service objects, or the DNS cache. A Mapping that
+ * cannot be compiled is rejected alone and reported; the rest still applies. Runs on the control
+ * thread (sources/ call it on every change). */
+#include "config/compile.h"
+#include "config/load.h"
+#include "config/snapshot.h"
+#include "cluster/service.h"
+#include "core/log.h"
+#include "proxy/listen.h"
+#include "route/route.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct compile_ctx {
+    const struct pt_resources *res;
+    const struct pt_config_env *env;
+    struct pt_snapshot *snap;
+    struct pt_diag *diag;
+    int nworkers;
+    bool *mapping_bad; /* per Mapping: rejected */
+    struct pt_route_action **mapping_action;
+    json_t *rejected;  /* Mapping errors found here */
+};
+
+static void reject(struct compile_ctx *c, const struct pt_meta *m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reject(struct compile_ctx *c, const struct pt_meta *m, const char *fmt, ...)
+{
+    char msg[512], obj[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(obj, sizeof(obj), "%s/%s/%s", m->kind, m->namespace, m->name);
+    pt_diag_add(c->diag, PT_DIAG_ERROR, &m->origin, obj, "%s", msg);
+}
+
+static bool labels_match(const struct pt_kv *want, size_t nwant, const struct pt_meta *m)
+{
+    for (size_t i = 0; i < nwant; i++) {
+        bool found = false;
+        for (size_t j = 0; j < m->nlabels && !found; j++)
+            found = strcmp(want[i].key, m->labels[j].key) == 0 && strcmp(want[i].value, m->labels[j].value) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* Emissary's IRHost.matches_httpgroup. */
+static bool host_takes_mapping(const struct pt_host_res *h, const struct pt_mapping_res *m)
+{
+    const char *mh = m->hostname ? m->hostname : m->host;
+    bool has_sel = h->nselector > 0;
+
+    if (m->host != NULL && m->hostname == NULL && m->host_regex)
+        mh = "*"; /* a host regex cannot be compared as a glob; the route checks it */
+    if (has_sel && mh)
+        return labels_match(h->selector, h->nselector, &m->meta) && pt_hostglob_overlap(h->hostname, mh);
+    if (has_sel)
+        return labels_match(h->selector, h->nselector, &m->meta);
+    if (mh)
+        return pt_hostglob_overlap(h->hostname, mh);
+    return false;
+}
+
+static bool listener_takes_host(const struct pt_listener_res *l, const struct pt_host_res *h)
+{
+    if (l->bind_ns_self && strcmp(l->meta.namespace, h->meta.namespace) != 0)
+        return false;
+    return labels_match(l->bind_selector, l->nbind_selector, &h->meta);
+}
+
+/* Emissary's cluster name: "cluster_" + service [+ "_otls_" + ctx] + "_" + namespace, with
+ * non-alphanumerics as '_', and names over 60 characters shortened with a SHA-1. */
+static char *cluster_name(const char *service, const char *tls_ctx, const char *ns)
+{
+    char buf[1024], *p;
+    snprintf(buf, sizeof(buf), "cluster_%s%s%s_%s", service, tls_ctx ? "_otls_" : "", tls_ctx ? tls_ctx : "", ns);
+    for (p = buf; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            *p = '_';
+    if (strlen(buf) > 60) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        char out[64];
+        SHA1((const unsigned char *)buf, strlen(buf), md);
+        snprintf(out, sizeof(out), "%.40s-%02X%02X%02X%02X%02X%02X%02X%02X-0", buf, md[0], md[1], md[2],
+                 md[3], md[4], md[5], md[6], md[7]);
+        return pt_xstrdup(out);
+    }
+    return pt_xstrdup(buf);
+}
+
+static char *stats_name(const char *service)
+{
+    const char *s = strstr(service, "://");
+    char *out = pt_xstrdup(s ? s + 3 : service);
+    for (char *p = out; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            *p = '_';
+    return out;
+}
+
+static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struct pt_mapping_res *m,
+                                              const struct pt_service_ref *ref, bool *added)
+{
+    struct pt_snapshot *s = c->snap;
+    char *name = cluster_name(ref->qualified, m->tls && strcmp(m->tls, "true") != 0 ? m->tls : NULL,
+                              m->meta.namespace);
+    struct pt_cluster *cl;
+
+    *added = false;
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        if (strcmp(s->clusters[i]->name, name) == 0 &&
+            s->clusters[i]->connect_timeout_ms == (uint32_t)m->connect_timeout_ms) {
+            free(name);
+            return s->clusters[i];
+        }
+    }
+    cl = pt_xcalloc(1, sizeof(*cl));
+    cl->id = s->nclusters;
+    cl->name = name;
+    cl->stats_name = m->stats_name ? pt_xstrdup(m->stats_name) : stats_name(ref->qualified);
+    cl->service = pt_xstrdup(m->service);
+    cl->host = pt_xstrdup(ref->host);
+    cl->port = ref->port;
+    cl->tls = ref->tls;
+    cl->connect_timeout_ms = (uint32_t)m->connect_timeout_ms;
+    s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
+    s->clusters[s->nclusters++] = cl;
+    *added = true;
+    return cl;
+}
+
+/* One allocation holds the action and everything it points to. */
+static struct pt_route_action *make_action(struct compile_ctx *c, const struct pt_mapping_res *m,
+                                           struct pt_cluster *cl)
+{
+    size_t need = sizeof(struct pt_route_action), off;
+    struct pt_route_action *a;
+    char *mem;
+
+#define STRSZ(s) ((s) ? strlen(s) + 1 : 0)
+    need += (m->nadd_request_headers + m->nadd_response_headers) * sizeof(struct pt_hdr_op);
+    need += (m->nremove_request_headers + m->nremove_response_headers) * sizeof(struct pt_str);
+    for (size_t i = 0; i < m->nadd_request_headers; i++)
+        need += STRSZ(m->add_request_headers[i].name) + STRSZ(m->add_request_headers[i].value);
+    for (size_t i = 0; i < m->nadd_response_headers; i++)
+        need += STRSZ(m->add_response_headers[i].name) + STRSZ(m->add_response_headers[i].value);
+    for (size_t i = 0; i < m->nremove_request_headers; i++)
+        need += STRSZ(m->remove_request_headers[i]);
+    for (size_t i = 0; i < m->nremove_response_headers; i++)
+        need += STRSZ(m->remove_response_headers[i]);
+    need += STRSZ(m->host_rewrite) + strlen(m->meta.namespace) + strlen(m->meta.name) + 2;
+    mem = pt_xcalloc(1, need);
+    a = (struct pt_route_action *)mem;
+    off = sizeof(*a);
+#define TAKE(n) (off += (n), mem + off - (n))
+#define COPY(dst, src)                                  \
+    do {                                                \
+        size_t l_ = strlen(src);                        \
+        char *d_ = TAKE(l_ + 1);                        \
+        memcpy(d_, src, l_ + 1);                        \
+        (dst) = pt_str_make(d_, l_);                    \
+    } while (0)
+    a->add_req = (struct pt_hdr_op *)TAKE(m->nadd_request_headers * sizeof(struct pt_hdr_op));
+    a->add_resp = (struct pt_hdr_op *)TAKE(m->nadd_response_headers * sizeof(struct pt_hdr_op));
+    a->remove_req = (struct pt_str *)TAKE(m->nremove_request_headers * sizeof(struct pt_str));
+    a->remove_resp = (struct pt_str *)TAKE(m->nremove_response_headers * sizeof(struct pt_str));
+    for (size_t i = 0; i < m->nadd_request_headers; i++) {
+        COPY(a->add_req[i].name, m->add_request_headers[i].name);
+        COPY(a->add_req[i].value, m->add_request_headers[i].value);
+        a->add_req[i].append = m->add_request_headers[i].append;
+    }
+    a->nadd_req = (uint32_t)m->nadd_request_headers;
+    for (size_t i = 0; i < m->nadd_response_headers; i++) {
+        COPY(a->add_resp[i].name, m->add_response_headers[i].name);
+        COPY(a->add_resp[i].value, m->add_response_headers[i].value);
+        a->add_resp[i].append = m->add_response_headers[i].append;
+    }
+    a->nadd_resp = (uint32_t)m->nadd_response_headers;
+    for (size_t i = 0; i < m->nremove_request_headers; i++)
+        COPY(a->remove_req[i], m->remove_request_headers[i]);
+    a->nremove_req = (uint32_t)m->nremove_request_headers;
+    for (size_t i = 0; i < m->nremove_response_headers; i++)
+        COPY(a->remove_resp[i], m->remove_response_headers[i]);
+    a->nremove_resp = (uint32_t)m->nremove_response_headers;
+    if (m->host_rewrite)
+        COPY(a->host_rewrite, m->host_rewrite);
+    {
+        char *d = TAKE(strlen(m->meta.namespace) + strlen(m->meta.name) + 2);
+        sprintf(d, "%s/%s", m->meta.namespace, m->meta.name);
+        a->mapping = d;
+    }
+#undef TAKE
+#undef COPY
+#undef STRSZ
+    a->cluster = cl;
+    a->auto_host_rewrite = m->auto_host_rewrite;
+    a->timeout_ms = m->timeout_ms >= 0 ? (uint32_t)m->timeout_ms : 3000;
+    a->idle_timeout_ms = m->idle_timeout_ms > 0 ? (uint32_t)m->idle_timeout_ms : 0;
+    c->snap->actions = pt_xrealloc(c->snap->actions, (c->snap->nactions + 1) * sizeof(*c->snap->actions));
+    c->snap->actions[c->snap->nactions++] = a;
+    return a;
+}
+
+static void compile_mappings(struct compile_ctx *c)
+{
+    const struct pt_resources *r = c->res;
+    int module_timeout = -1;
+
+    for (size_t i = 0; i < r->nmodules; i++)
+        if (strcmp(r->modules[i].meta.name, "ambassador") == 0 && r->modules[i].cluster_request_timeout_ms >= 0)
+            module_timeout = r->modules[i].cluster_request_timeout_ms;
+    for (size_t i = 0; i < r->nmappings; i++) {
+        const struct pt_mapping_res *m = &r->mappings[i];
+        struct pt_service_ref ref;
+        char err[256];
+        struct pt_cluster *cl;
+        bool added;
+
+        if (pt_service_parse(m->service, m->meta.namespace, c->env->namespace, m->tls != NULL, &ref, err,
+                             sizeof(err)) != 0) {
+            reject(c, &m->meta, "service: %s", err);
+            c->mapping_bad[i] = true;
+            continue;
+        }
+        if (ref.tls) {
+            reject(c, &m->meta, "TLS origination (%s) is not supported by this build yet",
+                   m->tls ? "tls" : "https://");
+            c->mapping_bad[i] = true;
+            continue;
+        }
+        cl = find_or_add_cluster(c, m, &ref, &added);
+        if (added)
+            pt_service_resolve(&ref, r, cl, c->diag, &m->meta);
+        c->mapping_action[i] = make_action(c, m, cl);
+        if (module_timeout >= 0 && !m->timeout_ms_set)
+            c->mapping_action[i]->timeout_ms = (uint32_t)module_timeout;
+    }
+}
+
+struct reject_ctx {
+    struct compile_ctx *c;
+    const struct pt_mapping_res **specs_mapping;
+};
+
+static void on_route_reject(void *ctx, size_t idx, const char *message)
+{
+    struct reject_ctx *rc = ctx;
+    reject(rc->c, &rc->specs_mapping[idx]->meta, "%s", message);
+}
+
+static struct pt_vhost *make_vhost(struct compile_ctx *c, const struct pt_host_res *h, bool synthesized)
+{
+    const struct pt_resources *r = c->res;
+    struct pt_route_spec *specs = pt_xcalloc(r->nmappings + 1, sizeof(*specs));
+    const struct pt_mapping_res **owners = pt_xcalloc(r->nmappings + 1, sizeof(*owners));
+    struct pt_vhost *vh = pt_xcalloc(1, sizeof(*vh));
+    struct reject_ctx rc = { c, owners };
+    size_t n = 0;
+
+    vh->hostname = pt_xstrdup(h ? h->hostname : "*");
+    vh->insecure_action = h ? h->insecure_action : PT_INSECURE_ROUTE;
+    vh->synthesized = synthesized;
+    for (size_t i = 0; i < r->nmappings; i++) {
+        const struct pt_mapping_res *m = &r->mappings[i];
+        if (c->mapping_bad[i])
+            continue;
+        if (h ? !host_takes_mapping(h, m) : !(m->hostname || m->host))
+            continue;
+        specs[n] = (struct pt_route_spec){
+            .prefix = m->prefix, .prefix_regex = m->prefix_regex, .prefix_exact = m->prefix_exact,
+            .case_sensitive = m->case_sensitive, .hostname = m->hostname, .host = m->host,
+            .host_regex = m->host_regex, .method = m->method, .method_regex = m->method_regex,
+            .headers = m->headers, .nheaders = m->nheaders, .query_parameters = m->query_parameters,
+            .nquery_parameters = m->nquery_parameters, .precedence = m->precedence, .weight = m->weight,
+            .rewrite = m->rewrite, .regex_rewrite_pattern = m->regex_rewrite_pattern,
+            .regex_rewrite_substitution = m->regex_rewrite_substitution, .action = c->mapping_action[i],
+        };
+        owners[n++] = m;
+    }
+    vh->routes = pt_route_table_build_partial(specs, n, on_route_reject, &rc);
+    free(specs);
+    free(owners);
+    c->snap->vhosts = pt_xrealloc(c->snap->vhosts, (c->snap->nvhosts + 1) * sizeof(*c->snap->vhosts));
+    c->snap->vhosts[c->snap->nvhosts++] = vh;
+    return vh;
+}
+
+/* Envoy's virtual-host order: exact names, then suffix globs (longest first), then prefix
+ * globs (longest first), then "*". */
+static int vhost_rank(const char *g)
+{
+    size_t n = strlen(g);
+    if (strcmp(g, "*") == 0)
+        return 3;
+    if (g[0] == '*')
+        return 1;
+    if (n && g[n - 1] == '*')
+        return 2;
+    return 0;
+}
+
+static int vhost_cmp(const void *a, const void *b)
+{
+    const struct pt_vhost *x = *(struct pt_vhost *const *)a, *y = *(struct pt_vhost *const *)b;
+    int rx = vhost_rank(x->hostname), ry = vhost_rank(y->hostname);
+    if (rx != ry)
+        return rx - ry;
+    return (int)strlen(y->hostname) - (int)strlen(x->hostname);
+}
+
+static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, const struct pt_host_res **hres,
+                              size_t nvh)
+{
+    const struct pt_resources *r = c->res;
+    struct pt_snapshot *s = c->snap;
+
+    s->listeners = pt_xcalloc(r->nlisteners + 1, sizeof(*s->listeners));
+    for (size_t i = 0; i < r->nlisteners; i++) {
+        const struct pt_listener_res *lr = &r->listeners[i];
+        struct pt_listener *l = &s->listeners[s->nlisteners];
+        char err[256];
+
+        if (lr->protocol != PT_PROTO_HTTP && lr->protocol != PT_PROTO_HTTPS &&
+            lr->protocol != PT_PROTO_HTTPPROXY) {
+            reject(c, &lr->meta, "protocol not supported by this build; the Listener is ignored");
+            continue;
+        }
+        if (pt_snapshot_find_listener(s, lr->port) != NULL) {
+            reject(c, &lr->meta, "port %d is already used by another Listener", lr->port);
+            continue;
+        }
+        l->sock = pt_listen_sock_get(lr->port, c->nworkers, err, sizeof(err));
+        if (l->sock == NULL) {
+            reject(c, &lr->meta, "%s", err);
+            continue;
+        }
+        l->port = lr->port;
+        l->protocol = lr->protocol;
+        l->security_model = lr->security_model;
+        l->l7_depth = lr->l7_depth;
+        l->stats_prefix = pt_xstrdup(lr->stats_prefix ? lr->stats_prefix
+                                     : lr->protocol == PT_PROTO_HTTPS ? "ingress_https" : "ingress_http");
+        {
+            char nm[512];
+            snprintf(nm, sizeof(nm), "%s/%s", lr->meta.namespace, lr->meta.name);
+            l->name = pt_xstrdup(nm);
+        }
+        l->vhosts = pt_xcalloc(nvh + 1, sizeof(*l->vhosts));
+        for (size_t k = 0; k < nvh; k++)
+            if (hres[k] == NULL || listener_takes_host(lr, hres[k]))
+                l->vhosts[l->nvhosts++] = vhosts[k];
+        qsort(l->vhosts, l->nvhosts, sizeof(*l->vhosts), vhost_cmp);
+        s->nlisteners++;
+    }
+}
+
+static json_t *diag_json(const struct pt_resources *r, const struct pt_diag *d, const struct pt_snapshot *s)
+{
+    json_t *root = json_object(), *res = json_array(), *errs = json_array(), *notes = json_array();
+
+#define ADD(arr, n, field)                                                                  \
+    for (size_t i = 0; i < (n); i++) {                                                      \
+        const struct pt_meta *m = &(arr)[i].meta;                                           \
+        char loc[600];                                                                      \
+        snprintf(loc, sizeof(loc), "%s:%d", m->origin.file, m->origin.line);               \
+        json_array_append_new(res, json_pack("{s:s,s:s,s:s,s:s}", "kind", m->kind, "name", \
+                                             m->name, "namespace", m->namespace,            \
+                                             "location", loc));                             \
+    }
+    ADD(r->listeners, r->nlisteners, 0)
+    ADD(r->hosts, r->nhosts, 0)
+    ADD(r->mappings, r->nmappings, 0)
+    ADD(r->tlscontexts, r->ntlscontexts, 0)
+    ADD(r->services, r->nservices, 0)
+    ADD(r->endpoints, r->nendpoints, 0)
+    ADD(r->secrets, r->nsecrets, 0)
+    ADD(r->tracing, r->ntracing, 0)
+    ADD(r->modules, r->nmodules, 0)
+#undef ADD
+    for (size_t i = 0; i < d->n; i++) {
+        const struct pt_diag_entry *e = &d->entries[i];
+        char loc[600];
+        snprintf(loc, sizeof(loc), "%s:%d", e->origin.file ? e->origin.file : "-", e->origin.line);
+        json_array_append_new(e->severity == PT_DIAG_ERROR ? errs : notes,
+                              json_pack("{s:s,s:s,s:s}", "location", loc, "object", e->object ? e->object : "",
+                                        "message", e->message));
+    }
+    json_object_set_new(root, "generation", json_integer((json_int_t)s->generation));
+    json_object_set_new(root, "resources", res);
+    json_object_set_new(root, "errors", errs);
+    json_object_set_new(root, "notices", notes);
+    json_t *cl = json_array();
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        json_t *eps = json_array();
+        for (uint32_t k = 0; k < s->clusters[i]->nendpoints; k++)
+            json_array_append_new(eps, json_string(s->clusters[i]->endpoints[k].name));
+        json_array_append_new(cl, json_pack("{s:s,s:s,s:s,s:o}", "name", s->clusters[i]->name, "stats_name",
+                                            s->clusters[i]->stats_name, "service", s->clusters[i]->service,
+                                            "endpoints", eps));
+    }
+    json_object_set_new(root, "clusters", cl);
+    return root;
+}
+
+struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_config_env *env, int nworkers,
+                               uint64_t generation, struct pt_diag *diag)
+{
+    struct compile_ctx c = { .res = r, .env = env, .diag = diag, .nworkers = nworkers };
+    struct pt_snapshot *s = pt_xcalloc(1, sizeof(*s));
+    struct pt_vhost **vhosts;
+    const struct pt_host_res **hres;
+    size_t nvh = 0;
+    uint64_t t0 = pt_now_ms();
+
+    atomic_init(&s->refcnt, 1);
+    s->generation = generation;
+    c.snap = s;
+    c.mapping_bad = pt_xcalloc(r->nmappings + 1, sizeof(bool));
+    c.mapping_action = pt_xcalloc(r->nmappings + 1, sizeof(*c.mapping_action));
+    compile_mappings(&c);
+    vhosts = pt_xcalloc(r->nhosts + 1, sizeof(*vhosts));
+    hres = pt_xcalloc(r->nhosts + 1, sizeof(*hres));
+    for (size_t i = 0; i < r->nhosts; i++) {
+        hres[nvh] = &r->hosts[i];
+        vhosts[nvh++] = make_vhost(&c, &r->hosts[i], false);
+    }
+    if (r->nhosts == 0) {
+        hres[0] = NULL;
+        vhosts[nvh++] = make_vhost(&c, NULL, true);
+    }
+    compile_listeners(&c, vhosts, hres, nvh);
+    if (r->nlisteners == 0)
+        pt_diag_add(diag, PT_DIAG_NOTICE, NULL, NULL, "no Listener is configured: nothing is served");
+    for (size_t i = 0; i < r->nmodules; i++) {
+        const struct pt_module_res *m = &r->modules[i];
+        if (strcmp(m->meta.name, "ambassador") != 0)
+            continue;
+        s->log.json = m->envoy_log_type && strcmp(m->envoy_log_type, "text") != 0;
+        s->log.format = m->envoy_log_format ? pt_xstrdup(m->envoy_log_format) : NULL;
+        s->log.path = m->envoy_log_path ? pt_xstrdup(m->envoy_log_path) : NULL;
+    }
+    s->compile_ms = (double)(pt_now_ms() - t0);
+    {
+        json_t *j = diag_json(r, diag, s);
+        s->diag_json = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    free(vhosts);
+    free(hres);
+    free(c.mapping_bad);
+    free(c.mapping_action);
+    return s;
+}

@@ -1,0 +1,108 @@
+/* The compiled configuration that workers run on: immutable once published, shared by all
+ * workers, freed when the last holder releases it. Types only (see config/snapshot.h). */
+#ifndef PT_CONFIG_SNAPSHOT_T_H
+#define PT_CONFIG_SNAPSHOT_T_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/common.h"
+#include "config/resource-t.h"
+
+#define PT_MAX_WORKERS 64
+
+/* A backend address. */
+struct pt_endpoint {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[64]; /* "ip:port", for logs and %UPSTREAM_HOST% */
+};
+
+/* An upstream cluster, named and counted as Emissary names it (reference/envoy-compat.md §1.6). */
+struct pt_cluster {
+    uint32_t id;             /* index in snapshot->clusters */
+    char *name;              /* "cluster_quote_default" */
+    char *stats_name;        /* alt_stat_name: "quote" */
+    char *service;           /* as written in the Mapping */
+    char *host;              /* service host name, for auto_host_rewrite */
+    int port;
+    bool tls;                /* originate TLS (TLS issue) */
+    struct pt_endpoint *endpoints;
+    uint32_t nendpoints;
+    uint32_t connect_timeout_ms;
+};
+
+struct pt_hdr_op {
+    struct pt_str name;
+    struct pt_str value;
+    bool append;
+};
+
+/* What a matched route does: the route module returns it as the opaque action. */
+struct pt_route_action {
+    struct pt_cluster *cluster;
+    uint32_t timeout_ms;       /* 0: none */
+    uint32_t idle_timeout_ms;  /* 0: default */
+    struct pt_str host_rewrite;
+    bool auto_host_rewrite;
+    struct pt_hdr_op *add_req;   uint32_t nadd_req;
+    struct pt_str *remove_req;   uint32_t nremove_req;
+    struct pt_hdr_op *add_resp;  uint32_t nadd_resp;
+    struct pt_str *remove_resp;  uint32_t nremove_resp;
+    const char *mapping;        /* "ns/name", for diag */
+};
+
+/* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */
+struct pt_vhost {
+    const char *hostname;
+    enum pt_insecure_action insecure_action;
+    struct pt_route_table *routes;
+    bool synthesized;           /* the default Host made when none exists */
+};
+
+/* Listening sockets shared between snapshots (one fd per worker, SO_REUSEPORT); closed when the
+ * last snapshot that uses them is freed. Owned by proxy/listen.c. */
+struct pt_listen_sock;
+
+struct pt_listener {
+    char *name;                 /* "ns/name" */
+    int port;
+    enum pt_listener_proto protocol;
+    enum pt_security_model security_model;
+    int l7_depth;
+    char *stats_prefix;         /* ingress_http / ingress_https / statsPrefix */
+    struct pt_vhost **vhosts;   /* sorted for lookup: exact, then suffix globs longest first, ... '*' last */
+    uint32_t nvhosts;
+    struct pt_listen_sock *sock;
+};
+
+/* Access log settings (the `ambassador` Module). */
+struct pt_log_conf {
+    bool json;
+    char *format;               /* NULL: Emissary's default text format */
+    char *path;                 /* NULL: stdout */
+};
+
+/* A worker's count of requests in flight on a snapshot; padded so workers never share a line. */
+struct pt_snapshot_wref {
+    uint64_t inflight;
+    char _pad[56];
+};
+
+struct pt_snapshot {
+    atomic_int refcnt;
+    uint64_t generation;
+    struct pt_listener *listeners; uint32_t nlisteners;
+    struct pt_cluster **clusters;  uint32_t nclusters;
+    struct pt_vhost **vhosts;      uint32_t nvhosts;   /* owned list, for freeing */
+    struct pt_route_action **actions; uint32_t nactions;
+    struct pt_log_conf log;
+    char *diag_json;            /* diag document of this configuration (admin) */
+    double compile_ms;
+    struct pt_snapshot_wref wref[PT_MAX_WORKERS];
+};
+
+#endif

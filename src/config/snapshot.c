@@ -1,0 +1,77 @@
+/* Snapshot lifetime: an atomic current pointer, reference counts, and freeing. Compilation is
+ * in config/compile.c; workers adopt snapshots in proxy/worker.c. */
+#include "config/snapshot.h"
+#include "proxy/listen.h"
+#include "route/route.h"
+
+#include <stdlib.h>
+
+static struct pt_snapshot *current; /* control thread only */
+
+static void snapshot_free(struct pt_snapshot *s)
+{
+    for (uint32_t i = 0; i < s->nlisteners; i++) {
+        struct pt_listener *l = &s->listeners[i];
+        if (l->sock)
+            pt_listen_sock_release(l->sock);
+        free(l->name);
+        free(l->stats_prefix);
+        free(l->vhosts);
+    }
+    free(s->listeners);
+    for (uint32_t i = 0; i < s->nvhosts; i++) {
+        if (s->vhosts[i]->routes)
+            pt_route_table_free(s->vhosts[i]->routes);
+        free((char *)s->vhosts[i]->hostname);
+        free(s->vhosts[i]);
+    }
+    free(s->vhosts);
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        struct pt_cluster *c = s->clusters[i];
+        free(c->name);
+        free(c->stats_name);
+        free(c->service);
+        free(c->host);
+        free(c->endpoints);
+        free(c);
+    }
+    free(s->clusters);
+    for (uint32_t i = 0; i < s->nactions; i++)
+        free(s->actions[i]); /* one block: header ops and strings live behind the struct */
+    free(s->actions);
+    free(s->log.format);
+    free(s->log.path);
+    free(s->diag_json);
+    free(s);
+}
+
+void pt_snapshot_ref(struct pt_snapshot *s)
+{
+    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+}
+
+void pt_snapshot_release(struct pt_snapshot *s)
+{
+    if (s != NULL && atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) == 1)
+        snapshot_free(s);
+}
+
+struct pt_snapshot *pt_snapshot_current(void)
+{
+    return current;
+}
+
+void pt_snapshot_set_current(struct pt_snapshot *s)
+{
+    struct pt_snapshot *old = current;
+    current = s;
+    pt_snapshot_release(old);
+}
+
+struct pt_listener *pt_snapshot_find_listener(struct pt_snapshot *s, int port)
+{
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].port == port)
+            return &s->listeners[i];
+    return NULL;
+}

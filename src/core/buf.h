@@ -1,0 +1,112 @@
+/* Byte buffers and the per-thread pool they come from. A buffer holds bytes in
+ * [base+off, base+off+len); an all-zero pt_buf is an empty buffer with no storage. Storage comes
+ * from a pt_buf_pool owned by one thread (no locks) and goes back to it when empty, so idle
+ * connections hold no buffer. */
+#ifndef PT_CORE_BUF_H
+#define PT_CORE_BUF_H
+
+#include <stdlib.h>
+
+#include "core/common.h"
+
+#define PT_BUF_SIZE 16384
+
+struct pt_buf {
+    char *base;
+    uint32_t cap, off, len;
+};
+
+struct pt_buf_pool {
+    void *free_list; /* singly linked through the first word of each free block */
+    uint32_t nfree, max_free;
+};
+
+/* pt_buf_reserve: makes sure <b> has storage (PT_BUF_SIZE from <pool>). Returns 0 or PT_NOMEM. */
+__attribute__((warn_unused_result)) static inline int pt_buf_reserve(struct pt_buf_pool *pool, struct pt_buf *b)
+{
+    if (b->base != NULL)
+        return 0;
+    if (pool->free_list != NULL) {
+        b->base = pool->free_list;
+        pool->free_list = *(void **)pool->free_list;
+        pool->nfree--;
+    } else if ((b->base = malloc(PT_BUF_SIZE)) == NULL) {
+        return PT_NOMEM;
+    }
+    b->cap = PT_BUF_SIZE;
+    b->off = b->len = 0;
+    return 0;
+}
+
+/* pt_buf_release: gives <b>'s storage back (to the pool when it is a standard buffer). */
+static inline void pt_buf_release(struct pt_buf_pool *pool, struct pt_buf *b)
+{
+    if (b->base == NULL)
+        return;
+    if (b->cap == PT_BUF_SIZE && pool->nfree < pool->max_free) {
+        *(void **)b->base = pool->free_list;
+        pool->free_list = b->base;
+        pool->nfree++;
+    } else {
+        free(b->base);
+    }
+    *b = (struct pt_buf){ 0 };
+}
+
+/* pt_buf_consume: drops <n> bytes from the front. */
+static inline void pt_buf_consume(struct pt_buf *b, uint32_t n)
+{
+    b->off += n;
+    b->len -= n;
+    if (b->len == 0)
+        b->off = 0;
+}
+
+/* pt_buf_compact: moves the data to the front so the tail has room. */
+static inline void pt_buf_compact(struct pt_buf *b)
+{
+    if (b->off != 0 && b->len != 0)
+        memmove(b->base, b->base + b->off, b->len);
+    b->off = 0;
+}
+
+static inline char *pt_buf_data(const struct pt_buf *b)
+{
+    return b->base + b->off;
+}
+
+static inline uint32_t pt_buf_room(const struct pt_buf *b)
+{
+    return b->cap - b->off - b->len;
+}
+
+/* pt_buf_grow: replaces the storage with a larger one of <cap> bytes (heads longer than a
+ * standard buffer). Returns 0 or PT_NOMEM; the data is kept. */
+static inline int pt_buf_grow(struct pt_buf_pool *pool, struct pt_buf *b, uint32_t cap)
+{
+    char *n = malloc(cap);
+    if (n == NULL)
+        return PT_NOMEM;
+    if (b->len)
+        memcpy(n, b->base + b->off, b->len);
+    uint32_t len = b->len;
+    pt_buf_release(pool, b);
+    b->base = n;
+    b->cap = cap;
+    b->off = 0;
+    b->len = len;
+    return 0;
+}
+
+/* pt_buf_pool_drain: frees every pooled block (thread exit). */
+static inline void pt_buf_pool_drain(struct pt_buf_pool *pool)
+{
+    while (pool->free_list != NULL) {
+        void *next = *(void **)pool->free_list;
+        free(pool->free_list);
+        pool->free_list = next;
+    }
+    pool->nfree = 0;
+}
+
+#endif

@@ -1,0 +1,545 @@
+/* The downstream HTTP/1.1 session: reads request heads, routes them, forwards requests to an
+ * upstream connection and streams the response back, one request at a time per connection
+ * (pipelined requests wait in the input buffer). Bodies stream in both directions through the
+ * connection buffers and are never held whole. Local replies (404, 503, 504, 400) are built in
+ * proxy/reply.c; heads for the other side in proxy/headers.c. Called from proxy/worker.c
+ * (accept) and proxy/upstream.c (upstream events). */
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "http/h1.h"
+#include "route/route.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+static void ds_process(struct pt_downstream *ds);
+
+/* Closes the connection; the struct is freed after this loop iteration. */
+void pt_ds_close(struct pt_downstream *ds)
+{
+    struct pt_worker *w = ds->w;
+
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    ds->flags |= PT_DSF_DEAD;
+    pt_timer_cancel(&ds->timer);
+    if (ds->up != NULL) {
+        pt_up_release(ds->up, false);
+        ds->up = NULL;
+    }
+    if (ds->snap != NULL)
+        pt_ds_request_end(ds);
+    close(ds->io.fd);
+    pt_buf_release(&w->bufs, &ds->in);
+    pt_buf_release(&w->bufs, &ds->out);
+    w->nconns--;
+    w->stats.downstream_cx_active--;
+    ds->dead_next = w->dead_ds;
+    w->dead_ds = ds;
+}
+
+void pt_ds_free_dead(struct pt_worker *w)
+{
+    while (w->dead_ds != NULL) {
+        struct pt_downstream *ds = w->dead_ds;
+        w->dead_ds = ds->dead_next;
+        ds->dead_next = w->free_ds;
+        w->free_ds = ds;
+    }
+}
+
+/* The request leaves its snapshot; an old snapshot is released when its last request ends. */
+void pt_ds_request_end(struct pt_downstream *ds)
+{
+    struct pt_snapshot *s = ds->snap;
+    ds->snap = NULL;
+    s->wref[ds->w->id].inflight--;
+    pt_ds_snapshot_done(ds->w, s);
+}
+
+/* Writes what is pending for the client. Returns 0 when all is out, PT_AGAIN, or PT_IO. */
+static int ds_flush(struct pt_downstream *ds)
+{
+    while (ds->out.len > 0) {
+        ssize_t n = write(ds->io.fd, pt_buf_data(&ds->out), ds->out.len);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                ds->flags |= PT_DSF_WR_BLOCKED;
+                return PT_AGAIN;
+            }
+            return PT_IO;
+        }
+        pt_buf_consume(&ds->out, (uint32_t)n);
+    }
+    pt_buf_release(&ds->w->bufs, &ds->out);
+    ds->flags &= ~PT_DSF_WR_BLOCKED;
+    return 0;
+}
+
+int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0, done = 0;
+    ssize_t n;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    ds->bytes_tx += total;
+    if (total == 0)
+        return 0;
+    if (ds->out.len == 0) {
+        n = writev(ds->io.fd, iov, iovcnt);
+        if (n < 0) {
+            if (errno != EAGAIN)
+                return PT_IO;
+            n = 0;
+        }
+        if ((size_t)n == total)
+            return 0;
+        done = (size_t)n;
+    }
+    if (pt_buf_reserve(&ds->w->bufs, &ds->out) != 0)
+        return PT_IO;
+    pt_buf_compact(&ds->out);
+    if (pt_buf_room(&ds->out) < total - done &&
+        pt_buf_grow(&ds->w->bufs, &ds->out, ds->out.len + (uint32_t)(total - done) + 1024) != 0)
+        return PT_IO;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len, skip = done < len ? done : len;
+        done -= skip;
+        memcpy(ds->out.base + ds->out.off + ds->out.len, (const char *)iov[i].iov_base + skip, len - skip);
+        ds->out.len += (uint32_t)(len - skip);
+    }
+    ds->flags |= PT_DSF_WR_BLOCKED;
+    return PT_AGAIN;
+}
+
+/* How many of <len> bytes belong to the message body; sets *done at its end. PT_BADMSG on
+ * broken chunked framing. */
+static int64_t body_take(struct pt_body *b, const char *data, size_t len, bool *done)
+{
+    size_t consumed;
+    int r;
+
+    *done = false;
+    switch (b->kind) {
+    case PT_BODY_NONE:
+        *done = true;
+        return 0;
+    case PT_BODY_LENGTH:
+        if (len >= b->remaining) {
+            len = (size_t)b->remaining;
+            *done = true;
+        }
+        b->remaining -= len;
+        return (int64_t)len;
+    case PT_BODY_CHUNKED:
+        r = pt_h1_chunked_scan(&b->chunk, data, len, &consumed);
+        if (r < 0)
+            return PT_BADMSG;
+        *done = r == 1;
+        return (int64_t)consumed;
+    case PT_BODY_UNTIL_CLOSE:
+        return (int64_t)len;
+    }
+    return 0;
+}
+
+/* Reads from the client into ds->in. Returns bytes read, 0 at EOF, PT_AGAIN, PT_IO, PT_NOMEM. */
+static int ds_fill(struct pt_downstream *ds)
+{
+    ssize_t n;
+    uint32_t room;
+
+    if (pt_buf_reserve(&ds->w->bufs, &ds->in) != 0)
+        return PT_NOMEM;
+    if (pt_buf_room(&ds->in) == 0)
+        pt_buf_compact(&ds->in);
+    room = pt_buf_room(&ds->in);
+    if (room == 0)
+        return PT_AGAIN;
+    n = read(ds->io.fd, ds->in.base + ds->in.off + ds->in.len, room);
+    if (n > 0) {
+        /* Edge-triggered: a short read means the socket is drained. */
+        if ((uint32_t)n < room)
+            ds->flags &= ~PT_DSF_RD_PENDING;
+        ds->in.len += (uint32_t)n;
+        return (int)n;
+    }
+    ds->flags &= ~PT_DSF_RD_PENDING;
+    if (n == 0)
+        return 0;
+    return errno == EAGAIN ? PT_AGAIN : PT_IO;
+}
+
+/* Sends request body bytes upstream as long as the upstream takes them. */
+static void ds_forward_request_body(struct pt_downstream *ds)
+{
+    while (!(ds->flags & PT_DSF_REQ_DONE) && ds->up != NULL && ds->up->out.len == 0) {
+        if (ds->in.len > 0) {
+            bool done;
+            int64_t n = body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done);
+            struct iovec iov = { pt_buf_data(&ds->in), (size_t)(n > 0 ? n : 0) };
+            if (n < 0) {
+                pt_ds_abort(ds);
+                return;
+            }
+            if (pt_up_send(ds->up, &iov, 1) == PT_IO) {
+                pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
+                return;
+            }
+            pt_buf_consume(&ds->in, (uint32_t)n);
+            ds->bytes_rx += (uint64_t)n;
+            if (done)
+                ds->flags |= PT_DSF_REQ_DONE;
+            continue;
+        }
+        if (!(ds->flags & PT_DSF_RD_PENDING))
+            return;
+        int r = ds_fill(ds);
+        if (r == 0 || r == PT_IO || r == PT_NOMEM) {
+            pt_ds_abort(ds); /* the client went away mid-body */
+            return;
+        }
+        if (r == PT_AGAIN)
+            return;
+    }
+    if ((ds->flags & PT_DSF_REQ_DONE) && ds->up != NULL && ds->up->out.len == 0)
+        ds->flags |= PT_DSF_REQ_SENT;
+}
+
+/* The request and the response are both complete: log, recycle, and go on with the next. */
+static void ds_finish(struct pt_downstream *ds)
+{
+    struct pt_worker *w = ds->w;
+    bool reusable = (ds->flags & PT_DSF_REQ_DONE) && (ds->flags & PT_DSF_UP_KEEPALIVE);
+
+    pt_timer_cancel(&ds->timer);
+    pt_accesslog_request(ds);
+    if (ds->up != NULL) {
+        pt_up_release(ds->up, reusable);
+        ds->up = NULL;
+    }
+    if (ds->snap != NULL)
+        pt_ds_request_end(ds);
+    if (!(ds->flags & PT_DSF_REQ_DONE))
+        ds->flags |= PT_DSF_CLOSE_AFTER; /* the rest of the request body cannot be skipped safely */
+    ds->flags &= PT_DSF_RD_PENDING | PT_DSF_WR_BLOCKED | PT_DSF_CLOSE_AFTER | PT_DSF_PEER_CLOSED |
+                 PT_DSF_IN_PROCESS;
+    ds->head_scanned = 0;
+    if (ds->flags & PT_DSF_CLOSE_AFTER) {
+        ds->state = PT_DS_CLOSING;
+        shutdown(ds->io.fd, SHUT_RD);
+        if (ds->out.len == 0)
+            pt_ds_close(ds);
+        return;
+    }
+    ds->state = PT_DS_HEAD;
+    if (ds->in.len == 0)
+        pt_buf_release(&w->bufs, &ds->in);
+    pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+    if (!(ds->flags & PT_DSF_IN_PROCESS) && (ds->in.len > 0 || (ds->flags & PT_DSF_RD_PENDING)))
+        ds_process(ds);
+}
+
+/* Sends response body bytes from up->in to the client while the client keeps up. */
+static void ds_response_progress(struct pt_downstream *ds)
+{
+    struct pt_upstream *up = ds->up;
+
+    while (up != NULL && !(ds->flags & PT_DSF_RESP_DONE) && ds->out.len == 0) {
+        bool done = false;
+        int64_t n = 0;
+        if (up->in.len > 0) {
+            n = body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
+            if (n < 0) {
+                pt_ds_abort(ds);
+                return;
+            }
+            struct iovec iov = { pt_buf_data(&up->in), (size_t)n };
+            if (pt_ds_send(ds, &iov, 1) == PT_IO) {
+                pt_ds_abort(ds);
+                return;
+            }
+            pt_buf_consume(&up->in, (uint32_t)n);
+        } else if (ds->resp_body.kind == PT_BODY_NONE) {
+            done = true;
+        }
+        if (done) {
+            ds->flags |= PT_DSF_RESP_DONE;
+            break;
+        }
+        if (up->in.len == 0 && up->eof) {
+            if (ds->resp_body.kind == PT_BODY_UNTIL_CLOSE) {
+                ds->flags |= PT_DSF_RESP_DONE;
+                break;
+            }
+            pt_ds_abort(ds); /* truncated response: the client must see the connection end */
+            return;
+        }
+        if (up->in.len == 0) {
+            if (!up->rd_pending)
+                return;
+            pt_up_read(up); /* re-enters through pt_ds_on_upstream_readable */
+            return;
+        }
+    }
+    if ((ds->flags & PT_DSF_RESP_DONE) && ds->out.len == 0 &&
+        (ds->flags & (PT_DSF_REQ_DONE | PT_DSF_CLOSE_AFTER)))
+        ds_finish(ds);
+}
+
+void pt_ds_on_upstream_readable(struct pt_downstream *ds)
+{
+    struct pt_upstream *up = ds->up;
+
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    while (!(ds->flags & PT_DSF_RESP_HEAD)) {
+        int r = up->in.len ? pt_session_response_head(ds) : PT_AGAIN;
+        if (r == PT_AGAIN) {
+            if (up->eof) {
+                pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
+                return;
+            }
+            if (up->rd_pending && pt_buf_room(&up->in) > 0) {
+                pt_up_read(up);
+                return;
+            }
+            if (pt_buf_room(&up->in) == 0 && up->in.off == 0) {
+                pt_ds_on_upstream_error(ds, "protocol error", NULL, "UPE");
+                return;
+            }
+            return;
+        }
+        if (r < 0) {
+            pt_ds_on_upstream_error(ds, "protocol error", NULL, "UPE");
+            return;
+        }
+        if (ds->flags & PT_DSF_DEAD)
+            return;
+    }
+    ds_response_progress(ds);
+}
+
+void pt_ds_on_upstream_writable(struct pt_downstream *ds)
+{
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    ds_forward_request_body(ds);
+}
+
+void pt_ds_on_upstream_error(struct pt_downstream *ds, const char *reason, const char *tfr,
+                             const char *flags)
+{
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    if (ds->up != NULL) {
+        pt_up_release(ds->up, false);
+        ds->up = NULL;
+    }
+    if (ds->flags & PT_DSF_RESP_HEAD) {
+        pt_ds_abort(ds);
+        return;
+    }
+    pt_reply_upstream_reset(ds, reason, tfr, flags);
+}
+
+/* Something went wrong after the response started (or the client vanished): log and close. */
+void pt_ds_abort(struct pt_downstream *ds)
+{
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
+        if (ds->status == 0)
+            ds->flags_str = "DC";
+        pt_accesslog_request(ds);
+    }
+    pt_ds_close(ds);
+}
+
+static void ds_on_timer(struct pt_timer *t)
+{
+    struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, timer);
+
+    if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
+        ds->w->stats.upstream_rq_timeout++;
+        if (ds->flags & PT_DSF_RESP_HEAD) {
+            ds->flags_str = "UT";
+            pt_ds_abort(ds);
+            return;
+        }
+        if (ds->up != NULL) {
+            pt_up_release(ds->up, false);
+            ds->up = NULL;
+        }
+        pt_reply_local(ds, 504, PT_STR_LIT("upstream request timeout"), "UT");
+        return;
+    }
+    pt_ds_close(ds); /* idle, or a head that never completed */
+}
+
+void pt_ds_local_reply_done(struct pt_downstream *ds)
+{
+    ds->flags |= PT_DSF_RESP_HEAD | PT_DSF_RESP_DONE;
+    if (!(ds->flags & PT_DSF_REQ_DONE))
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+    if (ds->out.len == 0)
+        ds_finish(ds);
+}
+
+/* Reads and dispatches request heads until one is in progress or the socket is drained. */
+static void ds_process(struct pt_downstream *ds)
+{
+    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
+
+    ds->flags |= PT_DSF_IN_PROCESS;
+    while (ds->state == PT_DS_HEAD && !(ds->flags & PT_DSF_DEAD)) {
+        size_t scanned = (size_t)ds->head_scanned;
+        int r = PT_AGAIN;
+
+        if (ds->in.len > 0) {
+            r = pt_h1_find_head_end(pt_buf_data(&ds->in), ds->in.len, &scanned, &lim);
+            ds->head_scanned = (int64_t)scanned;
+        }
+        if (r > 0) {
+            pt_timer_cancel(&ds->timer);
+            ds->head_scanned = 0;
+            pt_session_dispatch(ds, (size_t)r);
+            continue;
+        }
+        if (r != PT_AGAIN) {
+            pt_reply_bad_request(ds);
+            return;
+        }
+        if (!(ds->flags & PT_DSF_RD_PENDING))
+            break;
+        if (pt_buf_reserve(&ds->w->bufs, &ds->in) != 0) {
+            pt_ds_close(ds);
+            return;
+        }
+        if (pt_buf_room(&ds->in) == 0) {
+            pt_buf_compact(&ds->in);
+            if (pt_buf_room(&ds->in) == 0 &&
+                pt_buf_grow(&ds->w->bufs, &ds->in, pt_proxy_limits.max_head_bytes + 1024) != 0) {
+                pt_ds_close(ds);
+                return;
+            }
+        }
+        r = ds_fill(ds);
+        if (r == 0 || r == PT_IO || r == PT_NOMEM) {
+            pt_ds_close(ds);
+            return;
+        }
+        if (r == PT_AGAIN)
+            break;
+    }
+    ds->flags &= ~PT_DSF_IN_PROCESS;
+    if (ds->state == PT_DS_HEAD && !(ds->flags & PT_DSF_DEAD)) {
+        uint32_t ms = ds->in.len ? pt_proxy_limits.header_timeout_ms : pt_proxy_limits.idle_timeout_ms;
+        if (ds->in.len == 0)
+            pt_buf_release(&ds->w->bufs, &ds->in);
+        if (!pt_timer_armed(&ds->timer) || ds->in.len)
+            pt_timer_arm(ds->w->loop, &ds->timer, ms);
+    }
+}
+
+static void ds_on_event(struct pt_io *io, uint32_t events)
+{
+    struct pt_downstream *ds = pt_container_of(io, struct pt_downstream, io);
+
+    if (ds->flags & PT_DSF_DEAD)
+        return;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        pt_ds_abort(ds);
+        return;
+    }
+    if ((events & EPOLLOUT) && (ds->flags & PT_DSF_WR_BLOCKED)) {
+        int r = ds_flush(ds);
+        if (r == PT_IO) {
+            pt_ds_abort(ds);
+            return;
+        }
+        if (r == 0) {
+            if (ds->state == PT_DS_CLOSING) {
+                pt_ds_close(ds);
+                return;
+            }
+            if (ds->flags & PT_DSF_RESP_DONE) {
+                if (ds->flags & (PT_DSF_REQ_DONE | PT_DSF_CLOSE_AFTER))
+                    ds_finish(ds);
+            } else if (ds->up != NULL) {
+                pt_ds_on_upstream_readable(ds);
+            }
+            if (ds->flags & PT_DSF_DEAD)
+                return;
+        }
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP))
+        ds->flags |= PT_DSF_RD_PENDING;
+    if (!(ds->flags & PT_DSF_RD_PENDING))
+        return;
+    switch (ds->state) {
+    case PT_DS_HEAD:
+        ds_process(ds);
+        break;
+    case PT_DS_CONNECT:
+    case PT_DS_FORWARD:
+        ds_forward_request_body(ds);
+        break;
+    case PT_DS_CLOSING: {
+        char sink[4096];
+        while (read(io->fd, sink, sizeof(sink)) > 0)
+            ;
+        break;
+    }
+    }
+    if (ds->state == PT_DS_HEAD && !(ds->flags & PT_DSF_DEAD) && ds->in.len == 0 &&
+        (events & EPOLLRDHUP))
+        pt_ds_close(ds);
+}
+
+void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
+                  const struct sockaddr_storage *peer)
+{
+    struct pt_downstream *ds = w->free_ds;
+
+    if (ds != NULL)
+        w->free_ds = ds->dead_next;
+    else if ((ds = malloc(sizeof(*ds))) == NULL) {
+        close(fd);
+        return;
+    }
+    memset(ds, 0, offsetof(struct pt_downstream, hdrs));
+    ds->io.fd = fd;
+    ds->io.cb = ds_on_event;
+    ds->w = w;
+    ds->port = ls->port;
+    ds->timer.cb = ds_on_timer;
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ds->peer_ip, sizeof(ds->peer_ip));
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, ds->peer_ip, sizeof(ds->peer_ip));
+    } else {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, ds->peer_ip, sizeof(ds->peer_ip));
+    }
+    if (pt_loop_add(w->loop, &ds->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
+        close(fd);
+        ds->dead_next = w->free_ds;
+        w->free_ds = ds;
+        return;
+    }
+    w->nconns++;
+    w->stats.downstream_cx_total++;
+    w->stats.downstream_cx_active++;
+    pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.header_timeout_ms);
+}

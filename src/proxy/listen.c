@@ -1,0 +1,129 @@
+/* The registry of listening sockets (see listen.h). A lock guards the registry because the
+ * last reference may be dropped by a worker freeing an old snapshot; nothing here runs per
+ * request. */
+#include "proxy/listen.h"
+#include "core/common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PT_LISTEN_BACKLOG 4096
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pt_listen_sock *socks[256];
+static size_t nsocks;
+static char bind_addr[64] = "";
+
+void pt_listen_set_bind(const char *addr)
+{
+    snprintf(bind_addr, sizeof(bind_addr), "%s", addr);
+}
+
+static int open_one(int port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss = { 0 };
+    socklen_t len;
+    int one = 1, zero = 0, fd, family = AF_INET6;
+    const char *addr = bind_addr[0] ? bind_addr : "::";
+
+    if (strchr(addr, ':') == NULL)
+        family = AF_INET;
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 && family == AF_INET6 && bind_addr[0] == '\0') {
+        family = AF_INET;
+        addr = "0.0.0.0";
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, addr, &s6->sin6_addr);
+        len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, addr, &s4->sin_addr);
+        len = sizeof(*s4);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, PT_LISTEN_BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %d: %s", addr, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+struct pt_listen_sock *pt_listen_sock_get(int port, int nworkers, char *err, size_t errlen)
+{
+    struct pt_listen_sock *ls = NULL;
+
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < nsocks; i++) {
+        if (socks[i]->port == port) {
+            ls = socks[i];
+            ls->refcnt++;
+            goto out;
+        }
+    }
+    if (nsocks == PT_ARRAY_SIZE(socks)) {
+        snprintf(err, errlen, "too many listening ports");
+        goto out;
+    }
+    ls = calloc(1, sizeof(*ls) + sizeof(int) * (size_t)nworkers);
+    if (ls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    ls->port = port;
+    ls->refcnt = 1;
+    for (ls->nfds = 0; ls->nfds < nworkers; ls->nfds++) {
+        int fd = open_one(port, err, errlen);
+        if (fd < 0) {
+            while (ls->nfds > 0)
+                close(ls->fds[--ls->nfds]);
+            free(ls);
+            ls = NULL;
+            goto out;
+        }
+        ls->fds[ls->nfds] = fd;
+    }
+    socks[nsocks++] = ls;
+out:
+    pthread_mutex_unlock(&lock);
+    return ls;
+}
+
+void pt_listen_sock_release(struct pt_listen_sock *ls)
+{
+    pthread_mutex_lock(&lock);
+    if (--ls->refcnt == 0) {
+        for (size_t i = 0; i < nsocks; i++) {
+            if (socks[i] == ls) {
+                socks[i] = socks[--nsocks];
+                break;
+            }
+        }
+        for (int i = 0; i < ls->nfds; i++)
+            close(ls->fds[i]);
+        free(ls);
+    }
+    pthread_mutex_unlock(&lock);
+}

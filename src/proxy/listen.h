@@ -1,0 +1,28 @@
+/* Listening sockets, shared between snapshots: for each port, one SO_REUSEPORT socket per
+ * worker, so workers never contend on accept. Created by the control thread while compiling;
+ * closed when the last snapshot that uses them is freed. */
+#ifndef PT_PROXY_LISTEN_H
+#define PT_PROXY_LISTEN_H
+
+#include <stddef.h>
+
+struct pt_listen_sock {
+    int port;
+    int refcnt;          /* guarded by the registry lock */
+    int nfds;
+    int fds[];           /* one per worker */
+};
+
+/* pt_listen_sock_get: the sockets for <port> (a new reference), creating <nworkers> of them
+ * bound to all addresses when needed. NULL with a message in <err> when the port cannot be
+ * bound. */
+struct pt_listen_sock *pt_listen_sock_get(int port, int nworkers, char *err, size_t errlen);
+
+/* pt_listen_sock_release: drops a reference; the last one closes the sockets. Any thread. */
+void pt_listen_sock_release(struct pt_listen_sock *ls);
+
+/* pt_listen_set_bind: the address listeners bind to (default "::" with IPv4 mapped, falling
+ * back to 0.0.0.0). */
+void pt_listen_set_bind(const char *addr);
+
+#endif

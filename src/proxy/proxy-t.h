@@ -1,0 +1,158 @@
+/* Types of the data plane: the worker, the downstream HTTP/1 session, the upstream connection
+ * and its per-worker pool. Types only (see proxy/proxy.h). */
+#ifndef PT_PROXY_PROXY_T_H
+#define PT_PROXY_PROXY_T_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "config/snapshot-t.h"
+#include "http/h1-t.h"
+
+#define PT_MAX_HEADERS_DEFAULT 100
+#define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
+
+/* Limits and timeouts that every listener uses; each has a command-line/env knob. */
+struct pt_proxy_limits {
+    uint32_t max_head_bytes;      /* request line + headers */
+    uint32_t max_headers;
+    uint32_t header_timeout_ms;   /* a request head must arrive within this */
+    uint32_t idle_timeout_ms;     /* downstream keep-alive idle */
+    uint32_t upstream_idle_ms;    /* pooled upstream connection idle */
+    uint32_t max_idle_per_endpoint;
+    uint32_t max_connections;     /* per worker */
+};
+
+struct pt_worker;
+struct pt_downstream;
+
+/* Downstream session states. */
+enum pt_ds_state {
+    PT_DS_HEAD = 0,   /* waiting for (more of) a request head */
+    PT_DS_CONNECT,    /* head parsed, upstream connecting */
+    PT_DS_FORWARD,    /* request being sent and/or response being received */
+    PT_DS_CLOSING,    /* flushing the last bytes, then close */
+};
+
+/* Downstream flags, one bit each. */
+#define PT_DSF_REQ_DONE      0x0001 /* the whole request (head + body) was read */
+#define PT_DSF_REQ_SENT      0x0002 /* ...and written upstream */
+#define PT_DSF_RESP_HEAD     0x0004 /* response head sent to the client */
+#define PT_DSF_RESP_DONE     0x0008 /* the whole response was received */
+#define PT_DSF_CLOSE_AFTER   0x0010 /* close once this response is out */
+#define PT_DSF_RD_PENDING    0x0020 /* the socket may have unread bytes (edge-triggered) */
+#define PT_DSF_WR_BLOCKED    0x0040 /* a write hit EAGAIN; waiting for EPOLLOUT */
+#define PT_DSF_PEER_CLOSED   0x0080 /* the client half-closed or reset */
+#define PT_DSF_HEAD_METHOD   0x0100 /* request method is HEAD */
+#define PT_DSF_TLS           0x0200 /* the connection is TLS (TLS issue) */
+#define PT_DSF_DEAD          0x0400 /* closed, waiting to be freed after this iteration */
+#define PT_DSF_CONTINUE_SENT 0x0800 /* we answered Expect: 100-continue */
+#define PT_DSF_REUSED_UP     0x1000 /* the upstream connection came from the pool */
+#define PT_DSF_UP_KEEPALIVE  0x2000 /* the upstream response allows reusing its connection */
+#define PT_DSF_IN_PROCESS    0x4000 /* ds_process is on the stack (no re-entry) */
+#define PT_DSF_SECURE        0x8000 /* the request counts as secure (TLS, or XFP https) */
+
+/* How a message body is delimited. */
+enum pt_body_kind { PT_BODY_NONE = 0, PT_BODY_LENGTH, PT_BODY_CHUNKED, PT_BODY_UNTIL_CLOSE };
+
+struct pt_body {
+    enum pt_body_kind kind;
+    uint64_t remaining;          /* PT_BODY_LENGTH */
+    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED */
+};
+
+/* Upstream connection states. */
+enum pt_up_state { PT_UP_CONNECTING = 0, PT_UP_BUSY, PT_UP_IDLE };
+
+struct pt_pool_entry;
+
+struct pt_upstream {
+    struct pt_io io;
+    struct pt_worker *w;
+    enum pt_up_state state;
+    struct pt_pool_entry *pool;     /* the endpoint's pool */
+    struct pt_upstream *idle_next, *idle_prev;
+    struct pt_downstream *ds;       /* owner while busy */
+    struct pt_buf in;               /* response bytes */
+    struct pt_buf out;              /* request bytes not yet written */
+    struct pt_timer timer;          /* connect timeout, or idle timeout when pooled */
+    bool rd_pending, wr_blocked, dead, eof;
+    uint32_t requests;              /* served on this connection */
+};
+
+/* Per-endpoint pool of idle upstream connections, in a per-worker open hash. */
+struct pt_pool_entry {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct pt_upstream idle_head;   /* circular list of idle connections (sentinel) */
+    uint32_t nidle;
+};
+
+struct pt_downstream {
+    struct pt_io io;
+    struct pt_worker *w;
+    struct pt_snapshot *snap;       /* the snapshot this request runs on */
+    struct pt_listener *listener;
+    enum pt_ds_state state;
+    uint32_t flags;
+    struct pt_buf in;               /* bytes from the client */
+    struct pt_buf out;              /* bytes for the client not yet written */
+    struct pt_timer timer;          /* header/idle timeout or route timeout */
+    struct pt_upstream *up;
+    struct pt_downstream *dead_next;
+    char peer_ip[48];
+    int port;                       /* the listener port it arrived on */
+    int64_t head_scanned;           /* parser resume point */
+
+    /* The request in progress. */
+    struct pt_h1_request req;
+    struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
+    const struct pt_route_action *action;
+    const struct pt_endpoint *endpoint;
+    struct pt_body req_body, resp_body;
+    uint64_t start_ms, upstream_start_ms;
+    uint64_t start_realtime_ms;
+    uint64_t bytes_rx, bytes_tx;
+    int status;
+    const char *flags_str;          /* Envoy response flags, "-" when none */
+    uint32_t upstream_ms;           /* x-envoy-upstream-service-time */
+    uint16_t log_len, log_mid;      /* access-log pieces kept from the head */
+    char log[1536];
+};
+
+/* The per-worker stats block (summed by the admin server at scrape time). */
+struct pt_worker_stats {
+    uint64_t downstream_cx_total, downstream_cx_active, downstream_rq_total;
+    uint64_t downstream_rq_xx[6];
+    uint64_t upstream_cx_total, upstream_cx_connect_fail, upstream_rq_timeout;
+};
+
+struct pt_worker {
+    int id;
+    pthread_t thread;
+    struct pt_loop *loop;
+    struct pt_snapshot *snap;       /* the snapshot new requests use */
+    struct pt_snapshot **retiring;  /* older snapshots with requests still in flight */
+    uint32_t nretiring, retiring_cap;
+    struct pt_io *listen_ios;       /* one per listener of snap */
+    uint32_t nlisten;
+    struct pt_buf_pool bufs;
+    struct pt_downstream *free_ds, *dead_ds;
+    struct pt_upstream *free_up, *dead_up;
+    struct pt_pool_entry **pools;   /* open hash of endpoints */
+    uint32_t npools_cap, npools_used;
+    uint32_t *rr;                   /* round-robin cursor per cluster of snap */
+    uint64_t rng[2];
+    char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
+    struct pt_worker_stats stats;
+    struct pt_buf logbuf;           /* access log lines waiting for write */
+    struct pt_timer log_timer;
+    int log_fd;
+    bool draining;
+    uint32_t nconns;
+    uint64_t accept_paused_until;
+};
+
+#endif

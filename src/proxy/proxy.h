@@ -1,0 +1,65 @@
+/* The data plane: worker threads, the downstream HTTP/1 session and upstream connections. */
+#ifndef PT_PROXY_PROXY_H
+#define PT_PROXY_PROXY_H
+
+#include "proxy/proxy-t.h"
+
+extern struct pt_proxy_limits pt_proxy_limits;
+
+/* pt_workers_start: starts <n> worker threads (each with its own loop). Returns 0 or PT_NOMEM. */
+int pt_workers_start(int n);
+
+/* pt_workers_count: how many workers run. */
+int pt_workers_count(void);
+
+/* pt_workers_publish: hands <s> to every worker (each gets its own reference through its
+ * mailbox and adopts it between events). The caller keeps its own reference. */
+void pt_workers_publish(struct pt_snapshot *s);
+
+/* pt_workers_drain: stop accepting; workers finish in-flight requests and close idle
+ * connections. */
+void pt_workers_drain(void);
+
+/* pt_workers_active: connections still open across workers (approximate, for draining). */
+uint64_t pt_workers_active(void);
+
+/* pt_workers_stop: stops and joins every worker. */
+void pt_workers_stop(void);
+
+/* pt_workers_stats_sum: sums the per-worker stats blocks into <out> (racy reads of plain
+ * counters, as every scrape is). */
+void pt_workers_stats_sum(struct pt_worker_stats *out);
+
+/* Downstream session (proxy/http1.c). */
+void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd);
+void pt_ds_free_dead(struct pt_worker *w);
+void pt_ds_on_upstream_readable(struct pt_downstream *ds);  /* response bytes in up->in */
+void pt_ds_on_upstream_writable(struct pt_downstream *ds);  /* request bytes may flow again */
+void pt_ds_on_upstream_error(struct pt_downstream *ds, const char *reason, const char *tfr,
+                             const char *flags);
+void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
+
+/* Upstream connections (proxy/upstream.c). */
+struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_endpoint *ep,
+                                  uint32_t connect_timeout_ms, bool *reused);
+void pt_up_release(struct pt_upstream *up, bool reusable);
+int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt);
+void pt_up_read(struct pt_upstream *up);
+void pt_up_free_dead(struct pt_worker *w);
+
+/* Access log (observe/accesslog.c). */
+void pt_accesslog_request(struct pt_downstream *ds);
+void pt_accesslog_flush(struct pt_worker *w);
+
+/* pt_worker_rand: the worker's fast PRNG (xorshift128+). */
+static inline uint64_t pt_worker_rand(struct pt_worker *w)
+{
+    uint64_t s1 = w->rng[0];
+    const uint64_t s0 = w->rng[1];
+    w->rng[0] = s0;
+    s1 ^= s1 << 23;
+    w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return w->rng[1] + s0;
+}
+
+#endif

@@ -1,0 +1,495 @@
+/* Routing one request and writing the heads each side sees. Dispatch parses the head, picks the
+ * Host (virtual host) and route, applies the Listener's security model and the Host's insecure
+ * action, chooses an endpoint round-robin, and writes the upstream request head with the
+ * headers Envoy adds (x-forwarded-for/-proto, x-request-id, x-envoy-original-path,
+ * x-envoy-expected-rq-timeout-ms). The response side drops hop-by-hop headers and adds
+ * x-envoy-upstream-service-time and server. Called by proxy/http1.c. */
+#include "proxy/session.h"
+#include "proxy/proxy.h"
+#include "config/snapshot.h"
+#include "http/h1.h"
+#include "route/route.h"
+
+#include <stdio.h>
+#include <time.h>
+
+/* A head being written into the worker's scratch area. */
+struct head_builder {
+    char *p, *end;
+    bool overflow;
+};
+
+static void hb_put(struct head_builder *b, const char *s, size_t n)
+{
+    if ((size_t)(b->end - b->p) < n) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->p, s, n);
+    b->p += n;
+}
+
+static void hb_str(struct head_builder *b, struct pt_str s)
+{
+    hb_put(b, s.ptr, s.len);
+}
+
+#define hb_lit(b, s) hb_put((b), (s), sizeof(s) - 1)
+
+static void hb_header(struct head_builder *b, struct pt_str name, struct pt_str value)
+{
+    hb_str(b, name);
+    hb_lit(b, ": ");
+    hb_str(b, value);
+    hb_lit(b, "\r\n");
+}
+
+static void hb_uint(struct head_builder *b, uint64_t v)
+{
+    char tmp[24], *q = tmp + sizeof(tmp);
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    hb_put(b, q, (size_t)(tmp + sizeof(tmp) - q));
+}
+
+static bool name_in(struct pt_str name, const struct pt_str *list, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (pt_str_caseeq(name, list[i]))
+            return true;
+    return false;
+}
+
+static bool name_in_ops(struct pt_str name, const struct pt_hdr_op *ops, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!ops[i].append && pt_str_caseeq(name, ops[i].name))
+            return true;
+    return false;
+}
+
+/* Connection-specific headers (RFC 9110 §7.6.1) that never cross the proxy. */
+static bool hop_by_hop(struct pt_str n)
+{
+    switch (n.len) {
+    case 2:
+        return pt_str_caseeq(n, PT_STR_LIT("te"));
+    case 7:
+        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
+    case 10:
+        return pt_str_caseeq(n, PT_STR_LIT("connection")) || pt_str_caseeq(n, PT_STR_LIT("keep-alive"));
+    case 16:
+        return pt_str_caseeq(n, PT_STR_LIT("proxy-connection"));
+    case 17:
+        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
+    }
+    return false;
+}
+
+/* Writes a version-4 UUID from the worker's PRNG into out (36 bytes). */
+static void make_request_id(struct pt_worker *w, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = pt_worker_rand(w), c = pt_worker_rand(w);
+    unsigned char bytes[16];
+    int k = 0;
+
+    memcpy(bytes, &a, 8);
+    memcpy(bytes + 8, &c, 8);
+    bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
+    bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[bytes[i] >> 4];
+        out[k++] = hex[bytes[i] & 15];
+    }
+}
+
+static struct pt_str header_at(const struct pt_h1_request *req, int idx)
+{
+    return idx >= 0 ? req->headers[idx].value : (struct pt_str){ 0 };
+}
+
+/* Keeps the request-side pieces of the access-log line: the line is finished after the
+ * response, when the head's buffer may be gone. log = prefix '\0' suffix. */
+static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const char *request_id)
+{
+    const struct pt_h1_request *req = &ds->req;
+    struct pt_str xff = header_at(req, req->idx_x_forwarded_for);
+    struct pt_str ua = header_at(req, req->idx_user_agent);
+    struct pt_str rid = request_id ? pt_str_make(request_id, 36) : header_at(req, req->idx_x_request_id);
+    struct pt_str auth = req->authority.len ? req->authority : req->host;
+    int n;
+
+#define F(s) (int)((s).len > 256 ? 256 : (s).len), ((s).len ? (s).ptr : "-")
+#define G(s) (int)((s).len > 256 ? 256 : (s).len), ((s).ptr ? (s).ptr : "")
+    n = snprintf(ds->log, sizeof(ds->log), "\"%.*s %.*s HTTP/1.%d\"", G(req->method), F(path),
+                 req->minor_version);
+    if (n < 0 || n >= (int)sizeof(ds->log) - 1)
+        n = (int)sizeof(ds->log) - 2;
+    ds->log_mid = (uint16_t)n;
+    ds->log[n++] = '\0';
+    int m = snprintf(ds->log + n, sizeof(ds->log) - (size_t)n, "\"%.*s\" \"%.*s\" \"%.*s\" \"%.*s\"",
+                     F(xff), F(ua), F(rid), F(auth));
+    if (m < 0 || m >= (int)sizeof(ds->log) - n)
+        m = (int)sizeof(ds->log) - n - 1;
+    ds->log_len = (uint16_t)(n + m);
+#undef F
+#undef G
+}
+
+/* The virtual host for <host>: vhosts are sorted so the first glob that matches wins. */
+static struct pt_vhost *find_vhost(const struct pt_listener *l, struct pt_str host)
+{
+    for (uint32_t i = 0; i < l->nvhosts; i++)
+        if (pt_hostglob_match(l->vhosts[i]->hostname, host))
+            return l->vhosts[i];
+    return NULL;
+}
+
+static bool request_is_secure(const struct pt_downstream *ds, const struct pt_listener *l)
+{
+    struct pt_str xfp;
+
+    switch (l->security_model) {
+    case PT_SECURITY_SECURE:
+        return true;
+    case PT_SECURITY_INSECURE:
+        return false;
+    case PT_SECURITY_XFP:
+        break;
+    }
+    xfp = header_at(&ds->req, ds->req.idx_x_forwarded_proto);
+    if (xfp.len)
+        return pt_str_caseeq(xfp, PT_STR_LIT("https"));
+    return (ds->flags & PT_DSF_TLS) != 0;
+}
+
+/* Writes the upstream request head into the worker's scratch area; returns its length or 0. */
+static size_t build_request_head(struct pt_downstream *ds, const struct pt_route *route,
+                                 const struct pt_route_req *rreq, const char *request_id)
+{
+    struct pt_worker *w = ds->w;
+    const struct pt_h1_request *req = &ds->req;
+    const struct pt_route_action *a = ds->action;
+    const struct pt_listener *l = ds->listener;
+    struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
+    char *path = w->scratch + sizeof(w->scratch) - 8192;
+    bool rewritten = false, keep_xfp = l->l7_depth > 0;
+    int plen;
+
+    b.end = path; /* the rewritten path lives at the end of the scratch area */
+    plen = pt_route_rewrite(route, rreq, path, 8192, &rewritten);
+    if (plen < 0)
+        return 0;
+    hb_str(&b, req->method);
+    hb_lit(&b, " ");
+    hb_put(&b, path, (size_t)plen);
+    hb_lit(&b, " HTTP/1.1\r\n");
+    for (size_t i = 0; i < req->nheaders; i++) {
+        struct pt_str n = req->headers[i].name;
+        if (hop_by_hop(n) || (int)i == req->idx_x_forwarded_for)
+            continue;
+        if ((int)i == req->idx_x_forwarded_proto && !keep_xfp)
+            continue;
+        if ((int)i == req->idx_host && (a->host_rewrite.len || a->auto_host_rewrite))
+            continue;
+        if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("expect")))
+            continue; /* answered here, as Envoy does */
+        if (rewritten && n.len == 22 && pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")))
+            continue;
+        if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
+            continue;
+        hb_header(&b, n, req->headers[i].value);
+    }
+    if (a->host_rewrite.len)
+        hb_header(&b, PT_STR_LIT("host"), a->host_rewrite);
+    else if (a->auto_host_rewrite && a->cluster->host)
+        hb_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
+    else if (req->idx_host < 0 && req->authority.len)
+        hb_header(&b, PT_STR_LIT("host"), req->authority);
+    hb_lit(&b, "x-forwarded-for: ");
+    if (req->idx_x_forwarded_for >= 0) {
+        hb_str(&b, req->headers[req->idx_x_forwarded_for].value);
+        hb_lit(&b, ",");
+    }
+    hb_put(&b, ds->peer_ip, strlen(ds->peer_ip));
+    hb_lit(&b, "\r\n");
+    if (!keep_xfp || req->idx_x_forwarded_proto < 0)
+        hb_header(&b, PT_STR_LIT("x-forwarded-proto"),
+                  (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+    if (request_id)
+        hb_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
+    if (rewritten) {
+        hb_lit(&b, "x-envoy-original-path: ");
+        hb_str(&b, req->path);
+        if (req->query.ptr) {
+            hb_lit(&b, "?");
+            hb_str(&b, req->query);
+        }
+        hb_lit(&b, "\r\n");
+    }
+    if (a->timeout_ms) {
+        hb_lit(&b, "x-envoy-expected-rq-timeout-ms: ");
+        hb_uint(&b, a->timeout_ms);
+        hb_lit(&b, "\r\n");
+    }
+    for (uint32_t i = 0; i < a->nadd_req; i++)
+        hb_header(&b, a->add_req[i].name, a->add_req[i].value);
+    if (req->chunked)
+        hb_lit(&b, "transfer-encoding: chunked\r\n");
+    hb_lit(&b, "\r\n");
+    return b.overflow ? 0 : (size_t)(b.p - w->scratch);
+}
+
+static const struct pt_endpoint *pick_endpoint(struct pt_downstream *ds, const struct pt_cluster *c)
+{
+    struct pt_worker *w = ds->w;
+    uint32_t i;
+
+    if (c->nendpoints == 1)
+        return &c->endpoints[0];
+    if (ds->snap == w->snap && c->id < w->snap->nclusters)
+        i = w->rr[c->id]++;
+    else
+        i = (uint32_t)pt_worker_rand(w);
+    return &c->endpoints[i % c->nendpoints];
+}
+
+void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
+{
+    struct pt_worker *w = ds->w;
+    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
+    struct pt_h1_request *req = &ds->req;
+    const struct pt_route *route;
+    struct pt_route_req rreq;
+    struct pt_vhost *vh;
+    struct pt_upstream *up;
+    char request_id[37];
+    const char *rid = NULL;
+    size_t hlen;
+    int r;
+
+    ds->start_ms = pt_loop_now_ms(w->loop);
+    ds->status = 0;
+    ds->flags_str = "-";
+    ds->bytes_rx = 0; /* %BYTES_RECEIVED% counts body bytes, as Envoy does */
+    ds->bytes_tx = 0;
+    ds->upstream_ms = UINT32_MAX;
+    ds->endpoint = NULL;
+    ds->action = NULL;
+    ds->state = PT_DS_FORWARD;
+    w->stats.downstream_rq_total++;
+    r = pt_h1_parse_request(pt_buf_data(&ds->in), head_len, req, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
+    if (r <= 0) {
+        pt_reply_bad_request(ds);
+        return;
+    }
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    }
+    ds->snap = w->snap;
+    ds->snap->wref[w->id].inflight++;
+    ds->listener = pt_snapshot_find_listener(ds->snap, ds->port);
+    if (req->method_id == PT_H1_METHOD_HEAD)
+        ds->flags |= PT_DSF_HEAD_METHOD;
+    if (!req->keep_alive)
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+    ds->req_body = (struct pt_body){ 0 };
+    if (req->chunked)
+        ds->req_body.kind = PT_BODY_CHUNKED;
+    else if (req->content_length > 0)
+        ds->req_body = (struct pt_body){ .kind = PT_BODY_LENGTH, .remaining = (uint64_t)req->content_length };
+    else
+        ds->flags |= PT_DSF_REQ_DONE;
+    if (req->idx_x_request_id < 0) {
+        make_request_id(w, request_id);
+        rid = request_id;
+    }
+    keep_log_fields(ds, req->target, rid);
+    if (ds->listener == NULL) { /* the listener went away with a reload */
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        return;
+    }
+    rreq = (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
+                                  .authority = req->authority.len ? req->authority : req->host,
+                                  .headers = req->headers, .nheaders = req->nheaders };
+    vh = find_vhost(ds->listener, pt_authority_strip_port(rreq.authority));
+    if (vh == NULL) {
+        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        return;
+    }
+    if (request_is_secure(ds, ds->listener)) {
+        ds->flags |= PT_DSF_SECURE;
+    } else if (vh->insecure_action == PT_INSECURE_REDIRECT) {
+        pt_reply_redirect_https(ds);
+        return;
+    } else if (vh->insecure_action == PT_INSECURE_REJECT) {
+        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        return;
+    }
+    route = vh->routes ? pt_route_match(vh->routes, &rreq, (uint32_t)pt_worker_rand(w)) : NULL;
+    if (route == NULL) {
+        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        return;
+    }
+    ds->action = pt_route_action(route);
+    if (ds->action->cluster->nendpoints == 0) {
+        pt_reply_local(ds, 503, PT_STR_LIT("no healthy upstream"), "UH");
+        return;
+    }
+    ds->endpoint = pick_endpoint(ds, ds->action->cluster);
+    hlen = build_request_head(ds, route, &rreq, rid);
+    if (hlen == 0) {
+        pt_reply_bad_request(ds);
+        return;
+    }
+    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == head_len) {
+        struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
+        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
+            pt_ds_abort(ds);
+            return;
+        }
+        ds->bytes_tx = 0;
+    }
+    bool reused;
+    up = pt_up_acquire(w, ds->endpoint, ds->action->cluster->connect_timeout_ms, &reused);
+    if (up == NULL) {
+        pt_reply_upstream_reset(ds, "local connection failure", NULL, "UF");
+        return;
+    }
+    if (reused)
+        ds->flags |= PT_DSF_REUSED_UP;
+    up->ds = ds;
+    ds->up = up;
+    ds->upstream_start_ms = ds->start_ms;
+    pt_buf_consume(&ds->in, (uint32_t)head_len);
+    {
+        bool done = ds->flags & PT_DSF_REQ_DONE;
+        size_t body = 0;
+        if (!done && ds->in.len > 0) {
+            if (ds->req_body.kind == PT_BODY_LENGTH) {
+                body = ds->in.len < ds->req_body.remaining ? ds->in.len : (size_t)ds->req_body.remaining;
+                ds->req_body.remaining -= body;
+                done = ds->req_body.remaining == 0;
+            } else {
+                size_t consumed;
+                int c = pt_h1_chunked_scan(&ds->req_body.chunk, pt_buf_data(&ds->in), ds->in.len, &consumed);
+                if (c < 0) {
+                    pt_reply_bad_request(ds);
+                    return;
+                }
+                body = consumed;
+                done = c == 1;
+            }
+        }
+        struct iovec iov[2] = { { w->scratch, hlen }, { pt_buf_data(&ds->in), body } };
+        if (pt_up_send(up, iov, body ? 2 : 1) == PT_IO) {
+            pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
+            return;
+        }
+        pt_buf_consume(&ds->in, (uint32_t)body);
+        ds->bytes_rx += body;
+        if (done)
+            ds->flags |= PT_DSF_REQ_DONE;
+        if (done && up->out.len == 0)
+            ds->flags |= PT_DSF_REQ_SENT;
+    }
+    if (ds->action->timeout_ms)
+        pt_timer_arm(w->loop, &ds->timer, ds->action->timeout_ms);
+    if (!(ds->flags & PT_DSF_REQ_DONE))
+        pt_ds_on_upstream_writable(ds); /* more body may already be readable */
+}
+
+int pt_session_response_head(struct pt_downstream *ds)
+{
+    struct pt_worker *w = ds->w;
+    struct pt_upstream *up = ds->up;
+    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
+    struct pt_h1_response res;
+    const struct pt_route_action *a = ds->action;
+    struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
+    bool head_req = ds->flags & PT_DSF_HEAD_METHOD, close_after;
+    int r;
+
+    r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
+    if (r <= 0)
+        return r == PT_AGAIN ? PT_AGAIN : PT_BADMSG;
+    if (res.status < 200) {
+        /* 1xx interim responses are not forwarded (we answer Expect ourselves); 101 would
+         * switch protocols, which was never asked for since Upgrade is not forwarded. */
+        pt_buf_consume(&up->in, (uint32_t)r);
+        return res.status == 101 ? PT_BADMSG : 1;
+    }
+    ds->status = res.status;
+    ds->upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - ds->upstream_start_ms);
+    if (res.keep_alive)
+        ds->flags |= PT_DSF_UP_KEEPALIVE;
+    ds->resp_body = (struct pt_body){ 0 };
+    if (!pt_h1_response_has_body(head_req, res.status))
+        ds->resp_body.kind = PT_BODY_NONE;
+    else if (res.chunked)
+        ds->resp_body.kind = PT_BODY_CHUNKED;
+    else if (res.content_length >= 0)
+        ds->resp_body = (struct pt_body){ .kind = res.content_length ? PT_BODY_LENGTH : PT_BODY_NONE,
+                                          .remaining = (uint64_t)res.content_length };
+    else {
+        ds->resp_body.kind = PT_BODY_UNTIL_CLOSE;
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+        ds->flags &= ~PT_DSF_UP_KEEPALIVE;
+    }
+    close_after = (ds->flags & PT_DSF_CLOSE_AFTER) || w->draining;
+    if (w->draining)
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+    hb_lit(&b, "HTTP/1.1 ");
+    hb_uint(&b, (uint64_t)res.status);
+    hb_lit(&b, " ");
+    if (res.reason.len)
+        hb_str(&b, res.reason);
+    else
+        hb_put(&b, pt_reason_phrase(res.status), strlen(pt_reason_phrase(res.status)));
+    hb_lit(&b, "\r\n");
+    for (size_t i = 0; i < res.nheaders; i++) {
+        struct pt_str n = res.headers[i].name;
+        if (hop_by_hop(n))
+            continue;
+        if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("server")))
+            continue;
+        if (name_in(n, a->remove_resp, a->nremove_resp) || name_in_ops(n, a->add_resp, a->nadd_resp))
+            continue;
+        hb_header(&b, n, res.headers[i].value);
+    }
+    if (res.chunked && ds->resp_body.kind == PT_BODY_CHUNKED)
+        hb_lit(&b, "transfer-encoding: chunked\r\n");
+    hb_lit(&b, "x-envoy-upstream-service-time: ");
+    hb_uint(&b, ds->upstream_ms);
+    hb_lit(&b, "\r\nserver: envoy\r\n");
+    for (uint32_t i = 0; i < a->nadd_resp; i++)
+        hb_header(&b, a->add_resp[i].name, a->add_resp[i].value);
+    if (close_after)
+        hb_lit(&b, "connection: close\r\n");
+    else if (ds->req.minor_version == 0)
+        hb_lit(&b, "connection: keep-alive\r\n");
+    hb_lit(&b, "\r\n");
+    if (b.overflow)
+        return PT_BADMSG;
+    pt_buf_consume(&up->in, (uint32_t)r);
+    w->stats.downstream_rq_xx[res.status / 100]++;
+    ds->flags |= PT_DSF_RESP_HEAD;
+    {
+        uint64_t tx = ds->bytes_tx;
+        struct iovec iov = { w->scratch, (size_t)(b.p - w->scratch) };
+        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
+            pt_ds_abort(ds);
+            return 0;
+        }
+        ds->bytes_tx = tx; /* %BYTES_SENT% counts body bytes, as Envoy does */
+    }
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* Internal interface between the parts of the downstream session: http1.c (the connection and
+ * its I/O), session.c (routing a request and building the heads for each side) and reply.c
+ * (local replies). Not used outside src/proxy/. */
+#ifndef PT_PROXY_SESSION_H
+#define PT_PROXY_SESSION_H
+
+#include <sys/uio.h>
+
+#include "proxy/proxy-t.h"
+
+/* pt_session_dispatch: a complete head of <head_len> bytes is at the front of ds->in: parse,
+ * route and start forwarding it, or answer it locally. */
+void pt_session_dispatch(struct pt_downstream *ds, size_t head_len);
+
+/* pt_session_response_head: parses the response head in ds->up->in and sends the client's
+ * head. Returns 0 when done, 1 when an interim (1xx) response was skipped, PT_AGAIN for more
+ * bytes, PT_BADMSG on a malformed response. */
+int pt_session_response_head(struct pt_downstream *ds);
+
+/* pt_ds_send: writes <iov> to the client, keeping what the socket does not take in ds->out.
+ * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
+int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);
+
+void pt_ds_close(struct pt_downstream *ds);
+void pt_ds_abort(struct pt_downstream *ds);
+void pt_ds_request_end(struct pt_downstream *ds);
+void pt_ds_local_reply_done(struct pt_downstream *ds);
+
+/* Local replies (reply.c), each sent with Envoy's status, body and response flags. */
+void pt_reply_local(struct pt_downstream *ds, int status, struct pt_str body, const char *flags);
+void pt_reply_bad_request(struct pt_downstream *ds);
+void pt_reply_redirect_https(struct pt_downstream *ds);
+void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const char *tfr,
+                             const char *flags);
+
+/* pt_http_date: the IMF-fixdate of now, cached per second per thread (29 bytes). */
+struct pt_str pt_http_date(void);
+
+/* pt_reason_phrase: the standard reason phrase of <status>. */
+const char *pt_reason_phrase(int status);
+
+#endif

@@ -1,0 +1,328 @@
+/* Upstream connections and the per-worker pool of idle ones, keyed by endpoint address.
+ * A connection is busy (owned by one downstream request) or idle (in its endpoint's list with
+ * an idle timer). Bytes read go to up->in and the owning session is told; the session decides
+ * everything about HTTP. Called by proxy/http1.c. */
+#include "proxy/proxy.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static uint64_t hash_addr(const struct sockaddr_storage *a, socklen_t len)
+{
+    const unsigned char *p = (const unsigned char *)a;
+    uint64_t h = 1469598103934665603ull;
+    for (socklen_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int pools_grow(struct pt_worker *w)
+{
+    uint32_t cap = w->npools_cap ? w->npools_cap * 2 : 64;
+    struct pt_pool_entry **neu = calloc(cap, sizeof(*neu));
+
+    if (neu == NULL)
+        return PT_NOMEM;
+    for (uint32_t i = 0; i < w->npools_cap; i++) {
+        struct pt_pool_entry *e = w->pools[i];
+        uint64_t h;
+        if (e == NULL)
+            continue;
+        for (h = hash_addr(&e->addr, e->addrlen); neu[h & (cap - 1)] != NULL; h++)
+            ;
+        neu[h & (cap - 1)] = e;
+    }
+    free(w->pools);
+    w->pools = neu;
+    w->npools_cap = cap;
+    return 0;
+}
+
+/* The pool entry of an endpoint; entries live as long as the worker (a handful per backend). */
+static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endpoint *ep)
+{
+    struct pt_pool_entry *e;
+    uint64_t h;
+
+    if (w->npools_used * 2 >= w->npools_cap && pools_grow(w) != 0)
+        return NULL;
+    for (h = hash_addr(&ep->addr, ep->addrlen); (e = w->pools[h & (w->npools_cap - 1)]) != NULL; h++)
+        if (e->addrlen == ep->addrlen && memcmp(&e->addr, &ep->addr, ep->addrlen) == 0)
+            return e;
+    if ((e = calloc(1, sizeof(*e))) == NULL)
+        return NULL;
+    e->addr = ep->addr;
+    e->addrlen = ep->addrlen;
+    e->idle_head.idle_next = e->idle_head.idle_prev = &e->idle_head;
+    w->pools[h & (w->npools_cap - 1)] = e;
+    w->npools_used++;
+    return e;
+}
+
+static void idle_unlink(struct pt_upstream *up)
+{
+    up->idle_prev->idle_next = up->idle_next;
+    up->idle_next->idle_prev = up->idle_prev;
+    up->idle_next = up->idle_prev = NULL;
+    up->pool->nidle--;
+}
+
+static void up_close(struct pt_upstream *up)
+{
+    struct pt_worker *w = up->w;
+    if (up->dead)
+        return;
+    if (up->state == PT_UP_IDLE)
+        idle_unlink(up);
+    pt_timer_cancel(&up->timer);
+    close(up->io.fd);
+    pt_buf_release(&w->bufs, &up->in);
+    pt_buf_release(&w->bufs, &up->out);
+    up->dead = true;
+    up->ds = NULL;
+    /* Freed after this loop iteration: an event for it may still be queued. */
+    up->idle_next = w->dead_up;
+    w->dead_up = up;
+}
+
+void pt_up_free_dead(struct pt_worker *w)
+{
+    while (w->dead_up != NULL) {
+        struct pt_upstream *up = w->dead_up;
+        w->dead_up = up->idle_next;
+        up->idle_next = w->free_up;
+        w->free_up = up;
+    }
+}
+
+static void up_on_timer(struct pt_timer *t)
+{
+    struct pt_upstream *up = pt_container_of(t, struct pt_upstream, timer);
+    struct pt_downstream *ds = up->ds;
+
+    if (up->state == PT_UP_CONNECTING && ds != NULL) {
+        up_close(up);
+        pt_ds_on_upstream_error(ds, "connection timeout", NULL, "UF");
+        return;
+    }
+    up_close(up); /* idle too long */
+}
+
+/* Reads what the socket has into up->in. Returns bytes read, 0 on EOF, PT_AGAIN, PT_IO. */
+static int up_fill(struct pt_upstream *up)
+{
+    ssize_t n;
+
+    if (pt_buf_reserve(&up->w->bufs, &up->in) != 0)
+        return PT_IO;
+    if (pt_buf_room(&up->in) == 0)
+        pt_buf_compact(&up->in);
+    if (pt_buf_room(&up->in) == 0)
+        return PT_AGAIN; /* full: the session must consume first */
+    n = read(up->io.fd, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in));
+    if (n > 0) {
+        up->rd_pending = (uint32_t)n == pt_buf_room(&up->in);
+        up->in.len += (uint32_t)n;
+        return (int)n;
+    }
+    up->rd_pending = false;
+    if (n == 0)
+        return 0;
+    return errno == EAGAIN ? PT_AGAIN : PT_IO;
+}
+
+void pt_up_read(struct pt_upstream *up)
+{
+    int r = up_fill(up);
+    struct pt_downstream *ds = up->ds;
+
+    if (r == 0 || r == PT_IO) {
+        up->eof = true;
+        if (r == PT_IO)
+            up->in.len = up->in.len; /* keep what was read before the reset */
+    }
+    if (ds != NULL && (r > 0 || up->eof))
+        pt_ds_on_upstream_readable(ds);
+}
+
+static int flush_out(struct pt_upstream *up)
+{
+    while (up->out.len > 0) {
+        ssize_t n = write(up->io.fd, pt_buf_data(&up->out), up->out.len);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                up->wr_blocked = true;
+                return PT_AGAIN;
+            }
+            return PT_IO;
+        }
+        pt_buf_consume(&up->out, (uint32_t)n);
+    }
+    pt_buf_release(&up->w->bufs, &up->out);
+    up->wr_blocked = false;
+    return 0;
+}
+
+static void up_on_event(struct pt_io *io, uint32_t events)
+{
+    struct pt_upstream *up = pt_container_of(io, struct pt_upstream, io);
+    struct pt_downstream *ds = up->ds;
+
+    if (up->dead)
+        return;
+    if (up->state == PT_UP_IDLE) {
+        /* The backend closed, reset or spoke out of turn: the connection is no longer usable. */
+        up_close(up);
+        return;
+    }
+    if (up->state == PT_UP_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
+            char tfr[96];
+            snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            up_close(up);
+            if (ds != NULL) {
+                ds->w->stats.upstream_cx_connect_fail++;
+                pt_ds_on_upstream_error(ds, "remote connection failure", tfr, "UF");
+            }
+            return;
+        }
+        up->state = PT_UP_BUSY;
+        pt_timer_cancel(&up->timer);
+        up->wr_blocked = true; /* flush what was queued while connecting */
+    }
+    if ((events & EPOLLOUT) && up->wr_blocked) {
+        int r = flush_out(up);
+        if (r == PT_IO) {
+            up->eof = true;
+        } else if (r == 0 && ds != NULL) {
+            pt_ds_on_upstream_writable(ds);
+        }
+        if (up->dead || up->ds != ds)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        pt_up_read(up);
+}
+
+struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_endpoint *ep,
+                                  uint32_t connect_timeout_ms, bool *reused)
+{
+    struct pt_pool_entry *e = pool_find(w, ep);
+    struct pt_upstream *up;
+    int fd, one = 1;
+
+    if (e == NULL)
+        return NULL;
+    if (e->nidle > 0) {
+        up = e->idle_head.idle_next;
+        idle_unlink(up);
+        pt_timer_cancel(&up->timer);
+        up->state = PT_UP_BUSY;
+        *reused = true;
+        return up;
+    }
+    *reused = false;
+    fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (w->free_up != NULL) {
+        up = w->free_up;
+        w->free_up = up->idle_next;
+        memset(up, 0, sizeof(*up));
+    } else if ((up = calloc(1, sizeof(*up))) == NULL) {
+        close(fd);
+        return NULL;
+    }
+    up->io.fd = fd;
+    up->io.cb = up_on_event;
+    up->w = w;
+    up->pool = e;
+    up->timer.cb = up_on_timer;
+    up->state = PT_UP_CONNECTING;
+    w->stats.upstream_cx_total++;
+    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == 0)
+        up->state = PT_UP_BUSY;
+    else if (errno != EINPROGRESS)
+        up->state = PT_UP_CONNECTING; /* reported through EPOLLERR right away */
+    if (pt_loop_add(w->loop, &up->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
+        close(fd);
+        up->idle_next = w->free_up;
+        w->free_up = up;
+        return NULL;
+    }
+    if (up->state == PT_UP_CONNECTING && connect_timeout_ms > 0)
+        pt_timer_arm(w->loop, &up->timer, connect_timeout_ms);
+    return up;
+}
+
+void pt_up_release(struct pt_upstream *up, bool reusable)
+{
+    struct pt_worker *w = up->w;
+    struct pt_pool_entry *e = up->pool;
+
+    up->ds = NULL;
+    up->requests++;
+    if (!reusable || up->eof || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
+        e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
+        up_close(up);
+        return;
+    }
+    pt_buf_release(&w->bufs, &up->in);
+    up->state = PT_UP_IDLE;
+    up->idle_next = e->idle_head.idle_next;
+    up->idle_prev = &e->idle_head;
+    up->idle_next->idle_prev = up;
+    e->idle_head.idle_next = up;
+    e->nidle++;
+    pt_timer_arm(w->loop, &up->timer, pt_proxy_limits.upstream_idle_ms);
+}
+
+int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0, done;
+    ssize_t n = 0;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    if (up->out.len == 0 && up->state == PT_UP_BUSY) {
+        n = writev(up->io.fd, iov, iovcnt);
+        if (n < 0) {
+            if (errno != EAGAIN)
+                return PT_IO;
+            n = 0;
+        }
+        if ((size_t)n == total)
+            return 0;
+    }
+    /* Keep the rest until the socket (or the connect) lets it through. */
+    done = (size_t)n;
+    if (pt_buf_reserve(&up->w->bufs, &up->out) != 0)
+        return PT_IO;
+    pt_buf_compact(&up->out);
+    if (pt_buf_room(&up->out) < total - done &&
+        pt_buf_grow(&up->w->bufs, &up->out, up->out.len + (uint32_t)(total - done) + 1024) != 0)
+        return PT_IO;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len, skip = done < len ? done : len;
+        done -= skip;
+        memcpy(up->out.base + up->out.off + up->out.len, (const char *)iov[i].iov_base + skip, len - skip);
+        up->out.len += (uint32_t)(len - skip);
+    }
+    up->wr_blocked = true;
+    return PT_AGAIN;
+}
+
