@@ -6,6 +6,7 @@
 #include "proxy/listen.h"
 #include "config/snapshot.h"
 #include "core/log.h"
+#include "route/route.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -174,6 +175,7 @@ static void before_sleep(struct pt_loop *loop, void *arg)
 static void *worker_main(void *arg)
 {
     struct pt_worker *w = arg;
+    pt_route_thread_init();
     pt_loop_set_hook(w->loop, before_sleep, w);
     pt_loop_run(w->loop);
     pt_accesslog_flush(w);

@@ -1,0 +1,98 @@
+/* Reloading: load every YAML file of the directory, compile, publish. A load whose files do not
+ * parse (YAML syntax errors) is refused whole and the last good snapshot stays, since a half-read
+ * file would silently drop its routes; invalid resources in files that parse are rejected alone
+ * and everything valid applies. The log line "snapshot N compiled in X ms" is read by bench/.
+ * Control thread only (main.c, sources/dirwatch.c, cluster/dns.c call it). */
+#include "config/reload.h"
+#include "config/compile.h"
+#include "config/load.h"
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "proxy/proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static struct {
+    struct pt_loop *loop;
+    const char *dir;
+    const struct pt_config_env *env;
+    int nworkers;
+    struct pt_timer timer;
+    struct pt_reload_stats stats;
+} rl;
+
+static void on_timer(struct pt_timer *t)
+{
+    pt_reload_now();
+}
+
+void pt_reload_init(struct pt_loop *loop, const char *dir, const struct pt_config_env *env, int nworkers)
+{
+    rl.loop = loop;
+    rl.dir = dir;
+    rl.env = env;
+    rl.nworkers = nworkers;
+    rl.timer.cb = on_timer;
+}
+
+void pt_reload_request(void *unused)
+{
+    if (!pt_timer_armed(&rl.timer))
+        pt_timer_arm(rl.loop, &rl.timer, 5);
+}
+
+static bool has_file_errors(const struct pt_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->entries[i].severity == PT_DIAG_ERROR && d->entries[i].object == NULL)
+            return true;
+    return false;
+}
+
+static void log_diag(const struct pt_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        const struct pt_diag_entry *e = &d->entries[i];
+        if (e->severity == PT_DIAG_ERROR)
+            pt_error("%s:%d: %s%s%s", e->origin.file ? e->origin.file : "-", e->origin.line,
+                     e->object ? e->object : "", e->object ? ": " : "", e->message);
+        else
+            pt_info("%s:%d: %s%snotice: %s", e->origin.file ? e->origin.file : "-", e->origin.line,
+                    e->object ? e->object : "", e->object ? ": " : "", e->message);
+    }
+}
+
+bool pt_reload_now(void)
+{
+    uint64_t t0 = pt_now_ms();
+    struct pt_resources *r = pt_config_load_dir(rl.dir, rl.env);
+    struct pt_snapshot *s;
+
+    pt_timer_cancel(&rl.timer);
+    if (has_file_errors(&r->diag) && pt_snapshot_current() != NULL) {
+        log_diag(&r->diag);
+        pt_error("configuration in %s has errors: keeping snapshot %lu", rl.dir,
+                 (unsigned long)rl.stats.generation);
+        rl.stats.failed++;
+        pt_resources_free(r);
+        return false;
+    }
+    s = pt_compile(r, rl.env, rl.nworkers, rl.stats.generation + 1, &r->diag);
+    log_diag(&r->diag);
+    rl.stats.generation++;
+    rl.stats.ok++;
+    rl.stats.last_ms = (double)(pt_now_ms() - t0);
+    pt_info("snapshot %lu compiled in %.1f ms (%zu mappings, %u clusters, %zu errors)",
+            (unsigned long)s->generation, rl.stats.last_ms, r->nmappings, s->nclusters, r->diag.nerrors);
+    pt_workers_publish(s);
+    pt_snapshot_set_current(s);
+    pt_resources_free(r);
+    return true;
+}
+
+const struct pt_reload_stats *pt_reload_stats(void)
+{
+    return &rl.stats;
+}

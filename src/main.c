@@ -1,0 +1,264 @@
+/* portico: the command line. `run` starts the workers and the control thread (this one), which
+ * owns configuration, DNS, signals and the admin server; `check` validates a directory without
+ * serving. Everything else lives in the modules. */
+#include "admin/admin.h"
+#include "cluster/dns.h"
+#include "config/load.h"
+#include "config/reload.h"
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "observe/metrics.h"
+#include "proxy/listen.h"
+#include "proxy/proxy.h"
+#include "route/route.h"
+#include "sources/dirwatch.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#ifndef PT_VERSION
+#define PT_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+    "usage: portico run --config DIR [options]\n"
+    "       portico run --kubernetes [options]\n"
+    "       portico check DIR\n"
+    "       portico --version | --help\n"
+    "\n"
+    "options:\n"
+    "  --config DIR          read every *.yaml/*.yml under DIR and watch it for changes\n"
+    "  --kubernetes          read resources from the Kubernetes API (not in this build yet)\n"
+    "  --admin-port N        admin server port (default 8877)\n"
+    "  --workers N           worker threads (default: one per CPU)\n"
+    "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+    "  --max-header-bytes N  request line + headers limit (default 61440)\n"
+    "  --max-headers N       header count limit (default 100)\n"
+    "  --idle-timeout-ms N   downstream keep-alive idle timeout (default 300000)\n"
+    "  --header-timeout-ms N time allowed for a request head (default 10000)\n"
+    "  --max-connections N   downstream connections per worker (default 100000)\n"
+    "\n"
+    "environment: AMBASSADOR_NAMESPACE, AMBASSADOR_ID, AMBASSADOR_SINGLE_NAMESPACE,\n"
+    "  AMBASSADOR_ISTIO_SECRET_DIR, AMBASSADOR_ENVOY_BASE_ID, AMBASSADOR_DRAIN_TIME\n";
+
+struct run_opts {
+    const char *config_dir;
+    bool kubernetes;
+    int admin_port;
+    int workers;
+};
+
+static struct {
+    struct pt_loop *loop;
+    struct pt_io sig_io;
+    struct pt_timer drain_timer;
+    uint64_t drain_deadline;
+    bool draining;
+} ctl;
+
+static int parse_uint(const char *s, const char *what, long min, long max, long *out)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < min || v > max) {
+        fprintf(stderr, "portico: %s: expected a number from %ld to %ld, got '%s'\n", what, min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void on_drain_tick(struct pt_timer *t)
+{
+    if (pt_workers_active() == 0 || pt_now_ms() >= ctl.drain_deadline) {
+        pt_loop_stop(ctl.loop);
+        return;
+    }
+    pt_timer_arm(ctl.loop, &ctl.drain_timer, 50);
+}
+
+static void on_signal(struct pt_io *io, uint32_t events)
+{
+    struct signalfd_siginfo si;
+
+    while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            pt_info("SIGHUP: reloading configuration");
+            pt_reload_now();
+            continue;
+        }
+        if (ctl.draining) {
+            pt_info("second signal: exiting now");
+            pt_loop_stop(ctl.loop);
+            return;
+        }
+        const char *dt = getenv("AMBASSADOR_DRAIN_TIME");
+        long secs = dt ? strtol(dt, NULL, 10) : 600;
+        if (secs < 0)
+            secs = 0;
+        pt_info("%s: draining (up to %ld s)", strsignal((int)si.ssi_signo), secs);
+        ctl.draining = true;
+        ctl.drain_deadline = pt_now_ms() + (uint64_t)secs * 1000;
+        pt_workers_drain();
+        ctl.drain_timer.cb = on_drain_tick;
+        pt_timer_arm(ctl.loop, &ctl.drain_timer, 10);
+    }
+}
+
+static int cmd_run(struct run_opts *o)
+{
+    static struct pt_config_env env;
+    sigset_t set;
+
+    if (o->kubernetes) {
+        fprintf(stderr, "portico: --kubernetes is not supported by this build yet; use --config DIR\n");
+        return 2;
+    }
+    if (o->config_dir == NULL) {
+        fprintf(stderr, "portico: run needs --config DIR\n%s", usage);
+        return 2;
+    }
+    if (access(o->config_dir, R_OK | X_OK) != 0) {
+        fprintf(stderr, "portico: cannot read configuration directory %s: %s\n", o->config_dir, strerror(errno));
+        return 2;
+    }
+    pt_config_env_from_environ(&env);
+    if (o->workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->workers = n > 0 ? (int)n : 1;
+    }
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask: signals come here */
+    signal(SIGPIPE, SIG_IGN);
+    if ((ctl.loop = pt_loop_new()) == NULL || pt_workers_start(o->workers) != 0) {
+        fprintf(stderr, "portico: cannot start workers\n");
+        return 1;
+    }
+    ctl.sig_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    ctl.sig_io.cb = on_signal;
+    pt_loop_add(ctl.loop, &ctl.sig_io, EPOLLIN);
+    if (pt_admin_start(ctl.loop, o->admin_port) != 0)
+        return 1;
+    pt_reload_init(ctl.loop, o->config_dir, &env, o->workers);
+    if (pt_dns_init(ctl.loop, pt_reload_request, NULL) != 0)
+        pt_warn("DNS resolver unavailable: services are resolved from IPs and Endpoints only");
+    if (pt_dirwatch_start(ctl.loop, o->config_dir, 20, pt_reload_request, NULL) != 0)
+        pt_warn("cannot watch %s: changes apply on SIGHUP only", o->config_dir);
+    pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
+            o->config_dir);
+    if (getenv("AMBASSADOR_ENVOY_BASE_ID"))
+        pt_debug("AMBASSADOR_ENVOY_BASE_ID=%s accepted (hot restart is not in this build)",
+                 getenv("AMBASSADOR_ENVOY_BASE_ID"));
+    pt_reload_now();
+    pt_loop_run(ctl.loop);
+    pt_workers_stop();
+    pt_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "kubernetes", no_argument, NULL, 'k' },
+        { "admin-port", required_argument, NULL, 'a' },
+        { "workers", required_argument, NULL, 'w' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "max-header-bytes", required_argument, NULL, 'B' },
+        { "max-headers", required_argument, NULL, 'H' },
+        { "idle-timeout-ms", required_argument, NULL, 'I' },
+        { "header-timeout-ms", required_argument, NULL, 'T' },
+        { "max-connections", required_argument, NULL, 'C' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'v' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct run_opts o = { .admin_port = 8877 };
+    const char *cmd = NULL;
+    long v;
+    int c;
+
+    if (argc >= 2 && argv[1][0] != '-') {
+        cmd = argv[1];
+        argv++;
+        argc--;
+    }
+    while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.config_dir = optarg; break;
+        case 'k': o.kubernetes = true; break;
+        case 'a':
+            if (parse_uint(optarg, "--admin-port", 1, 65535, &v)) return 2;
+            o.admin_port = (int)v;
+            break;
+        case 'w':
+            if (parse_uint(optarg, "--workers", 1, PT_MAX_WORKERS, &v)) return 2;
+            o.workers = (int)v;
+            break;
+        case 'l': {
+            enum pt_log_level lvl;
+            if (pt_log_parse_level(optarg, &lvl) != 0) {
+                fprintf(stderr, "portico: --log-level: expected debug, info, warn or error\n");
+                return 2;
+            }
+            pt_log_set_level(lvl);
+            break;
+        }
+        case 'B':
+            if (parse_uint(optarg, "--max-header-bytes", 1024, PT_MAX_HEAD_BYTES_DEFAULT, &v)) return 2;
+            pt_proxy_limits.max_head_bytes = (uint32_t)v;
+            break;
+        case 'H':
+            if (parse_uint(optarg, "--max-headers", 8, PT_MAX_HEADERS_DEFAULT, &v)) return 2;
+            pt_proxy_limits.max_headers = (uint32_t)v;
+            break;
+        case 'I':
+            if (parse_uint(optarg, "--idle-timeout-ms", 100, 86400000, &v)) return 2;
+            pt_proxy_limits.idle_timeout_ms = (uint32_t)v;
+            break;
+        case 'T':
+            if (parse_uint(optarg, "--header-timeout-ms", 100, 3600000, &v)) return 2;
+            pt_proxy_limits.header_timeout_ms = (uint32_t)v;
+            break;
+        case 'C':
+            if (parse_uint(optarg, "--max-connections", 1, 10000000, &v)) return 2;
+            pt_proxy_limits.max_connections = (uint32_t)v;
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'v': printf("portico %s\n", PT_VERSION); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (cmd == NULL) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(&o);
+    if (strcmp(cmd, "check") == 0) {
+        const char *dir = optind < argc ? argv[optind] : o.config_dir;
+        if (dir == NULL) {
+            fprintf(stderr, "portico: check needs a directory\n");
+            return 2;
+        }
+        return pt_config_check(dir, stdout);
+    }
+    if (strcmp(cmd, "version") == 0) {
+        printf("portico %s\n", PT_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "portico: unknown command '%s'\n%s", cmd, usage);
+    return 2;
+}
