@@ -1,0 +1,1209 @@
+/* The route table: compiles route specs (one per Mapping, from config/) into an immutable table
+ * and matches requests against it for the proxy, in O(path length) whatever the number of routes.
+ * Not here: hostname globs (glob.c), path rewriting (rewrite.c), Host binding and Emissary
+ * defaults such as rewrite "/" (config/).
+ *
+ * Ranking follows Emissary's route_weight, descending: precedence, prefix length, header weight,
+ * query weight, prefix, method, header keys, query keys; each weight is the sum over constraints
+ * of len(name) + len(value or "*") + 1 if regex, `host` counting as an ":authority" header and
+ * `method` as a ":method" one (a `hostname` glob does not count). Ties then go to the more specific
+ * host, exact before prefix, case-sensitive before not, then input order. Specs equal on every
+ * match key form one canary group, sorted into one group; group index == rank.
+ *
+ * Layout: literal prefixes live in two radix tries (case-sensitive, and lowercased for
+ * case_sensitive: false) stored as flat arrays. Each node lists the groups whose prefix ends there,
+ * by rank. Groups whose host is an exact name are filed instead in a hash keyed by (node, host),
+ * so 10,000 hosts on one prefix cost one probe. A match walks the path once per trie, and at each
+ * node takes the best-ranked group whose other constraints pass, skipping subtrees and lists that
+ * cannot beat the best so far; regex routes are a rank-ordered list tried only while they could
+ * still win. Nothing is allocated while matching. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "route/route.h"
+
+#define NONE UINT32_MAX
+#define ARENA_CHUNK (64 * 1024)
+#define HEADER_JOIN_MAX 4096 /* repeated headers joined beyond this never match a value */
+
+enum path_kind { PATH_REGEX, PATH_PREFIX, PATH_EXACT }; /* ascending specificity */
+enum host_kind { HOST_ANY, HOST_REGEX, HOST_GLOB };
+enum kv_kind { KV_PRESENT, KV_EXACT, KV_REGEX };
+enum kv_source { SRC_HEADER, SRC_AUTHORITY, SRC_METHOD, SRC_QUERY };
+
+/* One header or query-parameter constraint. */
+struct kv {
+    struct pt_str name; /* lowercased for headers */
+    struct pt_str value;
+    const pcre2_code *re;
+    uint8_t kind, source;
+};
+
+/* The match keys shared by the members of one canary group. */
+struct group {
+    uint8_t path_kind, host_kind;
+    const pcre2_code *path_re, *host_re, *method_re;
+    struct pt_hostglob glob;
+    struct pt_str method; /* ptr NULL: any method */
+    uint32_t kv_first, nkv;
+    uint32_t route_first, nroutes;
+    uint32_t total_share;
+};
+
+/* A radix-trie node. The label is the bytes of the edge into the node (the first one is the
+ * byte its parent dispatches on). cands[cand_off..] holds nprefix prefix groups, then nexact
+ * exact groups, each by rank. */
+struct node {
+    const char *label;
+    uint32_t label_len;
+    uint32_t child_off, nchild; /* into child_keys and child_nodes */
+    uint32_t cand_off, nprefix, nexact;
+    uint32_t min_rank; /* best rank in this subtree: stop walking when it cannot win */
+    uint8_t hashed;    /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
+};
+
+#define HASHED_PREFIX 0x01 /* prefix groups of this node keyed by exact host */
+#define HASHED_EXACT  0x02 /* exact-path groups of this node keyed by exact host */
+
+/* A host-index slot: the groups of one (node, exact?) that require host `host`. */
+struct host_slot {
+    uint32_t key; /* node * 2 + exact, NONE when empty */
+    uint32_t cand_off, ncand;
+    struct pt_str host; /* lowercased */
+};
+
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+struct pt_route_table {
+    struct group *groups;
+    uint32_t ngroups;
+    struct pt_route *routes;
+    uint32_t nroutes;
+    size_t naccepted;
+    struct kv *kvs;
+    uint32_t nkvs;
+    struct node *nodes;
+    uint32_t nnodes;
+    uint8_t *child_keys;
+    uint32_t *child_nodes;
+    uint32_t nchildren;
+    uint32_t *cands;
+    uint32_t ncands;
+    uint32_t root[2]; /* [0] case-sensitive trie, [1] lowercased trie; NONE when empty */
+    uint32_t *regex_groups;
+    uint32_t nregex;
+    struct host_slot *slots;
+    uint32_t slot_mask; /* slots has slot_mask + 1 entries; none when slots is NULL */
+    pcre2_code **codes;
+    size_t ncodes, capcodes;
+    struct chunk *chunks;
+};
+
+/* ---- memory owned by a table ---------------------------------------------------------------- */
+
+char *pt_route__strndup(struct pt_route_table *t, const char *s, size_t n)
+{
+    struct chunk *c = t->chunks;
+
+    if (c == NULL || c->cap - c->used < n + 1) {
+        size_t cap = n + 1 > ARENA_CHUNK ? n + 1 : ARENA_CHUNK;
+        c = pt_xmalloc(sizeof(*c) + cap);
+        c->used = 0;
+        c->cap = cap;
+        c->next = t->chunks;
+        t->chunks = c;
+    }
+    char *p = c->data + c->used;
+    if (n)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    c->used += n + 1;
+    return p;
+}
+
+static struct pt_str lower_dup(struct pt_route_table *t, const char *s, size_t n)
+{
+    char *p = pt_route__strndup(t, s, n);
+
+    for (size_t i = 0; i < n; i++)
+        p[i] = pt_lower(p[i]);
+    return pt_str_make(p, n);
+}
+
+static pthread_once_t mctx_once = PTHREAD_ONCE_INIT;
+static pcre2_match_context *mctx;
+
+/* The match limits bound backtracking on hostile paths (Envoy uses RE2, which cannot blow up). */
+static void mctx_init(void)
+{
+    mctx = pcre2_match_context_create(NULL);
+    if (mctx == NULL)
+        return;
+    pcre2_set_match_limit(mctx, 200000);
+    pcre2_set_depth_limit(mctx, 10000);
+    pcre2_set_heap_limit(mctx, 4096);
+}
+
+pcre2_code *pt_route__regex_compile(struct pt_route_table *t, const char *pattern,
+                                    uint32_t options, char *err, size_t errlen)
+{
+    int errcode;
+    PCRE2_SIZE erroff;
+    pcre2_code *code;
+
+    pthread_once(&mctx_once, mctx_init);
+    code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &errcode, &erroff,
+                         NULL);
+    if (code == NULL) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(errcode, msg, sizeof(msg));
+        snprintf(err, errlen, "invalid regex \"%s\": %s at offset %zu", pattern, (char *)msg,
+                 (size_t)erroff);
+        return NULL;
+    }
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* falls back to the interpreter on failure */
+    if (t->ncodes == t->capcodes) {
+        t->capcodes = t->capcodes ? 2 * t->capcodes : 16;
+        t->codes = pt_xrealloc(t->codes, t->capcodes * sizeof(*t->codes));
+    }
+    t->codes[t->ncodes++] = code;
+    return code;
+}
+
+static __thread pcre2_match_data *tls_match_data;
+
+pcre2_match_data *pt_route__match_data(void)
+{
+    if (PT_UNLIKELY(tls_match_data == NULL))
+        tls_match_data = pcre2_match_data_create(PT_ROUTE__MAX_GROUPS + 1, NULL);
+    return tls_match_data;
+}
+
+int pt_route_thread_init(void)
+{
+    return pt_route__match_data() ? 0 : PT_NOMEM;
+}
+
+void pt_route_thread_fini(void)
+{
+    pcre2_match_data_free(tls_match_data);
+    tls_match_data = NULL;
+}
+
+void pt_route_table_free(struct pt_route_table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->ncodes; i++)
+        pcre2_code_free(t->codes[i]);
+    while (t->chunks) {
+        struct chunk *next = t->chunks->next;
+        free(t->chunks);
+        t->chunks = next;
+    }
+    free(t->codes);
+    free(t->groups);
+    free(t->routes);
+    free(t->kvs);
+    free(t->nodes);
+    free(t->child_keys);
+    free(t->child_nodes);
+    free(t->cands);
+    free(t->regex_groups);
+    free(t->slots);
+    free(t);
+}
+
+size_t pt_route_table_size(const struct pt_route_table *t)
+{
+    return t->naccepted;
+}
+
+void *pt_route_action(const struct pt_route *r)
+{
+    return r->action;
+}
+
+size_t pt_route_spec_index(const struct pt_route *r)
+{
+    return r->spec_index;
+}
+
+/* ---- compiling specs -------------------------------------------------------------------------- */
+
+/* One accepted spec, normalised: the keys that rank and group it, and its route. */
+struct norm {
+    struct pt_route route;
+    uint8_t path_kind, host_kind;
+    bool ci;
+    bool host_set;       /* hostname or host given: an :authority header constraint is ignored */
+    bool host_from_host; /* the host constraint is `host`, which ranks as an :authority header */
+    bool method_regex;
+    int precedence;
+    struct pt_str prefix; /* as written (the regex source for regex routes) */
+    struct pt_str key;    /* trie key: the prefix, lowercased when ci */
+    struct pt_str host;   /* hostname glob or host, lowercased unless a regex; empty when any */
+    struct pt_str method; /* ptr NULL when any */
+    struct pt_hostglob glob;
+    const pcre2_code *path_re, *host_re, *method_re;
+    uint32_t kv_first, nhdr, nqp;
+    uint32_t hdr_weight, qp_weight;
+    int weight;
+};
+
+/* A trie entry: the group whose prefix (or exact path) is <key>. */
+struct tentry {
+    struct pt_str key;
+    uint32_t group;
+    uint8_t exact, hashed;
+};
+
+/* A distinct trie key and its entries. */
+struct tkey {
+    struct pt_str key;
+    uint32_t first, count;
+};
+
+/* A group filed in the host index under (node key, host). */
+struct hentry {
+    uint32_t key, group;
+    struct pt_str host;
+};
+
+struct builder {
+    struct pt_route_table *t;
+    const struct pt_route_spec *specs;
+    struct norm *norms;
+    uint32_t nnorms;
+    struct tentry *entries[2]; /* [0] case-sensitive trie, [1] lowercased trie */
+    uint32_t nentries[2];
+    struct hentry *hashed;
+    uint32_t nhashed;
+    char err[512];
+};
+
+__attribute__((format(printf, 2, 3))) static bool fail(struct builder *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(b->err, sizeof(b->err), fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* full_regex: compiles a regex that must match its whole subject (Envoy safe_regex). */
+static const pcre2_code *full_regex(struct builder *b, const char *what, const char *pattern)
+{
+    char msg[400];
+    const pcre2_code *re = pt_route__regex_compile(b->t, pattern, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                                   msg, sizeof(msg));
+
+    if (re == NULL)
+        fail(b, "%s: %.450s", what, msg);
+    return re;
+}
+
+static struct pt_str dup_str(struct builder *b, const char *s)
+{
+    size_t len = strlen(s);
+
+    return pt_str_make(pt_route__strndup(b->t, s, len), len);
+}
+
+static bool norm_path(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    if (s->prefix == NULL || s->prefix[0] == '\0')
+        return fail(b, "prefix is required");
+    if (strlen(s->prefix) > UINT16_MAX)
+        return fail(b, "prefix is longer than %d bytes", UINT16_MAX);
+    nm->prefix = dup_str(b, s->prefix);
+    nm->precedence = s->precedence;
+    nm->route._matched_len = PT_ROUTE__WHOLE_PATH;
+    if (s->prefix_regex) {
+        nm->path_kind = PATH_REGEX; /* case_sensitive does not apply, as in Envoy */
+        nm->path_re = full_regex(b, "prefix_regex", s->prefix);
+        return nm->path_re != NULL;
+    }
+    nm->path_kind = s->prefix_exact ? PATH_EXACT : PATH_PREFIX;
+    nm->ci = !s->case_sensitive;
+    nm->key = nm->ci ? lower_dup(b->t, s->prefix, nm->prefix.len) : nm->prefix;
+    if (nm->path_kind == PATH_PREFIX)
+        nm->route._matched_len = (uint32_t)nm->prefix.len;
+    return true;
+}
+
+static bool norm_hostname(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    nm->host = lower_dup(b->t, s->hostname, strlen(s->hostname));
+    pt_hostglob__parse(nm->host.ptr, nm->host.len, &nm->glob);
+    if (nm->glob.kind == PT_HOSTGLOB_INVALID)
+        return fail(b, "hostname \"%.200s\": '*' may only be the first or the last character, "
+                    "and a hostname cannot start with '.'", s->hostname);
+    if (nm->glob.kind == PT_HOSTGLOB_ANY) {
+        nm->host = (struct pt_str){ 0 };
+        return true;
+    }
+    nm->host_kind = HOST_GLOB;
+    return true;
+}
+
+/* norm_host: the host constraint. hostname (a glob) wins over host (exact or regex), which wins
+ * over an :authority header constraint, as in Emissary. */
+static bool norm_host(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    nm->host_kind = HOST_ANY;
+    if (s->hostname != NULL && s->hostname[0] != '\0') {
+        nm->host_set = true;
+        return norm_hostname(b, s, nm);
+    }
+    if (s->host == NULL || s->host[0] == '\0')
+        return true;
+    nm->host_set = nm->host_from_host = true;
+    nm->hdr_weight += (uint32_t)(strlen(":authority") + strlen(s->host) + s->host_regex);
+    if (s->host_regex) {
+        nm->host = dup_str(b, s->host);
+        nm->host_kind = HOST_REGEX;
+        nm->host_re = full_regex(b, "host_regex", s->host);
+        return nm->host_re != NULL;
+    }
+    if (strchr(s->host, '*') != NULL)
+        return fail(b, "host \"%.200s\": '*' is not allowed in an exact host (use hostname for "
+                    "a glob)", s->host);
+    nm->host = lower_dup(b->t, s->host, strlen(s->host));
+    pt_hostglob__parse(nm->host.ptr, nm->host.len, &nm->glob);
+    if (nm->glob.kind != PT_HOSTGLOB_EXACT)
+        return fail(b, "host \"%.200s\" cannot start with '.'", s->host);
+    nm->host_kind = HOST_GLOB;
+    return true;
+}
+
+static bool norm_method(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    if (s->method == NULL || s->method[0] == '\0')
+        return true;
+    nm->method = dup_str(b, s->method);
+    nm->method_regex = s->method_regex;
+    nm->hdr_weight += (uint32_t)(strlen(":method") + nm->method.len + s->method_regex);
+    if (!s->method_regex)
+        return true;
+    nm->method_re = full_regex(b, "method_regex", s->method);
+    return nm->method_re != NULL;
+}
+
+static enum kv_source header_source(struct pt_str lname)
+{
+    if (pt_str_eq(lname, PT_STR_LIT(":authority")) || pt_str_eq(lname, PT_STR_LIT("host")))
+        return SRC_AUTHORITY;
+    if (pt_str_eq(lname, PT_STR_LIT(":method")))
+        return SRC_METHOD;
+    return SRC_HEADER;
+}
+
+/* add_kv: appends one header (<header>) or query-parameter constraint of <nm> to the table's kvs,
+ * and its Emissary length to <weight>. */
+static bool add_kv(struct builder *b, const struct pt_match_kv *m, bool header, struct norm *nm,
+                   uint32_t *weight)
+{
+    const char *what = header ? "header" : "query parameter";
+    struct kv *kv = &b->t->kvs[b->t->nkvs];
+
+    if (m->name == NULL || m->name[0] == '\0')
+        return fail(b, "%s without a name", what);
+    if (m->regex && m->value == NULL)
+        return fail(b, "%s %.200s: a regex match needs a value", what, m->name);
+    *kv = (struct kv){ .source = SRC_QUERY, .kind = KV_PRESENT };
+    kv->name = header ? lower_dup(b->t, m->name, strlen(m->name)) : dup_str(b, m->name);
+    if (header)
+        kv->source = header_source(kv->name);
+    if (kv->source == SRC_AUTHORITY && nm->host_set)
+        return true; /* hostname/host win over an :authority header */
+    if (m->value != NULL) {
+        kv->value = dup_str(b, m->value);
+        kv->kind = m->regex ? KV_REGEX : KV_EXACT;
+    }
+    if (m->regex) {
+        char what_name[256];
+        snprintf(what_name, sizeof(what_name), "%s %.200s", what, m->name);
+        if ((kv->re = full_regex(b, what_name, m->value)) == NULL)
+            return false;
+    }
+    *weight += (uint32_t)(kv->name.len + (m->value ? kv->value.len : 1) + m->regex);
+    b->t->nkvs++;
+    return true;
+}
+
+static int cmp_kv_q(const void *a, const void *b);
+
+static bool norm_kvs(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    struct pt_route_table *t = b->t;
+
+    nm->kv_first = t->nkvs;
+    for (size_t i = 0; i < s->nheaders; i++)
+        if (!add_kv(b, &s->headers[i], true, nm, &nm->hdr_weight))
+            return false;
+    nm->nhdr = t->nkvs - nm->kv_first;
+    for (size_t i = 0; i < s->nquery_parameters; i++)
+        if (!add_kv(b, &s->query_parameters[i], false, nm, &nm->qp_weight))
+            return false;
+    nm->nqp = t->nkvs - nm->kv_first - nm->nhdr;
+    /* Canonical order, so that the same constraints written in another order group together. */
+    qsort(t->kvs + nm->kv_first, nm->nhdr, sizeof(struct kv), cmp_kv_q);
+    qsort(t->kvs + nm->kv_first + nm->nhdr, nm->nqp, sizeof(struct kv), cmp_kv_q);
+    return true;
+}
+
+static bool norm_rest(struct builder *b, const struct pt_route_spec *s, struct norm *nm)
+{
+    if (s->weight < -1 || s->weight > 100)
+        return fail(b, "weight %d is invalid (0..100, or -1 for unset)", s->weight);
+    nm->weight = s->weight;
+    return pt_route__rewrite_setup(b->t, &nm->route, s, b->err, sizeof(b->err)) == 0;
+}
+
+/* norm_spec: validates and normalises spec <i> into <nm>; on failure, undoes what it added to
+ * the table (but for a few arena bytes) and leaves the reason in b->err. */
+static bool norm_spec(struct builder *b, uint32_t i, struct norm *nm)
+{
+    const struct pt_route_spec *s = &b->specs[i];
+    struct pt_route_table *t = b->t;
+    size_t codes_mark = t->ncodes;
+    uint32_t kv_mark = t->nkvs;
+
+    *nm = (struct norm){ .route = { .action = s->action, .spec_index = i } };
+    if (norm_path(b, s, nm) && norm_host(b, s, nm) && norm_method(b, s, nm) &&
+        norm_kvs(b, s, nm) && norm_rest(b, s, nm))
+        return true;
+    while (t->ncodes > codes_mark)
+        pcre2_code_free(t->codes[--t->ncodes]);
+    t->nkvs = kv_mark;
+    return false;
+}
+
+/* ---- ranking ---------------------------------------------------------------------------------- */
+
+static int cmp_bytes(struct pt_str a, struct pt_str b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+/* cmp_pieces: compares the concatenations of <na> slices <a> and <nb> slices <b>. */
+static int cmp_pieces(const struct pt_str *a, size_t na, const struct pt_str *b, size_t nb)
+{
+    size_t ia = 0, oa = 0, ib = 0, ob = 0;
+
+    for (;;) {
+        while (ia < na && oa == a[ia].len)
+            ia++, oa = 0;
+        while (ib < nb && ob == b[ib].len)
+            ib++, ob = 0;
+        if (ia == na || ib == nb)
+            return (ia < na) - (ib < nb);
+        unsigned char ca = (unsigned char)a[ia].ptr[oa++], cb = (unsigned char)b[ib].ptr[ob++];
+        if (ca != cb)
+            return ca < cb ? -1 : 1;
+    }
+}
+
+/* cmp_kv: orders constraints by Emissary's key "name-value" ("*" for presence), then kind. */
+static int cmp_kv(const struct kv *a, const struct kv *b)
+{
+    struct pt_str pa[3] = { a->name, PT_STR_LIT("-"), a->value.ptr ? a->value : PT_STR_LIT("*") };
+    struct pt_str pb[3] = { b->name, PT_STR_LIT("-"), b->value.ptr ? b->value : PT_STR_LIT("*") };
+    int c = cmp_pieces(pa, 3, pb, 3);
+
+    return c ? c : (int)a->kind - (int)b->kind;
+}
+
+static int cmp_kv_q(const void *a, const void *b)
+{
+    return cmp_kv(a, b);
+}
+
+static int cmp_kv_lists(const struct kv *a, uint32_t na, const struct kv *b, uint32_t nb)
+{
+    for (uint32_t i = 0; i < na && i < nb; i++) {
+        int c = cmp_kv(&a[i], &b[i]);
+        if (c)
+            return c;
+    }
+    return (na > nb) - (na < nb);
+}
+
+static int host_specificity(const struct norm *n)
+{
+    if (n->host_kind == HOST_GLOB)
+        return n->glob.kind == PT_HOSTGLOB_EXACT ? 3 : 2;
+    return n->host_kind == HOST_REGEX ? 1 : 0;
+}
+
+#define DESC(x, y)                          \
+    do {                                    \
+        if ((x) != (y))                     \
+            return (x) > (y) ? -1 : 1;      \
+    } while (0)
+
+/* cmp_tiebreak: what Emissary leaves to chance: the more specific host first, then exact before
+ * prefix before regex, case-sensitive first, a set method first. */
+static int cmp_tiebreak(const struct norm *a, const struct norm *b)
+{
+    int c;
+
+    DESC(host_specificity(a), host_specificity(b));
+    DESC(a->host.len, b->host.len);
+    if ((c = cmp_bytes(a->host, b->host)) != 0)
+        return c;
+    DESC(a->host_from_host, b->host_from_host);
+    DESC(a->path_kind, b->path_kind);
+    DESC(!a->ci, !b->ci);
+    DESC(a->method.ptr != NULL, b->method.ptr != NULL);
+    DESC(!a->method_regex, !b->method_regex);
+    return 0;
+}
+
+/* cmp_group_key: Emissary's route_weight, descending, then cmp_tiebreak(). Zero iff <a> and <b>
+ * have the same match keys, i.e. belong to the same canary group. */
+static int cmp_group_key(const struct norm *a, const struct norm *b, const struct kv *kvs)
+{
+    struct pt_str ma = a->method.ptr ? a->method : PT_STR_LIT("GET");
+    struct pt_str mb = b->method.ptr ? b->method : PT_STR_LIT("GET");
+    int c;
+
+    DESC(a->precedence, b->precedence);
+    DESC(a->prefix.len, b->prefix.len);
+    DESC(a->hdr_weight, b->hdr_weight);
+    DESC(a->qp_weight, b->qp_weight);
+    if ((c = cmp_bytes(a->prefix, b->prefix)) != 0)
+        return -c;
+    if ((c = cmp_bytes(ma, mb)) != 0)
+        return -c;
+    if ((c = cmp_kv_lists(kvs + a->kv_first, a->nhdr, kvs + b->kv_first, b->nhdr)) != 0)
+        return -c;
+    c = cmp_kv_lists(kvs + a->kv_first + a->nhdr, a->nqp, kvs + b->kv_first + b->nhdr, b->nqp);
+    if (c != 0)
+        return -c;
+    return cmp_tiebreak(a, b);
+}
+
+static int cmp_norm(const void *pa, const void *pb, void *ctx)
+{
+    const struct norm *a = pa, *b = pb;
+    int c = cmp_group_key(a, b, ctx);
+
+    return c ? c : (a->route.spec_index > b->route.spec_index) - (a->route.spec_index <
+                                                                   b->route.spec_index);
+}
+
+/* ---- groups ----------------------------------------------------------------------------------- */
+
+/* share_members: gives each member of <nm>[0..n) its cumulative canary share and returns the
+ * total. Weighted members get their weight; unweighted ones split what the weighted leave of 100
+ * (nothing when they take 100 or more). A member is picked with probability share / total, so
+ * weights summing to more (or, without unweighted members, less) than 100 act as proportions. */
+static uint32_t share_members(struct norm *nm, uint32_t n)
+{
+    uint32_t weighted = 0, nunweighted = 0, remainder, cum = 0, k = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (nm[i].weight >= 0)
+            weighted += (uint32_t)nm[i].weight;
+        else
+            nunweighted++;
+    }
+    remainder = weighted < 100 ? 100 - weighted : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (nm[i].weight >= 0) {
+            cum += (uint32_t)nm[i].weight;
+        } else {
+            cum += remainder / nunweighted + (k < remainder % nunweighted);
+            k++;
+        }
+        nm[i].route._share_end = cum;
+    }
+    return cum;
+}
+
+static void add_entry(struct builder *b, const struct norm *nm, uint32_t gi)
+{
+    int trie = nm->ci;
+    bool hashed = nm->host_kind == HOST_GLOB && nm->glob.kind == PT_HOSTGLOB_EXACT &&
+                  !nm->glob.has_port;
+
+    b->entries[trie][b->nentries[trie]++] = (struct tentry){
+        .key = nm->key, .group = gi, .exact = nm->path_kind == PATH_EXACT, .hashed = hashed,
+    };
+}
+
+/* add_group: makes the canary group of <nm>[0..n), which share their match keys. A group whose
+ * members all weigh 0 never receives traffic and is left out. */
+static void add_group(struct builder *b, struct norm *nm, uint32_t n)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t total = share_members(nm, n);
+
+    if (total == 0)
+        return;
+    uint32_t gi = t->ngroups++;
+    t->groups[gi] = (struct group){
+        .path_kind = nm->path_kind, .host_kind = nm->host_kind,
+        .path_re = nm->path_re, .host_re = nm->host_re, .method_re = nm->method_re,
+        .glob = nm->glob, .method = nm->method,
+        .kv_first = nm->kv_first, .nkv = nm->nhdr + nm->nqp,
+        .route_first = t->nroutes, .nroutes = n, .total_share = total,
+    };
+    for (uint32_t i = 0; i < n; i++)
+        t->routes[t->nroutes++] = nm[i].route;
+    if (nm->path_kind == PATH_REGEX)
+        t->regex_groups[t->nregex++] = gi;
+    else
+        add_entry(b, nm, gi);
+}
+
+static void make_groups(struct builder *b)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t n = b->nnorms;
+
+    t->groups = pt_xcalloc(n, sizeof(*t->groups));
+    t->routes = pt_xcalloc(n, sizeof(*t->routes));
+    t->regex_groups = pt_xcalloc(n, sizeof(*t->regex_groups));
+    b->entries[0] = pt_xcalloc(n, sizeof(struct tentry));
+    b->entries[1] = pt_xcalloc(n, sizeof(struct tentry));
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && cmp_group_key(&b->norms[i], &b->norms[j], t->kvs) == 0; j++)
+            ;
+        add_group(b, &b->norms[i], j - i);
+    }
+}
+
+/* ---- tries ------------------------------------------------------------------------------------ */
+
+static int cmp_tentry(const void *pa, const void *pb)
+{
+    const struct tentry *a = pa, *b = pb;
+    int c = cmp_bytes(a->key, b->key);
+
+    if (c == 0)
+        c = (int)a->exact - (int)b->exact;
+    return c ? c : (a->group > b->group) - (a->group < b->group);
+}
+
+/* attach: files the entries of key <k> at node <ni>: generic ones in cands (prefix ones first,
+ * then exact ones; each by rank since the entries are sorted so), exact-host ones in b->hashed. */
+static void attach(struct builder *b, struct node *nd, uint32_t ni, const struct tentry *e,
+                   const struct tkey *k)
+{
+    struct pt_route_table *t = b->t;
+
+    nd->cand_off = t->ncands;
+    for (uint32_t i = k->first; i < k->first + k->count; i++) {
+        const struct tentry *en = &e[i];
+        if (en->group < nd->min_rank)
+            nd->min_rank = en->group;
+        if (en->hashed) {
+            b->hashed[b->nhashed++] = (struct hentry){
+                .key = ni * 2 + en->exact, .group = en->group, .host = t->groups[en->group].glob.lit,
+            };
+            nd->hashed |= en->exact ? HASHED_EXACT : HASHED_PREFIX;
+            continue;
+        }
+        t->cands[t->ncands++] = en->group;
+        if (en->exact)
+            nd->nexact++;
+        else
+            nd->nprefix++;
+    }
+}
+
+static uint32_t common_prefix(struct pt_str a, struct pt_str b, uint32_t from)
+{
+    uint32_t n = (uint32_t)(a.len < b.len ? a.len : b.len), i = from;
+
+    while (i < n && a.ptr[i] == b.ptr[i])
+        i++;
+    return i;
+}
+
+/* trie_node: builds the node for the sorted distinct keys [lo, hi), which share their first
+ * <depth> bytes, and its subtree; returns its index. Recursion depth is at most the number of
+ * branching nodes on one key, so a few hundred bytes per prefix byte at worst. */
+static uint32_t trie_node(struct builder *b, const struct tentry *e, const struct tkey *keys,
+                          uint32_t lo, uint32_t hi, uint32_t depth)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t len = common_prefix(keys[lo].key, keys[hi - 1].key, depth);
+    uint32_t ni = t->nnodes++, i = lo, c = 0;
+    struct node nd = { .label = keys[lo].key.ptr + depth, .label_len = len - depth,
+                       .min_rank = NONE };
+
+    if (keys[lo].key.len == len)
+        attach(b, &nd, ni, e, &keys[i++]);
+    for (uint32_t j = i; j < hi; nd.nchild++) {
+        char byte = keys[j].key.ptr[len];
+        while (j < hi && keys[j].key.ptr[len] == byte)
+            j++;
+    }
+    nd.child_off = t->nchildren;
+    t->nchildren += nd.nchild;
+    while (i < hi) {
+        char byte = keys[i].key.ptr[len];
+        uint32_t j = i + 1;
+        while (j < hi && keys[j].key.ptr[len] == byte)
+            j++;
+        uint32_t child = trie_node(b, e, keys, i, j, len);
+        t->child_keys[nd.child_off + c] = (uint8_t)byte;
+        t->child_nodes[nd.child_off + c++] = child;
+        if (t->nodes[child].min_rank < nd.min_rank)
+            nd.min_rank = t->nodes[child].min_rank;
+        i = j;
+    }
+    t->nodes[ni] = nd;
+    return ni;
+}
+
+static uint32_t build_trie(struct builder *b, struct tentry *e, uint32_t n)
+{
+    struct tkey *keys;
+    uint32_t nkeys = 0, root;
+
+    if (n == 0)
+        return NONE;
+    qsort(e, n, sizeof(*e), cmp_tentry);
+    keys = pt_xmalloc(n * sizeof(*keys));
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pt_str_eq(e[i].key, e[j].key); j++)
+            ;
+        keys[nkeys++] = (struct tkey){ .key = e[i].key, .first = i, .count = j - i };
+    }
+    root = trie_node(b, e, keys, 0, nkeys, 0);
+    free(keys);
+    return root;
+}
+
+/* ---- host index ------------------------------------------------------------------------------- */
+
+static uint64_t host_hash(struct pt_str host)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < host.len; i++)
+        h = (h ^ (uint8_t)pt_lower(host.ptr[i])) * 0x100000001b3ull;
+    return h;
+}
+
+static uint32_t slot_hash(uint64_t hh, uint32_t key)
+{
+    uint64_t x = hh ^ ((uint64_t)key * 0x9e3779b97f4a7c15ull);
+
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 29;
+    return (uint32_t)x;
+}
+
+static int cmp_hentry(const void *pa, const void *pb)
+{
+    const struct hentry *a = pa, *b = pb;
+    int c;
+
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    if ((c = cmp_bytes(a->host, b->host)) != 0)
+        return c;
+    return (a->group > b->group) - (a->group < b->group);
+}
+
+static void insert_slot(struct pt_route_table *t, const struct host_slot *s)
+{
+    uint32_t i = slot_hash(host_hash(s->host), s->key) & t->slot_mask;
+
+    while (t->slots[i].key != NONE)
+        i = (i + 1) & t->slot_mask;
+    t->slots[i] = *s;
+}
+
+/* build_host_index: one slot per (node key, host), its groups by rank in cands; the table is at
+ * most half full so that probes stay short. */
+static void build_host_index(struct builder *b)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t n = b->nhashed, nslots = 0, cap = 16;
+
+    if (n == 0)
+        return;
+    qsort(b->hashed, n, sizeof(*b->hashed), cmp_hentry);
+    for (uint32_t i = 0; i < n; i++)
+        nslots += i == 0 || b->hashed[i].key != b->hashed[i - 1].key ||
+                  !pt_str_eq(b->hashed[i].host, b->hashed[i - 1].host);
+    while (cap < 2 * nslots)
+        cap *= 2;
+    t->slots = pt_xmalloc(cap * sizeof(*t->slots));
+    t->slot_mask = cap - 1;
+    for (uint32_t i = 0; i < cap; i++)
+        t->slots[i].key = NONE;
+    for (uint32_t i = 0, j; i < n; i = j) {
+        struct host_slot s = { .key = b->hashed[i].key, .cand_off = t->ncands,
+                               .host = b->hashed[i].host };
+        for (j = i; j < n && b->hashed[j].key == s.key && pt_str_eq(b->hashed[j].host, s.host); j++)
+            t->cands[t->ncands++] = b->hashed[j].group;
+        s.ncand = j - i;
+        insert_slot(t, &s);
+    }
+}
+
+static void build_index(struct builder *b)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t n = b->nentries[0] + b->nentries[1];
+
+    /* A radix trie over k keys has at most 2k nodes, and each entry sits in one list. */
+    t->nodes = pt_xcalloc(2 * n + 2, sizeof(*t->nodes));
+    t->child_keys = pt_xcalloc(2 * n + 2, sizeof(*t->child_keys));
+    t->child_nodes = pt_xcalloc(2 * n + 2, sizeof(*t->child_nodes));
+    t->cands = pt_xcalloc(n + 1, sizeof(*t->cands));
+    b->hashed = pt_xcalloc(n + 1, sizeof(*b->hashed));
+    t->root[0] = build_trie(b, b->entries[0], b->nentries[0]);
+    t->root[1] = build_trie(b, b->entries[1], b->nentries[1]);
+    build_host_index(b);
+}
+
+static void build_free(struct builder *b)
+{
+    free(b->norms);
+    free(b->entries[0]);
+    free(b->entries[1]);
+    free(b->hashed);
+}
+
+struct pt_route_table *pt_route_table_build_partial(const struct pt_route_spec *specs, size_t n,
+                                                    pt_route_reject_cb on_reject, void *ctx)
+{
+    struct pt_route_table *t = pt_xcalloc(1, sizeof(*t));
+    struct builder b = { .t = t, .specs = specs };
+    size_t nkvs = 0;
+
+    t->root[0] = t->root[1] = NONE;
+    for (size_t i = 0; i < n; i++)
+        nkvs += specs[i].nheaders + specs[i].nquery_parameters;
+    t->kvs = pt_xcalloc(nkvs + 1, sizeof(*t->kvs));
+    b.norms = pt_xcalloc(n + 1, sizeof(*b.norms));
+    for (size_t i = 0; i < n; i++) {
+        bool ok = i < (UINT32_MAX >> 3) ? norm_spec(&b, (uint32_t)i, &b.norms[b.nnorms])
+                                        : fail(&b, "too many routes");
+        if (ok)
+            b.nnorms++;
+        else if (on_reject != NULL)
+            on_reject(ctx, i, b.err);
+    }
+    t->naccepted = b.nnorms;
+    qsort_r(b.norms, b.nnorms, sizeof(*b.norms), cmp_norm, t->kvs);
+    make_groups(&b);
+    build_index(&b);
+    build_free(&b);
+    return t;
+}
+
+struct first_error {
+    char *buf;
+    size_t len;
+    bool failed;
+};
+
+static void keep_first_error(void *ctx, size_t spec_index, const char *message)
+{
+    struct first_error *fe = ctx;
+
+    if (fe->failed)
+        return;
+    fe->failed = true;
+    if (fe->len > 0)
+        snprintf(fe->buf, fe->len, "spec %zu: %s", spec_index, message);
+}
+
+struct pt_route_table *pt_route_table_build(const struct pt_route_spec *specs, size_t n, char *err,
+                                            size_t errlen)
+{
+    struct first_error fe = { .buf = err, .len = errlen };
+    struct pt_route_table *t = pt_route_table_build_partial(specs, n, keep_first_error, &fe);
+
+    if (fe.failed) {
+        pt_route_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- matching --------------------------------------------------------------------------------- */
+
+/* The state of one match: the request, and the best-ranked passing group found so far. */
+struct match {
+    const struct pt_route_table *t;
+    const struct pt_route_req *req;
+    struct pt_str path; /* req->path, never with a NULL ptr */
+    struct pt_str host; /* the authority without its port */
+    uint64_t host_hash;
+    uint32_t best; /* group index (== rank), NONE while nothing matched */
+};
+
+enum value_state { VAL_ABSENT, VAL_PRESENT, VAL_TOO_LONG };
+
+static bool full_match(const pcre2_code *re, struct pt_str s)
+{
+    pcre2_match_data *md = pt_route__match_data();
+
+    /* >= 0: a return of 0 means a match with more groups than the ovector holds */
+    return md != NULL &&
+           pcre2_match(re, (PCRE2_SPTR)(s.ptr ? s.ptr : ""), s.len, 0, 0, md, mctx) >= 0;
+}
+
+/* header_value: the value of header <name> in <req>, repeated headers joined with ',' into <buf>
+ * (HEADER_JOIN_MAX bytes) as Envoy joins them for matching. */
+static enum value_state header_value(const struct pt_route_req *req, struct pt_str name, char *buf,
+                                     struct pt_str *out)
+{
+    size_t found = 0, n = 0;
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        struct pt_str v = req->headers[i].value;
+        if (!pt_str_caseeq(req->headers[i].name, name))
+            continue;
+        if (found++ == 0) {
+            *out = v;
+            continue;
+        }
+        if (found == 2) {
+            if (out->len > HEADER_JOIN_MAX)
+                return VAL_TOO_LONG;
+            memcpy(buf, out->ptr, out->len);
+            n = out->len;
+        }
+        if (n + 1 + v.len > HEADER_JOIN_MAX)
+            return VAL_TOO_LONG;
+        buf[n++] = ',';
+        if (v.len)
+            memcpy(buf + n, v.ptr, v.len);
+        n += v.len;
+        *out = pt_str_make(buf, n);
+    }
+    return found ? VAL_PRESENT : VAL_ABSENT;
+}
+
+/* query_value: the raw value of the first query parameter named <name> ("" for "a" or "a="). */
+static enum value_state query_value(struct pt_str q, struct pt_str name, struct pt_str *out)
+{
+    const char *p = q.ptr, *end = q.ptr + q.len;
+
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        size_t nlen = (size_t)((eq ? eq : e) - p);
+        if (nlen == name.len && memcmp(p, name.ptr, nlen) == 0) {
+            *out = eq ? pt_str_make(eq + 1, (size_t)(e - eq - 1)) : (struct pt_str){ 0 };
+            return VAL_PRESENT;
+        }
+        if (amp == NULL)
+            break;
+        p = amp + 1;
+    }
+    return VAL_ABSENT;
+}
+
+static bool kv_ok(const struct match *m, const struct kv *kv)
+{
+    const struct pt_route_req *req = m->req;
+    char buf[HEADER_JOIN_MAX];
+    struct pt_str v = { 0 };
+    enum value_state st;
+
+    switch (kv->source) {
+    case SRC_AUTHORITY:
+        v = req->authority;
+        st = v.len ? VAL_PRESENT : VAL_ABSENT;
+        break;
+    case SRC_METHOD:
+        v = req->method;
+        st = v.len ? VAL_PRESENT : VAL_ABSENT;
+        break;
+    case SRC_QUERY:
+        st = query_value(req->query, kv->name, &v);
+        break;
+    default:
+        st = header_value(req, kv->name, buf, &v);
+        break;
+    }
+    if (st == VAL_ABSENT)
+        return false;
+    if (kv->kind == KV_PRESENT)
+        return true;
+    if (st == VAL_TOO_LONG)
+        return false;
+    return kv->kind == KV_EXACT ? pt_str_eq(v, kv->value) : full_match(kv->re, v);
+}
+
+static bool host_ok(const struct match *m, const struct group *g)
+{
+    struct pt_str authority = m->req->authority;
+
+    switch (g->host_kind) {
+    case HOST_GLOB:
+        return pt_hostglob__test(&g->glob, g->glob.has_port ? authority : m->host);
+    case HOST_REGEX:
+        return full_match(g->host_re, authority) ||
+               (m->host.len != authority.len && full_match(g->host_re, m->host));
+    default:
+        return true;
+    }
+}
+
+/* group_ok: whether the request meets every constraint of group <gi> but the path. */
+static bool group_ok(const struct match *m, uint32_t gi)
+{
+    const struct group *g = &m->t->groups[gi];
+
+    if (!host_ok(m, g))
+        return false;
+    if (g->method.ptr != NULL && !(g->method_re ? full_match(g->method_re, m->req->method)
+                                                : pt_str_eq(g->method, m->req->method)))
+        return false;
+    for (uint32_t i = 0; i < g->nkv; i++)
+        if (!kv_ok(m, &m->t->kvs[g->kv_first + i]))
+            return false;
+    return true;
+}
+
+static const struct host_slot *find_slot(const struct match *m, uint32_t key)
+{
+    const struct pt_route_table *t = m->t;
+
+    for (uint32_t i = slot_hash(m->host_hash, key) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        const struct host_slot *s = &t->slots[i];
+        if (s->key == NONE)
+            return NULL;
+        if (s->key == key && pt_str_caseeq(s->host, m->host))
+            return s;
+    }
+}
+
+/* consider: the groups of node <ni> whose path matched (its prefix groups, or its exact ones
+ * when <exact>), plus those filed under the request's host, merged by rank; the first that beats
+ * the best so far and passes becomes the best. */
+static void consider(struct match *m, uint32_t ni, bool exact)
+{
+    const struct pt_route_table *t = m->t;
+    const struct node *nd = &t->nodes[ni];
+    const uint32_t *a = t->cands + nd->cand_off + (exact ? nd->nprefix : 0), *h = NULL;
+    uint32_t na = exact ? nd->nexact : nd->nprefix, nh = 0, i = 0, j = 0;
+
+    if (nd->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
+        const struct host_slot *s = find_slot(m, ni * 2 + exact);
+        if (s != NULL) {
+            h = t->cands + s->cand_off;
+            nh = s->ncand;
+        }
+    }
+    for (;;) {
+        uint32_t ga = i < na ? a[i] : NONE, gh = j < nh ? h[j] : NONE;
+        uint32_t g = ga < gh ? ga : gh;
+        if (g >= m->best)
+            return;
+        if (group_ok(m, g)) {
+            m->best = g;
+            return;
+        }
+        if (ga < gh)
+            i++;
+        else
+            j++;
+    }
+}
+
+static bool label_eq(const char *label, const char *p, uint32_t n, bool fold)
+{
+    if (!fold)
+        return n == 0 || memcmp(label, p, n) == 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (label[i] != pt_lower(p[i]))
+            return false;
+    return true;
+}
+
+/* walk: follows the path down the trie from <ni> (lowercasing it when <fold>), considering the
+ * groups of every node whose prefix the path has, until the path leaves the trie or no group
+ * below can beat the best so far. */
+static void walk(struct match *m, uint32_t ni, bool fold)
+{
+    const struct pt_route_table *t = m->t;
+    struct pt_str path = m->path;
+    size_t pos = 0;
+
+    while (ni != NONE) {
+        const struct node *nd = &t->nodes[ni];
+        if (nd->min_rank >= m->best || nd->label_len > path.len - pos ||
+            !label_eq(nd->label, path.ptr + pos, nd->label_len, fold))
+            return;
+        pos += nd->label_len;
+        if (nd->nprefix || (nd->hashed & HASHED_PREFIX))
+            consider(m, ni, false);
+        if (pos == path.len) {
+            if (nd->nexact || (nd->hashed & HASHED_EXACT))
+                consider(m, ni, true);
+            return;
+        }
+        const uint8_t *keys = t->child_keys + nd->child_off;
+        uint8_t c = (uint8_t)(fold ? pt_lower(path.ptr[pos]) : path.ptr[pos]);
+        const uint8_t *k = nd->nchild ? memchr(keys, c, nd->nchild) : NULL;
+        ni = k ? t->child_nodes[nd->child_off + (uint32_t)(k - keys)] : NONE;
+    }
+}
+
+static const struct pt_route *pick_member(const struct pt_route_table *t, const struct group *g,
+                                          uint32_t rnd)
+{
+    const struct pt_route *r = t->routes + g->route_first;
+    uint32_t x;
+
+    if (g->nroutes == 1)
+        return r;
+    x = rnd % g->total_share;
+    for (uint32_t i = 0; i + 1 < g->nroutes; i++)
+        if (x < r[i]._share_end)
+            return &r[i];
+    return &r[g->nroutes - 1];
+}
+
+const struct pt_route *pt_route_match(const struct pt_route_table *t,
+                                      const struct pt_route_req *req, uint32_t rnd)
+{
+    struct match m = { .t = t, .req = req, .path = req->path, .best = NONE };
+
+    if (m.path.ptr == NULL)
+        m.path = PT_STR_LIT("");
+    m.host = pt_authority_strip_port(req->authority);
+    if (t->slots != NULL)
+        m.host_hash = host_hash(m.host);
+    if (t->root[0] != NONE)
+        walk(&m, t->root[0], false);
+    if (t->root[1] != NONE)
+        walk(&m, t->root[1], true);
+    for (uint32_t i = 0; i < t->nregex && t->regex_groups[i] < m.best; i++) {
+        uint32_t g = t->regex_groups[i];
+        if (group_ok(&m, g) && full_match(t->groups[g].path_re, m.path)) {
+            m.best = g;
+            break;
+        }
+    }
+    return m.best == NONE ? NULL : pick_member(t, &t->groups[m.best], rnd);
+}
