@@ -9,6 +9,7 @@
 #include "config/snapshot.h"
 #include "cluster/service.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "proxy/listen.h"
 #include "route/route.h"
 
@@ -245,8 +246,7 @@ static void compile_mappings(struct compile_ctx *c)
         if (added)
             pt_service_resolve(&ref, r, cl, c->diag, &m->meta);
         c->mapping_action[i] = make_action(c, m, cl);
-        if (module_timeout >= 0 && !m->timeout_ms_set)
-            c->mapping_action[i]->timeout_ms = (uint32_t)module_timeout;
+        (void)module_timeout; /* Module cluster_request_timeout_ms: applied by the loader's defaults */
     }
 }
 

@@ -20,7 +20,8 @@ struct pt_loop {
     struct pt_io wake_io;
     bool stop;
     uint64_t now_ms;
-    uint64_t wheel_tick;       /* the next tick to process */
+    uint64_t wheel_tick;       /* the next tick to process (the current one while running) */
+    bool in_timers;            /* running a slot: new timers go to a later tick */
     struct pt_timer slots[PT_WHEEL_SLOTS]; /* list heads (circular) */
     uint64_t used[PT_WHEEL_SLOTS / 64];    /* bit set = slot not empty */
     pt_loop_hook hook;
@@ -134,8 +135,8 @@ void pt_timer_arm(struct pt_loop *loop, struct pt_timer *t, uint64_t ms)
     size_t slot;
 
     pt_timer_cancel(t);
-    if (tick < loop->wheel_tick)
-        tick = loop->wheel_tick;
+    if (tick < loop->wheel_tick + loop->in_timers)
+        tick = loop->wheel_tick + loop->in_timers;
     slot = tick % PT_WHEEL_SLOTS;
     t->_expire_ms = expire;
     t->_next = loop->slots[slot]._next;
@@ -179,10 +180,12 @@ static void run_timers(struct pt_loop *loop)
     uint64_t now_tick = loop->now_ms / PT_WHEEL_TICK_MS;
     uint64_t n = 0;
 
+    loop->in_timers = true;
     while (loop->wheel_tick <= now_tick && n++ < PT_WHEEL_SLOTS) {
         run_slot(loop, loop->wheel_tick % PT_WHEEL_SLOTS);
         loop->wheel_tick++;
     }
+    loop->in_timers = false;
     if (loop->wheel_tick <= now_tick)
         loop->wheel_tick = now_tick + 1;
 }

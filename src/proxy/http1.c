@@ -6,6 +6,7 @@
  * (accept) and proxy/upstream.c (upstream events). */
 #include "proxy/proxy.h"
 #include "proxy/session.h"
+#include "proxy/listen.h"
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "http/h1.h"

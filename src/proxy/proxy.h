@@ -31,7 +31,8 @@ void pt_workers_stop(void);
 void pt_workers_stats_sum(struct pt_worker_stats *out);
 
 /* Downstream session (proxy/http1.c). */
-void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd);
+void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
+                  const struct sockaddr_storage *peer);
 void pt_ds_free_dead(struct pt_worker *w);
 void pt_ds_on_upstream_readable(struct pt_downstream *ds);  /* response bytes in up->in */
 void pt_ds_on_upstream_writable(struct pt_downstream *ds);  /* request bytes may flow again */

@@ -124,7 +124,7 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
     struct pt_str auth = req->authority.len ? req->authority : req->host;
     int n;
 
-#define F(s) (int)((s).len > 256 ? 256 : (s).len), ((s).len ? (s).ptr : "-")
+#define F(s) (int)((s).len > 256 ? 256 : (s).len ? (s).len : 1), ((s).len ? (s).ptr : "-")
 #define G(s) (int)((s).len > 256 ? 256 : (s).len), ((s).ptr ? (s).ptr : "")
     n = snprintf(ds->log, sizeof(ds->log), "\"%.*s %.*s HTTP/1.%d\"", G(req->method), F(path),
                  req->minor_version);
@@ -288,6 +288,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         pt_reply_bad_request(ds);
         return;
     }
+    /* The head's slices stay valid: the buffer is not compacted while this request runs. */
+    pt_buf_consume(&ds->in, (uint32_t)head_len);
     {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -350,7 +352,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         pt_reply_bad_request(ds);
         return;
     }
-    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == head_len) {
+    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == 0) {
         struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
         if (pt_ds_send(ds, &iov, 1) == PT_IO) {
             pt_ds_abort(ds);
@@ -369,7 +371,6 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     up->ds = ds;
     ds->up = up;
     ds->upstream_start_ms = ds->start_ms;
-    pt_buf_consume(&ds->in, (uint32_t)head_len);
     {
         bool done = ds->flags & PT_DSF_REQ_DONE;
         size_t body = 0;

@@ -47,7 +47,9 @@ static void on_accept(struct pt_io *io, uint32_t events)
     struct pt_worker *w = li->w;
 
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 pt_warn("accept: %s", strerror(errno));
@@ -57,7 +59,7 @@ static void on_accept(struct pt_io *io, uint32_t events)
             close(fd);
             continue;
         }
-        pt_ds_accept(w, li->ls, fd);
+        pt_ds_accept(w, li->ls, fd, &peer);
     }
 }
 
