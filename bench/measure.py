@@ -236,7 +236,7 @@ def cmd_strace(a):
     time.sleep(1.0)  # let strace attach to every thread
     if st.poll() is not None:
         raise RuntimeError(f"strace exited: {st.stderr.read()}")
-    ab = ["taskset", "-c", CLIENT_CPU, "ab", "-k", "-q", "-n", str(a.requests), "-c",
+    ab = ["taskset", "-c", CLIENT_CPU, "ab", "-k", "-l", "-q", "-n", str(a.requests), "-c",
           str(a.concurrency), a.url]
     try:
         res = subprocess.run(ab, capture_output=True, text=True, timeout=a.timeout)
@@ -266,7 +266,9 @@ def cmd_strace(a):
               "syscalls_per_req": total / done, "top": per}
     append(result)
     print(f"  {a.label:<14} strace: {total / done:6.2f} syscalls/req over {done} requests ("
-          + ", ".join(f"{k} {v:.2f}" for k, v in per.items()) + ")", flush=True)
+          + ", ".join(f"{k} {v:.2f}" for k, v in per.items()) + ")"
+          + (f"  ab: {result['failed']} failed, {result['non2xx']} non-2xx"
+             if result["failed"] or result["non2xx"] else ""), flush=True)
     return 0
 
 
@@ -363,9 +365,10 @@ def cmd_table(a):
             continue
         r = rows[label]
         s = strace.get(label)
+        soft = None if label == "direct" else r.get("core_softirq_us_per_req")
         print(f"{label:<12} {r['rps']:>8.0f} {fmt(r['p50_us'], '7.0f'):>7} "
               f"{fmt(r['p99_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
-              f"{r['cpu_util'] * 100:>4.0f}% {fmt(r.get('core_softirq_us_per_req'), '8.2f'):>8} "
+              f"{r['cpu_util'] * 100:>4.0f}% {fmt(soft, '8.2f'):>8} "
               f"{fmt(s and s['syscalls_per_req'], '12.2f'):>12} "
               f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
               f"{fmt(r.get('upstream_conns'), '8d'):>8} "
