@@ -6,7 +6,8 @@ Subcommands:
                                              p50/p99, and the CPU the process trees of P (the
                                              proxy) and B (the backend) used per request
   strace LABEL URL --pids P                  count the syscalls of P during an `ab -k` run
-  wait-http URL [--timeout S]                wait until URL answers 200 (exit 1 if not)
+  wait-http URL [--timeout S] [--pid P]      wait until URL answers 200 (exit 1 if not,
+                                             or as soon as P exits)
   portico-config DIR --port N --backend-port N [--mappings N]
                                              write a Portico config for the benchmark
   note LABEL MESSAGE                         record why a target was skipped
@@ -47,6 +48,16 @@ def proc_stat(pid):
     # the command name is in parentheses and may contain spaces
     fields = data[data.rindex(")") + 2:].split()
     return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def alive(pid):
+    """Whether <pid> runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return data[data.rindex(")") + 2:].split()[0] != "Z"
 
 
 def tree_pids(root):
@@ -278,6 +289,9 @@ def cmd_wait_http(a):
     deadline = time.monotonic() + a.timeout
     last = None
     while time.monotonic() < deadline:
+        if a.pid and not alive(a.pid):
+            print(f"  process {a.pid} exited before {a.url} answered", file=sys.stderr)
+            return 1
         try:
             with urllib.request.urlopen(a.url, timeout=1) as r:
                 if r.status == 200:
@@ -427,6 +441,7 @@ def main():
     h = sub.add_parser("wait-http")
     h.add_argument("url")
     h.add_argument("--timeout", type=float, default=10)
+    h.add_argument("--pid", type=int, default=0, help="give up as soon as this process exits")
     c = sub.add_parser("portico-config")
     c.add_argument("dir")
     c.add_argument("--port", type=int, required=True)

@@ -174,7 +174,7 @@ stop_proxy() {
 started() {
     local label=$1 logf=$2
     STARTED+=("$PROXY_PID")
-    if "${MEASURE[@]}" wait-http "$URL" --timeout "${3:-15}"; then
+    if "${MEASURE[@]}" wait-http "$URL" --timeout "${3:-15}" --pid "$PROXY_PID"; then
         return 0
     fi
     log "  $label: SKIPPED: it does not answer 200 on $URL (log: $logf)"
