@@ -1,0 +1,467 @@
+#!/usr/bin/python3
+"""Measurement helper for bench/run.sh (system Python, standard library only).
+
+Subcommands:
+  wrk LABEL URL --pids P [--backend-pid B]   run wrk pinned to the client CPU; record req/s,
+                                             p50/p99, and the CPU the process trees of P (the
+                                             proxy) and B (the backend) used per request
+  strace LABEL URL --pids P                  count the syscalls of P during an `ab -k` run
+  wait-http URL [--timeout S] [--pid P]      wait until URL answers 200 (exit 1 if not,
+                                             or as soon as P exits)
+  portico-config DIR --port N --backend-port N [--mappings N]
+                                             write a Portico config for the benchmark
+  note LABEL MESSAGE                         record why a target was skipped
+  table                                      print the results table and the ratios
+
+Results are JSON lines appended to $BENCH_RESULTS (one object per measurement).
+CPU time is utime+stime from /proc/PID/stat, summed over the process and its descendants
+(nginx runs its worker as a child of the master), in clock ticks (usually 10 ms): runs of a few
+seconds give per-request figures good to about 1%.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RESULTS = os.environ.get("BENCH_RESULTS", "/tmp/portico-bench-results.jsonl")
+CLIENT_CPU = os.environ.get("BENCH_CLIENT_CPU", "1")
+PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "0")
+
+
+# ---- CPU accounting ----
+
+def proc_stat(pid):
+    """(ppid, utime+stime in ticks) of <pid>, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # the command name is in parentheses and may contain spaces
+    fields = data[data.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def alive(pid):
+    """Whether <pid> runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return data[data.rindex(")") + 2:].split()[0] != "Z"
+
+
+def tree_pids(root):
+    """<root> and all its live descendants."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                children.setdefault(st[0], []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_lines():
+    """{"cpu": [...], "cpu0": [...], ...} from /proc/stat, in ticks: user nice system idle iowait
+    irq softirq steal."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu"):
+                t = line.split()
+                out[t[0]] = [int(x) for x in t[1:9]]
+    return out
+
+
+def busy_ticks(v):
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+
+
+def tree_cpu_seconds(roots):
+    ticks = 0
+    for root in roots:
+        for p in tree_pids(root):
+            st = proc_stat(p)
+            if st:
+                ticks += st[1]
+    return ticks / CLK_TCK
+
+
+# ---- wrk ----
+
+def to_us(value, unit):
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def parse_wrk(text):
+    r = {}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)", text, re.M)
+    if m:
+        r["requests"] = int(m.group(1))
+        r["wrk_seconds"] = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m.group(3)]
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if m:
+        r["rps"] = float(m.group(1))
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s)", text, re.M)
+        if m:
+            r[f"p{pct}_us"] = to_us(m.group(1), m.group(2))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+def run(cmd, timeout):
+    """Runs <cmd>; returns (returncode or -1 on timeout, combined output)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+        return -1, out
+    return p.returncode, out
+
+
+def wrk_once(url, seconds, connections, pids, backend_pids):
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+           "--latency", url]
+    before_children = os.times()  # wrk's own CPU arrives in children_* once it is reaped
+    stat0 = cpu_lines()
+    cpu0 = tree_cpu_seconds(pids)
+    bcpu0 = tree_cpu_seconds(backend_pids) if backend_pids else 0.0
+    t0 = time.monotonic()
+    rc, out = run(cmd, timeout=seconds + 30)
+    wall = time.monotonic() - t0
+    cpu1 = tree_cpu_seconds(pids)
+    bcpu1 = tree_cpu_seconds(backend_pids) if backend_pids else 0.0
+    stat1 = cpu_lines()
+    after_children = os.times()
+    if rc != 0:
+        raise RuntimeError(f"wrk failed ({rc}):\n{out}")
+    r = parse_wrk(out)
+    if not r.get("requests"):
+        raise RuntimeError(f"could not parse wrk output:\n{out}")
+    n = r["requests"]
+    client_cpu = ((after_children.children_user + after_children.children_system) -
+                  (before_children.children_user + before_children.children_system))
+    r.update({
+        "wall_seconds": wall,
+        "cpu_seconds": cpu1 - cpu0,
+        "cpu_us_per_req": (cpu1 - cpu0) * 1e6 / n,
+        "cpu_util": (cpu1 - cpu0) / wall,
+        "backend_cpu_us_per_req": (bcpu1 - bcpu0) * 1e6 / n if backend_pids else None,
+        "client_cpu_us_per_req": client_cpu * 1e6 / n,
+        "client_side_util": (client_cpu + bcpu1 - bcpu0) / wall,
+    })
+    # Softirq time (loopback TCP processing) is charged to no process. It runs on the sending
+    # core, so the proxy core's softirq is mostly the proxy's own traffic.
+    core = f"cpu{PROXY_CPU}"
+    if core in stat0:
+        soft = (stat1[core][6] + stat1[core][5] - stat0[core][6] - stat0[core][5]) / CLK_TCK
+        r["core_softirq_us_per_req"] = soft * 1e6 / n
+    # Everything busy on the machine that is not ours: other processes share the CPUs.
+    irq_all = sum(stat1["cpu"][i] - stat0["cpu"][i] for i in (5, 6)) / CLK_TCK
+    busy_all = (busy_ticks(stat1["cpu"]) - busy_ticks(stat0["cpu"])) / CLK_TCK
+    ours = (cpu1 - cpu0) + (bcpu1 - bcpu0) + client_cpu + irq_all
+    r["others_util"] = max(0.0, busy_all - ours) / wall
+    return r
+
+
+def cmd_wrk(a):
+    pids = [int(p) for p in a.pids.split(",")]
+    bpids = [int(p) for p in a.backend_pid.split(",")] if a.backend_pid else []
+    runs = []
+    for i in range(a.runs):
+        r = wrk_once(a.url, a.seconds, a.connections, pids, bpids)
+        runs.append(r)
+        print(f"  {a.label:<14} run {i + 1}/{a.runs}: {r['rps']:>9.0f} req/s  "
+              f"p50 {r.get('p50_us', 0):7.0f} us  p99 {r.get('p99_us', 0):7.0f} us  "
+              f"cpu {r['cpu_us_per_req']:6.2f} us/req ({r['cpu_util'] * 100:3.0f}% of a core)"
+              f"  others {r['others_util'] * 100:3.0f}%"
+              + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else "")
+              + (f"  socket errors {r['socket_errors']}" if r["socket_errors"] else ""),
+              flush=True)
+    keys = ["rps", "p50_us", "p99_us", "cpu_us_per_req", "cpu_util", "backend_cpu_us_per_req",
+            "client_cpu_us_per_req", "client_side_util", "core_softirq_us_per_req",
+            "others_util"]
+    result = {"label": a.label, "kind": "wrk", "runs": len(runs), "url": a.url,
+              "connections": a.connections, "seconds": a.seconds,
+              "requests": sum(r["requests"] for r in runs),
+              "non2xx": sum(r["non2xx"] for r in runs),
+              "socket_errors": sum(r["socket_errors"] for r in runs)}
+    for k in keys:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        result[k] = statistics.median(vals) if vals else None
+    if a.extra:
+        result.update(json.loads(a.extra))
+    append(result)
+    return 0
+
+
+# ---- strace ----
+
+def parse_strace_summary(text):
+    """({syscall: calls}, total calls) from `strace -c` output, whose rows are
+    "% time, seconds, usecs/call, calls, [errors], syscall" and end with a "total" row."""
+    calls, total = {}, None
+    for line in text.splitlines():
+        t = line.split()
+        if len(t) < 5 or not re.match(r"^[\d.]+$", t[0]) or not t[3].isdigit():
+            continue
+        if t[-1] == "total":
+            total = int(t[3])
+        else:
+            calls[t[-1]] = int(t[3])
+    if total is None:
+        total = sum(calls.values())
+    return calls, total
+
+
+def cmd_strace(a):
+    pids = []
+    for root in [int(p) for p in a.pids.split(",")]:
+        pids.extend(tree_pids(root))
+    out_file = os.path.join(os.environ.get("BENCH_RUN", "/tmp"), f"strace-{a.label}.txt")
+    st_cmd = ["strace", "-c", "-f", "-o", out_file]
+    for p in pids:
+        st_cmd += ["-p", str(p)]
+    st = subprocess.Popen(st_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # let strace attach to every thread
+    if st.poll() is not None:
+        raise RuntimeError(f"strace exited: {st.stderr.read()}")
+    ab = ["taskset", "-c", CLIENT_CPU, "ab", "-k", "-l", "-q", "-n", str(a.requests), "-c",
+          str(a.concurrency), a.url]
+    try:
+        res = subprocess.run(ab, capture_output=True, text=True, timeout=a.timeout)
+        ab_out = res.stdout + res.stderr
+    except subprocess.TimeoutExpired:
+        ab_out = "timeout"
+    time.sleep(0.2)
+    st.send_signal(signal.SIGINT)
+    try:
+        st.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        st.kill()
+        st.wait()
+    m = re.search(r"Complete requests:\s+(\d+)", ab_out)
+    done = int(m.group(1)) if m else 0
+    failed = re.search(r"Failed requests:\s+(\d+)", ab_out)
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", ab_out)
+    if done == 0:
+        raise RuntimeError(f"ab completed no request:\n{ab_out}")
+    with open(out_file) as f:
+        calls, total = parse_strace_summary(f.read())
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+    per = {k: v / done for k, v in top}
+    result = {"label": a.label, "kind": "strace", "requests": done,
+              "failed": int(failed.group(1)) if failed else 0,
+              "non2xx": int(non2xx.group(1)) if non2xx else 0,
+              "syscalls_per_req": total / done, "top": per}
+    append(result)
+    print(f"  {a.label:<14} strace: {total / done:6.2f} syscalls/req over {done} requests ("
+          + ", ".join(f"{k} {v:.2f}" for k, v in per.items()) + ")"
+          + (f"  ab: {result['failed']} failed, {result['non2xx']} non-2xx"
+             if result["failed"] or result["non2xx"] else ""), flush=True)
+    return 0
+
+
+# ---- helpers for run.sh ----
+
+def cmd_wait_http(a):
+    deadline = time.monotonic() + a.timeout
+    last = None
+    while time.monotonic() < deadline:
+        if a.pid and not alive(a.pid):
+            print(f"  process {a.pid} exited before {a.url} answered", file=sys.stderr)
+            return 1
+        try:
+            with urllib.request.urlopen(a.url, timeout=1) as r:
+                if r.status == 200:
+                    return 0
+                last = f"status {r.status}"
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last = str(e)
+        time.sleep(0.1)
+    print(f"  {a.url} did not answer 200 within {a.timeout}s ({last})", file=sys.stderr)
+    return 1
+
+
+LISTENER = """apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata:
+  name: bench-http
+spec:
+  port: {port}
+  protocol: HTTP
+  securityModel: XFP
+  hostBinding:
+    namespace:
+      from: ALL
+"""
+
+MAPPING = """---
+apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata:
+  name: {name}
+spec:
+  hostname: "*"
+  prefix: {prefix}
+  rewrite: ""
+  service: 127.0.0.1:{backend}
+"""
+
+
+def cmd_portico_config(a):
+    os.makedirs(a.dir, exist_ok=True)
+    with open(os.path.join(a.dir, "bench.yaml"), "w") as f:
+        f.write(LISTENER.format(port=a.port))
+        for i in range(a.mappings - 1):
+            f.write(MAPPING.format(name=f"svc-{i}", prefix=f"/svc-{i}/", backend=a.backend_port))
+        f.write(MAPPING.format(name="catch-all", prefix="/", backend=a.backend_port))
+    return 0
+
+
+# ---- the table ----
+
+def append(result):
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(result) + "\n")
+
+
+def fmt(v, spec, none="-"):
+    return none if v is None else format(v, spec)
+
+
+def cmd_table(a):
+    rows, strace, notes = {}, {}, {}
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            for line in f:
+                r = json.loads(line)
+                if r["kind"] == "wrk":
+                    rows[r["label"]] = r
+                elif r["kind"] == "strace":
+                    strace[r["label"]] = r
+                elif r["kind"] == "note":
+                    notes[r["label"]] = r
+    print()
+    print("Results (medians; closed-loop wrk at saturation, so latency includes queueing)")
+    hdr = (f"{'target':<12} {'req/s':>8} {'p50 us':>7} {'p99 us':>7} {'CPU us/req':>10} "
+           f"{'CPU %':>5} {'+softirq':>8} {'syscalls/req':>12} {'backend us/req':>14} "
+           f"{'upstream':>8} {'others %':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    order = ["direct", "portico", "nginx", "haproxy", "portico-10k"]
+    for label in order + sorted(set(rows) - set(order)):
+        if label not in rows and label not in notes:
+            continue
+        if label not in rows:
+            print(f"{label:<12} skipped: {notes[label]['message']}")
+            continue
+        r = rows[label]
+        s = strace.get(label)
+        soft = None if label == "direct" else r.get("core_softirq_us_per_req")
+        print(f"{label:<12} {r['rps']:>8.0f} {fmt(r['p50_us'], '7.0f'):>7} "
+              f"{fmt(r['p99_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
+              f"{r['cpu_util'] * 100:>4.0f}% {fmt(soft, '8.2f'):>8} "
+              f"{fmt(s and s['syscalls_per_req'], '12.2f'):>12} "
+              f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
+              f"{fmt(r.get('upstream_conns'), '8d'):>8} "
+              f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}%"
+              + ("  (non-2xx or socket errors!)" if r["non2xx"] or r["socket_errors"] else ""))
+    print()
+    print("CPU us/req   utime+stime of the proxy's processes per request (for 'direct': the "
+          "backend's).\n"
+          "CPU %        of the proxy's core; near 100% means the proxy was the bottleneck.\n"
+          "+softirq     softirq time on the proxy's core per request: loopback TCP work that "
+          "the kernel\n"
+          "             charges to no process (add it for the full kernel cost).\n"
+          "upstream     proxy->backend connections open after warm-up (keep-alive works when "
+          "<= ~50).\n"
+          "others %     CPU used meanwhile by processes that are not part of the benchmark; "
+          "when high,\n"
+          "             req/s and latency are not comparable, CPU us/req mostly still is.")
+    print()
+    p = rows.get("portico")
+    print()
+    for other in ("nginx", "haproxy"):
+        o = rows.get(other)
+        if p and o:
+            print(f"portico/{other} CPU us/req: {p['cpu_us_per_req'] / o['cpu_us_per_req']:.2f}"
+                  f"   req/s: {p['rps'] / o['rps']:.2f}")
+        else:
+            print(f"portico/{other} CPU us/req: n/a ({'portico' if not p else other} not measured)")
+    p10 = rows.get("portico-10k")
+    if p and p10:
+        print(f"portico 10k Mappings vs 1: CPU us/req x{p10['cpu_us_per_req'] / p['cpu_us_per_req']:.2f}"
+              f", compile {p10.get('compile_ms', 'n/a')} ms")
+    elif "portico-10k" in notes:
+        print(f"portico 10k Mappings: {notes['portico-10k']['message']}")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("wrk")
+    w.add_argument("label")
+    w.add_argument("url")
+    w.add_argument("--pids", required=True, help="comma-separated root pids of the target")
+    w.add_argument("--backend-pid", default="")
+    w.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 10)))
+    w.add_argument("--connections", type=int, default=50)
+    w.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 1)))
+    w.add_argument("--extra", default="", help="JSON object merged into the result")
+    s = sub.add_parser("strace")
+    s.add_argument("label")
+    s.add_argument("url")
+    s.add_argument("--pids", required=True)
+    s.add_argument("--requests", type=int, default=20000)
+    s.add_argument("--concurrency", type=int, default=50)
+    s.add_argument("--timeout", type=int, default=300)
+    h = sub.add_parser("wait-http")
+    h.add_argument("url")
+    h.add_argument("--timeout", type=float, default=10)
+    h.add_argument("--pid", type=int, default=0, help="give up as soon as this process exits")
+    c = sub.add_parser("portico-config")
+    c.add_argument("dir")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--backend-port", type=int, required=True)
+    c.add_argument("--mappings", type=int, default=1)
+    n = sub.add_parser("note")
+    n.add_argument("label")
+    n.add_argument("message")
+    sub.add_parser("table")
+    a = ap.parse_args()
+    if a.cmd == "note":
+        append({"label": a.label, "kind": "note", "message": a.message})
+        return 0
+    return {"wrk": cmd_wrk, "strace": cmd_strace, "wait-http": cmd_wait_http,
+            "portico-config": cmd_portico_config, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        print(f"measure.py: {e}", file=sys.stderr)
+        sys.exit(1)

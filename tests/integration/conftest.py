@@ -1,0 +1,381 @@
+"""Shared helpers and fixtures for Portico's integration tests (pytest, real binaries).
+
+Run with the system Python, which has pytest, requests and yaml:
+
+    /usr/bin/python3 -m pytest -q tests/integration
+
+Binaries are taken from the directory in ``PORTICO_BUILD`` (default ``build``; relative paths are
+relative to the repository root), so ``make asan`` runs the same tests on ``build-asan``.
+
+Helpers (import them with ``from conftest import ...``):
+
+``binary(name)``
+    Path of a built binary (``binary("portico")``); fails the test clearly if it was not built.
+``free_port(host="127.0.0.1")``
+    A TCP port that is free right now (bind to port 0, then release it).
+``wait_for_port(port, host="127.0.0.1", timeout=10, proc=None)``
+    Waits until the port accepts connections; fails early with the log if ``proc`` died.
+``Process(args, log_path, env=None, cwd=None)``
+    One child process with stdout+stderr in ``log_path``: ``start(wait_port=...)``, ``stop()``
+    (SIGTERM, then SIGKILL after a timeout; returns the exit status), ``send_signal(sig)``,
+    ``log()``, ``wait_log(regex, timeout)``, ``pid``, ``running``, ``returncode``.
+``RawConn(port, host="127.0.0.1", timeout=5)``
+    A plain socket for what ``requests`` hides: ``send(bytes)``, ``request(method, path,
+    headers=..., body=...)``, ``read_response(head=False)`` -> ``Response``, ``recv_all()``,
+    ``closed_by_peer()``. Use it for keep-alive, pipelining, 100-continue and malformed input.
+``Response``
+    ``status``, ``reason``, ``version``, ``headers`` (list of (name, value) as received),
+    ``header(name)`` (first value, case-insensitive, or None), ``body`` (bytes; chunked bodies
+    are decoded, ``chunks`` lists the chunk sizes), ``json()``.
+
+Fixtures:
+
+``processes``
+    A factory: ``processes.start(args, name="portico", port=None, env=None)`` starts a
+    ``Process`` with its log in the test's tmp dir, waits for ``port`` if given, and stops it at
+    teardown. At teardown the test fails if a process wrote a sanitizer report, and the tail of
+    every log is printed when the test failed.
+``quote_backend``
+    A running ``build/portico-quote`` on a free port: ``.port``, ``.url``, ``.name``, ``.proc``.
+    Start other variants with ``start_quote(processes, *extra_args)``.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("PORTICO_BUILD", "build"))
+if not BUILD.is_absolute():
+    BUILD = REPO / BUILD
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
+def binary(name):
+    """Path of build/<name>; fails the test if it has not been built."""
+    path = BUILD / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `make` (or set PORTICO_BUILD)", pytrace=False)
+    return path
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free right now on <host>. Another process may take it before you do; the
+    window is small enough for tests."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    """Waits until <host>:<port> accepts a TCP connection. Fails at once if <proc> (a Process)
+    exits meanwhile, showing its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and not proc.running:
+            pytest.fail(f"{proc.name} exited with {proc.returncode} before listening on "
+                        f"{port}:\n{proc.log_tail()}", pytrace=False)
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                tail = proc.log_tail() if proc is not None else ""
+                pytest.fail(f"nothing listening on {host}:{port} after {timeout}s\n{tail}",
+                            pytrace=False)
+            time.sleep(0.02)
+
+
+class Process:
+    """A child process under test, its stdout and stderr appended to <log_path>."""
+
+    def __init__(self, args, log_path, env=None, cwd=None, name=None):
+        self.args = [str(a) for a in args]
+        self.log_path = Path(log_path)
+        self.env = env
+        self.cwd = cwd
+        self.name = name or Path(self.args[0]).name
+        self.popen = None
+
+    def start(self, wait_port=None, host="127.0.0.1", timeout=10.0):
+        """Starts the process; with <wait_port>, returns once that port accepts connections."""
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env, cwd=self.cwd)
+        if wait_port is not None:
+            wait_for_port(wait_port, host, timeout, proc=self)
+        return self
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    @property
+    def running(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self):
+        return None if self.popen is None else self.popen.poll()
+
+    def send_signal(self, sig):
+        if self.running:
+            self.popen.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Sends <sig>, waits up to <timeout> s, then SIGKILL. Returns the exit status
+        (negative: killed by that signal)."""
+        if self.popen is None:
+            return None
+        if self.running:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines=40):
+        tail = self.log().splitlines()[-lines:]
+        return f"--- {self.log_path} (last {len(tail)} lines) ---\n" + "\n".join(tail)
+
+    def wait_log(self, pattern, timeout=10.0):
+        """Waits until the log matches the regex <pattern>; returns the match."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern, re.M)
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if not self.running:
+                pytest.fail(f"{self.name} exited ({self.returncode}) before logging "
+                            f"/{pattern}/\n{self.log_tail()}", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.name} did not log /{pattern}/ in {timeout}s\n"
+                            f"{self.log_tail()}", pytrace=False)
+            time.sleep(0.02)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, chunks=None):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.chunks = chunks
+
+    def header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers} {self.body[:80]!r}>"
+
+
+class RawConn:
+    """One TCP connection speaking raw HTTP/1.x."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.host = host
+        self.port = port
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def request(self, method="GET", path="/", headers=None, body=b"", version="HTTP/1.1"):
+        """Sends one request; Host is added unless given, Content-Length when there is a body
+        and no framing header was given."""
+        headers = list(headers or [])
+        names = {k.lower() for k, _ in headers}
+        if "host" not in names:
+            headers.insert(0, ("Host", f"{self.host}:{self.port}"))
+        if body and "content-length" not in names and "transfer-encoding" not in names:
+            headers.append(("Content-Length", str(len(body))))
+        head = f"{method} {path} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        self.send(head.encode("latin-1") + b"\r\n" + body)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("connection closed by peer")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, head=False):
+        """Reads one response (interim 1xx responses are returned like any other). <head>: the
+        request was HEAD, so no body follows whatever the headers say."""
+        version, status, reason = (self._line().decode("latin-1").split(" ", 2) + [""])[:3]
+        headers = []
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, v = line.decode("latin-1").split(":", 1)
+            headers.append((k, v.strip()))
+        r = Response(version, int(status), reason, headers, b"")
+        code = r.status
+        if head or code < 200 or code in (204, 304):
+            return r
+        if (r.header("transfer-encoding") or "").lower() == "chunked":
+            r.chunks = []
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():  # trailer section
+                        pass
+                    return r
+                r.chunks.append(size)
+                r.body += self._exact(size)
+                assert self._exact(2) == b"\r\n"
+        if r.header("content-length") is not None:
+            r.body = self._exact(int(r.header("content-length")))
+            return r
+        r.body = self.recv_all()  # close-delimited
+        return r
+
+    def recv_all(self):
+        """Everything until the peer closes (or the timeout raises)."""
+        data, self.buf = self.buf, b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+    def closed_by_peer(self, timeout=2.0):
+        """True when the peer closes (EOF or reset) within <timeout> with no more data."""
+        if self.buf:
+            return False
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+
+class Processes:
+    """The `processes` fixture: starts Process objects and stops them all at teardown."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.procs = []
+
+    def start(self, args, name=None, port=None, host="127.0.0.1", env=None, cwd=None,
+              timeout=10.0):
+        name = name or Path(str(args[0])).name
+        log = self.tmp_path / f"{name}-{len(self.procs)}.log"
+        proc = Process(args, log, env=env, cwd=cwd, name=name)
+        self.procs.append(proc)
+        return proc.start(wait_port=port, host=host, timeout=timeout)
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def sanitizer_reports(self):
+        return [p for p in self.procs if any(m in p.log() for m in SANITIZER_MARKERS)]
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def processes(request, tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for p in procs.procs:
+            print(p.log_tail())
+    bad = procs.sanitizer_reports()
+    if bad:
+        pytest.fail("sanitizer report:\n" + "\n".join(p.log_tail(200) for p in bad),
+                    pytrace=False)
+
+
+class QuoteBackend:
+    def __init__(self, proc, port, host, name):
+        self.proc = proc
+        self.port = port
+        self.host = host
+        self.name = name
+        h = f"[{host}]" if ":" in host else host
+        self.url = f"http://{h}:{port}"
+
+
+def start_quote(processes, *extra, name="quote-test", host="127.0.0.1", threads=1):
+    """Starts build/portico-quote on a free port with --name <name> and <extra> flags."""
+    port = free_port(host)
+    args = [binary("portico-quote"), "--port", port, "--bind", host, "--threads", threads]
+    if name is not None:
+        args += ["--name", name]
+    proc = processes.start(args + list(extra), name="portico-quote", port=port, host=host)
+    return QuoteBackend(proc, port, host, name)
+
+
+@pytest.fixture
+def quote_backend(processes):
+    return start_quote(processes)
