@@ -7,6 +7,8 @@
  * Hostile input is expected (`portico check` runs on anything): nesting is capped at 64 levels,
  * an alias may only refer to a node that is complete (so trees have no cycles), and a document
  * whose aliases would expand to more than a million extra nodes is refused ("billion laughs").
+ * Nesting past the cap ends the file, because libyaml's scanner slows down quadratically with
+ * flow depth ([[[[...), and 100,000 levels would take seconds.
  * A syntax error ends the file: libyaml cannot resume, so documents that ended before the error
  * are kept and the rest of the file is skipped; other files are unaffected. */
 #include "config/load.h"
@@ -48,6 +50,7 @@ struct builder {
     struct pt_ynode *root;
     size_t nnodes;                   /* nodes really written (aliases not expanded) */
     int err_line;                    /* nonzero: the document failed, err says why */
+    bool stop;                       /* give up on the file after this document */
     char err[200];
 };
 
@@ -223,9 +226,13 @@ static void on_alias(struct builder *b, const yaml_event_t *ev)
 
 static void on_start(struct builder *b, const yaml_event_t *ev, enum pt_ynode_type type)
 {
-    if (b->err_line != 0 || b->depth == MAX_DEPTH) {
-        if (b->depth == MAX_DEPTH)
-            doc_fail(b, mark_line(&ev->start_mark), "nesting deeper than %d levels", MAX_DEPTH);
+    if (b->depth == MAX_DEPTH) {
+        /* libyaml's scanner is quadratic in flow nesting depth: stop reading now */
+        doc_fail(b, mark_line(&ev->start_mark), "nesting deeper than %d levels", MAX_DEPTH);
+        b->stop = true;
+        return;
+    }
+    if (b->err_line != 0) {
         b->skip++;
         return;
     }
@@ -354,6 +361,10 @@ static void parse_buffer(struct pt_config__loader *l, const char *file, const un
         bool done = ev.type == YAML_STREAM_END_EVENT;
         on_event(b, &ev);
         yaml_event_delete(&ev);
+        if (b->stop) {
+            file_error(l, file, b->err_line, "%s; rest of file skipped", b->err);
+            break;
+        }
         if (done)
             break;
     }

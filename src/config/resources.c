@@ -419,7 +419,7 @@ static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_y
     if (m->regex_rewrite_pattern != NULL) {
         if (m->regex_rewrite_substitution == NULL)
             m->regex_rewrite_substitution = "";
-        if (!pt_ynode_is_null(pt_ynode_get(body, "rewrite")))
+        if (m->rewrite != NULL && !pt_ynode_is_null(pt_ynode_get(body, "rewrite")))
             pt_config__notice(c, pt_ynode_get(body, "regex_rewrite"),
                               "regex_rewrite overrides rewrite");
     }
@@ -823,17 +823,21 @@ static bool b64_decode(struct pt_arena *a, const char *s, size_t len, char **out
     return true;
 }
 
-static size_t secret_put(struct pt_secret_res *s, const char *key)
+/* secret_put: the slot for <key> in s->data, new or the existing one (<index> maps key to
+ * slot + 1, so stringData replaces data in constant time). */
+static size_t secret_put(struct pt_secret_res *s, struct pt_strmap *index, const char *key)
 {
-    for (size_t i = 0; i < s->ndata; i++)
-        if (strcmp(s->data[i].key, key) == 0)
-            return i;
+    uintptr_t at = (uintptr_t)pt_strmap_get(index, key, strlen(key));
+    if (at != 0)
+        return at - 1;
+    pt_strmap_put(index, key, strlen(key), (void *)(uintptr_t)(s->ndata + 1));
     return s->ndata++;
 }
 
 /* secret_read_map: adds <map>'s entries to <s>; base64-decoded for data, as-is for stringData. */
 static void secret_read_map(struct pt_config__obj *c, struct pt_secret_res *s,
-                            const struct pt_ynode *key, const struct pt_ynode *map, bool decode)
+                            struct pt_strmap *index, const struct pt_ynode *key,
+                            const struct pt_ynode *map, bool decode)
 {
     const char *what = decode ? "data" : "stringData";
     if (map->type != PT_YNODE_MAP) {
@@ -861,7 +865,7 @@ static void secret_read_map(struct pt_config__obj *c, struct pt_secret_res *s,
             val = pt_arena_strndup(c->arena, v->str, v->len);
             vlen = v->len;
         }
-        size_t at = secret_put(s, name);
+        size_t at = secret_put(s, index, name);
         s->data[at] = (struct pt_kv){ name, val };
         s->data_len[at] = vlen;
     }
@@ -876,10 +880,12 @@ static void secret_check(struct pt_config__obj *c, void *obj, const struct pt_yn
                  (pt_ynode_is_null(sdata) || sdata->type != PT_YNODE_MAP ? 0 : sdata->npairs);
     s->data = pt_arena_alloc_array(c->arena, cap, sizeof(*s->data));
     s->data_len = pt_arena_alloc_array(c->arena, cap, sizeof(*s->data_len));
+    struct pt_strmap index = { 0 };
     if (!pt_ynode_is_null(data))
-        secret_read_map(c, s, data, data, true);
+        secret_read_map(c, s, &index, data, data, true);
     if (!pt_ynode_is_null(sdata))
-        secret_read_map(c, s, sdata, sdata, false);
+        secret_read_map(c, s, &index, sdata, sdata, false);
+    pt_strmap_free(&index);
     if (s->type == NULL)
         s->type = "Opaque";
 }
