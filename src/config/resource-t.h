@@ -19,7 +19,7 @@ struct pt_meta {
     const char *kind;      /* "Mapping", "Host", ... */
     const char *name;
     const char *namespace; /* "default" when absent */
-    const char *ambassador_id_first; /* informational */
+    const char *ambassador_id_first; /* informational: first spec.ambassador_id, or NULL */
     struct pt_kv *labels;
     size_t nlabels;
     struct pt_origin origin;
@@ -57,8 +57,8 @@ struct pt_listener_res {
     const char *stats_prefix; /* NULL: ingress_http / ingress_https */
     int l7_depth;
     /* hostBinding: namespace.from = SELF|ALL|SELECTOR, selector labels */
-    bool bind_ns_all;        /* from: ALL */
-    bool bind_ns_self;       /* from: SELF */
+    bool bind_ns_all;        /* from: ALL (also the default when hostBinding is missing) */
+    bool bind_ns_self;       /* from: SELF; both false: SELECTOR or no namespace.from */
     struct pt_kv *bind_selector; /* hostBinding.selector.matchLabels */
     size_t nbind_selector;
 };
@@ -71,6 +71,8 @@ struct pt_tls_settings {
     const char *private_key_file;
     const char *ca_secret;
     const char *cacert_chain_file;
+    const char *crl_secret;
+    const char *crl_file;
     const char *alpn_protocols;  /* comma-separated */
     const char *sni;
     const char *min_tls_version; /* v1.0..v1.3 */
@@ -81,13 +83,14 @@ struct pt_tls_settings {
     size_t necdh_curves;
     bool cert_required;
     bool redirect_cleartext_from_set;
+    int redirect_cleartext_from;  /* port; valid when redirect_cleartext_from_set */
 };
 
 struct pt_host_res {
     struct pt_meta meta;
     const char *hostname;             /* default "*" */
     const char *tls_secret_name;      /* tlsSecret.name */
-    const char *tls_secret_namespace; /* tlsSecret.namespace */
+    const char *tls_secret_namespace; /* tlsSecret.namespace; NULL: the Host's namespace */
     const char *tls_context;          /* tlsContext.name */
     bool has_tls;                     /* inline tls: {...} */
     struct pt_tls_settings tls;
@@ -216,7 +219,9 @@ struct pt_tracing_res {
 struct pt_module_res {
     struct pt_meta meta;
     const char *envoy_log_type;   /* text|json|typed_json */
-    const char *envoy_log_format;
+    const char *envoy_log_format;  /* a string (text); NULL when given as a mapping */
+    struct pt_kv *envoy_log_json_format; /* envoy_log_format given as a mapping (json) */
+    size_t nenvoy_log_json_format;
     const char *envoy_log_path;
     int cluster_request_timeout_ms; /* -1 unset */
 };

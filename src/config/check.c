@@ -1,0 +1,15 @@
+/* `portico check DIR`: load a configuration directory without serving it and print every problem
+ * one per line. The exit status is what CI pipelines use: 1 when any resource is invalid. Called
+ * by main.c. */
+#include "config/load.h"
+
+int pt_config_check(const char *dir, FILE *out)
+{
+    struct pt_config_env env;
+    pt_config_env_from_environ(&env);
+    struct pt_resources *r = pt_config_load_dir(dir, &env);
+    pt_diag_print(&r->diag, out);
+    int status = r->diag.nerrors > 0 ? 1 : 0;
+    pt_resources_free(r);
+    return status;
+}

@@ -1,0 +1,101 @@
+/* Declarative field tables (name, type, offset, range) and the generic typed setters that read
+ * a YAML mapping into a resource struct. Internal to config/: resources.c declares one table per
+ * kind; this file's reader does the type checks, defaults-by-absence, unknown-field notices and
+ * `FILE:LINE: Kind/ns/name: path: message` errors. */
+#ifndef PT_CONFIG_FIELDS_H
+#define PT_CONFIG_FIELDS_H
+
+#include "config/ynode.h"
+#include "core/arena.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One object being read: where it is, what to call it, and how many errors it has so far. */
+struct pt_config__obj {
+    struct pt_arena *arena; /* the resources' arena: everything kept is copied here */
+    struct pt_diag *diag;
+    const char *file;
+    int line;               /* the document's (or List item's) first line */
+    const char *object;     /* "Kind/ns/name", or NULL */
+    bool v2;                /* read from getambassador.io/v2 or v1 */
+    int nerrors;            /* > 0: the object is rejected */
+};
+
+enum pt_config__ftype {
+    PT_F_END = 0,  /* table terminator */
+    PT_F_STR,      /* const char *; any scalar, copied */
+    PT_F_BOOL,     /* bool */
+    PT_F_INT,      /* int within [min, max] */
+    PT_F_DOUBLE,   /* double within [min, max] */
+    PT_F_ENUM,     /* int-sized enum: index of the value in <names> */
+    PT_F_STRENUM,  /* const char *: one of <names> */
+    PT_F_STRLIST,  /* const char ** at off, size_t count at off_n; a single string is a list of one */
+    PT_F_KVMAP,    /* struct pt_kv * at off, size_t count at off_n; scalar values */
+    PT_F_OBJECT,   /* a nested mapping read with table <sub> into base + off */
+    PT_F_OBJLIST,  /* a list of mappings, each read with <sub> into an array of <elem>-byte items */
+    PT_F_INLINE,   /* <sub>'s fields are accepted at this level too, read into base + off */
+    PT_F_CUSTOM,   /* <fn> reads the value */
+    PT_F_IGNORE,   /* known, accepted, unused */
+};
+
+#define PT_F_REQUIRED 0x1u   /* missing or null: "<path>: required" */
+#define PT_F_DEPRECATED 0x2u /* the alias spelling gives a "deprecated" notice */
+
+struct pt_config__field;
+
+/* A custom reader: <val> is never null; <path> names the field in messages. */
+typedef void (*pt_config__field_fn)(struct pt_config__obj *c, const struct pt_config__field *f,
+                                    const struct pt_ynode *key, const struct pt_ynode *val,
+                                    void *base, const char *path);
+
+struct pt_config__field {
+    const char *name;
+    const char *alias;       /* other accepted spelling (camelCase, deprecated name), or NULL */
+    enum pt_config__ftype type;
+    unsigned flags;          /* PT_F_REQUIRED, PT_F_DEPRECATED */
+    size_t off;              /* offset of the value in the base struct */
+    size_t off_n;            /* STRLIST, KVMAP, OBJLIST: offset of the size_t count */
+    size_t elem;             /* OBJLIST: element size */
+    long min, max;           /* INT, DOUBLE range */
+    const char *const *names; /* ENUM, STRENUM: accepted values, NULL-terminated */
+    const struct pt_config__field *sub; /* OBJECT, OBJLIST, INLINE */
+    pt_config__field_fn fn;  /* CUSTOM */
+    int arg;                 /* CUSTOM: free for the reader's use */
+};
+
+/* pt_config__read_fields: reads the MAP <map> with table <tab> into <base>. <path> is the field
+ * path of <map> ("" at the top). Unknown keys give a notice, wrong types and missing required
+ * fields an error (counted in c->nerrors). Null values count as absent. */
+void pt_config__read_fields(struct pt_config__obj *c, const struct pt_ynode *map,
+                            const struct pt_config__field *tab, void *base, const char *path);
+
+/* pt_config__err, pt_config__notice: a diagnostic about <c> at <at>'s line (NULL: c->line). */
+void pt_config__err(struct pt_config__obj *c, const struct pt_ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pt_config__notice(struct pt_config__obj *c, const struct pt_ynode *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* pt_config__path: "<prefix>.<name>" (or "<name>" when prefix is "") into <out> (truncated). */
+void pt_config__path(char *out, size_t cap, const char *prefix, const char *name);
+
+/* pt_config__string: <val> as a string copied into the arena; on a non-scalar (or a string
+ * with a NUL byte) reports "<path>: expected a string" at <at> and returns NULL. */
+const char *pt_config__string(struct pt_config__obj *c, const struct pt_ynode *at,
+                              const struct pt_ynode *val, const char *path);
+
+/* pt_config__kvmap: the MAP <val> (scalar keys and values; null values read as "") into an
+ * arena array *dst of *n pairs; errors (non-map, non-string, duplicate keys) name <path>. */
+void pt_config__kvmap(struct pt_config__obj *c, const struct pt_ynode *key,
+                      const struct pt_ynode *val, struct pt_kv **dst, size_t *n, const char *path);
+
+/* pt_config__scalar_bool, pt_config__scalar_long: parse a scalar; false when it is not one. */
+bool pt_config__scalar_bool(const struct pt_ynode *n, bool *out);
+bool pt_config__scalar_long(const struct pt_ynode *n, long *out);
+
+/* pt_config__is_string: a scalar usable as a string (no embedded NUL). */
+bool pt_config__is_string(const struct pt_ynode *n);
+
+#define PT_PATH_MAX 256
+
+#endif
