@@ -122,37 +122,6 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
     return PT_AGAIN;
 }
 
-/* How many of <len> bytes belong to the message body; sets *done at its end. PT_BADMSG on
- * broken chunked framing. */
-static int64_t body_take(struct pt_body *b, const char *data, size_t len, bool *done)
-{
-    size_t consumed;
-    int r;
-
-    *done = false;
-    switch (b->kind) {
-    case PT_BODY_NONE:
-        *done = true;
-        return 0;
-    case PT_BODY_LENGTH:
-        if (len >= b->remaining) {
-            len = (size_t)b->remaining;
-            *done = true;
-        }
-        b->remaining -= len;
-        return (int64_t)len;
-    case PT_BODY_CHUNKED:
-        r = pt_h1_chunked_scan(&b->chunk, data, len, &consumed);
-        if (r < 0)
-            return PT_BADMSG;
-        *done = r == 1;
-        return (int64_t)consumed;
-    case PT_BODY_UNTIL_CLOSE:
-        return (int64_t)len;
-    }
-    return 0;
-}
-
 /* Reads from the client into ds->in. Returns bytes read, 0 at EOF, PT_AGAIN, PT_IO, PT_NOMEM. */
 static int ds_fill(struct pt_downstream *ds)
 {
@@ -186,7 +155,7 @@ static void ds_forward_request_body(struct pt_downstream *ds)
     while (!(ds->flags & PT_DSF_REQ_DONE) && ds->up != NULL && ds->up->out.len == 0) {
         if (ds->in.len > 0) {
             bool done;
-            int64_t n = body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done);
+            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done);
             struct iovec iov = { pt_buf_data(&ds->in), (size_t)(n > 0 ? n : 0) };
             if (n < 0) {
                 pt_ds_abort(ds);
@@ -259,7 +228,7 @@ static void ds_response_progress(struct pt_downstream *ds)
         bool done = false;
         int64_t n = 0;
         if (up->in.len > 0) {
-            n = body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
+            n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
             if (n < 0) {
                 pt_ds_abort(ds);
                 return;
@@ -292,9 +261,8 @@ static void ds_response_progress(struct pt_downstream *ds)
             return;
         }
     }
-    if ((ds->flags & PT_DSF_RESP_DONE) && ds->out.len == 0 &&
-        (ds->flags & (PT_DSF_REQ_DONE | PT_DSF_CLOSE_AFTER)))
-        ds_finish(ds);
+    if ((ds->flags & PT_DSF_RESP_DONE) && ds->out.len == 0)
+        ds_finish(ds); /* an early response ends the request: ds_finish closes after it */
 }
 
 void pt_ds_on_upstream_readable(struct pt_downstream *ds)
@@ -474,8 +442,7 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
                 return;
             }
             if (ds->flags & PT_DSF_RESP_DONE) {
-                if (ds->flags & (PT_DSF_REQ_DONE | PT_DSF_CLOSE_AFTER))
-                    ds_finish(ds);
+                ds_finish(ds);
             } else if (ds->up != NULL) {
                 pt_ds_on_upstream_readable(ds);
             }

@@ -88,6 +88,37 @@ static bool hop_by_hop(struct pt_str n)
     return false;
 }
 
+/* How many of <len> bytes belong to the message body; sets *done at its end. PT_BADMSG on
+ * broken chunked framing. */
+int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done)
+{
+    size_t consumed;
+    int r;
+
+    *done = false;
+    switch (b->kind) {
+    case PT_BODY_NONE:
+        *done = true;
+        return 0;
+    case PT_BODY_LENGTH:
+        if (len >= b->remaining) {
+            len = (size_t)b->remaining;
+            *done = true;
+        }
+        b->remaining -= len;
+        return (int64_t)len;
+    case PT_BODY_CHUNKED:
+        r = pt_h1_chunked_scan(&b->chunk, data, len, &consumed);
+        if (r < 0)
+            return PT_BADMSG;
+        *done = r == 1;
+        return (int64_t)consumed;
+    case PT_BODY_UNTIL_CLOSE:
+        return (int64_t)len;
+    }
+    return 0;
+}
+
 /* Writes a version-4 UUID from the worker's PRNG into out (36 bytes). */
 static void make_request_id(struct pt_worker *w, char *out)
 {
@@ -484,13 +515,22 @@ int pt_session_response_head(struct pt_downstream *ds)
     w->stats.downstream_rq_xx[res.status / 100]++;
     ds->flags |= PT_DSF_RESP_HEAD;
     {
+        /* The head and the body bytes already here leave in one writev. */
         uint64_t tx = ds->bytes_tx;
-        struct iovec iov = { w->scratch, (size_t)(b.p - w->scratch) };
-        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
+        bool done;
+        int64_t n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
+        struct iovec iov[2] = { { w->scratch, (size_t)(b.p - w->scratch) }, { pt_buf_data(&up->in), 0 } };
+        if (n < 0)
+            return PT_BADMSG;
+        iov[1].iov_len = (size_t)n;
+        if (pt_ds_send(ds, iov, n ? 2 : 1) == PT_IO) {
             pt_ds_abort(ds);
             return 0;
         }
-        ds->bytes_tx = tx; /* %BYTES_SENT% counts body bytes, as Envoy does */
+        pt_buf_consume(&up->in, (uint32_t)n);
+        ds->bytes_tx = tx + (uint64_t)n; /* %BYTES_SENT% counts body bytes, as Envoy does */
+        if (done)
+            ds->flags |= PT_DSF_RESP_DONE;
     }
     return 0;
 }

@@ -21,6 +21,10 @@ int pt_session_response_head(struct pt_downstream *ds);
  * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
 int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);
 
+/* pt_body_take: how many of <len> bytes belong to the body <b> delimits; sets *done at its
+ * end. PT_BADMSG on broken chunked framing. */
+int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done);
+
 void pt_ds_close(struct pt_downstream *ds);
 void pt_ds_abort(struct pt_downstream *ds);
 void pt_ds_request_end(struct pt_downstream *ds);
