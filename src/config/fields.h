@@ -1,7 +1,8 @@
-/* Declarative field tables (name, type, offset, range) and the generic typed setters that read
- * a YAML mapping into a resource struct. Internal to config/: resources.c declares one table per
- * kind; this file's reader does the type checks, defaults-by-absence, unknown-field notices and
- * `FILE:LINE: Kind/ns/name: path: message` errors. */
+/* Declarative field tables (name, type, offset, range), the generic reader that applies them to a
+ * YAML mapping (fields.c), and the kind descriptions built from them (kinds.c). Internal to
+ * config/: resources.c looks kinds up and reads objects with them. The reader does the type
+ * checks, defaults-by-absence, unknown-field notices and `FILE:LINE: Kind/ns/name: path: message`
+ * errors. */
 #ifndef PT_CONFIG_FIELDS_H
 #define PT_CONFIG_FIELDS_H
 
@@ -95,6 +96,41 @@ bool pt_config__scalar_long(const struct pt_ynode *n, long *out);
 
 /* pt_config__is_string: a scalar usable as a string (no embedded NUL). */
 bool pt_config__is_string(const struct pt_ynode *n);
+
+/* One kind Portico reads (kinds.c): where its fields are, how they read, where valid objects go.
+ * Every resource struct starts with its struct pt_meta. */
+struct pt_config__kind {
+    const char *name;
+    bool core;            /* Kubernetes core v1 (else getambassador.io) */
+    bool root_body;       /* fields at the document root (Endpoints, Secret), not under spec */
+    bool global_names;    /* names are unique across namespaces (TLSContext) */
+    const struct pt_config__field *fields;
+    size_t size;
+    size_t arr_off, n_off; /* the array and its count in struct pt_resources */
+    void (*init)(void *obj); /* defaults, before the fields are read */
+    void (*check)(struct pt_config__obj *c, void *obj, const struct pt_ynode *body);
+};
+
+#define PT_CONFIG__NKINDS 9
+
+/* Scratch space that holds any one resource while it is read. */
+union pt_config__any_res {
+    struct pt_listener_res listener;
+    struct pt_host_res host;
+    struct pt_tlscontext_res tlscontext;
+    struct pt_mapping_res mapping;
+    struct pt_tracing_res tracing;
+    struct pt_module_res module;
+    struct pt_service_res service;
+    struct pt_endpoints_res endpoints;
+    struct pt_secret_res secret;
+};
+
+/* pt_config__find_kind: the kind called <name>, or NULL. */
+const struct pt_config__kind *pt_config__find_kind(const char *name);
+
+/* pt_config__kind_index: <k>'s position, 0 .. PT_CONFIG__NKINDS - 1. */
+size_t pt_config__kind_index(const struct pt_config__kind *k);
 
 #define PT_PATH_MAX 256
 

@@ -116,7 +116,7 @@ struct pt_mapping_res {
     const char *rewrite;          /* default "/"; NULL when `rewrite: ""` */
     const char *regex_rewrite_pattern;
     const char *regex_rewrite_substitution;
-    const char *hostname;         /* glob; NULL when absent */
+    const char *hostname;         /* glob; NULL when absent ("*" for v2 Mappings without host) */
     const char *host;             /* exact (or regex with host_regex) */
     bool host_regex;
     const char *method;           /* NULL: any */

@@ -1,0 +1,904 @@
+/* The kinds Portico reads, as data: one field table per kind (Listener, Host, TLSContext,
+ * Mapping, TracingService, Module, Service, Endpoints, Secret) with its defaults, its custom
+ * readers (headers as maps, `tls: true`, base64 Secret data...) and its cross-field checks.
+ * Defaults and rules follow emissary.md §2-3. The generic reading is in fields.c; the Kubernetes
+ * envelope, filters and duplicates are in resources.c, which looks kinds up here. */
+#include "config/fields.h"
+#include "config/load.h"
+#include "config/ynode.h"
+
+#include "core/arena.h"
+#include "core/common.h"
+#include "core/strmap.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#define OFF(T, m) offsetof(T, m)
+#define F_STR(n, T, m) { .name = n, .type = PT_F_STR, .off = OFF(T, m) }
+#define F_STR_REQ(n, T, m) { .name = n, .type = PT_F_STR, .flags = PT_F_REQUIRED, .off = OFF(T, m) }
+#define F_BOOL(n, T, m) { .name = n, .type = PT_F_BOOL, .off = OFF(T, m) }
+#define F_INT(n, T, m, lo, hi) { .name = n, .type = PT_F_INT, .off = OFF(T, m), .min = lo, .max = hi }
+#define F_LIST(n, T, m, cnt) { .name = n, .type = PT_F_STRLIST, .off = OFF(T, m), .off_n = OFF(T, cnt) }
+#define F_KV(n, T, m, cnt) { .name = n, .type = PT_F_KVMAP, .off = OFF(T, m), .off_n = OFF(T, cnt) }
+#define F_OBJ(n, tab) { .name = n, .type = PT_F_OBJECT, .sub = tab }
+#define F_OBJLIST(n, T, m, cnt, E, tab)                                                          \
+    { .name = n, .type = PT_F_OBJLIST, .off = OFF(T, m), .off_n = OFF(T, cnt), .elem = sizeof(E), \
+      .sub = tab }
+#define F_FN(n, f, a) { .name = n, .type = PT_F_CUSTOM, .fn = f, .arg = a }
+#define F_IGN(n) { .name = n, .type = PT_F_IGNORE }
+#define F_END { .type = PT_F_END }
+
+/* ---- custom readers ------------------------------------------------------------------------ */
+
+/* rewrite: `rewrite: ""` turns rewriting off (NULL); absent keeps the default "/". */
+static void read_rewrite(struct pt_config__obj *c, const struct pt_config__field *f,
+                         const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                         const char *path)
+{
+    struct pt_mapping_res *m = base;
+    const char *s = pt_config__string(c, key, val, path);
+    if (s != NULL)
+        m->rewrite = *s ? s : NULL;
+}
+
+/* tls on a Mapping: a TLSContext name, or `true` for TLS without a context. */
+static void read_mapping_tls(struct pt_config__obj *c, const struct pt_config__field *f,
+                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                             const char *path)
+{
+    struct pt_mapping_res *m = base;
+    bool b;
+    if (val->plain && pt_config__scalar_bool(val, &b))
+        m->tls = b ? "true" : NULL;
+    else
+        m->tls = pt_config__string(c, key, val, path);
+}
+
+static void append_matches(struct pt_config__obj *c, struct pt_match_kv **arr, size_t *n,
+                           const struct pt_ynode *map, bool regex, const char *path)
+{
+    struct pt_match_kv *out = pt_arena_grow(c->arena, *arr, *n, *n + map->npairs, sizeof(*out));
+    char p[PT_PATH_MAX];
+    size_t k = *n;
+    for (size_t i = 0; i < map->npairs; i++) {
+        const struct pt_ynode *name = map->pairs[i].key, *val = map->pairs[i].value;
+        bool presence = false;
+        struct pt_match_kv *mk = &out[k++];
+        mk->name = pt_config__string(c, name, name, path);
+        pt_config__path(p, sizeof(p), path, mk->name ? mk->name : "?");
+        mk->regex = regex;
+        if (!regex && val->type == PT_YNODE_SCALAR && val->plain &&
+            pt_config__scalar_bool(val, &presence)) {
+            if (!presence)
+                pt_config__err(c, name, "%s: expected a string, or true for presence", p);
+            mk->value = NULL;
+        } else if (pt_ynode_is_null(val)) {
+            pt_config__err(c, name, "%s: expected a string%s", p, regex ? "" : " or true");
+        } else {
+            mk->value = pt_config__string(c, name, val, p);
+        }
+    }
+    *arr = out;
+    *n = k;
+}
+
+/* headers, regex_headers, query_parameters, regex_query_parameters: f->arg bit 0 = regex,
+ * bit 1 = query parameters. */
+static void read_matches(struct pt_config__obj *c, const struct pt_config__field *f,
+                         const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                         const char *path)
+{
+    struct pt_mapping_res *m = base;
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping of name to value", path);
+        return;
+    }
+    if (val->dup_key != NULL)
+        pt_config__err(c, val->dup_key, "%s: duplicate key \"%.64s\"", path, val->dup_key->str);
+    if (f->arg & 2)
+        append_matches(c, &m->query_parameters, &m->nquery_parameters, val, f->arg & 1, path);
+    else
+        append_matches(c, &m->headers, &m->nheaders, val, f->arg & 1, path);
+}
+
+static const struct pt_config__field added_header_fields[] = {
+    F_STR_REQ("value", struct pt_add_header, value),
+    F_BOOL("append", struct pt_add_header, append),
+    F_IGN("v2Representation"),
+    F_END,
+};
+
+/* add_request_headers / add_response_headers: name -> "value" or {value, append}; f->arg 1 =
+ * response. append defaults to true (Envoy's default). */
+static void read_added_headers(struct pt_config__obj *c, const struct pt_config__field *f,
+                               const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                               const char *path)
+{
+    struct pt_mapping_res *m = base;
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping of header name to value", path);
+        return;
+    }
+    if (val->dup_key != NULL)
+        pt_config__err(c, val->dup_key, "%s: duplicate key \"%.64s\"", path, val->dup_key->str);
+    struct pt_add_header *h = pt_arena_alloc_array(c->arena, val->npairs, sizeof(*h));
+    char p[PT_PATH_MAX];
+    for (size_t i = 0; i < val->npairs; i++) {
+        const struct pt_ynode *name = val->pairs[i].key, *v = val->pairs[i].value;
+        h[i].name = pt_config__string(c, name, name, path);
+        h[i].append = true;
+        pt_config__path(p, sizeof(p), path, h[i].name ? h[i].name : "?");
+        if (v->type == PT_YNODE_MAP)
+            pt_config__read_fields(c, v, added_header_fields, &h[i], p);
+        else
+            h[i].value = pt_ynode_is_null(v) ? "" : pt_config__string(c, name, v, p);
+    }
+    if (f->arg) {
+        m->add_response_headers = h;
+        m->nadd_response_headers = val->npairs;
+    } else {
+        m->add_request_headers = h;
+        m->nadd_request_headers = val->npairs;
+    }
+}
+
+static void read_bind_from(struct pt_config__obj *c, const struct pt_config__field *f,
+                           const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                           const char *path)
+{
+    struct pt_listener_res *li = base;
+    const char *s = pt_config__is_string(val) ? val->str : "";
+    li->bind_ns_all = strcmp(s, "ALL") == 0;
+    li->bind_ns_self = strcmp(s, "SELF") == 0;
+    if (!li->bind_ns_all && !li->bind_ns_self && strcmp(s, "SELECTOR") != 0)
+        pt_config__err(c, key, "%s: expected one of SELF, ALL, SELECTOR", path);
+}
+
+static void read_port_flag(struct pt_config__obj *c, const struct pt_config__field *f,
+                           const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                           const char *path)
+{
+    struct pt_tls_settings *t = base;
+    long v;
+    if (!pt_config__scalar_long(val, &v) || v < 1 || v > 65535) {
+        pt_config__err(c, key, "%s: expected an integer between 1 and 65535", path);
+        return;
+    }
+    t->redirect_cleartext_from = (int)v;
+    t->redirect_cleartext_from_set = true;
+}
+
+static const char *const tls_versions[] = { "v1.0", "v1.1", "v1.2", "v1.3", NULL };
+
+/* TLSContext spec and Host.tls: snake_case, with the camelCase spellings Host.tls also takes. */
+#define T struct pt_tls_settings
+static const struct pt_config__field tls_fields[] = {
+    F_STR("secret", T, secret),
+    { .name = "secret_namespacing", .alias = "secretNamespacing", .type = PT_F_BOOL,
+      .off = OFF(T, secret_namespacing) },
+    { .name = "cert_chain_file", .alias = "certChainFile", .type = PT_F_STR,
+      .off = OFF(T, cert_chain_file) },
+    { .name = "private_key_file", .alias = "privateKeyFile", .type = PT_F_STR,
+      .off = OFF(T, private_key_file) },
+    { .name = "ca_secret", .alias = "caSecret", .type = PT_F_STR, .off = OFF(T, ca_secret) },
+    { .name = "cacert_chain_file", .alias = "cacertChainFile", .type = PT_F_STR,
+      .off = OFF(T, cacert_chain_file) },
+    { .name = "crl_secret", .alias = "crlSecret", .type = PT_F_STR, .off = OFF(T, crl_secret) },
+    { .name = "crl_file", .alias = "crlFile", .type = PT_F_STR, .off = OFF(T, crl_file) },
+    { .name = "alpn_protocols", .alias = "alpnProtocols", .type = PT_F_STR,
+      .off = OFF(T, alpn_protocols) },
+    F_STR("sni", T, sni),
+    { .name = "min_tls_version", .alias = "minTlsVersion", .type = PT_F_STRENUM,
+      .off = OFF(T, min_tls_version), .names = tls_versions },
+    { .name = "max_tls_version", .alias = "maxTlsVersion", .type = PT_F_STRENUM,
+      .off = OFF(T, max_tls_version), .names = tls_versions },
+    { .name = "cipher_suites", .alias = "cipherSuites", .type = PT_F_STRLIST,
+      .off = OFF(T, cipher_suites), .off_n = OFF(T, ncipher_suites) },
+    { .name = "ecdh_curves", .alias = "ecdhCurves", .type = PT_F_STRLIST,
+      .off = OFF(T, ecdh_curves), .off_n = OFF(T, necdh_curves) },
+    { .name = "cert_required", .alias = "certRequired", .type = PT_F_BOOL,
+      .off = OFF(T, cert_required) },
+    { .name = "redirect_cleartext_from", .alias = "redirectCleartextFrom", .type = PT_F_CUSTOM,
+      .fn = read_port_flag },
+    F_END,
+};
+#undef T
+
+static void read_host_tls(struct pt_config__obj *c, const struct pt_config__field *f,
+                          const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                          const char *path)
+{
+    struct pt_host_res *h = base;
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", path);
+        return;
+    }
+    h->has_tls = true;
+    pt_config__read_fields(c, val, tls_fields, &h->tls, path);
+}
+
+static void read_driver(struct pt_config__obj *c, const struct pt_config__field *f,
+                        const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                        const char *path)
+{
+    static const char *const drivers[] = { "zipkin", "datadog", "opentelemetry", NULL };
+    struct pt_tracing_res *t = base;
+    if (pt_config__is_string(val))
+        for (size_t i = 0; drivers[i]; i++)
+            if (strcmp(val->str, drivers[i]) == 0) {
+                t->driver = drivers[i];
+                return;
+            }
+    pt_config__err(c, key, "%s: %.64s not supported; use zipkin, datadog or opentelemetry", path,
+                   pt_config__is_string(val) ? val->str : "this value");
+}
+
+static void read_endpoint_version(struct pt_config__obj *c, const struct pt_config__field *f,
+                                  const struct pt_ynode *key, const struct pt_ynode *val,
+                                  void *base, const char *path)
+{
+    struct pt_tracing_res *t = base;
+    if (pt_config__is_string(val) && strcmp(val->str, "HTTP_JSON") == 0)
+        t->collector_endpoint_version = "HTTP_JSON";
+    else
+        pt_config__err(c, key, "collector_endpoint_version %.64s not supported; use HTTP_JSON",
+                       pt_config__is_string(val) ? val->str : "(not a string)");
+}
+
+static void read_target_port(struct pt_config__obj *c, const struct pt_config__field *f,
+                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                             const char *path)
+{
+    struct pt_service_port *sp = base;
+    long v;
+    if (pt_config__scalar_long(val, &v)) {
+        if (v < 1 || v > 65535)
+            pt_config__err(c, key, "%s: expected a port (1-65535) or a port name", path);
+        else
+            sp->target_port = (int)v;
+    } else {
+        sp->target_port_name = pt_config__string(c, key, val, path);
+    }
+}
+
+static void read_ip(struct pt_config__obj *c, const struct pt_config__field *f,
+                    const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                    const char *path)
+{
+    struct pt_endpoint_addr *a = base;
+    unsigned char buf[16];
+    const char *s = pt_config__string(c, key, val, path);
+    if (s == NULL)
+        return;
+    if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1)
+        pt_config__err(c, key, "%s: expected an IP address (got \"%.64s\")", path, s);
+    else
+        a->ip = s;
+}
+
+static void read_log_format(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    struct pt_module_res *m = base;
+    if (val->type == PT_YNODE_MAP)
+        pt_config__kvmap(c, key, val, &m->envoy_log_json_format, &m->nenvoy_log_json_format,
+                         path);
+    else
+        m->envoy_log_format = pt_config__string(c, key, val, path);
+}
+
+/* ---- Mapping -------------------------------------------------------------------------------- */
+
+#define T struct pt_mapping_res
+static const struct pt_config__field regex_rewrite_fields[] = {
+    F_STR_REQ("pattern", T, regex_rewrite_pattern),
+    F_STR("substitution", T, regex_rewrite_substitution),
+    F_END,
+};
+
+static const struct pt_config__field mapping_fields[] = {
+    F_STR_REQ("prefix", T, prefix),
+    F_STR_REQ("service", T, service),
+    F_IGN("ambassador_id"),
+    F_BOOL("prefix_regex", T, prefix_regex),
+    F_BOOL("prefix_exact", T, prefix_exact),
+    F_BOOL("case_sensitive", T, case_sensitive),
+    F_FN("rewrite", read_rewrite, 0),
+    F_OBJ("regex_rewrite", regex_rewrite_fields),
+    F_STR("hostname", T, hostname),
+    F_STR("host", T, host),
+    F_BOOL("host_regex", T, host_regex),
+    F_STR("method", T, method),
+    F_BOOL("method_regex", T, method_regex),
+    F_FN("headers", read_matches, 0),
+    F_FN("regex_headers", read_matches, 1),
+    F_FN("query_parameters", read_matches, 2),
+    F_FN("regex_query_parameters", read_matches, 3),
+    F_INT("timeout_ms", T, timeout_ms, 0, INT_MAX),
+    F_INT("connect_timeout_ms", T, connect_timeout_ms, 0, INT_MAX),
+    F_INT("idle_timeout_ms", T, idle_timeout_ms, 0, INT_MAX),
+    F_INT("precedence", T, precedence, INT_MIN, INT_MAX),
+    F_INT("weight", T, weight, 0, 100),
+    F_FN("add_request_headers", read_added_headers, 0),
+    F_FN("add_response_headers", read_added_headers, 1),
+    F_LIST("remove_request_headers", T, remove_request_headers, nremove_request_headers),
+    F_LIST("remove_response_headers", T, remove_response_headers, nremove_response_headers),
+    F_STR("host_rewrite", T, host_rewrite),
+    F_BOOL("auto_host_rewrite", T, auto_host_rewrite),
+    F_FN("tls", read_mapping_tls, 0),
+    F_STR("stats_name", T, stats_name),
+    F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
+    F_END,
+};
+#undef T
+
+static void mapping_init(void *obj)
+{
+    struct pt_mapping_res *m = obj;
+    m->case_sensitive = true;
+    m->rewrite = "/";
+    m->timeout_ms = 3000;
+    m->connect_timeout_ms = 3000;
+    m->idle_timeout_ms = -1;
+    m->weight = -1;
+}
+
+static bool has_authority_match(const struct pt_mapping_res *m)
+{
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (m->headers[i].name && strcasecmp(m->headers[i].name, ":authority") == 0)
+            return true;
+    return false;
+}
+
+/* mapping_hosts: hostname wins over host (Emissary ignores host then); `*` is only for globs;
+ * a v3alpha1 Mapping that can select no Host is legal but routes nothing (emissary.md §3). */
+static void mapping_hosts(struct pt_config__obj *c, struct pt_mapping_res *m,
+                          const struct pt_ynode *body)
+{
+    if (m->hostname != NULL && m->host != NULL) {
+        pt_config__notice(c, pt_ynode_get(body, "host"),
+                          "both hostname and host are set; host is ignored");
+        m->host = NULL;
+        m->host_regex = false;
+    }
+    if (m->host != NULL && !m->host_regex && strchr(m->host, '*') != NULL)
+        pt_config__err(c, pt_ynode_get(body, "host"),
+                       "host: \"*\" is not allowed in an exact host; use hostname for a glob");
+    if (m->hostname != NULL || m->host != NULL || has_authority_match(m))
+        return;
+    if (c->v2) {
+        m->hostname = "*"; /* what Emissary's v2 -> v3alpha1 conversion does */
+    } else if (m->meta.nlabels == 0) {
+        pt_config__notice(c, NULL,
+                          "Mapping has no hostname; it matches no Host (set hostname: \"*\")");
+    }
+}
+
+static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_mapping_res *m = obj;
+    mapping_hosts(c, m, body);
+    if (m->regex_rewrite_pattern != NULL) {
+        if (m->regex_rewrite_substitution == NULL)
+            m->regex_rewrite_substitution = "";
+        if (m->rewrite != NULL && !pt_ynode_is_null(pt_ynode_get(body, "rewrite")))
+            pt_config__notice(c, pt_ynode_get(body, "regex_rewrite"),
+                              "regex_rewrite overrides rewrite");
+    }
+    if (m->prefix_regex && m->prefix_exact)
+        pt_config__notice(c, pt_ynode_get(body, "prefix_exact"),
+                          "prefix_exact is ignored with prefix_regex");
+}
+
+/* ---- Host ----------------------------------------------------------------------------------- */
+
+static const char *const insecure_actions[] = { "Redirect", "Route", "Reject", NULL };
+
+#define T struct pt_host_res
+static const struct pt_config__field host_tls_secret_fields[] = {
+    F_STR_REQ("name", T, tls_secret_name),
+    F_STR("namespace", T, tls_secret_namespace),
+    F_END,
+};
+
+static const struct pt_config__field host_tls_context_fields[] = {
+    F_STR_REQ("name", T, tls_context),
+    F_END,
+};
+
+static const struct pt_config__field host_insecure_fields[] = {
+    { .name = "action", .type = PT_F_ENUM, .off = OFF(T, insecure_action),
+      .names = insecure_actions },
+    F_INT("additionalPort", T, insecure_additional_port, -1, 65535),
+    F_END,
+};
+
+static const struct pt_config__field host_policy_fields[] = {
+    F_OBJ("insecure", host_insecure_fields),
+    F_END,
+};
+
+static const struct pt_config__field host_selector_fields[] = {
+    F_KV("matchLabels", T, selector, nselector),
+    F_END,
+};
+
+static const struct pt_config__field host_fields[] = {
+    F_IGN("ambassador_id"),
+    F_STR("hostname", T, hostname),
+    F_OBJ("tlsSecret", host_tls_secret_fields),
+    F_OBJ("tlsContext", host_tls_context_fields),
+    F_FN("tls", read_host_tls, 0),
+    F_OBJ("requestPolicy", host_policy_fields),
+    { .name = "mappingSelector", .alias = "selector", .flags = PT_F_DEPRECATED,
+      .type = PT_F_OBJECT, .sub = host_selector_fields },
+    F_IGN("acmeProvider"), /* Emissary does no ACME itself either */
+    F_END,
+};
+#undef T
+
+static void host_init(void *obj)
+{
+    struct pt_host_res *h = obj;
+    h->hostname = "*";
+    h->insecure_action = PT_INSECURE_REDIRECT;
+    h->insecure_additional_port = -1;
+    h->tls.secret_namespacing = true;
+}
+
+static void tls_check(struct pt_config__obj *c, const struct pt_tls_settings *t,
+                      const struct pt_ynode *at, const char *prefix)
+{
+    if (t->secret != NULL && t->cert_chain_file != NULL)
+        pt_config__err(c, at, "%sexactly one of secret and cert_chain_file", prefix);
+    if (t->min_tls_version && t->max_tls_version &&
+        strcmp(t->min_tls_version, t->max_tls_version) > 0)
+        pt_config__err(c, at, "%smin_tls_version %s is above max_tls_version %s", prefix,
+                       t->min_tls_version, t->max_tls_version);
+}
+
+static void host_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_host_res *h = obj;
+    if (h->has_tls)
+        tls_check(c, &h->tls, pt_ynode_get(body, "tls"), "tls: ");
+}
+
+/* ---- Listener ------------------------------------------------------------------------------- */
+
+static const char *const protocols[] = { "HTTP", "HTTPS", "HTTPPROXY", "HTTPSPROXY", "TCP", "TLS",
+                                         NULL };
+static const char *const security_models[] = { "XFP", "SECURE", "INSECURE", NULL };
+
+#define T struct pt_listener_res
+static const struct pt_config__field bind_ns_fields[] = {
+    F_FN("from", read_bind_from, 0),
+    F_END,
+};
+
+static const struct pt_config__field bind_selector_fields[] = {
+    F_KV("matchLabels", T, bind_selector, nbind_selector),
+    F_END,
+};
+
+static const struct pt_config__field host_binding_fields[] = {
+    F_OBJ("namespace", bind_ns_fields),
+    F_OBJ("selector", bind_selector_fields),
+    F_END,
+};
+
+static const struct pt_config__field listener_fields[] = {
+    { .name = "port", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, port), .min = 1,
+      .max = 65535 },
+    { .name = "protocol", .type = PT_F_ENUM, .flags = PT_F_REQUIRED, .off = OFF(T, protocol),
+      .names = protocols },
+    { .name = "securityModel", .type = PT_F_ENUM, .flags = PT_F_REQUIRED,
+      .off = OFF(T, security_model), .names = security_models },
+    F_IGN("ambassador_id"),
+    F_STR("statsPrefix", T, stats_prefix),
+    F_INT("l7Depth", T, l7_depth, 0, INT_MAX),
+    F_OBJ("hostBinding", host_binding_fields),
+    F_END,
+};
+#undef T
+
+static void listener_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_listener_res *li = obj;
+    const struct pt_ynode *hb = pt_ynode_get(body, "hostBinding");
+    if (pt_ynode_is_null(hb)) {
+        li->bind_ns_all = true;
+        pt_config__notice(c, NULL, "no hostBinding; binding Hosts from ALL namespaces");
+    } else if (hb->type == PT_YNODE_MAP &&
+               pt_ynode_is_null(pt_ynode_get(pt_ynode_get(hb, "namespace"), "from")) &&
+               pt_ynode_is_null(pt_ynode_get(hb, "selector"))) {
+        pt_config__err(c, hb, "hostBinding: needs namespace.from or selector");
+    }
+}
+
+/* ---- TLSContext ----------------------------------------------------------------------------- */
+
+#define T struct pt_tlscontext_res
+static const struct pt_config__field tlscontext_fields[] = {
+    F_IGN("ambassador_id"),
+    F_LIST("hosts", T, hosts, nhosts),
+    { .type = PT_F_INLINE, .off = OFF(T, tls), .sub = tls_fields },
+    F_END,
+};
+#undef T
+
+static void tlscontext_init(void *obj)
+{
+    struct pt_tlscontext_res *t = obj;
+    t->tls.secret_namespacing = true;
+}
+
+static void tlscontext_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_tlscontext_res *t = obj;
+    tls_check(c, &t->tls, NULL, "");
+}
+
+/* ---- TracingService ------------------------------------------------------------------------- */
+
+#define T struct pt_tracing_res
+static const struct pt_config__field trace_config_fields[] = {
+    F_STR("collector_endpoint", T, collector_endpoint),
+    F_FN("collector_endpoint_version", read_endpoint_version, 0),
+    F_STR("collector_hostname", T, collector_hostname),
+    F_BOOL("trace_id_128bit", T, trace_id_128bit),
+    F_BOOL("shared_span_context", T, shared_span_context),
+    F_END,
+};
+
+static const struct pt_config__field sampling_fields[] = {
+    { .name = "overall", .type = PT_F_DOUBLE, .off = OFF(T, sampling_overall), .max = 100 },
+    { .name = "random", .type = PT_F_DOUBLE, .off = OFF(T, sampling_random), .max = 100 },
+    { .name = "client", .type = PT_F_DOUBLE, .off = OFF(T, sampling_client), .max = 100 },
+    F_END,
+};
+#undef T
+
+#define T struct pt_custom_tag
+static const struct pt_config__field tag_literal_fields[] = {
+    F_STR_REQ("value", T, literal),
+    F_END,
+};
+
+static const struct pt_config__field tag_env_fields[] = {
+    F_STR_REQ("name", T, env_name),
+    F_STR("default_value", T, env_default),
+    F_END,
+};
+
+static const struct pt_config__field tag_header_fields[] = {
+    F_STR_REQ("name", T, header_name),
+    F_STR("default_value", T, header_default),
+    F_END,
+};
+
+static const struct pt_config__field custom_tag_fields[] = {
+    F_STR_REQ("tag", T, tag),
+    F_OBJ("literal", tag_literal_fields),
+    F_OBJ("environment", tag_env_fields),
+    F_OBJ("request_header", tag_header_fields),
+    F_END,
+};
+#undef T
+
+#define T struct pt_tracing_res
+static const struct pt_config__field tracing_fields[] = {
+    F_STR_REQ("service", T, service),
+    { .name = "driver", .type = PT_F_CUSTOM, .flags = PT_F_REQUIRED, .fn = read_driver },
+    F_IGN("ambassador_id"),
+    F_OBJ("config", trace_config_fields),
+    F_OBJ("sampling", sampling_fields),
+    F_OBJLIST("custom_tags", T, custom_tags, ncustom_tags, struct pt_custom_tag,
+              custom_tag_fields),
+    F_LIST("tag_headers", T, tag_headers, ntag_headers),
+    F_END,
+};
+#undef T
+
+static void tracing_init(void *obj)
+{
+    struct pt_tracing_res *t = obj;
+    t->collector_endpoint = "/api/v2/spans";
+    t->collector_endpoint_version = "HTTP_JSON";
+    t->trace_id_128bit = true;
+    t->shared_span_context = true;
+    t->sampling_overall = t->sampling_random = t->sampling_client = 100;
+}
+
+static void tracing_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_tracing_res *t = obj;
+    const struct pt_ynode *list = pt_ynode_get(body, "custom_tags");
+    for (size_t i = 0; i < t->ncustom_tags; i++) {
+        const struct pt_custom_tag *ct = &t->custom_tags[i];
+        int sources = (ct->literal != NULL) + (ct->env_name != NULL) + (ct->header_name != NULL);
+        if (sources != 1 && ct->tag != NULL)
+            pt_config__err(c, list && list->type == PT_YNODE_SEQ ? list->items[i] : NULL,
+                           "custom_tags[%zu]: exactly one of literal, environment and "
+                           "request_header", i);
+    }
+}
+
+/* ---- Module --------------------------------------------------------------------------------- */
+
+static const char *const log_types[] = { "text", "json", "typed_json", NULL };
+
+#define T struct pt_module_res
+static const struct pt_config__field module_config_fields[] = {
+    { .name = "envoy_log_type", .type = PT_F_STRENUM, .off = OFF(T, envoy_log_type),
+      .names = log_types },
+    F_FN("envoy_log_format", read_log_format, 0),
+    F_STR("envoy_log_path", T, envoy_log_path),
+    F_INT("cluster_request_timeout_ms", T, cluster_request_timeout_ms, 0, INT_MAX),
+    F_END,
+};
+
+static const struct pt_config__field module_fields[] = {
+    F_IGN("ambassador_id"),
+    F_OBJ("config", module_config_fields),
+    F_END,
+};
+#undef T
+
+static void module_init(void *obj)
+{
+    struct pt_module_res *m = obj;
+    m->cluster_request_timeout_ms = -1;
+}
+
+/* ---- Service, Endpoints, Secret (core v1) --------------------------------------------------- */
+
+#define T struct pt_service_port
+static const struct pt_config__field service_port_fields[] = {
+    F_STR("name", T, name),
+    { .name = "port", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, port), .min = 1,
+      .max = 65535 },
+    F_FN("targetPort", read_target_port, 0),
+    F_STR("protocol", T, protocol),
+    F_IGN("nodePort"),
+    F_IGN("appProtocol"),
+    F_END,
+};
+#undef T
+
+#define T struct pt_service_res
+static const struct pt_config__field service_fields[] = {
+    F_OBJLIST("ports", T, ports, nports, struct pt_service_port, service_port_fields),
+    F_STR("clusterIP", T, cluster_ip),
+    /* the rest of a Service spec is for kube-proxy and cloud load balancers */
+    F_IGN("selector"), F_IGN("type"), F_IGN("sessionAffinity"), F_IGN("sessionAffinityConfig"),
+    F_IGN("clusterIPs"), F_IGN("ipFamilies"), F_IGN("ipFamilyPolicy"),
+    F_IGN("externalTrafficPolicy"), F_IGN("internalTrafficPolicy"), F_IGN("loadBalancerIP"),
+    F_IGN("loadBalancerClass"), F_IGN("loadBalancerSourceRanges"), F_IGN("externalName"),
+    F_IGN("externalIPs"), F_IGN("publishNotReadyAddresses"), F_IGN("healthCheckNodePort"),
+    F_IGN("allocateLoadBalancerNodePorts"), F_IGN("trafficDistribution"),
+    F_END,
+};
+#undef T
+
+static void service_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_service_res *s = obj;
+    for (size_t i = 0; i < s->nports; i++) {
+        struct pt_service_port *p = &s->ports[i];
+        if (p->target_port == 0 && p->target_port_name == NULL)
+            p->target_port = p->port; /* Kubernetes' default */
+        if (p->protocol == NULL)
+            p->protocol = "TCP";
+    }
+}
+
+static const struct pt_config__field endpoint_addr_fields[] = {
+    { .name = "ip", .type = PT_F_CUSTOM, .flags = PT_F_REQUIRED, .fn = read_ip },
+    F_IGN("hostname"), F_IGN("nodeName"), F_IGN("targetRef"),
+    F_END,
+};
+
+#define T struct pt_endpoint_port
+static const struct pt_config__field endpoint_port_fields[] = {
+    F_STR("name", T, name),
+    { .name = "port", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, port), .min = 1,
+      .max = 65535 },
+    F_IGN("protocol"), F_IGN("appProtocol"),
+    F_END,
+};
+#undef T
+
+#define T struct pt_endpoint_subset
+static const struct pt_config__field endpoint_subset_fields[] = {
+    F_OBJLIST("addresses", T, addresses, naddresses, struct pt_endpoint_addr,
+              endpoint_addr_fields),
+    F_OBJLIST("ports", T, ports, nports, struct pt_endpoint_port, endpoint_port_fields),
+    F_IGN("notReadyAddresses"),
+    F_END,
+};
+#undef T
+
+static const struct pt_config__field endpoints_fields[] = {
+    F_IGN("apiVersion"), F_IGN("kind"), F_IGN("metadata"),
+    F_OBJLIST("subsets", struct pt_endpoints_res, subsets, nsubsets, struct pt_endpoint_subset,
+              endpoint_subset_fields),
+    F_END,
+};
+
+static const struct pt_config__field secret_fields[] = {
+    F_IGN("apiVersion"), F_IGN("kind"), F_IGN("metadata"),
+    F_STR("type", struct pt_secret_res, type),
+    F_IGN("data"),       /* read by secret_check: data first, then stringData over it */
+    F_IGN("stringData"),
+    F_IGN("immutable"),
+    F_END,
+};
+
+static int b64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == '/')
+        return 63;
+    return -1;
+}
+
+/* b64_decode: standard base64 (padding optional, line breaks allowed, as in folded YAML) into a
+ * NUL-terminated arena buffer; false when <s> is not base64. */
+static bool b64_decode(struct pt_arena *a, const char *s, size_t len, char **out, size_t *outlen)
+{
+    unsigned char *buf = pt_arena_alloc(a, len / 4 * 3 + 4);
+    size_t n = 0, symbols = 0, pad = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t')
+            continue;
+        if (ch == '=') {
+            pad++;
+            continue;
+        }
+        int v = b64_value(ch);
+        if (v < 0 || pad > 0)
+            return false;
+        symbols++;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (symbols % 4 == 1 || pad > 2 || (pad > 0 && (symbols + pad) % 4 != 0))
+        return false;
+    buf[n] = '\0';
+    *out = (char *)buf;
+    *outlen = n;
+    return true;
+}
+
+/* secret_put: the slot for <key> in s->data, new or the existing one (<index> maps key to
+ * slot + 1, so stringData replaces data in constant time). */
+static size_t secret_put(struct pt_secret_res *s, struct pt_strmap *index, const char *key)
+{
+    uintptr_t at = (uintptr_t)pt_strmap_get(index, key, strlen(key));
+    if (at != 0)
+        return at - 1;
+    pt_strmap_put(index, key, strlen(key), (void *)(uintptr_t)(s->ndata + 1));
+    return s->ndata++;
+}
+
+/* secret_read_map: adds <map>'s entries to <s>; base64-decoded for data, as-is for stringData. */
+static void secret_read_map(struct pt_config__obj *c, struct pt_secret_res *s,
+                            struct pt_strmap *index, const struct pt_ynode *key,
+                            const struct pt_ynode *map, bool decode)
+{
+    const char *what = decode ? "data" : "stringData";
+    if (map->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", what);
+        return;
+    }
+    if (map->dup_key != NULL)
+        pt_config__err(c, map->dup_key, "%s: duplicate key \"%.64s\"", what, map->dup_key->str);
+    for (size_t i = 0; i < map->npairs; i++) {
+        const struct pt_ynode *k = map->pairs[i].key, *v = map->pairs[i].value;
+        const char *name = pt_config__string(c, k, k, what);
+        char *val = (char *)"";
+        size_t vlen = 0;
+        if (name == NULL)
+            continue;
+        if (!pt_ynode_is_null(v) && v->type != PT_YNODE_SCALAR) {
+            pt_config__err(c, k, "%s.%.64s: expected a string", what, name);
+            continue;
+        }
+        if (!pt_ynode_is_null(v) && decode && !b64_decode(c->arena, v->str, v->len, &val, &vlen)) {
+            pt_config__err(c, k, "%s.%.64s: invalid base64", what, name);
+            continue;
+        }
+        if (!pt_ynode_is_null(v) && !decode) {
+            val = pt_arena_strndup(c->arena, v->str, v->len);
+            vlen = v->len;
+        }
+        size_t at = secret_put(s, index, name);
+        s->data[at] = (struct pt_kv){ name, val };
+        s->data_len[at] = vlen;
+    }
+}
+
+static void secret_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_secret_res *s = obj;
+    const struct pt_ynode *data = pt_ynode_get(body, "data");
+    const struct pt_ynode *sdata = pt_ynode_get(body, "stringData");
+    size_t cap = (pt_ynode_is_null(data) || data->type != PT_YNODE_MAP ? 0 : data->npairs) +
+                 (pt_ynode_is_null(sdata) || sdata->type != PT_YNODE_MAP ? 0 : sdata->npairs);
+    s->data = pt_arena_alloc_array(c->arena, cap, sizeof(*s->data));
+    s->data_len = pt_arena_alloc_array(c->arena, cap, sizeof(*s->data_len));
+    struct pt_strmap index = { 0 };
+    if (!pt_ynode_is_null(data))
+        secret_read_map(c, s, &index, data, data, true);
+    if (!pt_ynode_is_null(sdata))
+        secret_read_map(c, s, &index, sdata, sdata, false);
+    pt_strmap_free(&index);
+    if (s->type == NULL)
+        s->type = "Opaque";
+}
+
+/* ---- kinds ---------------------------------------------------------------------------------- */
+
+#define RES(arr, n) .arr_off = offsetof(struct pt_resources, arr), \
+                    .n_off = offsetof(struct pt_resources, n)
+
+static const struct pt_config__kind kinds[] = {
+    { .name = "Listener", .fields = listener_fields, .size = sizeof(struct pt_listener_res),
+      RES(listeners, nlisteners), .check = listener_check },
+    { .name = "Host", .fields = host_fields, .size = sizeof(struct pt_host_res),
+      RES(hosts, nhosts), .init = host_init, .check = host_check },
+    { .name = "TLSContext", .global_names = true, .fields = tlscontext_fields,
+      .size = sizeof(struct pt_tlscontext_res), RES(tlscontexts, ntlscontexts),
+      .init = tlscontext_init, .check = tlscontext_check },
+    { .name = "Mapping", .fields = mapping_fields, .size = sizeof(struct pt_mapping_res),
+      RES(mappings, nmappings), .init = mapping_init, .check = mapping_check },
+    { .name = "TracingService", .fields = tracing_fields, .size = sizeof(struct pt_tracing_res),
+      RES(tracing, ntracing), .init = tracing_init, .check = tracing_check },
+    { .name = "Module", .fields = module_fields, .size = sizeof(struct pt_module_res),
+      RES(modules, nmodules), .init = module_init },
+    { .name = "Service", .core = true, .fields = service_fields,
+      .size = sizeof(struct pt_service_res), RES(services, nservices), .check = service_check },
+    { .name = "Endpoints", .core = true, .root_body = true, .fields = endpoints_fields,
+      .size = sizeof(struct pt_endpoints_res), RES(endpoints, nendpoints) },
+    { .name = "Secret", .core = true, .root_body = true, .fields = secret_fields,
+      .size = sizeof(struct pt_secret_res), RES(secrets, nsecrets), .check = secret_check },
+};
+
+_Static_assert(PT_ARRAY_SIZE(kinds) == PT_CONFIG__NKINDS, "PT_CONFIG__NKINDS is wrong");
+_Static_assert(sizeof(enum pt_listener_proto) == sizeof(int) &&
+               sizeof(enum pt_security_model) == sizeof(int) &&
+               sizeof(enum pt_insecure_action) == sizeof(int), "PT_F_ENUM stores an int");
+
+const struct pt_config__kind *pt_config__find_kind(const char *name)
+{
+    for (size_t i = 0; i < PT_ARRAY_SIZE(kinds); i++)
+        if (strcmp(kinds[i].name, name) == 0)
+            return &kinds[i];
+    return NULL;
+}
+
+size_t pt_config__kind_index(const struct pt_config__kind *k)
+{
+    return (size_t)(k - kinds);
+}
