@@ -119,7 +119,7 @@ struct pt_downstream {
     const char *flags_str;          /* Envoy response flags, "-" when none */
     uint32_t upstream_ms;           /* x-envoy-upstream-service-time */
     uint16_t log_len, log_mid;      /* access-log pieces kept from the head */
-    char log[1536];
+    char log[2304];
 };
 
 /* The per-worker stats block (summed by the admin server at scrape time). */

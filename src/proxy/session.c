@@ -144,32 +144,51 @@ static struct pt_str header_at(const struct pt_h1_request *req, int idx)
     return idx >= 0 ? req->headers[idx].value : (struct pt_str){ 0 };
 }
 
+/* Appends <s> (at most 256 bytes; "-" when empty) to the log buffer at *p, bounded by end. */
+static char *log_field(char *p, char *end, struct pt_str s)
+{
+    size_t n = s.len > 256 ? 256 : s.len;
+    if (n == 0)
+        s = PT_STR_LIT("-"), n = 1;
+    if ((size_t)(end - p) < n + 3)
+        return p;
+    *p++ = '"';
+    memcpy(p, s.ptr, n);
+    p += n;
+    *p++ = '"';
+    return p;
+}
+
 /* Keeps the request-side pieces of the access-log line: the line is finished after the
- * response, when the head's buffer may be gone. log = prefix '\0' suffix. */
+ * response, when the head's buffer may be gone. log = prefix '\0' suffix. No printf here:
+ * this runs for every request. */
 static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const char *request_id)
 {
     const struct pt_h1_request *req = &ds->req;
-    struct pt_str xff = header_at(req, req->idx_x_forwarded_for);
-    struct pt_str ua = header_at(req, req->idx_user_agent);
     struct pt_str rid = request_id ? pt_str_make(request_id, 36) : header_at(req, req->idx_x_request_id);
     struct pt_str auth = req->authority.len ? req->authority : req->host;
-    int n;
+    char *p = ds->log, *end = ds->log + sizeof(ds->log) - 1;
+    size_t mn = req->method.len > 32 ? 32 : req->method.len, pn = path.len > 1024 ? 1024 : path.len;
 
-#define F(s) (int)((s).len > 256 ? 256 : (s).len ? (s).len : 1), ((s).len ? (s).ptr : "-")
-#define G(s) (int)((s).len > 256 ? 256 : (s).len), ((s).ptr ? (s).ptr : "")
-    n = snprintf(ds->log, sizeof(ds->log), "\"%.*s %.*s HTTP/1.%d\"", G(req->method), F(path),
-                 req->minor_version);
-    if (n < 0 || n >= (int)sizeof(ds->log) - 1)
-        n = (int)sizeof(ds->log) - 2;
-    ds->log_mid = (uint16_t)n;
-    ds->log[n++] = '\0';
-    int m = snprintf(ds->log + n, sizeof(ds->log) - (size_t)n, "\"%.*s\" \"%.*s\" \"%.*s\" \"%.*s\"",
-                     F(xff), F(ua), F(rid), F(auth));
-    if (m < 0 || m >= (int)sizeof(ds->log) - n)
-        m = (int)sizeof(ds->log) - n - 1;
-    ds->log_len = (uint16_t)(n + m);
-#undef F
-#undef G
+    *p++ = '"';
+    memcpy(p, req->method.ptr, mn);
+    p += mn;
+    *p++ = ' ';
+    memcpy(p, path.ptr, pn);
+    p += pn;
+    memcpy(p, " HTTP/1.1\"", 10);
+    p[8] = (char)('0' + req->minor_version);
+    p += 10;
+    ds->log_mid = (uint16_t)(p - ds->log);
+    *p++ = '\0';
+    p = log_field(p, end, header_at(req, req->idx_x_forwarded_for));
+    *p++ = ' ';
+    p = log_field(p, end, header_at(req, req->idx_user_agent));
+    *p++ = ' ';
+    p = log_field(p, end, rid);
+    *p++ = ' ';
+    p = log_field(p, end, auth);
+    ds->log_len = (uint16_t)(p - ds->log);
 }
 
 /* The virtual host for <host>: vhosts are sorted so the first glob that matches wins. */
