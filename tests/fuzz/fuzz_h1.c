@@ -139,6 +139,9 @@ static void check_response(const char *buf, size_t len, size_t k)
     CHECK(idx_ok(res.idx_connection, res.nheaders));
     CHECK(idx_ok(res.idx_content_length, res.nheaders));
     CHECK(idx_ok(res.idx_transfer_encoding, res.nheaders));
+    bool body = pt_h1_response_has_body(0, res.status);
+    CHECK(body == (res.status >= 200 && res.status != 204 && res.status != 304));
+    CHECK(!pt_h1_response_has_body(1, res.status));
     size_t nh = res.nheaders;
     CHECK(pt_h1_parse_response(buf, (size_t)r - 1, &res, hdrs, MAXH, NULL) == PT_AGAIN);
     int rs = pt_h1_parse_response(buf, len, &res, hdrs, MAXH, &small);
@@ -165,6 +168,10 @@ static void check_chunked(const char *buf, size_t len, size_t k)
     CHECK(chunked_result_ok(r) && c <= len);
     CHECK(r != 0 || c == len);
     CHECK(pt_h1_chunked_remaining(&st) <= PT_H1_CHUNK_SIZE_MAX);
+    if (r != 0) { /* the end and errors are sticky */
+        r1 = pt_h1_chunked_scan(&st, buf, len, &c1);
+        CHECK(c1 == 0 && (r == 1 ? r1 == 1 : r1 == PT_BADMSG));
+    }
 
     k = len ? k % (len + 1) : 0;
     memset(&st, 0, sizeof(st));
