@@ -15,8 +15,10 @@
  * Rejects, among others: bare CR or LF, obs-fold, bad tokens or field bytes, any duplicate
  * Content-Length, a Transfer-Encoding that does not end in one chunked (or with Content-Length,
  * or in HTTP/1.0), duplicate or invalid Host, and HTTP/1.1 without Host. <req> is meaningful
- * only after a return > 0. Re-parses from the start on every call: when reading piecemeal, wait
- * for pt_h1_find_head_end() to return > 0 instead of calling this after every read. */
+ * only after a return > 0. Costs O(head), plus a backwards memrchr over any bytes after the
+ * head (up to lim->max_head_bytes), and re-parses from the start on every call: when reading
+ * piecemeal, wait for pt_h1_find_head_end() to return > 0 instead of calling this after every
+ * read, and pass it the head length it returned. */
 int pt_h1_parse_request(const char *buf, size_t len, struct pt_h1_request *req,
                         struct pt_header *hdrs, size_t max_hdrs, const struct pt_h1_limits *lim);
 

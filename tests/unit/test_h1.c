@@ -441,6 +441,55 @@ static void test_find_head_end(void **state)
     assert_int_equal(pt_h1_find_head_end(s, 9, &scanned, &lim), PT_AGAIN);
 }
 
+/* Every byte value, at every offset of an 8-byte word, in a field name, a field value and a
+ * request-target: accepted exactly when the RFC grammar says so. This pins the lookup tables and
+ * the 8-bytes-at-a-time scans to reference predicates written independently of them. */
+static bool ref_tchar(int c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static void test_byte_classes(void **state)
+{
+    struct pt_h1_request req;
+    char buf[256];
+
+    for (int c = 0; c < 256; c++) {
+        for (int pos = 0; pos < 16; pos++) {
+            char mid[40];
+            memset(mid, 'a', 32);
+            mid[pos] = (char)c;
+            mid[32] = 0;
+            int n, r;
+            bool value_ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+            bool target_ok = c > 0x20 && c < 0x7f && c != '#';
+            bool name_ok = ref_tchar(c) || c == ':';
+
+            n = sprintf(buf, "GET / HTTP/1.1\r\nHost: h\r\nX: ");
+            memcpy(buf + n, mid, 32), n += 32;
+            n += sprintf(buf + n, "\r\n\r\n");
+            r = pt_h1_parse_request(buf, (size_t)n, &req, hdrs, MAXH, NULL);
+            if ((r == n) != value_ok)
+                fail_msg("value byte 0x%02x at %d: %d", c, pos, r);
+
+            n = sprintf(buf, "GET /");
+            memcpy(buf + n, mid, 32), n += 32;
+            n += sprintf(buf + n, " HTTP/1.1\r\nHost: h\r\n\r\n");
+            r = pt_h1_parse_request(buf, (size_t)n, &req, hdrs, MAXH, NULL);
+            if ((r == n) != target_ok)
+                fail_msg("target byte 0x%02x at %d: %d", c, pos, r);
+
+            n = sprintf(buf, "GET / HTTP/1.1\r\nHost: h\r\nX");
+            memcpy(buf + n, mid, 32), n += 32;
+            n += sprintf(buf + n, ": v\r\n\r\n");
+            r = pt_h1_parse_request(buf, (size_t)n, &req, hdrs, MAXH, NULL);
+            if ((r == n) != name_ok)
+                fail_msg("name byte 0x%02x at %d: %d", c, pos, r);
+        }
+    }
+}
+
 /* ---- strictness: request line ---- */
 
 static void test_bad_method(void **state)
@@ -939,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_partial_every_split),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_find_head_end),
+        cmocka_unit_test(test_byte_classes),
         cmocka_unit_test(test_bad_method),
         cmocka_unit_test(test_bad_separators),
         cmocka_unit_test(test_bad_version),
