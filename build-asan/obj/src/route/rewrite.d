@@ -1,0 +1,10 @@
+build-asan/obj/src/route/rewrite.o: src/route/rewrite.c src/route/route.h \
+  src/route/route-t.h src/config/resource-t.h src/core/common.h
+
+src/route/route.h:
+
+src/route/route-t.h:
+
+src/config/resource-t.h:
+
+src/core/common.h:

@@ -1,0 +1,10 @@
+build-asan/obj/src/route/route.o: src/route/route.c src/route/route.h \
+  src/route/route-t.h src/config/resource-t.h src/core/common.h
+
+src/route/route.h:
+
+src/route/route-t.h:
+
+src/config/resource-t.h:
+
+src/core/common.h:
