@@ -47,6 +47,7 @@ struct kv {
 struct group {
     uint8_t path_kind, host_kind;
     const pcre2_code *path_re, *host_re, *method_re;
+    struct pt_str re_lit; /* regex routes: literal bytes every matching path starts with */
     struct pt_hostglob glob;
     struct pt_str method; /* ptr NULL: any method */
     uint32_t kv_first, nkv;
@@ -646,6 +647,24 @@ static void add_entry(struct builder *b, const struct norm *nm, uint32_t gi)
     };
 }
 
+/* regex_literal_prefix: the literal bytes every match of the anchored regex <re> starts with, so
+ * that a match can skip a regex route with one memcmp. Conservative: stops at the first
+ * metacharacter, drops the byte before a quantifier that allows zero repeats, and gives up on any
+ * alternation. */
+static struct pt_str regex_literal_prefix(struct pt_str re)
+{
+    const char *p = re.ptr + (re.ptr[0] == '^');
+    size_t n = re.len - (size_t)(p - re.ptr), i = 0;
+
+    if (memchr(re.ptr, '|', re.len) != NULL)
+        return pt_str_make(re.ptr, 0);
+    while (i < n && strchr("\\^$.|?*+()[]{}", p[i]) == NULL)
+        i++;
+    if (i > 0 && i < n && strchr("?*{", p[i]) != NULL)
+        i--;
+    return pt_str_make(p, i);
+}
+
 /* add_group: makes the canary group of <nm>[0..n), which share their match keys. A group whose
  * members all weigh 0 never receives traffic and is left out. */
 static void add_group(struct builder *b, struct norm *nm, uint32_t n)
@@ -665,8 +684,10 @@ static void add_group(struct builder *b, struct norm *nm, uint32_t n)
     };
     for (uint32_t i = 0; i < n; i++)
         t->routes[t->nroutes++] = nm[i].route;
-    if (nm->path_kind == PATH_REGEX)
+    if (nm->path_kind == PATH_REGEX) {
+        t->groups[gi].re_lit = regex_literal_prefix(nm->prefix);
         t->regex_groups[t->nregex++] = gi;
+    }
     else
         add_entry(b, nm, gi);
 }
@@ -1003,6 +1024,8 @@ static enum value_state header_value(const struct pt_route_req *req, struct pt_s
 /* query_value: the raw value of the first query parameter named <name> ("" for "a" or "a="). */
 static enum value_state query_value(struct pt_str q, struct pt_str name, struct pt_str *out)
 {
+    if (q.len == 0)
+        return VAL_ABSENT;
     const char *p = q.ptr, *end = q.ptr + q.len;
 
     while (p < end) {
@@ -1200,6 +1223,9 @@ const struct pt_route *pt_route_match(const struct pt_route_table *t,
         walk(&m, t->root[1], true);
     for (uint32_t i = 0; i < t->nregex && t->regex_groups[i] < m.best; i++) {
         uint32_t g = t->regex_groups[i];
+        struct pt_str lit = t->groups[g].re_lit;
+        if (lit.len > m.path.len || (lit.len && memcmp(lit.ptr, m.path.ptr, lit.len) != 0))
+            continue;
         if (group_ok(&m, g) && full_match(t->groups[g].path_re, m.path)) {
             m.best = g;
             break;

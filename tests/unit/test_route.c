@@ -165,6 +165,22 @@ static void test_regex(void **state)
     assert_int_equal(GET(t, "/abc"), 3);
     assert_int_equal(GET(t, "/api/v1/special/and/very/long/x"), 4); /* longer "prefix" */
     pt_route_table_free(t);
+
+    /* the literal-prefix prefilter must not skip regexes whose first bytes are optional */
+    struct pt_route_spec s2[] = { spec("/lit/a?b", 1), spec("x{0,2}/y", 2), spec("(?i)/CASE/.*", 3),
+                                  spec("^/an+c", 4), spec("\\/esc", 5), spec("/", 6) };
+    for (int i = 0; i < 5; i++)
+        s2[i].prefix_regex = true;
+    t = build_ok(s2, 6);
+    assert_int_equal(GET(t, "/lit/b"), 1);
+    assert_int_equal(GET(t, "/lit/ab"), 1);
+    assert_int_equal(GET(t, "/y"), 2);
+    assert_int_equal(GET(t, "xx/y"), 2);
+    assert_int_equal(GET(t, "/case/x"), 3);
+    assert_int_equal(GET(t, "/annc"), 4);
+    assert_int_equal(GET(t, "/ac"), 6);
+    assert_int_equal(GET(t, "/esc"), 5);
+    pt_route_table_free(t);
 }
 
 static void test_case_insensitive(void **state)
