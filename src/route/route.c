@@ -43,29 +43,47 @@ struct kv {
     uint8_t kind, source;
 };
 
-/* The match keys shared by the members of one canary group. */
+/* One canary group, the part a match always reads (16 bytes): its members, and which of its
+ * rules (struct rules, same index) need checking besides the path. */
 struct group {
+    uint32_t route_first, nroutes;
+    uint32_t total_share;
+    uint8_t checks; /* CHECK_* */
+};
+
+#define CHECK_HOST   0x01 /* a hostname glob, host or host regex */
+#define CHECK_METHOD 0x02 /* a method or method regex */
+#define CHECK_KVS    0x04 /* header or query-parameter constraints */
+
+/* The match keys of one canary group, read only when its group says so (and for regex paths). */
+struct rules {
     uint8_t path_kind, host_kind;
     const pcre2_code *path_re, *host_re, *method_re;
     struct pt_str re_lit; /* regex routes: literal bytes every matching path starts with */
     struct pt_hostglob glob;
     struct pt_str method; /* ptr NULL: any method */
     uint32_t kv_first, nkv;
-    uint32_t route_first, nroutes;
-    uint32_t total_share;
 };
 
-/* A radix-trie node. The label is the bytes of the edge into the node (the first one is the
- * byte its parent dispatches on). cands[cand_off..] holds nprefix prefix groups, then nexact
- * exact groups, each by rank. */
+#define LABEL_INLINE 8
+
+/* A radix-trie node, 32 bytes. The label is the bytes of the edge into the node (its first byte
+ * is what the parent dispatches on, also kept in first_bytes[] so that a parent scans its
+ * children's first bytes in one cache line). Children are contiguous. */
 struct node {
-    const char *label;
-    uint32_t label_len;
-    uint32_t child_off, nchild; /* into child_keys and child_nodes */
-    uint32_t cand_off, nprefix, nexact;
-    uint32_t min_rank; /* best rank in this subtree: stop walking when it cannot win */
-    uint8_t hashed;    /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
+    union {
+        char bytes[LABEL_INLINE]; /* label_len <= LABEL_INLINE */
+        const char *ptr;          /* longer labels, in the table's arena */
+    } label;
+    uint32_t first_child; /* children: nodes first_child .. first_child + nchild - 1 */
+    uint32_t cands;       /* NONE, or where cands[] holds {nprefix, nexact, groups by rank...} */
+    uint32_t min_rank;    /* best rank in this subtree: stop walking when it cannot win */
+    uint16_t label_len;
+    uint16_t nchild;
+    uint8_t hashed;       /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
 };
+
+_Static_assert(sizeof(struct node) == 32, "two nodes per cache line");
 
 #define HASHED_PREFIX 0x01 /* prefix groups of this node keyed by exact host */
 #define HASHED_EXACT  0x02 /* exact-path groups of this node keyed by exact host */
@@ -85,6 +103,7 @@ struct chunk {
 
 struct pt_route_table {
     struct group *groups;
+    struct rules *rules; /* parallel to groups */
     uint32_t ngroups;
     struct pt_route *routes;
     uint32_t nroutes;
@@ -92,10 +111,8 @@ struct pt_route_table {
     struct kv *kvs;
     uint32_t nkvs;
     struct node *nodes;
+    uint8_t *first_bytes; /* parallel to nodes: the first byte of each label */
     uint32_t nnodes;
-    uint8_t *child_keys;
-    uint32_t *child_nodes;
-    uint32_t nchildren;
     uint32_t *cands;
     uint32_t ncands;
     uint32_t root[2]; /* [0] case-sensitive trie, [1] lowercased trie; NONE when empty */
@@ -212,11 +229,11 @@ void pt_route_table_free(struct pt_route_table *t)
     }
     free(t->codes);
     free(t->groups);
+    free(t->rules);
     free(t->routes);
     free(t->kvs);
     free(t->nodes);
-    free(t->child_keys);
-    free(t->child_nodes);
+    free(t->first_bytes);
     free(t->cands);
     free(t->regex_groups);
     free(t->slots);
@@ -676,16 +693,20 @@ static void add_group(struct builder *b, struct norm *nm, uint32_t n)
         return;
     uint32_t gi = t->ngroups++;
     t->groups[gi] = (struct group){
+        .route_first = t->nroutes, .nroutes = n, .total_share = total,
+        .checks = (nm->host_kind != HOST_ANY ? CHECK_HOST : 0) |
+                  (nm->method.ptr ? CHECK_METHOD : 0) | (nm->nhdr + nm->nqp ? CHECK_KVS : 0),
+    };
+    t->rules[gi] = (struct rules){
         .path_kind = nm->path_kind, .host_kind = nm->host_kind,
         .path_re = nm->path_re, .host_re = nm->host_re, .method_re = nm->method_re,
         .glob = nm->glob, .method = nm->method,
         .kv_first = nm->kv_first, .nkv = nm->nhdr + nm->nqp,
-        .route_first = t->nroutes, .nroutes = n, .total_share = total,
     };
     for (uint32_t i = 0; i < n; i++)
         t->routes[t->nroutes++] = nm[i].route;
     if (nm->path_kind == PATH_REGEX) {
-        t->groups[gi].re_lit = regex_literal_prefix(nm->prefix);
+        t->rules[gi].re_lit = regex_literal_prefix(nm->prefix);
         t->regex_groups[t->nregex++] = gi;
     }
     else
@@ -698,6 +719,7 @@ static void make_groups(struct builder *b)
     uint32_t n = b->nnorms;
 
     t->groups = pt_xcalloc(n, sizeof(*t->groups));
+    t->rules = pt_xcalloc(n, sizeof(*t->rules));
     t->routes = pt_xcalloc(n, sizeof(*t->routes));
     t->regex_groups = pt_xcalloc(n, sizeof(*t->regex_groups));
     b->entries[0] = pt_xcalloc(n, sizeof(struct tentry));
@@ -721,31 +743,36 @@ static int cmp_tentry(const void *pa, const void *pb)
     return c ? c : (a->group > b->group) - (a->group < b->group);
 }
 
-/* attach: files the entries of key <k> at node <ni>: generic ones in cands (prefix ones first,
- * then exact ones; each by rank since the entries are sorted so), exact-host ones in b->hashed. */
+/* attach: files the entries of key <k> at node <ni>: generic ones in cands after the two counts
+ * (prefix ones first, then exact ones, each by rank since the entries are sorted so), exact-host
+ * ones in b->hashed. */
 static void attach(struct builder *b, struct node *nd, uint32_t ni, const struct tentry *e,
                    const struct tkey *k)
 {
     struct pt_route_table *t = b->t;
+    uint32_t off = t->ncands, nprefix = 0, nexact = 0;
 
-    nd->cand_off = t->ncands;
+    t->ncands += 2;
     for (uint32_t i = k->first; i < k->first + k->count; i++) {
         const struct tentry *en = &e[i];
         if (en->group < nd->min_rank)
             nd->min_rank = en->group;
         if (en->hashed) {
             b->hashed[b->nhashed++] = (struct hentry){
-                .key = ni * 2 + en->exact, .group = en->group, .host = t->groups[en->group].glob.lit,
+                .key = ni * 2 + en->exact, .group = en->group, .host = t->rules[en->group].glob.lit,
             };
             nd->hashed |= en->exact ? HASHED_EXACT : HASHED_PREFIX;
             continue;
         }
         t->cands[t->ncands++] = en->group;
         if (en->exact)
-            nd->nexact++;
+            nexact++;
         else
-            nd->nprefix++;
+            nprefix++;
     }
+    t->cands[off] = nprefix;
+    t->cands[off + 1] = nexact;
+    nd->cands = off;
 }
 
 static uint32_t common_prefix(struct pt_str a, struct pt_str b, uint32_t from)
@@ -757,18 +784,28 @@ static uint32_t common_prefix(struct pt_str a, struct pt_str b, uint32_t from)
     return i;
 }
 
-/* trie_node: builds the node for the sorted distinct keys [lo, hi), which share their first
- * <depth> bytes, and its subtree; returns its index. Recursion depth is at most the number of
- * branching nodes on one key, so a few hundred bytes per prefix byte at worst. */
-static uint32_t trie_node(struct builder *b, const struct tentry *e, const struct tkey *keys,
-                          uint32_t lo, uint32_t hi, uint32_t depth)
+static void set_label(struct pt_route_table *t, struct node *nd, uint32_t ni, const char *p,
+                      uint32_t len)
+{
+    nd->label_len = (uint16_t)len;
+    if (len <= LABEL_INLINE)
+        memcpy(nd->label.bytes, p, len);
+    else
+        nd->label.ptr = p;
+    t->first_bytes[ni] = len ? (uint8_t)p[0] : 0;
+}
+
+/* trie_node: builds, into node slot <ni>, the node for the sorted distinct keys [lo, hi), which
+ * share their first <depth> bytes, and its subtree, children in consecutive slots. Recursion
+ * depth is at most the number of branching nodes on one key: a little stack per prefix byte. */
+static void trie_node(struct builder *b, const struct tentry *e, const struct tkey *keys,
+                      uint32_t lo, uint32_t hi, uint32_t depth, uint32_t ni)
 {
     struct pt_route_table *t = b->t;
-    uint32_t len = common_prefix(keys[lo].key, keys[hi - 1].key, depth);
-    uint32_t ni = t->nnodes++, i = lo, c = 0;
-    struct node nd = { .label = keys[lo].key.ptr + depth, .label_len = len - depth,
-                       .min_rank = NONE };
+    uint32_t len = common_prefix(keys[lo].key, keys[hi - 1].key, depth), i = lo, c = 0;
+    struct node nd = { .cands = NONE, .min_rank = NONE };
 
+    set_label(t, &nd, ni, keys[lo].key.ptr + depth, len - depth);
     if (keys[lo].key.len == len)
         attach(b, &nd, ni, e, &keys[i++]);
     for (uint32_t j = i; j < hi; nd.nchild++) {
@@ -776,22 +813,19 @@ static uint32_t trie_node(struct builder *b, const struct tentry *e, const struc
         while (j < hi && keys[j].key.ptr[len] == byte)
             j++;
     }
-    nd.child_off = t->nchildren;
-    t->nchildren += nd.nchild;
+    nd.first_child = t->nnodes;
+    t->nnodes += nd.nchild;
     while (i < hi) {
         char byte = keys[i].key.ptr[len];
-        uint32_t j = i + 1;
+        uint32_t j = i + 1, child = nd.first_child + c++;
         while (j < hi && keys[j].key.ptr[len] == byte)
             j++;
-        uint32_t child = trie_node(b, e, keys, i, j, len);
-        t->child_keys[nd.child_off + c] = (uint8_t)byte;
-        t->child_nodes[nd.child_off + c++] = child;
+        trie_node(b, e, keys, i, j, len, child);
         if (t->nodes[child].min_rank < nd.min_rank)
             nd.min_rank = t->nodes[child].min_rank;
         i = j;
     }
     t->nodes[ni] = nd;
-    return ni;
 }
 
 static uint32_t build_trie(struct builder *b, struct tentry *e, uint32_t n)
@@ -808,20 +842,56 @@ static uint32_t build_trie(struct builder *b, struct tentry *e, uint32_t n)
             ;
         keys[nkeys++] = (struct tkey){ .key = e[i].key, .first = i, .count = j - i };
     }
-    root = trie_node(b, e, keys, 0, nkeys, 0);
+    root = b->t->nnodes++;
+    trie_node(b, e, keys, 0, nkeys, 0, root);
     free(keys);
     return root;
 }
 
 /* ---- host index ------------------------------------------------------------------------------- */
 
+/* lower8: the 8 bytes of <x> with ASCII 'A'..'Z' lowercased, all at once. */
+static inline uint64_t lower8(uint64_t x)
+{
+    uint64_t low7 = x & 0x7f7f7f7f7f7f7f7full;
+    uint64_t ge_a = low7 + 0x3f3f3f3f3f3f3f3full; /* high bit set from 'A' (0x41) up */
+    uint64_t gt_z = low7 + 0x2525252525252525ull; /* high bit set from 'Z' + 1 (0x5b) up */
+    uint64_t upper = ge_a & ~gt_z & ~x & 0x8080808080808080ull;
+
+    return x | (upper >> 2);
+}
+
+/* load8: up to 8 bytes at <p> (<n> of them), zero-padded. */
+static inline uint64_t load8(const char *p, size_t n)
+{
+    uint64_t x = 0;
+
+    memcpy(&x, p, n < 8 ? n : 8);
+    return x;
+}
+
+/* host_hash: a hash of <host> lowercased, 8 bytes a step. */
 static uint64_t host_hash(struct pt_str host)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = 0xcbf29ce484222325ull ^ host.len;
 
-    for (size_t i = 0; i < host.len; i++)
-        h = (h ^ (uint8_t)pt_lower(host.ptr[i])) * 0x100000001b3ull;
+    for (size_t i = 0; i < host.len; i += 8) {
+        h ^= lower8(load8(host.ptr + i, host.len - i));
+        h *= 0x9e3779b97f4a7c15ull;
+        h ^= h >> 32;
+    }
     return h;
+}
+
+/* host_eq: whether <host> lowercased equals <lower>, which is lowercase already. */
+static bool host_eq(struct pt_str lower, struct pt_str host)
+{
+    if (lower.len != host.len)
+        return false;
+    for (size_t i = 0; i < host.len; i += 8)
+        if (load8(lower.ptr + i, lower.len - i) != lower8(load8(host.ptr + i, host.len - i)))
+            return false;
+    return true;
 }
 
 static uint32_t slot_hash(uint64_t hh, uint32_t key)
@@ -889,11 +959,13 @@ static void build_index(struct builder *b)
     struct pt_route_table *t = b->t;
     uint32_t n = b->nentries[0] + b->nentries[1];
 
-    /* A radix trie over k keys has at most 2k nodes, and each entry sits in one list. */
-    t->nodes = pt_xcalloc(2 * n + 2, sizeof(*t->nodes));
-    t->child_keys = pt_xcalloc(2 * n + 2, sizeof(*t->child_keys));
-    t->child_nodes = pt_xcalloc(2 * n + 2, sizeof(*t->child_nodes));
-    t->cands = pt_xcalloc(n + 1, sizeof(*t->cands));
+    /* A radix trie over k keys has at most 2k nodes; each entry sits in one list, and each
+     * node with entries adds two counts. Nodes are 32 bytes, two to a cache line. */
+    t->nodes = aligned_alloc(64, (2 * n + 2) * sizeof(*t->nodes));
+    if (t->nodes == NULL)
+        t->nodes = pt_xmalloc((2 * n + 2) * sizeof(*t->nodes));
+    t->first_bytes = pt_xcalloc(2 * n + 2, sizeof(*t->first_bytes));
+    t->cands = pt_xcalloc(3 * n + 1, sizeof(*t->cands));
     b->hashed = pt_xcalloc(n + 1, sizeof(*b->hashed));
     t->root[0] = build_trie(b, b->entries[0], b->nentries[0]);
     t->root[1] = build_trie(b, b->entries[1], b->nentries[1]);
@@ -973,12 +1045,26 @@ struct match {
     const struct pt_route_table *t;
     const struct pt_route_req *req;
     struct pt_str path; /* req->path, never with a NULL ptr */
-    struct pt_str host; /* the authority without its port */
-    uint64_t host_hash;
+    struct pt_str host; /* the authority without its port, once host_ready */
+    uint64_t host_hash; /* its hash, once host_ready and when the table has a host index */
+    bool host_ready;
     uint32_t best; /* group index (== rank), NONE while nothing matched */
 };
 
 enum value_state { VAL_ABSENT, VAL_PRESENT, VAL_TOO_LONG };
+
+/* request_host: the authority without its port, worked out on first use only: most tables
+ * have no host constraints at all. */
+static struct pt_str request_host(struct match *m)
+{
+    if (!m->host_ready) {
+        m->host = pt_authority_strip_port(m->req->authority);
+        if (m->t->slots != NULL)
+            m->host_hash = host_hash(m->host);
+        m->host_ready = true;
+    }
+    return m->host;
+}
 
 static bool full_match(const pcre2_code *re, struct pt_str s)
 {
@@ -1076,46 +1162,46 @@ static bool kv_ok(const struct match *m, const struct kv *kv)
     return kv->kind == KV_EXACT ? pt_str_eq(v, kv->value) : full_match(kv->re, v);
 }
 
-static bool host_ok(const struct match *m, const struct group *g)
+static bool host_ok(struct match *m, const struct rules *r)
 {
-    struct pt_str authority = m->req->authority;
+    struct pt_str authority = m->req->authority, host = request_host(m);
 
-    switch (g->host_kind) {
-    case HOST_GLOB:
-        return pt_hostglob__test(&g->glob, g->glob.has_port ? authority : m->host);
-    case HOST_REGEX:
-        return full_match(g->host_re, authority) ||
-               (m->host.len != authority.len && full_match(g->host_re, m->host));
-    default:
-        return true;
-    }
+    if (r->host_kind == HOST_GLOB)
+        return pt_hostglob__test(&r->glob, r->glob.has_port ? authority : host);
+    return full_match(r->host_re, authority) ||
+           (host.len != authority.len && full_match(r->host_re, host));
 }
 
-/* group_ok: whether the request meets every constraint of group <gi> but the path. */
-static bool group_ok(const struct match *m, uint32_t gi)
+/* group_ok: whether the request meets every constraint of group <gi> but the path, and but
+ * those in <known> (CHECK_* already verified). */
+static bool group_ok(struct match *m, uint32_t gi, uint8_t known)
 {
-    const struct group *g = &m->t->groups[gi];
+    uint8_t checks = m->t->groups[gi].checks & ~known;
+    const struct rules *r = &m->t->rules[gi];
 
-    if (!host_ok(m, g))
+    if (checks == 0)
+        return true;
+    if ((checks & CHECK_HOST) && !host_ok(m, r))
         return false;
-    if (g->method.ptr != NULL && !(g->method_re ? full_match(g->method_re, m->req->method)
-                                                : pt_str_eq(g->method, m->req->method)))
+    if ((checks & CHECK_METHOD) && !(r->method_re ? full_match(r->method_re, m->req->method)
+                                                  : pt_str_eq(r->method, m->req->method)))
         return false;
-    for (uint32_t i = 0; i < g->nkv; i++)
-        if (!kv_ok(m, &m->t->kvs[g->kv_first + i]))
+    for (uint32_t i = 0; i < r->nkv; i++)
+        if (!kv_ok(m, &m->t->kvs[r->kv_first + i]))
             return false;
     return true;
 }
 
-static const struct host_slot *find_slot(const struct match *m, uint32_t key)
+static const struct host_slot *find_slot(struct match *m, uint32_t key)
 {
     const struct pt_route_table *t = m->t;
+    struct pt_str host = request_host(m);
 
     for (uint32_t i = slot_hash(m->host_hash, key) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         const struct host_slot *s = &t->slots[i];
         if (s->key == NONE)
             return NULL;
-        if (s->key == key && pt_str_caseeq(s->host, m->host))
+        if (s->key == key && host_eq(s->host, host))
             return s;
     }
 }
@@ -1123,13 +1209,17 @@ static const struct host_slot *find_slot(const struct match *m, uint32_t key)
 /* consider: the groups of node <ni> whose path matched (its prefix groups, or its exact ones
  * when <exact>), plus those filed under the request's host, merged by rank; the first that beats
  * the best so far and passes becomes the best. */
-static void consider(struct match *m, uint32_t ni, bool exact)
+static void consider(struct match *m, const struct node *nd, uint32_t ni, bool exact)
 {
     const struct pt_route_table *t = m->t;
-    const struct node *nd = &t->nodes[ni];
-    const uint32_t *a = t->cands + nd->cand_off + (exact ? nd->nprefix : 0), *h = NULL;
-    uint32_t na = exact ? nd->nexact : nd->nprefix, nh = 0, i = 0, j = 0;
+    const uint32_t *a = NULL, *h = NULL;
+    uint32_t na = 0, nh = 0, i = 0, j = 0;
 
+    if (nd->cands != NONE) {
+        const uint32_t *c = t->cands + nd->cands;
+        a = c + 2 + (exact ? c[0] : 0);
+        na = exact ? c[1] : c[0];
+    }
     if (nd->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
         const struct host_slot *s = find_slot(m, ni * 2 + exact);
         if (s != NULL) {
@@ -1142,7 +1232,7 @@ static void consider(struct match *m, uint32_t ni, bool exact)
         uint32_t g = ga < gh ? ga : gh;
         if (g >= m->best)
             return;
-        if (group_ok(m, g)) {
+        if (group_ok(m, g, ga < gh ? 0 : CHECK_HOST)) { /* the host index checked the host */
             m->best = g;
             return;
         }
@@ -1153,14 +1243,29 @@ static void consider(struct match *m, uint32_t ni, bool exact)
     }
 }
 
-static bool label_eq(const char *label, const char *p, uint32_t n, bool fold)
+/* label_eq: whether the <nd>'s label is at <p> (lowercased first when <fold>); the caller has
+ * checked that <p> has label_len bytes. */
+static inline bool label_eq(const struct node *nd, const char *p, bool fold)
 {
-    if (!fold)
-        return n == 0 || memcmp(label, p, n) == 0;
+    uint32_t n = nd->label_len;
+    const char *l = n <= LABEL_INLINE ? nd->label.bytes : nd->label.ptr;
+
+    if (!fold && n > LABEL_INLINE)
+        return memcmp(l, p, n) == 0;
     for (uint32_t i = 0; i < n; i++)
-        if (label[i] != pt_lower(p[i]))
+        if (l[i] != (fold ? pt_lower(p[i]) : p[i]))
             return false;
     return true;
+}
+
+static inline uint32_t find_child(const struct pt_route_table *t, const struct node *nd, uint8_t c)
+{
+    const uint8_t *fb = t->first_bytes + nd->first_child;
+
+    for (uint32_t i = 0; i < nd->nchild; i++)
+        if (fb[i] == c)
+            return nd->first_child + i;
+    return NONE;
 }
 
 /* walk: follows the path down the trie from <ni> (lowercasing it when <fold>), considering the
@@ -1175,20 +1280,17 @@ static void walk(struct match *m, uint32_t ni, bool fold)
     while (ni != NONE) {
         const struct node *nd = &t->nodes[ni];
         if (nd->min_rank >= m->best || nd->label_len > path.len - pos ||
-            !label_eq(nd->label, path.ptr + pos, nd->label_len, fold))
+            !label_eq(nd, path.ptr + pos, fold))
             return;
         pos += nd->label_len;
-        if (nd->nprefix || (nd->hashed & HASHED_PREFIX))
-            consider(m, ni, false);
+        if (nd->cands != NONE || nd->hashed)
+            consider(m, nd, ni, false);
         if (pos == path.len) {
-            if (nd->nexact || (nd->hashed & HASHED_EXACT))
-                consider(m, ni, true);
+            if (nd->cands != NONE || nd->hashed)
+                consider(m, nd, ni, true);
             return;
         }
-        const uint8_t *keys = t->child_keys + nd->child_off;
-        uint8_t c = (uint8_t)(fold ? pt_lower(path.ptr[pos]) : path.ptr[pos]);
-        const uint8_t *k = nd->nchild ? memchr(keys, c, nd->nchild) : NULL;
-        ni = k ? t->child_nodes[nd->child_off + (uint32_t)(k - keys)] : NONE;
+        ni = find_child(t, nd, (uint8_t)(fold ? pt_lower(path.ptr[pos]) : path.ptr[pos]));
     }
 }
 
@@ -1207,6 +1309,24 @@ static const struct pt_route *pick_member(const struct pt_route_table *t, const 
     return &r[g->nroutes - 1];
 }
 
+/* match_regex: the regex routes that could still beat the best, by rank, each tried only when
+ * the path starts with its literal prefix. */
+static void match_regex(struct match *m)
+{
+    const struct pt_route_table *t = m->t;
+
+    for (uint32_t i = 0; i < t->nregex && t->regex_groups[i] < m->best; i++) {
+        uint32_t g = t->regex_groups[i];
+        struct pt_str lit = t->rules[g].re_lit;
+        if (lit.len > m->path.len || (lit.len && memcmp(lit.ptr, m->path.ptr, lit.len) != 0))
+            continue;
+        if (group_ok(m, g, 0) && full_match(t->rules[g].path_re, m->path)) {
+            m->best = g;
+            return;
+        }
+    }
+}
+
 const struct pt_route *pt_route_match(const struct pt_route_table *t,
                                       const struct pt_route_req *req, uint32_t rnd)
 {
@@ -1214,22 +1334,11 @@ const struct pt_route *pt_route_match(const struct pt_route_table *t,
 
     if (m.path.ptr == NULL)
         m.path = PT_STR_LIT("");
-    m.host = pt_authority_strip_port(req->authority);
-    if (t->slots != NULL)
-        m.host_hash = host_hash(m.host);
     if (t->root[0] != NONE)
         walk(&m, t->root[0], false);
     if (t->root[1] != NONE)
         walk(&m, t->root[1], true);
-    for (uint32_t i = 0; i < t->nregex && t->regex_groups[i] < m.best; i++) {
-        uint32_t g = t->regex_groups[i];
-        struct pt_str lit = t->groups[g].re_lit;
-        if (lit.len > m.path.len || (lit.len && memcmp(lit.ptr, m.path.ptr, lit.len) != 0))
-            continue;
-        if (group_ok(&m, g) && full_match(t->groups[g].path_re, m.path)) {
-            m.best = g;
-            break;
-        }
-    }
+    if (t->nregex)
+        match_regex(&m);
     return m.best == NONE ? NULL : pick_member(t, &t->groups[m.best], rnd);
 }
