@@ -10,13 +10,18 @@
  * host, exact before prefix, case-sensitive before not, then input order. Specs equal on every
  * match key form one canary group, sorted into one group; group index == rank.
  *
- * Layout: literal prefixes live in two radix tries (case-sensitive, and lowercased for
- * case_sensitive: false) stored as flat arrays. Each node lists the groups whose prefix ends there,
- * by rank. Groups whose host is an exact name are filed instead in a hash keyed by (node, host),
- * so 10,000 hosts on one prefix cost one probe. A match walks the path once per trie, and at each
- * node takes the best-ranked group whose other constraints pass, skipping subtrees and lists that
- * cannot beat the best so far; regex routes are a rank-ordered list tried only while they could
- * still win. Nothing is allocated while matching. */
+ * Layout: the literal prefixes (and exact paths) are keys of one open-addressing hash table,
+ * lowercased for case_sensitive: false; each key lists its groups by rank. Beside it, the distinct
+ * key lengths, longest first, each with the best rank of its keys. A match hashes the path once,
+ * 8 bytes a step, keeping the running state so that the hash of any prefix length costs O(1);
+ * then, for each key length that fits the path and could still beat the best group so far, it
+ * looks up that prefix of the path (a small Bloom filter answers most misses from L1) and takes
+ * the first group of the key's list that beats the best and passes its other constraints. With
+ * equal precedences, the first hit ends the search. Groups whose host is an exact name are filed
+ * instead under (key, host) in a second hash, so 10,000 hostnames on one prefix cost one probe.
+ * Regex routes are a rank-ordered list, each tried only while it could still win and when the path
+ * starts with its literal prefix. Matching never allocates. Cost: O(path length + number of
+ * distinct key lengths <= path length), independent of the number of routes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
@@ -65,28 +70,32 @@ struct rules {
     uint32_t kv_first, nkv;
 };
 
-#define LABEL_INLINE 8
-
-/* A radix-trie node, 32 bytes. The label is the bytes of the edge into the node (its first byte
- * is what the parent dispatches on, also kept in first_bytes[] so that a parent scans its
- * children's first bytes in one cache line). Children are contiguous. */
-struct node {
-    union {
-        char bytes[LABEL_INLINE]; /* label_len <= LABEL_INLINE */
-        const char *ptr;          /* longer labels, in the table's arena */
-    } label;
-    uint32_t first_child; /* children: nodes first_child .. first_child + nchild - 1 */
-    uint32_t cands;       /* NONE, or where cands[] holds {nprefix, nexact, groups by rank...} */
-    uint32_t min_rank;    /* best rank in this subtree: stop walking when it cannot win */
-    uint16_t label_len;
-    uint16_t nchild;
-    uint8_t hashed;       /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
+/* A prefix-index slot: one key (a literal prefix or exact path), 32 bytes. */
+struct pslot {
+    uint64_t hash;   /* prefix_hash() of the key */
+    const char *key; /* lowercased when ci; NULL for an empty slot */
+    uint32_t cands;  /* NONE, or where cands[] holds {nprefix, nexact, groups by rank...} */
+    uint16_t len;
+    uint8_t ci;      /* the key is for case_sensitive: false routes */
+    uint8_t hashed;  /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
+    uint32_t first[2]; /* the first prefix [0] and exact [1] group in cands, NONE if none: the
+                        * usual single-candidate key is decided without reading cands */
 };
 
-_Static_assert(sizeof(struct node) == 32, "two nodes per cache line");
+_Static_assert(sizeof(struct pslot) == 32, "two slots per cache line");
 
-#define HASHED_PREFIX 0x01 /* prefix groups of this node keyed by exact host */
-#define HASHED_EXACT  0x02 /* exact-path groups of this node keyed by exact host */
+#define HASHED_PREFIX 0x01 /* prefix groups of this key filed by exact host */
+#define HASHED_EXACT  0x02 /* exact-path groups of this key filed by exact host */
+
+/* A distinct key length (per case flavour), longest first in the table. */
+struct plen {
+    uint16_t len;
+    uint8_t ci;
+    uint32_t min_rank;  /* best rank among the keys of this length */
+    uint32_t rest_rank; /* best rank among this and all shorter lengths: stop when it cannot win */
+};
+
+#define HASH_WORDS 64 /* word states kept while hashing a path: prefixes up to 512 bytes in O(1) */
 
 /* A host-index slot: the groups of one (node, exact?) that require host `host`. */
 struct host_slot {
@@ -110,12 +119,16 @@ struct pt_route_table {
     size_t naccepted;
     struct kv *kvs;
     uint32_t nkvs;
-    struct node *nodes;
-    uint8_t *first_bytes; /* parallel to nodes: the first byte of each label */
-    uint32_t nnodes;
+    struct pslot *pslots;
+    uint32_t pslot_mask;
+    struct plen *plens;
+    uint32_t nplens;
+    uint64_t *bloom; /* one bit per key hash */
+    uint32_t bloom_mask;
+    uint16_t max_len; /* longest key */
+    bool has_ci;      /* some keys are lowercased */
     uint32_t *cands;
     uint32_t ncands;
-    uint32_t root[2]; /* [0] case-sensitive trie, [1] lowercased trie; NONE when empty */
     uint32_t *regex_groups;
     uint32_t nregex;
     struct host_slot *slots;
@@ -127,12 +140,16 @@ struct pt_route_table {
 
 /* ---- memory owned by a table ---------------------------------------------------------------- */
 
+/* Table strings are followed by ARENA_PAD zero bytes, so that the matcher can read them a
+ * whole 8-byte word at a time. */
+#define ARENA_PAD 8
+
 char *pt_route__strndup(struct pt_route_table *t, const char *s, size_t n)
 {
     struct chunk *c = t->chunks;
 
-    if (c == NULL || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > ARENA_CHUNK ? n + 1 : ARENA_CHUNK;
+    if (c == NULL || c->cap - c->used < n + ARENA_PAD) {
+        size_t cap = n + ARENA_PAD > ARENA_CHUNK ? n + ARENA_PAD : ARENA_CHUNK;
         c = pt_xmalloc(sizeof(*c) + cap);
         c->used = 0;
         c->cap = cap;
@@ -142,8 +159,8 @@ char *pt_route__strndup(struct pt_route_table *t, const char *s, size_t n)
     char *p = c->data + c->used;
     if (n)
         memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
+    memset(p + n, 0, ARENA_PAD);
+    c->used += n + ARENA_PAD;
     return p;
 }
 
@@ -232,8 +249,9 @@ void pt_route_table_free(struct pt_route_table *t)
     free(t->rules);
     free(t->routes);
     free(t->kvs);
-    free(t->nodes);
-    free(t->first_bytes);
+    free(t->pslots);
+    free(t->plens);
+    free(t->bloom);
     free(t->cands);
     free(t->regex_groups);
     free(t->slots);
@@ -277,20 +295,14 @@ struct norm {
     int weight;
 };
 
-/* A trie entry: the group whose prefix (or exact path) is <key>. */
-struct tentry {
+/* A prefix-index entry: the group whose prefix (or exact path) is <key>. */
+struct pentry {
     struct pt_str key;
     uint32_t group;
-    uint8_t exact, hashed;
+    uint8_t ci, exact, hashed;
 };
 
-/* A distinct trie key and its entries. */
-struct tkey {
-    struct pt_str key;
-    uint32_t first, count;
-};
-
-/* A group filed in the host index under (node key, host). */
+/* A group filed in the host index under (slot * 2 + exact, host). */
 struct hentry {
     uint32_t key, group;
     struct pt_str host;
@@ -301,8 +313,8 @@ struct builder {
     const struct pt_route_spec *specs;
     struct norm *norms;
     uint32_t nnorms;
-    struct tentry *entries[2]; /* [0] case-sensitive trie, [1] lowercased trie */
-    uint32_t nentries[2];
+    struct pentry *entries;
+    uint32_t nentries;
     struct hentry *hashed;
     uint32_t nhashed;
     char err[512];
@@ -655,12 +667,12 @@ static uint32_t share_members(struct norm *nm, uint32_t n)
 
 static void add_entry(struct builder *b, const struct norm *nm, uint32_t gi)
 {
-    int trie = nm->ci;
     bool hashed = nm->host_kind == HOST_GLOB && nm->glob.kind == PT_HOSTGLOB_EXACT &&
                   !nm->glob.has_port;
 
-    b->entries[trie][b->nentries[trie]++] = (struct tentry){
-        .key = nm->key, .group = gi, .exact = nm->path_kind == PATH_EXACT, .hashed = hashed,
+    b->entries[b->nentries++] = (struct pentry){
+        .key = nm->key, .group = gi, .ci = nm->ci, .exact = nm->path_kind == PATH_EXACT,
+        .hashed = hashed,
     };
 }
 
@@ -722,130 +734,12 @@ static void make_groups(struct builder *b)
     t->rules = pt_xcalloc(n, sizeof(*t->rules));
     t->routes = pt_xcalloc(n, sizeof(*t->routes));
     t->regex_groups = pt_xcalloc(n, sizeof(*t->regex_groups));
-    b->entries[0] = pt_xcalloc(n, sizeof(struct tentry));
-    b->entries[1] = pt_xcalloc(n, sizeof(struct tentry));
+    b->entries = pt_xcalloc(n + 1, sizeof(*b->entries));
     for (uint32_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && cmp_group_key(&b->norms[i], &b->norms[j], t->kvs) == 0; j++)
             ;
         add_group(b, &b->norms[i], j - i);
     }
-}
-
-/* ---- tries ------------------------------------------------------------------------------------ */
-
-static int cmp_tentry(const void *pa, const void *pb)
-{
-    const struct tentry *a = pa, *b = pb;
-    int c = cmp_bytes(a->key, b->key);
-
-    if (c == 0)
-        c = (int)a->exact - (int)b->exact;
-    return c ? c : (a->group > b->group) - (a->group < b->group);
-}
-
-/* attach: files the entries of key <k> at node <ni>: generic ones in cands after the two counts
- * (prefix ones first, then exact ones, each by rank since the entries are sorted so), exact-host
- * ones in b->hashed. */
-static void attach(struct builder *b, struct node *nd, uint32_t ni, const struct tentry *e,
-                   const struct tkey *k)
-{
-    struct pt_route_table *t = b->t;
-    uint32_t off = t->ncands, nprefix = 0, nexact = 0;
-
-    t->ncands += 2;
-    for (uint32_t i = k->first; i < k->first + k->count; i++) {
-        const struct tentry *en = &e[i];
-        if (en->group < nd->min_rank)
-            nd->min_rank = en->group;
-        if (en->hashed) {
-            b->hashed[b->nhashed++] = (struct hentry){
-                .key = ni * 2 + en->exact, .group = en->group, .host = t->rules[en->group].glob.lit,
-            };
-            nd->hashed |= en->exact ? HASHED_EXACT : HASHED_PREFIX;
-            continue;
-        }
-        t->cands[t->ncands++] = en->group;
-        if (en->exact)
-            nexact++;
-        else
-            nprefix++;
-    }
-    t->cands[off] = nprefix;
-    t->cands[off + 1] = nexact;
-    nd->cands = off;
-}
-
-static uint32_t common_prefix(struct pt_str a, struct pt_str b, uint32_t from)
-{
-    uint32_t n = (uint32_t)(a.len < b.len ? a.len : b.len), i = from;
-
-    while (i < n && a.ptr[i] == b.ptr[i])
-        i++;
-    return i;
-}
-
-static void set_label(struct pt_route_table *t, struct node *nd, uint32_t ni, const char *p,
-                      uint32_t len)
-{
-    nd->label_len = (uint16_t)len;
-    if (len <= LABEL_INLINE)
-        memcpy(nd->label.bytes, p, len);
-    else
-        nd->label.ptr = p;
-    t->first_bytes[ni] = len ? (uint8_t)p[0] : 0;
-}
-
-/* trie_node: builds, into node slot <ni>, the node for the sorted distinct keys [lo, hi), which
- * share their first <depth> bytes, and its subtree, children in consecutive slots. Recursion
- * depth is at most the number of branching nodes on one key: a little stack per prefix byte. */
-static void trie_node(struct builder *b, const struct tentry *e, const struct tkey *keys,
-                      uint32_t lo, uint32_t hi, uint32_t depth, uint32_t ni)
-{
-    struct pt_route_table *t = b->t;
-    uint32_t len = common_prefix(keys[lo].key, keys[hi - 1].key, depth), i = lo, c = 0;
-    struct node nd = { .cands = NONE, .min_rank = NONE };
-
-    set_label(t, &nd, ni, keys[lo].key.ptr + depth, len - depth);
-    if (keys[lo].key.len == len)
-        attach(b, &nd, ni, e, &keys[i++]);
-    for (uint32_t j = i; j < hi; nd.nchild++) {
-        char byte = keys[j].key.ptr[len];
-        while (j < hi && keys[j].key.ptr[len] == byte)
-            j++;
-    }
-    nd.first_child = t->nnodes;
-    t->nnodes += nd.nchild;
-    while (i < hi) {
-        char byte = keys[i].key.ptr[len];
-        uint32_t j = i + 1, child = nd.first_child + c++;
-        while (j < hi && keys[j].key.ptr[len] == byte)
-            j++;
-        trie_node(b, e, keys, i, j, len, child);
-        if (t->nodes[child].min_rank < nd.min_rank)
-            nd.min_rank = t->nodes[child].min_rank;
-        i = j;
-    }
-    t->nodes[ni] = nd;
-}
-
-static uint32_t build_trie(struct builder *b, struct tentry *e, uint32_t n)
-{
-    struct tkey *keys;
-    uint32_t nkeys = 0, root;
-
-    if (n == 0)
-        return NONE;
-    qsort(e, n, sizeof(*e), cmp_tentry);
-    keys = pt_xmalloc(n * sizeof(*keys));
-    for (uint32_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && pt_str_eq(e[i].key, e[j].key); j++)
-            ;
-        keys[nkeys++] = (struct tkey){ .key = e[i].key, .first = i, .count = j - i };
-    }
-    root = b->t->nnodes++;
-    trie_node(b, e, keys, 0, nkeys, 0, root);
-    free(keys);
-    return root;
 }
 
 /* ---- host index ------------------------------------------------------------------------------- */
@@ -861,7 +755,7 @@ static inline uint64_t lower8(uint64_t x)
     return x | (upper >> 2);
 }
 
-/* load8: up to 8 bytes at <p> (<n> of them), zero-padded. */
+/* load8: the <n> (<= 8) bytes at <p>, zero-padded. */
 static inline uint64_t load8(const char *p, size_t n)
 {
     uint64_t x = 0;
@@ -870,27 +764,87 @@ static inline uint64_t load8(const char *p, size_t n)
     return x;
 }
 
-/* host_hash: a hash of <host> lowercased, 8 bytes a step. */
-static uint64_t host_hash(struct pt_str host)
+/* load_bytes: load8(<p>, <n>) for bytes inside the readable buffer [<base>, <end>), with one
+ * 8-byte load where the buffer allows it (a variable-size copy costs a store-forwarding stall). */
+static inline uint64_t load_bytes(const char *p, size_t n, const char *base, const char *end)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+
+    if (n == 0)
+        return 0;
+    if (end - p >= 8) {
+        memcpy(&w, p, 8);
+    } else if (end - base >= 8) { /* the last 8 bytes of the buffer, shifted down */
+        memcpy(&w, end - 8, 8);
+        w >>= 8 * (8 - (end - p));
+    } else {
+        return load8(p, n);
+    }
+    return n < 8 ? w & ((1ull << (8 * n)) - 1) : w;
+#else
+    (void)base, (void)end;
+    return load8(p, n);
+#endif
+}
+
+/* host_hash: a hash of <host> lowercased, 8 bytes a step; <end> is the end of the readable
+ * buffer that holds it. */
+static uint64_t host_hash(struct pt_str host, const char *end)
 {
     uint64_t h = 0xcbf29ce484222325ull ^ host.len;
 
     for (size_t i = 0; i < host.len; i += 8) {
-        h ^= lower8(load8(host.ptr + i, host.len - i));
+        size_t n = host.len - i < 8 ? host.len - i : 8;
+        h ^= lower8(load_bytes(host.ptr + i, n, host.ptr, end));
         h *= 0x9e3779b97f4a7c15ull;
         h ^= h >> 32;
     }
     return h;
 }
 
-/* host_eq: whether <host> lowercased equals <lower>, which is lowercase already. */
-static bool host_eq(struct pt_str lower, struct pt_str host)
+static inline uint64_t hash_step(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+/* hash_finish: folds in the last (partial, zero-padded) word and the length. The slot index
+ * takes the low bits (mixed from the high ones here), the Bloom filter the high bits. */
+static inline uint64_t hash_finish(uint64_t h, uint64_t tail, size_t len)
+{
+    h = (h ^ tail ^ ((uint64_t)len << 48)) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
+}
+
+#define HASH_SEED 0x243f6a8885a308d3ull
+
+/* prefix_hash: the hash of the <len> bytes at <p>, lowercased first when <fold>. The matcher
+ * computes the same value incrementally (struct path_hasher). */
+static uint64_t prefix_hash(const char *p, size_t len, bool fold)
+{
+    uint64_t h = HASH_SEED, w;
+    size_t i = 0;
+
+    for (; i + 8 <= len; i += 8) {
+        w = load8(p + i, 8);
+        h = hash_step(h, fold ? lower8(w) : w);
+    }
+    w = load8(p + i, len - i);
+    return hash_finish(h, fold ? lower8(w) : w, len);
+}
+
+/* host_eq: whether <host> lowercased equals <lower>, a lowercase table string; <end> is the end
+ * of the readable buffer that holds <host>. */
+static bool host_eq(struct pt_str lower, struct pt_str host, const char *end)
 {
     if (lower.len != host.len)
         return false;
-    for (size_t i = 0; i < host.len; i += 8)
-        if (load8(lower.ptr + i, lower.len - i) != lower8(load8(host.ptr + i, host.len - i)))
+    for (size_t i = 0; i < host.len; i += 8) {
+        size_t n = host.len - i < 8 ? host.len - i : 8;
+        if (load8(lower.ptr + i, 8) != lower8(load_bytes(host.ptr + i, n, host.ptr, end)))
             return false;
+    }
     return true;
 }
 
@@ -918,7 +872,8 @@ static int cmp_hentry(const void *pa, const void *pb)
 
 static void insert_slot(struct pt_route_table *t, const struct host_slot *s)
 {
-    uint32_t i = slot_hash(host_hash(s->host), s->key) & t->slot_mask;
+    uint32_t i = slot_hash(host_hash(s->host, s->host.ptr + s->host.len + ARENA_PAD), s->key) &
+                 t->slot_mask;
 
     while (t->slots[i].key != NONE)
         i = (i + 1) & t->slot_mask;
@@ -954,29 +909,164 @@ static void build_host_index(struct builder *b)
     }
 }
 
+static int cmp_pentry(const void *pa, const void *pb)
+{
+    const struct pentry *a = pa, *b = pb;
+    int c = (int)a->ci - (int)b->ci;
+
+    if (c == 0)
+        c = cmp_bytes(a->key, b->key);
+    if (c == 0)
+        c = (int)a->exact - (int)b->exact;
+    return c ? c : (a->group > b->group) - (a->group < b->group);
+}
+
+static int cmp_plen(const void *pa, const void *pb)
+{
+    const struct plen *a = pa, *b = pb;
+
+    if (a->len != b->len)
+        return a->len > b->len ? -1 : 1;
+    return (int)a->ci - (int)b->ci;
+}
+
+static inline uint32_t bloom_word(const struct pt_route_table *t, uint64_t h)
+{
+    return (uint32_t)(h >> 40) & (t->bloom_mask >> 6);
+}
+
+static inline uint64_t bloom_bit(uint64_t h)
+{
+    return 1ull << ((h >> 34) & 63);
+}
+
+/* attach: files the entries e[0..n) of the key in slot <si>: generic ones in cands after the
+ * two counts (prefix ones first, then exact ones, each by rank since the entries are sorted so),
+ * exact-host ones in b->hashed. Returns the best rank among them. */
+static uint32_t attach(struct builder *b, struct pslot *slot, uint32_t si, const struct pentry *e,
+                       uint32_t n)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t off = t->ncands, nprefix = 0, nexact = 0, best = NONE;
+
+    t->ncands += 2;
+    for (uint32_t i = 0; i < n; i++) {
+        best = e[i].group < best ? e[i].group : best;
+        if (e[i].hashed) {
+            b->hashed[b->nhashed++] = (struct hentry){
+                .key = si * 2 + e[i].exact, .group = e[i].group,
+                .host = t->rules[e[i].group].glob.lit,
+            };
+            slot->hashed |= e[i].exact ? HASHED_EXACT : HASHED_PREFIX;
+            continue;
+        }
+        t->cands[t->ncands++] = e[i].group;
+        if (e[i].exact)
+            nexact++;
+        else
+            nprefix++;
+    }
+    t->cands[off] = nprefix;
+    t->cands[off + 1] = nexact;
+    slot->cands = nprefix + nexact ? off : NONE;
+    slot->first[0] = nprefix ? t->cands[off + 2] : NONE;
+    slot->first[1] = nexact ? t->cands[off + 2 + nprefix] : NONE;
+    return best;
+}
+
+/* add_key: puts the key of entries e[0..n) in the prefix index and its length in <lens>. */
+static void add_key(struct builder *b, const struct pentry *e, uint32_t n, struct plen *lens)
+{
+    struct pt_route_table *t = b->t;
+    uint64_t h = prefix_hash(e->key.ptr, e->key.len, e->ci);
+    uint32_t si = (uint32_t)h & t->pslot_mask;
+
+    while (t->pslots[si].key != NULL)
+        si = (si + 1) & t->pslot_mask;
+    struct pslot *slot = &t->pslots[si];
+    *slot = (struct pslot){ .hash = h, .key = e->key.ptr, .len = (uint16_t)e->key.len,
+                            .ci = e->ci };
+    lens[t->nplens++] = (struct plen){ .len = slot->len, .ci = e->ci,
+                                       .min_rank = attach(b, slot, si, e, n) };
+    t->bloom[bloom_word(t, h)] |= bloom_bit(h);
+    t->max_len = slot->len > t->max_len ? slot->len : t->max_len;
+    t->has_ci |= e->ci;
+}
+
+/* build_lengths: sorts the key lengths longest first, merges equal ones and computes rest_rank. */
+static void build_lengths(struct pt_route_table *t, struct plen *lens, uint32_t n)
+{
+    uint32_t k = 0, rest = NONE;
+
+    qsort(lens, n, sizeof(*lens), cmp_plen);
+    for (uint32_t i = 0; i < n; i++) {
+        if (k > 0 && lens[k - 1].len == lens[i].len && lens[k - 1].ci == lens[i].ci) {
+            if (lens[i].min_rank < lens[k - 1].min_rank)
+                lens[k - 1].min_rank = lens[i].min_rank;
+            continue;
+        }
+        lens[k++] = lens[i];
+    }
+    for (uint32_t i = k; i-- > 0;) {
+        rest = lens[i].min_rank < rest ? lens[i].min_rank : rest;
+        lens[i].rest_rank = rest;
+    }
+    t->plens = lens;
+    t->nplens = k;
+}
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+    uint32_t p = 16;
+
+    while (p < n)
+        p *= 2;
+    return p;
+}
+
+/* build_prefix_index: one slot per distinct (case flavour, key), at most half full; a Bloom
+ * filter of 16 bits per key; the distinct key lengths. */
+static void build_prefix_index(struct builder *b)
+{
+    struct pt_route_table *t = b->t;
+    struct pentry *e = b->entries;
+    uint32_t n = b->nentries, nkeys = 0;
+
+    qsort(e, n, sizeof(*e), cmp_pentry);
+    for (uint32_t i = 0; i < n; i++)
+        nkeys += i == 0 || e[i].ci != e[i - 1].ci || !pt_str_eq(e[i].key, e[i - 1].key);
+    t->pslot_mask = pow2_at_least(2 * (uint64_t)nkeys) - 1;
+    t->pslots = aligned_alloc(64, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
+    if (t->pslots == NULL)
+        t->pslots = pt_xmalloc(((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
+    memset(t->pslots, 0, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
+    t->bloom_mask = pow2_at_least(16 * (uint64_t)nkeys + 512) - 1;
+    t->bloom = pt_xcalloc((t->bloom_mask + 1) / 64, sizeof(*t->bloom));
+    struct plen *lens = pt_xcalloc(nkeys + 1, sizeof(*lens));
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && e[j].ci == e[i].ci && pt_str_eq(e[j].key, e[i].key); j++)
+            ;
+        add_key(b, &e[i], j - i, lens);
+    }
+    build_lengths(t, lens, t->nplens);
+}
+
 static void build_index(struct builder *b)
 {
     struct pt_route_table *t = b->t;
-    uint32_t n = b->nentries[0] + b->nentries[1];
+    uint32_t n = b->nentries;
 
-    /* A radix trie over k keys has at most 2k nodes; each entry sits in one list, and each
-     * node with entries adds two counts. Nodes are 32 bytes, two to a cache line. */
-    t->nodes = aligned_alloc(64, (2 * n + 2) * sizeof(*t->nodes));
-    if (t->nodes == NULL)
-        t->nodes = pt_xmalloc((2 * n + 2) * sizeof(*t->nodes));
-    t->first_bytes = pt_xcalloc(2 * n + 2, sizeof(*t->first_bytes));
+    /* each entry sits in one list; each key adds two counts */
     t->cands = pt_xcalloc(3 * n + 1, sizeof(*t->cands));
     b->hashed = pt_xcalloc(n + 1, sizeof(*b->hashed));
-    t->root[0] = build_trie(b, b->entries[0], b->nentries[0]);
-    t->root[1] = build_trie(b, b->entries[1], b->nentries[1]);
+    build_prefix_index(b);
     build_host_index(b);
 }
 
 static void build_free(struct builder *b)
 {
     free(b->norms);
-    free(b->entries[0]);
-    free(b->entries[1]);
+    free(b->entries);
     free(b->hashed);
 }
 
@@ -987,7 +1077,6 @@ struct pt_route_table *pt_route_table_build_partial(const struct pt_route_spec *
     struct builder b = { .t = t, .specs = specs };
     size_t nkvs = 0;
 
-    t->root[0] = t->root[1] = NONE;
     for (size_t i = 0; i < n; i++)
         nkvs += specs[i].nheaders + specs[i].nquery_parameters;
     t->kvs = pt_xcalloc(nkvs + 1, sizeof(*t->kvs));
@@ -1060,7 +1149,7 @@ static struct pt_str request_host(struct match *m)
     if (!m->host_ready) {
         m->host = pt_authority_strip_port(m->req->authority);
         if (m->t->slots != NULL)
-            m->host_hash = host_hash(m->host);
+            m->host_hash = host_hash(m->host, m->req->authority.ptr + m->req->authority.len);
         m->host_ready = true;
     }
     return m->host;
@@ -1201,30 +1290,38 @@ static const struct host_slot *find_slot(struct match *m, uint32_t key)
         const struct host_slot *s = &t->slots[i];
         if (s->key == NONE)
             return NULL;
-        if (s->key == key && host_eq(s->host, host))
+        if (s->key == key && host_eq(s->host, host, m->req->authority.ptr + m->req->authority.len))
             return s;
     }
 }
 
-/* consider: the groups of node <ni> whose path matched (its prefix groups, or its exact ones
- * when <exact>), plus those filed under the request's host, merged by rank; the first that beats
- * the best so far and passes becomes the best. */
-static void consider(struct match *m, const struct node *nd, uint32_t ni, bool exact)
+/* consider: the groups of the key in slot <si> (its prefix groups, or its exact ones when
+ * <exact>), plus those filed under the request's host, merged by rank; the first that beats the
+ * best so far and passes becomes the best. */
+static void consider(struct match *m, const struct pslot *slot, uint32_t si, bool exact)
 {
     const struct pt_route_table *t = m->t;
     const uint32_t *a = NULL, *h = NULL;
-    uint32_t na = 0, nh = 0, i = 0, j = 0;
+    uint32_t na = 0, nh = 0, i = 0, j = 0, first = slot->first[exact];
 
-    if (nd->cands != NONE) {
-        const uint32_t *c = t->cands + nd->cands;
+    if (!(slot->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX))) {
+        if (first >= m->best) /* no candidates (NONE), or none that can win */
+            return;
+        if (group_ok(m, first, 0)) {
+            m->best = first;
+            return;
+        }
+    }
+    if (slot->cands != NONE) {
+        const uint32_t *c = t->cands + slot->cands;
         a = c + 2 + (exact ? c[0] : 0);
         na = exact ? c[1] : c[0];
     }
-    if (nd->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
-        const struct host_slot *s = find_slot(m, ni * 2 + exact);
-        if (s != NULL) {
-            h = t->cands + s->cand_off;
-            nh = s->ncand;
+    if (slot->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
+        const struct host_slot *hs = find_slot(m, si * 2 + exact);
+        if (hs != NULL) {
+            h = t->cands + hs->cand_off;
+            nh = hs->ncand;
         }
     }
     for (;;) {
@@ -1243,54 +1340,88 @@ static void consider(struct match *m, const struct node *nd, uint32_t ni, bool e
     }
 }
 
-/* label_eq: whether the <nd>'s label is at <p> (lowercased first when <fold>); the caller has
- * checked that <p> has label_len bytes. */
-static inline bool label_eq(const struct node *nd, const char *p, bool fold)
-{
-    uint32_t n = nd->label_len;
-    const char *l = n <= LABEL_INLINE ? nd->label.bytes : nd->label.ptr;
+/* The running hash of a path: states[i] is the hash state after its first i 8-byte words, so
+ * that the hash of any prefix costs one more step. One per case flavour. */
+struct path_hasher {
+    uint64_t states[HASH_WORDS + 1];
+    uint32_t nstates; /* states[0..nstates) are computed */
+    bool fold;
+};
 
-    if (!fold && n > LABEL_INLINE)
-        return memcmp(l, p, n) == 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (l[i] != (fold ? pt_lower(p[i]) : p[i]))
+/* path_word: the <n> (<= 8) bytes of the path at <off>, zero-padded, lowercased if <fold>. */
+static inline uint64_t path_word(struct pt_str path, size_t off, size_t n, bool fold)
+{
+    uint64_t w = load_bytes(path.ptr + off, n, path.ptr, path.ptr + path.len);
+
+    return fold ? lower8(w) : w;
+}
+
+/* path_prefix_hash: prefix_hash() of the first <len> bytes of <path>, from the running state. */
+static uint64_t path_prefix_hash(struct path_hasher *ph, struct pt_str path, size_t len)
+{
+    size_t words = len / 8, i;
+    uint64_t h;
+
+    while (ph->nstates <= words && ph->nstates <= HASH_WORDS) {
+        i = ph->nstates - 1;
+        ph->states[ph->nstates++] = hash_step(ph->states[i], path_word(path, 8 * i, 8, ph->fold));
+    }
+    i = words < HASH_WORDS ? words : HASH_WORDS;
+    h = ph->states[i];
+    for (; i < words; i++) /* prefixes beyond 512 bytes: rare, and still O(path length) */
+        h = hash_step(h, path_word(path, 8 * i, 8, ph->fold));
+    return hash_finish(h, path_word(path, 8 * words, len % 8, ph->fold), len);
+}
+
+/* key_eq: whether the path starts with the key of <s> (lowercasing the path for ci keys); the
+ * caller has checked that the path is long enough. Keys are zero-padded table strings. */
+static inline bool key_eq(const struct pslot *s, struct pt_str path)
+{
+    for (size_t i = 0; i < s->len; i += 8) {
+        size_t n = s->len - i < 8 ? s->len - i : 8;
+        if (load8(s->key + i, 8) != path_word(path, i, n, s->ci))
             return false;
+    }
     return true;
 }
 
-static inline uint32_t find_child(const struct pt_route_table *t, const struct node *nd, uint8_t c)
+static const struct pslot *find_key(const struct pt_route_table *t, uint64_t h,
+                                    const struct plen *pl, struct pt_str path)
 {
-    const uint8_t *fb = t->first_bytes + nd->first_child;
-
-    for (uint32_t i = 0; i < nd->nchild; i++)
-        if (fb[i] == c)
-            return nd->first_child + i;
-    return NONE;
+    if (!(t->bloom[bloom_word(t, h)] & bloom_bit(h)))
+        return NULL;
+    for (uint32_t i = (uint32_t)h & t->pslot_mask;; i = (i + 1) & t->pslot_mask) {
+        const struct pslot *s = &t->pslots[i];
+        if (s->key == NULL)
+            return NULL;
+        if (s->hash == h && s->len == pl->len && s->ci == pl->ci && key_eq(s, path))
+            return s;
+    }
 }
 
-/* walk: follows the path down the trie from <ni> (lowercasing it when <fold>), considering the
- * groups of every node whose prefix the path has, until the path leaves the trie or no group
- * below can beat the best so far. */
-static void walk(struct match *m, uint32_t ni, bool fold)
+/* match_prefixes: for each key length, longest first, while some key could still beat the best:
+ * looks up the path's prefix of that length and considers its groups. */
+static void match_prefixes(struct match *m)
 {
     const struct pt_route_table *t = m->t;
     struct pt_str path = m->path;
-    size_t pos = 0;
+    struct path_hasher ph[2];
 
-    while (ni != NONE) {
-        const struct node *nd = &t->nodes[ni];
-        if (nd->min_rank >= m->best || nd->label_len > path.len - pos ||
-            !label_eq(nd, path.ptr + pos, fold))
-            return;
-        pos += nd->label_len;
-        if (nd->cands != NONE || nd->hashed)
-            consider(m, nd, ni, false);
-        if (pos == path.len) {
-            if (nd->cands != NONE || nd->hashed)
-                consider(m, nd, ni, true);
-            return;
-        }
-        ni = find_child(t, nd, (uint8_t)(fold ? pt_lower(path.ptr[pos]) : path.ptr[pos]));
+    ph[0].states[0] = ph[1].states[0] = HASH_SEED;
+    ph[0].nstates = ph[1].nstates = 1;
+    ph[0].fold = false;
+    ph[1].fold = true;
+    for (uint32_t i = 0; i < t->nplens && t->plens[i].rest_rank < m->best; i++) {
+        const struct plen *pl = &t->plens[i];
+        if (pl->len > path.len || pl->min_rank >= m->best)
+            continue;
+        uint64_t h = path_prefix_hash(&ph[pl->ci], path, pl->len);
+        const struct pslot *s = find_key(t, h, pl, path);
+        if (s == NULL)
+            continue;
+        consider(m, s, (uint32_t)(s - t->pslots), false);
+        if (pl->len == path.len)
+            consider(m, s, (uint32_t)(s - t->pslots), true);
     }
 }
 
@@ -1334,10 +1465,8 @@ const struct pt_route *pt_route_match(const struct pt_route_table *t,
 
     if (m.path.ptr == NULL)
         m.path = PT_STR_LIT("");
-    if (t->root[0] != NONE)
-        walk(&m, t->root[0], false);
-    if (t->root[1] != NONE)
-        walk(&m, t->root[1], true);
+    if (t->nplens)
+        match_prefixes(&m);
     if (t->nregex)
         match_regex(&m);
     return m.best == NONE ? NULL : pick_member(t, &t->groups[m.best], rnd);
