@@ -10,18 +10,23 @@
  * host, exact before prefix, case-sensitive before not, then input order. Specs equal on every
  * match key form one canary group, sorted into one group; group index == rank.
  *
- * Layout: the literal prefixes (and exact paths) are keys of one open-addressing hash table,
- * lowercased for case_sensitive: false; each key lists its groups by rank. Beside it, the distinct
- * key lengths, longest first, each with the best rank of its keys. A match hashes the path once,
- * 8 bytes a step, keeping the running state so that the hash of any prefix length costs O(1);
- * then, for each key length that fits the path and could still beat the best group so far, it
- * looks up that prefix of the path (a small Bloom filter answers most misses from L1) and takes
- * the first group of the key's list that beats the best and passes its other constraints. With
- * equal precedences, the first hit ends the search. Groups whose host is an exact name are filed
- * instead under (key, host) in a second hash, so 10,000 hostnames on one prefix cost one probe.
- * Regex routes are a rank-ordered list, each tried only while it could still win and when the path
- * starts with its literal prefix. Matching never allocates. Cost: O(path length + number of
- * distinct key lengths <= path length), independent of the number of routes. */
+ * Layout: the literal prefixes (and exact paths), "keys", live in one open-addressing hash table,
+ * lowercased for case_sensitive: false; each key lists its groups by rank and links to its
+ * parent, the longest key that is a proper prefix of it. Finding the longest key that prefixes
+ * the path is a binary search over the distinct key lengths (Waldvogel et al., "Scalable High
+ * Speed IP Routing Lookups", 1997): each probe hashes the path's prefix of the middle length and
+ * looks it up; "marker" entries, placed where a longer key's search passes, send the search
+ * longer, and remember their best real key in case nothing longer matches. The path is hashed once,
+ * 8 bytes a step, keeping the running state so that any prefix's hash costs O(1), and a Bloom
+ * filter answers most misses from L1. From the longest key, the match walks up the parent chain
+ * (every key that prefixes the path), taking the first group by rank that beats the best so far
+ * and passes its other constraints, and stops when no key further up can win. Groups whose host
+ * is an exact name are filed instead under (key, host) in a second hash, so 10,000 hostnames on
+ * one prefix cost one probe. Regex routes are a rank-ordered list, each tried only while it could
+ * still win and when the path starts with its literal prefix. Matching never allocates.
+ *
+ * Cost of a match: O(path length / 8 + log(distinct key lengths) + keys on the chain), which does
+ * not grow with the number of routes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
@@ -70,30 +75,24 @@ struct rules {
     uint32_t kv_first, nkv;
 };
 
-/* A prefix-index slot: one key (a literal prefix or exact path), 32 bytes. */
+/* A prefix-index slot, 32 bytes: a key (a literal prefix or exact path) or a marker (a prefix of
+ * a longer key, which steers the binary search). */
 struct pslot {
-    uint64_t hash;   /* prefix_hash() of the key */
-    const char *key; /* lowercased when ci; NULL for an empty slot */
-    uint32_t cands;  /* NONE, or where cands[] holds {nprefix, nexact, groups by rank...} */
+    uint64_t hash;    /* prefix_hash() of the string */
+    const char *str;  /* lowercased when ci; NULL for an empty slot */
+    uint32_t cands;   /* keys: where cands[] holds {nprefix, nexact, groups by rank...}, or NONE */
+    uint32_t link;    /* keys: the parent key; markers: their best key; NONE when there is none */
+    uint32_t chain_rank; /* keys: the best rank of this key and its ancestors */
     uint16_t len;
-    uint8_t ci;      /* the key is for case_sensitive: false routes */
-    uint8_t hashed;  /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
-    uint32_t first[2]; /* the first prefix [0] and exact [1] group in cands, NONE if none: the
-                        * usual single-candidate key is decided without reading cands */
+    uint8_t ci;       /* for case_sensitive: false routes */
+    uint8_t flags;    /* SLOT_* */
 };
 
 _Static_assert(sizeof(struct pslot) == 32, "two slots per cache line");
 
-#define HASHED_PREFIX 0x01 /* prefix groups of this key filed by exact host */
-#define HASHED_EXACT  0x02 /* exact-path groups of this key filed by exact host */
-
-/* A distinct key length (per case flavour), longest first in the table. */
-struct plen {
-    uint16_t len;
-    uint8_t ci;
-    uint32_t min_rank;  /* best rank among the keys of this length */
-    uint32_t rest_rank; /* best rank among this and all shorter lengths: stop when it cannot win */
-};
+#define SLOT_KEY      0x01 /* a key, not (only) a marker */
+#define HASHED_PREFIX 0x02 /* prefix groups of this key filed by exact host */
+#define HASHED_EXACT  0x04 /* exact-path groups of this key filed by exact host */
 
 #define HASH_WORDS 64 /* word states kept while hashing a path: prefixes up to 512 bytes in O(1) */
 
@@ -121,12 +120,10 @@ struct pt_route_table {
     uint32_t nkvs;
     struct pslot *pslots;
     uint32_t pslot_mask;
-    struct plen *plens;
-    uint32_t nplens;
+    uint16_t *lens[2]; /* distinct key lengths, ascending, per case flavour */
+    uint32_t nlens[2];
     uint64_t *bloom; /* one bit per key hash */
     uint32_t bloom_mask;
-    uint16_t max_len; /* longest key */
-    bool has_ci;      /* some keys are lowercased */
     uint32_t *cands;
     uint32_t ncands;
     uint32_t *regex_groups;
@@ -250,7 +247,8 @@ void pt_route_table_free(struct pt_route_table *t)
     free(t->routes);
     free(t->kvs);
     free(t->pslots);
-    free(t->plens);
+    free(t->lens[0]);
+    free(t->lens[1]);
     free(t->bloom);
     free(t->cands);
     free(t->regex_groups);
@@ -921,15 +919,6 @@ static int cmp_pentry(const void *pa, const void *pb)
     return c ? c : (a->group > b->group) - (a->group < b->group);
 }
 
-static int cmp_plen(const void *pa, const void *pb)
-{
-    const struct plen *a = pa, *b = pb;
-
-    if (a->len != b->len)
-        return a->len > b->len ? -1 : 1;
-    return (int)a->ci - (int)b->ci;
-}
-
 static inline uint32_t bloom_word(const struct pt_route_table *t, uint64_t h)
 {
     return (uint32_t)(h >> 40) & (t->bloom_mask >> 6);
@@ -938,6 +927,75 @@ static inline uint32_t bloom_word(const struct pt_route_table *t, uint64_t h)
 static inline uint64_t bloom_bit(uint64_t h)
 {
     return 1ull << ((h >> 34) & 63);
+}
+
+/* search_mid: the probe of the binary search over key lengths; build and match must agree. */
+static inline int search_mid(int lo, int hi)
+{
+    return lo + (hi - lo) / 2;
+}
+
+/* A string of the prefix index while it is built: a key (with its entries), or a marker. */
+struct pstr {
+    struct pt_str s;
+    uint8_t ci, key;
+    uint32_t first, count; /* keys: their entries */
+};
+
+static int cmp_pstr(const void *pa, const void *pb)
+{
+    const struct pstr *a = pa, *b = pb;
+    int c = (int)a->ci - (int)b->ci;
+
+    if (c == 0)
+        c = cmp_bytes(a->s, b->s);
+    return c ? c : (int)b->key - (int)a->key; /* a key before an equal marker */
+}
+
+static int cmp_u16(const void *pa, const void *pb)
+{
+    return (int)*(const uint16_t *)pa - (int)*(const uint16_t *)pb;
+}
+
+/* collect_lengths: the distinct key lengths of each case flavour, ascending. */
+static void collect_lengths(struct pt_route_table *t, const struct pstr *keys, uint32_t nkeys)
+{
+    for (int ci = 0; ci < 2; ci++) {
+        uint16_t *lens = pt_xcalloc(nkeys + 1, sizeof(*lens));
+        uint32_t n = 0, k = 0;
+        for (uint32_t i = 0; i < nkeys; i++)
+            if (keys[i].ci == ci)
+                lens[n++] = (uint16_t)keys[i].s.len;
+        qsort(lens, n, sizeof(*lens), cmp_u16);
+        for (uint32_t i = 0; i < n; i++)
+            if (k == 0 || lens[k - 1] != lens[i])
+                lens[k++] = lens[i];
+        t->lens[ci] = lens;
+        t->nlens[ci] = k;
+    }
+}
+
+/* add_markers: writes to <out> a marker for each length shorter than <key> that the binary
+ * search visits on its way to <key>'s length: there, the search must be sent longer. Returns
+ * how many (at most the search depth). */
+static uint32_t add_markers(const struct pt_route_table *t, const struct pstr *key, struct pstr *out)
+{
+    const uint16_t *lens = t->lens[key->ci];
+    int lo = 0, hi = (int)t->nlens[key->ci] - 1;
+    uint32_t n = 0;
+
+    while (lo <= hi) {
+        int mid = search_mid(lo, hi);
+        if (lens[mid] == key->s.len)
+            break;
+        if (lens[mid] < key->s.len) {
+            out[n++] = (struct pstr){ .s = pt_str_make(key->s.ptr, lens[mid]), .ci = key->ci };
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return n;
 }
 
 /* attach: files the entries e[0..n) of the key in slot <si>: generic ones in cands after the
@@ -957,7 +1015,7 @@ static uint32_t attach(struct builder *b, struct pslot *slot, uint32_t si, const
                 .key = si * 2 + e[i].exact, .group = e[i].group,
                 .host = t->rules[e[i].group].glob.lit,
             };
-            slot->hashed |= e[i].exact ? HASHED_EXACT : HASHED_PREFIX;
+            slot->flags |= e[i].exact ? HASHED_EXACT : HASHED_PREFIX;
             continue;
         }
         t->cands[t->ncands++] = e[i].group;
@@ -969,50 +1027,51 @@ static uint32_t attach(struct builder *b, struct pslot *slot, uint32_t si, const
     t->cands[off] = nprefix;
     t->cands[off + 1] = nexact;
     slot->cands = nprefix + nexact ? off : NONE;
-    slot->first[0] = nprefix ? t->cands[off + 2] : NONE;
-    slot->first[1] = nexact ? t->cands[off + 2 + nprefix] : NONE;
     return best;
 }
 
-/* add_key: puts the key of entries e[0..n) in the prefix index and its length in <lens>. */
-static void add_key(struct builder *b, const struct pentry *e, uint32_t n, struct plen *lens)
+/* place: puts string <p> in a free slot of the prefix index and the Bloom filter. */
+static uint32_t place(struct pt_route_table *t, const struct pstr *p)
 {
-    struct pt_route_table *t = b->t;
-    uint64_t h = prefix_hash(e->key.ptr, e->key.len, e->ci);
+    uint64_t h = prefix_hash(p->s.ptr, p->s.len, p->ci);
     uint32_t si = (uint32_t)h & t->pslot_mask;
 
-    while (t->pslots[si].key != NULL)
+    while (t->pslots[si].str != NULL)
         si = (si + 1) & t->pslot_mask;
-    struct pslot *slot = &t->pslots[si];
-    *slot = (struct pslot){ .hash = h, .key = e->key.ptr, .len = (uint16_t)e->key.len,
-                            .ci = e->ci };
-    lens[t->nplens++] = (struct plen){ .len = slot->len, .ci = e->ci,
-                                       .min_rank = attach(b, slot, si, e, n) };
+    t->pslots[si] = (struct pslot){ .hash = h, .str = p->s.ptr, .len = (uint16_t)p->s.len,
+                                    .ci = p->ci, .cands = NONE, .link = NONE,
+                                    .chain_rank = NONE };
     t->bloom[bloom_word(t, h)] |= bloom_bit(h);
-    t->max_len = slot->len > t->max_len ? slot->len : t->max_len;
-    t->has_ci |= e->ci;
+    return si;
 }
 
-/* build_lengths: sorts the key lengths longest first, merges equal ones and computes rest_rank. */
-static void build_lengths(struct pt_route_table *t, struct plen *lens, uint32_t n)
+static bool is_prefix(struct pt_str a, struct pt_str b)
 {
-    uint32_t k = 0, rest = NONE;
+    return a.len <= b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
 
-    qsort(lens, n, sizeof(*lens), cmp_plen);
+/* link_strings: walks the sorted strings <ps> (in slots <slots>), where a prefix comes before its
+ * extensions, keeping a stack of the keys that prefix the current string: its top is a key's
+ * parent, or a marker's best key. Parents come first, so chain ranks are computed on the way. */
+static void link_strings(struct pt_route_table *t, const struct pstr *ps, const uint32_t *slots,
+                         uint32_t n)
+{
+    uint32_t *stack = pt_xmalloc((n + 1) * sizeof(*stack)), depth = 0;
+
     for (uint32_t i = 0; i < n; i++) {
-        if (k > 0 && lens[k - 1].len == lens[i].len && lens[k - 1].ci == lens[i].ci) {
-            if (lens[i].min_rank < lens[k - 1].min_rank)
-                lens[k - 1].min_rank = lens[i].min_rank;
+        if (i > 0 && ps[i].ci != ps[i - 1].ci)
+            depth = 0;
+        while (depth > 0 && !is_prefix(ps[stack[depth - 1]].s, ps[i].s))
+            depth--;
+        struct pslot *sl = &t->pslots[slots[i]];
+        sl->link = depth > 0 ? slots[stack[depth - 1]] : NONE;
+        if (!ps[i].key)
             continue;
-        }
-        lens[k++] = lens[i];
+        if (sl->link != NONE && t->pslots[sl->link].chain_rank < sl->chain_rank)
+            sl->chain_rank = t->pslots[sl->link].chain_rank;
+        stack[depth++] = i;
     }
-    for (uint32_t i = k; i-- > 0;) {
-        rest = lens[i].min_rank < rest ? lens[i].min_rank : rest;
-        lens[i].rest_rank = rest;
-    }
-    t->plens = lens;
-    t->nplens = k;
+    free(stack);
 }
 
 static uint32_t pow2_at_least(uint64_t n)
@@ -1024,31 +1083,67 @@ static uint32_t pow2_at_least(uint64_t n)
     return p;
 }
 
-/* build_prefix_index: one slot per distinct (case flavour, key), at most half full; a Bloom
- * filter of 16 bits per key; the distinct key lengths. */
+/* index_strings: the keys of entries <e> (sorted), then the markers of each, all sorted and
+ * deduplicated into <*out>. Returns how many. */
+static uint32_t index_strings(struct pt_route_table *t, const struct pentry *e, uint32_t n,
+                              struct pstr **out)
+{
+    struct pstr *ps;
+    uint32_t nkeys = 0, nps, depth = 1, k = 0;
+
+    for (uint32_t i = 0; i < n; i++)
+        nkeys += i == 0 || e[i].ci != e[i - 1].ci || !pt_str_eq(e[i].key, e[i - 1].key);
+    while ((1u << depth) <= nkeys)
+        depth++;
+    ps = pt_xcalloc((size_t)nkeys * (depth + 1) + 1, sizeof(*ps));
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && e[j].ci == e[i].ci && pt_str_eq(e[j].key, e[i].key); j++)
+            ;
+        ps[k++] = (struct pstr){ .s = e[i].key, .ci = e[i].ci, .key = 1, .first = i,
+                                 .count = j - i };
+    }
+    collect_lengths(t, ps, nkeys);
+    nps = nkeys;
+    for (uint32_t i = 0; i < nkeys; i++)
+        nps += add_markers(t, &ps[i], ps + nps);
+    qsort(ps, nps, sizeof(*ps), cmp_pstr);
+    k = 0;
+    for (uint32_t i = 0; i < nps; i++)
+        if (k == 0 || ps[i].ci != ps[k - 1].ci || !pt_str_eq(ps[i].s, ps[k - 1].s))
+            ps[k++] = ps[i];
+    *out = ps;
+    return k;
+}
+
+/* build_prefix_index: one slot per distinct (case flavour, string), at most half full; a Bloom
+ * filter of 16 bits per string; the key lengths; parent links and chain ranks. */
 static void build_prefix_index(struct builder *b)
 {
     struct pt_route_table *t = b->t;
     struct pentry *e = b->entries;
-    uint32_t n = b->nentries, nkeys = 0;
+    struct pstr *ps;
+    uint32_t n, *slots;
 
-    qsort(e, n, sizeof(*e), cmp_pentry);
-    for (uint32_t i = 0; i < n; i++)
-        nkeys += i == 0 || e[i].ci != e[i - 1].ci || !pt_str_eq(e[i].key, e[i - 1].key);
-    t->pslot_mask = pow2_at_least(2 * (uint64_t)nkeys) - 1;
+    qsort(e, b->nentries, sizeof(*e), cmp_pentry);
+    n = index_strings(t, e, b->nentries, &ps);
+    t->pslot_mask = pow2_at_least(2 * (uint64_t)n) - 1;
     t->pslots = aligned_alloc(64, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
     if (t->pslots == NULL)
         t->pslots = pt_xmalloc(((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
     memset(t->pslots, 0, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
-    t->bloom_mask = pow2_at_least(16 * (uint64_t)nkeys + 512) - 1;
+    t->bloom_mask = pow2_at_least(16 * (uint64_t)n + 512) - 1;
     t->bloom = pt_xcalloc((t->bloom_mask + 1) / 64, sizeof(*t->bloom));
-    struct plen *lens = pt_xcalloc(nkeys + 1, sizeof(*lens));
-    for (uint32_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && e[j].ci == e[i].ci && pt_str_eq(e[j].key, e[i].key); j++)
-            ;
-        add_key(b, &e[i], j - i, lens);
+    slots = pt_xmalloc((n + 1) * sizeof(*slots));
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t si = slots[i] = place(t, &ps[i]);
+        if (!ps[i].key)
+            continue;
+        t->pslots[si].flags |= SLOT_KEY;
+        t->pslots[si].chain_rank = attach(b, &t->pslots[si], si, e + ps[i].first, ps[i].count);
     }
-    build_lengths(t, lens, t->nplens);
+    link_strings(t, ps, slots, n);
+    free(slots);
+    free(ps);
 }
 
 static void build_index(struct builder *b)
@@ -1302,22 +1397,14 @@ static void consider(struct match *m, const struct pslot *slot, uint32_t si, boo
 {
     const struct pt_route_table *t = m->t;
     const uint32_t *a = NULL, *h = NULL;
-    uint32_t na = 0, nh = 0, i = 0, j = 0, first = slot->first[exact];
+    uint32_t na = 0, nh = 0, i = 0, j = 0;
 
-    if (!(slot->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX))) {
-        if (first >= m->best) /* no candidates (NONE), or none that can win */
-            return;
-        if (group_ok(m, first, 0)) {
-            m->best = first;
-            return;
-        }
-    }
     if (slot->cands != NONE) {
         const uint32_t *c = t->cands + slot->cands;
         a = c + 2 + (exact ? c[0] : 0);
         na = exact ? c[1] : c[0];
     }
-    if (slot->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
+    if (slot->flags & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
         const struct host_slot *hs = find_slot(m, si * 2 + exact);
         if (hs != NULL) {
             h = t->cands + hs->cand_off;
@@ -1341,11 +1428,11 @@ static void consider(struct match *m, const struct pslot *slot, uint32_t si, boo
 }
 
 /* The running hash of a path: states[i] is the hash state after its first i 8-byte words, so
- * that the hash of any prefix costs one more step. One per case flavour. */
+ * that the hash of any prefix costs one more step. */
 struct path_hasher {
     uint64_t states[HASH_WORDS + 1];
     uint32_t nstates; /* states[0..nstates) are computed */
-    bool fold;
+    bool fold;        /* lowercase the path (for case-insensitive keys) */
 };
 
 /* path_word: the <n> (<= 8) bytes of the path at <off>, zero-padded, lowercased if <fold>. */
@@ -1373,55 +1460,78 @@ static uint64_t path_prefix_hash(struct path_hasher *ph, struct pt_str path, siz
     return hash_finish(h, path_word(path, 8 * words, len % 8, ph->fold), len);
 }
 
-/* key_eq: whether the path starts with the key of <s> (lowercasing the path for ci keys); the
- * caller has checked that the path is long enough. Keys are zero-padded table strings. */
-static inline bool key_eq(const struct pslot *s, struct pt_str path)
+/* str_eq: whether the path starts with the string of <s> (lowercasing the path for ci strings);
+ * the caller has checked that the path is long enough. Table strings may be read a whole word
+ * at a time (ARENA_PAD). */
+static inline bool str_eq(const struct pslot *s, struct pt_str path)
 {
     for (size_t i = 0; i < s->len; i += 8) {
         size_t n = s->len - i < 8 ? s->len - i : 8;
-        if (load8(s->key + i, 8) != path_word(path, i, n, s->ci))
+        if (load_bytes(s->str + i, n, s->str, s->str + s->len + ARENA_PAD) !=
+            path_word(path, i, n, s->ci))
             return false;
     }
     return true;
 }
 
-static const struct pslot *find_key(const struct pt_route_table *t, uint64_t h,
-                                    const struct plen *pl, struct pt_str path)
+static const struct pslot *find_str(const struct pt_route_table *t, uint64_t h, size_t len,
+                                    bool ci, struct pt_str path)
 {
     if (!(t->bloom[bloom_word(t, h)] & bloom_bit(h)))
         return NULL;
     for (uint32_t i = (uint32_t)h & t->pslot_mask;; i = (i + 1) & t->pslot_mask) {
         const struct pslot *s = &t->pslots[i];
-        if (s->key == NULL)
+        if (s->str == NULL)
             return NULL;
-        if (s->hash == h && s->len == pl->len && s->ci == pl->ci && key_eq(s, path))
+        if (s->hash == h && s->len == len && s->ci == ci && str_eq(s, path))
             return s;
     }
 }
 
-/* match_prefixes: for each key length, longest first, while some key could still beat the best:
- * looks up the path's prefix of that length and considers its groups. */
+/* longest_key: the slot of the longest key of case flavour <ci> that prefixes the path, or
+ * NONE: a binary search over the key lengths, going longer on each hit (a key or a marker). */
+static uint32_t longest_key(const struct match *m, struct path_hasher *ph, bool ci)
+{
+    const struct pt_route_table *t = m->t;
+    const uint16_t *lens = t->lens[ci];
+    int lo = 0, hi = (int)t->nlens[ci] - 1;
+    uint32_t found = NONE;
+
+    while (lo <= hi) {
+        int mid = search_mid(lo, hi);
+        const struct pslot *s = NULL;
+        if (lens[mid] <= m->path.len)
+            s = find_str(t, path_prefix_hash(ph, m->path, lens[mid]), lens[mid], ci, m->path);
+        if (s == NULL) {
+            hi = mid - 1;
+            continue;
+        }
+        found = (s->flags & SLOT_KEY) ? (uint32_t)(s - t->pslots) : s->link;
+        lo = mid + 1;
+    }
+    return found;
+}
+
+/* match_prefixes: per case flavour, the longest key that prefixes the path, then its ancestors,
+ * while one of them could still beat the best. */
 static void match_prefixes(struct match *m)
 {
     const struct pt_route_table *t = m->t;
-    struct pt_str path = m->path;
-    struct path_hasher ph[2];
+    struct path_hasher ph;
 
-    ph[0].states[0] = ph[1].states[0] = HASH_SEED;
-    ph[0].nstates = ph[1].nstates = 1;
-    ph[0].fold = false;
-    ph[1].fold = true;
-    for (uint32_t i = 0; i < t->nplens && t->plens[i].rest_rank < m->best; i++) {
-        const struct plen *pl = &t->plens[i];
-        if (pl->len > path.len || pl->min_rank >= m->best)
+    for (int ci = 0; ci < 2; ci++) {
+        if (t->nlens[ci] == 0)
             continue;
-        uint64_t h = path_prefix_hash(&ph[pl->ci], path, pl->len);
-        const struct pslot *s = find_key(t, h, pl, path);
-        if (s == NULL)
-            continue;
-        consider(m, s, (uint32_t)(s - t->pslots), false);
-        if (pl->len == path.len)
-            consider(m, s, (uint32_t)(s - t->pslots), true);
+        ph.states[0] = HASH_SEED;
+        ph.nstates = 1;
+        ph.fold = ci;
+        uint32_t k = longest_key(m, &ph, ci);
+        for (; k != NONE && t->pslots[k].chain_rank < m->best; k = t->pslots[k].link) {
+            const struct pslot *s = &t->pslots[k];
+            consider(m, s, k, false);
+            if (s->len == m->path.len)
+                consider(m, s, k, true);
+        }
     }
 }
 
@@ -1465,8 +1575,7 @@ const struct pt_route *pt_route_match(const struct pt_route_table *t,
 
     if (m.path.ptr == NULL)
         m.path = PT_STR_LIT("");
-    if (t->nplens)
-        match_prefixes(&m);
+    match_prefixes(&m);
     if (t->nregex)
         match_regex(&m);
     return m.best == NONE ? NULL : pick_member(t, &t->groups[m.best], rnd);

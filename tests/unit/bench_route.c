@@ -76,6 +76,23 @@ static struct pt_route_spec mixed(int i)
     return s;
 }
 
+/* Varied prefixes: 1 to 4 segments of 2 to 12 letters drawn from a small alphabet, so that keys
+ * share leading segments, lengths vary widely, and requests carry a long tail. */
+static struct pt_route_spec varied(int i)
+{
+    int nseg = 1 + (int)(rng() % 4), len = 0;
+
+    for (int k = 0; k < nseg; k++) {
+        int seg = 2 + (int)(rng() % 11);
+        names[i][len++] = '/';
+        for (int c = 0; c < seg && len < 40; c++)
+            names[i][len++] = (char)('a' + rng() % 6);
+    }
+    names[i][len++] = '/';
+    names[i][len] = '\0';
+    return spec(names[i], i);
+}
+
 static struct pt_route_spec by_host(int i)
 {
     snprintf(hosts[i], sizeof(hosts[i]), "tenant-%d.example.com", 1000 + i);
@@ -107,13 +124,25 @@ struct row {
     double compile_ms, best_ns, miss_pct;
     struct pt_route_table *t;
     struct pt_route_req reqs[NREQ];
-    char paths[NREQ][40], auths[NREQ][40];
+    char paths[NREQ][64], auths[NREQ][40];
 };
 
 static struct pt_header req_headers[2] = {
     { PT_STR_LIT("user-agent"), PT_STR_LIT("curl/8.0") },
     { PT_STR_LIT("accept"), PT_STR_LIT("*/*") },
 };
+
+/* make_varied_reqs: requests under the prefixes of rows made by varied(), with a long tail. */
+static void make_varied_reqs(struct row *r, int n)
+{
+    for (int i = 0; i < NREQ; i++) {
+        snprintf(r->paths[i], sizeof(r->paths[i]), "%s%s", names[rng() % (uint32_t)n],
+                 "items/12345/x");
+        r->reqs[i] = (struct pt_route_req){ .method = PT_STR_LIT("GET"),
+                                            .path = pt_str_c(r->paths[i]),
+                                            .authority = PT_STR_LIT("www.example.com") };
+    }
+}
 
 /* make_reqs: requests to /svc-<N>/api/v1/items (or, with <tenant_hosts>, /api/v1/items on host
  * tenant-<N>.example.com) for N in [lo, lo + span). */
@@ -153,7 +182,7 @@ static void burst(struct row *r, long iters)
         fprintf(stderr, "unlikely\n");
 }
 
-static struct row rows[8];
+static struct row rows[16];
 static int nrows;
 static const char *only; /* argv[1]: run only the rows whose name contains it */
 
@@ -170,7 +199,10 @@ static void add_row(const char *name, struct pt_route_spec (*make)(int), int n, 
         specs[i] = make(i);
     *r = (struct row){ .name = name, .n = n, .best_ns = 1e18 };
     r->t = build(specs, n, &r->compile_ms);
-    make_reqs(r, req_lo, req_span, tenant_hosts);
+    if (make == varied)
+        make_varied_reqs(r, n);
+    else
+        make_reqs(r, req_lo, req_span, tenant_hosts);
 }
 
 int main(int argc, char **argv)
@@ -182,6 +214,8 @@ int main(int argc, char **argv)
     add_row("10k prefixes, one hot path", plain, N, 1000, 1, false);
     add_row("1 prefix, mixed", mixed, 1, 1000, 1, false);
     add_row("10k mixed (method/hdr/host/re...)", mixed, N, 1000, N, false);
+    add_row("1 varied prefix", varied, 1, 0, 0, false);
+    add_row("10k varied prefixes", varied, N, 0, 0, false);
     add_row("1 hostname", by_host, 1, 1000, 1, true);
     add_row("10k hostnames on /", by_host, N, 1000, N, true);
     /* Interleaved short bursts, best of each: robust against other load on the machine. */
