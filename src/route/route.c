@@ -10,23 +10,13 @@
  * host, exact before prefix, case-sensitive before not, then input order. Specs equal on every
  * match key form one canary group, sorted into one group; group index == rank.
  *
- * Layout: the literal prefixes (and exact paths), "keys", live in one open-addressing hash table,
- * lowercased for case_sensitive: false; each key lists its groups by rank and links to its
- * parent, the longest key that is a proper prefix of it. Finding the longest key that prefixes
- * the path is a binary search over the distinct key lengths (Waldvogel et al., "Scalable High
- * Speed IP Routing Lookups", 1997): each probe hashes the path's prefix of the middle length and
- * looks it up; "marker" entries, placed where a longer key's search passes, send the search
- * longer, and remember their best real key in case nothing longer matches. The path is hashed once,
- * 8 bytes a step, keeping the running state so that any prefix's hash costs O(1), and a Bloom
- * filter answers most misses from L1. From the longest key, the match walks up the parent chain
- * (every key that prefixes the path), taking the first group by rank that beats the best so far
- * and passes its other constraints, and stops when no key further up can win. Groups whose host
- * is an exact name are filed instead under (key, host) in a second hash, so 10,000 hostnames on
- * one prefix cost one probe. Regex routes are a rank-ordered list, each tried only while it could
- * still win and when the path starts with its literal prefix. Matching never allocates.
- *
- * Cost of a match: O(path length / 8 + log(distinct key lengths) + keys on the chain), which does
- * not grow with the number of routes. */
+ * Layout: literal prefixes live in two radix tries (case-sensitive, and lowercased for
+ * case_sensitive: false) stored as flat arrays. Each node lists the groups whose prefix ends there,
+ * by rank. Groups whose host is an exact name are filed instead in a hash keyed by (node, host),
+ * so 10,000 hosts on one prefix cost one probe. A match walks the path once per trie, and at each
+ * node takes the best-ranked group whose other constraints pass, skipping subtrees and lists that
+ * cannot beat the best so far; regex routes are a rank-ordered list tried only while they could
+ * still win. Nothing is allocated while matching. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
@@ -75,26 +65,30 @@ struct rules {
     uint32_t kv_first, nkv;
 };
 
-/* A prefix-index slot, 32 bytes: a key (a literal prefix or exact path) or a marker (a prefix of
- * a longer key, which steers the binary search). */
-struct pslot {
-    uint64_t hash;    /* prefix_hash() of the string */
-    const char *str;  /* lowercased when ci; NULL for an empty slot */
-    uint32_t cands;   /* keys: where cands[] holds {nprefix, nexact, groups by rank...}, or NONE */
-    uint32_t link;    /* keys: the parent key; markers: their best key; NONE when there is none */
-    uint32_t chain_rank; /* keys: the best rank of this key and its ancestors */
-    uint16_t len;
-    uint8_t ci;       /* for case_sensitive: false routes */
-    uint8_t flags;    /* SLOT_* */
+#define LABEL_INLINE 8
+#define KIDS_INLINE  11
+
+/* A radix-trie node, 32 bytes: one cache line holds all a walk needs to go one level down. The
+ * label is the bytes of the edge into the node; its first byte is what the parent dispatches on,
+ * kept in the parent's kids[] for up to KIDS_INLINE children and in first_bytes[] for all.
+ * Children are contiguous. */
+struct node {
+    union {
+        char bytes[LABEL_INLINE]; /* label_len <= LABEL_INLINE */
+        const char *ptr;          /* longer labels, in the table's arena */
+    } label;
+    uint32_t first_child; /* children: nodes first_child .. first_child + nchild - 1 */
+    uint32_t cands;       /* NONE, or where cands[] holds {nprefix, nexact, groups by rank...} */
+    uint16_t label_len;
+    uint16_t nchild;
+    uint8_t hashed;       /* HASHED_PREFIX | HASHED_EXACT: more groups in the host index */
+    uint8_t kids[KIDS_INLINE]; /* the children's first label bytes, when nchild <= KIDS_INLINE */
 };
 
-_Static_assert(sizeof(struct pslot) == 32, "two slots per cache line");
+_Static_assert(sizeof(struct node) == 32, "two nodes per cache line");
 
-#define SLOT_KEY      0x01 /* a key, not (only) a marker */
-#define HASHED_PREFIX 0x02 /* prefix groups of this key filed by exact host */
-#define HASHED_EXACT  0x04 /* exact-path groups of this key filed by exact host */
-
-#define HASH_WORDS 64 /* word states kept while hashing a path: prefixes up to 512 bytes in O(1) */
+#define HASHED_PREFIX 0x01 /* prefix groups of this node keyed by exact host */
+#define HASHED_EXACT  0x02 /* exact-path groups of this node keyed by exact host */
 
 /* A host-index slot: the groups of one (node, exact?) that require host `host`. */
 struct host_slot {
@@ -118,14 +112,13 @@ struct pt_route_table {
     size_t naccepted;
     struct kv *kvs;
     uint32_t nkvs;
-    struct pslot *pslots;
-    uint32_t pslot_mask;
-    uint16_t *lens[2]; /* distinct key lengths, ascending, per case flavour */
-    uint32_t nlens[2];
-    uint64_t *bloom; /* one bit per key hash */
-    uint32_t bloom_mask;
+    struct node *nodes;
+    uint8_t *first_bytes; /* parallel to nodes: the first byte of each label */
+    uint32_t *subtree_rank; /* parallel to nodes: the best rank in the node's subtree */
+    uint32_t nnodes;
     uint32_t *cands;
     uint32_t ncands;
+    uint32_t root[2]; /* [0] case-sensitive trie, [1] lowercased trie; NONE when empty */
     uint32_t *regex_groups;
     uint32_t nregex;
     struct host_slot *slots;
@@ -246,10 +239,9 @@ void pt_route_table_free(struct pt_route_table *t)
     free(t->rules);
     free(t->routes);
     free(t->kvs);
-    free(t->pslots);
-    free(t->lens[0]);
-    free(t->lens[1]);
-    free(t->bloom);
+    free(t->nodes);
+    free(t->first_bytes);
+    free(t->subtree_rank);
     free(t->cands);
     free(t->regex_groups);
     free(t->slots);
@@ -293,14 +285,20 @@ struct norm {
     int weight;
 };
 
-/* A prefix-index entry: the group whose prefix (or exact path) is <key>. */
-struct pentry {
+/* A trie entry: the group whose prefix (or exact path) is <key>. */
+struct tentry {
     struct pt_str key;
     uint32_t group;
-    uint8_t ci, exact, hashed;
+    uint8_t exact, hashed;
 };
 
-/* A group filed in the host index under (slot * 2 + exact, host). */
+/* A distinct trie key and its entries. */
+struct tkey {
+    struct pt_str key;
+    uint32_t first, count;
+};
+
+/* A group filed in the host index under (node key, host). */
 struct hentry {
     uint32_t key, group;
     struct pt_str host;
@@ -311,8 +309,8 @@ struct builder {
     const struct pt_route_spec *specs;
     struct norm *norms;
     uint32_t nnorms;
-    struct pentry *entries;
-    uint32_t nentries;
+    struct tentry *entries[2]; /* [0] case-sensitive trie, [1] lowercased trie */
+    uint32_t nentries[2];
     struct hentry *hashed;
     uint32_t nhashed;
     char err[512];
@@ -665,12 +663,12 @@ static uint32_t share_members(struct norm *nm, uint32_t n)
 
 static void add_entry(struct builder *b, const struct norm *nm, uint32_t gi)
 {
+    int trie = nm->ci;
     bool hashed = nm->host_kind == HOST_GLOB && nm->glob.kind == PT_HOSTGLOB_EXACT &&
                   !nm->glob.has_port;
 
-    b->entries[b->nentries++] = (struct pentry){
-        .key = nm->key, .group = gi, .ci = nm->ci, .exact = nm->path_kind == PATH_EXACT,
-        .hashed = hashed,
+    b->entries[trie][b->nentries[trie]++] = (struct tentry){
+        .key = nm->key, .group = gi, .exact = nm->path_kind == PATH_EXACT, .hashed = hashed,
     };
 }
 
@@ -732,12 +730,133 @@ static void make_groups(struct builder *b)
     t->rules = pt_xcalloc(n, sizeof(*t->rules));
     t->routes = pt_xcalloc(n, sizeof(*t->routes));
     t->regex_groups = pt_xcalloc(n, sizeof(*t->regex_groups));
-    b->entries = pt_xcalloc(n + 1, sizeof(*b->entries));
+    b->entries[0] = pt_xcalloc(n, sizeof(struct tentry));
+    b->entries[1] = pt_xcalloc(n, sizeof(struct tentry));
     for (uint32_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && cmp_group_key(&b->norms[i], &b->norms[j], t->kvs) == 0; j++)
             ;
         add_group(b, &b->norms[i], j - i);
     }
+}
+
+/* ---- tries ------------------------------------------------------------------------------------ */
+
+static int cmp_tentry(const void *pa, const void *pb)
+{
+    const struct tentry *a = pa, *b = pb;
+    int c = cmp_bytes(a->key, b->key);
+
+    if (c == 0)
+        c = (int)a->exact - (int)b->exact;
+    return c ? c : (a->group > b->group) - (a->group < b->group);
+}
+
+/* attach: files the entries of key <k> at node <ni>: generic ones in cands after the two counts
+ * (prefix ones first, then exact ones, each by rank since the entries are sorted so), exact-host
+ * ones in b->hashed. */
+static void attach(struct builder *b, struct node *nd, uint32_t ni, const struct tentry *e,
+                   const struct tkey *k)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t off = t->ncands, nprefix = 0, nexact = 0;
+
+    t->ncands += 2;
+    for (uint32_t i = k->first; i < k->first + k->count; i++) {
+        const struct tentry *en = &e[i];
+        if (en->group < t->subtree_rank[ni])
+            t->subtree_rank[ni] = en->group;
+        if (en->hashed) {
+            b->hashed[b->nhashed++] = (struct hentry){
+                .key = ni * 2 + en->exact, .group = en->group, .host = t->rules[en->group].glob.lit,
+            };
+            nd->hashed |= en->exact ? HASHED_EXACT : HASHED_PREFIX;
+            continue;
+        }
+        t->cands[t->ncands++] = en->group;
+        if (en->exact)
+            nexact++;
+        else
+            nprefix++;
+    }
+    t->cands[off] = nprefix;
+    t->cands[off + 1] = nexact;
+    nd->cands = off;
+}
+
+static uint32_t common_prefix(struct pt_str a, struct pt_str b, uint32_t from)
+{
+    uint32_t n = (uint32_t)(a.len < b.len ? a.len : b.len), i = from;
+
+    while (i < n && a.ptr[i] == b.ptr[i])
+        i++;
+    return i;
+}
+
+static void set_label(struct pt_route_table *t, struct node *nd, uint32_t ni, const char *p,
+                      uint32_t len)
+{
+    nd->label_len = (uint16_t)len;
+    if (len <= LABEL_INLINE)
+        memcpy(nd->label.bytes, p, len);
+    else
+        nd->label.ptr = p;
+    t->first_bytes[ni] = len ? (uint8_t)p[0] : 0;
+}
+
+/* trie_node: builds, into node slot <ni>, the node for the sorted distinct keys [lo, hi), which
+ * share their first <depth> bytes, and its subtree, children in consecutive slots. Recursion
+ * depth is at most the number of branching nodes on one key: a little stack per prefix byte. */
+static void trie_node(struct builder *b, const struct tentry *e, const struct tkey *keys,
+                      uint32_t lo, uint32_t hi, uint32_t depth, uint32_t ni)
+{
+    struct pt_route_table *t = b->t;
+    uint32_t len = common_prefix(keys[lo].key, keys[hi - 1].key, depth), i = lo, c = 0;
+    struct node nd = { .cands = NONE };
+
+    t->subtree_rank[ni] = NONE;
+    set_label(t, &nd, ni, keys[lo].key.ptr + depth, len - depth);
+    if (keys[lo].key.len == len)
+        attach(b, &nd, ni, e, &keys[i++]);
+    for (uint32_t j = i; j < hi; nd.nchild++) {
+        char byte = keys[j].key.ptr[len];
+        while (j < hi && keys[j].key.ptr[len] == byte)
+            j++;
+    }
+    nd.first_child = t->nnodes;
+    t->nnodes += nd.nchild;
+    while (i < hi) {
+        char byte = keys[i].key.ptr[len];
+        uint32_t j = i + 1, child = nd.first_child + c++;
+        while (j < hi && keys[j].key.ptr[len] == byte)
+            j++;
+        trie_node(b, e, keys, i, j, len, child);
+        if (t->subtree_rank[child] < t->subtree_rank[ni])
+            t->subtree_rank[ni] = t->subtree_rank[child];
+        i = j;
+    }
+    if (nd.nchild <= KIDS_INLINE)
+        memcpy(nd.kids, t->first_bytes + nd.first_child, nd.nchild);
+    t->nodes[ni] = nd;
+}
+
+static uint32_t build_trie(struct builder *b, struct tentry *e, uint32_t n)
+{
+    struct tkey *keys;
+    uint32_t nkeys = 0, root;
+
+    if (n == 0)
+        return NONE;
+    qsort(e, n, sizeof(*e), cmp_tentry);
+    keys = pt_xmalloc(n * sizeof(*keys));
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pt_str_eq(e[i].key, e[j].key); j++)
+            ;
+        keys[nkeys++] = (struct tkey){ .key = e[i].key, .first = i, .count = j - i };
+    }
+    root = b->t->nnodes++;
+    trie_node(b, e, keys, 0, nkeys, 0, root);
+    free(keys);
+    return root;
 }
 
 /* ---- host index ------------------------------------------------------------------------------- */
@@ -799,37 +918,6 @@ static uint64_t host_hash(struct pt_str host, const char *end)
         h ^= h >> 32;
     }
     return h;
-}
-
-static inline uint64_t hash_step(uint64_t h, uint64_t w)
-{
-    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 29);
-}
-
-/* hash_finish: folds in the last (partial, zero-padded) word and the length. The slot index
- * takes the low bits (mixed from the high ones here), the Bloom filter the high bits. */
-static inline uint64_t hash_finish(uint64_t h, uint64_t tail, size_t len)
-{
-    h = (h ^ tail ^ ((uint64_t)len << 48)) * 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
-}
-
-#define HASH_SEED 0x243f6a8885a308d3ull
-
-/* prefix_hash: the hash of the <len> bytes at <p>, lowercased first when <fold>. The matcher
- * computes the same value incrementally (struct path_hasher). */
-static uint64_t prefix_hash(const char *p, size_t len, bool fold)
-{
-    uint64_t h = HASH_SEED, w;
-    size_t i = 0;
-
-    for (; i + 8 <= len; i += 8) {
-        w = load8(p + i, 8);
-        h = hash_step(h, fold ? lower8(w) : w);
-    }
-    w = load8(p + i, len - i);
-    return hash_finish(h, fold ? lower8(w) : w, len);
 }
 
 /* host_eq: whether <host> lowercased equals <lower>, a lowercase table string; <end> is the end
@@ -907,261 +995,30 @@ static void build_host_index(struct builder *b)
     }
 }
 
-static int cmp_pentry(const void *pa, const void *pb)
-{
-    const struct pentry *a = pa, *b = pb;
-    int c = (int)a->ci - (int)b->ci;
-
-    if (c == 0)
-        c = cmp_bytes(a->key, b->key);
-    if (c == 0)
-        c = (int)a->exact - (int)b->exact;
-    return c ? c : (a->group > b->group) - (a->group < b->group);
-}
-
-static inline uint32_t bloom_word(const struct pt_route_table *t, uint64_t h)
-{
-    return (uint32_t)(h >> 40) & (t->bloom_mask >> 6);
-}
-
-static inline uint64_t bloom_bit(uint64_t h)
-{
-    return 1ull << ((h >> 34) & 63);
-}
-
-/* search_mid: the probe of the binary search over key lengths; build and match must agree. */
-static inline int search_mid(int lo, int hi)
-{
-    return lo + (hi - lo) / 2;
-}
-
-/* A string of the prefix index while it is built: a key (with its entries), or a marker. */
-struct pstr {
-    struct pt_str s;
-    uint8_t ci, key;
-    uint32_t first, count; /* keys: their entries */
-};
-
-static int cmp_pstr(const void *pa, const void *pb)
-{
-    const struct pstr *a = pa, *b = pb;
-    int c = (int)a->ci - (int)b->ci;
-
-    if (c == 0)
-        c = cmp_bytes(a->s, b->s);
-    return c ? c : (int)b->key - (int)a->key; /* a key before an equal marker */
-}
-
-static int cmp_u16(const void *pa, const void *pb)
-{
-    return (int)*(const uint16_t *)pa - (int)*(const uint16_t *)pb;
-}
-
-/* collect_lengths: the distinct key lengths of each case flavour, ascending. */
-static void collect_lengths(struct pt_route_table *t, const struct pstr *keys, uint32_t nkeys)
-{
-    for (int ci = 0; ci < 2; ci++) {
-        uint16_t *lens = pt_xcalloc(nkeys + 1, sizeof(*lens));
-        uint32_t n = 0, k = 0;
-        for (uint32_t i = 0; i < nkeys; i++)
-            if (keys[i].ci == ci)
-                lens[n++] = (uint16_t)keys[i].s.len;
-        qsort(lens, n, sizeof(*lens), cmp_u16);
-        for (uint32_t i = 0; i < n; i++)
-            if (k == 0 || lens[k - 1] != lens[i])
-                lens[k++] = lens[i];
-        t->lens[ci] = lens;
-        t->nlens[ci] = k;
-    }
-}
-
-/* add_markers: writes to <out> a marker for each length shorter than <key> that the binary
- * search visits on its way to <key>'s length: there, the search must be sent longer. Returns
- * how many (at most the search depth). */
-static uint32_t add_markers(const struct pt_route_table *t, const struct pstr *key, struct pstr *out)
-{
-    const uint16_t *lens = t->lens[key->ci];
-    int lo = 0, hi = (int)t->nlens[key->ci] - 1;
-    uint32_t n = 0;
-
-    while (lo <= hi) {
-        int mid = search_mid(lo, hi);
-        if (lens[mid] == key->s.len)
-            break;
-        if (lens[mid] < key->s.len) {
-            out[n++] = (struct pstr){ .s = pt_str_make(key->s.ptr, lens[mid]), .ci = key->ci };
-            lo = mid + 1;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return n;
-}
-
-/* attach: files the entries e[0..n) of the key in slot <si>: generic ones in cands after the
- * two counts (prefix ones first, then exact ones, each by rank since the entries are sorted so),
- * exact-host ones in b->hashed. Returns the best rank among them. */
-static uint32_t attach(struct builder *b, struct pslot *slot, uint32_t si, const struct pentry *e,
-                       uint32_t n)
-{
-    struct pt_route_table *t = b->t;
-    uint32_t off = t->ncands, nprefix = 0, nexact = 0, best = NONE;
-
-    t->ncands += 2;
-    for (uint32_t i = 0; i < n; i++) {
-        best = e[i].group < best ? e[i].group : best;
-        if (e[i].hashed) {
-            b->hashed[b->nhashed++] = (struct hentry){
-                .key = si * 2 + e[i].exact, .group = e[i].group,
-                .host = t->rules[e[i].group].glob.lit,
-            };
-            slot->flags |= e[i].exact ? HASHED_EXACT : HASHED_PREFIX;
-            continue;
-        }
-        t->cands[t->ncands++] = e[i].group;
-        if (e[i].exact)
-            nexact++;
-        else
-            nprefix++;
-    }
-    t->cands[off] = nprefix;
-    t->cands[off + 1] = nexact;
-    slot->cands = nprefix + nexact ? off : NONE;
-    return best;
-}
-
-/* place: puts string <p> in a free slot of the prefix index and the Bloom filter. */
-static uint32_t place(struct pt_route_table *t, const struct pstr *p)
-{
-    uint64_t h = prefix_hash(p->s.ptr, p->s.len, p->ci);
-    uint32_t si = (uint32_t)h & t->pslot_mask;
-
-    while (t->pslots[si].str != NULL)
-        si = (si + 1) & t->pslot_mask;
-    t->pslots[si] = (struct pslot){ .hash = h, .str = p->s.ptr, .len = (uint16_t)p->s.len,
-                                    .ci = p->ci, .cands = NONE, .link = NONE,
-                                    .chain_rank = NONE };
-    t->bloom[bloom_word(t, h)] |= bloom_bit(h);
-    return si;
-}
-
-static bool is_prefix(struct pt_str a, struct pt_str b)
-{
-    return a.len <= b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-/* link_strings: walks the sorted strings <ps> (in slots <slots>), where a prefix comes before its
- * extensions, keeping a stack of the keys that prefix the current string: its top is a key's
- * parent, or a marker's best key. Parents come first, so chain ranks are computed on the way. */
-static void link_strings(struct pt_route_table *t, const struct pstr *ps, const uint32_t *slots,
-                         uint32_t n)
-{
-    uint32_t *stack = pt_xmalloc((n + 1) * sizeof(*stack)), depth = 0;
-
-    for (uint32_t i = 0; i < n; i++) {
-        if (i > 0 && ps[i].ci != ps[i - 1].ci)
-            depth = 0;
-        while (depth > 0 && !is_prefix(ps[stack[depth - 1]].s, ps[i].s))
-            depth--;
-        struct pslot *sl = &t->pslots[slots[i]];
-        sl->link = depth > 0 ? slots[stack[depth - 1]] : NONE;
-        if (!ps[i].key)
-            continue;
-        if (sl->link != NONE && t->pslots[sl->link].chain_rank < sl->chain_rank)
-            sl->chain_rank = t->pslots[sl->link].chain_rank;
-        stack[depth++] = i;
-    }
-    free(stack);
-}
-
-static uint32_t pow2_at_least(uint64_t n)
-{
-    uint32_t p = 16;
-
-    while (p < n)
-        p *= 2;
-    return p;
-}
-
-/* index_strings: the keys of entries <e> (sorted), then the markers of each, all sorted and
- * deduplicated into <*out>. Returns how many. */
-static uint32_t index_strings(struct pt_route_table *t, const struct pentry *e, uint32_t n,
-                              struct pstr **out)
-{
-    struct pstr *ps;
-    uint32_t nkeys = 0, nps, depth = 1, k = 0;
-
-    for (uint32_t i = 0; i < n; i++)
-        nkeys += i == 0 || e[i].ci != e[i - 1].ci || !pt_str_eq(e[i].key, e[i - 1].key);
-    while ((1u << depth) <= nkeys)
-        depth++;
-    ps = pt_xcalloc((size_t)nkeys * (depth + 1) + 1, sizeof(*ps));
-    for (uint32_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && e[j].ci == e[i].ci && pt_str_eq(e[j].key, e[i].key); j++)
-            ;
-        ps[k++] = (struct pstr){ .s = e[i].key, .ci = e[i].ci, .key = 1, .first = i,
-                                 .count = j - i };
-    }
-    collect_lengths(t, ps, nkeys);
-    nps = nkeys;
-    for (uint32_t i = 0; i < nkeys; i++)
-        nps += add_markers(t, &ps[i], ps + nps);
-    qsort(ps, nps, sizeof(*ps), cmp_pstr);
-    k = 0;
-    for (uint32_t i = 0; i < nps; i++)
-        if (k == 0 || ps[i].ci != ps[k - 1].ci || !pt_str_eq(ps[i].s, ps[k - 1].s))
-            ps[k++] = ps[i];
-    *out = ps;
-    return k;
-}
-
-/* build_prefix_index: one slot per distinct (case flavour, string), at most half full; a Bloom
- * filter of 16 bits per string; the key lengths; parent links and chain ranks. */
-static void build_prefix_index(struct builder *b)
-{
-    struct pt_route_table *t = b->t;
-    struct pentry *e = b->entries;
-    struct pstr *ps;
-    uint32_t n, *slots;
-
-    qsort(e, b->nentries, sizeof(*e), cmp_pentry);
-    n = index_strings(t, e, b->nentries, &ps);
-    t->pslot_mask = pow2_at_least(2 * (uint64_t)n) - 1;
-    t->pslots = aligned_alloc(64, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
-    if (t->pslots == NULL)
-        t->pslots = pt_xmalloc(((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
-    memset(t->pslots, 0, ((size_t)t->pslot_mask + 1) * sizeof(*t->pslots));
-    t->bloom_mask = pow2_at_least(16 * (uint64_t)n + 512) - 1;
-    t->bloom = pt_xcalloc((t->bloom_mask + 1) / 64, sizeof(*t->bloom));
-    slots = pt_xmalloc((n + 1) * sizeof(*slots));
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t si = slots[i] = place(t, &ps[i]);
-        if (!ps[i].key)
-            continue;
-        t->pslots[si].flags |= SLOT_KEY;
-        t->pslots[si].chain_rank = attach(b, &t->pslots[si], si, e + ps[i].first, ps[i].count);
-    }
-    link_strings(t, ps, slots, n);
-    free(slots);
-    free(ps);
-}
-
 static void build_index(struct builder *b)
 {
     struct pt_route_table *t = b->t;
-    uint32_t n = b->nentries;
+    uint32_t n = b->nentries[0] + b->nentries[1];
 
-    /* each entry sits in one list; each key adds two counts */
+    /* A radix trie over k keys has at most 2k nodes; each entry sits in one list, and each
+     * node with entries adds two counts. Nodes are 32 bytes, two to a cache line. */
+    t->nodes = aligned_alloc(64, (2 * n + 2) * sizeof(*t->nodes));
+    if (t->nodes == NULL)
+        t->nodes = pt_xmalloc((2 * n + 2) * sizeof(*t->nodes));
+    t->first_bytes = pt_xcalloc(2 * n + 2, sizeof(*t->first_bytes));
+    t->subtree_rank = pt_xcalloc(2 * n + 2, sizeof(*t->subtree_rank));
     t->cands = pt_xcalloc(3 * n + 1, sizeof(*t->cands));
     b->hashed = pt_xcalloc(n + 1, sizeof(*b->hashed));
-    build_prefix_index(b);
+    t->root[0] = build_trie(b, b->entries[0], b->nentries[0]);
+    t->root[1] = build_trie(b, b->entries[1], b->nentries[1]);
     build_host_index(b);
 }
 
 static void build_free(struct builder *b)
 {
     free(b->norms);
-    free(b->entries);
+    free(b->entries[0]);
+    free(b->entries[1]);
     free(b->hashed);
 }
 
@@ -1172,6 +1029,7 @@ struct pt_route_table *pt_route_table_build_partial(const struct pt_route_spec *
     struct builder b = { .t = t, .specs = specs };
     size_t nkvs = 0;
 
+    t->root[0] = t->root[1] = NONE;
     for (size_t i = 0; i < n; i++)
         nkvs += specs[i].nheaders + specs[i].nquery_parameters;
     t->kvs = pt_xcalloc(nkvs + 1, sizeof(*t->kvs));
@@ -1390,25 +1248,25 @@ static const struct host_slot *find_slot(struct match *m, uint32_t key)
     }
 }
 
-/* consider: the groups of the key in slot <si> (its prefix groups, or its exact ones when
- * <exact>), plus those filed under the request's host, merged by rank; the first that beats the
- * best so far and passes becomes the best. */
-static void consider(struct match *m, const struct pslot *slot, uint32_t si, bool exact)
+/* consider: the groups of node <ni> whose path matched (its prefix groups, or its exact ones
+ * when <exact>), plus those filed under the request's host, merged by rank; the first that beats
+ * the best so far and passes becomes the best. */
+static void consider(struct match *m, const struct node *nd, uint32_t ni, bool exact)
 {
     const struct pt_route_table *t = m->t;
     const uint32_t *a = NULL, *h = NULL;
     uint32_t na = 0, nh = 0, i = 0, j = 0;
 
-    if (slot->cands != NONE) {
-        const uint32_t *c = t->cands + slot->cands;
+    if (nd->cands != NONE) {
+        const uint32_t *c = t->cands + nd->cands;
         a = c + 2 + (exact ? c[0] : 0);
         na = exact ? c[1] : c[0];
     }
-    if (slot->flags & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
-        const struct host_slot *hs = find_slot(m, si * 2 + exact);
-        if (hs != NULL) {
-            h = t->cands + hs->cand_off;
-            nh = hs->ncand;
+    if (nd->hashed & (exact ? HASHED_EXACT : HASHED_PREFIX)) {
+        const struct host_slot *s = find_slot(m, ni * 2 + exact);
+        if (s != NULL) {
+            h = t->cands + s->cand_off;
+            nh = s->ncand;
         }
     }
     for (;;) {
@@ -1427,111 +1285,56 @@ static void consider(struct match *m, const struct pslot *slot, uint32_t si, boo
     }
 }
 
-/* The running hash of a path: states[i] is the hash state after its first i 8-byte words, so
- * that the hash of any prefix costs one more step. */
-struct path_hasher {
-    uint64_t states[HASH_WORDS + 1];
-    uint32_t nstates; /* states[0..nstates) are computed */
-    bool fold;        /* lowercase the path (for case-insensitive keys) */
-};
-
-/* path_word: the <n> (<= 8) bytes of the path at <off>, zero-padded, lowercased if <fold>. */
-static inline uint64_t path_word(struct pt_str path, size_t off, size_t n, bool fold)
+/* label_eq: whether the <nd>'s label is at <p> (lowercased first when <fold>); the caller has
+ * checked that <p> has label_len bytes. */
+/* label_eq: whether <nd>'s label is at <p> (lowercased first when <fold>); the caller has
+ * checked that <p> has label_len bytes. Labels are short: a byte loop beats anything cleverer. */
+static inline bool label_eq(const struct node *nd, const char *p, bool fold)
 {
-    uint64_t w = load_bytes(path.ptr + off, n, path.ptr, path.ptr + path.len);
+    uint32_t n = nd->label_len;
+    const char *l = n <= LABEL_INLINE ? nd->label.bytes : nd->label.ptr;
 
-    return fold ? lower8(w) : w;
-}
-
-/* path_prefix_hash: prefix_hash() of the first <len> bytes of <path>, from the running state. */
-static uint64_t path_prefix_hash(struct path_hasher *ph, struct pt_str path, size_t len)
-{
-    size_t words = len / 8, i;
-    uint64_t h;
-
-    while (ph->nstates <= words && ph->nstates <= HASH_WORDS) {
-        i = ph->nstates - 1;
-        ph->states[ph->nstates++] = hash_step(ph->states[i], path_word(path, 8 * i, 8, ph->fold));
-    }
-    i = words < HASH_WORDS ? words : HASH_WORDS;
-    h = ph->states[i];
-    for (; i < words; i++) /* prefixes beyond 512 bytes: rare, and still O(path length) */
-        h = hash_step(h, path_word(path, 8 * i, 8, ph->fold));
-    return hash_finish(h, path_word(path, 8 * words, len % 8, ph->fold), len);
-}
-
-/* str_eq: whether the path starts with the string of <s> (lowercasing the path for ci strings);
- * the caller has checked that the path is long enough. Table strings may be read a whole word
- * at a time (ARENA_PAD). */
-static inline bool str_eq(const struct pslot *s, struct pt_str path)
-{
-    for (size_t i = 0; i < s->len; i += 8) {
-        size_t n = s->len - i < 8 ? s->len - i : 8;
-        if (load_bytes(s->str + i, n, s->str, s->str + s->len + ARENA_PAD) !=
-            path_word(path, i, n, s->ci))
+    if (!fold && n > LABEL_INLINE)
+        return memcmp(l, p, n) == 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (l[i] != (fold ? pt_lower(p[i]) : p[i]))
             return false;
-    }
     return true;
 }
 
-static const struct pslot *find_str(const struct pt_route_table *t, uint64_t h, size_t len,
-                                    bool ci, struct pt_str path)
+static inline uint32_t find_child(const struct pt_route_table *t, const struct node *nd, uint8_t c)
 {
-    if (!(t->bloom[bloom_word(t, h)] & bloom_bit(h)))
-        return NULL;
-    for (uint32_t i = (uint32_t)h & t->pslot_mask;; i = (i + 1) & t->pslot_mask) {
-        const struct pslot *s = &t->pslots[i];
-        if (s->str == NULL)
-            return NULL;
-        if (s->hash == h && s->len == len && s->ci == ci && str_eq(s, path))
-            return s;
-    }
+    const uint8_t *fb = nd->nchild <= KIDS_INLINE ? nd->kids : t->first_bytes + nd->first_child;
+
+    for (uint32_t i = 0; i < nd->nchild; i++)
+        if (fb[i] == c)
+            return nd->first_child + i;
+    return NONE;
 }
 
-/* longest_key: the slot of the longest key of case flavour <ci> that prefixes the path, or
- * NONE: a binary search over the key lengths, going longer on each hit (a key or a marker). */
-static uint32_t longest_key(const struct match *m, struct path_hasher *ph, bool ci)
+/* walk: follows the path down the trie from <ni> (lowercasing it when <fold>), considering the
+ * groups of every node whose prefix the path has, until the path leaves the trie or no group
+ * below can beat the best so far. */
+static inline __attribute__((always_inline)) void walk(struct match *m, uint32_t ni, bool fold)
 {
     const struct pt_route_table *t = m->t;
-    const uint16_t *lens = t->lens[ci];
-    int lo = 0, hi = (int)t->nlens[ci] - 1;
-    uint32_t found = NONE;
+    struct pt_str path = m->path;
+    size_t pos = 0;
 
-    while (lo <= hi) {
-        int mid = search_mid(lo, hi);
-        const struct pslot *s = NULL;
-        if (lens[mid] <= m->path.len)
-            s = find_str(t, path_prefix_hash(ph, m->path, lens[mid]), lens[mid], ci, m->path);
-        if (s == NULL) {
-            hi = mid - 1;
-            continue;
+    while (ni != NONE) {
+        const struct node *nd = &t->nodes[ni];
+        if (nd->label_len > path.len - pos || !label_eq(nd, path.ptr + pos, fold) ||
+            (m->best != NONE && t->subtree_rank[ni] >= m->best))
+            return;
+        pos += nd->label_len;
+        if (nd->cands != NONE || nd->hashed)
+            consider(m, nd, ni, false);
+        if (pos == path.len) {
+            if (nd->cands != NONE || nd->hashed)
+                consider(m, nd, ni, true);
+            return;
         }
-        found = (s->flags & SLOT_KEY) ? (uint32_t)(s - t->pslots) : s->link;
-        lo = mid + 1;
-    }
-    return found;
-}
-
-/* match_prefixes: per case flavour, the longest key that prefixes the path, then its ancestors,
- * while one of them could still beat the best. */
-static void match_prefixes(struct match *m)
-{
-    const struct pt_route_table *t = m->t;
-    struct path_hasher ph;
-
-    for (int ci = 0; ci < 2; ci++) {
-        if (t->nlens[ci] == 0)
-            continue;
-        ph.states[0] = HASH_SEED;
-        ph.nstates = 1;
-        ph.fold = ci;
-        uint32_t k = longest_key(m, &ph, ci);
-        for (; k != NONE && t->pslots[k].chain_rank < m->best; k = t->pslots[k].link) {
-            const struct pslot *s = &t->pslots[k];
-            consider(m, s, k, false);
-            if (s->len == m->path.len)
-                consider(m, s, k, true);
-        }
+        ni = find_child(t, nd, (uint8_t)(fold ? pt_lower(path.ptr[pos]) : path.ptr[pos]));
     }
 }
 
@@ -1575,7 +1378,10 @@ const struct pt_route *pt_route_match(const struct pt_route_table *t,
 
     if (m.path.ptr == NULL)
         m.path = PT_STR_LIT("");
-    match_prefixes(&m);
+    if (t->root[0] != NONE)
+        walk(&m, t->root[0], false);
+    if (t->root[1] != NONE)
+        walk(&m, t->root[1], true);
     if (t->nregex)
         match_regex(&m);
     return m.best == NONE ? NULL : pick_member(t, &t->groups[m.best], rnd);
