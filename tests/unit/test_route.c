@@ -773,20 +773,30 @@ static bool model_better(const struct model *a, int ia, const struct model *b, i
     return ia < ib;
 }
 
+static uint32_t xorshift32(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
 /* Random path-only tables over a tiny alphabet, so prefixes nest and collide a lot, checked
  * against the model. */
 static void test_random_against_model(void **state)
 {
     static const char alphabet[] = "abAB/";
     uint32_t x = 88172645u;
-#define RND() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+#define RND() xorshift32(&x)
 
     for (int round = 0; round < 50; round++) {
         struct model m[150];
         struct pt_route_spec s[150];
         int n = 0;
         while (n < 150) {
-            struct model c = { .exact = RND() % 5 == 0, .ci = RND() % 3 == 0 };
+            struct model c = { 0 };
+            c.exact = RND() % 5 == 0;
+            c.ci = RND() % 3 == 0;
             int len = (int)(RND() % 6);
             c.prec = (int)(RND() % 5) - 2;
             c.prec = c.prec < -1 ? 0 : c.prec > 1 ? 0 : c.prec;
