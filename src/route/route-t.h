@@ -23,11 +23,17 @@ struct pt_route_spec {
     bool prefix_exact;         /* the whole path must equal prefix (ignored when prefix_regex) */
     bool case_sensitive;       /* false: ASCII case-insensitive prefix/exact compare */
     const char *hostname;      /* host glob ("*", "*.a.com", "a.*", exact); wins over host */
-    const char *host;          /* exact host, or a PCRE2 regex when host_regex */
+    const char *host;          /* exact host, or a PCRE2 regex when host_regex; wins over an
+                                * ":authority" header constraint. Both compare with the authority
+                                * without its port, unless they name a port; a host regex may
+                                * match either the authority or the host without its port. */
     bool host_regex;
     const char *method;        /* exact, case-sensitive; or a regex when method_regex */
     bool method_regex;
-    const struct pt_match_kv *headers; /* name (case-insensitive), value (NULL = present), regex */
+    const struct pt_match_kv *headers; /* name (case-insensitive), value (NULL = present), regex
+                                        * (whole value); repeated headers are joined with ','.
+                                        * ":authority"/"host" read the authority, ":method" the
+                                        * method. */
     size_t nheaders;
     const struct pt_match_kv *query_parameters; /* raw (undecoded) values, names case-sensitive */
     size_t nquery_parameters;

@@ -11,12 +11,19 @@
  * match key form one canary group, sorted into one group; group index == rank.
  *
  * Layout: literal prefixes live in two radix tries (case-sensitive, and lowercased for
- * case_sensitive: false) stored as flat arrays. Each node lists the groups whose prefix ends there,
- * by rank. Groups whose host is an exact name are filed instead in a hash keyed by (node, host),
- * so 10,000 hosts on one prefix cost one probe. A match walks the path once per trie, and at each
- * node takes the best-ranked group whose other constraints pass, skipping subtrees and lists that
- * cannot beat the best so far; regex routes are a rank-ordered list tried only while they could
- * still win. Nothing is allocated while matching. */
+ * case_sensitive: false) in flat arrays: 32-byte nodes, children contiguous, short labels and child
+ * bytes inline, so a step down costs about one cache line. Each node lists, by rank, the groups
+ * whose prefix (or exact path) ends there; groups whose host is an exact name are filed instead
+ * in a hash keyed by (node, host), so 10,000 hostnames on one prefix cost one probe. A match
+ * walks the path once per trie and, at each node, takes the first group by rank that beats the
+ * best so far and passes its other constraints, stopping where no group below can win. Regex
+ * routes are a rank-ordered list, each tried only while it could still win and when the path
+ * starts with its literal prefix. Matching never allocates.
+ *
+ * Cost: O(path length); beyond that, trie depth grows with the log of the fan-out (about 2 ns a
+ * level). Hashing each distinct prefix length instead (linear, then Waldvogel's binary search;
+ * see git history) made small tables twice as slow and varied prefixes slower, for no gain at
+ * 10,000 routes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "route/route.h"
 
@@ -689,6 +690,155 @@ static void test_large_table(void **state)
     free(names);
 }
 
+/* Host-indexed groups (exact hostnames) and plain groups at one trie node merge by rank, for
+ * prefix and exact paths, in both tries; wide nodes and long labels take the slow paths. */
+static void test_host_index_merge(void **state)
+{
+    struct pt_match_kv hdr = { "x-a", "1", false };
+    struct pt_route_spec s[] = { spec("/", 1), spec("/", 2), spec("/", 3), spec("/e", 4),
+                                 spec("/E", 5), spec("/", 6) };
+    s[1].hostname = "a.com";          /* host index */
+    s[2].headers = &hdr, s[2].nheaders = 1; /* ranks above the hostname route */
+    s[3].prefix_exact = true, s[3].hostname = "a.com";
+    s[4].case_sensitive = false, s[4].hostname = "b.com";
+    s[5].hostname = "b.com", s[5].precedence = 2;
+    struct pt_route_table *t = build_ok(s, 6);
+    struct pt_header h = { PT_STR_LIT("x-a"), PT_STR_LIT("1") };
+    struct pt_route_req r = req_of("GET", "/x", "A.com:80");
+
+    assert_int_equal(act_r(t, &r, 0), 2);
+    r.headers = &h, r.nheaders = 1;
+    assert_int_equal(act_r(t, &r, 0), 3);
+    r.nheaders = 0;
+    assert_int_equal(act(t, "GET", "/e", "a.com"), 4);
+    assert_int_equal(act(t, "GET", "/e/", "a.com"), 2);
+    assert_int_equal(act(t, "GET", "/e", "c.com"), 1);
+    assert_int_equal(act(t, "GET", "/Ex", "b.com"), 6); /* precedence 2 beats the longer prefix */
+    pt_route_table_free(t);
+
+    /* more than KIDS_INLINE children, labels longer than 8 bytes, both tries */
+    static char names[40][48];
+    struct pt_route_spec w[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "/shared-long-label/%c%d/more-than-eight/",
+                 'A' + i % 26, i);
+        w[i] = spec(names[i], i + 1);
+        w[i].case_sensitive = i % 2;
+    }
+    t = build_ok(w, 40);
+    for (int i = 0; i < 40; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/shared-long-label/%c%d/more-than-eight/x", 'A' + i % 26, i);
+        assert_int_equal(GET(t, path), i + 1);
+        for (char *p = path; *p; p++) /* flip the case: only case-insensitive routes still match */
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        assert_int_equal(GET(t, path), i % 2 ? 0 : i + 1);
+    }
+    assert_int_equal(GET(t, "/shared-long-label/A0/more-than-eigh"), 0);
+    pt_route_table_free(t);
+}
+
+/* A brute-force model of the ranking for path-only routes. */
+struct model {
+    char prefix[8];
+    bool exact, ci;
+    int prec;
+};
+
+static bool model_matches(const struct model *m, const char *path)
+{
+    size_t n = strlen(m->prefix), pl = strlen(path);
+
+    if (m->exact ? pl != n : pl < n)
+        return false;
+    return m->ci ? strncasecmp(m->prefix, path, n) == 0 : strncmp(m->prefix, path, n) == 0;
+}
+
+/* model_better: whether <a> (index ia) outranks <b> (index ib). */
+static bool model_better(const struct model *a, int ia, const struct model *b, int ib)
+{
+    size_t la = strlen(a->prefix), lb = strlen(b->prefix);
+    int c;
+
+    if (a->prec != b->prec)
+        return a->prec > b->prec;
+    if (la != lb)
+        return la > lb;
+    if ((c = strcmp(a->prefix, b->prefix)) != 0)
+        return c > 0;
+    if (a->exact != b->exact)
+        return a->exact;
+    if (a->ci != b->ci)
+        return !a->ci;
+    return ia < ib;
+}
+
+static uint32_t xorshift32(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Random path-only tables over a tiny alphabet, so prefixes nest and collide a lot, checked
+ * against the model. */
+static void test_random_against_model(void **state)
+{
+    static const char alphabet[] = "abAB/";
+    uint32_t x = 88172645u;
+#define RND() xorshift32(&x)
+
+    for (int round = 0; round < 50; round++) {
+        struct model m[150];
+        struct pt_route_spec s[150];
+        int n = 0;
+        while (n < 150) {
+            struct model c = { 0 };
+            c.exact = RND() % 5 == 0;
+            c.ci = RND() % 3 == 0;
+            int len = (int)(RND() % 6);
+            c.prec = (int)(RND() % 5) - 2;
+            c.prec = c.prec < -1 ? 0 : c.prec > 1 ? 0 : c.prec;
+            c.prefix[0] = '/';
+            for (int i = 1; i <= len; i++)
+                c.prefix[i] = alphabet[RND() % 5];
+            c.prefix[len + 1] = '\0';
+            bool dup = false;
+            for (int i = 0; i < n && !dup; i++)
+                dup = !strcmp(m[i].prefix, c.prefix) && m[i].exact == c.exact &&
+                      m[i].ci == c.ci && m[i].prec == c.prec;
+            if (dup)
+                continue;
+            m[n] = c;
+            n++;
+        }
+        for (int i = 0; i < n; i++) {
+            s[i] = spec(m[i].prefix, i + 1);
+            s[i].prefix_exact = m[i].exact;
+            s[i].case_sensitive = !m[i].ci;
+            s[i].precedence = m[i].prec;
+        }
+        struct pt_route_table *t = build_ok(s, (size_t)n);
+        for (int k = 0; k < 400; k++) {
+            char path[12] = "/";
+            int len = (int)(RND() % 9);
+            for (int i = 1; i <= len; i++)
+                path[i] = alphabet[RND() % 5];
+            path[len + 1] = '\0';
+            int want = -1;
+            for (int i = 0; i < n; i++)
+                if (model_matches(&m[i], path) && (want < 0 || model_better(&m[i], i, &m[want], want)))
+                    want = i;
+            int got = GET(t, path);
+            if (got != want + 1)
+                fail_msg("round %d path \"%s\": got %d want %d", round, path, got, want + 1);
+        }
+        pt_route_table_free(t);
+    }
+#undef RND
+}
+
 struct worker_arg {
     const struct pt_route_table *t;
     int failures;
@@ -754,6 +904,8 @@ int main(void)
         cmocka_unit_test(test_rewrite_toobig),
         cmocka_unit_test(test_bad_spec_rejected_alone),
         cmocka_unit_test(test_large_table),
+        cmocka_unit_test(test_host_index_merge),
+        cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_concurrent_regex_match),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
