@@ -1,3 +1,0 @@
-build-asan/obj/src/core/common.o: src/core/common.c src/core/common.h
-
-src/core/common.h:
