@@ -154,6 +154,9 @@ static int cmd_run(struct run_opts *o)
     pt_reload_init(ctl.loop, o->config_dir, &env, o->workers);
     if (pt_dns_init(ctl.loop, pt_reload_request, NULL) != 0)
         pt_warn("DNS resolver unavailable: services are resolved from IPs and Endpoints only");
+    else
+        pt_dns_set_idle_timeout(366 * 86400); /* names in the live config are only looked up at
+                                                * compile time; keep refreshing them on TTL */
     if (pt_dirwatch_start(ctl.loop, o->config_dir, 20, pt_reload_request, NULL) != 0)
         pt_warn("cannot watch %s: changes apply on SIGHUP only", o->config_dir);
     pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,

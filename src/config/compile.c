@@ -246,7 +246,8 @@ static void compile_mappings(struct compile_ctx *c)
         if (added)
             pt_service_resolve(&ref, r, cl, c->diag, &m->meta);
         c->mapping_action[i] = make_action(c, m, cl);
-        (void)module_timeout; /* Module cluster_request_timeout_ms: applied by the loader's defaults */
+        if (m->timeout_ms < 0)
+            c->mapping_action[i]->timeout_ms = module_timeout >= 0 ? (uint32_t)module_timeout : 3000;
     }
 }
 

@@ -342,7 +342,7 @@ static void mapping_init(void *obj)
     struct pt_mapping_res *m = obj;
     m->case_sensitive = true;
     m->rewrite = "/";
-    m->timeout_ms = 3000;
+    m->timeout_ms = -1; /* unset: the Module's cluster_request_timeout_ms, else 3000 */
     m->connect_timeout_ms = 3000;
     m->idle_timeout_ms = -1;
     m->weight = -1;

@@ -126,7 +126,7 @@ struct pt_mapping_res {
     struct pt_match_kv *query_parameters;
     size_t nquery_parameters;
     const char *service;          /* as written */
-    int timeout_ms;               /* default 3000; 0 disables */
+    int timeout_ms;               /* -1 unset (Module cluster_request_timeout_ms, else 3000); 0 disables */
     int connect_timeout_ms;       /* default 3000 */
     int idle_timeout_ms;          /* -1 unset */
     int precedence;

@@ -86,7 +86,7 @@ static void test_mapping_defaults(void **state)
     assert_false(m->prefix_regex);
     assert_false(m->prefix_exact);
     assert_string_equal(m->rewrite, "/");
-    assert_int_equal(m->timeout_ms, 3000);
+    assert_int_equal(m->timeout_ms, -1); /* unset: compile applies the Module default or 3000 */
     assert_int_equal(m->connect_timeout_ms, 3000);
     assert_int_equal(m->idle_timeout_ms, -1);
     assert_int_equal(m->weight, -1);
