@@ -4,6 +4,7 @@
 #define PT_CONFIG_SNAPSHOT_T_H
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,7 +30,9 @@ struct pt_cluster {
     char *service;           /* as written in the Mapping */
     char *host;              /* service host name, for auto_host_rewrite */
     int port;
-    bool tls;                /* originate TLS (TLS issue) */
+    bool tls;                /* originate TLS */
+    SSL_CTX *tls_ctx;        /* origination context (owned reference) */
+    char *sni;               /* SNI to send, only when the TLSContext sets `sni` */
     struct pt_endpoint *endpoints;
     uint32_t nendpoints;
     uint32_t connect_timeout_ms;
@@ -60,6 +63,7 @@ struct pt_vhost {
     const char *hostname;
     enum pt_insecure_action insecure_action;
     struct pt_route_table *routes;
+    SSL_CTX *tls_ctx;           /* termination context for this Host (owned), or NULL */
     bool synthesized;           /* the default Host made when none exists */
 };
 
@@ -77,6 +81,9 @@ struct pt_listener {
     struct pt_vhost **vhosts;   /* sorted for lookup: exact, then suffix globs longest first, ... '*' last */
     uint32_t nvhosts;
     struct pt_listen_sock *sock;
+    SSL_CTX *tls_ctx;           /* HTTPS: the context a handshake starts with (owned); SNI
+                                 * switches to the matching Host's context */
+    struct pt_tls_sni_map *sni; /* Host contexts by name (owned) */
 };
 
 /* Access log settings (the `ambassador` Module). */

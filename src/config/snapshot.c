@@ -14,6 +14,7 @@ static void snapshot_free(struct pt_snapshot *s)
         struct pt_listener *l = &s->listeners[i];
         if (l->sock)
             pt_listen_sock_release(l->sock);
+        SSL_CTX_free(l->tls_ctx);
         free(l->name);
         free(l->stats_prefix);
         free(l->vhosts);
@@ -22,6 +23,7 @@ static void snapshot_free(struct pt_snapshot *s)
     for (uint32_t i = 0; i < s->nvhosts; i++) {
         if (s->vhosts[i]->routes)
             pt_route_table_free(s->vhosts[i]->routes);
+        SSL_CTX_free(s->vhosts[i]->tls_ctx);
         free((char *)s->vhosts[i]->hostname);
         free(s->vhosts[i]);
     }
@@ -33,6 +35,8 @@ static void snapshot_free(struct pt_snapshot *s)
         free(c->service);
         free(c->host);
         free(c->endpoints);
+        SSL_CTX_free(c->tls_ctx);
+        free(c->sni);
         free(c);
     }
     free(s->clusters);

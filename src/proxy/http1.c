@@ -7,6 +7,7 @@
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/listen.h"
+#include "proxy/sockio.h"
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "http/h1.h"
@@ -38,6 +39,12 @@ void pt_ds_close(struct pt_downstream *ds)
     }
     if (ds->snap != NULL)
         pt_ds_request_end(ds);
+    if (ds->ssl != NULL) {
+        SSL_shutdown(ds->ssl);
+        SSL_free(ds->ssl);
+        ds->ssl = NULL;
+        w->stats.downstream_cx_ssl_active--;
+    }
     close(ds->io.fd);
     pt_buf_release(&w->bufs, &ds->in);
     pt_buf_release(&w->bufs, &ds->out);
@@ -70,13 +77,13 @@ void pt_ds_request_end(struct pt_downstream *ds)
 static int ds_flush(struct pt_downstream *ds)
 {
     while (ds->out.len > 0) {
-        ssize_t n = write(ds->io.fd, pt_buf_data(&ds->out), ds->out.len);
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                ds->flags |= PT_DSF_WR_BLOCKED;
-                return PT_AGAIN;
-            }
+        struct iovec iov = { pt_buf_data(&ds->out), ds->out.len };
+        ssize_t n = pt_sock_writev(ds->io.fd, ds->ssl, &iov, 1, NULL, 0);
+        if (n < 0)
             return PT_IO;
+        if (n == 0) {
+            ds->flags |= PT_DSF_WR_BLOCKED;
+            return PT_AGAIN;
         }
         pt_buf_consume(&ds->out, (uint32_t)n);
     }
@@ -96,12 +103,9 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
     if (total == 0)
         return 0;
     if (ds->out.len == 0) {
-        n = writev(ds->io.fd, iov, iovcnt);
-        if (n < 0) {
-            if (errno != EAGAIN)
-                return PT_IO;
-            n = 0;
-        }
+        n = pt_sock_writev(ds->io.fd, ds->ssl, iov, iovcnt, ds->w->tls_scratch, sizeof(ds->w->tls_scratch));
+        if (n < 0)
+            return PT_IO;
         if ((size_t)n == total)
             return 0;
         done = (size_t)n;
@@ -135,18 +139,13 @@ static int ds_fill(struct pt_downstream *ds)
     room = pt_buf_room(&ds->in);
     if (room == 0)
         return PT_AGAIN;
-    n = read(ds->io.fd, ds->in.base + ds->in.off + ds->in.len, room);
-    if (n > 0) {
-        /* Edge-triggered: a short read means the socket is drained. */
-        if ((uint32_t)n < room)
-            ds->flags &= ~PT_DSF_RD_PENDING;
+    bool drained;
+    n = pt_sock_read(ds->io.fd, ds->ssl, ds->in.base + ds->in.off + ds->in.len, room, &drained);
+    if (drained)
+        ds->flags &= ~PT_DSF_RD_PENDING;
+    if (n > 0)
         ds->in.len += (uint32_t)n;
-        return (int)n;
-    }
-    ds->flags &= ~PT_DSF_RD_PENDING;
-    if (n == 0)
-        return 0;
-    return errno == EAGAIN ? PT_AGAIN : PT_IO;
+    return (int)n;
 }
 
 /* Sends request body bytes upstream as long as the upstream takes them. */
@@ -420,6 +419,60 @@ static void ds_process(struct pt_downstream *ds)
     }
 }
 
+/* Drives the server side of a TLS handshake. Returns true once the session is up. */
+static bool ds_handshake(struct pt_downstream *ds)
+{
+    int r;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(ds->ssl);
+    if (r == 1) {
+        ds->state = PT_DS_HEAD;
+        ds->flags |= PT_DSF_RD_PENDING; /* records may already wait behind the handshake */
+        return true;
+    }
+    switch (SSL_get_error(ds->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return false;
+    default:
+        ds->w->stats.downstream_tls_handshake_fail++;
+        pt_debug("TLS handshake from %s failed", ds->peer_ip);
+        pt_ds_close(ds);
+        return false;
+    }
+}
+
+/* An HTTPS listener takes TLS and cleartext on one port, as Emissary does: a TLS handshake
+ * starts with a handshake record (0x16). One peek per connection decides. */
+static bool ds_detect_tls(struct pt_downstream *ds)
+{
+    struct pt_listener *l = pt_snapshot_find_listener(ds->w->snap, ds->port);
+    unsigned char b;
+    ssize_t n = recv(ds->io.fd, &b, 1, MSG_PEEK);
+
+    if (n == 0 || (n < 0 && errno != EAGAIN) || l == NULL) {
+        pt_ds_close(ds);
+        return false;
+    }
+    if (n < 0)
+        return false;
+    if (b != 0x16 || l->tls_ctx == NULL) {
+        ds->state = PT_DS_HEAD;
+        return true;
+    }
+    ds->ssl = SSL_new(l->tls_ctx);
+    if (ds->ssl == NULL || SSL_set_fd(ds->ssl, ds->io.fd) != 1) {
+        pt_ds_close(ds);
+        return false;
+    }
+    SSL_set_accept_state(ds->ssl);
+    ds->flags |= PT_DSF_TLS;
+    ds->w->stats.downstream_cx_ssl_active++;
+    ds->state = PT_DS_HANDSHAKE;
+    return ds_handshake(ds);
+}
+
 static void ds_on_event(struct pt_io *io, uint32_t events)
 {
     struct pt_downstream *ds = pt_container_of(io, struct pt_downstream, io);
@@ -452,6 +505,10 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP))
         ds->flags |= PT_DSF_RD_PENDING;
+    if (ds->state == PT_DS_TLS_DETECT && !ds_detect_tls(ds))
+        return;
+    if (ds->state == PT_DS_HANDSHAKE && !ds_handshake(ds))
+        return;
     if (!(ds->flags & PT_DSF_RD_PENDING))
         return;
     switch (ds->state) {
@@ -462,9 +519,13 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
     case PT_DS_FORWARD:
         ds_forward_request_body(ds);
         break;
+    case PT_DS_TLS_DETECT:
+    case PT_DS_HANDSHAKE:
+        break;
     case PT_DS_CLOSING: {
         char sink[4096];
-        while (read(io->fd, sink, sizeof(sink)) > 0)
+        bool drained = false;
+        while (!drained && pt_sock_read(io->fd, ds->ssl, sink, sizeof(sink), &drained) > 0)
             ;
         break;
     }
@@ -505,6 +566,11 @@ void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
         ds->dead_next = w->free_ds;
         w->free_ds = ds;
         return;
+    }
+    {
+        struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, ls->port) : NULL;
+        if (l != NULL && l->tls_ctx != NULL)
+            ds->state = PT_DS_TLS_DETECT;
     }
     w->nconns++;
     w->stats.downstream_cx_total++;

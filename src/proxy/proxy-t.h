@@ -3,6 +3,7 @@
 #ifndef PT_PROXY_PROXY_T_H
 #define PT_PROXY_PROXY_T_H
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -31,6 +32,8 @@ struct pt_downstream;
 /* Downstream session states. */
 enum pt_ds_state {
     PT_DS_HEAD = 0,   /* waiting for (more of) a request head */
+    PT_DS_TLS_DETECT, /* HTTPS listener: TLS or cleartext? (first byte) */
+    PT_DS_HANDSHAKE,  /* TLS handshake in progress */
     PT_DS_CONNECT,    /* head parsed, upstream connecting */
     PT_DS_FORWARD,    /* request being sent and/or response being received */
     PT_DS_CLOSING,    /* flushing the last bytes, then close */
@@ -64,13 +67,14 @@ struct pt_body {
 };
 
 /* Upstream connection states. */
-enum pt_up_state { PT_UP_CONNECTING = 0, PT_UP_BUSY, PT_UP_IDLE };
+enum pt_up_state { PT_UP_CONNECTING = 0, PT_UP_HANDSHAKE, PT_UP_BUSY, PT_UP_IDLE };
 
 struct pt_pool_entry;
 
 struct pt_upstream {
     struct pt_io io;
     struct pt_worker *w;
+    SSL *ssl;                       /* NULL: plaintext */
     enum pt_up_state state;
     struct pt_pool_entry *pool;     /* the endpoint's pool */
     struct pt_upstream *idle_next, *idle_prev;
@@ -86,6 +90,8 @@ struct pt_upstream {
 struct pt_pool_entry {
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    SSL_CTX *tls;                   /* origination context (part of the key); NULL: plaintext */
+    SSL_SESSION *session;           /* last session, for resumption */
     struct pt_upstream idle_head;   /* circular list of idle connections (sentinel) */
     uint32_t nidle;
 };
@@ -93,6 +99,7 @@ struct pt_pool_entry {
 struct pt_downstream {
     struct pt_io io;
     struct pt_worker *w;
+    SSL *ssl;                       /* NULL: cleartext */
     struct pt_snapshot *snap;       /* the snapshot this request runs on */
     struct pt_listener *listener;
     enum pt_ds_state state;
@@ -127,6 +134,8 @@ struct pt_worker_stats {
     uint64_t downstream_cx_total, downstream_cx_active, downstream_rq_total;
     uint64_t downstream_rq_xx[6];
     uint64_t upstream_cx_total, upstream_cx_connect_fail, upstream_rq_timeout;
+    int64_t downstream_cx_ssl_active;
+    uint64_t downstream_tls_handshake_fail, upstream_tls_handshake_fail;
 };
 
 struct pt_worker {
@@ -146,6 +155,7 @@ struct pt_worker {
     uint32_t *rr;                   /* round-robin cursor per cluster of snap */
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
+    char tls_scratch[16384];        /* gathers a TLS write into one record */
     struct pt_worker_stats stats;
     struct pt_buf logbuf;           /* access log lines waiting for write */
     struct pt_timer log_timer;

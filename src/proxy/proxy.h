@@ -41,8 +41,8 @@ void pt_ds_on_upstream_error(struct pt_downstream *ds, const char *reason, const
 void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
 
 /* Upstream connections (proxy/upstream.c). */
-struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_endpoint *ep,
-                                  uint32_t connect_timeout_ms, bool *reused);
+struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
+                                  const struct pt_endpoint *ep, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt);
 void pt_up_read(struct pt_upstream *up);

@@ -411,7 +411,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         ds->bytes_tx = 0;
     }
     bool reused;
-    up = pt_up_acquire(w, ds->endpoint, ds->action->cluster->connect_timeout_ms, &reused);
+    up = pt_up_acquire(w, ds->action->cluster, ds->endpoint, &reused);
     if (up == NULL) {
         pt_reply_upstream_reset(ds, "local connection failure", NULL, "UF");
         return;

@@ -4,6 +4,7 @@
  * everything about HTTP. Called by proxy/http1.c. */
 #include "proxy/proxy.h"
 #include "core/log.h"
+#include "proxy/sockio.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,10 +15,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static uint64_t hash_addr(const struct sockaddr_storage *a, socklen_t len)
+static uint64_t hash_addr(const struct sockaddr_storage *a, socklen_t len, const SSL_CTX *tls)
 {
     const unsigned char *p = (const unsigned char *)a;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)tls;
     for (socklen_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211ull;
     return h;
@@ -35,7 +36,7 @@ static int pools_grow(struct pt_worker *w)
         uint64_t h;
         if (e == NULL)
             continue;
-        for (h = hash_addr(&e->addr, e->addrlen); neu[h & (cap - 1)] != NULL; h++)
+        for (h = hash_addr(&e->addr, e->addrlen, e->tls); neu[h & (cap - 1)] != NULL; h++)
             ;
         neu[h & (cap - 1)] = e;
     }
@@ -46,18 +47,22 @@ static int pools_grow(struct pt_worker *w)
 }
 
 /* The pool entry of an endpoint; entries live as long as the worker (a handful per backend). */
-static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endpoint *ep)
+static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endpoint *ep, SSL_CTX *tls)
 {
     struct pt_pool_entry *e;
     uint64_t h;
 
     if (w->npools_used * 2 >= w->npools_cap && pools_grow(w) != 0)
         return NULL;
-    for (h = hash_addr(&ep->addr, ep->addrlen); (e = w->pools[h & (w->npools_cap - 1)]) != NULL; h++)
-        if (e->addrlen == ep->addrlen && memcmp(&e->addr, &ep->addr, ep->addrlen) == 0)
+    for (h = hash_addr(&ep->addr, ep->addrlen, tls); (e = w->pools[h & (w->npools_cap - 1)]) != NULL; h++)
+        if (e->tls == tls && e->addrlen == ep->addrlen && memcmp(&e->addr, &ep->addr, ep->addrlen) == 0)
             return e;
     if ((e = calloc(1, sizeof(*e))) == NULL)
         return NULL;
+    /* The entry keeps the context alive: a pooled connection may outlive its snapshot. */
+    if (tls != NULL)
+        SSL_CTX_up_ref(tls);
+    e->tls = tls;
     e->addr = ep->addr;
     e->addrlen = ep->addrlen;
     e->idle_head.idle_next = e->idle_head.idle_prev = &e->idle_head;
@@ -82,6 +87,10 @@ static void up_close(struct pt_upstream *up)
     if (up->state == PT_UP_IDLE)
         idle_unlink(up);
     pt_timer_cancel(&up->timer);
+    if (up->ssl != NULL) {
+        SSL_free(up->ssl);
+        up->ssl = NULL;
+    }
     close(up->io.fd);
     pt_buf_release(&w->bufs, &up->in);
     pt_buf_release(&w->bufs, &up->out);
@@ -107,7 +116,7 @@ static void up_on_timer(struct pt_timer *t)
     struct pt_upstream *up = pt_container_of(t, struct pt_upstream, timer);
     struct pt_downstream *ds = up->ds;
 
-    if (up->state == PT_UP_CONNECTING && ds != NULL) {
+    if ((up->state == PT_UP_CONNECTING || up->state == PT_UP_HANDSHAKE) && ds != NULL) {
         up_close(up);
         pt_ds_on_upstream_error(ds, "connection timeout", NULL, "UF");
         return;
@@ -126,16 +135,12 @@ static int up_fill(struct pt_upstream *up)
         pt_buf_compact(&up->in);
     if (pt_buf_room(&up->in) == 0)
         return PT_AGAIN; /* full: the session must consume first */
-    n = read(up->io.fd, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in));
-    if (n > 0) {
-        up->rd_pending = (uint32_t)n == pt_buf_room(&up->in);
+    bool drained;
+    n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in), &drained);
+    up->rd_pending = !drained;
+    if (n > 0)
         up->in.len += (uint32_t)n;
-        return (int)n;
-    }
-    up->rd_pending = false;
-    if (n == 0)
-        return 0;
-    return errno == EAGAIN ? PT_AGAIN : PT_IO;
+    return (int)n;
 }
 
 void pt_up_read(struct pt_upstream *up)
@@ -143,11 +148,8 @@ void pt_up_read(struct pt_upstream *up)
     int r = up_fill(up);
     struct pt_downstream *ds = up->ds;
 
-    if (r == 0 || r == PT_IO) {
-        up->eof = true;
-        if (r == PT_IO)
-            up->in.len = up->in.len; /* keep what was read before the reset */
-    }
+    if (r == 0 || r == PT_IO)
+        up->eof = true; /* what was read before stays in up->in */
     if (ds != NULL && (r > 0 || up->eof))
         pt_ds_on_upstream_readable(ds);
 }
@@ -155,19 +157,56 @@ void pt_up_read(struct pt_upstream *up)
 static int flush_out(struct pt_upstream *up)
 {
     while (up->out.len > 0) {
-        ssize_t n = write(up->io.fd, pt_buf_data(&up->out), up->out.len);
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                up->wr_blocked = true;
-                return PT_AGAIN;
-            }
+        struct iovec iov = { pt_buf_data(&up->out), up->out.len };
+        ssize_t n = pt_sock_writev(up->io.fd, up->ssl, &iov, 1, NULL, 0);
+        if (n < 0)
             return PT_IO;
+        if (n == 0) {
+            up->wr_blocked = true;
+            return PT_AGAIN;
         }
         pt_buf_consume(&up->out, (uint32_t)n);
     }
     pt_buf_release(&up->w->bufs, &up->out);
     up->wr_blocked = false;
     return 0;
+}
+
+void pt_tls_error_string(char *out, size_t n); /* tls/ (temporary declaration) */
+
+/* Drives the client side of a TLS handshake to the backend. Returns 0 when the session is up,
+ * PT_AGAIN, or PT_IO after reporting the failure to the session (the connection is closed). */
+static int up_handshake(struct pt_upstream *up)
+{
+    struct pt_downstream *ds = up->ds;
+    int r, err;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(up->ssl);
+    if (r == 1) {
+        up->state = PT_UP_BUSY;
+        pt_timer_cancel(&up->timer);
+        up->wr_blocked = true; /* flush what was queued while connecting */
+        return 0;
+    }
+    err = SSL_get_error(up->ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+        return PT_AGAIN;
+    {
+        char tfr[512];
+        bool tls_error = ERR_peek_error() != 0;
+        if (tls_error)
+            pt_tls_error_string(tfr, sizeof(tfr));
+        up->w->stats.upstream_tls_handshake_fail++;
+        up_close(up);
+        if (ds != NULL) {
+            if (tls_error)
+                pt_ds_on_upstream_error(ds, "remote connection failure", tfr, "UF");
+            else
+                pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
+        }
+    }
+    return PT_IO;
 }
 
 static void up_on_event(struct pt_io *io, uint32_t events)
@@ -198,9 +237,18 @@ static void up_on_event(struct pt_io *io, uint32_t events)
             }
             return;
         }
-        up->state = PT_UP_BUSY;
-        pt_timer_cancel(&up->timer);
-        up->wr_blocked = true; /* flush what was queued while connecting */
+        if (up->ssl == NULL) {
+            up->state = PT_UP_BUSY;
+            pt_timer_cancel(&up->timer);
+            up->wr_blocked = true; /* flush what was queued while connecting */
+        } else {
+            up->state = PT_UP_HANDSHAKE;
+        }
+    }
+    if (up->state == PT_UP_HANDSHAKE) {
+        if (up_handshake(up) != 0)
+            return;
+        events |= EPOLLOUT;
     }
     if ((events & EPOLLOUT) && up->wr_blocked) {
         int r = flush_out(up);
@@ -216,10 +264,27 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         pt_up_read(up);
 }
 
-struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_endpoint *ep,
-                                  uint32_t connect_timeout_ms, bool *reused)
+/* Prepares the TLS session of a new connection: SNI when configured, the endpoint's last
+ * session for resumption. */
+static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const struct pt_cluster *c)
 {
-    struct pt_pool_entry *e = pool_find(w, ep);
+    up->ssl = SSL_new(e->tls);
+    if (up->ssl == NULL || SSL_set_fd(up->ssl, up->io.fd) != 1)
+        return false;
+    SSL_set_connect_state(up->ssl);
+    if (c->sni != NULL)
+        SSL_set_tlsext_host_name(up->ssl, c->sni);
+    if (e->session != NULL)
+        SSL_set_session(up->ssl, e->session);
+    if (up->state == PT_UP_BUSY)
+        up->state = PT_UP_HANDSHAKE; /* connected at once (loopback): shake hands on EPOLLOUT */
+    return true;
+}
+
+struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
+                                  const struct pt_endpoint *ep, bool *reused)
+{
+    struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx);
     struct pt_upstream *up;
     int fd, one = 1;
 
@@ -263,8 +328,13 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_endpoint 
         w->free_up = up;
         return NULL;
     }
-    if (up->state == PT_UP_CONNECTING && connect_timeout_ms > 0)
-        pt_timer_arm(w->loop, &up->timer, connect_timeout_ms);
+    if (e->tls != NULL && !up_tls_setup(up, e, c)) {
+        up_close(up);
+        return NULL;
+    }
+    /* The connect timeout covers the TLS handshake too. */
+    if (up->state != PT_UP_BUSY && c->connect_timeout_ms > 0)
+        pt_timer_arm(w->loop, &up->timer, c->connect_timeout_ms);
     return up;
 }
 
@@ -279,6 +349,14 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
         up_close(up);
         return;
+    }
+    if (up->ssl != NULL && (e->session == NULL || SSL_session_reused(up->ssl) == 0)) {
+        SSL_SESSION *sess = SSL_get1_session(up->ssl);
+        if (sess != NULL) {
+            if (e->session != NULL)
+                SSL_SESSION_free(e->session);
+            e->session = sess;
+        }
     }
     pt_buf_release(&w->bufs, &up->in);
     up->state = PT_UP_IDLE;
@@ -300,12 +378,9 @@ int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)
     if (total == 0)
         return 0;
     if (up->out.len == 0 && up->state == PT_UP_BUSY) {
-        n = writev(up->io.fd, iov, iovcnt);
-        if (n < 0) {
-            if (errno != EAGAIN)
-                return PT_IO;
-            n = 0;
-        }
+        n = pt_sock_writev(up->io.fd, up->ssl, iov, iovcnt, up->w->tls_scratch, sizeof(up->w->tls_scratch));
+        if (n < 0)
+            return PT_IO;
         if ((size_t)n == total)
             return 0;
     }

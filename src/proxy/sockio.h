@@ -1,0 +1,92 @@
+/* Reading and writing a connection that may be TLS: one place where the plain and the OpenSSL
+ * paths meet, so the HTTP code never asks which it has. Used by proxy/http1.c and
+ * proxy/upstream.c. */
+#ifndef PT_PROXY_SOCKIO_H
+#define PT_PROXY_SOCKIO_H
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "core/common.h"
+
+/* pt_sock_read: reads up to <n> bytes. Returns the count (> 0), 0 at end of stream, PT_AGAIN,
+ * or PT_IO. <*drained> tells whether the socket is known to be empty now (edge-triggered
+ * epoll: a plain short read drains it; TLS may hold more records, so only EAGAIN does). */
+static inline int pt_sock_read(int fd, SSL *ssl, char *buf, size_t n, bool *drained)
+{
+    if (ssl == NULL) {
+        ssize_t r = read(fd, buf, n);
+        if (r > 0) {
+            *drained = (size_t)r < n;
+            return (int)r;
+        }
+        *drained = true;
+        if (r == 0)
+            return 0;
+        return errno == EAGAIN ? PT_AGAIN : PT_IO;
+    }
+    ERR_clear_error();
+    int r = SSL_read(ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0) {
+        *drained = false;
+        return r;
+    }
+    *drained = true;
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return PT_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        return PT_IO;
+    }
+}
+
+/* pt_sock_writev: writes <iov>. Returns the bytes written (possibly fewer than asked; 0 when
+ * nothing could be written now) or PT_IO. TLS gathers the pieces in <scratch> first so they
+ * leave in one record; a retry after a short TLS write must start with the unwritten bytes,
+ * which is what the callers' pending buffers hold. */
+static inline ssize_t pt_sock_writev(int fd, SSL *ssl, const struct iovec *iov, int iovcnt, char *scratch,
+                                     size_t cap)
+{
+    if (ssl == NULL) {
+        ssize_t r = writev(fd, iov, iovcnt);
+        if (r < 0)
+            return errno == EAGAIN ? 0 : PT_IO;
+        return r;
+    }
+    const char *p = iov[0].iov_base;
+    size_t len = iov[0].iov_len;
+    if (iovcnt > 1) {
+        len = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            size_t k = iov[i].iov_len;
+            if (len + k > cap)
+                k = cap - len;
+            memmove(scratch + len, iov[i].iov_base, k);
+            len += k;
+            if (len == cap)
+                break;
+        }
+        p = scratch;
+    }
+    if (len == 0)
+        return 0;
+    ERR_clear_error();
+    int r = SSL_write(ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+    if (r > 0)
+        return r;
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    default:
+        return PT_IO;
+    }
+}
+
+#endif
