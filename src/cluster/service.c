@@ -87,8 +87,9 @@ int pt_service_parse(const char *service, const char *mapping_ns, const char *am
         char portbuf[16] = "";
         if (ref->port)
             snprintf(portbuf, sizeof(portbuf), ":%d", ref->port);
-        snprintf(ref->qualified, sizeof(ref->qualified), "%s%s%s%s%s%s", ref->scheme, ref->scheme[0] ? "://" : "",
-                 ref->host, qualify ? "." : "", qualify ? mapping_ns : "", portbuf);
+        bool v6 = strchr(ref->host, ':') != NULL;
+        snprintf(ref->qualified, sizeof(ref->qualified), "%s%s%s%s%s%s%s%s", ref->scheme, ref->scheme[0] ? "://" : "",
+                 v6 ? "[" : "", ref->host, v6 ? "]" : "", qualify ? "." : "", qualify ? mapping_ns : "", portbuf);
     }
     return 0;
 }
@@ -134,47 +135,79 @@ static bool parse_ip(const char *ip, struct sockaddr_storage *ss, socklen_t *len
     return false;
 }
 
-static const struct pt_service_res *find_service(const struct pt_resources *r, const char *name, const char *ns)
+void pt_service_index_build(struct pt_service_index *ix, const struct pt_resources *r)
 {
+    size_t need = 1, off = 0;
+
+    memset(ix, 0, sizeof(*ix));
     for (size_t i = 0; i < r->nservices; i++)
-        if (strcmp(r->services[i].meta.name, name) == 0 && strcmp(r->services[i].meta.namespace, ns) == 0)
-            return &r->services[i];
-    return NULL;
-}
-
-static const struct pt_endpoints_res *find_endpoints(const struct pt_resources *r, const char *name, const char *ns)
-{
+        need += strlen(r->services[i].meta.namespace) + strlen(r->services[i].meta.name) + 2;
     for (size_t i = 0; i < r->nendpoints; i++)
-        if (strcmp(r->endpoints[i].meta.name, name) == 0 && strcmp(r->endpoints[i].meta.namespace, ns) == 0)
-            return &r->endpoints[i];
-    return NULL;
+        need += strlen(r->endpoints[i].meta.namespace) + strlen(r->endpoints[i].meta.name) + 2;
+    ix->keys = pt_xmalloc(need);
+#define INDEX(map, arr, n)                                                                   \
+    for (size_t i = 0; i < (n); i++) {                                                       \
+        char *k = ix->keys + off;                                                            \
+        int l = sprintf(k, "%s/%s", (arr)[i].meta.namespace, (arr)[i].meta.name);            \
+        off += (size_t)l + 1;                                                                \
+        if (pt_strmap_get(&ix->map, k, (size_t)l) == NULL)                                   \
+            pt_strmap_put(&ix->map, k, (size_t)l, (void *)&(arr)[i]);                        \
+    }
+    INDEX(services, r->services, r->nservices)
+    INDEX(endpoints, r->endpoints, r->nendpoints)
+#undef INDEX
 }
 
-/* The Endpoints port for a subset, given the Service port chosen (or the Mapping's port). */
-static int subset_port(const struct pt_endpoint_subset *ss, const struct pt_service_port *sp, int want)
+void pt_service_index_free(struct pt_service_index *ix)
 {
+    pt_strmap_free(&ix->services);
+    pt_strmap_free(&ix->endpoints);
+    free(ix->keys);
+    memset(ix, 0, sizeof(*ix));
+}
+
+static const void *ix_find(const struct pt_strmap *m, const char *name, const char *ns)
+{
+    char key[600];
+    int l = snprintf(key, sizeof(key), "%s/%s", ns, name);
+    return l > 0 && l < (int)sizeof(key) ? pt_strmap_get(m, key, (size_t)l) : NULL;
+}
+
+/* The Endpoints port of a subset for the Service port chosen (or the Mapping's port when there
+ * is no Service). Endpoints ports carry the Service port's name and the pod's target port
+ * number, so a named Service port is found by that name, an unnamed one as the only port.
+ * 0 when this subset does not serve it (its addresses are then skipped). */
+static int subset_port(const struct pt_endpoint_subset *ss, const struct pt_service_port *sp, int want, int dflt)
+{
+    if (sp == NULL && want == 0)
+        want = ss->nports == 1 ? ss->ports[0].port : dflt; /* the only port, else the default */
     for (size_t k = 0; k < ss->nports; k++) {
         const struct pt_endpoint_port *ep = &ss->ports[k];
-        if (sp != NULL) {
-            if (sp->target_port_name && ep->name && strcmp(ep->name, sp->target_port_name) == 0)
+        if (sp != NULL && sp->name != NULL) {
+            if (ep->name != NULL && strcmp(ep->name, sp->name) == 0)
                 return ep->port;
-            if (sp->name && ep->name && strcmp(ep->name, sp->name) == 0)
+        } else if (sp != NULL) {
+            if (ss->nports == 1 || (!sp->target_port_name && ep->port == sp->target_port))
                 return ep->port;
-            if (!sp->target_port_name && sp->target_port && ep->port == sp->target_port)
-                return ep->port;
-        } else if (want && ep->port == want) {
+        } else if (ep->port == want) {
             return ep->port;
         }
     }
-    if (sp != NULL && !sp->target_port_name && sp->target_port)
-        return sp->target_port;
-    if (ss->nports == 1)
-        return ss->ports[0].port;
     return 0;
 }
 
 void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resources *r, struct pt_cluster *cl,
                         struct pt_diag *diag, const struct pt_meta *owner)
+{
+    struct pt_service_index ix;
+    pt_service_index_build(&ix, r);
+    pt_service_resolve_indexed(ref, r, &ix, cl, diag, owner);
+    pt_service_index_free(&ix);
+}
+
+void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct pt_resources *r,
+                                const struct pt_service_index *ix, struct pt_cluster *cl,
+                                struct pt_diag *diag, const struct pt_meta *owner)
 {
     int dflt = ref->tls ? 443 : 80;
     struct sockaddr_storage ss;
@@ -186,9 +219,9 @@ void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resour
         cl->port = ref->port ? ref->port : dflt;
         return;
     }
-    const struct pt_endpoints_res *eps = find_endpoints(r, ref->name, ref->namespace);
+    const struct pt_endpoints_res *eps = ix_find(&ix->endpoints, ref->name, ref->namespace);
     if (eps != NULL) {
-        const struct pt_service_res *svc = find_service(r, ref->name, ref->namespace);
+        const struct pt_service_res *svc = ix_find(&ix->services, ref->name, ref->namespace);
         const struct pt_service_port *sp = NULL;
         if (svc != NULL) {
             for (size_t i = 0; i < svc->nports && sp == NULL; i++)
@@ -211,9 +244,11 @@ void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resour
         }
         for (size_t i = 0; i < eps->nsubsets; i++) {
             const struct pt_endpoint_subset *sub = &eps->subsets[i];
-            int port = subset_port(sub, sp, ref->port ? ref->port : (svc ? 0 : dflt));
+            int port = subset_port(sub, sp, ref->port, dflt);
+            if (port == 0 && sp == NULL && sub->nports == 0)
+                port = ref->port ? ref->port : dflt; /* Endpoints without ports */
             if (port == 0)
-                port = ref->port ? ref->port : dflt;
+                continue;
             for (size_t k = 0; k < sub->naddresses; k++)
                 if (parse_ip(sub->addresses[k].ip, &ss, &len))
                     add_endpoint(cl, &ss, len, port);
@@ -223,8 +258,15 @@ void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resour
     /* DNS: the cache answers now, or a lookup starts and the config is compiled again. */
     {
         struct pt_dns_addr addrs[16];
-        int n = pt_dns_lookup(ref->host, addrs, 16);
+        int n = 0;
         cl->port = ref->port ? ref->port : dflt;
+        if (strchr(ref->host, '.') == NULL && strcmp(ref->host, "localhost") != 0) {
+            char fq[600]; /* name.namespace first (resolv.conf search does the rest), then name */
+            snprintf(fq, sizeof(fq), "%s.%s", ref->host, ref->namespace);
+            n = pt_dns_lookup(fq, addrs, 16);
+        }
+        if (n == 0)
+            n = pt_dns_lookup(ref->host, addrs, 16);
         for (int i = 0; i < n; i++)
             add_endpoint(cl, &addrs[i].addr, addrs[i].len, cl->port);
     }

@@ -28,6 +28,9 @@ struct compile_ctx {
     struct pt_diag *diag;
     int nworkers;
     bool *mapping_bad; /* per Mapping: rejected */
+    bool *route_bad;   /* per Mapping: its route was rejected (reported once) */
+    struct pt_service_index services;
+    struct pt_strmap clusters_by_name;
     struct pt_route_action **mapping_action;
     json_t *rejected;  /* Mapping errors found here */
 };
@@ -121,12 +124,17 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     struct pt_cluster *cl;
 
     *added = false;
-    for (uint32_t i = 0; i < s->nclusters; i++) {
-        if (strcmp(s->clusters[i]->name, name) == 0 &&
-            s->clusters[i]->connect_timeout_ms == (uint32_t)m->connect_timeout_ms) {
-            free(name);
-            return s->clusters[i];
+    cl = pt_strmap_get(&c->clusters_by_name, name, strlen(name));
+    if (cl != NULL) {
+        if (cl->connect_timeout_ms != (uint32_t)m->connect_timeout_ms) {
+            char obj[512];
+            snprintf(obj, sizeof(obj), "Mapping/%s/%s", m->meta.namespace, m->meta.name);
+            pt_diag_add(c->diag, PT_DIAG_NOTICE, &m->meta.origin, obj,
+                        "connect_timeout_ms %d differs from another Mapping of cluster %s, which uses %u",
+                        m->connect_timeout_ms, name, cl->connect_timeout_ms);
         }
+        free(name);
+        return cl;
     }
     cl = pt_xcalloc(1, sizeof(*cl));
     cl->id = s->nclusters;
@@ -139,6 +147,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->connect_timeout_ms = (uint32_t)m->connect_timeout_ms;
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
+    pt_strmap_put(&c->clusters_by_name, cl->name, strlen(cl->name), cl);
     *added = true;
     return cl;
 }
@@ -244,7 +253,7 @@ static void compile_mappings(struct compile_ctx *c)
         }
         cl = find_or_add_cluster(c, m, &ref, &added);
         if (added)
-            pt_service_resolve(&ref, r, cl, c->diag, &m->meta);
+            pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &m->meta);
         c->mapping_action[i] = make_action(c, m, cl);
         if (m->timeout_ms < 0)
             c->mapping_action[i]->timeout_ms = module_timeout >= 0 ? (uint32_t)module_timeout : 3000;
@@ -259,6 +268,10 @@ struct reject_ctx {
 static void on_route_reject(void *ctx, size_t idx, const char *message)
 {
     struct reject_ctx *rc = ctx;
+    size_t m = (size_t)(rc->specs_mapping[idx] - rc->c->res->mappings);
+    if (rc->c->route_bad[m])
+        return; /* one report per Mapping, however many Hosts it is in */
+    rc->c->route_bad[m] = true;
     reject(rc->c, &rc->specs_mapping[idx]->meta, "%s", message);
 }
 
@@ -431,6 +444,12 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     c.snap = s;
     c.mapping_bad = pt_xcalloc(r->nmappings + 1, sizeof(bool));
     c.mapping_action = pt_xcalloc(r->nmappings + 1, sizeof(*c.mapping_action));
+    c.route_bad = pt_xcalloc(r->nmappings + 1, sizeof(bool));
+    if (env == NULL || env->namespace == NULL) {
+        static const struct pt_config_env defaults = { .ambassador_id = "default", .namespace = "default" };
+        c.env = &defaults;
+    }
+    pt_service_index_build(&c.services, r);
     compile_mappings(&c);
     vhosts = pt_xcalloc(r->nhosts + 1, sizeof(*vhosts));
     hres = pt_xcalloc(r->nhosts + 1, sizeof(*hres));
@@ -462,6 +481,9 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     free(vhosts);
     free(hres);
     free(c.mapping_bad);
+    free(c.route_bad);
     free(c.mapping_action);
+    pt_service_index_free(&c.services);
+    pt_strmap_free(&c.clusters_by_name);
     return s;
 }

@@ -180,14 +180,16 @@ static void run_timers(struct pt_loop *loop)
     uint64_t now_tick = loop->now_ms / PT_WHEEL_TICK_MS;
     uint64_t n = 0;
 
+    /* After a stall longer than a turn, one turn visits every slot: start it so that it ends
+     * at now, and timers armed meanwhile land after now. */
+    if (now_tick >= loop->wheel_tick + PT_WHEEL_SLOTS)
+        loop->wheel_tick = now_tick - PT_WHEEL_SLOTS + 1;
     loop->in_timers = true;
     while (loop->wheel_tick <= now_tick && n++ < PT_WHEEL_SLOTS) {
         run_slot(loop, loop->wheel_tick % PT_WHEEL_SLOTS);
         loop->wheel_tick++;
     }
     loop->in_timers = false;
-    if (loop->wheel_tick <= now_tick)
-        loop->wheel_tick = now_tick + 1;
 }
 
 /* Milliseconds until the next non-empty slot, or -1 when no timer is armed. */
@@ -215,6 +217,8 @@ void pt_loop_run_once(struct pt_loop *loop, int max_wait_ms)
 
     if (loop->hook)
         loop->hook(loop, loop->hook_arg);
+    if (loop->stop)
+        return; /* the hook asked to stop: do not sleep first */
     timeout = next_timeout(loop);
     if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
         timeout = max_wait_ms;

@@ -3,8 +3,8 @@
  * snapshot is checked: listeners and the Hosts they bind, the synthesised default Host, which
  * Mappings each Host's route table takes (through pt_route_match()), virtual-host order,
  * Emissary's cluster and stats names, per-Mapping rejection with file:line, listening sockets
- * shared between snapshots, and the time to compile 10,000 Mappings. Tests named test_bug_*
- * show bugs found here (see their comments); they skip unless PT_RUN_BUG_TESTS is set. */
+ * shared between snapshots, and the time to compile 10,000 Mappings. Tests named test_fixed_*
+ * pin bugs that were found here and fixed (see their comments). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -798,15 +798,12 @@ static void test_route_rejected_mapping_left_out(void **state)
 /* BUG: src/config/compile.c:293 builds one route table per Host and its reject callback
  * (compile.c:258-261) adds an error each time, so a Mapping rejected by the route builder is
  * reported once per Host that takes it: with two Hosts, "t.yaml:16: Mapping/default/re:
- * prefix_regex: invalid regex ..." appears twice (nerrors 2 for one bad resource). Set
- * PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_route_rejection_reported_per_host(void **state)
+ * prefix_regex: invalid regex ..." appears twice (nerrors 2 for one bad resource). Fixed. */
+static void test_fixed_route_rejection_reported_per_host(void **state)
 {
     struct pt_resources *r;
     struct pt_snapshot *s;
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     r = load_fmt("%s", bad_regex_yaml);
     s = compile(r, NULL);
     assert_errors(&r->diag, 1);
@@ -818,14 +815,12 @@ static void test_bug_route_rejection_reported_per_host(void **state)
  * connect_timeout_ms, so two Mappings for the same service with different connect_timeout_ms
  * get two clusters with the same name (cluster_quote_default twice). Envoy needs unique names
  * and Emissary refuses the merge ("cannot merge cluster ...: mismatched attributes
- * connect_timeout_ms"); both also end up with one stats name. Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_cluster_names_unique(void **state)
+ * connect_timeout_ms"); both also end up with one stats name. */
+static void test_fixed_cluster_names_unique(void **state)
 {
     struct pt_resources *r;
     struct pt_snapshot *s;
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     r = load_fmt(MAPPING("a", "hostname: '*', prefix: /a/, service: quote")
                      MAPPING("b", "hostname: '*', prefix: /b/, service: quote, "
                                   "connect_timeout_ms: 500"));
@@ -841,15 +836,13 @@ static void test_bug_cluster_names_unique(void **state)
 /* BUG: src/config/compile.c:233 passes env->namespace straight to pt_service_parse(), which
  * strcmp()s it; load.h documents an all-zero struct pt_config_env as "the defaults" (namespace
  * NULL = "default"), but pt_compile() with one crashes (SIGSEGV) on the first bare service name.
- * Runs in a child process. Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_zero_env_crashes(void **state)
+ * Runs in a child process. */
+static void test_fixed_zero_env_crashes(void **state)
 {
     struct pt_resources *r;
     int status;
     pid_t pid;
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     r = load_fmt(MAPPING("a", "hostname: '*', prefix: /a/, service: quote"));
     pid = fork();
     assert_true(pid >= 0);
@@ -885,9 +878,9 @@ int main(void)
         cmocka_unit_test(test_listen_sockets_shared_between_snapshots),
         cmocka_unit_test(test_10000_mappings_compile_fast),
         cmocka_unit_test(test_route_rejected_mapping_left_out),
-        cmocka_unit_test(test_bug_route_rejection_reported_per_host),
-        cmocka_unit_test(test_bug_cluster_names_unique),
-        cmocka_unit_test(test_bug_zero_env_crashes),
+        cmocka_unit_test(test_fixed_route_rejection_reported_per_host),
+        cmocka_unit_test(test_fixed_cluster_names_unique),
+        cmocka_unit_test(test_fixed_zero_env_crashes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

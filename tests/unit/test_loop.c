@@ -8,8 +8,7 @@
  * set (otherwise it asks the kernel). Those tests call pt_loop_run_once(loop, 0), so epoll never
  * sleeps, and can step time 1 ms at a time. Tests about sleeping and waking use the real clock;
  * the longest one waits 5 s for a timer longer than a wheel turn.
- * Tests named test_bug_* show bugs found here (see their comments); they skip unless
- * PT_RUN_BUG_TESTS is set. */
+ * Tests named test_fixed_* pin bugs that were found here and fixed (see their comments). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -555,16 +554,14 @@ static void test_stall_longer_than_a_turn(void **state)
  * a stall and then jumps wheel_tick to now_tick + 1. A timer armed with 0 ms from a timer
  * callback during that catch-up goes to tick now_tick (when now is a multiple of 4 ms); if that
  * slot was already visited earlier in the same catch-up, the jump leaves it behind and it fires
- * one whole turn (4096 ms) late instead of on the next iteration. Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_zero_ms_after_stall_waits_a_turn(void **state)
+ * one whole turn (4096 ms) late instead of on the next iteration. */
+static void test_fixed_zero_ms_after_stall_waits_a_turn(void **state)
 {
     struct pt_loop *loop = *state;
     struct chain c = { .first = { .id = 1, .t.cb = chain_on_fire }, .next = { .id = 2 },
                        .loop = loop };
     uint64_t w;
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     g_fake_ms = (g_fake_ms + TICK_MS) / TICK_MS * TICK_MS; /* on a tick boundary */
     step(loop, 0);
     w = g_fake_ms / TICK_MS + 1; /* the next tick the wheel processes */
@@ -672,8 +669,8 @@ static void test_wakes_coalesce_and_are_not_lost(void **state)
  * timer armed that is epoll_wait(-1): pt_loop_run() does not return until some unrelated event.
  * proxy/worker.c before_sleep() stops the loop exactly this way, so pt_workers_stop() blocks in
  * pthread_join() and `portico run` never exits on SIGTERM while idle. Here a 1 s timer stands
- * in for "some unrelated event". Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_stop_from_hook_still_sleeps(void **state)
+ * in for "some unrelated event". */
+static void test_fixed_stop_from_hook_still_sleeps(void **state)
 {
     struct pt_loop *loop = *state;
     struct waker w = { .loop = loop, .delay_ms = 20, .stop_on_mail = true };
@@ -681,8 +678,6 @@ static void test_bug_stop_from_hook_still_sleeps(void **state)
     pthread_t th;
     uint64_t t0, elapsed;
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     pt_loop_set_hook(loop, waker_hook, &w);
     pt_loop_update_time(loop);
     rec_arm(loop, &safety, 1000);
@@ -863,13 +858,13 @@ int main(void)
         FAKE(test_callback_rearms_other_due_timer),
         FAKE(test_10000_random_timers),
         FAKE(test_stall_longer_than_a_turn),
-        FAKE(test_bug_zero_ms_after_stall_waits_a_turn),
+        FAKE(test_fixed_zero_ms_after_stall_waits_a_turn),
         FAKE(test_now_is_cached_until_update),
         REAL(test_zero_ms_from_callback_real_clock),
         REAL(test_hook_runs_once_per_iteration),
         REAL(test_wake_from_thread_unblocks_and_runs_hook),
         REAL(test_wakes_coalesce_and_are_not_lost),
-        REAL(test_bug_stop_from_hook_still_sleeps),
+        REAL(test_fixed_stop_from_hook_still_sleeps),
         REAL(test_pipe_events_dispatch),
         REAL(test_sleeps_until_next_timer),
         REAL(test_max_wait_bounds_the_sleep),

@@ -3,8 +3,7 @@
  * Endpoints and Service objects loaded from inline YAML, or the DNS cache (without a resolver, and
  * with one answering from a temporary hosts file). References: DESIGN.md "Resolution of
  * service:", reference/emissary.md §3 "service", reference/envoy-compat.md §1.6.
- * Tests named test_bug_* show bugs found here (see their comments); they skip unless
- * PT_RUN_BUG_TESTS is set. */
+ * Tests named test_fixed_* pin bugs that were found here and fixed (see their comments). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,14 +170,12 @@ static void test_parse_long_host(void **state)
  * has lost its brackets: "[::1]:9000" gives "::1:9000" (not a valid service string, and it does
  * not parse back to the same address and port). Emissary leaves such a service as written, so
  * the cluster is cluster____1__9000_default there and cluster___1_9000_default here (and the
- * stats name differs the same way). Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_ipv6_qualified_loses_brackets(void **state)
+ * stats name differs the same way). */
+static void test_fixed_ipv6_qualified_loses_brackets(void **state)
 {
     struct pt_service_ref ref, again;
     char err[128];
 
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     assert_int_equal(pt_service_parse("[::1]:9000", "default", "default", false, &ref, err,
                                       sizeof(err)), 0);
     assert_string_equal(ref.qualified, "[::1]:9000");
@@ -482,11 +479,9 @@ static void test_resolve_appends(void **state)
  * Service port's named targetPort is not in that subset. Service split: http 80 -> targetPort
  * `web`, grpc 9000 -> 9090; subset 2 (pods without a `web` port) lists only grpc 9090.
  * `service: split:80` should give 10.5.0.1:8080 only; it also gives 10.5.0.2:9090, so HTTP for
- * port 80 is sent to the gRPC port. Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_named_target_port_missing_from_subset(void **state)
+ * port 80 is sent to the gRPC port. */
+static void test_fixed_named_target_port_missing_from_subset(void **state)
 {
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     expect(*state, "split:80", "default", false, "10.5.0.1:8080", 80);
 }
 
@@ -494,11 +489,9 @@ static void test_bug_named_target_port_missing_from_subset(void **state)
  * against Endpoints port names, but Endpoints ports carry the Service port names. Service cross:
  * `web` 80 -> targetPort `http` (a container port, 3000), `http` 8080 -> 8080; Endpoints ports
  * {http: 8080, web: 3000}. `service: cross:80` should give 10.6.0.1:3000; it gives
- * 10.6.0.1:8080 (the other Service port's backend). Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_target_port_name_matched_as_port_name(void **state)
+ * 10.6.0.1:8080 (the other Service port's backend). */
+static void test_fixed_target_port_name_matched_as_port_name(void **state)
 {
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     expect(*state, "cross:80", "default", false, "10.6.0.1:3000", 80);
 }
 
@@ -593,11 +586,9 @@ static void test_dns_resolves_names(void **state)
  * "Resolution of service:" step 3 says DNS tries `name.namespace` first, then `name`. A Mapping
  * in namespace `other` with `service: dnsq` should reach dnsq.other (10.7.7.7); it reaches
  * whatever `dnsq` is (10.8.8.8) — in a cluster, the Service of that name in Portico's own
- * namespace (via resolv.conf search domains). Set PT_RUN_BUG_TESTS=1 to run. */
-static void test_bug_dns_bare_name_not_qualified(void **state)
+ * namespace (via resolv.conf search domains). */
+static void test_fixed_dns_bare_name_not_qualified(void **state)
 {
-    if (getenv("PT_RUN_BUG_TESTS") == NULL)
-        skip();
     expect_dns(*state, "dnsq", "other", "10.7.7.7:80");
 }
 
@@ -607,7 +598,7 @@ int main(void)
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_long_host),
-        cmocka_unit_test(test_bug_ipv6_qualified_loses_brackets),
+        cmocka_unit_test(test_fixed_ipv6_qualified_loses_brackets),
     };
     const struct CMUnitTest res[] = {
         cmocka_unit_test(test_single_port_service),
@@ -618,12 +609,12 @@ int main(void)
         cmocka_unit_test(test_ip_literals),
         cmocka_unit_test(test_dns_fallback_without_resolver),
         cmocka_unit_test(test_resolve_appends),
-        cmocka_unit_test(test_bug_named_target_port_missing_from_subset),
-        cmocka_unit_test(test_bug_target_port_name_matched_as_port_name),
+        cmocka_unit_test(test_fixed_named_target_port_missing_from_subset),
+        cmocka_unit_test(test_fixed_target_port_name_matched_as_port_name),
     };
     const struct CMUnitTest dns[] = {
         cmocka_unit_test(test_dns_resolves_names),
-        cmocka_unit_test(test_bug_dns_bare_name_not_qualified),
+        cmocka_unit_test(test_fixed_dns_bare_name_not_qualified),
     };
     int failed = 0;
 
