@@ -426,12 +426,10 @@ static void scan_headers(const struct pt_trace_head *head, struct b3_in *in)
                 see(in, IN_SAMPLED, &in->sampled, v);
             break;
         case 17:
-            if (pt_str_caseeq(n, PT_STR_LIT("x-client-trace-id")))
-                see(in, IN_CTID, &in->client_trace_id, v);
-            break;
-        case 18:
             if (pt_str_caseeq(n, PT_STR_LIT("x-b3-parentspanid")))
                 see(in, IN_PARENT, &in->parentspanid, v);
+            else if (pt_str_caseeq(n, PT_STR_LIT("x-client-trace-id")))
+                see(in, IN_CTID, &in->client_trace_id, v);
             break;
         }
     }
@@ -491,7 +489,7 @@ static bool parse_trace_id(const char *p, size_t n, struct b3_ctx *c)
     return parse_hex64(p, n, &c->trace_lo);
 }
 
-/* parse_b3_single: `{trace 16|32}-{span 16}[-{0|1|d}][-{parent 16}]` as Envoy's
+/* parse_b3_single: `{trace 16|32}-{span 16}[-{0|1|d}[-{parent 16}]]` as Envoy's
  * extractSpanContextFromB3SingleFormat. Returns 1 with a context, 0 for a lone sampling flag
  * (no context), -1 when malformed. */
 static int parse_b3_single(struct pt_str b3, struct b3_ctx *c)
@@ -510,15 +508,12 @@ static int parse_b3_single(struct pt_str b3, struct b3_ctx *c)
         return -1;
     pos = tlen + 17;
     if (pos < n) {
-        if (s[pos++] != '-')
+        /* then "-{flag}", and then only "-{parent 16}" */
+        if (s[pos++] != '-' || !(n == pos + 1 || (n >= pos + 2 && s[pos + 1] == '-')) ||
+            flag_sampled(s[pos]) < 0)
             return -1;
-        if (n == pos + 1 || (n >= pos + 2 && s[pos + 1] == '-')) {
-            if (flag_sampled(s[pos]) < 0)
-                return -1;
-            c->debug = s[pos] == 'd';
-            pos++;
-        }
-        if (pos < n && (s[pos++] != '-' || !parse_hex64(s + pos, n - pos, &parent)))
+        c->debug = s[pos++] == 'd';
+        if (pos < n && (n != pos + 17 || !parse_hex64(s + pos + 1, 16, &parent)))
             return -1;
     }
     return 1;
@@ -674,7 +669,7 @@ bool pt_trace_is_b3_header(struct pt_str n)
     switch (n.len) {
     case 11: return pt_str_caseeq(n, PT_STR_LIT("x-b3-spanid"));
     case 12: return pt_str_caseeq(n, PT_STR_LIT("x-b3-traceid")) || pt_str_caseeq(n, PT_STR_LIT("x-b3-sampled"));
-    case 18: return pt_str_caseeq(n, PT_STR_LIT("x-b3-parentspanid"));
+    case 17: return pt_str_caseeq(n, PT_STR_LIT("x-b3-parentspanid"));
     default: return false;
     }
 }
@@ -749,14 +744,15 @@ static void rec_tags(struct pt_trace_record *rec, const struct pt_trace_config *
 }
 
 static void rec_fill(struct pt_trace_record *rec, const struct pt_trace_config *cfg,
-                     const struct pt_trace_ctx *ctx, const struct pt_trace_request_info *info, uint64_t now)
+                     const struct pt_trace_ctx *ctx, uint32_t flags, const struct pt_trace_request_info *info,
+                     uint64_t now)
 {
     rec->trace_hi = ctx->trace_hi;
     rec->trace_lo = ctx->trace_lo;
     rec->parent_id = ctx->parent_id;
     rec->span_id = ctx->span_id;
     rec->child_id = ctx->child_id;
-    rec->flags = ctx->flags;
+    rec->flags = flags;
     rec->start_us = ctx->start_us;
     rec->duration_us = now > ctx->start_mono_us ? now - ctx->start_mono_us : 1;
     rec->child_duration_us = 0;
@@ -806,6 +802,6 @@ void pt_trace_finish(struct pt_trace_worker *tw, const struct pt_trace_config *c
         return;
     }
     now = clock_us(CLOCK_MONOTONIC);
-    rec_fill(&tw->_slots[head & RING_MASK], cfg, ctx, info, now);
+    rec_fill(&tw->_slots[head & RING_MASK], cfg, ctx, flags, info, now);
     atomic_store_explicit(&tw->_head, head + 1, memory_order_release);
 }
