@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -697,6 +698,75 @@ static void test_ring_full_drops(void **state)
     pt_trace_config_release(cfg);
 }
 
+/* --- the ring across threads ---------------------------------------------------------------- */
+
+#define SPSC_N 200000
+
+struct spsc {
+    struct pt_trace_worker *tw;
+    const struct pt_trace_config *cfg;
+    atomic_bool done;
+};
+
+/* spsc_producer: a worker finishing SPSC_N requests; record i carries i in its sizes and id. */
+static void *spsc_producer(void *arg)
+{
+    struct spsc *x = arg;
+    struct pt_trace_request_info in;
+    struct pt_trace_ctx ctx;
+    struct pt_trace_head head = { 0 };
+    char rid[32];
+
+    info_defaults(&in);
+    for (uint64_t i = 0; i < SPSC_N; i++) {
+        if (!pt_trace_start(x->tw, x->cfg, &head, &ctx))
+            abort();
+        in.bytes_received = i;
+        in.bytes_sent = i * 3;
+        in.request_id = pt_str_make(rid, (size_t)snprintf(rid, sizeof(rid), "req-%llu", (unsigned long long)i));
+        pt_trace_finish(x->tw, x->cfg, &ctx, &in);
+    }
+    atomic_store(&x->done, true);
+    return NULL;
+}
+
+static void test_ring_threads(void **state)
+{
+    struct pt_tracing_res r;
+    struct spsc x = { .tw = pt_trace_worker_new(1) };
+    uint64_t dropped0 = pt_zipkin_spans_dropped(), got = 0, next = 0;
+    pthread_t th;
+    char rid[32];
+
+    assert_non_null(x.tw);
+    assert_null(pt_trace_worker_new(1)); /* taken */
+    res_defaults(&r);
+    x.cfg = make_cfg(&r, 0);
+    atomic_init(&x.done, false);
+    assert_int_equal(pthread_create(&th, NULL, spsc_producer, &x), 0);
+    for (;;) {
+        bool done = atomic_load(&x.done);
+        const struct pt_trace_record *rec;
+        while ((rec = pt_trace__ring_peek(1)) != NULL) {
+            struct pt_str id = pt_trace__rec_str(rec, PT_TRF_REQUEST_ID);
+            assert_true(rec->bytes_received >= next); /* in order, none twice */
+            assert_int_equal(rec->bytes_sent, rec->bytes_received * 3);
+            snprintf(rid, sizeof(rid), "req-%llu", (unsigned long long)rec->bytes_received);
+            assert_true(pt_str_eq(id, pt_str_c(rid)));
+            next = rec->bytes_received + 1;
+            got++;
+            pt_trace__ring_pop(1);
+        }
+        if (done && pt_trace__ring_peek(1) == NULL)
+            break;
+    }
+    pthread_join(th, NULL);
+    /* every record was either read or counted as dropped (one span each: no upstream) */
+    assert_int_equal(got + (pt_zipkin_spans_dropped() - dropped0), SPSC_N);
+    pt_trace_worker_free(x.tw);
+    pt_trace_config_release((struct pt_trace_config *)x.cfg);
+}
+
 static void test_config(void **state)
 {
     struct pt_tracing_res r;
@@ -1019,8 +1089,16 @@ static void test_export_stuck_collector(void **state)
     assert_true(RUN_UNTIL(pt_zipkin_spans_dropped() - dropped0 == 10, 250));
     close(fd);
 
+    /* stopping with a POST in flight and a span queued drops (and counts) both */
+    pt_zipkin_set_config(cfg);
+    for (int i = 0; i < 3; i++)
+        finish_one(cfg, &in);
+    RUN_UNTIL(false, 100);
     pt_timer_cancel(&tick);
     pt_zipkin_stop();
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 16);
+    assert_int_equal(pt_zipkin_spans_sent() - sent0, 0);
+    pt_zipkin_stop(); /* twice is fine */
     pt_trace_config_release(cfg);
     pt_trace_config_release(refused);
     collector_free(c);
@@ -1053,6 +1131,7 @@ int main(void)
         cmocka_unit_test(test_spans_hostile_strings),
         cmocka_unit_test(test_custom_tags_and_tag_headers),
         cmocka_unit_test(test_ring_full_drops),
+        cmocka_unit_test(test_ring_threads),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_export_batches),
         cmocka_unit_test(test_export_stuck_collector),
