@@ -108,7 +108,8 @@ void pt_zipkin_stop(void);
 
 /* pt_zipkin_set_config: the TracingService to report to from now on, or NULL (tracing off:
  * queued spans are dropped and counted). Takes its own reference. Queued spans go to the new
- * collector; POSTs in flight finish against the old one. Control thread. */
+ * collector; POSTs in flight finish against the old one. A no-op before pt_zipkin_start.
+ * Control thread. */
 void pt_zipkin_set_config(const struct pt_trace_config *cfg);
 
 /* pt_zipkin_spans_sent: spans accepted by the collector (2xx) since start. Any thread. */
