@@ -13,8 +13,10 @@
 
 /* struct pt_str and struct pt_header: the core vocabulary has no separate -t.h. */
 #include "core/common.h"
-#include "config/resource-t.h"
-#include "config/snapshot-t.h"
+
+/* Only pointed to here, so that config/snapshot-t.h may include this file. */
+struct pt_tracing_res;
+struct pt_cluster;
 
 #define PT_TRACE_MAX_HDR_TAGS 16    /* custom_tags request_header + tag_headers, per config */
 #define PT_TRACE_MAX_FIXED_TAGS 16  /* custom_tags literal + environment, per config */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/snapshot-t.h"
 #include "core/log.h"
 
 #define ZK_PENDING_MAX 1024       /* spans queued for a POST; the oldest go first when full */

@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config/resource-t.h"
+#include "config/snapshot-t.h"
 #include "core/common.h"
 #include "core/loop.h"
 #include "observe/trace.h"
