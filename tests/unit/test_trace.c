@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config/load.h"
 #include "config/resource-t.h"
 #include "config/snapshot-t.h"
 #include "core/common.h"
@@ -769,6 +770,50 @@ static void test_ring_threads(void **state)
     pt_trace_config_release((struct pt_trace_config *)x.cfg);
 }
 
+/* The seed's TracingService (seed/istio-integration.md), through the YAML loader. */
+static void test_seed_yaml(void **state)
+{
+    static const char yaml[] = "apiVersion: getambassador.io/v3alpha1\n"
+                               "kind:  TracingService\n"
+                               "metadata:\n"
+                               "  name:  tracing\n"
+                               "  namespace: default\n"
+                               "spec:\n"
+                               "  service: \"zipkin:9411\"\n"
+                               "  driver: zipkin\n"
+                               "  config: {}\n"
+                               "  tag_headers:\n"
+                               "    - \":authority\"\n"
+                               "    - \":path\"\n";
+    struct pt_resources *res = pt_config_load_string(yaml, "seed.yaml", NULL);
+    struct pt_trace_config *cfg;
+    struct pt_trace_request_info in;
+    struct pt_trace_ctx ctx;
+    json_t *hcm, *child;
+
+    assert_int_equal(res->diag.nerrors, 0);
+    assert_int_equal(res->ntracing, 1);
+    cfg = make_cfg(&res->tracing[0], 9411);
+    pt_resources_free(res);
+    assert_int_equal(cfg->nhdr, 2);
+    assert_int_equal(cfg->overall_per10k, 10000);
+    assert_true(cfg->trace_id_128bit);
+    assert_string_equal(cfg->collector_endpoint, "/api/v2/spans");
+    ring_clear();
+    info_defaults(&in);
+    assert_true(start(cfg, &ctx, NULL));
+    pt_trace_upstream_begin(&ctx);
+    pt_trace_finish(g_tw, cfg, &ctx, &in);
+    hcm = encode_ring(cfg, &child);
+    assert_string_equal(tagv(hcm, ":authority"), "example.com");
+    assert_string_equal(tagv(hcm, ":path"), "/foo?x=1");
+    assert_string_equal(tagv(child, ":authority"), "example.com");
+    assert_int_equal(strlen(jstr(hcm, "traceId")), 32);
+    json_decref(hcm);
+    json_decref(child);
+    pt_trace_config_release(cfg);
+}
+
 static void test_config(void **state)
 {
     struct pt_tracing_res r;
@@ -1135,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_ring_full_drops),
         cmocka_unit_test(test_ring_threads),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_seed_yaml),
         cmocka_unit_test(test_export_batches),
         cmocka_unit_test(test_export_stuck_collector),
     };
