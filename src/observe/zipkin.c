@@ -1,0 +1,836 @@
+/* The control-thread side of Zipkin tracing: JSON v2 encoding of the spans that workers leave
+ * in their rings (observe/trace.c), and the reporter that POSTs them to the collector, shaped
+ * like Envoy's (reference/envoy-compat.md §3.3-3.5): a POST as soon as 5 spans are pending, and
+ * whatever is pending every 5 s; 5 s timeout; anything but a 2xx counts the batch as dropped.
+ * Under load, when 4 POSTs are already in flight, spans wait and the next POST takes them all
+ * (up to 1000), so the collector sees fewer, larger batches instead of a flood.
+ *
+ * libcurl's multi interface runs on the control loop (core/loop.c), which is edge-triggered:
+ * like cluster/dns.c with c-ares, each event gets one curl_multi_socket_action() and the fd is
+ * then re-armed with pt_loop_mod(), which reports again whatever libcurl left unread. Sockets
+ * libcurl drops are marked dead and freed from a 1 ms timer, after the current epoll batch.
+ * The exporter is one static object because its API (trace.h) has no handle; only the control
+ * thread touches it. The counters are atomics so any thread may read them. */
+#include "observe/trace.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/snapshot-t.h"
+#include "core/log.h"
+
+#define ZK_PENDING_MAX 1024       /* spans queued for a POST; the oldest go first when full */
+#define ZK_MIN_FLUSH 5            /* Envoy's tracing.zipkin.min_flush_spans */
+#define ZK_BATCH_MAX 1000         /* spans in one POST at most */
+#define ZK_MAX_POSTS 4            /* POSTs in flight at most */
+#define ZK_SPAN_MAX (16 * 1024)   /* one encoded span at most */
+#define ZK_BUSY_DRAIN_MS 5        /* drain interval while a ring is a quarter full */
+#define ZK_WARN_EVERY_MS 10000    /* at most one failure warning per this interval */
+
+/* --- JSON ----------------------------------------------------------------------------------- */
+
+/* A bounded JSON writer: once something does not fit, <full> is set and nothing more is
+ * written, so callers check once at the end. */
+struct jw {
+    char *p;
+    size_t len, cap;
+    bool full;
+};
+
+static void jw_raw(struct jw *w, const char *s, size_t n)
+{
+    if (w->full || n > w->cap - w->len) {
+        w->full = true;
+        return;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+#define JW_LIT(w, s) jw_raw((w), (s), sizeof(s) - 1)
+
+static void jw_u64(struct jw *w, uint64_t v)
+{
+    char b[20];
+    size_t i = sizeof(b);
+
+    do
+        b[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    jw_raw(w, b + i, sizeof(b) - i);
+}
+
+static void jw_hex64(struct jw *w, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char b[16];
+
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        b[i] = digits[v & 15];
+    jw_raw(w, b, sizeof(b));
+}
+
+/* utf8_len: length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one (overlong
+ * forms, surrogates and code points above U+10FFFF are not). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t len;
+
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* jw_esc: the body of a JSON string: escapes, and U+FFFD for bytes that are not UTF-8 (header
+ * values may carry any octet; the collector's parser must not reject the batch for it). */
+static void jw_esc(struct jw *w, struct pt_str s, bool lower)
+{
+    const unsigned char *p = (const unsigned char *)s.ptr;
+
+    for (size_t i = 0; i < s.len;) {
+        unsigned char c = p[i];
+        size_t n;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            char o = lower ? pt_lower((char)c) : (char)c;
+            jw_raw(w, &o, 1);
+            i++;
+        } else if (c == '"' || c == '\\') {
+            char e[2] = { '\\', (char)c };
+            jw_raw(w, e, 2);
+            i++;
+        } else if (c < 0x20) {
+            char e[7];
+            snprintf(e, sizeof(e), "\\u%04x", c);
+            jw_raw(w, e, 6);
+            i++;
+        } else if ((n = utf8_len(p + i, s.len - i)) > 0) {
+            jw_raw(w, (const char *)p + i, n);
+            i += n;
+        } else {
+            JW_LIT(w, "\xef\xbf\xbd");
+            i++;
+        }
+    }
+}
+
+static void jw_str(struct jw *w, struct pt_str s, bool lower)
+{
+    JW_LIT(w, "\"");
+    jw_esc(w, s, lower);
+    JW_LIT(w, "\"");
+}
+
+/* --- spans ---------------------------------------------------------------------------------- */
+
+/* The tags object being written: the record (for custom tags, which win over ours) and
+ * whether a member was written yet. */
+struct tags {
+    struct jw *w;
+    const struct pt_trace_record *rec;
+    bool first;
+};
+
+static struct pt_str rec_tag(const struct pt_trace_record *rec, unsigned i)
+{
+    return pt_str_make(rec->buf + rec->tag_off[i], rec->tag_len[i]);
+}
+
+static bool custom_has(const struct pt_trace_record *rec, struct pt_str key)
+{
+    for (unsigned i = 0; i < rec->ntags; i++)
+        if (pt_str_eq(rec_tag(rec, 2 * i), key))
+            return true;
+    return false;
+}
+
+static void tag_open(struct tags *t, struct pt_str key)
+{
+    if (!t->first)
+        JW_LIT(t->w, ",");
+    t->first = false;
+    jw_str(t->w, key, false);
+    JW_LIT(t->w, ":");
+}
+
+/* tag: one standard tag; an empty value is no tag (Zipkin's Span::setTag), and a custom tag of
+ * the same name replaces it. */
+static void tag(struct tags *t, struct pt_str key, struct pt_str value)
+{
+    if (value.len == 0 || custom_has(t->rec, key))
+        return;
+    tag_open(t, key);
+    jw_str(t->w, value, false);
+}
+
+static void tag_u64(struct tags *t, struct pt_str key, uint64_t v)
+{
+    if (custom_has(t->rec, key))
+        return;
+    tag_open(t, key);
+    JW_LIT(t->w, "\"");
+    jw_u64(t->w, v);
+    JW_LIT(t->w, "\"");
+}
+
+#define S(lit) PT_STR_LIT(lit)
+#define F(f) pt_trace__rec_str(rec, PT_TRF_##f)
+
+/* tag_url: http.url = scheme "://" authority path (path already cut to 256, as Envoy). */
+static void tag_url(struct tags *t, const struct pt_trace_record *rec)
+{
+    if (F(PATH).len == 0 || custom_has(rec, S("http.url")))
+        return;
+    tag_open(t, S("http.url"));
+    JW_LIT(t->w, "\"");
+    jw_esc(t->w, F(SCHEME).len ? F(SCHEME) : S("http"), false);
+    JW_LIT(t->w, "://");
+    jw_esc(t->w, F(AUTHORITY), false);
+    jw_esc(t->w, F(PATH), false);
+    JW_LIT(t->w, "\"");
+}
+
+/* tags_common: Envoy's HttpTracerUtility::setCommonTags, then the custom tags. */
+static void tags_common(struct tags *t, const struct pt_trace_record *rec, int status)
+{
+    tag(t, S("component"), S("proxy"));
+    if (F(CLUSTER).len > 0) {
+        tag(t, S("upstream_cluster"), F(CLUSTER));
+        tag(t, S("upstream_cluster.name"), F(STATS_NAME));
+    }
+    tag_u64(t, S("http.status_code"), status > 0 ? (uint64_t)status : 0);
+    tag(t, S("response_flags"), F(FLAGS).len ? F(FLAGS) : S("-"));
+    if (status <= 0 || (status >= 500 && status < 600))
+        tag(t, S("error"), S("true"));
+    for (unsigned i = 0; i < rec->ntags; i++) {
+        tag_open(t, rec_tag(rec, 2 * i));
+        jw_str(t->w, rec_tag(rec, 2 * i + 1), false);
+    }
+}
+
+/* tags_hcm: Envoy's finalizeDownstreamSpan and HttpTracerImpl::startSpan tags. */
+static void tags_hcm(struct tags *t, const struct pt_trace_record *rec)
+{
+    tag(t, S("node_id"), S("test-id")); /* Emissary's bootstrap node.id */
+    tag(t, S("guid:x-request-id"), F(REQUEST_ID));
+    tag_url(t, rec);
+    tag(t, S("http.method"), F(METHOD));
+    tag(t, S("downstream_cluster"), S("-"));
+    tag(t, S("user_agent"), F(USER_AGENT).len ? F(USER_AGENT) : S("-"));
+    tag(t, S("http.protocol"), F(PROTOCOL));
+    tag(t, S("peer.address"), F(PEER_IP));
+    tag(t, S("guid:x-client-trace-id"), F(CLIENT_TRACE_ID));
+    tag_u64(t, S("request_size"), rec->bytes_received);
+    tag_u64(t, S("response_size"), rec->bytes_sent);
+    tags_common(t, rec, rec->status);
+}
+
+/* host_of: the IP of "ip:port" or "[ip6]:port". */
+static struct pt_str host_of(struct pt_str a)
+{
+    size_t i = a.len;
+
+    if (a.len > 0 && a.ptr[0] == '[') {
+        const char *e = memchr(a.ptr, ']', a.len);
+        return e ? pt_str_make(a.ptr + 1, (size_t)(e - a.ptr) - 1) : a;
+    }
+    while (i > 0 && a.ptr[i - 1] != ':')
+        i--;
+    return i > 0 ? pt_str_make(a.ptr, i - 1) : a;
+}
+
+/* tags_router: Envoy's finalizeUpstreamSpan tags. */
+static void tags_router(struct tags *t, const struct pt_trace_record *rec)
+{
+    tag(t, S("http.protocol"), F(UP_PROTOCOL));
+    if (F(UP_ADDRESS).len > 0) {
+        tag(t, S("upstream_address"), F(UP_ADDRESS));
+        tag(t, S("peer.address"), host_of(F(UP_ADDRESS)));
+    }
+    tags_common(t, rec, rec->upstream_status);
+}
+
+static void span_name(struct jw *w, const struct pt_trace_record *rec, bool child)
+{
+    if (!child) {
+        if (F(AUTHORITY).len > 0) {
+            JW_LIT(w, ",\"name\":");
+            jw_str(w, F(AUTHORITY), true);
+        }
+        return;
+    }
+    JW_LIT(w, ",\"name\":\"router ");
+    jw_esc(w, F(STATS_NAME), true);
+    JW_LIT(w, " egress\"");
+}
+
+static void local_endpoint(struct jw *w, const struct pt_trace_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    JW_LIT(w, ",\"localEndpoint\":{\"serviceName\":");
+    jw_str(w, pt_str_c(cfg->service_name), true);
+    if (cfg->local_ip[0] != '\0') {
+        if (cfg->local_ipv6)
+            JW_LIT(w, ",\"ipv6\":");
+        else
+            JW_LIT(w, ",\"ipv4\":");
+        jw_str(w, pt_str_c(cfg->local_ip), false);
+    }
+    JW_LIT(w, "}");
+}
+
+size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt_trace_record *rec,
+                              bool child, char *out, size_t cap)
+{
+    struct jw w = { out, 0, cap, false };
+    struct tags t = { &w, rec, true };
+    uint64_t ts = child ? rec->child_start_us : rec->start_us;
+    uint64_t dur = child ? rec->child_duration_us : rec->duration_us;
+
+    if (child && rec->child_duration_us == 0)
+        return 0;
+    if (dur == 0)
+        dur = 1;
+    JW_LIT(&w, "{\"traceId\":\"");
+    if (rec->trace_hi != 0)
+        jw_hex64(&w, rec->trace_hi);
+    jw_hex64(&w, rec->trace_lo);
+    if (child || (rec->flags & PT_TRACE_F_PARENT)) {
+        JW_LIT(&w, "\",\"parentId\":\"");
+        jw_hex64(&w, child ? rec->span_id : rec->parent_id);
+    }
+    JW_LIT(&w, "\",\"id\":\"");
+    jw_hex64(&w, child ? rec->child_id : rec->span_id);
+    JW_LIT(&w, "\",\"kind\":\"CLIENT\"");
+    span_name(&w, rec, child);
+    JW_LIT(&w, ",\"timestamp\":");
+    jw_u64(&w, ts);
+    JW_LIT(&w, ",\"duration\":");
+    jw_u64(&w, dur);
+    if (rec->flags & PT_TRACE_F_DEBUG)
+        JW_LIT(&w, ",\"debug\":true");
+    local_endpoint(&w, cfg);
+    JW_LIT(&w, ",\"annotations\":[{\"timestamp\":");
+    jw_u64(&w, ts + dur);
+    JW_LIT(&w, ",\"value\":\"cr\"}],\"tags\":{");
+    if (child)
+        tags_router(&t, rec);
+    else
+        tags_hcm(&t, rec);
+    JW_LIT(&w, "}}");
+    return w.full ? 0 : w.len;
+}
+
+#undef F
+
+/* --- the exporter --------------------------------------------------------------------------- */
+
+struct zk_span {
+    char *json;
+    uint32_t len;
+};
+
+/* One POST in flight. */
+struct zk_post {
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *body;
+    uint32_t nspans;
+    char err[CURL_ERROR_SIZE];
+};
+
+/* A socket libcurl asked us to watch. */
+struct zk_sock {
+    struct pt_io io;
+    uint32_t events;
+    bool dead;
+    struct zk_sock *next;
+};
+
+struct zk {
+    struct pt_loop *loop;
+    CURLM *multi;
+    struct pt_timer drain_timer, flush_timer, curl_timer, defer_timer;
+    struct pt_trace_config *cfg;
+    struct zk_span pending[ZK_PENDING_MAX]; /* circular */
+    uint32_t phead, pcount;
+    struct zk_post *posts[ZK_MAX_POSTS];
+    uint32_t nposts;
+    struct zk_sock *socks;
+    uint32_t rr;                            /* round-robin over the collector's addresses */
+    uint64_t warned_ms;
+    char scratch[ZK_SPAN_MAX];
+};
+
+static struct zk *zk;
+static _Atomic uint64_t zk_sent, zk_dropped;
+static uint32_t knob_drain_ms = 100, knob_flush_ms = 5000, knob_timeout_ms = 5000;
+
+static void count_dropped(uint64_t n)
+{
+    atomic_fetch_add_explicit(&zk_dropped, n, memory_order_relaxed);
+}
+
+uint64_t pt_zipkin_spans_sent(void)
+{
+    return atomic_load_explicit(&zk_sent, memory_order_relaxed);
+}
+
+uint64_t pt_zipkin_spans_dropped(void)
+{
+    return atomic_load_explicit(&zk_dropped, memory_order_relaxed) + pt_trace__ring_dropped();
+}
+
+void pt_zipkin__set_timing(uint32_t drain_ms, uint32_t flush_ms, uint32_t timeout_ms)
+{
+    knob_drain_ms = drain_ms ? drain_ms : knob_drain_ms;
+    knob_flush_ms = flush_ms ? flush_ms : knob_flush_ms;
+    knob_timeout_ms = timeout_ms ? timeout_ms : knob_timeout_ms;
+}
+
+/* warn_failure: a failed report, logged at most once per ZK_WARN_EVERY_MS. */
+static void warn_failure(const char *what, uint32_t nspans)
+{
+    uint64_t now = pt_loop_now_ms(zk->loop);
+
+    if (zk->warned_ms != 0 && now - zk->warned_ms < ZK_WARN_EVERY_MS)
+        return;
+    zk->warned_ms = now;
+    pt_warn("zipkin: %u spans dropped: %s (collector %s%s)", nspans, what,
+            zk->cfg ? zk->cfg->collector_host : "-", zk->cfg ? zk->cfg->collector_endpoint : "");
+}
+
+static void drop_pending(uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        free(zk->pending[zk->phead].json);
+        zk->phead = (zk->phead + 1) % ZK_PENDING_MAX;
+    }
+    zk->pcount -= n;
+}
+
+/* --- libcurl on the loop -------------------------------------------------------------------- */
+
+static struct zk_sock *sock_find(int fd)
+{
+    for (struct zk_sock *s = zk->socks; s != NULL; s = s->next)
+        if (!s->dead && s->io.fd == fd)
+            return s;
+    return NULL;
+}
+
+static void free_socks(bool all)
+{
+    struct zk_sock **pp = &zk->socks, *s;
+
+    while ((s = *pp) != NULL) {
+        if (s->dead || all) {
+            if (!s->dead)
+                pt_loop_del(zk->loop, &s->io);
+            *pp = s->next;
+            free(s);
+        } else {
+            pp = &s->next;
+        }
+    }
+}
+
+static void defer_on_fire(struct pt_timer *t)
+{
+    (void)t;
+    free_socks(false);
+}
+
+static void post_free(struct zk_post *p)
+{
+    for (uint32_t i = 0; i < zk->nposts; i++) {
+        if (zk->posts[i] == p) {
+            zk->posts[i] = zk->posts[--zk->nposts];
+            break;
+        }
+    }
+    curl_multi_remove_handle(zk->multi, p->easy);
+    curl_easy_cleanup(p->easy);
+    curl_slist_free_all(p->hdrs);
+    free(p->body);
+    free(p);
+}
+
+static void maybe_flush(bool force);
+
+/* check_done: accounts every finished POST, then sends what waits. */
+static void check_done(void)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(zk->multi, &left)) != NULL) {
+        struct zk_post *p = NULL;
+        CURLcode rc = m->data.result;
+        long code = 0;
+        char what[64];
+
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&p);
+        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+        if (rc == CURLE_OK && code >= 200 && code < 300) {
+            atomic_fetch_add_explicit(&zk_sent, p->nspans, memory_order_relaxed);
+        } else {
+            count_dropped(p->nspans);
+            if (rc != CURLE_OK)
+                warn_failure(p->err[0] ? p->err : curl_easy_strerror(rc), p->nspans);
+            else if (snprintf(what, sizeof(what), "the collector answered %ld", code) > 0)
+                warn_failure(what, p->nspans);
+        }
+        post_free(p);
+    }
+    maybe_flush(false);
+}
+
+/* sock_on_event: one curl_multi_socket_action() for what epoll reported, then a re-arm so that
+ * what libcurl left unread is reported again (see the top of this file). */
+static void sock_on_event(struct pt_io *io, uint32_t events)
+{
+    struct zk_sock *s = pt_container_of(io, struct zk_sock, io);
+    int fd = io->fd, mask = 0, running;
+
+    if (s->dead)
+        return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+        mask |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (events & EPOLLERR)
+        mask |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(zk->multi, fd, mask, &running);
+    s = sock_find(fd); /* libcurl may have dropped it, or reused its number */
+    if (s != NULL)
+        pt_loop_mod(zk->loop, &s->io, s->events);
+    check_done();
+}
+
+/* on_curl_socket: CURLMOPT_SOCKETFUNCTION: watch <fd> for <what>, or stop watching it. */
+static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct zk_sock *s = sock_find(fd);
+    uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+
+    (void)e, (void)userp, (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            pt_loop_del(zk->loop, &s->io);
+            s->dead = true;
+            if (!pt_timer_armed(&zk->defer_timer))
+                pt_timer_arm(zk->loop, &zk->defer_timer, 1);
+        }
+        return 0;
+    }
+    if (s != NULL) {
+        s->events = events;
+        if (pt_loop_mod(zk->loop, &s->io, events) != 0)
+            pt_warn("zipkin: cannot watch socket %d; its report will time out", fd);
+        return 0;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s != NULL) {
+        s->io.fd = fd;
+        s->io.cb = sock_on_event;
+        s->events = events;
+    }
+    if (s == NULL || pt_loop_add(zk->loop, &s->io, events) != 0) {
+        pt_warn("zipkin: cannot watch socket %d; its report will time out", fd);
+        free(s);
+        return 0;
+    }
+    s->next = zk->socks;
+    zk->socks = s;
+    return 0;
+}
+
+/* on_curl_timer: CURLMOPT_TIMERFUNCTION. Never 0 ms: see defer() in cluster/dns.c. */
+static int on_curl_timer(CURLM *m, long ms, void *userp)
+{
+    (void)m, (void)userp;
+    if (ms < 0)
+        pt_timer_cancel(&zk->curl_timer);
+    else
+        pt_timer_arm(zk->loop, &zk->curl_timer, ms < 1 ? 1 : (uint64_t)ms);
+    return 0;
+}
+
+static void curl_timer_on_fire(struct pt_timer *t)
+{
+    int running;
+
+    (void)t;
+    curl_multi_socket_action(zk->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done();
+}
+
+/* --- batches -------------------------------------------------------------------------------- */
+
+/* batch_body: "[span,span,...]" of the <n> oldest pending spans, which leave the queue. */
+static char *batch_body(uint32_t n)
+{
+    size_t len = 2 + (n - 1), off = 0;
+    char *body;
+
+    for (uint32_t i = 0; i < n; i++)
+        len += zk->pending[(zk->phead + i) % ZK_PENDING_MAX].len;
+    body = malloc(len + 1);
+    if (body != NULL) {
+        body[off++] = '[';
+        for (uint32_t i = 0; i < n; i++) {
+            const struct zk_span *s = &zk->pending[(zk->phead + i) % ZK_PENDING_MAX];
+            if (i > 0)
+                body[off++] = ',';
+            memcpy(body + off, s->json, s->len);
+            off += s->len;
+        }
+        body[off++] = ']';
+        body[off] = '\0';
+    }
+    drop_pending(n);
+    return body;
+}
+
+static void collector_url(const struct pt_trace_config *cfg, char *url, size_t cap)
+{
+    const struct pt_trace_collector *c = &cfg->collectors[zk->rr++ % cfg->ncollectors];
+    char ip[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+
+    if (c->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+        snprintf(url, cap, "http://[%s]:%d%s", ip, port, cfg->collector_endpoint);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&c->addr;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+        snprintf(url, cap, "http://%s:%d%s", ip, port, cfg->collector_endpoint);
+    }
+}
+
+/* post_setup: an easy handle that POSTs <p>'s body to the collector. */
+static int post_setup(struct zk_post *p, size_t len)
+{
+    const struct pt_trace_config *cfg = zk->cfg;
+    char url[1024], host[600];
+    struct curl_slist *h;
+
+    collector_url(cfg, url, sizeof(url));
+    snprintf(host, sizeof(host), "Host: %s", cfg->collector_host);
+    for (size_t i = 0; i < 3; i++) {
+        const char *line = i == 0 ? "Content-Type: application/json" : i == 1 ? host : "Expect:";
+        if ((h = curl_slist_append(p->hdrs, line)) == NULL)
+            return PT_NOMEM;
+        p->hdrs = h;
+    }
+    if ((p->easy = curl_easy_init()) == NULL)
+        return PT_NOMEM;
+    curl_easy_setopt(p->easy, CURLOPT_URL, url);
+    curl_easy_setopt(p->easy, CURLOPT_HTTPHEADER, p->hdrs);
+    curl_easy_setopt(p->easy, CURLOPT_POSTFIELDS, p->body);
+    curl_easy_setopt(p->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(p->easy, CURLOPT_TIMEOUT_MS, (long)knob_timeout_ms);
+    curl_easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(p->easy, CURLOPT_PROXY, ""); /* never http_proxy from the environment */
+    curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
+    curl_easy_setopt(p->easy, CURLOPT_ERRORBUFFER, p->err);
+    return curl_multi_add_handle(zk->multi, p->easy) == CURLM_OK ? 0 : PT_NOMEM;
+}
+
+/* post_batch: one POST of up to ZK_BATCH_MAX pending spans; on failure they are dropped. */
+static void post_batch(void)
+{
+    uint32_t n = zk->pcount < ZK_BATCH_MAX ? zk->pcount : ZK_BATCH_MAX;
+    struct zk_post *p = calloc(1, sizeof(*p));
+    char *body = batch_body(n);
+
+    if (p == NULL || body == NULL) {
+        free(p);
+        free(body);
+        count_dropped(n);
+        warn_failure("out of memory", n);
+        return;
+    }
+    p->body = body;
+    p->nspans = n;
+    zk->posts[zk->nposts++] = p;
+    if (post_setup(p, strlen(body)) != 0) {
+        count_dropped(n);
+        warn_failure("cannot start the request", n);
+        post_free(p);
+    }
+}
+
+/* maybe_flush: POSTs while a slot is free and at least ZK_MIN_FLUSH spans wait (any, when
+ * <force>). Without collector addresses (DNS has not answered) spans wait in the queue. */
+static void maybe_flush(bool force)
+{
+    while (zk->cfg != NULL && zk->cfg->ncollectors > 0 && zk->nposts < ZK_MAX_POSTS &&
+           (zk->pcount >= ZK_MIN_FLUSH || (force && zk->pcount > 0)))
+        post_batch();
+}
+
+/* queue_span: encodes one span of <rec> into the queue, dropping the oldest when full. */
+static void queue_span(const struct pt_trace_record *rec, bool child)
+{
+    size_t n = pt_zipkin__encode_span(zk->cfg, rec, child, zk->scratch, sizeof(zk->scratch));
+    struct zk_span *s;
+    char *json;
+
+    if (n == 0 || (json = malloc(n)) == NULL) {
+        count_dropped(1);
+        return;
+    }
+    memcpy(json, zk->scratch, n);
+    if (zk->pcount == ZK_PENDING_MAX) {
+        drop_pending(1);
+        count_dropped(1);
+    }
+    s = &zk->pending[(zk->phead + zk->pcount) % ZK_PENDING_MAX];
+    s->json = json;
+    s->len = (uint32_t)n;
+    zk->pcount++;
+    maybe_flush(false);
+}
+
+/* take_record: both spans of a finished request, the router span first as Envoy finishes it. */
+static void take_record(const struct pt_trace_record *rec)
+{
+    bool child = rec->child_duration_us != 0;
+
+    if (zk->cfg == NULL) {
+        count_dropped(child ? 2 : 1);
+        return;
+    }
+    if (child)
+        queue_span(rec, true);
+    queue_span(rec, false);
+}
+
+/* drain: empties every worker's ring; true when one was at least a quarter full. */
+static bool drain(void)
+{
+    bool busy = false;
+
+    for (int i = 0; i < PT_MAX_WORKERS; i++) {
+        const struct pt_trace_record *rec;
+        uint32_t n = pt_trace__ring_fill(i);
+        busy |= n >= PT_TRACE_RING_SLOTS / 4;
+        for (; n > 0 && (rec = pt_trace__ring_peek(i)) != NULL; n--) {
+            take_record(rec);
+            pt_trace__ring_pop(i);
+        }
+    }
+    return busy;
+}
+
+static void drain_on_fire(struct pt_timer *t)
+{
+    bool busy = drain();
+    pt_timer_arm(zk->loop, t, busy ? ZK_BUSY_DRAIN_MS : knob_drain_ms);
+}
+
+static void flush_on_fire(struct pt_timer *t)
+{
+    maybe_flush(true);
+    pt_timer_arm(zk->loop, t, knob_flush_ms);
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------ */
+
+int pt_zipkin_start(struct pt_loop *loop)
+{
+    if (zk != NULL)
+        return PT_INVAL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return PT_NOMEM;
+    zk = calloc(1, sizeof(*zk));
+    if (zk == NULL || (zk->multi = curl_multi_init()) == NULL) {
+        free(zk);
+        zk = NULL;
+        curl_global_cleanup();
+        return PT_NOMEM;
+    }
+    zk->loop = loop;
+    curl_multi_setopt(zk->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(zk->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    zk->drain_timer.cb = drain_on_fire;
+    zk->flush_timer.cb = flush_on_fire;
+    zk->curl_timer.cb = curl_timer_on_fire;
+    zk->defer_timer.cb = defer_on_fire;
+    pt_timer_arm(loop, &zk->drain_timer, knob_drain_ms);
+    pt_timer_arm(loop, &zk->flush_timer, knob_flush_ms);
+    return 0;
+}
+
+void pt_zipkin_stop(void)
+{
+    if (zk == NULL)
+        return;
+    pt_timer_cancel(&zk->drain_timer);
+    pt_timer_cancel(&zk->flush_timer);
+    pt_timer_cancel(&zk->defer_timer);
+    while (zk->nposts > 0) {
+        count_dropped(zk->posts[0]->nspans);
+        post_free(zk->posts[0]);
+    }
+    count_dropped(zk->pcount);
+    drop_pending(zk->pcount);
+    curl_multi_cleanup(zk->multi); /* may still call on_curl_socket to drop sockets */
+    pt_timer_cancel(&zk->curl_timer);
+    free_socks(true);
+    pt_trace_config_release(zk->cfg);
+    free(zk);
+    zk = NULL;
+    curl_global_cleanup();
+}
+
+void pt_zipkin_set_config(const struct pt_trace_config *cfg)
+{
+    struct pt_trace_config *old;
+
+    if (zk == NULL)
+        return;
+    old = zk->cfg;
+    zk->cfg = pt_trace_config_ref(cfg);
+    if (cfg == NULL) {
+        count_dropped(zk->pcount);
+        drop_pending(zk->pcount);
+    } else if (old == NULL || strcmp(old->cluster_name, cfg->cluster_name) != 0 ||
+               strcmp(old->collector_host, cfg->collector_host) != 0 ||
+               old->ncollectors != cfg->ncollectors) {
+        pt_info("zipkin: reporting to %s (%u addresses), Host %s, path %s", cfg->cluster_name,
+                cfg->ncollectors, cfg->collector_host, cfg->collector_endpoint);
+    }
+    pt_trace_config_release(old);
+    maybe_flush(false);
+}
