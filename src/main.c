@@ -109,6 +109,7 @@ static void on_signal(struct pt_io *io, uint32_t events)
         ctl.draining = true;
         ctl.drain_deadline = pt_now_ms() + (uint64_t)secs * 1000;
         pt_workers_drain();
+        pt_listen_shutdown_all();
         ctl.drain_timer.cb = on_drain_tick;
         pt_timer_arm(ctl.loop, &ctl.drain_timer, 10);
     }
@@ -127,7 +128,7 @@ static int cmd_run(struct run_opts *o)
         fprintf(stderr, "portico: run needs --config DIR\n%s", usage);
         return 2;
     }
-    if (access(o->config_dir, R_OK | X_OK) != 0) {
+    if (access(o->config_dir, R_OK) != 0) {
         fprintf(stderr, "portico: cannot read configuration directory %s: %s\n", o->config_dir, strerror(errno));
         return 2;
     }

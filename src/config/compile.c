@@ -356,10 +356,12 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             reject(c, &lr->meta, "port %d is already used by another Listener", lr->port);
             continue;
         }
-        l->sock = pt_listen_sock_get(lr->port, c->nworkers, err, sizeof(err));
-        if (l->sock == NULL) {
-            reject(c, &lr->meta, "%s", err);
-            continue;
+        if (c->nworkers > 0) { /* 0: validating only (portico check) */
+            l->sock = pt_listen_sock_get(lr->port, c->nworkers, err, sizeof(err));
+            if (l->sock == NULL) {
+                reject(c, &lr->meta, "%s", err);
+                continue;
+            }
         }
         l->port = lr->port;
         l->protocol = lr->protocol;

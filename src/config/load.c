@@ -79,6 +79,7 @@ static void file_error(struct pt_config__loader *l, const char *file, int line, 
     va_start(ap, fmt);
     pt_diag_vadd(pt_config__diag(l), PT_DIAG_ERROR, &o, NULL, fmt, ap);
     va_end(ap);
+    pt_config__diag(l)->nfile_errors++;
 }
 
 static int mark_line(const yaml_mark_t *m)

@@ -1,6 +1,7 @@
 /* Reloading: load every YAML file of the directory, compile, publish. A load whose files do not
  * parse (YAML syntax errors) is refused whole and the last good snapshot stays, since a half-read
- * file would silently drop its routes; invalid resources in files that parse are rejected alone
+ * file would silently drop its routes; invalid resources (or documents) in files that parse are
+ * rejected alone
  * and everything valid applies. The log line "snapshot N compiled in X ms" is read by bench/.
  * Control thread only (main.c, sources/dirwatch.c, cluster/dns.c call it). */
 #include "config/reload.h"
@@ -45,10 +46,7 @@ void pt_reload_request(void *unused)
 
 static bool has_file_errors(const struct pt_diag *d)
 {
-    for (size_t i = 0; i < d->n; i++)
-        if (d->entries[i].severity == PT_DIAG_ERROR && d->entries[i].object == NULL)
-            return true;
-    return false;
+    return d->nfile_errors > 0;
 }
 
 static void log_diag(const struct pt_diag *d)

@@ -240,6 +240,7 @@ struct pt_diag {
     struct pt_diag_entry *entries;
     size_t n, cap;
     size_t nerrors;
+    size_t nfile_errors; /* files (or their rest) that could not be read: a reload is refused */
 };
 
 /* Every valid resource of one configuration load. Invalid resources are left out and reported

@@ -69,6 +69,7 @@ void pt_ds_request_end(struct pt_downstream *ds)
 {
     struct pt_snapshot *s = ds->snap;
     ds->snap = NULL;
+    ds->w->inflight--;
     s->wref[ds->w->id].inflight--;
     pt_ds_snapshot_done(ds->w, s);
 }
@@ -379,6 +380,7 @@ static void ds_process(struct pt_downstream *ds)
         }
         if (r > 0) {
             pt_timer_cancel(&ds->timer);
+            ds->flags &= ~PT_DSF_HEAD_TIMER;
             ds->head_scanned = 0;
             pt_session_dispatch(ds, (size_t)r);
             continue;
@@ -411,11 +413,15 @@ static void ds_process(struct pt_downstream *ds)
     }
     ds->flags &= ~PT_DSF_IN_PROCESS;
     if (ds->state == PT_DS_HEAD && !(ds->flags & PT_DSF_DEAD)) {
-        uint32_t ms = ds->in.len ? pt_proxy_limits.header_timeout_ms : pt_proxy_limits.idle_timeout_ms;
-        if (ds->in.len == 0)
+        if (ds->in.len == 0) {
             pt_buf_release(&ds->w->bufs, &ds->in);
-        if (!pt_timer_armed(&ds->timer) || ds->in.len)
-            pt_timer_arm(ds->w->loop, &ds->timer, ms);
+            if (!pt_timer_armed(&ds->timer))
+                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+        } else if (!(ds->flags & PT_DSF_HEAD_TIMER)) {
+            /* The whole head must arrive within the header timeout of its first byte. */
+            ds->flags |= PT_DSF_HEAD_TIMER;
+            pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.header_timeout_ms);
+        }
     }
 }
 

@@ -127,3 +127,12 @@ void pt_listen_sock_release(struct pt_listen_sock *ls)
     }
     pthread_mutex_unlock(&lock);
 }
+
+void pt_listen_shutdown_all(void)
+{
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < nsocks; i++)
+        for (int k = 0; k < socks[i]->nfds; k++)
+            shutdown(socks[i]->fds[k], SHUT_RDWR);
+    pthread_mutex_unlock(&lock);
+}

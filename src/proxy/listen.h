@@ -21,6 +21,10 @@ struct pt_listen_sock *pt_listen_sock_get(int port, int nworkers, char *err, siz
 /* pt_listen_sock_release: drops a reference; the last one closes the sockets. Any thread. */
 void pt_listen_sock_release(struct pt_listen_sock *ls);
 
+/* pt_listen_shutdown_all: stops every listening socket from taking connections (draining);
+ * connections the kernel queued but nobody accepted are reset rather than left hanging. */
+void pt_listen_shutdown_all(void);
+
 /* pt_listen_set_bind: the address listeners bind to (default "::" with IPv4 mapped, falling
  * back to 0.0.0.0). */
 void pt_listen_set_bind(const char *addr);

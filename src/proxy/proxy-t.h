@@ -56,6 +56,7 @@ enum pt_ds_state {
 #define PT_DSF_UP_KEEPALIVE  0x2000 /* the upstream response allows reusing its connection */
 #define PT_DSF_IN_PROCESS    0x4000 /* ds_process is on the stack (no re-entry) */
 #define PT_DSF_SECURE        0x8000 /* the request counts as secure (TLS, or XFP https) */
+#define PT_DSF_HEAD_TIMER   0x10000 /* the header timeout runs for the head being received */
 
 /* How a message body is delimited. */
 enum pt_body_kind { PT_BODY_NONE = 0, PT_BODY_LENGTH, PT_BODY_CHUNKED, PT_BODY_UNTIL_CLOSE };
@@ -156,12 +157,14 @@ struct pt_worker {
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     char tls_scratch[16384];        /* gathers a TLS write into one record */
+    char pathbuf[8192];             /* a request path with its dot segments removed */
     struct pt_worker_stats stats;
     struct pt_buf logbuf;           /* access log lines waiting for write */
     struct pt_timer log_timer;
     int log_fd;
     bool draining;
     uint32_t nconns;
+    uint32_t inflight;              /* requests between dispatch and their end */
     uint64_t accept_paused_until;
 };
 

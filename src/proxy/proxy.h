@@ -20,7 +20,8 @@ void pt_workers_publish(struct pt_snapshot *s);
  * connections. */
 void pt_workers_drain(void);
 
-/* pt_workers_active: connections still open across workers (approximate, for draining). */
+/* pt_workers_active: requests in flight across workers (approximate, for draining; idle
+ * keep-alive connections do not count). */
 uint64_t pt_workers_active(void);
 
 /* pt_workers_stop: stops and joins every worker. */

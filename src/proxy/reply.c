@@ -102,7 +102,7 @@ void pt_reply_bad_request(struct pt_downstream *ds)
 {
     ds->flags |= PT_DSF_CLOSE_AFTER;
     ds->flags &= ~PT_DSF_REQ_DONE;
-    if (ds->log_len == 0) {
+    if (ds->state == PT_DS_HEAD || ds->log_len == 0) {
         /* Nothing was parsed: log what can be said. */
         int n = snprintf(ds->log, sizeof(ds->log), "\"- - -\"");
         ds->log_mid = (uint16_t)n;
@@ -110,9 +110,15 @@ void pt_reply_bad_request(struct pt_downstream *ds)
         n += snprintf(ds->log + n, sizeof(ds->log) - (size_t)n, "\"-\" \"-\" \"-\" \"-\"");
         ds->log_len = (uint16_t)n;
     }
-    if (ds->state == PT_DS_HEAD) {
+    if (ds->state == PT_DS_HEAD) { /* nothing of this request was parsed */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
         ds->state = PT_DS_FORWARD;
         ds->start_ms = pt_loop_now_ms(ds->w->loop);
+        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        ds->endpoint = NULL;
+        ds->upstream_ms = UINT32_MAX;
+        ds->bytes_rx = ds->bytes_tx = 0;
     }
     send_reply(ds, 400, PT_STR_LIT("Bad Request"), "DPE", NULL, 0);
 }

@@ -139,6 +139,49 @@ static void make_request_id(struct pt_worker *w, char *out)
     }
 }
 
+/* Whether <name> is one of the comma-separated tokens of a Connection header value. */
+static bool connection_lists(struct pt_str conn, struct pt_str name)
+{
+    size_t i = 0;
+    while (i < conn.len) {
+        size_t start, end;
+        while (i < conn.len && (conn.ptr[i] == ' ' || conn.ptr[i] == '\t' || conn.ptr[i] == ','))
+            i++;
+        start = i;
+        while (i < conn.len && conn.ptr[i] != ',')
+            i++;
+        end = i;
+        while (end > start && (conn.ptr[end - 1] == ' ' || conn.ptr[end - 1] == '\t'))
+            end--;
+        if (end > start && pt_str_caseeq(pt_str_make(conn.ptr + start, end - start), name))
+            return true;
+    }
+    return false;
+}
+
+/* Whether a Connection header names anything beyond close/keep-alive/upgrade, whose headers
+ * then must not be forwarded (RFC 9110 §7.6.1). */
+static bool connection_has_extra(struct pt_str conn)
+{
+    size_t i = 0;
+    while (i < conn.len) {
+        size_t start, end;
+        while (i < conn.len && (conn.ptr[i] == ' ' || conn.ptr[i] == '\t' || conn.ptr[i] == ','))
+            i++;
+        start = i;
+        while (i < conn.len && conn.ptr[i] != ',')
+            i++;
+        end = i;
+        while (end > start && (conn.ptr[end - 1] == ' ' || conn.ptr[end - 1] == '\t'))
+            end--;
+        struct pt_str t = pt_str_make(conn.ptr + start, end - start);
+        if (t.len && !pt_str_caseeq(t, PT_STR_LIT("close")) && !pt_str_caseeq(t, PT_STR_LIT("keep-alive")) &&
+            !pt_str_caseeq(t, PT_STR_LIT("upgrade")))
+            return true;
+    }
+    return false;
+}
+
 static struct pt_str header_at(const struct pt_h1_request *req, int idx)
 {
     return idx >= 0 ? req->headers[idx].value : (struct pt_str){ 0 };
@@ -181,7 +224,18 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
     p += 10;
     ds->log_mid = (uint16_t)(p - ds->log);
     *p++ = '\0';
-    p = log_field(p, end, header_at(req, req->idx_x_forwarded_for));
+    {
+        /* %REQ(X-FORWARDED-FOR)% is logged as forwarded: with the client address appended. */
+        struct pt_str xff = header_at(req, req->idx_x_forwarded_for);
+        char buf[320];
+        size_t pl = strlen(ds->peer_ip), xl = xff.len > 256 ? 256 : xff.len;
+        if (xl) {
+            memcpy(buf, xff.ptr, xl);
+            buf[xl++] = ',';
+        }
+        memcpy(buf + xl, ds->peer_ip, pl);
+        p = log_field(p, end, pt_str_make(buf, xl + pl));
+    }
     *p++ = ' ';
     p = log_field(p, end, header_at(req, req->idx_user_agent));
     *p++ = ' ';
@@ -189,6 +243,50 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
     *p++ = ' ';
     p = log_field(p, end, auth);
     ds->log_len = (uint16_t)(p - ds->log);
+}
+
+/* Removes dot segments (RFC 3986 §5.2.4) from <path> into <out> (<cap> bytes), as Envoy's
+ * normalize_path, which Emissary always sets. Returns the new length, or -1 when it does not fit
+ * or climbs above the root. */
+static int normalize_path(struct pt_str path, char *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+
+    if (path.len >= cap)
+        return -1;
+    while (i < path.len) {
+        /* path.ptr[i] is '/' here: the path starts with one and each step ends at one. */
+        size_t seg = i + 1, e = seg;
+        while (e < path.len && path.ptr[e] != '/')
+            e++;
+        size_t sl = e - seg;
+        if (sl == 1 && path.ptr[seg] == '.') {
+            if (e == path.len)
+                out[o++] = '/';
+        } else if (sl == 2 && path.ptr[seg] == '.' && path.ptr[seg + 1] == '.') {
+            if (o == 0)
+                return -1;
+            while (o > 0 && out[--o] != '/')
+                ;
+            if (e == path.len)
+                out[o++] = '/';
+        } else {
+            memcpy(out + o, path.ptr + i, e - i);
+            o += e - i;
+        }
+        i = e;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    return (int)o;
+}
+
+static bool needs_normalizing(struct pt_str p)
+{
+    for (size_t i = 0; i + 1 < p.len; i++)
+        if (p.ptr[i] == '/' && p.ptr[i + 1] == '.')
+            return true;
+    return false;
 }
 
 /* The virtual host for <host>: vhosts are sorted so the first glob that matches wins. */
@@ -212,8 +310,10 @@ static bool request_is_secure(const struct pt_downstream *ds, const struct pt_li
     case PT_SECURITY_XFP:
         break;
     }
+    /* As Envoy at the edge: X-Forwarded-Proto is only believed from trusted hops (l7Depth);
+     * otherwise it is the connection's own scheme. */
     xfp = header_at(&ds->req, ds->req.idx_x_forwarded_proto);
-    if (xfp.len)
+    if (l->l7_depth > 0 && xfp.len)
         return pt_str_caseeq(xfp, PT_STR_LIT("https"));
     return (ds->flags & PT_DSF_TLS) != 0;
 }
@@ -229,6 +329,8 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
+    struct pt_str conn = req->idx_connection >= 0 ? req->headers[req->idx_connection].value : (struct pt_str){ 0 };
+    bool conn_extra = conn.len && connection_has_extra(conn);
     int plen;
 
     b.end = path; /* the rewritten path lives at the end of the scratch area */
@@ -249,7 +351,10 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
             continue;
         if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("expect")))
             continue; /* answered here, as Envoy does */
-        if (rewritten && n.len == 22 && pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")))
+        if (n.len >= 21 && (pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")) ||
+                            pt_str_caseeq(n, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"))))
+            continue; /* ours to set, never the client's */
+        if (conn_extra && connection_lists(conn, n))
             continue;
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
@@ -347,6 +452,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     }
     ds->snap = w->snap;
     ds->snap->wref[w->id].inflight++;
+    w->inflight++;
     ds->listener = pt_snapshot_find_listener(ds->snap, ds->port);
     if (req->method_id == PT_H1_METHOD_HEAD)
         ds->flags |= PT_DSF_HEAD_METHOD;
@@ -368,6 +474,14 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         ds->flags |= PT_DSF_CLOSE_AFTER;
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
         return;
+    }
+    if (req->path.len && req->path.ptr[0] == '/' && needs_normalizing(req->path)) {
+        int n = normalize_path(req->path, w->pathbuf, sizeof(w->pathbuf));
+        if (n < 0) {
+            pt_reply_bad_request(ds);
+            return;
+        }
+        req->path = pt_str_make(w->pathbuf, (size_t)n);
     }
     rreq = (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
                                   .authority = req->authority.len ? req->authority : req->host,

@@ -237,7 +237,7 @@ uint64_t pt_workers_active(void)
 {
     uint64_t n = 0;
     for (int i = 0; i < nworkers; i++)
-        n += __atomic_load_n(&slots[i].w->nconns, __ATOMIC_RELAXED);
+        n += __atomic_load_n(&slots[i].w->inflight, __ATOMIC_RELAXED);
     return n;
 }
 
