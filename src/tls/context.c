@@ -525,23 +525,41 @@ static uintptr_t peer_hash(const char *peer)
     return (uintptr_t)h ? (uintptr_t)h : 1;
 }
 
-/* client_new_session: keeps the newest session of each upstream (we take the reference). */
-static int client_new_session(SSL *ssl, SSL_SESSION *sess)
+/* save_session: keeps a copy of <sess> as the newest session of the connection's upstream. A
+ * copy, because OpenSSL marks a connection's own session not resumable when the connection is
+ * freed without SSL_shutdown (an upstream closed mid-response, an idle timeout), which says
+ * nothing about the ticket. */
+static void save_session(const SSL *ssl, SSL_SESSION *sess)
 {
     struct client_data *d = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_idx);
     uintptr_t peer = (uintptr_t)SSL_get_ex_data(ssl, peer_idx);
-    SSL_SESSION *old;
+    SSL_SESSION *copy, *old;
 
-    if (d == NULL || peer == 0)
-        return 0;
+    if (d == NULL || peer == 0 || sess == NULL || (copy = SSL_SESSION_dup(sess)) == NULL)
+        return;
     struct client_slot *slot = &d->slots[peer % PT_TLS_CLIENT_SLOTS];
     pthread_mutex_lock(&d->lock);
     old = slot->sess;
     slot->peer = peer;
-    slot->sess = sess;
+    slot->sess = copy;
     pthread_mutex_unlock(&d->lock);
     SSL_SESSION_free(old);
-    return 1;
+}
+
+/* client_new_session: a new session or TLS 1.3 ticket. Returns 0: OpenSSL keeps its reference. */
+static int client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    save_session(ssl, sess);
+    return 0;
+}
+
+/* client_info: OpenSSL does not report a TLS 1.2 ticket renewed on resumption as a new session,
+ * so a resumed TLS 1.2 connection saves its session at the end of the handshake. */
+static void client_info(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_HANDSHAKE_DONE) && SSL_session_reused(ssl) &&
+        SSL_version(ssl) < TLS1_3_VERSION)
+        save_session(ssl, SSL_get0_session(ssl));
 }
 
 SSL *pt_tls_client_ssl_new(SSL_CTX *ctx, const char *peer)
@@ -561,11 +579,11 @@ SSL *pt_tls_client_ssl_new(SSL_CTX *ctx, const char *peer)
     if (!SSL_set_ex_data(ssl, peer_idx, (void *)h))
         goto fail;
     struct client_slot *slot = &d->slots[h % PT_TLS_CLIENT_SLOTS];
-    pthread_mutex_lock(&d->lock);
-    if (slot->peer == h && slot->sess != NULL && SSL_SESSION_up_ref(slot->sess))
-        sess = slot->sess;
+    pthread_mutex_lock(&d->lock); /* a copy: this connection may end up marking it unusable */
+    if (slot->peer == h && slot->sess != NULL && SSL_SESSION_is_resumable(slot->sess))
+        sess = SSL_SESSION_dup(slot->sess);
     pthread_mutex_unlock(&d->lock);
-    if (sess != NULL && SSL_SESSION_is_resumable(sess))
+    if (sess != NULL)
         SSL_set_session(ssl, sess);
     SSL_SESSION_free(sess);
     return ssl;
@@ -608,6 +626,7 @@ static int client_setup(SSL_CTX *ctx, const struct pt_tls_settings *s, STACK_OF(
     d->sni = s && s->sni && *s->sni ? pt_xstrdup(s->sni) : NULL;
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, client_new_session);
+    SSL_CTX_set_info_callback(ctx, client_info);
     return 0;
 }
 

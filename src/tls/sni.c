@@ -161,10 +161,10 @@ int pt_tls_sni_cb(SSL *ssl, int *al, void *arg)
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     SSL_CTX *ctx;
 
-    if (name == NULL || arg == NULL || (ctx = pt_tls_sni_map_lookup(arg, name)) == NULL)
+    if (arg == NULL || (ctx = pt_tls_sni_map_lookup(arg, name)) == NULL)
         return SSL_TLSEXT_ERR_NOACK;
     pt_tls__sni_switch(ssl, ctx);
-    return SSL_TLSEXT_ERR_OK;
+    return name != NULL ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;
 }
 
 /* hello_server_name: the host_name of a raw server_name extension (RFC 6066 §3) into <out>. */
@@ -191,9 +191,13 @@ static int client_hello(SSL *ssl, int *al, void *arg)
     char name[PT_TLS_MAX_NAME + 1];
     SSL_CTX *ctx;
 
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1 &&
-        hello_server_name(p, len, name, sizeof(name)) &&
-        (ctx = pt_tls_sni_map_lookup(arg, name)) != NULL)
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1)
+        ctx = pt_tls_sni_map_lookup(arg, NULL); /* no SNI: the "*" Host */
+    else if (hello_server_name(p, len, name, sizeof(name)))
+        ctx = pt_tls_sni_map_lookup(arg, name);
+    else
+        ctx = NULL;
+    if (ctx != NULL)
         pt_tls__sni_switch(ssl, ctx);
     return SSL_CLIENT_HELLO_SUCCESS;
 }

@@ -83,7 +83,8 @@ int pt_tls_sni_map_add(struct pt_tls_sni_map *map, const char *hostname, SSL_CTX
 
 /* pt_tls_sni_map_lookup: the context for the server name <name>: an exact match, else the
  * longest matching suffix glob, else the longest matching prefix glob, else "*", else NULL.
- * Case-insensitive; a trailing '.' is ignored. Any thread (the map is read-only once built). */
+ * Case-insensitive; a trailing '.' is ignored. A NULL <name> (no SNI) gives the "*" context, as
+ * Envoy's filter chain without server_names. Any thread (the map is read-only once built). */
 SSL_CTX *pt_tls_sni_map_lookup(const struct pt_tls_sni_map *map, const char *name);
 
 /* pt_tls_sni_map_attach: makes <listener_ctx> choose its per-connection context from <map>:
@@ -96,8 +97,10 @@ void pt_tls_sni_map_attach(struct pt_tls_sni_map *map, SSL_CTX *listener_ctx);
 
 /* pt_tls_sni_cb: the servername callback (SSL_CTX_set_tlsext_servername_callback, <arg> the
  * map): switches <ssl> to the mapped context (SSL_set_SSL_CTX plus the per-connection settings
- * it does not copy). Returns SSL_TLSEXT_ERR_OK when a context matched, else
- * SSL_TLSEXT_ERR_NOACK (the handshake goes on with the current context). */
+ * it does not copy: verify mode, versions, ciphers, curves, client CA names). Returns
+ * SSL_TLSEXT_ERR_OK when the client's name matched, else SSL_TLSEXT_ERR_NOACK (the handshake
+ * goes on, with the "*" context when there is one, else the current one). Used alone, it
+ * switches too late for the versions and the session ticket: use pt_tls_sni_map_attach. */
 int pt_tls_sni_cb(SSL *ssl, int *al, void *arg);
 
 /* pt_tls_sni_map_free: drops the map's context references and frees it. NULL is allowed. */
