@@ -258,9 +258,8 @@ static int use_keypair(SSL_CTX *ctx, const struct pt_tls__keypair *kp, char *err
         (kp->chain == NULL || SSL_CTX_set1_chain(ctx, kp->chain) == 1) &&
         SSL_CTX_check_private_key(ctx) == 1)
         return 0;
-    snprintf(err, errlen, "certificate not usable: %s",
-             ERR_reason_error_string(ERR_peek_error()) ? ERR_reason_error_string(ERR_peek_error())
-                                                       : "unknown error");
+    const char *why = ERR_reason_error_string(ERR_peek_error());
+    snprintf(err, errlen, "certificate not usable: %s", why ? why : "unknown error");
     ERR_clear_error();
     return -1;
 }

@@ -31,6 +31,7 @@ static struct {
     struct ticket_key keys[PT_TLS_TICKET_KEYS]; /* [0] current, then older */
     int nkeys;                                  /* keys that can open tickets (0 before init) */
     uint64_t rotated_ms;                        /* monotonic time of the last rotation */
+    uint64_t interval_ms;                       /* 0: PT_TLS_TICKET_ROTATE_MS */
 } ring = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
 /* rotate_locked: pushes a fresh key in front (write lock held). */
@@ -56,13 +57,21 @@ void pt_tls_ticket_rotate(void)
     pthread_rwlock_unlock(&ring.lock);
 }
 
+void pt_tls__ticket_set_interval(uint64_t ms)
+{
+    pthread_rwlock_wrlock(&ring.lock);
+    ring.interval_ms = ms;
+    pthread_rwlock_unlock(&ring.lock);
+}
+
 /* rotate_if_due: the first key, or the hourly rotations that are due (at most a whole ring). */
 static void rotate_if_due(void)
 {
     uint64_t now = pt_now_ms();
 
     pthread_rwlock_rdlock(&ring.lock);
-    bool due = ring.nkeys == 0 || now - ring.rotated_ms >= PT_TLS_TICKET_ROTATE_MS;
+    uint64_t every = ring.interval_ms ? ring.interval_ms : PT_TLS_TICKET_ROTATE_MS;
+    bool due = ring.nkeys == 0 || now - ring.rotated_ms >= every;
     pthread_rwlock_unlock(&ring.lock);
     if (!due)
         return;
@@ -70,7 +79,7 @@ static void rotate_if_due(void)
     if (ring.nkeys == 0) {
         rotate_locked(now);
     } else { /* re-checked: another thread may have rotated meanwhile */
-        uint64_t periods = (now - ring.rotated_ms) / PT_TLS_TICKET_ROTATE_MS;
+        uint64_t periods = (now - ring.rotated_ms) / every;
         for (uint64_t i = 0; i < periods && i < PT_TLS_TICKET_KEYS; i++)
             rotate_locked(now);
     }
@@ -128,10 +137,10 @@ static int open_ticket(const unsigned char *key_name, unsigned char *iv, EVP_CIP
                        EVP_MAC_CTX *hctx)
 {
     struct ticket_key k;
-    int at = find_key(key_name, &k);
-    int ok;
+    int at, ok;
 
-    if (at < 0)
+    rotate_if_due(); /* a key past its time opens nothing, even if no ticket was sealed since */
+    if ((at = find_key(key_name, &k)) < 0)
         return 0;
     ok = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1 &&
          set_hmac(hctx, k.hmac) == 1;

@@ -32,8 +32,9 @@ struct pt_loop;
  * level to 0, as those versions need SHA-1), cipher_suites (names with "TLS_" are TLS 1.3
  * suites, the others TLS 1.2 ciphers; BoringSSL's "[A|B]" groups are accepted), ecdh_curves,
  * alpn_protocols (comma-separated, server preference; default "http/1.1"; no overlap means no
- * ALPN, as Envoy), ca_secret or cacert_chain_file (client certificates are requested and
- * verified) and cert_required (then a client certificate is mandatory; needs a CA). Sessions
+ * ALPN, as Envoy), ca_secret (its ca.crt, else tls.crt as Emissary reads it) or
+ * cacert_chain_file (client certificates are then requested and verified against it) and
+ * cert_required (a client certificate is then mandatory; needs a CA). Sessions
  * resume with stateless tickets only (no server cache), encrypted with the process-wide key ring
  * of tickets.c; each context has its own session id context, so a ticket never resumes on a
  * Host with another certificate or client-certificate policy. crl_secret and crl_file are
@@ -206,6 +207,7 @@ int pt_tls__load_ca(const struct pt_tls_settings *s, const struct pt_resources *
 void pt_tls__keypair_clear(struct pt_tls__keypair *kp);
 void pt_tls__serial_hex(const X509 *cert, char *out, size_t n);
 void pt_tls__ticket_setup(SSL_CTX *ctx);
+void pt_tls__ticket_set_interval(uint64_t ms); /* tests: 0 restores the hour */
 int pt_tls__add_secret(struct pt_resources *r, const char *name, const char *ns,
                        const char *origin, bool replace, const char *const *keys,
                        const char *const *vals, const size_t *lens, size_t n);

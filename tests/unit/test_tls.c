@@ -747,6 +747,25 @@ static void test_ticket_resumption(void **state)
     SSL_CTX_free(cctx12);
 }
 
+/* Keys rotate by themselves (every hour; 200 ms here): one rotation keeps tickets good, a
+ * whole ring of them retires every key. */
+static void test_ticket_rotation_by_time(void **state)
+{
+    struct pt_tls_settings ss = settings("srv");
+    SSL_CTX *sctx = server_ctx(&ss), *cctx = client_ctx(NULL);
+    struct timespec pause = { 0, 250 * 1000 * 1000 }, pause3 = { 0, 700 * 1000 * 1000 };
+
+    pt_tls__ticket_set_interval(200);
+    assert_false(resume(cctx, sctx, "peer"));
+    nanosleep(&pause, NULL);
+    assert_true(resume(cctx, sctx, "peer")); /* sealed again with the new key */
+    nanosleep(&pause3, NULL);                /* three periods: the whole ring is new */
+    assert_false(resume(cctx, sctx, "peer"));
+    pt_tls__ticket_set_interval(0);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+}
+
 /* A ticket never resumes on a context with a different certificate or client policy. */
 static void test_ticket_scoped_to_context(void **state)
 {
@@ -880,6 +899,7 @@ int main(void)
         cmocka_unit_test(test_client_cert_required),
         cmocka_unit_test(test_upstream_verify),
         cmocka_unit_test(test_ticket_resumption),
+        cmocka_unit_test(test_ticket_rotation_by_time),
         cmocka_unit_test(test_ticket_scoped_to_context),
         cmocka_unit_test(test_selfsigned),
         cmocka_unit_test(test_fallback_secret),
