@@ -5,6 +5,12 @@
  * hand them to every worker; the only state shared at run time is the session-ticket key ring
  * (locked) and each client context's session cache (locked).
  *
+ * The contexts own some OpenSSL callbacks (ALPN selection, ticket keys, new-session and info
+ * callbacks on clients, ClientHello and servername on an attached listener context): callers
+ * must not replace them. Every context ignores a missing close_notify
+ * (SSL_OP_IGNORE_UNEXPECTED_EOF: HTTP framing tells a truncated body, as in Envoy) and refuses
+ * renegotiation.
+ *
  * Files: context.c (server and client contexts), certs.c (loading and checking certificates),
  * tickets.c (ticket keys), sni.c (SNI map), istio.c (Istio directory), selfsigned.c (fallback),
  * error.c (TLS_error text). */
@@ -30,7 +36,9 @@ struct pt_loop;
  * private_key_file; the key must match the certificate. Settings: min/max_tls_version
  * ("v1.0".."v1.3"; default TLS 1.2..1.3; a minimum below 1.2 also lowers OpenSSL's security
  * level to 0, as those versions need SHA-1), cipher_suites (names with "TLS_" are TLS 1.3
- * suites, the others TLS 1.2 ciphers; BoringSSL's "[A|B]" groups are accepted), ecdh_curves,
+ * suites, the others TLS 1.2 ciphers; BoringSSL's "[A|B]" groups are accepted; each name is
+ * checked, an unknown one is an error; default: OpenSSL's lists), ecdh_curves (default
+ * X25519:P-256:P-384),
  * alpn_protocols (comma-separated, server preference; default "http/1.1"; no overlap means no
  * ALPN, as Envoy), ca_secret (its ca.crt, else tls.crt as Emissary reads it) or
  * cacert_chain_file (client certificates are then requested and verified against it) and
@@ -62,8 +70,8 @@ const char *pt_tls_client_ctx_sni(const SSL_CTX *ctx);
 
 /* pt_tls_client_ssl_new: a client connection object on <ctx> (connect state, SNI set), with
  * the last session saved for <peer> (any stable key for the upstream, e.g. "10.0.0.7:443")
- * offered for resumption; new sessions the server sends are saved under <peer>. <peer> is not
- * kept. Returns NULL when OpenSSL cannot allocate. Any thread. */
+ * offered for resumption; new sessions the server sends are saved under <peer> (NULL: no
+ * resumption). <peer> is not kept. Returns NULL when OpenSSL cannot allocate. Any thread. */
 SSL *pt_tls_client_ssl_new(SSL_CTX *ctx, const char *peer);
 
 /* pt_tls_ctx_not_after: the earliest notAfter of the certificate and chain of <ctx>, or 0 when
