@@ -13,6 +13,7 @@
 #include "proxy/proxy.h"
 #include "route/route.h"
 #include "sources/dirwatch.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -160,6 +161,11 @@ static int cmd_run(struct run_opts *o)
                                                 * compile time; keep refreshing them on TTL */
     if (pt_dirwatch_start(ctl.loop, o->config_dir, 20, pt_reload_request, NULL) != 0)
         pt_warn("cannot watch %s: changes apply on SIGHUP only", o->config_dir);
+    {
+        const char *istio = getenv("AMBASSADOR_ISTIO_SECRET_DIR");
+        if (istio != NULL && istio[0] != '\0' && pt_istio_certs_start(ctl.loop, istio, pt_reload_request, NULL) != 0)
+            pt_warn("cannot watch AMBASSADOR_ISTIO_SECRET_DIR %s: the istio-certs Secret will be missing", istio);
+    }
     pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
             o->config_dir);
     if (getenv("AMBASSADOR_ENVOY_BASE_ID"))

@@ -12,6 +12,7 @@
 #include "core/loop.h"
 #include "proxy/listen.h"
 #include "route/route.h"
+#include "tls/tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +32,7 @@ struct compile_ctx {
     bool *route_bad;   /* per Mapping: its route was rejected (reported once) */
     struct pt_service_index services;
     struct pt_strmap clusters_by_name;
+    struct pt_strmap client_ctx; /* origination contexts by TLSContext name ("" = null context) */
     struct pt_route_action **mapping_action;
     json_t *rejected;  /* Mapping errors found here */
 };
@@ -224,6 +226,40 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
     return a;
 }
 
+static const struct pt_tlscontext_res *find_tlscontext(const struct pt_resources *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntlscontexts; i++)
+        if (strcmp(r->tlscontexts[i].meta.name, name) == 0)
+            return &r->tlscontexts[i]; /* TLSContext names are global, as in Emissary */
+    return NULL;
+}
+
+/* The origination context of a Mapping's `tls:` (or https:// service): one per TLSContext per
+ * compile, shared by its clusters. NULL after reporting why: an unknown or unusable context is
+ * an error on the Mapping, never a silent fall back to plaintext. */
+static SSL_CTX *origination_ctx(struct compile_ctx *c, const struct pt_mapping_res *m)
+{
+    const char *name = m->tls && strcmp(m->tls, "true") != 0 ? m->tls : "";
+    const struct pt_tlscontext_res *tc = NULL;
+    SSL_CTX *ctx = pt_strmap_get(&c->client_ctx, name, strlen(name));
+    char err[256];
+
+    if (ctx != NULL)
+        return ctx;
+    if (name[0] != '\0' && (tc = find_tlscontext(c->res, name)) == NULL) {
+        reject(c, &m->meta, "tls: Originate-TLS context %s is not defined", name);
+        return NULL;
+    }
+    ctx = pt_tls_client_ctx_new(tc ? &tc->tls : NULL, c->res, tc ? tc->meta.namespace : m->meta.namespace, err,
+                                sizeof(err));
+    if (ctx == NULL) {
+        reject(c, &m->meta, "tls: TLSContext %s: %s", name[0] ? name : "(null)", err);
+        return NULL;
+    }
+    pt_strmap_put(&c->client_ctx, name[0] ? tc->meta.name : "", strlen(name), ctx);
+    return ctx;
+}
+
 static void compile_mappings(struct compile_ctx *c)
 {
     const struct pt_resources *r = c->res;
@@ -245,13 +281,18 @@ static void compile_mappings(struct compile_ctx *c)
             c->mapping_bad[i] = true;
             continue;
         }
-        if (ref.tls) {
-            reject(c, &m->meta, "TLS origination (%s) is not supported by this build yet",
-                   m->tls ? "tls" : "https://");
+        SSL_CTX *tls = NULL;
+        if (ref.tls && (tls = origination_ctx(c, m)) == NULL) {
             c->mapping_bad[i] = true;
             continue;
         }
         cl = find_or_add_cluster(c, m, &ref, &added);
+        if (added && tls != NULL) {
+            const char *sni = pt_tls_client_ctx_sni(tls);
+            SSL_CTX_up_ref(tls);
+            cl->tls_ctx = tls;
+            cl->sni = sni ? pt_xstrdup(sni) : NULL;
+        }
         if (added)
             pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &m->meta);
         c->mapping_action[i] = make_action(c, m, cl);
@@ -335,6 +376,89 @@ static int vhost_cmp(const void *a, const void *b)
     return (int)strlen(y->hostname) - (int)strlen(x->hostname);
 }
 
+/* The termination context of a Host: tlsSecret, tlsContext, inline tls, or a TLSContext whose
+ * `hosts` names it; the synthesised default Host gets the fallback certificate. NULL when the
+ * Host has no TLS (or after reporting why its context cannot be built). */
+static SSL_CTX *termination_ctx(struct compile_ctx *c, const struct pt_host_res *h, time_t *not_after)
+{
+    struct pt_tls_settings s = { .secret_namespacing = true };
+    const struct pt_tlscontext_res *tc = NULL;
+    const char *ns = h ? h->meta.namespace : c->env->namespace;
+    struct pt_tls_material mat;
+    char err[256];
+    SSL_CTX *ctx;
+
+    if (h == NULL) {
+        /* The user's fallback-self-signed-cert Secret, else one generated at start-up. */
+        s.secret = "fallback-self-signed-cert";
+        s.secret_namespacing = false;
+        if (pt_tls_find_secret(c->res, s.secret, false, ns) == NULL) {
+            ctx = pt_tls_server_ctx_new(NULL, c->res, ns, &mat, err, sizeof(err));
+            goto built;
+        }
+    } else {
+        if (h->tls_context != NULL && (tc = find_tlscontext(c->res, h->tls_context)) == NULL) {
+            reject(c, &h->meta, "tlsContext: TLSContext %s is not defined", h->tls_context);
+            return NULL;
+        }
+        for (size_t i = 0; tc == NULL && i < c->res->ntlscontexts; i++)
+            for (size_t k = 0; k < c->res->tlscontexts[i].nhosts; k++)
+                if (strcmp(c->res->tlscontexts[i].hosts[k], h->hostname) == 0)
+                    tc = &c->res->tlscontexts[i];
+        if (tc != NULL) {
+            s = tc->tls;
+            ns = tc->meta.namespace;
+        }
+        if (h->has_tls)
+            s = h->tls;
+        if (h->tls_secret_name != NULL) {
+            s.secret = h->tls_secret_name;
+            s.secret_namespacing = false;
+            ns = h->tls_secret_namespace ? h->tls_secret_namespace : h->meta.namespace;
+        }
+        if (s.secret == NULL && s.cert_chain_file == NULL)
+            return NULL; /* a Host without TLS */
+    }
+    ctx = pt_tls_server_ctx_new(&s, c->res, ns, &mat, err, sizeof(err));
+built:
+    if (ctx == NULL) {
+        if (h != NULL)
+            reject(c, &h->meta, "TLS: %s", err);
+        else
+            pt_diag_add(c->diag, PT_DIAG_ERROR, NULL, NULL, "fallback certificate: %s", err);
+        return NULL;
+    }
+    if (mat.not_after && (*not_after == 0 || mat.not_after < *not_after))
+        *not_after = mat.not_after;
+    return ctx;
+}
+
+/* An HTTPS Listener's contexts: the one every handshake starts with (the fallback
+ * certificate), and the Hosts' by SNI. */
+static bool listener_tls(struct compile_ctx *c, struct pt_listener *l, const struct pt_host_res **hres,
+                         struct pt_vhost **vhosts, size_t nvh)
+{
+    l->tls_ctx = termination_ctx(c, NULL, &c->snap->cert_not_after);
+    if (l->tls_ctx == NULL)
+        return false;
+    l->sni = pt_tls_sni_map_new();
+    for (size_t k = 0; k < nvh; k++) {
+        bool bound = false;
+        for (uint32_t i = 0; i < l->nvhosts && !bound; i++)
+            bound = l->vhosts[i] == vhosts[k];
+        if (!bound)
+            continue;
+        if (vhosts[k]->tls_ctx == NULL && !vhosts[k]->tls_tried) {
+            vhosts[k]->tls_tried = true;
+            vhosts[k]->tls_ctx = termination_ctx(c, hres[k], &c->snap->cert_not_after);
+        }
+        if (vhosts[k]->tls_ctx != NULL)
+            pt_tls_sni_map_add(l->sni, vhosts[k]->hostname, vhosts[k]->tls_ctx);
+    }
+    pt_tls_sni_map_attach(l->sni, l->tls_ctx);
+    return true;
+}
+
 static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, const struct pt_host_res **hres,
                               size_t nvh)
 {
@@ -379,6 +503,8 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             if (hres[k] == NULL || listener_takes_host(lr, hres[k]))
                 l->vhosts[l->nvhosts++] = vhosts[k];
         qsort(l->vhosts, l->nvhosts, sizeof(*l->vhosts), vhost_cmp);
+        if (l->protocol == PT_PROTO_HTTPS && !listener_tls(c, l, hres, vhosts, nvh))
+            reject(c, &lr->meta, "HTTPS without a usable certificate: serving cleartext only");
         s->nlisteners++;
     }
 }
@@ -429,6 +555,11 @@ static json_t *diag_json(const struct pt_resources *r, const struct pt_diag *d, 
     }
     json_object_set_new(root, "clusters", cl);
     return root;
+}
+
+static void free_ctx(void *value, void *arg)
+{
+    SSL_CTX_free(value);
 }
 
 struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_config_env *env, int nworkers,
@@ -487,5 +618,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     free(c.mapping_action);
     pt_service_index_free(&c.services);
     pt_strmap_free(&c.clusters_by_name);
+    pt_strmap_foreach(&c.client_ctx, free_ctx, NULL);
+    pt_strmap_free(&c.client_ctx);
     return s;
 }

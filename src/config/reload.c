@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,9 @@ bool pt_reload_now(void)
         pt_resources_free(r);
         return false;
     }
+    /* Istio's certificates from AMBASSADOR_ISTIO_SECRET_DIR become the Secret istio-certs (which
+     * wins over a Kubernetes Secret of the same name). */
+    pt_istio_inject_secret(r, rl.env->namespace);
     s = pt_compile(r, rl.env, rl.nworkers, rl.stats.generation + 1, &r->diag);
     log_diag(&r->diag);
     rl.stats.generation++;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "core/common.h"
@@ -64,6 +65,7 @@ struct pt_vhost {
     enum pt_insecure_action insecure_action;
     struct pt_route_table *routes;
     SSL_CTX *tls_ctx;           /* termination context for this Host (owned), or NULL */
+    bool tls_tried;             /* compile: tls_ctx was built (or failed) already */
     bool synthesized;           /* the default Host made when none exists */
 };
 
@@ -109,6 +111,7 @@ struct pt_snapshot {
     struct pt_log_conf log;
     char *diag_json;            /* diag document of this configuration (admin) */
     double compile_ms;
+    time_t cert_not_after;      /* earliest expiry of the certificates served; 0: none */
     struct pt_snapshot_wref wref[PT_MAX_WORKERS];
 };
 

@@ -3,6 +3,7 @@
 #include "config/snapshot.h"
 #include "proxy/listen.h"
 #include "route/route.h"
+#include "tls/tls.h"
 
 #include <stdlib.h>
 
@@ -15,6 +16,7 @@ static void snapshot_free(struct pt_snapshot *s)
         if (l->sock)
             pt_listen_sock_release(l->sock);
         SSL_CTX_free(l->tls_ctx);
+        pt_tls_sni_map_free(l->sni);
         free(l->name);
         free(l->stats_prefix);
         free(l->vhosts);

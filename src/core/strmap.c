@@ -80,3 +80,10 @@ void pt_strmap_free(struct pt_strmap *m)
     m->_cap = 0;
     m->_n = 0;
 }
+
+void pt_strmap_foreach(const struct pt_strmap *m, void (*fn)(void *value, void *arg), void *arg)
+{
+    for (size_t i = 0; i < m->_cap; i++)
+        if (m->_slots[i].key != NULL)
+            fn(m->_slots[i].value, arg);
+}

@@ -21,6 +21,9 @@ void *pt_strmap_get(const struct pt_strmap *m, const char *key, size_t len);
  * bytes are borrowed. Aborts when memory is exhausted (config code). */
 void pt_strmap_put(struct pt_strmap *m, const char *key, size_t len, void *value);
 
+/* pt_strmap_foreach: calls <fn>(value, <arg>) for every entry, in no particular order. */
+void pt_strmap_foreach(const struct pt_strmap *m, void (*fn)(void *value, void *arg), void *arg);
+
 /* pt_strmap_free: releases the table (not the keys or values); <m> is empty again. */
 void pt_strmap_free(struct pt_strmap *m);
 

@@ -92,7 +92,6 @@ struct pt_pool_entry {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     SSL_CTX *tls;                   /* origination context (part of the key); NULL: plaintext */
-    SSL_SESSION *session;           /* last session, for resumption */
     struct pt_upstream idle_head;   /* circular list of idle connections (sentinel) */
     uint32_t nidle;
 };

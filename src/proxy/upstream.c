@@ -5,6 +5,7 @@
 #include "proxy/proxy.h"
 #include "core/log.h"
 #include "proxy/sockio.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -172,8 +173,6 @@ static int flush_out(struct pt_upstream *up)
     return 0;
 }
 
-void pt_tls_error_string(char *out, size_t n); /* tls/ (temporary declaration) */
-
 /* Drives the client side of a TLS handshake to the backend. Returns 0 when the session is up,
  * PT_AGAIN, or PT_IO after reporting the failure to the session (the connection is closed). */
 static int up_handshake(struct pt_upstream *up)
@@ -264,18 +263,13 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         pt_up_read(up);
 }
 
-/* Prepares the TLS session of a new connection: SNI when configured, the endpoint's last
- * session for resumption. */
-static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const struct pt_cluster *c)
+/* Prepares the TLS session of a new connection: SNI when configured, and the last session
+ * with this endpoint offered for resumption (tls/ keeps them by endpoint name). */
+static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const struct pt_endpoint *ep)
 {
-    up->ssl = SSL_new(e->tls);
+    up->ssl = pt_tls_client_ssl_new(e->tls, ep->name);
     if (up->ssl == NULL || SSL_set_fd(up->ssl, up->io.fd) != 1)
         return false;
-    SSL_set_connect_state(up->ssl);
-    if (c->sni != NULL)
-        SSL_set_tlsext_host_name(up->ssl, c->sni);
-    if (e->session != NULL)
-        SSL_set_session(up->ssl, e->session);
     if (up->state == PT_UP_BUSY)
         up->state = PT_UP_HANDSHAKE; /* connected at once (loopback): shake hands on EPOLLOUT */
     return true;
@@ -328,7 +322,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         w->free_up = up;
         return NULL;
     }
-    if (e->tls != NULL && !up_tls_setup(up, e, c)) {
+    if (e->tls != NULL && !up_tls_setup(up, e, ep)) {
         up_close(up);
         return NULL;
     }
@@ -349,14 +343,6 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
         up_close(up);
         return;
-    }
-    if (up->ssl != NULL && (e->session == NULL || SSL_session_reused(up->ssl) == 0)) {
-        SSL_SESSION *sess = SSL_get1_session(up->ssl);
-        if (sess != NULL) {
-            if (e->session != NULL)
-                SSL_SESSION_free(e->session);
-            e->session = sess;
-        }
     }
     pt_buf_release(&w->bufs, &up->in);
     up->state = PT_UP_IDLE;

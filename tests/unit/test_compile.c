@@ -584,12 +584,13 @@ static void test_bad_service_rejected_alone(void **state)
     pt_resources_free(r);
 }
 
-static void test_tls_origination_rejected(void **state)
+static void test_tls_origination(void **state)
 {
     struct pt_resources *r = load_fmt(
         MAPPING("ok", "hostname: '*', prefix: /ok/, service: quote")
         MAPPING("https", "hostname: '*', prefix: /https/, service: 'https://quote'")
         MAPPING("ctx", "hostname: '*', prefix: /ctx/, service: quote, tls: upstream")
+        MAPPING("nope", "hostname: '*', prefix: /nope/, service: quote, tls: nope")
         "apiVersion: getambassador.io/v3alpha1\n"
         "kind: TLSContext\n"
         "metadata: {name: upstream}\n"
@@ -600,14 +601,23 @@ static void test_tls_origination_rejected(void **state)
     assert_errors(&r->diag, 0);
     s = compile(r, NULL);
     vh = s->vhosts[0];
+    /* An unknown or unusable context is an error on its Mapping, never plaintext. */
     assert_errors(&r->diag, 2);
-    assert_diag(&r->diag, "t.yaml:6: Mapping/default/https: TLS origination (https://) is not "
-                          "supported");
-    assert_diag(&r->diag, "t.yaml:11: Mapping/default/ctx: TLS origination (tls) is not supported");
+    assert_diag(&r->diag, "Mapping/default/ctx: tls: TLSContext upstream: secret upstream-cert not found");
+    assert_diag(&r->diag, "Mapping/default/nope: tls: Originate-TLS context nope is not defined");
     assert_string_equal(routed_to(vh, "/ok/", "h"), "default/ok");
-    assert_string_equal(routed_to(vh, "/https/", "h"), "404");
+    assert_string_equal(routed_to(vh, "/https/", "h"), "default/https");
     assert_string_equal(routed_to(vh, "/ctx/", "h"), "404");
-    assert_int_equal(s->nclusters, 1);
+    assert_int_equal(s->nclusters, 2);
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        const struct pt_cluster *cl = s->clusters[i];
+        if (strcmp(cl->service, "https://quote") == 0) {
+            assert_non_null(cl->tls_ctx); /* the null context: TLS, nothing verified */
+            assert_int_equal(cl->port, 443);
+        } else {
+            assert_null(cl->tls_ctx);
+        }
+    }
     pt_snapshot_release(s);
     pt_resources_free(r);
 }
@@ -873,7 +883,7 @@ int main(void)
         cmocka_unit_test(test_cluster_names_emissary_examples),
         cmocka_unit_test(test_long_cluster_names),
         cmocka_unit_test(test_bad_service_rejected_alone),
-        cmocka_unit_test(test_tls_origination_rejected),
+        cmocka_unit_test(test_tls_origination),
         cmocka_unit_test(test_listener_errors),
         cmocka_unit_test(test_listen_sockets_shared_between_snapshots),
         cmocka_unit_test(test_10000_mappings_compile_fast),
