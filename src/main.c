@@ -14,6 +14,7 @@
 #include "route/route.h"
 #include "sources/dirwatch.h"
 #include "tls/tls.h"
+#include "observe/trace.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -154,6 +155,8 @@ static int cmd_run(struct run_opts *o)
     if (pt_admin_start(ctl.loop, o->admin_port) != 0)
         return 1;
     pt_reload_init(ctl.loop, o->config_dir, &env, o->workers);
+    if (pt_zipkin_start(ctl.loop) != 0)
+        pt_warn("tracing exporter unavailable: spans will not be sent");
     if (pt_dns_init(ctl.loop, pt_reload_request, NULL) != 0)
         pt_warn("DNS resolver unavailable: services are resolved from IPs and Endpoints only");
     else
@@ -247,7 +250,7 @@ int main(int argc, char **argv)
             pt_proxy_limits.max_connections = (uint32_t)v;
             break;
         case 'h': fputs(usage, stdout); return 0;
-        case 'v': printf("portico %s\n", PT_VERSION); return 0;
+        case 'v': printf("portico %s (features: http/1.1 tls istio zipkin)\n", PT_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -266,7 +269,7 @@ int main(int argc, char **argv)
         return pt_config_check(dir, stdout);
     }
     if (strcmp(cmd, "version") == 0) {
-        printf("portico %s\n", PT_VERSION);
+        printf("portico %s (features: http/1.1 tls istio zipkin)\n", PT_VERSION);
         return 0;
     }
     fprintf(stderr, "portico: unknown command '%s'\n%s", cmd, usage);

@@ -13,6 +13,7 @@
 #include "proxy/listen.h"
 #include "route/route.h"
 #include "tls/tls.h"
+#include "observe/trace.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -557,6 +558,48 @@ static json_t *diag_json(const struct pt_resources *r, const struct pt_diag *d, 
     return root;
 }
 
+/* The TracingService: its collector resolved like a Mapping's service, then the tracer's
+ * configuration. Only one may exist, as in Emissary; changes apply live (Emissary needs a
+ * restart). */
+static void compile_tracing(struct compile_ctx *c)
+{
+    const struct pt_resources *r = c->res;
+    const struct pt_tracing_res *t;
+    struct pt_service_ref ref;
+    struct pt_cluster *cl;
+    char err[256], name[700];
+
+    if (r->ntracing == 0)
+        return;
+    for (size_t i = 1; i < r->ntracing; i++)
+        reject(c, &r->tracing[i].meta, "only one TracingService may exist; %s/%s is used",
+               r->tracing[0].meta.namespace, r->tracing[0].meta.name);
+    t = &r->tracing[0];
+    if (pt_service_parse(t->service, t->meta.namespace, c->env->namespace, false, &ref, err, sizeof(err)) != 0) {
+        reject(c, &t->meta, "service: %s", err);
+        return;
+    }
+    cl = pt_xcalloc(1, sizeof(*cl));
+    snprintf(name, sizeof(name), "cluster_tracing_%s_%s", ref.qualified, t->meta.namespace);
+    for (char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            *p = '_';
+    cl->name = pt_xstrdup(name);
+    cl->stats_name = stats_name(ref.qualified);
+    cl->service = pt_xstrdup(t->service);
+    cl->host = pt_xstrdup(ref.host);
+    cl->connect_timeout_ms = 3000;
+    pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &t->meta);
+    c->snap->tracing_cluster = cl;
+    c->snap->tracing = pt_trace_config_new(&(struct pt_trace_params){ .res = t,
+                                                                      .ambassador_id = getenv("AMBASSADOR_ID"),
+                                                                      .ambassador_namespace = c->env->namespace,
+                                                                      .collector = cl },
+                                           err, sizeof(err));
+    if (c->snap->tracing == NULL)
+        reject(c, &t->meta, "%s", err);
+}
+
 static void free_ctx(void *value, void *arg)
 {
     SSL_CTX_free(value);
@@ -595,6 +638,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         vhosts[nvh++] = make_vhost(&c, NULL, true);
     }
     compile_listeners(&c, vhosts, hres, nvh);
+    compile_tracing(&c);
     if (r->nlisteners == 0)
         pt_diag_add(diag, PT_DIAG_NOTICE, NULL, NULL, "no Listener is configured: nothing is served");
     for (size_t i = 0; i < r->nmodules; i++) {

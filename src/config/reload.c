@@ -12,6 +12,7 @@
 #include "core/loop.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
+#include "observe/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,7 @@ bool pt_reload_now(void)
     pt_info("snapshot %lu compiled in %.1f ms (%zu mappings, %u clusters, %zu errors)",
             (unsigned long)s->generation, rl.stats.last_ms, r->nmappings, s->nclusters, r->diag.nerrors);
     pt_workers_publish(s);
+    pt_zipkin_set_config(s->tracing); /* TracingService changes apply without a restart */
     pt_snapshot_set_current(s);
     pt_resources_free(r);
     return true;

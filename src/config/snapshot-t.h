@@ -109,6 +109,8 @@ struct pt_snapshot {
     struct pt_vhost **vhosts;      uint32_t nvhosts;   /* owned list, for freeing */
     struct pt_route_action **actions; uint32_t nactions;
     struct pt_log_conf log;
+    struct pt_trace_config *tracing;  /* the TracingService (owned reference), NULL: off */
+    struct pt_cluster *tracing_cluster; /* its collector (owned) */
     char *diag_json;            /* diag document of this configuration (admin) */
     double compile_ms;
     time_t cert_not_after;      /* earliest expiry of the certificates served; 0: none */

@@ -4,6 +4,7 @@
 #include "proxy/listen.h"
 #include "route/route.h"
 #include "tls/tls.h"
+#include "observe/trace.h"
 
 #include <stdlib.h>
 
@@ -42,6 +43,15 @@ static void snapshot_free(struct pt_snapshot *s)
         free(c);
     }
     free(s->clusters);
+    pt_trace_config_release(s->tracing);
+    if (s->tracing_cluster != NULL) {
+        free(s->tracing_cluster->name);
+        free(s->tracing_cluster->stats_name);
+        free(s->tracing_cluster->service);
+        free(s->tracing_cluster->host);
+        free(s->tracing_cluster->endpoints);
+        free(s->tracing_cluster);
+    }
     for (uint32_t i = 0; i < s->nactions; i++)
         free(s->actions[i]); /* one block: header ops and strings live behind the struct */
     free(s->actions);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/h1.h"
 #include "route/route.h"
+#include "observe/trace.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -192,7 +193,9 @@ static void ds_finish(struct pt_downstream *ds)
     bool reusable = (ds->flags & PT_DSF_REQ_DONE) && (ds->flags & PT_DSF_UP_KEEPALIVE);
 
     pt_timer_cancel(&ds->timer);
-    pt_accesslog_request(ds);
+    if (ds->trace_cfg != NULL)
+        pt_trace_upstream_end(&ds->trace);
+    pt_session_observe_end(ds);
     if (ds->up != NULL) {
         pt_up_release(ds->up, reusable);
         ds->up = NULL;
@@ -329,7 +332,7 @@ void pt_ds_abort(struct pt_downstream *ds)
     if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
         if (ds->status == 0)
             ds->flags_str = "DC";
-        pt_accesslog_request(ds);
+        pt_session_observe_end(ds);
     }
     pt_ds_close(ds);
 }
@@ -553,6 +556,7 @@ void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
         return;
     }
     memset(ds, 0, offsetof(struct pt_downstream, hdrs));
+    ds->trace_cfg = NULL;
     ds->io.fd = fd;
     ds->io.cb = ds_on_event;
     ds->w = w;

@@ -11,6 +11,7 @@
 #include "core/loop.h"
 #include "config/snapshot-t.h"
 #include "http/h1-t.h"
+#include "observe/trace-t.h"
 
 #define PT_MAX_HEADERS_DEFAULT 100
 #define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
@@ -122,11 +123,16 @@ struct pt_downstream {
     uint64_t start_ms, upstream_start_ms;
     uint64_t start_realtime_ms;
     uint64_t bytes_rx, bytes_tx;
-    int status;
+    int status, upstream_status;
     const char *flags_str;          /* Envoy response flags, "-" when none */
     uint32_t upstream_ms;           /* x-envoy-upstream-service-time */
     uint16_t log_len, log_mid;      /* access-log pieces kept from the head */
+    struct pt_str_off {             /* where request fields sit in log[] (for tracing) */
+        uint16_t off, len;
+    } lf_method, lf_path, lf_ua, lf_rid, lf_auth;
     char log[2304];
+    const struct pt_trace_config *trace_cfg; /* set while a trace context is active */
+    struct pt_trace_ctx trace;
 };
 
 /* The per-worker stats block (summed by the admin server at scrape time). */
@@ -158,6 +164,7 @@ struct pt_worker {
     char tls_scratch[16384];        /* gathers a TLS write into one record */
     char pathbuf[8192];             /* a request path with its dot segments removed */
     struct pt_worker_stats stats;
+    struct pt_trace_worker *trace;  /* this worker's span ring */
     struct pt_buf logbuf;           /* access log lines waiting for write */
     struct pt_timer log_timer;
     int log_fd;

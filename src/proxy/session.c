@@ -9,6 +9,7 @@
 #include "config/snapshot.h"
 #include "http/h1.h"
 #include "route/route.h"
+#include "observe/trace.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -202,6 +203,14 @@ static char *log_field(char *p, char *end, struct pt_str s)
     return p;
 }
 
+/* log_field, remembering where the value landed (empty when it was absent). */
+static char *log_field_at(char *p, char *end, struct pt_str v, struct pt_downstream *ds, struct pt_str_off *at)
+{
+    char *q = log_field(p, end, v);
+    *at = (struct pt_str_off){ (uint16_t)(p + 1 - ds->log), (uint16_t)(v.len && q > p ? q - p - 2 : 0) };
+    return q;
+}
+
 /* Keeps the request-side pieces of the access-log line: the line is finished after the
  * response, when the head's buffer may be gone. log = prefix '\0' suffix. No printf here:
  * this runs for every request. */
@@ -214,9 +223,11 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
     size_t mn = req->method.len > 32 ? 32 : req->method.len, pn = path.len > 1024 ? 1024 : path.len;
 
     *p++ = '"';
+    ds->lf_method = (struct pt_str_off){ (uint16_t)(p - ds->log), (uint16_t)mn };
     memcpy(p, req->method.ptr, mn);
     p += mn;
     *p++ = ' ';
+    ds->lf_path = (struct pt_str_off){ (uint16_t)(p - ds->log), (uint16_t)pn };
     memcpy(p, path.ptr, pn);
     p += pn;
     memcpy(p, " HTTP/1.1\"", 10);
@@ -237,11 +248,11 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
         p = log_field(p, end, pt_str_make(buf, xl + pl));
     }
     *p++ = ' ';
-    p = log_field(p, end, header_at(req, req->idx_user_agent));
+    p = log_field_at(p, end, header_at(req, req->idx_user_agent), ds, &ds->lf_ua);
     *p++ = ' ';
-    p = log_field(p, end, rid);
+    p = log_field_at(p, end, rid, ds, &ds->lf_rid);
     *p++ = ' ';
-    p = log_field(p, end, auth);
+    p = log_field_at(p, end, auth, ds, &ds->lf_auth);
     ds->log_len = (uint16_t)(p - ds->log);
 }
 
@@ -356,6 +367,8 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
             continue; /* ours to set, never the client's */
         if (conn_extra && connection_lists(conn, n))
             continue;
+        if (ds->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
+            continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
         hb_header(&b, n, req->headers[i].value);
@@ -394,6 +407,8 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     }
     for (uint32_t i = 0; i < a->nadd_req; i++)
         hb_header(&b, a->add_req[i].name, a->add_req[i].value);
+    if (ds->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
+        b.p += pt_trace_inject(&ds->trace, b.p, (size_t)(b.end - b.p));
     if (req->chunked)
         hb_lit(&b, "transfer-encoding: chunked\r\n");
     hb_lit(&b, "\r\n");
@@ -414,6 +429,39 @@ static const struct pt_endpoint *pick_endpoint(struct pt_downstream *ds, const s
     return &c->endpoints[i % c->nendpoints];
 }
 
+static struct pt_str log_slice(const struct pt_downstream *ds, struct pt_str_off o)
+{
+    return o.len ? pt_str_make(ds->log + o.off, o.len) : (struct pt_str){ 0 };
+}
+
+void pt_session_observe_end(struct pt_downstream *ds)
+{
+    if (ds->trace_cfg != NULL) {
+        const struct pt_route_action *a = ds->action;
+        struct pt_trace_request_info info = {
+            .method = log_slice(ds, ds->lf_method),
+            .authority = log_slice(ds, ds->lf_auth),
+            .path = log_slice(ds, ds->lf_path),
+            .scheme = (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http"),
+            .protocol = ds->req.minor_version ? PT_STR_LIT("HTTP/1.1") : PT_STR_LIT("HTTP/1.0"),
+            .user_agent = log_slice(ds, ds->lf_ua),
+            .request_id = log_slice(ds, ds->lf_rid),
+            .peer_ip = pt_str_c(ds->peer_ip),
+            .upstream_address = ds->endpoint ? pt_str_c(ds->endpoint->name) : (struct pt_str){ 0 },
+            .cluster_name = a ? pt_str_c(a->cluster->name) : (struct pt_str){ 0 },
+            .stats_name = a ? pt_str_c(a->cluster->stats_name) : (struct pt_str){ 0 },
+            .response_flags = pt_str_c(ds->flags_str ? ds->flags_str : "-"),
+            .status = ds->status,
+            .upstream_status = ds->upstream_status,
+            .bytes_received = ds->bytes_rx,
+            .bytes_sent = ds->bytes_tx,
+        };
+        pt_trace_finish(ds->w->trace, ds->trace_cfg, &ds->trace, &info);
+        ds->trace_cfg = NULL;
+    }
+    pt_accesslog_request(ds);
+}
+
 void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
 {
     struct pt_worker *w = ds->w;
@@ -430,6 +478,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
 
     ds->start_ms = pt_loop_now_ms(w->loop);
     ds->status = 0;
+    ds->upstream_status = 0;
     ds->flags_str = "-";
     ds->bytes_rx = 0; /* %BYTES_RECEIVED% counts body bytes, as Envoy does */
     ds->bytes_tx = 0;
@@ -470,6 +519,15 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         rid = request_id;
     }
     keep_log_fields(ds, req->target, rid);
+    ds->trace_cfg = NULL;
+    if (ds->snap->tracing != NULL) {
+        struct pt_trace_head th = { .headers = req->headers, .nheaders = req->nheaders, .method = req->method,
+                                    .authority = req->authority.len ? req->authority : req->host,
+                                    .path = req->target,
+                                    .scheme = (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http") };
+        if (pt_trace_start(w->trace, ds->snap->tracing, &th, &ds->trace))
+            ds->trace_cfg = ds->snap->tracing;
+    }
     if (ds->listener == NULL) { /* the listener went away with a reload */
         ds->flags |= PT_DSF_CLOSE_AFTER;
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
@@ -534,6 +592,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         ds->flags |= PT_DSF_REUSED_UP;
     up->ds = ds;
     ds->up = up;
+    if (ds->trace_cfg != NULL)
+        pt_trace_upstream_begin(&ds->trace);
     ds->upstream_start_ms = ds->start_ms;
     {
         bool done = ds->flags & PT_DSF_REQ_DONE;
@@ -593,6 +653,7 @@ int pt_session_response_head(struct pt_downstream *ds)
         return res.status == 101 ? PT_BADMSG : 1;
     }
     ds->status = res.status;
+    ds->upstream_status = res.status;
     ds->upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - ds->upstream_start_ms);
     if (res.keep_alive)
         ds->flags |= PT_DSF_UP_KEEPALIVE;

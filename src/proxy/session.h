@@ -25,6 +25,9 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);
  * end. PT_BADMSG on broken chunked framing. */
 int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done);
 
+/* pt_session_observe_end: the request is over: its spans and its access-log line. */
+void pt_session_observe_end(struct pt_downstream *ds);
+
 void pt_ds_close(struct pt_downstream *ds);
 void pt_ds_abort(struct pt_downstream *ds);
 void pt_ds_request_end(struct pt_downstream *ds);

@@ -7,6 +7,7 @@
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "route/route.h"
+#include "observe/trace.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -196,6 +197,7 @@ int pt_workers_start(int n)
             return PT_NOMEM;
         w->id = i;
         w->bufs.max_free = 1024;
+        w->trace = pt_trace_worker_new(i);
         w->log_fd = STDOUT_FILENO;
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
             w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)i;

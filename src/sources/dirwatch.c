@@ -55,6 +55,18 @@ static void on_timer(struct pt_timer *t)
     dw.on_change(dw.arg);
 }
 
+/* Whether an event can change the configuration: YAML files, directories, and kubelet's
+ * ConfigMap swap (the "..data" link); editors' swap files and logs cannot. */
+static bool relevant(const struct inotify_event *ev)
+{
+    size_t n = ev->len ? strlen(ev->name) : 0;
+    if (n == 0 || (ev->mask & (IN_ISDIR | IN_DELETE_SELF)))
+        return true;
+    if (strncmp(ev->name, "..data", 6) == 0)
+        return true;
+    return (n > 5 && strcmp(ev->name + n - 5, ".yaml") == 0) || (n > 4 && strcmp(ev->name + n - 4, ".yml") == 0);
+}
+
 static void on_events(struct pt_io *io, uint32_t events)
 {
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -68,7 +80,7 @@ static void on_events(struct pt_io *io, uint32_t events)
             struct inotify_event *ev = (struct inotify_event *)p;
             if (ev->mask & IN_ISDIR && ev->mask & (IN_CREATE | IN_MOVED_TO))
                 pt_dirwatch_rescan();
-            any = true;
+            any |= relevant(ev);
             p += sizeof(*ev) + ev->len;
         }
     }
