@@ -10,6 +10,9 @@
 #include "core/loop.h"
 #include "http/h1.h"
 #include "observe/metrics.h"
+#include "tls/tls.h"
+
+#include <jansson.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -74,6 +77,37 @@ static bool path_is(struct pt_str path, const char *p)
     return pt_str_eq(path, pt_str_c(p));
 }
 
+/* The diag document: the snapshot's (resources, errors, notices, clusters, built when it was
+ * compiled) plus what changes without a recompile: the Istio certificate directory. */
+static char *diag_document(const struct pt_snapshot *s)
+{
+    json_t *root = s && s->diag_json ? json_loads(s->diag_json, 0, NULL) : NULL;
+    const char *dir = getenv("AMBASSADOR_ISTIO_SECRET_DIR");
+    char *out;
+
+    if (root == NULL)
+        root = json_pack("{s:[],s:[],s:[]}", "resources", "errors", "notices");
+    json_object_set_new(root, "ready", json_boolean(s != NULL));
+    if (dir != NULL && dir[0] != '\0') {
+        struct pt_istio_pair p = { 0 };
+        bool have = pt_istio_certs_get(&p);
+        const char *ns = getenv("AMBASSADOR_NAMESPACE");
+        char obj[300];
+        snprintf(obj, sizeof(obj), "Secret/%s/istio-certs", ns && ns[0] ? ns : "default");
+        json_object_set_new(root, "istio_certs",
+                            json_pack("{s:s,s:b,s:s,s:I,s:I,s:s}", "dir", dir, "loaded", have, "serial",
+                                      have ? p.serial : "", "not_after", (json_int_t)(have ? p.not_after : 0),
+                                      "generation", (json_int_t)p.generation, "error", p.error));
+        if (p.error[0] != '\0')
+            json_array_append_new(json_object_get(root, "errors"),
+                                  json_pack("{s:s,s:s,s:s}", "location", dir, "object", obj, "message", p.error));
+        pt_istio_pair_free(&p);
+    }
+    out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out ? out : strdup("{}");
+}
+
 static void handle(struct admin_conn *c, const struct pt_h1_request *req)
 {
     struct pt_str path = req->path;
@@ -89,8 +123,9 @@ static void handle(struct admin_conn *c, const struct pt_h1_request *req)
         else
             respond(c, 503, "text/plain", no, sizeof(no) - 1);
     } else if (path_is(path, "/ambassador/v0/diag/") || path_is(path, "/ambassador/v0/diag")) {
-        const char *j = s && s->diag_json ? s->diag_json : "{\"resources\":[],\"errors\":[],\"notices\":[]}";
+        char *j = diag_document(s);
         respond(c, 200, "application/json", j, strlen(j));
+        free(j);
     } else if (path_is(path, "/metrics")) {
         size_t len;
         char *text = pt_metrics_render(&len);

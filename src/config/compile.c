@@ -282,11 +282,10 @@ static void compile_mappings(struct compile_ctx *c)
             c->mapping_bad[i] = true;
             continue;
         }
-        SSL_CTX *tls = NULL;
-        if (ref.tls && (tls = origination_ctx(c, m)) == NULL) {
-            c->mapping_bad[i] = true;
-            continue;
-        }
+        /* A TLS context that cannot be built (unknown, or its Secret missing: Istio's
+         * certificates may not be written yet) leaves the route answering 503 until it can:
+         * never plaintext, and the route does not vanish meanwhile. */
+        SSL_CTX *tls = ref.tls ? origination_ctx(c, m) : NULL;
         cl = find_or_add_cluster(c, m, &ref, &added);
         if (added && tls != NULL) {
             const char *sni = pt_tls_client_ctx_sni(tls);
@@ -294,7 +293,7 @@ static void compile_mappings(struct compile_ctx *c)
             cl->tls_ctx = tls;
             cl->sni = sni ? pt_xstrdup(sni) : NULL;
         }
-        if (added)
+        if (added && !(ref.tls && cl->tls_ctx == NULL)) /* else no endpoints: "no healthy upstream" */
             pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &m->meta);
         c->mapping_action[i] = make_action(c, m, cl);
         if (m->timeout_ms < 0)

@@ -313,7 +313,7 @@ def test_mtls_to_strict_sidecar_over_https_and_http(edges, sidecar, portico_wl):
     entries = sidecar.wait_requests(1)
     assert sidecar.serials() == [portico_wl.serial]
     assert sidecar.alpns() == ["istio"]     # alpn_protocols: istio
-    assert entries[0]["path"] == "/backend/"
+    assert entries[0]["path"] == "/"         # Emissary's default rewrite: /backend/ -> /
     assert entries[0]["verify"] == "0"
 
     r = edge.get()

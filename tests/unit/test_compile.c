@@ -607,13 +607,18 @@ static void test_tls_origination(void **state)
     assert_diag(&r->diag, "Mapping/default/nope: tls: Originate-TLS context nope is not defined");
     assert_string_equal(routed_to(vh, "/ok/", "h"), "default/ok");
     assert_string_equal(routed_to(vh, "/https/", "h"), "default/https");
-    assert_string_equal(routed_to(vh, "/ctx/", "h"), "404");
-    assert_int_equal(s->nclusters, 2);
+    /* ...and its route stays, answering 503 (no endpoints) until the context can be built. */
+    assert_string_equal(routed_to(vh, "/ctx/", "h"), "default/ctx");
+    assert_string_equal(routed_to(vh, "/nope/", "h"), "default/nope");
+    assert_int_equal(s->nclusters, 4);
     for (uint32_t i = 0; i < s->nclusters; i++) {
         const struct pt_cluster *cl = s->clusters[i];
         if (strcmp(cl->service, "https://quote") == 0) {
             assert_non_null(cl->tls_ctx); /* the null context: TLS, nothing verified */
             assert_int_equal(cl->port, 443);
+        } else if (strstr(cl->name, "otls") != NULL) {
+            assert_null(cl->tls_ctx);
+            assert_int_equal(cl->nendpoints, 0);
         } else {
             assert_null(cl->tls_ctx);
         }
