@@ -73,7 +73,7 @@ static uint32_t registry_index(enum pt_stats_scope scope, const char *name)
         r->warned = true;
         return PT_STATS_IDX_NONE;
     }
-    if (r->n == r->cap) {
+    if (r->n >= r->cap) {
         r->cap = r->cap ? r->cap * 2 : 64;
         r->names = pt_xrealloc(r->names, r->cap * sizeof(*r->names));
     }
