@@ -454,7 +454,9 @@ static int collect_clusters(struct render *r)
         goto fail;
     for (uint32_t i = 0; s && i < s->nclusters; i++) {
         const struct pt_cluster *c = s->clusters[i];
-        uint32_t idx = c->stats_idx ? c->stats_idx : pt_stats__find(PT_STATS_CLUSTER, c->stats_name);
+        uint32_t idx = c->stats_idx;
+        if (idx == PT_STATS_IDX_NONE)
+            idx = pt_stats__find(PT_STATS_CLUSTER, c->stats_name);
         if (idx == PT_STATS_IDX_NONE || idx >= n)
             continue;
         used[idx] = true;
@@ -505,7 +507,7 @@ static int collect_http_listeners(struct render *r)
 
     for (uint32_t i = 0; s && i < s->nlisteners; i++) {
         uint32_t p, a;
-        listener_indexes(&s->listeners[i], &p, &a);
+        listener_indexes(&s->listeners[i], &p, &a); /* so that the counts below include them */
     }
     nh = pt_stats__count(PT_STATS_HTTP);
     nl = pt_stats__count(PT_STATS_LISTENER);

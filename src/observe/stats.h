@@ -219,11 +219,11 @@ static inline unsigned pt_hist_bucket(double ms)
 /* pt_hist_record_ms: records one sample of <ms> milliseconds in <h> (worker's own block). */
 static inline void pt_hist_record_ms(struct pt_hist *h, double ms)
 {
-    uint64_t us = 0;
+    int64_t us = 0; /* signed: the cheaper conversion from double; never above 1e18 */
     if (ms > 0)
-        us = ms < 1e15 ? (uint64_t)(ms * 1000.0 + 0.5) : UINT64_C(1000000000000000000);
+        us = ms < 1e15 ? (int64_t)(ms * 1000.0 + 0.5) : INT64_C(1000000000000000000);
     pt_stats_inc(&h->bucket[pt_hist_bucket(ms)]);
-    pt_stats_add(&h->sum_us, us);
+    pt_stats_add(&h->sum_us, (uint64_t)us);
 }
 
 /* pt_stats_upstream_code: counts a response of <status> for the cluster: its class in
