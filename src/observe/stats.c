@@ -253,11 +253,10 @@ void pt_stats__sum_cluster(uint32_t idx, struct pt_cluster_sum *out)
 {
     const size_t off = offsetof(struct pt_stats_worker, _cluster_pages);
     const size_t esize = sizeof(struct pt_cluster_stats);
+    int end = atomic_load(&workers_end);
 
     sum_entries(&out->s, off, PT_STATS_CLUSTER_PAGES, esize,
                 offsetof(struct pt_cluster_stats, _codes) / sizeof(uint64_t), idx);
-    int end = atomic_load(&workers_end);
-
     out->ncodes = 0;
     for (int i = 0; i < end; i++) {
         const uint64_t *e = worker_entry(i, off, PT_STATS_CLUSTER_PAGES, esize, idx);
