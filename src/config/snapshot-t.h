@@ -37,6 +37,7 @@ struct pt_cluster {
     struct pt_endpoint *endpoints;
     uint32_t nendpoints;
     uint32_t connect_timeout_ms;
+    uint32_t stats_idx;      /* pt_stats_cluster_index(stats_name), set by compile */
 };
 
 struct pt_hdr_op {
@@ -80,6 +81,8 @@ struct pt_listener {
     enum pt_security_model security_model;
     int l7_depth;
     char *stats_prefix;         /* ingress_http / ingress_https / statsPrefix */
+    uint32_t stats_prefix_idx;  /* pt_stats_prefix_index(stats_prefix), set by compile */
+    uint32_t stats_idx;         /* pt_stats_listener_index("0.0.0.0_<port>"), set by compile */
     struct pt_vhost **vhosts;   /* sorted for lookup: exact, then suffix globs longest first, ... '*' last */
     uint32_t nvhosts;
     struct pt_listen_sock *sock;
@@ -101,6 +104,25 @@ struct pt_snapshot_wref {
     char _pad[56];
 };
 
+/* Resource kinds counted in a snapshot for /metrics (portico_resources{kind}). */
+#define PT_RESOURCE_KINDS(X)                                                                       \
+    X(LISTENER, "Listener")                                                                        \
+    X(HOST, "Host")                                                                                \
+    X(MAPPING, "Mapping")                                                                          \
+    X(TLSCONTEXT, "TLSContext")                                                                    \
+    X(TRACINGSERVICE, "TracingService")                                                            \
+    X(MODULE, "Module")                                                                            \
+    X(SERVICE, "Service")                                                                          \
+    X(ENDPOINTS, "Endpoints")                                                                      \
+    X(SECRET, "Secret")
+
+enum pt_resource_kind {
+#define PT_RESOURCE_KIND_ENUM(id, name) PT_RK_##id,
+    PT_RESOURCE_KINDS(PT_RESOURCE_KIND_ENUM)
+#undef PT_RESOURCE_KIND_ENUM
+    PT_RK__COUNT
+};
+
 struct pt_snapshot {
     atomic_int refcnt;
     uint64_t generation;
@@ -114,6 +136,8 @@ struct pt_snapshot {
     char *diag_json;            /* diag document of this configuration (admin) */
     double compile_ms;
     time_t cert_not_after;      /* earliest expiry of the certificates served; 0: none */
+    uint32_t nresources[PT_RK__COUNT]; /* valid resources in force, by kind (compile; /metrics) */
+    uint32_t ninvalid;          /* resources this load rejected (compile; /metrics) */
     struct pt_snapshot_wref wref[PT_MAX_WORKERS];
 };
 
