@@ -15,6 +15,7 @@
 #include "sources/dirwatch.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
+#include "observe/stats.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -154,6 +155,7 @@ static int cmd_run(struct run_opts *o)
     pt_loop_add(ctl.loop, &ctl.sig_io, EPOLLIN);
     if (pt_admin_start(ctl.loop, o->admin_port) != 0)
         return 1;
+    pt_stats_server_init(PT_VERSION);
     pt_reload_init(ctl.loop, o->config_dir, &env, o->workers);
     if (pt_zipkin_start(ctl.loop) != 0)
         pt_warn("tracing exporter unavailable: spans will not be sent");

@@ -14,6 +14,7 @@
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
+#include "observe/stats.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -143,6 +144,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->id = s->nclusters;
     cl->name = name;
     cl->stats_name = m->stats_name ? pt_xstrdup(m->stats_name) : stats_name(ref->qualified);
+    cl->stats_idx = pt_stats_cluster_index(cl->stats_name);
     cl->service = pt_xstrdup(m->service);
     cl->host = pt_xstrdup(ref->host);
     cl->port = ref->port;
@@ -489,6 +491,10 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
         }
         l->port = lr->port;
         l->protocol = lr->protocol;
+        {
+            char addr[64];
+            l->stats_idx = pt_stats_listener_index(pt_stats_listener_address(addr, sizeof(addr), lr->port));
+        }
         l->security_model = lr->security_model;
         l->l7_depth = lr->l7_depth;
         l->stats_prefix = pt_xstrdup(lr->stats_prefix ? lr->stats_prefix
@@ -498,6 +504,7 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             snprintf(nm, sizeof(nm), "%s/%s", lr->meta.namespace, lr->meta.name);
             l->name = pt_xstrdup(nm);
         }
+        l->stats_prefix_idx = pt_stats_prefix_index(l->stats_prefix);
         l->vhosts = pt_xcalloc(nvh + 1, sizeof(*l->vhosts));
         for (size_t k = 0; k < nvh; k++)
             if (hres[k] == NULL || listener_takes_host(lr, hres[k]))
@@ -648,6 +655,16 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         s->log.format = m->envoy_log_format ? pt_xstrdup(m->envoy_log_format) : NULL;
         s->log.path = m->envoy_log_path ? pt_xstrdup(m->envoy_log_path) : NULL;
     }
+    s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
+    s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;
+    s->nresources[PT_RK_MAPPING] = (uint32_t)r->nmappings;
+    s->nresources[PT_RK_TLSCONTEXT] = (uint32_t)r->ntlscontexts;
+    s->nresources[PT_RK_TRACINGSERVICE] = (uint32_t)r->ntracing;
+    s->nresources[PT_RK_MODULE] = (uint32_t)r->nmodules;
+    s->nresources[PT_RK_SERVICE] = (uint32_t)r->nservices;
+    s->nresources[PT_RK_ENDPOINTS] = (uint32_t)r->nendpoints;
+    s->nresources[PT_RK_SECRET] = (uint32_t)r->nsecrets;
+    s->ninvalid = (uint32_t)diag->nerrors;
     s->compile_ms = (double)(pt_now_ms() - t0);
     {
         json_t *j = diag_json(r, diag, s);

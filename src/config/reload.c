@@ -13,6 +13,7 @@
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
+#include "observe/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,22 @@ static void log_diag(const struct pt_diag *d)
     }
 }
 
+/* The first certificate to expire: served ones, origination ones, and Istio's. */
+static time_t earliest_expiry(const struct pt_snapshot *s)
+{
+    time_t t = s->cert_not_after;
+    struct pt_istio_pair p = { 0 };
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        time_t c = s->clusters[i]->tls_ctx ? pt_tls_ctx_not_after(s->clusters[i]->tls_ctx) : 0;
+        if (c && (t == 0 || c < t))
+            t = c;
+    }
+    if (pt_istio_certs_get(&p) && p.not_after && (t == 0 || p.not_after < t))
+        t = p.not_after;
+    pt_istio_pair_free(&p);
+    return t;
+}
+
 bool pt_reload_now(void)
 {
     uint64_t t0 = pt_now_ms();
@@ -91,6 +108,7 @@ bool pt_reload_now(void)
             (unsigned long)s->generation, rl.stats.last_ms, r->nmappings, s->nclusters, r->diag.nerrors);
     pt_workers_publish(s);
     pt_zipkin_set_config(s->tracing); /* TracingService changes apply without a restart */
+    pt_stats_set_cert_expiry(earliest_expiry(s));
     pt_snapshot_set_current(s);
     pt_resources_free(r);
     return true;

@@ -10,6 +10,7 @@
  * `_bucket{...,le=...}` lines up to "+Inf", then `_sum` and `_count`. Per-code and per-class
  * upstream series are dynamic in Envoy and appear only once hit. */
 #include "observe/metrics.h"
+#include "observe/trace.h"
 #include "observe/stats.h"
 #include "config/reload.h"
 #include "config/snapshot.h"
@@ -569,6 +570,8 @@ char *pt_metrics__render_with(const struct pt_snapshot *s, const struct pt_reloa
     int rc;
 
     pt_stats__server(&r.srv);
+    r.srv.trace_sent += pt_zipkin_spans_sent(); /* the exporter keeps its own counts */
+    r.srv.trace_dropped += pt_zipkin_spans_dropped();
     rc = collect_clusters(&r);
     if (rc == 0)
         rc = collect_http_listeners(&r);

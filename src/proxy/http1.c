@@ -40,17 +40,29 @@ void pt_ds_close(struct pt_downstream *ds)
     }
     if (ds->snap != NULL)
         pt_ds_request_end(ds);
+    {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        struct pt_listener_stats *ls = pt_stats_listener(w->st, ds->lst_idx);
+        if (hs != NULL) {
+            pt_gauge_dec(&hs->downstream_cx_active);
+            pt_gauge_dec(&hs->downstream_cx_http1_active);
+            if (ds->ssl != NULL)
+                pt_gauge_dec(&hs->downstream_cx_ssl_active);
+            pt_stats_inc(&hs->downstream_cx_destroy);
+            pt_hist_record_ms(&hs->downstream_cx_length_ms, (double)(pt_loop_now_ms(w->loop) - ds->accepted_ms));
+        }
+        if (ls != NULL)
+            pt_gauge_dec(&ls->downstream_cx_active);
+    }
     if (ds->ssl != NULL) {
         SSL_shutdown(ds->ssl);
         SSL_free(ds->ssl);
         ds->ssl = NULL;
-        w->stats.downstream_cx_ssl_active--;
     }
     close(ds->io.fd);
     pt_buf_release(&w->bufs, &ds->in);
     pt_buf_release(&w->bufs, &ds->out);
     w->nconns--;
-    w->stats.downstream_cx_active--;
     ds->dead_next = w->dead_ds;
     w->dead_ds = ds;
 }
@@ -69,6 +81,22 @@ void pt_ds_free_dead(struct pt_worker *w)
 void pt_ds_request_end(struct pt_downstream *ds)
 {
     struct pt_snapshot *s = ds->snap;
+    struct pt_http_stats *hs = pt_ds_http_stats(ds);
+    uint64_t now = pt_loop_now_ms(ds->w->loop);
+
+    if (hs != NULL) {
+        pt_gauge_dec(&hs->downstream_rq_active);
+        pt_hist_record_ms(&hs->downstream_rq_time, (double)(now - ds->start_ms));
+    }
+    if (ds->flags & PT_DSF_UP_ACTIVE) {
+        struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
+        if (cs != NULL) {
+            pt_gauge_dec(&cs->upstream_rq_active);
+            if (ds->upstream_status != 0 && (ds->flags & PT_DSF_RESP_DONE))
+                pt_hist_record_ms(&cs->upstream_rq_time, (double)(now - ds->upstream_start_ms));
+        }
+        ds->flags &= ~PT_DSF_UP_ACTIVE;
+    }
     ds->snap = NULL;
     ds->w->inflight--;
     s->wref[ds->w->id].inflight--;
@@ -342,7 +370,9 @@ static void ds_on_timer(struct pt_timer *t)
     struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, timer);
 
     if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
-        ds->w->stats.upstream_rq_timeout++;
+        struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
+        if (cs != NULL)
+            pt_stats_inc(&cs->upstream_rq_timeout);
         if (ds->flags & PT_DSF_RESP_HEAD) {
             ds->flags_str = "UT";
             pt_ds_abort(ds);
@@ -355,7 +385,12 @@ static void ds_on_timer(struct pt_timer *t)
         pt_reply_local(ds, 504, PT_STR_LIT("upstream request timeout"), "UT");
         return;
     }
-    pt_ds_close(ds); /* idle, or a head that never completed */
+    if (ds->in.len > 0) { /* a head that never completed */
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_stats_inc(&hs->downstream_rq_timeout);
+    }
+    pt_ds_close(ds); /* or idle */
 }
 
 void pt_ds_local_reply_done(struct pt_downstream *ds)
@@ -445,7 +480,6 @@ static bool ds_handshake(struct pt_downstream *ds)
     case SSL_ERROR_WANT_WRITE:
         return false;
     default:
-        ds->w->stats.downstream_tls_handshake_fail++;
         pt_debug("TLS handshake from %s failed", ds->peer_ip);
         pt_ds_close(ds);
         return false;
@@ -477,7 +511,11 @@ static bool ds_detect_tls(struct pt_downstream *ds)
     }
     SSL_set_accept_state(ds->ssl);
     ds->flags |= PT_DSF_TLS;
-    ds->w->stats.downstream_cx_ssl_active++;
+    {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_gauge_inc(&hs->downstream_cx_ssl_active);
+    }
     ds->state = PT_DS_HANDSHAKE;
     return ds_handshake(ds);
 }
@@ -579,11 +617,23 @@ void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
     }
     {
         struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, ls->port) : NULL;
+        struct pt_listener_stats *lst;
+        struct pt_http_stats *hs;
         if (l != NULL && l->tls_ctx != NULL)
             ds->state = PT_DS_TLS_DETECT;
+        ds->lst_idx = l ? l->stats_idx : 0;
+        ds->http_idx = l ? l->stats_prefix_idx : 0;
+        if ((lst = pt_stats_listener(w->st, ds->lst_idx)) != NULL) {
+            pt_stats_inc(&lst->downstream_cx_total);
+            pt_gauge_inc(&lst->downstream_cx_active);
+        }
+        if ((hs = pt_ds_http_stats(ds)) != NULL) {
+            pt_stats_inc(&hs->downstream_cx_total);
+            pt_gauge_inc(&hs->downstream_cx_active);
+            pt_gauge_inc(&hs->downstream_cx_http1_active);
+        }
     }
+    ds->accepted_ms = pt_loop_now_ms(w->loop);
     w->nconns++;
-    w->stats.downstream_cx_total++;
-    w->stats.downstream_cx_active++;
     pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.header_timeout_ms);
 }

@@ -12,6 +12,7 @@
 #include "config/snapshot-t.h"
 #include "http/h1-t.h"
 #include "observe/trace-t.h"
+#include "observe/stats-t.h"
 
 #define PT_MAX_HEADERS_DEFAULT 100
 #define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
@@ -58,6 +59,7 @@ enum pt_ds_state {
 #define PT_DSF_IN_PROCESS    0x4000 /* ds_process is on the stack (no re-entry) */
 #define PT_DSF_SECURE        0x8000 /* the request counts as secure (TLS, or XFP https) */
 #define PT_DSF_HEAD_TIMER   0x10000 /* the header timeout runs for the head being received */
+#define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
 
 /* How a message body is delimited. */
 enum pt_body_kind { PT_BODY_NONE = 0, PT_BODY_LENGTH, PT_BODY_CHUNKED, PT_BODY_UNTIL_CLOSE };
@@ -85,6 +87,8 @@ struct pt_upstream {
     struct pt_buf out;              /* request bytes not yet written */
     struct pt_timer timer;          /* connect timeout, or idle timeout when pooled */
     bool rd_pending, wr_blocked, dead, eof;
+    uint32_t cst_idx;               /* stats: the cluster it was opened for */
+    uint64_t connect_start_ms;
     uint32_t requests;              /* served on this connection */
 };
 
@@ -112,6 +116,8 @@ struct pt_downstream {
     struct pt_downstream *dead_next;
     char peer_ip[48];
     int port;                       /* the listener port it arrived on */
+    uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
+    uint64_t accepted_ms;
     int64_t head_scanned;           /* parser resume point */
 
     /* The request in progress. */
@@ -135,15 +141,6 @@ struct pt_downstream {
     struct pt_trace_ctx trace;
 };
 
-/* The per-worker stats block (summed by the admin server at scrape time). */
-struct pt_worker_stats {
-    uint64_t downstream_cx_total, downstream_cx_active, downstream_rq_total;
-    uint64_t downstream_rq_xx[6];
-    uint64_t upstream_cx_total, upstream_cx_connect_fail, upstream_rq_timeout;
-    int64_t downstream_cx_ssl_active;
-    uint64_t downstream_tls_handshake_fail, upstream_tls_handshake_fail;
-};
-
 struct pt_worker {
     int id;
     pthread_t thread;
@@ -163,7 +160,7 @@ struct pt_worker {
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     char tls_scratch[16384];        /* gathers a TLS write into one record */
     char pathbuf[8192];             /* a request path with its dot segments removed */
-    struct pt_worker_stats stats;
+    struct pt_stats_worker *st;     /* this worker's counters (observe/stats.h) */
     struct pt_trace_worker *trace;  /* this worker's span ring */
     struct pt_buf logbuf;           /* access log lines waiting for write */
     struct pt_timer log_timer;

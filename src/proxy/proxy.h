@@ -3,6 +3,7 @@
 #define PT_PROXY_PROXY_H
 
 #include "proxy/proxy-t.h"
+#include "observe/stats.h"
 
 extern struct pt_proxy_limits pt_proxy_limits;
 
@@ -27,10 +28,6 @@ uint64_t pt_workers_active(void);
 /* pt_workers_stop: stops and joins every worker. */
 void pt_workers_stop(void);
 
-/* pt_workers_stats_sum: sums the per-worker stats blocks into <out> (racy reads of plain
- * counters, as every scrape is). */
-void pt_workers_stats_sum(struct pt_worker_stats *out);
-
 /* Downstream session (proxy/http1.c). */
 void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
                   const struct sockaddr_storage *peer);
@@ -52,6 +49,17 @@ void pt_up_free_dead(struct pt_worker *w);
 /* Access log (observe/accesslog.c). */
 void pt_accesslog_request(struct pt_downstream *ds);
 void pt_accesslog_flush(struct pt_worker *w);
+
+/* Stats blocks of a request: its HTTP prefix, and its cluster once routed (NULL: not counted). */
+static inline struct pt_http_stats *pt_ds_http_stats(struct pt_downstream *ds)
+{
+    return pt_stats_http(ds->w->st, ds->http_idx);
+}
+
+static inline struct pt_cluster_stats *pt_ds_cluster_stats(struct pt_downstream *ds)
+{
+    return ds->action ? pt_stats_cluster(ds->w->st, ds->action->cluster->stats_idx) : NULL;
+}
 
 /* pt_worker_rand: the worker's fast PRNG (xorshift128+). */
 static inline uint64_t pt_worker_rand(struct pt_worker *w)

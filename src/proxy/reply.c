@@ -82,8 +82,9 @@ static void send_reply(struct pt_downstream *ds, int status, struct pt_str body,
                  status, pt_reason_phrase(status), body.len, body.len ? "content-type: text/plain\r\n" : "",
                  (int)date.len, date.ptr, (int)extra_len, extra ? extra : "",
                  (ds->flags & PT_DSF_CLOSE_AFTER) ? "connection: close\r\n" : "");
-    if (status / 100 < (int)PT_ARRAY_SIZE(ds->w->stats.downstream_rq_xx))
-        ds->w->stats.downstream_rq_xx[status / 100]++;
+    pt_stats_downstream_code(pt_ds_http_stats(ds), status);
+    if (ds->flags & PT_DSF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
+        pt_stats_upstream_code(pt_ds_cluster_stats(ds), status);
     struct iovec iov[2] = { { head, (size_t)n }, { (void *)body.ptr, body.len } };
     if (pt_ds_send(ds, iov, 2) == PT_IO) {
         pt_ds_abort(ds);

@@ -486,7 +486,13 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     ds->endpoint = NULL;
     ds->action = NULL;
     ds->state = PT_DS_FORWARD;
-    w->stats.downstream_rq_total++;
+    {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL) {
+            pt_stats_inc(&hs->downstream_rq_total);
+            pt_gauge_inc(&hs->downstream_rq_active); /* until pt_ds_request_end */
+        }
+    }
     r = pt_h1_parse_request(pt_buf_data(&ds->in), head_len, req, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
     if (r <= 0) {
         pt_reply_bad_request(ds);
@@ -560,10 +566,23 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     }
     route = vh->routes ? pt_route_match(vh->routes, &rreq, (uint32_t)pt_worker_rand(w)) : NULL;
     if (route == NULL) {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_stats_inc(&hs->no_route);
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
     ds->action = pt_route_action(route);
+    {
+        struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
+        if (cs != NULL) {
+            pt_stats_inc(&cs->upstream_rq_total);
+            pt_gauge_inc(&cs->upstream_rq_active);
+            ds->flags |= PT_DSF_UP_ACTIVE;
+            if (ds->action->cluster->nendpoints == 0)
+                pt_stats_inc(&cs->upstream_cx_none_healthy);
+        }
+    }
     if (ds->action->cluster->nendpoints == 0) {
         pt_reply_local(ds, 503, PT_STR_LIT("no healthy upstream"), "UH");
         return;
@@ -706,7 +725,8 @@ int pt_session_response_head(struct pt_downstream *ds)
     if (b.overflow)
         return PT_BADMSG;
     pt_buf_consume(&up->in, (uint32_t)r);
-    w->stats.downstream_rq_xx[res.status / 100]++;
+    pt_stats_downstream_code(pt_ds_http_stats(ds), res.status);
+    pt_stats_upstream_code(pt_ds_cluster_stats(ds), res.status);
     ds->flags |= PT_DSF_RESP_HEAD;
     {
         /* The head and the body bytes already here leave in one writev. */

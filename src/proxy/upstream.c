@@ -92,6 +92,13 @@ static void up_close(struct pt_upstream *up)
         SSL_free(up->ssl);
         up->ssl = NULL;
     }
+    {
+        struct pt_cluster_stats *cs = pt_stats_cluster(w->st, up->cst_idx);
+        if (cs != NULL) {
+            pt_gauge_dec(&cs->upstream_cx_active);
+            pt_stats_inc(&cs->upstream_cx_destroy);
+        }
+    }
     close(up->io.fd);
     pt_buf_release(&w->bufs, &up->in);
     pt_buf_release(&w->bufs, &up->out);
@@ -118,6 +125,11 @@ static void up_on_timer(struct pt_timer *t)
     struct pt_downstream *ds = up->ds;
 
     if ((up->state == PT_UP_CONNECTING || up->state == PT_UP_HANDSHAKE) && ds != NULL) {
+        struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
+        if (cs != NULL) {
+            pt_stats_inc(&cs->upstream_cx_connect_fail);
+            pt_stats_inc(&cs->upstream_cx_connect_timeout);
+        }
         up_close(up);
         pt_ds_on_upstream_error(ds, "connection timeout", NULL, "UF");
         return;
@@ -196,7 +208,6 @@ static int up_handshake(struct pt_upstream *up)
         bool tls_error = ERR_peek_error() != 0;
         if (tls_error)
             pt_tls_error_string(tfr, sizeof(tfr));
-        up->w->stats.upstream_tls_handshake_fail++;
         up_close(up);
         if (ds != NULL) {
             if (tls_error)
@@ -226,16 +237,19 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
         getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
             char tfr[96];
             snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            if (cs != NULL)
+                pt_stats_inc(&cs->upstream_cx_connect_fail);
             up_close(up);
-            if (ds != NULL) {
-                ds->w->stats.upstream_cx_connect_fail++;
+            if (ds != NULL)
                 pt_ds_on_upstream_error(ds, "remote connection failure", tfr, "UF");
-            }
             return;
         }
+        if (cs != NULL)
+            pt_hist_record_ms(&cs->upstream_cx_connect_ms, (double)(pt_loop_now_ms(up->w->loop) - up->connect_start_ms));
         if (up->ssl == NULL) {
             up->state = PT_UP_BUSY;
             pt_timer_cancel(&up->timer);
@@ -311,7 +325,15 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
     up->pool = e;
     up->timer.cb = up_on_timer;
     up->state = PT_UP_CONNECTING;
-    w->stats.upstream_cx_total++;
+    up->cst_idx = c->stats_idx;
+    up->connect_start_ms = pt_loop_now_ms(w->loop);
+    {
+        struct pt_cluster_stats *cs = pt_stats_cluster(w->st, up->cst_idx);
+        if (cs != NULL) {
+            pt_stats_inc(&cs->upstream_cx_total);
+            pt_gauge_inc(&cs->upstream_cx_active);
+        }
+    }
     if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == 0)
         up->state = PT_UP_BUSY;
     else if (errno != EINPROGRESS)

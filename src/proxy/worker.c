@@ -57,6 +57,10 @@ static void on_accept(struct pt_io *io, uint32_t events)
             return;
         }
         if (w->nconns >= pt_proxy_limits.max_connections) {
+            struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, li->ls->port) : NULL;
+            struct pt_listener_stats *ls = l ? pt_stats_listener(w->st, l->stats_idx) : NULL;
+            if (ls != NULL)
+                pt_stats_inc(&ls->downstream_cx_overflow);
             close(fd);
             continue;
         }
@@ -198,6 +202,9 @@ int pt_workers_start(int n)
         w->id = i;
         w->bufs.max_free = 1024;
         w->trace = pt_trace_worker_new(i);
+        if ((w->st = pt_stats_worker_new(i)) == NULL)
+            return PT_NOMEM;
+        pt_stats_register_worker(i, w->st);
         w->log_fd = STDOUT_FILENO;
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
             w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)i;
@@ -251,15 +258,4 @@ void pt_workers_stop(void)
     }
     for (int i = 0; i < nworkers; i++)
         pthread_join(slots[i].w->thread, NULL);
-}
-
-void pt_workers_stats_sum(struct pt_worker_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (int i = 0; i < nworkers; i++) {
-        const uint64_t *src = (const uint64_t *)&slots[i].w->stats;
-        uint64_t *dst = (uint64_t *)out;
-        for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
-            dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
-    }
 }

@@ -164,11 +164,8 @@ def test_server_cluster_and_portico_series(portico, tmp_path):
 def test_build_info_and_concurrency(portico):
     s = portico.series()
     version = subprocess.run([str(binary("portico")), "--version"], capture_output=True,
-                             text=True).stdout.split()[-1]
+                             text=True).stdout.split()[1]  # "portico 0.1.0 (features: ...)"
     info = [labels for name, labels in s if name == "portico_build_info"]
-    if info == ['version="unknown"'] or s[("envoy_server_concurrency", "")] == 0:
-        pytest.xfail("main.c and the workers do not call pt_stats_server_init and "
-                     "pt_stats_register_worker yet")
     assert info == [f'version="{version}"']
     assert s[("portico_build_info", info[0])] == 1
     assert s[("envoy_server_concurrency", "")] == 2  # registered worker blocks
@@ -193,8 +190,6 @@ def test_requests_are_counted(portico):
     s = portico.series()
     cluster = f'envoy_cluster_name="{portico.stats_name()}"'
     hcm = 'envoy_http_conn_manager_prefix="ingress_http"'
-    if s[("envoy_http_downstream_rq_total", hcm)] == 0:
-        pytest.xfail("the data plane does not count into observe/stats.h yet")
     assert s[("envoy_cluster_upstream_rq_total", cluster)] == 3
     assert s[("envoy_cluster_upstream_rq", f'envoy_response_code="200",{cluster}')] == 3
     assert s[("envoy_cluster_upstream_rq_xx", f'envoy_response_code_class="2",{cluster}')] == 3
