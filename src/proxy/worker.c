@@ -186,6 +186,7 @@ static void *worker_main(void *arg)
     pt_loop_set_hook(w->loop, before_sleep, w);
     pt_loop_run(w->loop);
     pt_accesslog_flush(w);
+    pt_route_thread_fini();
     return NULL;
 }
 
