@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "observe/metrics.h"
+#include "proxy/hotrestart.h"
 #include "proxy/listen.h"
 #include "proxy/proxy.h"
 #include "route/route.h"
@@ -89,6 +90,32 @@ static void on_drain_tick(struct pt_timer *t)
     pt_timer_arm(ctl.loop, &ctl.drain_timer, 50);
 }
 
+/* Stops accepting and lets requests in flight finish (bounded by AMBASSADOR_DRAIN_TIME), then
+ * stops. The listening sockets are closed, unless a hot restart handed them to a successor. */
+static void start_drain(bool close_listeners)
+{
+    const char *dt = getenv("AMBASSADOR_DRAIN_TIME");
+    long secs = dt ? strtol(dt, NULL, 10) : 600;
+
+    if (ctl.draining)
+        return;
+    if (secs < 0)
+        secs = 0;
+    pt_info("draining: requests in flight have up to %ld s", secs);
+    ctl.draining = true;
+    ctl.drain_deadline = pt_now_ms() + (uint64_t)secs * 1000;
+    pt_workers_drain();
+    if (close_listeners)
+        pt_listen_shutdown_all();
+    ctl.drain_timer.cb = on_drain_tick;
+    pt_timer_arm(ctl.loop, &ctl.drain_timer, 10);
+}
+
+static void on_handover(void)
+{
+    start_drain(false);
+}
+
 static void on_signal(struct pt_io *io, uint32_t events)
 {
     struct signalfd_siginfo si;
@@ -104,17 +131,8 @@ static void on_signal(struct pt_io *io, uint32_t events)
             pt_loop_stop(ctl.loop);
             return;
         }
-        const char *dt = getenv("AMBASSADOR_DRAIN_TIME");
-        long secs = dt ? strtol(dt, NULL, 10) : 600;
-        if (secs < 0)
-            secs = 0;
-        pt_info("%s: draining (up to %ld s)", strsignal((int)si.ssi_signo), secs);
-        ctl.draining = true;
-        ctl.drain_deadline = pt_now_ms() + (uint64_t)secs * 1000;
-        pt_workers_drain();
-        pt_listen_shutdown_all();
-        ctl.drain_timer.cb = on_drain_tick;
-        pt_timer_arm(ctl.loop, &ctl.drain_timer, 10);
+        pt_info("%s: draining", strsignal((int)si.ssi_signo));
+        start_drain(true);
     }
 }
 
@@ -173,10 +191,10 @@ static int cmd_run(struct run_opts *o)
     }
     pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
             o->config_dir);
-    if (getenv("AMBASSADOR_ENVOY_BASE_ID"))
-        pt_debug("AMBASSADOR_ENVOY_BASE_ID=%s accepted (hot restart is not in this build)",
-                 getenv("AMBASSADOR_ENVOY_BASE_ID"));
+    if (pt_hotrestart_start(ctl.loop, getenv("AMBASSADOR_ENVOY_BASE_ID"), on_handover) != 0)
+        pt_warn("hot restart unavailable for this base id");
     pt_reload_now();
+    pt_hotrestart_ready();
     pt_loop_run(ctl.loop);
     pt_workers_stop();
     pt_info("stopped");

@@ -4,6 +4,7 @@
 #ifndef PT_PROXY_LISTEN_H
 #define PT_PROXY_LISTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct pt_listen_sock {
@@ -20,6 +21,19 @@ struct pt_listen_sock *pt_listen_sock_get(int port, int nworkers, char *err, siz
 
 /* pt_listen_sock_release: drops a reference; the last one closes the sockets. Any thread. */
 void pt_listen_sock_release(struct pt_listen_sock *ls);
+
+#define PT_LISTEN_INHERIT_MAX 250 /* sockets handed over at a hot restart (SCM_MAX_FD is 253) */
+
+/* pt_listen_inherit: a listening socket for <port> handed over by the process this one
+ * replaces; pt_listen_sock_get uses it before creating new ones. */
+void pt_listen_inherit(int port, int fd);
+
+/* pt_listen_inherit_done: closes inherited sockets no Listener took (after the first compile). */
+void pt_listen_inherit_done(void);
+
+/* pt_listen_export: every listening socket (<ports>[i], <fds>[i]), at most <max>, to hand over
+ * to a successor. Returns the count. */
+size_t pt_listen_export(int *ports, int *fds, size_t max);
 
 /* pt_listen_shutdown_all: stops every listening socket from taking connections (draining);
  * connections the kernel queued but nobody accepted are reset rather than left hanging. */

@@ -68,34 +68,39 @@ static void on_accept(struct pt_io *io, uint32_t events)
     }
 }
 
-/* Registers this worker's sockets of <s>'s listeners and drops those <s> no longer has. */
+/* Registers this worker's sockets of <s>'s listeners and drops those <s> no longer has. A
+ * listener has one socket per worker, or more when inherited from a hot-restarted process with
+ * more workers: worker w then takes sockets w, w + nworkers, ... */
 static void sync_listeners(struct pt_worker *w, struct pt_snapshot *s)
 {
     struct listen_io *old = (struct listen_io *)w->listen_ios, *neu;
-    uint32_t nold = w->nlisten, n = 0;
+    uint32_t nold = w->nlisten, n = 0, cap = 1;
+    int nw = nworkers > 0 ? nworkers : 1;
 
-    neu = calloc(s && !w->draining ? s->nlisteners + 1 : 1, sizeof(*neu));
+    for (uint32_t i = 0; s && !w->draining && i < s->nlisteners; i++)
+        if (s->listeners[i].sock != NULL)
+            cap += (uint32_t)(s->listeners[i].sock->nfds / nw + 1);
+    neu = calloc(cap, sizeof(*neu));
     if (neu == NULL) {
         pt_error("worker %d: out of memory adopting listeners", w->id);
         return;
     }
     for (uint32_t i = 0; s && !w->draining && i < s->nlisteners; i++) {
         struct pt_listen_sock *ls = s->listeners[i].sock;
-        bool found = false;
-        if (ls == NULL || w->id >= ls->nfds)
-            continue;
-        for (uint32_t j = 0; j < nold; j++) {
-            if (old[j].ls == ls && old[j].io.fd >= 0) {
-                neu[n++] = old[j];
-                old[j].io.fd = -1; /* kept */
-                found = true;
-                break;
+        for (int k = w->id; ls != NULL && k < ls->nfds; k += nw) {
+            bool found = false;
+            for (uint32_t j = 0; j < nold && !found; j++) {
+                if (old[j].ls == ls && old[j].io.fd == ls->fds[k]) {
+                    neu[n++] = old[j];
+                    old[j].io.fd = -1; /* kept */
+                    found = true;
+                }
             }
-        }
-        if (!found) {
-            neu[n] = (struct listen_io){ .io = { .fd = ls->fds[w->id], .cb = on_accept }, .w = w, .ls = ls };
-            if (pt_loop_add(w->loop, &neu[n].io, EPOLLIN) == 0)
-                n++;
+            if (!found) {
+                neu[n] = (struct listen_io){ .io = { .fd = ls->fds[k], .cb = on_accept }, .w = w, .ls = ls };
+                if (pt_loop_add(w->loop, &neu[n].io, EPOLLIN) == 0)
+                    n++;
+            }
         }
     }
     for (uint32_t j = 0; j < nold; j++)
