@@ -714,13 +714,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static bool under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-
-    return p != NULL && strstr(p, "vgpreload") != NULL;
-}
-
 /* many_yaml: <n> Mappings /svc-<i>/ -> service svc-<i % nsvc>, with a Service and Endpoints per
  * service when <objects>, and <nhosts> Hosts h<k>.example.com. */
 static char *many_yaml(int n, int nsvc, bool objects, int nhosts)
