@@ -14,6 +14,7 @@
 #include "proxy/proxy.h"
 #include "route/route.h"
 #include "sources/dirwatch.h"
+#include "sources/kubernetes.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
@@ -39,7 +40,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --config DIR          read every *.yaml/*.yml under DIR and watch it for changes\n"
-    "  --kubernetes          read resources from the Kubernetes API (not in this build yet)\n"
+    "  --kubernetes          read resources from the Kubernetes API (list + watch; in a pod, or\n"
+    "                        KUBECONFIG / ~/.kube/config)\n"
     "  --admin-port N        admin server port (default 8877)\n"
     "  --workers N           worker threads (default: one per CPU)\n"
     "  --log-level LEVEL     debug, info, warn or error (default info)\n"
@@ -141,15 +143,11 @@ static int cmd_run(struct run_opts *o)
     static struct pt_config_env env;
     sigset_t set;
 
-    if (o->kubernetes) {
-        fprintf(stderr, "portico: --kubernetes is not supported by this build yet; use --config DIR\n");
+    if (o->kubernetes == (o->config_dir != NULL)) {
+        fprintf(stderr, "portico: run needs --config DIR or --kubernetes (one of them)\n%s", usage);
         return 2;
     }
-    if (o->config_dir == NULL) {
-        fprintf(stderr, "portico: run needs --config DIR\n%s", usage);
-        return 2;
-    }
-    if (access(o->config_dir, R_OK) != 0) {
+    if (!o->kubernetes && access(o->config_dir, R_OK) != 0) {
         fprintf(stderr, "portico: cannot read configuration directory %s: %s\n", o->config_dir, strerror(errno));
         return 2;
     }
@@ -182,7 +180,13 @@ static int cmd_run(struct run_opts *o)
     else
         pt_dns_set_idle_timeout(366 * 86400); /* names in the live config are only looked up at
                                                 * compile time; keep refreshing them on TTL */
-    if (pt_dirwatch_start(ctl.loop, o->config_dir, 20, pt_reload_request, NULL) != 0)
+    if (o->kubernetes) {
+        char err[512];
+        if (pt_kubernetes_start(ctl.loop, &env, err, sizeof(err)) != 0) {
+            pt_error("--kubernetes: %s", err);
+            return 2;
+        }
+    } else if (pt_dirwatch_start(ctl.loop, o->config_dir, 20, pt_reload_request, NULL) != 0)
         pt_warn("cannot watch %s: changes apply on SIGHUP only", o->config_dir);
     {
         const char *istio = getenv("AMBASSADOR_ISTIO_SECRET_DIR");
@@ -190,12 +194,13 @@ static int cmd_run(struct run_opts *o)
             pt_warn("cannot watch AMBASSADOR_ISTIO_SECRET_DIR %s: the istio-certs Secret will be missing", istio);
     }
     pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
-            o->config_dir);
+            o->kubernetes ? "from the Kubernetes API" : o->config_dir);
     if (pt_hotrestart_start(ctl.loop, getenv("AMBASSADOR_ENVOY_BASE_ID"), on_handover) != 0)
         pt_warn("hot restart unavailable for this base id");
-    pt_reload_now();
+    pt_reload_now(); /* Kubernetes: nothing until every kind is listed */
     pt_hotrestart_ready();
     pt_loop_run(ctl.loop);
+    pt_kubernetes_stop();
     pt_workers_stop();
     pt_info("stopped");
     return 0;
@@ -270,7 +275,7 @@ int main(int argc, char **argv)
             pt_proxy_limits.max_connections = (uint32_t)v;
             break;
         case 'h': fputs(usage, stdout); return 0;
-        case 'v': printf("portico %s (features: http/1.1 tls istio zipkin)\n", PT_VERSION); return 0;
+        case 'v': printf("portico %s (features: http/1.1 tls istio zipkin kubernetes)\n", PT_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -289,7 +294,7 @@ int main(int argc, char **argv)
         return pt_config_check(dir, stdout);
     }
     if (strcmp(cmd, "version") == 0) {
-        printf("portico %s (features: http/1.1 tls istio zipkin)\n", PT_VERSION);
+        printf("portico %s (features: http/1.1 tls istio zipkin kubernetes)\n", PT_VERSION);
         return 0;
     }
     fprintf(stderr, "portico: unknown command '%s'\n%s", cmd, usage);

@@ -10,6 +10,7 @@
 #include "core/loop.h"
 #include "http/h1.h"
 #include "observe/metrics.h"
+#include "sources/kubernetes.h"
 #include "tls/tls.h"
 
 #include <jansson.h>
@@ -88,6 +89,9 @@ static char *diag_document(const struct pt_snapshot *s)
     if (root == NULL)
         root = json_pack("{s:[],s:[],s:[]}", "resources", "errors", "notices");
     json_object_set_new(root, "ready", json_boolean(s != NULL));
+    if (pt_kubernetes_state() != NULL)
+        json_object_set_new(root, "kubernetes", json_pack("{s:s,s:s}", "state", pt_kubernetes_state(),
+                                                          "last_error", pt_kubernetes_last_error()));
     if (dir != NULL && dir[0] != '\0') {
         struct pt_istio_pair p = { 0 };
         bool have = pt_istio_certs_get(&p);

@@ -3,7 +3,8 @@
  * file would silently drop its routes; invalid resources (or documents) in files that parse are
  * rejected alone
  * and everything valid applies. The log line "snapshot N compiled in X ms" is read by bench/.
- * Control thread only (main.c, sources/dirwatch.c, cluster/dns.c call it). */
+ * The resources come from the directory, or from the source set with pt_reload_set_source
+ * (sources/kubernetes.c). Control thread only (main.c, sources/, cluster/dns.c call it). */
 #include "config/reload.h"
 #include "config/compile.h"
 #include "config/load.h"
@@ -21,6 +22,9 @@
 static struct {
     struct pt_loop *loop;
     const char *dir;
+    pt_reload_source_cb source; /* NULL: the directory */
+    const char *source_name;
+    void *source_arg;
     const struct pt_config_env *env;
     int nworkers;
     struct pt_timer timer;
@@ -39,6 +43,13 @@ void pt_reload_init(struct pt_loop *loop, const char *dir, const struct pt_confi
     rl.env = env;
     rl.nworkers = nworkers;
     rl.timer.cb = on_timer;
+}
+
+void pt_reload_set_source(pt_reload_source_cb fn, const char *name, void *arg)
+{
+    rl.source = fn;
+    rl.source_name = name;
+    rl.source_arg = arg;
 }
 
 void pt_reload_request(void *unused)
@@ -84,13 +95,15 @@ static time_t earliest_expiry(const struct pt_snapshot *s)
 bool pt_reload_now(void)
 {
     uint64_t t0 = pt_now_ms();
-    struct pt_resources *r = pt_config_load_dir(rl.dir, rl.env);
+    struct pt_resources *r = rl.source ? rl.source(rl.env, rl.source_arg) : pt_config_load_dir(rl.dir, rl.env);
     struct pt_snapshot *s;
 
     pt_timer_cancel(&rl.timer);
+    if (r == NULL) /* the source has nothing yet (Kubernetes before its first LIST) */
+        return false;
     if (has_file_errors(&r->diag) && pt_snapshot_current() != NULL) {
         log_diag(&r->diag);
-        pt_error("configuration in %s has errors: keeping snapshot %lu", rl.dir,
+        pt_error("configuration in %s has errors: keeping snapshot %lu", rl.source ? rl.source_name : rl.dir,
                  (unsigned long)rl.stats.generation);
         rl.stats.failed++;
         pt_resources_free(r);
