@@ -114,6 +114,44 @@ def test_large_bodies_through_tls_on_both_sides(processes, tmp_path, upstream):
     assert headers["content-length"] == "3000000"
 
 
+SERVICE_TWO_PORTS = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: multi, namespace: default}}
+spec:
+  ports:
+    - {{name: http, port: 80, targetPort: {port}}}
+    - {{name: admin, port: 9090, targetPort: 9090}}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: multi, namespace: default}}
+subsets:
+  - addresses: [{{ip: 127.0.0.1}}]
+    ports:
+      - {{name: http, port: {port}}}
+      - {{name: admin, port: 9090}}
+"""
+
+
+def test_tls_without_a_port_to_a_service_with_several_ports(processes, tmp_path, upstream):
+    """Emissary's default port with TLS is 443, and "connections to your upstream will hang"
+    when the Service has none. Portico: an immediate 503 and a notice saying why; naming the
+    port works."""
+    edge = edge_with(processes, tmp_path, SERVICE_TWO_PORTS.format(port=upstream.port),
+                     mapping_yaml("noport", "multi", prefix="/noport/", tls="true"),
+                     mapping_yaml("port80", "multi:80", prefix="/port80/", tls="true"))
+    t = time.monotonic()
+    r = edge.get("/noport/")
+    assert (r.status_code, r.text) == (503, "no healthy upstream")
+    assert time.monotonic() - t < 1
+    notices = edge.diag()["notices"]
+    assert any(n["object"] == "Mapping/default/noport" and "has no port 443" in n["message"]
+               for n in notices), notices
+    assert edge.get("/port80/").status_code == 200
+
+
 # ---- upstream verification ----------------------------------------------------------------
 
 def test_ca_secret_of_another_ca_gives_503_certificate_verify_failed(processes, tmp_path,
@@ -287,7 +325,9 @@ def test_missing_client_certificate_for_an_mtls_upstream_is_503(processes, tmp_p
                      mapping_yaml("q", f"127.0.0.1:{up.port}", tls="no-cert"))
     r = edge.get()
     assert r.status_code == 503, r.text
-    assert r.text.startswith(RESET_PREFIX), r.text
+    # TLS 1.3: the upstream refuses the (missing) certificate after Portico's side of the
+    # handshake is done, so the request meets a closed connection.
+    assert r.text == RESET_PREFIX + "connection termination"
     assert up.entries() == []
 
 
@@ -470,16 +510,24 @@ def test_istio_certs_secret_lives_in_the_ambassador_namespace(processes, tmp_pat
     assert {int(e["serial"], 16) for e in up.wait_requests(2)} == {wl.serial}
 
 
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory):
+    """Two Istio meshes (RSA roots, as istiod makes them) and Portico's workload in the first."""
+    d = tmp_path_factory.mktemp("meshes")
+    mesh, other = make_mesh(d / "mesh"), make_mesh(d / "other-mesh")
+    return mesh, other, issue_workload(mesh, "default", "portico")
+
+
 @pytest.mark.parametrize("same_mesh", [True, False], ids=["mesh-root", "foreign-mesh"])
-def test_verifying_the_sidecar_against_the_mesh_root(processes, tmp_path, quote_backend,
+def test_verifying_the_sidecar_against_the_mesh_root(processes, tmp_path, quote_backend, meshes,
                                                      same_mesh):
     """Beyond Emissary (which verifies nothing with istio-certs): `ca_secret: istio-certs` uses
     root-cert.pem (the Secret's ca.crt) to verify the sidecar's certificate chain."""
-    mesh = make_mesh(tmp_path / "mesh")
-    sidecar_mesh = mesh if same_mesh else make_mesh(tmp_path / "other-mesh")
-    sidecar = start_sidecar(processes, tmp_path / "sidecar", quote_backend.port, sidecar_mesh)
+    mesh, other, portico_wl = meshes
+    sidecar = start_sidecar(processes, tmp_path / "sidecar", quote_backend.port,
+                            mesh if same_mesh else other)
     istio_dir = tmp_path / "istio-certs"
-    write_workload(istio_dir, issue_workload(mesh, "default", "portico"))
+    write_workload(istio_dir, portico_wl)
     edge = edge_with(processes, tmp_path,
                      tlscontext_yaml("istio-upstream", secret="istio-certs",
                                      alpn_protocols="istio", ca_secret="istio-certs"),
