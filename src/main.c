@@ -195,7 +195,10 @@ static int cmd_run(struct run_opts *o)
     }
     pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
             o->kubernetes ? "from the Kubernetes API" : o->config_dir);
-    if (pt_hotrestart_start(ctl.loop, getenv("AMBASSADOR_ENVOY_BASE_ID"), on_handover) != 0)
+    /* Hot restart only between processes that name their base id: two porticos started
+     * without one (tests, side-by-side instances) must never take each other over. */
+    if (getenv("AMBASSADOR_ENVOY_BASE_ID") != NULL &&
+        pt_hotrestart_start(ctl.loop, getenv("AMBASSADOR_ENVOY_BASE_ID"), on_handover) != 0)
         pt_warn("hot restart unavailable for this base id");
     pt_reload_now(); /* Kubernetes: nothing until every kind is listed */
     pt_hotrestart_ready();

@@ -267,6 +267,14 @@ void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct p
         }
         if (n == 0)
             n = pt_dns_lookup(ref->host, addrs, 16);
+        /* IPv4 only when the name has IPv4 addresses, as Emissary (dns_lookup_family V4_ONLY
+         * unless enable_ipv6): "localhost" must not alternate between 127.0.0.1 and ::1. */
+        int n4 = 0;
+        for (int i = 0; i < n; i++)
+            if (addrs[i].addr.ss_family == AF_INET)
+                addrs[n4++] = addrs[i];
+        if (n4 > 0)
+            n = n4;
         for (int i = 0; i < n; i++)
             add_endpoint(cl, &addrs[i].addr, addrs[i].len, cl->port);
     }

@@ -645,7 +645,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     }
     compile_listeners(&c, vhosts, hres, nvh);
     compile_tracing(&c);
-    if (r->nlisteners == 0)
+    if (r->nlisteners == 0 && nworkers > 0) /* `portico check` of Mappings alone is fine */
         pt_diag_add(diag, PT_DIAG_NOTICE, NULL, NULL, "no Listener is configured: nothing is served");
     for (size_t i = 0; i < r->nmodules; i++) {
         const struct pt_module_res *m = &r->modules[i];

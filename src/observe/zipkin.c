@@ -247,27 +247,13 @@ static void tags_hcm(struct tags *t, const struct pt_trace_record *rec)
     tags_common(t, rec, rec->status);
 }
 
-/* host_of: the IP of "ip:port" or "[ip6]:port". */
-static struct pt_str host_of(struct pt_str a)
-{
-    size_t i = a.len;
-
-    if (a.len > 0 && a.ptr[0] == '[') {
-        const char *e = memchr(a.ptr, ']', a.len);
-        return e ? pt_str_make(a.ptr + 1, (size_t)(e - a.ptr) - 1) : a;
-    }
-    while (i > 0 && a.ptr[i - 1] != ':')
-        i--;
-    return i > 0 ? pt_str_make(a.ptr, i - 1) : a;
-}
-
 /* tags_router: Envoy's finalizeUpstreamSpan tags. */
 static void tags_router(struct tags *t, const struct pt_trace_record *rec)
 {
     tag(t, S("http.protocol"), F(UP_PROTOCOL));
     if (F(UP_ADDRESS).len > 0) {
         tag(t, S("upstream_address"), F(UP_ADDRESS));
-        tag(t, S("peer.address"), host_of(F(UP_ADDRESS)));
+        tag(t, S("peer.address"), F(UP_ADDRESS)); /* with the port, as Envoy's upstream span */
     }
     tags_common(t, rec, rec->upstream_status);
 }

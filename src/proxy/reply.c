@@ -128,7 +128,11 @@ void pt_reply_redirect_https(struct pt_downstream *ds)
 {
     char loc[8192];
     struct pt_str host = ds->req.authority.len ? ds->req.authority : ds->req.host;
-    int n = snprintf(loc, sizeof(loc), "location: https://%.*s%.*s\r\n", (int)host.len, host.ptr,
+    int n;
+    /* The cleartext port means nothing on https (Envoy strips it too). */
+    if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
+        host.len -= 3;
+    n = snprintf(loc, sizeof(loc), "location: https://%.*s%.*s\r\n", (int)host.len, host.ptr,
                      (int)ds->req.target.len, ds->req.target.ptr);
     if (n < 0 || n >= (int)sizeof(loc)) {
         pt_reply_bad_request(ds);

@@ -493,6 +493,11 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
             pt_gauge_inc(&hs->downstream_rq_active); /* until pt_ds_request_end */
         }
     }
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    }
     r = pt_h1_parse_request(pt_buf_data(&ds->in), head_len, req, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
     if (r <= 0) {
         pt_reply_bad_request(ds);
@@ -500,11 +505,6 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     }
     /* The head's slices stay valid: the buffer is not compacted while this request runs. */
     pt_buf_consume(&ds->in, (uint32_t)head_len);
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    }
     ds->snap = w->snap;
     ds->snap->wref[w->id].inflight++;
     w->inflight++;
@@ -531,8 +531,14 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
                                     .authority = req->authority.len ? req->authority : req->host,
                                     .path = req->target,
                                     .scheme = (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http") };
-        if (pt_trace_start(w->trace, ds->snap->tracing, &th, &ds->trace))
+        if (pt_trace_start(w->trace, ds->snap->tracing, &th, &ds->trace)) {
             ds->trace_cfg = ds->snap->tracing;
+            if (rid != NULL) { /* Envoy packs the trace reason into the request id it makes */
+                request_id[14] = pt_trace_reason_char(&ds->trace);
+                if (ds->lf_rid.len == 36)
+                    ds->log[ds->lf_rid.off + 14] = request_id[14];
+            }
+        }
     }
     if (ds->listener == NULL) { /* the listener went away with a reload */
         ds->flags |= PT_DSF_CLOSE_AFTER;
@@ -557,6 +563,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     }
     if (request_is_secure(ds, ds->listener)) {
         ds->flags |= PT_DSF_SECURE;
+    } else if (req->path.len >= 28 && memcmp(req->path.ptr, "/.well-known/acme-challenge/", 28) == 0) {
+        /* ACME HTTP-01 challenges are always routed in cleartext, as Emissary does */
     } else if (vh->insecure_action == PT_INSECURE_REDIRECT) {
         pt_reply_redirect_https(ds);
         return;

@@ -118,16 +118,11 @@ def test_metrics_pass_promtool(processes, tmp_path, quote_backend):
 
 # ---- SIGTERM ----
 
-STOP_BUG = ("BUG: a worker only sees the stop flag when its loop wakes for another reason: "
-            "pt_loop_run_once() runs the hook (which sets loop->stop) and then still sleeps in "
-            "epoll_wait() until its next timer, forever (-1) when no timer is armed; main waits in "
-            "pthread_join, so the exit takes ~1.7 s (1 idle worker) or never happens (>1 worker)")
-
 
 @pytest.mark.parametrize("workers,requests", [
     pytest.param(1, 1, id="1worker-used"),
-    pytest.param(1, 0, id="1worker-unused", marks=pytest.mark.xfail(strict=True, reason=STOP_BUG)),
-    pytest.param(2, 0, id="2workers-unused", marks=pytest.mark.xfail(strict=True, reason=STOP_BUG)),
+    pytest.param(1, 0, id="1worker-unused"),
+    pytest.param(2, 0, id="2workers-unused"),
 ])
 def test_sigterm_idle_exits_zero_within_a_second(processes, tmp_path, quote_backend, workers,
                                                  requests):
@@ -184,7 +179,6 @@ def test_sigterm_drains_in_flight_request_one_worker(processes, tmp_path):
     assert px.proc.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason=STOP_BUG)
 def test_sigterm_drains_in_flight_request_four_workers(processes, tmp_path):
     # Only two connections reach the listener (the readiness probe and the slow request), so
     # with four workers at least two never had a connection: the hang is deterministic.
@@ -195,8 +189,6 @@ def test_sigterm_drains_in_flight_request_four_workers(processes, tmp_path):
     assert px.proc.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason=STOP_BUG + "; after 'second signal: exiting now' the "
-                   "process still lives ~1.2 s")
 def test_second_sigterm_exits_at_once(processes, tmp_path):
     backend = start_quote(processes, name="slow")
     px = px_with_backend(processes, tmp_path, backend, workers=1,
@@ -222,7 +214,7 @@ def _quiet_get(port, path):
 
 def test_sigint_behaves_like_sigterm(processes, tmp_path, quote_backend):
     px = px_with_backend(processes, tmp_path, quote_backend, workers=1).start()
-    assert px.get("/backend/").status == 200  # (an unused worker hits STOP_BUG)
+    assert px.get("/backend/").status == 200
     time.sleep(0.1)
     px.signal(signal.SIGINT)
     dt = wait_exit(px, 3)

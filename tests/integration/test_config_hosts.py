@@ -79,8 +79,6 @@ def test_per_host_actions(processes, tmp_path, quote_backend):
     assert px.status("/backend/", host="three.example.com") == 404
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: /.well-known/acme-challenge/ is redirected (301) by a "
-                   "Redirect Host; Emissary always forces Route for it (emissary.md §3 Host)")
 def test_acme_challenge_is_always_routed(processes, tmp_path, quote_backend):
     acme = mapping("acme", "/.well-known/acme-challenge/", f"127.0.0.1:{quote_backend.port}")
     px = configure(processes, tmp_path, quote_backend,
@@ -101,10 +99,6 @@ def test_xfp_https_is_secure_with_l7depth(processes, tmp_path, quote_backend):
     assert px.status("/backend/", host="foo.example.com") == 301
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with l7Depth 0 a client-supplied X-Forwarded-Proto: https "
-                   "is trusted by the secure/insecure decision, so the Redirect Host routes (200) "
-                   "instead of redirecting (301), although the upstream is (correctly) sent XFP: http; "
-                   "Envoy overwrites XFP before routing when xff_num_trusted_hops is 0")
 def test_xfp_from_untrusted_client_is_not_believed(processes, tmp_path, quote_backend):
     # l7Depth 0 (default): Envoy overwrites an incoming X-Forwarded-Proto (emissary.md §3
     # Listener), so a client cannot skip the HTTPS redirect by sending XFP: https.

@@ -396,10 +396,6 @@ def test_round_robin_on_one_keepalive_connection(processes, tmp_path):
     assert c["one"] == c["two"] == 10, names
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `localhost` resolves to both 127.0.0.1 and ::1 "
-                   "(src/cluster/dns.c answer_static, whatever /etc/hosts says) and requests are "
-                   "round-robined over both, so a backend bound to 127.0.0.1 gets 503 UF for every "
-                   "other request; Emissary resolves IPv4 only by default (Module enable_ipv6: false)")
 def test_service_localhost_port_via_dns(processes, tmp_path, ab):
     a, _ = ab
     px = started(processes, tmp_path, mapping("m", "/l/", f"localhost:{a.port}"))
@@ -446,9 +442,6 @@ def test_host_exact_and_host_regex(processes, tmp_path, ab):
     assert who(px, "/h/", host="other.example.com") == 404
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: no path normalisation (Emissary always sets HCM "
-                   "normalize_path: true): /need-normalization/../backend/x is 404 and "
-                   "/backend/a/../b reaches the backend as /a/../b, so a prefix can be escaped")
 def test_path_is_normalised_before_matching(processes, tmp_path, ab):
     # t_mappingtests_plain.SimpleMapping routes need-normalization/../<name>/
     a, _ = ab

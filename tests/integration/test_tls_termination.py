@@ -319,9 +319,6 @@ def test_default_alpn_selects_http11(processes, tmp_path, quote_backend, certs):
     assert is_quote(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: TLSContext alpn_protocols 'h2,http/1.1' makes Portico select ALPN h2 although it speaks "
-    "only HTTP/1.1: `curl --http2` gets its HTTP/2 preface answered with 400 DPE and a reset"))
 def test_alpn_h2_in_the_tlscontext_still_negotiates_http11(processes, tmp_path, quote_backend,
                                                            certs):
     """Portico speaks only HTTP/1.1: with alpn_protocols "h2,http/1.1" (Emissary's usual way to
@@ -413,10 +410,6 @@ def test_session_from_one_host_does_not_resume_on_another(processes, tmp_path, q
     assert other.subject_cn == "b.example"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Redirect keeps an explicit ':80' in the Location: `Host: a.example:80` gets "
-    "`https://a.example:80/backend/p` (https on port 80); Envoy's processRequestHost strips :80 "
-    "when redirecting http->https"))
 def test_redirect_drops_port_80_as_envoy_does(processes, tmp_path, quote_backend, certs):
     """Envoy's https_redirect removes an explicit ":80" from the Host when switching to https
     (RouteEntryImplBase::processRequestHost); another port is kept."""

@@ -578,7 +578,7 @@ static void test_dns_resolves_names(void **state)
 
     expect_dns(fx, "api.example.test:8080", "default", "10.9.0.1:8080");
     expect_dns(fx, "dnsq.other", "default", "10.7.7.7:80");
-    expect_dns(fx, "localhost:9000", "default", "127.0.0.1:9000,[::1]:9000");
+    expect_dns(fx, "localhost:9000", "default", "127.0.0.1:9000" /* IPv4 only when there is IPv4, as Emissary */);
     expect_dns(fx, "https://api.example.test", "default", "10.9.0.1:443");
 }
 
