@@ -15,14 +15,19 @@
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
+#include "observe/logformat.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct compile_ctx {
     const struct pt_resources *res;
@@ -606,6 +611,67 @@ static void compile_tracing(struct compile_ctx *c)
         reject(c, &t->meta, "%s", err);
 }
 
+/* The access-log format of the `ambassador` Module <m>: NULL for Emissary's default text line
+ * (its hand-written fast path), else a compiled program. A format that does not compile is
+ * reported on the Module and the default for the log type is used. */
+static struct pt_logfmt *compile_log_format(struct compile_ctx *c, const struct pt_module_res *m, bool json)
+{
+    struct pt_logfmt *f = NULL;
+    char err[256] = "", obj[512];
+
+    if (json && m->envoy_log_format != NULL)
+        reject(c, &m->meta, "envoy_log_format must be a mapping of JSON keys when envoy_log_type is "
+               "%s; Emissary's default JSON keys are used", m->envoy_log_type);
+    else if (!json && m->nenvoy_log_json_format > 0)
+        reject(c, &m->meta, "envoy_log_format is a mapping but envoy_log_type is text (set it to json); "
+               "the default format is used");
+    else if (json && m->nenvoy_log_json_format > 0)
+        f = pt_logfmt_compile_json(m->envoy_log_json_format, m->nenvoy_log_json_format, err, sizeof(err));
+    else if (!json && m->envoy_log_format != NULL && m->envoy_log_format[0] != '\0' &&
+             strcmp(m->envoy_log_format, PT_LOGFMT_EMISSARY_TEXT) != 0 &&
+             strcmp(m->envoy_log_format, PT_LOGFMT_EMISSARY_TEXT "\n") != 0)
+        f = pt_logfmt_compile_text(m->envoy_log_format, err, sizeof(err));
+    snprintf(obj, sizeof(obj), "%s/%s/%s", m->meta.kind, m->meta.namespace, m->meta.name);
+    if (f == NULL && err[0] != '\0')
+        reject(c, &m->meta, "envoy_log_format: %s; the default format is used", err);
+    else if (err[0] != '\0')
+        pt_diag_add(c->diag, PT_DIAG_NOTICE, &m->meta.origin, obj, "envoy_log_format: %s", err);
+    return f == NULL && json ? pt_logfmt_emissary_json() : f;
+}
+
+/* The `ambassador` Module's access-log settings into the snapshot: the format, and the file
+ * (opened for append here, so a reload reopens it; /dev/fd/1 or none is stdout). Validation
+ * alone (`portico check`, no workers) opens nothing. */
+static void compile_log(struct compile_ctx *c, const struct pt_module_res *m)
+{
+    struct pt_log_conf *lc = &c->snap->log;
+    const char *path = m->envoy_log_path;
+    bool json = m->envoy_log_type && strcmp(m->envoy_log_type, "text") != 0;
+
+    pt_logfmt_free(lc->fmt); /* a later `ambassador` Module wins */
+    free(lc->format);
+    free(lc->path);
+    if (lc->fd > 2)
+        close(lc->fd);
+    *lc = (struct pt_log_conf){ .json = json };
+    lc->format = m->envoy_log_format ? pt_xstrdup(m->envoy_log_format) : NULL;
+    lc->path = path ? pt_xstrdup(path) : NULL;
+    lc->fmt = compile_log_format(c, m, json);
+    if (path == NULL || path[0] == '\0' || strcmp(path, "/dev/fd/1") == 0 || strcmp(path, "/dev/stdout") == 0 ||
+        c->nworkers == 0)
+        return;
+    lc->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (lc->fd >= 0 && lc->fd <= 2) { /* 0 means stdout here: keep the file above stderr */
+        int fd = fcntl(lc->fd, F_DUPFD_CLOEXEC, 3);
+        close(lc->fd);
+        lc->fd = fd;
+    }
+    if (lc->fd < 0) {
+        reject(c, &m->meta, "envoy_log_path %s: %s; access logs go to stdout", path, strerror(errno));
+        lc->fd = 0;
+    }
+}
+
 static void free_ctx(void *value, void *arg)
 {
     SSL_CTX_free(value);
@@ -651,9 +717,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         const struct pt_module_res *m = &r->modules[i];
         if (strcmp(m->meta.name, "ambassador") != 0)
             continue;
-        s->log.json = m->envoy_log_type && strcmp(m->envoy_log_type, "text") != 0;
-        s->log.format = m->envoy_log_format ? pt_xstrdup(m->envoy_log_format) : NULL;
-        s->log.path = m->envoy_log_path ? pt_xstrdup(m->envoy_log_path) : NULL;
+        compile_log(&c, m);
     }
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;

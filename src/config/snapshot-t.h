@@ -91,11 +91,15 @@ struct pt_listener {
     struct pt_tls_sni_map *sni; /* Host contexts by name (owned) */
 };
 
+struct pt_logfmt;
+
 /* Access log settings (the `ambassador` Module). */
 struct pt_log_conf {
     bool json;
-    char *format;               /* NULL: Emissary's default text format */
+    char *format;               /* envoy_log_format as written; NULL: none or a mapping */
     char *path;                 /* NULL: stdout */
+    struct pt_logfmt *fmt;      /* compiled format (owned); NULL: Emissary's default text line */
+    int fd;                     /* envoy_log_path opened for append (owned, > 2); 0: stdout */
 };
 
 /* A worker's count of requests in flight on a snapshot; padded so workers never share a line. */

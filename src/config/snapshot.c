@@ -5,8 +5,10 @@
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
+#include "observe/logformat.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 static struct pt_snapshot *current; /* control thread only */
 
@@ -57,6 +59,9 @@ static void snapshot_free(struct pt_snapshot *s)
     free(s->actions);
     free(s->log.format);
     free(s->log.path);
+    pt_logfmt_free(s->log.fmt);
+    if (s->log.fd > 2)
+        close(s->log.fd);
     free(s->diag_json);
     free(s);
 }

@@ -115,6 +115,9 @@ struct pt_downstream {
     struct pt_upstream *up;
     struct pt_downstream *dead_next;
     char peer_ip[48];
+    uint16_t log_peer_port;         /* access log: the client's port, 0 until looked up */
+    char log_local_addr[56];        /* access log: "ip:port" it connected to, "" until looked up */
+    uint16_t log_len, log_mid;      /* access-log pieces kept from the head (zeroed at accept) */
     int port;                       /* the listener port it arrived on */
     uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
     uint64_t accepted_ms;
@@ -132,11 +135,14 @@ struct pt_downstream {
     int status, upstream_status;
     const char *flags_str;          /* Envoy response flags, "-" when none */
     uint32_t upstream_ms;           /* x-envoy-upstream-service-time */
-    uint16_t log_len, log_mid;      /* access-log pieces kept from the head */
+    uint16_t log_used;              /* end of everything kept in log[] */
+    uint8_t log_nhdr;               /* header slots kept for the snapshot's log format */
     struct pt_str_off {             /* where request fields sit in log[] (for tracing) */
         uint16_t off, len;
     } lf_method, lf_path, lf_ua, lf_rid, lf_auth;
-    char log[2304];
+    struct pt_str_off lf_xff, lf_tfr, lf_ctype; /* for custom log formats; len 0: unset */
+    struct pt_str_off lf_hdr[16];   /* the format's header slots (observe/logformat.h) */
+    char log[3072];
     const struct pt_trace_config *trace_cfg; /* set while a trace context is active */
     struct pt_trace_ctx trace;
 };

@@ -6,6 +6,7 @@
  * proxy/session.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
+#include "observe/logformat.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -105,11 +106,17 @@ void pt_reply_bad_request(struct pt_downstream *ds)
     ds->flags &= ~PT_DSF_REQ_DONE;
     if (ds->state == PT_DS_HEAD || ds->log_len == 0) {
         /* Nothing was parsed: log what can be said. */
+        struct timespec now;
         int n = snprintf(ds->log, sizeof(ds->log), "\"- - -\"");
+        clock_gettime(CLOCK_REALTIME_COARSE, &now);
+        ds->start_realtime_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
         ds->log_mid = (uint16_t)n;
         ds->log[n++] = '\0';
         n += snprintf(ds->log + n, sizeof(ds->log) - (size_t)n, "\"-\" \"-\" \"-\" \"-\"");
-        ds->log_len = (uint16_t)n;
+        ds->log_len = ds->log_used = (uint16_t)n;
+        ds->lf_method = ds->lf_path = ds->lf_ua = ds->lf_rid = ds->lf_auth = (struct pt_str_off){ 0 };
+        ds->lf_xff = ds->lf_tfr = ds->lf_ctype = (struct pt_str_off){ 0 };
+        ds->log_nhdr = 0;
     }
     if (ds->state == PT_DS_HEAD) { /* nothing of this request was parsed */
         struct timespec ts;
@@ -149,5 +156,7 @@ void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const
                      "upstream connect error or disconnect/reset before headers. reset reason: %s%s%s",
                      reason, tfr ? ", transport failure reason: " : "", tfr ? tfr : "");
     int status = strcmp(reason, "protocol error") == 0 ? 502 : 503;
+    if (tfr != NULL) /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
+        pt_accesslog_keep(ds, pt_str_c(tfr), &ds->lf_tfr);
     send_reply(ds, status, pt_str_make(body, (size_t)n), flags, NULL, 0);
 }

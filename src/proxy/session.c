@@ -10,6 +10,7 @@
 #include "http/h1.h"
 #include "route/route.h"
 #include "observe/trace.h"
+#include "observe/logformat.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -212,14 +213,14 @@ static char *log_field_at(char *p, char *end, struct pt_str v, struct pt_downstr
 }
 
 /* Keeps the request-side pieces of the access-log line: the line is finished after the
- * response, when the head's buffer may be gone. log = prefix '\0' suffix. No printf here:
- * this runs for every request. */
+ * response, when the head's buffer may be gone. log = prefix '\0' suffix, then what a custom
+ * format needs (observe/accesslog.c). No printf here: this runs for every request. */
 static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const char *request_id)
 {
     const struct pt_h1_request *req = &ds->req;
     struct pt_str rid = request_id ? pt_str_make(request_id, 36) : header_at(req, req->idx_x_request_id);
     struct pt_str auth = req->authority.len ? req->authority : req->host;
-    char *p = ds->log, *end = ds->log + sizeof(ds->log) - 1;
+    char *p = ds->log, *q, *end = ds->log + sizeof(ds->log) - 1;
     size_t mn = req->method.len > 32 ? 32 : req->method.len, pn = path.len > 1024 ? 1024 : path.len;
 
     *p++ = '"';
@@ -245,7 +246,9 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
             buf[xl++] = ',';
         }
         memcpy(buf + xl, ds->peer_ip, pl);
-        p = log_field(p, end, pt_str_make(buf, xl + pl));
+        q = log_field(p, end, pt_str_make(buf, xl + pl));
+        ds->lf_xff = (struct pt_str_off){ (uint16_t)(p + 1 - ds->log), (uint16_t)(q > p ? q - p - 2 : 0) };
+        p = q;
     }
     *p++ = ' ';
     p = log_field_at(p, end, header_at(req, req->idx_user_agent), ds, &ds->lf_ua);
@@ -253,7 +256,11 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
     p = log_field_at(p, end, rid, ds, &ds->lf_rid);
     *p++ = ' ';
     p = log_field_at(p, end, auth, ds, &ds->lf_auth);
-    ds->log_len = (uint16_t)(p - ds->log);
+    ds->log_len = ds->log_used = (uint16_t)(p - ds->log);
+    ds->lf_tfr.len = ds->lf_ctype.len = 0;
+    ds->log_nhdr = 0;
+    if (ds->snap->log.fmt != NULL && ds->snap->log.fmt->nheaders != 0)
+        pt_accesslog_capture(ds); /* the headers a custom format names */
 }
 
 /* Removes dot segments (RFC 3986 §5.2.4) from <path> into <out> (<cap> bytes), as Envoy's

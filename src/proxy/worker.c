@@ -161,6 +161,11 @@ static void adopt(struct pt_worker *w, struct pt_snapshot *s)
     free(w->rr);
     w->rr = rr;
     sync_listeners(w, s);
+    int log_fd = s->log.fd > 2 ? s->log.fd : STDOUT_FILENO; /* the snapshot owns its log file */
+    if (log_fd != w->log_fd) {
+        pt_accesslog_flush(w); /* lines so far go to the file they were meant for */
+        w->log_fd = log_fd;
+    }
     retire(w, w->snap);
     w->snap = s;
 }
