@@ -5,11 +5,21 @@ Subcommands:
   wrk LABEL URL --pids P [--backend-pid B]   run wrk pinned to the client CPU; record req/s,
                                              p50/p99, and the CPU the process trees of P (the
                                              proxy) and B (the backend) used per request
+  ab LABEL URL --pids P [--backend-pid B]    full TLS handshakes: `ab` without -k (one new
+                                             connection, one full handshake and one request per
+                                             request; ab never resumes a session); record
+                                             handshakes/s and the CPU of P per handshake
   strace LABEL URL --pids P                  count the syscalls of P during an `ab -k` run
+  haproxy-info SOCKET                        a few counters of HAProxy's `show info` as JSON
   wait-http URL [--timeout S] [--pid P]      wait until URL answers 200 (exit 1 if not,
                                              or as soon as P exits)
-  portico-config DIR --port N --backend-port N [--mappings N]
-                                             write a Portico config for the benchmark
+  portico-config DIR --port N --backend-port N [--mappings N] [--mode M] [--certs DIR]
+                 [--upstream-port N] [--collector-port N]
+                                             write a Portico config for the benchmark; M is
+                                             http (default), https (TLS termination with
+                                             DIR/server.crt), mtls (TLS with DIR/client.crt to
+                                             the upstream port) or tracing (Zipkin collector)
+  keepalive-check URL [--requests N]         N GETs on one keep-alive connection; all 200?
   note LABEL MESSAGE                         record why a target was skipped
   table                                      print the results table and the ratios
 
@@ -24,6 +34,8 @@ import json
 import os
 import re
 import signal
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -188,9 +200,14 @@ def wrk_once(url, seconds, connections, pids, backend_pids):
 def cmd_wrk(a):
     pids = [int(p) for p in a.pids.split(",")]
     bpids = [int(p) for p in a.backend_pid.split(",")] if a.backend_pid else []
+    cpids = [int(p) for p in a.collector_pid.split(",")] if a.collector_pid else []
     runs = []
     for i in range(a.runs):
+        if a.collector:
+            c0, ccpu0 = collector_stats(a.collector), tree_cpu_seconds(cpids)
         r = wrk_once(a.url, a.seconds, a.connections, pids, bpids)
+        if a.collector:
+            span_accounting(r, a.collector, c0, ccpu0, cpids, a.spans_per_req)
         runs.append(r)
         print(f"  {a.label:<14} run {i + 1}/{a.runs}: {r['rps']:>9.0f} req/s  "
               f"p50 {r.get('p50_us', 0):7.0f} us  p99 {r.get('p99_us', 0):7.0f} us  "
@@ -199,9 +216,16 @@ def cmd_wrk(a):
               + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else "")
               + (f"  socket errors {r['socket_errors']}" if r["socket_errors"] else ""),
               flush=True)
+        if a.collector:
+            print(f"  {a.label:<14} run {i + 1}/{a.runs}: collector got {r['spans_received']} of "
+                  f"{r['spans_expected']} spans ({r['spans_missing']} missing, "
+                  f"{r['spans_missing_pct']:.1f}%) in {r['span_posts']} POSTs "
+                  f"({r['spans_per_post']:.1f} spans/POST), collector CPU "
+                  f"{r['collector_cpu_us_per_req']:.2f} us/req", flush=True)
     keys = ["rps", "p50_us", "p99_us", "cpu_us_per_req", "cpu_util", "backend_cpu_us_per_req",
             "client_cpu_us_per_req", "client_side_util", "core_softirq_us_per_req",
-            "others_util"]
+            "others_util", "spans_expected", "spans_received", "spans_missing",
+            "spans_missing_pct", "span_posts", "spans_per_post", "collector_cpu_us_per_req"]
     result = {"label": a.label, "kind": "wrk", "runs": len(runs), "url": a.url,
               "connections": a.connections, "seconds": a.seconds,
               "requests": sum(r["requests"] for r in runs),
@@ -213,6 +237,140 @@ def cmd_wrk(a):
     if a.extra:
         result.update(json.loads(a.extra))
     append(result)
+    return 0
+
+
+# ---- the Zipkin collector (bench/zipkin-sink.c) ----
+
+def collector_stats(url):
+    """{"posts", "spans", "bytes", "bad", "conns"} from zipkin-sink's GET /stats."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def span_accounting(r, url, c0, ccpu0, cpids, spans_per_req, settle=7.0):
+    """Adds to wrk result <r> the spans the collector received for its requests. Portico sends
+    what is pending at least every 5 s, so this waits until every expected span has arrived or
+    for <settle> seconds. A few spans of the warm-up may land in the window, and requests still
+    in flight when wrk stops are traced but not counted by wrk: both are a few dozen spans."""
+    expected = r["requests"] * spans_per_req
+    deadline = time.monotonic() + settle
+    while True:
+        c1 = collector_stats(url)
+        if c1["spans"] - c0["spans"] >= expected or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    got = c1["spans"] - c0["spans"]
+    posts = c1["posts"] - c0["posts"]
+    r.update({
+        "spans_expected": expected,
+        "spans_received": got,
+        "spans_missing": max(0, expected - got),
+        "spans_missing_pct": 100.0 * max(0, expected - got) / expected if expected else 0.0,
+        "span_posts": posts,
+        "spans_per_post": got / posts if posts else 0.0,
+        "collector_bad": c1["bad"] - c0["bad"],
+        "collector_cpu_us_per_req": (tree_cpu_seconds(cpids) - ccpu0) * 1e6 / r["requests"]
+        if cpids else None,
+    })
+
+
+# ---- full TLS handshakes: ab without keep-alive ----
+
+def cmd_ab(a):
+    pids = [int(p) for p in a.pids.split(",")]
+    bpids = [int(p) for p in a.backend_pid.split(",")] if a.backend_pid else []
+    runs = []
+    for i in range(a.runs):
+        # -t bounds the run; the -n after it lifts ab's implied 50000-request cap.
+        cmd = ["taskset", "-c", CLIENT_CPU, "ab", "-f", "TLS1.3", "-l", "-q", "-r",
+               "-c", str(a.concurrency), "-t", str(a.seconds), "-n", "100000000", a.url]
+        before_children = os.times()
+        stat0 = cpu_lines()
+        cpu0 = tree_cpu_seconds(pids)
+        bcpu0 = tree_cpu_seconds(bpids) if bpids else 0.0
+        t0 = time.monotonic()
+        rc, out = run(cmd, timeout=a.seconds + 30)
+        wall = time.monotonic() - t0
+        cpu1 = tree_cpu_seconds(pids)
+        bcpu1 = tree_cpu_seconds(bpids) if bpids else 0.0
+        stat1 = cpu_lines()
+        after_children = os.times()
+        m = re.search(r"Complete requests:\s+(\d+)", out)
+        done = int(m.group(1)) if m else 0
+        if rc != 0 or done == 0:
+            raise RuntimeError(f"ab failed ({rc}):\n{out}")
+        secs = float(re.search(r"Time taken for tests:\s+([\d.]+)", out).group(1))
+        failed = re.search(r"Failed requests:\s+(\d+)", out)
+        non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+        proto = re.search(r"SSL/TLS Protocol:\s+(\S+)", out)
+        client_cpu = ((after_children.children_user + after_children.children_system) -
+                      (before_children.children_user + before_children.children_system))
+        r = {"requests": done, "rps": done / secs,
+             "failed": int(failed.group(1)) if failed else 0,
+             "non2xx": int(non2xx.group(1)) if non2xx else 0,
+             "tls": proto.group(1) if proto else None,
+             "cpu_us_per_req": (cpu1 - cpu0) * 1e6 / done,
+             "cpu_util": (cpu1 - cpu0) / wall,
+             "backend_cpu_us_per_req": (bcpu1 - bcpu0) * 1e6 / done if bpids else None,
+             "client_cpu_us_per_req": client_cpu * 1e6 / done,
+             "client_side_util": (client_cpu + bcpu1 - bcpu0) / wall}
+        core = f"cpu{PROXY_CPU}"
+        if core in stat0:
+            soft = (stat1[core][6] + stat1[core][5] - stat0[core][6] - stat0[core][5]) / CLK_TCK
+            r["core_softirq_us_per_req"] = soft * 1e6 / done
+        irq_all = sum(stat1["cpu"][i] - stat0["cpu"][i] for i in (5, 6)) / CLK_TCK
+        busy_all = (busy_ticks(stat1["cpu"]) - busy_ticks(stat0["cpu"])) / CLK_TCK
+        ours = (cpu1 - cpu0) + (bcpu1 - bcpu0) + client_cpu + irq_all
+        r["others_util"] = max(0.0, busy_all - ours) / wall
+        runs.append(r)
+        print(f"  {a.label:<14} run {i + 1}/{a.runs}: {r['rps']:>9.0f} handshakes/s  "
+              f"cpu {r['cpu_us_per_req']:7.1f} us/handshake ({r['cpu_util'] * 100:3.0f}% of a core)"
+              f"  client {r['client_cpu_us_per_req']:6.1f} us  ({r['client_side_util'] * 100:3.0f}%"
+              f" of CPU {CLIENT_CPU} with the backend)  others {r['others_util'] * 100:3.0f}%"
+              f"  {r['tls']}"
+              + (f"  failed {r['failed']}" if r["failed"] else "")
+              + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""), flush=True)
+    keys = ["rps", "cpu_us_per_req", "cpu_util", "backend_cpu_us_per_req",
+            "client_cpu_us_per_req", "client_side_util", "core_softirq_us_per_req",
+            "others_util"]
+    result = {"label": a.label, "kind": "ab", "runs": len(runs), "url": a.url,
+              "concurrency": a.concurrency, "seconds": a.seconds,
+              "requests": sum(r["requests"] for r in runs),
+              "failed": sum(r["failed"] for r in runs),
+              "non2xx": sum(r["non2xx"] for r in runs), "tls": runs[-1]["tls"]}
+    for k in keys:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        result[k] = statistics.median(vals) if vals else None
+    if a.extra:
+        result.update(json.loads(a.extra))
+    append(result)
+    return 0
+
+
+def cmd_haproxy_info(a):
+    """Prints {"CumSslConns": N, ...} from HAProxy's stats socket (the mTLS sidecar's)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(a.socket)
+    s.sendall(b"show info\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    out = {}
+    for line in data.decode(errors="replace").splitlines():
+        k, _, v = line.partition(":")
+        if k in ("CumSslConns", "CumConns", "CumReq", "SslFrontendKeyRate",
+                 "SslFrontendSessionReuse_pct"):
+            try:
+                out[k] = int(v.strip())
+            except ValueError:
+                out[k] = v.strip()
+    print(json.dumps(out))
     return 0
 
 
@@ -293,7 +451,8 @@ def cmd_wait_http(a):
             print(f"  process {a.pid} exited before {a.url} answered", file=sys.stderr)
             return 1
         try:
-            with urllib.request.urlopen(a.url, timeout=1) as r:
+            ctx = ssl._create_unverified_context() if a.url.startswith("https:") else None
+            with urllib.request.urlopen(a.url, timeout=1, context=ctx) as r:
                 if r.status == 200:
                     return 0
                 last = f"status {r.status}"
@@ -302,6 +461,46 @@ def cmd_wait_http(a):
         time.sleep(0.1)
     print(f"  {a.url} did not answer 200 within {a.timeout}s ({last})", file=sys.stderr)
     return 1
+
+
+def cmd_keepalive_check(a):
+    """Sends <n> GETs on ONE keep-alive connection (TLS for https URLs, certificate not checked)
+    and prints {"statuses": [...], "ok": bool}; the heads of the answers go to --evidence. wrk
+    counts 3xx as success, so a proxy that redirects or mis-serves reused connections would
+    otherwise look fast and healthy."""
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(a.url)
+    if u.scheme == "https":
+        ctx = ssl._create_unverified_context()
+        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=5, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+    statuses, lines, last_headers = [], [], {}
+    try:
+        for i in range(a.requests):
+            conn.request("GET", u.path or "/")
+            r = conn.getresponse()
+            body = r.read()
+            statuses.append(r.status)
+            last_headers = {k.lower(): v for k, v in r.getheaders()}
+            lines.append(f"request {i + 1} on the same connection: GET {u.path or '/'} -> "
+                         f"HTTP {r.status} {r.reason}")
+            lines += [f"  {k}: {v}" for k, v in r.getheaders()]
+            lines.append(f"  body: {body[:200]!r}")
+    except Exception as e:  # noqa: BLE001 - a broken connection is a finding too
+        statuses.append(f"error: {e}")
+        lines.append(f"request {len(statuses)}: {e}")
+    finally:
+        conn.close()
+    if a.evidence:
+        with open(a.evidence, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    out = {"statuses": statuses, "ok": all(x == 200 for x in statuses)}
+    if a.header and last_headers.get(a.header.lower()) is not None:
+        out[a.header.lower()] = last_headers[a.header.lower()]
+    print(json.dumps(out))
+    return 0
 
 
 LISTENER = """apiVersion: getambassador.io/v3alpha1
@@ -330,13 +529,85 @@ spec:
 """
 
 
+TLS_SECRET = """---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+type: kubernetes.io/tls
+data:
+  tls.crt: {crt}
+  tls.key: {key}
+"""
+
+# HTTPS rows: the Listener terminates TLS with the Host's tlsSecret for every hostname.
+HTTPS_HOST = """---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata:
+  name: bench
+spec:
+  hostname: "*"
+  tlsSecret:
+    name: bench-tls
+"""
+
+# mTLS row: the Istio seed's TLSContext, with the run's client certificate.
+MTLS_CONTEXT = """---
+apiVersion: getambassador.io/v3alpha1
+kind: TLSContext
+metadata:
+  name: istio-upstream
+spec:
+  secret: client-cert
+  alpn_protocols: istio
+"""
+
+TRACING = """---
+apiVersion: getambassador.io/v3alpha1
+kind: TracingService
+metadata:
+  name: tracing
+spec:
+  driver: zipkin
+  service: 127.0.0.1:{collector}
+  config: {{}}
+"""
+
+
+def b64_file(path):
+    import base64
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
 def cmd_portico_config(a):
     os.makedirs(a.dir, exist_ok=True)
+    upstream = a.upstream_port or a.backend_port
     with open(os.path.join(a.dir, "bench.yaml"), "w") as f:
-        f.write(LISTENER.format(port=a.port))
+        listener = LISTENER.format(port=a.port)
+        if a.mode == "https":
+            listener = listener.replace("protocol: HTTP\n", "protocol: HTTPS\n")
+            f.write(listener)
+            f.write(HTTPS_HOST)
+            f.write(TLS_SECRET.format(name="bench-tls",
+                                      crt=b64_file(os.path.join(a.certs, "server.crt")),
+                                      key=b64_file(os.path.join(a.certs, "server.key"))))
+        else:
+            f.write(listener)
+        if a.mode == "mtls":
+            f.write(MTLS_CONTEXT)
+            f.write(TLS_SECRET.format(name="client-cert",
+                                      crt=b64_file(os.path.join(a.certs, "client.crt")),
+                                      key=b64_file(os.path.join(a.certs, "client.key"))))
+        if a.mode == "tracing":
+            f.write(TRACING.format(collector=a.collector_port))
         for i in range(a.mappings - 1):
-            f.write(MAPPING.format(name=f"svc-{i}", prefix=f"/svc-{i}/", backend=a.backend_port))
-        f.write(MAPPING.format(name="catch-all", prefix="/", backend=a.backend_port))
+            f.write(MAPPING.format(name=f"svc-{i}", prefix=f"/svc-{i}/", backend=upstream))
+        m = MAPPING.format(name="catch-all", prefix="/", backend=upstream)
+        if a.mode == "mtls":
+            m += "  tls: istio-upstream\n"
+        f.write(m)
     return 0
 
 
@@ -351,71 +622,229 @@ def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
+ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-mtls", "mtls"),
+                ("-notrace", "tracing"), ("-trace", "tracing"))
+
+
+def group_of(label):
+    """The row of a result label: portico/nginx/haproxy/direct/portico-10k are the plain HTTP
+    row; <proxy>-https, -hs, -mtls and portico-notrace/-trace the TLS and tracing rows."""
+    for suffix, group in ROW_SUFFIXES:
+        if label.endswith(suffix):
+            return group
+    return "http"
+
+
+def ratio_lines(rows, notes, suffix, what="CPU us/req", rate="req/s"):
+    p = rows.get("portico" + suffix)
+    for other in ("nginx", "haproxy"):
+        o = rows.get(other + suffix)
+        if p and o:
+            bad = invalid(p) or invalid(o)
+            print(f"portico/{other} {what}: {p['cpu_us_per_req'] / o['cpu_us_per_req']:.2f}"
+                  f"   {rate}: {p['rps'] / o['rps']:.2f}"
+                  + (f"   (not comparable: {'portico' if invalid(p) else other} {bad})"
+                     if bad else ""))
+        else:
+            missing = "portico" + suffix if not p else other + suffix
+            why = notes.get(missing, {}).get("message", "not measured")
+            print(f"portico/{other} {what}: n/a ({missing}: {why})")
+
+
+def invalid(r):
+    """Why result <r> does not measure proxying (a failed keep-alive check), or None."""
+    c = r.get("keepalive_check")
+    if c and not c.get("ok"):
+        return f"INVALID: 3 GETs on one keep-alive connection were answered {c['statuses']}"
+    return None
+
+
+def wrk_row(label, r, s, upstream_label="upstream"):
+    soft = r.get("core_softirq_us_per_req")
+    bad = invalid(r)
+    return (f"{label:<16} {r['rps']:>8.0f} {fmt(r['p50_us'], '7.0f'):>7} "
+            f"{fmt(r['p99_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
+            f"{r['cpu_util'] * 100:>4.0f}% {fmt(soft, '8.2f'):>8} "
+            f"{fmt(s and s['syscalls_per_req'], '12.2f'):>12} "
+            f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
+            f"{fmt(r.get('upstream_conns'), '8d'):>8} "
+            f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}%"
+            + ("  (non-2xx or socket errors!)" if r["non2xx"] or r["socket_errors"] else "")
+            + (f"\n{'':<16} {bad}" if bad else ""))
+
+
+def print_section(title, labels, rows, strace, notes, backend_hdr="backend us/req",
+                  upstream_hdr="upstream"):
+    present = [lb for lb in labels if lb in rows or lb in notes]
+    if not present:
+        return False
+    print()
+    print(title)
+    hdr = (f"{'target':<16} {'req/s':>8} {'p50 us':>7} {'p99 us':>7} {'CPU us/req':>10} "
+           f"{'CPU %':>5} {'+softirq':>8} {'syscalls/req':>12} {backend_hdr:>14} "
+           f"{upstream_hdr:>8} {'others %':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    for label in present:
+        if label not in rows:
+            print(f"{label:<16} skipped: {notes[label]['message']}")
+        else:
+            print(wrk_row(label, rows[label], strace.get(label)))
+    return True
+
+
 def cmd_table(a):
-    rows, strace, notes = {}, {}, {}
+    rows, ab, strace, notes = {}, {}, {}, {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             for line in f:
                 r = json.loads(line)
                 if r["kind"] == "wrk":
                     rows[r["label"]] = r
+                elif r["kind"] == "ab":
+                    ab[r["label"]] = r
                 elif r["kind"] == "strace":
                     strace[r["label"]] = r
                 elif r["kind"] == "note":
                     notes[r["label"]] = r
-    print()
-    print("Results (medians; closed-loop wrk at saturation, so latency includes queueing)")
-    hdr = (f"{'target':<12} {'req/s':>8} {'p50 us':>7} {'p99 us':>7} {'CPU us/req':>10} "
-           f"{'CPU %':>5} {'+softirq':>8} {'syscalls/req':>12} {'backend us/req':>14} "
-           f"{'upstream':>8} {'others %':>8}")
-    print(hdr)
-    print("-" * len(hdr))
-    order = ["direct", "portico", "nginx", "haproxy", "portico-10k"]
-    for label in order + sorted(set(rows) - set(order)):
-        if label not in rows and label not in notes:
-            continue
-        if label not in rows:
-            print(f"{label:<12} skipped: {notes[label]['message']}")
-            continue
-        r = rows[label]
-        s = strace.get(label)
-        soft = None if label == "direct" else r.get("core_softirq_us_per_req")
-        print(f"{label:<12} {r['rps']:>8.0f} {fmt(r['p50_us'], '7.0f'):>7} "
-              f"{fmt(r['p99_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
-              f"{r['cpu_util'] * 100:>4.0f}% {fmt(soft, '8.2f'):>8} "
-              f"{fmt(s and s['syscalls_per_req'], '12.2f'):>12} "
-              f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
-              f"{fmt(r.get('upstream_conns'), '8d'):>8} "
-              f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}%"
-              + ("  (non-2xx or socket errors!)" if r["non2xx"] or r["socket_errors"] else ""))
-    print()
-    print("CPU us/req   utime+stime of the proxy's processes per request (for 'direct': the "
-          "backend's).\n"
-          "CPU %        of the proxy's core; near 100% means the proxy was the bottleneck.\n"
-          "+softirq     softirq time on the proxy's core per request: loopback TCP work that "
-          "the kernel\n"
-          "             charges to no process (add it for the full kernel cost).\n"
-          "upstream     proxy->backend connections open after warm-up (keep-alive works when "
-          "<= ~50).\n"
-          "others %     CPU used meanwhile by processes that are not part of the benchmark; "
-          "when high,\n"
-          "             req/s and latency are not comparable, CPU us/req mostly still is.")
-    print()
-    p = rows.get("portico")
-    print()
-    for other in ("nginx", "haproxy"):
-        o = rows.get(other)
-        if p and o:
-            print(f"portico/{other} CPU us/req: {p['cpu_us_per_req'] / o['cpu_us_per_req']:.2f}"
-                  f"   req/s: {p['rps'] / o['rps']:.2f}")
-        else:
-            print(f"portico/{other} CPU us/req: n/a ({'portico' if not p else other} not measured)")
-    p10 = rows.get("portico-10k")
-    if p and p10:
-        print(f"portico 10k Mappings vs 1: CPU us/req x{p10['cpu_us_per_req'] / p['cpu_us_per_req']:.2f}"
-              f", compile {p10.get('compile_ms', 'n/a')} ms")
-    elif "portico-10k" in notes:
-        print(f"portico 10k Mappings: {notes['portico-10k']['message']}")
+    proxies = ("portico", "nginx", "haproxy")
+    http_rows = {k: v for k, v in rows.items() if group_of(k) == "http"}
+    http_notes = {k: v for k, v in notes.items() if group_of(k) == "http"}
+    if http_rows or http_notes:
+        print()
+        print("Results (medians; closed-loop wrk at saturation, so latency includes queueing)")
+        hdr = (f"{'target':<12} {'req/s':>8} {'p50 us':>7} {'p99 us':>7} {'CPU us/req':>10} "
+               f"{'CPU %':>5} {'+softirq':>8} {'syscalls/req':>12} {'backend us/req':>14} "
+               f"{'upstream':>8} {'others %':>8}")
+        print(hdr)
+        print("-" * len(hdr))
+        order = ["direct", "portico", "nginx", "haproxy", "portico-10k"]
+        for label in order + sorted(set(http_rows) - set(order)):
+            if label not in http_rows and label not in http_notes:
+                continue
+            if label not in http_rows:
+                print(f"{label:<12} skipped: {http_notes[label]['message']}")
+                continue
+            r = http_rows[label]
+            s = strace.get(label)
+            soft = None if label == "direct" else r.get("core_softirq_us_per_req")
+            print(f"{label:<12} {r['rps']:>8.0f} {fmt(r['p50_us'], '7.0f'):>7} "
+                  f"{fmt(r['p99_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
+                  f"{r['cpu_util'] * 100:>4.0f}% {fmt(soft, '8.2f'):>8} "
+                  f"{fmt(s and s['syscalls_per_req'], '12.2f'):>12} "
+                  f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
+                  f"{fmt(r.get('upstream_conns'), '8d'):>8} "
+                  f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}%"
+                  + ("  (non-2xx or socket errors!)" if r["non2xx"] or r["socket_errors"] else ""))
+            if invalid(r):
+                print(f"{'':<12} {invalid(r)}")
+        print()
+        print("CPU us/req   utime+stime of the proxy's processes per request (for 'direct': the "
+              "backend's).\n"
+              "CPU %        of the proxy's core; near 100% means the proxy was the bottleneck.\n"
+              "+softirq     softirq time on the proxy's core per request: loopback TCP work that "
+              "the kernel\n"
+              "             charges to no process (add it for the full kernel cost).\n"
+              "upstream     proxy->backend connections open after warm-up (keep-alive works when "
+              "<= ~50).\n"
+              "others %     CPU used meanwhile by processes that are not part of the benchmark; "
+              "when high,\n"
+              "             req/s and latency are not comparable, CPU us/req mostly still is.")
+        print()
+        p = http_rows.get("portico")
+        print()
+        for other in ("nginx", "haproxy"):
+            o = http_rows.get(other)
+            if p and o:
+                print(f"portico/{other} CPU us/req: {p['cpu_us_per_req'] / o['cpu_us_per_req']:.2f}"
+                      f"   req/s: {p['rps'] / o['rps']:.2f}")
+            else:
+                print(f"portico/{other} CPU us/req: n/a ({'portico' if not p else other} not measured)")
+        p10 = http_rows.get("portico-10k")
+        if p and p10:
+            print(f"portico 10k Mappings vs 1: CPU us/req x{p10['cpu_us_per_req'] / p['cpu_us_per_req']:.2f}"
+                  f", compile {p10.get('compile_ms', 'n/a')} ms")
+        elif "portico-10k" in http_notes:
+            print(f"portico 10k Mappings: {http_notes['portico-10k']['message']}")
+
+    # 1. HTTPS termination, keep-alive
+    labels = [f"{p}-https" for p in proxies]
+    tls = next((rows[lb].get("tls") for lb in labels if lb in rows and rows[lb].get("tls")), "")
+    if print_section("HTTPS termination, keep-alive (wrk -t1 -c50 https://, TLS 1.3"
+                     + (f": {tls}" if tls else "") + "; plaintext keep-alive to the backend)",
+                     labels, rows, strace, notes):
+        for lb in labels:
+            if lb in rows and rows[lb].get("tls") and rows[lb]["tls"] != tls:
+                print(f"  note: {lb} negotiated {rows[lb]['tls']}")
+        ratio_lines(rows, notes, "-https")
+
+    # 2. Full handshakes
+    labels = [f"{p}-hs" for p in proxies]
+    present = [lb for lb in labels if lb in ab or lb in notes]
+    if present:
+        conc = next((ab[lb]["concurrency"] for lb in present if lb in ab), "?")
+        print()
+        print(f"Full TLS handshakes (ab -c{conc} without -k: a new TCP connection, a full TLS 1.3 "
+              f"handshake\nand one proxied request each; ab never resumes a session)")
+        hdr = (f"{'target':<16} {'handshakes/s':>12} {'CPU us/handshake':>16} {'CPU %':>5} "
+               f"{'+softirq':>8} {'client us':>9} {'CPU1 %':>6} {'failed':>6} {'others %':>8}  TLS")
+        print(hdr)
+        print("-" * len(hdr))
+        for lb in present:
+            if lb not in ab:
+                print(f"{lb:<16} skipped: {notes[lb]['message']}")
+                continue
+            r = ab[lb]
+            print(f"{lb:<16} {r['rps']:>12.0f} {r['cpu_us_per_req']:>16.1f} "
+                  f"{r['cpu_util'] * 100:>4.0f}% {fmt(r.get('core_softirq_us_per_req'), '8.1f'):>8} "
+                  f"{r['client_cpu_us_per_req']:>9.1f} {r['client_side_util'] * 100:>5.0f}% "
+                  f"{r['failed'] + r['non2xx']:>6d} "
+                  f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}%"
+                  f"  {r.get('tls') or '-'}")
+        print("client us    ab's CPU per handshake (on CPU 1 with the backend); CPU1 % is ab + "
+              "backend.\n"
+              "             When CPU1 % is near 100 and CPU % is not, the client was the "
+              "bottleneck:\n"
+              "             handshakes/s is then the client's limit, CPU us/handshake still "
+              "holds.")
+        hs = {lb: ab[lb] for lb in present if lb in ab}
+        ratio_lines(hs, notes, "-hs", "CPU us/handshake", "handshakes/s")
+
+    # 3. mTLS to the upstream
+    labels = [f"{p}-mtls" for p in proxies]
+    if print_section("mTLS to the upstream (wrk -t1 -c50 plaintext keep-alive; proxy -> HAProxy "
+                     "sidecar on CPU 1 with a client\ncertificate, verify required, ALPN istio)",
+                     labels, rows, strace, notes, backend_hdr="sidecar+be us", upstream_hdr="tls up"):
+        for lb in labels:
+            r = rows.get(lb)
+            if r and r.get("sidecar_tls_conns") is not None:
+                print(f"  {lb}: {r['sidecar_tls_conns']} TLS connections accepted by the sidecar "
+                      f"while it was measured (warm-up included)")
+        print("sidecar+be us  CPU of the sidecar and the backend per request (CPU 1, not the "
+              "proxy's).\n"
+              "tls up         proxy->sidecar connections open after warm-up.")
+        ratio_lines(rows, notes, "-mtls")
+
+    # 4. Tracing
+    labels = ["portico-notrace", "portico-trace"]
+    if print_section("Tracing cost, Portico only (the plain HTTP row without, then with, a "
+                     "TracingService at 100% sampling;\nZipkin collector bench/zipkin-sink.c on "
+                     "CPU 1 answering 202)", labels, rows, strace, notes):
+        off, on = rows.get("portico-notrace"), rows.get("portico-trace")
+        if on and on.get("spans_expected") is not None:
+            print(f"spans: {on['spans_expected']:.0f} expected (2 per request), "
+                  f"{on['spans_received']:.0f} received by the collector, "
+                  f"{on['spans_missing']:.0f} dropped or lost ({on['spans_missing_pct']:.1f}%), "
+                  f"{on['span_posts']:.0f} POSTs ({on['spans_per_post']:.1f} spans/POST), "
+                  f"collector CPU {fmt(on.get('collector_cpu_us_per_req'), '.2f')} us/req")
+        if off and on:
+            x = on["cpu_us_per_req"] / off["cpu_us_per_req"]
+            print(f"portico tracing/no tracing CPU us/req: {x:.2f} (target < 1.15: "
+                  f"{'met' if x < 1.15 else 'NOT met'})   req/s: {on['rps'] / off['rps']:.2f}"
+                  + ("   (not comparable: a keep-alive check failed)"
+                     if invalid(on) or invalid(off) else ""))
+            if on.get("spans_missing_pct", 0) > 1:
+                print("  note: the ratio covers only the spans Portico actually encoded and sent")
     return 0
 
 
@@ -431,6 +860,20 @@ def main():
     w.add_argument("--connections", type=int, default=50)
     w.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 1)))
     w.add_argument("--extra", default="", help="JSON object merged into the result")
+    w.add_argument("--collector", default="", help="zipkin-sink /stats URL: count the spans")
+    w.add_argument("--collector-pid", default="")
+    w.add_argument("--spans-per-req", type=int, default=2)
+    b = sub.add_parser("ab")
+    b.add_argument("label")
+    b.add_argument("url")
+    b.add_argument("--pids", required=True)
+    b.add_argument("--backend-pid", default="")
+    b.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 10)))
+    b.add_argument("--concurrency", type=int, default=20)
+    b.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 1)))
+    b.add_argument("--extra", default="")
+    hi = sub.add_parser("haproxy-info")
+    hi.add_argument("socket")
     s = sub.add_parser("strace")
     s.add_argument("label")
     s.add_argument("url")
@@ -447,6 +890,15 @@ def main():
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--backend-port", type=int, required=True)
     c.add_argument("--mappings", type=int, default=1)
+    c.add_argument("--mode", choices=("http", "https", "mtls", "tracing"), default="http")
+    c.add_argument("--certs", default="", help="directory with server.* and client.*")
+    c.add_argument("--upstream-port", type=int, default=0, help="default: --backend-port")
+    c.add_argument("--collector-port", type=int, default=0)
+    k = sub.add_parser("keepalive-check")
+    k.add_argument("url")
+    k.add_argument("--requests", type=int, default=3)
+    k.add_argument("--evidence", default="")
+    k.add_argument("--header", default="", help="also print this response header's value")
     n = sub.add_parser("note")
     n.add_argument("label")
     n.add_argument("message")
@@ -455,7 +907,9 @@ def main():
     if a.cmd == "note":
         append({"label": a.label, "kind": "note", "message": a.message})
         return 0
-    return {"wrk": cmd_wrk, "strace": cmd_strace, "wait-http": cmd_wait_http,
+    return {"wrk": cmd_wrk, "ab": cmd_ab, "haproxy-info": cmd_haproxy_info,
+            "keepalive-check": cmd_keepalive_check,
+            "strace": cmd_strace, "wait-http": cmd_wait_http,
             "portico-config": cmd_portico_config, "table": cmd_table}[a.cmd](a)
 
 

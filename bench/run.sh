@@ -2,6 +2,19 @@
 # Side-by-side benchmark: Portico, nginx and HAProxy as reverse proxies in front of the bundled
 # quote backend (build/portico-quote, ~120-byte JSON replies). Called by `make bench`.
 #
+# Rows (BENCH_ROWS, comma-separated, default all):
+#   http       plain HTTP keep-alive on both sides (plus the 10k-Mappings Portico run)
+#   https      TLS 1.3 termination, keep-alive: wrk over https, plaintext keep-alive upstream
+#   handshake  full TLS 1.3 handshakes: ab without -k (a new connection, full handshake and one
+#              request each; ab never resumes); handshakes/s and CPU us per handshake
+#   mtls       plaintext keep-alive client side; TLS with a client certificate to an HAProxy
+#              "sidecar" (verify required, ALPN istio,http/1.1) on CPU 1 in front of the backend
+#   tracing    Portico only: the http row without and with a TracingService (Zipkin, 100%
+#              sampling) reporting to bench/zipkin-sink.c on CPU 1; CPU ratio and span counts
+# One certificate set is generated per run with openssl (BENCH_TLS_KEY=ec: ECDSA P-256, or rsa:
+# RSA-2048): the server certificate all three proxies terminate with, and a mesh CA that signs
+# the sidecar's and the proxies' client certificates.
+#
 # Pinning, for a 2-core machine: the proxy runs alone on CPU 0 with ONE worker; wrk (or ab) and
 # the backend (one thread) share CPU 1. Every proxy gets the same client, backend, payload, flags
 # and keep-alive on both sides. The primary metric is the proxy's CPU time per request
@@ -13,7 +26,11 @@
 #   BENCH_PROXIES="portico nginx haproxy"
 #   BENCH_STRACE=1          also count syscalls per request: strace -c -f during ab -k -n 20000 -c 50
 #   BENCH_MAPPINGS=10000    Mappings in the second Portico run (0 skips it)
-#   BENCH_PORT_BASE=18080   proxy port; backend +1, Portico admin +9
+#   BENCH_ROWS="http,https,handshake,mtls,tracing"
+#   BENCH_TLS_KEY=ec        ec (ECDSA P-256) or rsa (RSA-2048) for every certificate of the run
+#   BENCH_HS_CONCURRENCY=20 ab -c for the handshake row
+#   BENCH_PORT_BASE=18080   proxy port; backend +1, mTLS sidecar +2, Zipkin collector +3,
+#                           Portico admin +9
 #   PORTICO_BUILD=build     where portico and portico-quote are
 # Logs, generated configs and raw results stay in /tmp/portico-bench.*/ (printed at the end).
 set -euo pipefail
@@ -27,10 +44,19 @@ PROXIES=${BENCH_PROXIES:-portico nginx haproxy}
 MAPPINGS=${BENCH_MAPPINGS:-10000}
 PROXY_PORT=${BENCH_PORT_BASE:-18080}
 BACKEND_PORT=$((PROXY_PORT + 1))
+SIDECAR_PORT=$((PROXY_PORT + 2))
+COLLECTOR_PORT=$((PROXY_PORT + 3))
 ADMIN_PORT=$((PROXY_PORT + 9))
+ROWS=${BENCH_ROWS:-http,https,handshake,mtls,tracing}
+TLS_KEY=${BENCH_TLS_KEY:-ec}
+HS_CONC=${BENCH_HS_CONCURRENCY:-20}
 PROXY_CPU=0
 CLIENT_CPU=1
-URL="http://127.0.0.1:$PROXY_PORT/"
+HTTP_URL="http://127.0.0.1:$PROXY_PORT/"
+HTTPS_URL="https://127.0.0.1:$PROXY_PORT/"
+URL=$HTTP_URL       # the current row's URL
+ROW=http            # the current row
+UPSTREAM_PORT=$BACKEND_PORT
 
 RUN=$(mktemp -d /tmp/portico-bench.XXXXXX)
 export BENCH_RUN=$RUN BENCH_RESULTS=$RUN/results.jsonl BENCH_CLIENT_CPU=$CLIENT_CPU
@@ -86,15 +112,83 @@ wait_port() {
 
 fill_template() { # template output
     sed -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
+        -e "s|@SIDECAR_PORT@|$SIDECAR_PORT|g" -e "s|@CERTS@|$RUN/certs|g" \
         -e "s|@RUN@|$RUN|g" "$1" >"$2"
 }
 
-upstream_conns() { ss -Htn state established "( dport = :$BACKEND_PORT )" 2>/dev/null | wc -l; }
+upstream_conns() { ss -Htn state established "( dport = :$UPSTREAM_PORT )" 2>/dev/null | wc -l; }
+
+has_row() { [[ ",$ROWS," == *",$1,"* ]]; }
+
+# json_set JSON KEY VALUE_JSON: JSON with KEY set.
+json_set() {
+    "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=json.loads(sys.argv[3]); print(json.dumps(d))' "$1" "$2" "$3"
+}
+
+# make_certs: $RUN/certs: server.{crt,key,pem} (self-signed, CN=localhost, SAN localhost and
+# 127.0.0.1) for TLS termination; ca.{crt,key} (the bench mesh CA); sidecar.* and client.*
+# (Istio-like workload certificates signed by it: URI SAN spiffe://cluster.local/ns/default/sa/X,
+# server+client EKU). One key type for all: $TLS_KEY.
+make_certs() {
+    local d=$RUN/certs n sa
+    local key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+    [ "$TLS_KEY" = rsa ] && key=(-newkey rsa:2048)
+    mkdir -p "$d"
+    openssl req -x509 "${key[@]}" -nodes -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$d/server.key" -out "$d/server.crt" >"$d/openssl.log" 2>&1 ||
+        die "openssl req failed: $(cat "$d/openssl.log")"
+    cat "$d/server.crt" "$d/server.key" >"$d/server.pem"
+    openssl req -x509 "${key[@]}" -nodes -days 2 -subj "/O=cluster.local/CN=bench mesh CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -keyout "$d/ca.key" -out "$d/ca.crt" >>"$d/openssl.log" 2>&1 ||
+        die "openssl req (CA) failed: $(cat "$d/openssl.log")"
+    for n in sidecar client; do
+        sa=$([ $n = sidecar ] && echo quote || echo portico-edge)
+        printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
+            "extendedKeyUsage=serverAuth,clientAuth" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "basicConstraints=critical,CA:FALSE" >"$d/$n.ext"
+        openssl req -new "${key[@]}" -nodes -subj /O=cluster.local -keyout "$d/$n.key" \
+            -out "$d/$n.csr" >>"$d/openssl.log" 2>&1 &&
+            openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+                -days 2 -extfile "$d/$n.ext" -out "$d/$n.crt" >>"$d/openssl.log" 2>&1 ||
+            die "openssl ($n) failed: $(cat "$d/openssl.log")"
+        cat "$d/$n.crt" "$d/$n.key" >"$d/$n.pem"
+    done
+}
+
+# tls_probe PORT: "TLSv1.3 TLS_AES_256_GCM_SHA384 X25519" as the proxy on PORT negotiates it
+# with a default OpenSSL client.
+tls_probe() {
+    local out
+    out=$(timeout 10 openssl s_client -connect "127.0.0.1:$1" -brief </dev/null 2>&1 || true)
+    printf '%s %s %s\n' \
+        "$(sed -n 's/^Protocol version: *//p' <<<"$out")" \
+        "$(sed -n 's/^Ciphersuite: *//p' <<<"$out")" \
+        "$(sed -n 's/^\(Peer\|Server\) Temp Key: *\([^,]*\).*/\2/p' <<<"$out" | head -1)"
+}
 
 # ---- preflight ----
 
+for r in ${ROWS//,/ }; do
+    case $r in
+    http | https | handshake | mtls | tracing) ;;
+    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, mtls, tracing)" ;;
+    esac
+done
+case $TLS_KEY in ec | rsa) ;; *) die "BENCH_TLS_KEY must be ec or rsa" ;; esac
 command -v wrk >/dev/null || die "wrk is not installed (make deps)"
 command -v taskset >/dev/null || die "taskset is not installed"
+if has_row https || has_row handshake || has_row mtls; then
+    command -v openssl >/dev/null || die "openssl is not installed (TLS rows)"
+fi
+if has_row handshake && ! command -v ab >/dev/null; then
+    die "ab is not installed (handshake row; apache2-utils)"
+fi
+if has_row tracing && ! command -v cc >/dev/null; then
+    die "cc is not installed (tracing row builds bench/zipkin-sink.c)"
+fi
 if [ "$(nproc)" -lt 2 ]; then
     log "bench: WARNING: fewer than 2 CPUs; everything shares CPU 0 and the numbers mean little"
     PROXY_CPU=0 CLIENT_CPU=0
@@ -110,43 +204,117 @@ if [ "$total" -gt 0 ] && [ $((100 * busy / total)) -gt 15 ]; then
     log "bench: WARNING: the machine is already $((100 * busy / total))% busy before the benchmark;"
     log "       req/s and latency will be noisy (see the 'others %' column)"
 fi
-for p in "$PROXY_PORT" "$BACKEND_PORT" "$ADMIN_PORT"; do
+for p in "$PROXY_PORT" "$BACKEND_PORT" "$SIDECAR_PORT" "$COLLECTOR_PORT" "$ADMIN_PORT"; do
     listening "$p" && die "port $p is in use (set BENCH_PORT_BASE)"
 done
 [ -x "$BUILD/portico-quote" ] || make --no-print-directory "$BUILD/portico-quote" >/dev/null
 
 log "== Portico benchmark: $(date -u +%FT%TZ), $(uname -r), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 log "   wrk -t1 -c50 -d${BENCH_SECONDS}s (HTTP/1.1 keep-alive) on CPU $CLIENT_CPU with the backend; proxy alone on CPU $PROXY_CPU, 1 worker"
-log "   $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $(nginx -v 2>&1 || echo 'nginx: absent'); $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3 || echo 'haproxy: absent')"
+log "   $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $(nginx -v 2>&1 || echo 'nginx: absent'); $(haproxy -v 2>/dev/null | sed -n 1p | cut -d' ' -f1-3 || echo 'haproxy: absent')"
+log "   rows: $ROWS"
+if has_row https || has_row handshake || has_row mtls; then
+    make_certs
+    log "   certificates: $([ "$TLS_KEY" = rsa ] && echo RSA-2048 || echo ECDSA P-256) (BENCH_TLS_KEY), server self-signed + mesh CA, $(openssl version | cut -d' ' -f1-2), in $RUN/certs"
+fi
 
 # ---- the backend ----
 
-taskset -c "$CLIENT_CPU" "$BUILD/portico-quote" --port "$BACKEND_PORT" --threads 1 --name bench \
-    >"$RUN/backend.log" 2>&1 &
-BACKEND_PID=$!
-STARTED+=("$BACKEND_PID")
-wait_port "$BACKEND_PORT" || die "the quote backend did not start: $(cat "$RUN/backend.log")"
+start_backend() {
+    taskset -c "$CLIENT_CPU" "$BUILD/portico-quote" --port "$BACKEND_PORT" --threads 1 --name bench \
+        >>"$RUN/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    STARTED+=("$BACKEND_PID")
+    wait_port "$BACKEND_PORT" || die "the quote backend did not start: $(cat "$RUN/backend.log")"
+}
 
-log ""
-log "-- direct (wrk -> backend, no proxy: the ceiling of this setup)"
-timeout 30 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d2s "http://127.0.0.1:$BACKEND_PORT/" >/dev/null
-"${MEASURE[@]}" wrk direct "http://127.0.0.1:$BACKEND_PORT/" --pids "$BACKEND_PID"
+# ensure_backend: the backend must outlive every row; if it died, say how and start another
+# (a result measured while it was down shows non-2xx responses).
+ensure_backend() {
+    kill -0 "$BACKEND_PID" 2>/dev/null && return 0
+    local rc=0
+    wait "$BACKEND_PID" 2>/dev/null || rc=$?
+    log "  bench: WARNING: the quote backend (pid $BACKEND_PID) is gone (exit status $rc$( [ "$rc" -gt 128 ] && echo ", signal $((rc - 128))")); restarting it"
+    forget_pid "$BACKEND_PID"
+    start_backend
+    MEASURE_PIDS=$BACKEND_PID${SIDECAR_PID:+,$SIDECAR_PID}
+}
+
+start_backend
+
+if has_row http; then
+    log ""
+    log "-- direct (wrk -> backend, no proxy: the ceiling of this setup)"
+    timeout 30 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d2s "http://127.0.0.1:$BACKEND_PORT/" >/dev/null
+    "${MEASURE[@]}" wrk direct "http://127.0.0.1:$BACKEND_PORT/" --pids "$BACKEND_PID"
+fi
 
 # ---- one proxy ----
 
 PROXY_PID=""
+SIDECAR_PID=""
+COLLECTOR_PID=""
+MEASURE_PIDS="" # pids whose CPU counts as "backend" (CPU 1): the backend, plus the sidecar in mtls
 
-# measure_proxy LABEL [EXTRA_JSON]: warm up, measure, optionally strace, using PROXY_PID.
+# measure_proxy LABEL [EXTRA_JSON]: warm up, measure, optionally strace, using PROXY_PID and the
+# current ROW, URL and UPSTREAM_PORT.
 measure_proxy() {
-    local label=$1 extra=${2:-}
+    local label=$1 extra=${2:-} conns tls info0 info1
     if [ -z "$extra" ]; then extra='{}'; fi
+    extra=$(json_set "$extra" row "\"$ROW\"")
+    if [ "$URL" = "$HTTPS_URL" ]; then
+        tls=$(tls_probe "$PROXY_PORT")
+        log "  $label: negotiates $tls"
+        extra=$(json_set "$extra" tls "\"$tls\"")
+    fi
+    if [ "$ROW" = handshake ]; then
+        timeout 30 taskset -c "$CLIENT_CPU" ab -f TLS1.3 -l -q -r -c "$HS_CONC" -t 2 -n 100000000 \
+            "$URL" >/dev/null 2>&1 || log "  $label: ab warm-up failed"
+        "${MEASURE[@]}" ab "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
+            --concurrency "$HS_CONC" --extra "$extra"
+        return 0
+    fi
+    # wrk takes 3xx for success: check first that a reused connection is still answered 200.
+    local check
+    check=$("${MEASURE[@]}" keepalive-check "$URL" --evidence "$RUN/$label-keepalive-check.txt" \
+        --header x-sidecar-tls)
+    extra=$(json_set "$extra" keepalive_check "$check")
+    if [ "$ROW" = mtls ]; then
+        log "  $label: upstream TLS as the sidecar saw it: $("$PY" -c 'import json,sys; print(json.loads(sys.argv[1]).get("x-sidecar-tls", "(no x-sidecar-tls header)"))' "$check")"
+    fi
+    if [[ $check != *'"ok": true'* ]]; then
+        log "  $label: WARNING: 3 GETs on one keep-alive connection got $check;" \
+            "the run below does not measure proxying (evidence: $RUN/$label-keepalive-check.txt)"
+    fi
+    [ "$ROW" = mtls ] && info0=$("${MEASURE[@]}" haproxy-info "$RUN/sidecar.sock")
     timeout 30 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d2s "$URL" >/dev/null
-    local conns
     conns=$(upstream_conns)
     log "  $label: $conns upstream connections open after warm-up"
-    extra=$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d["upstream_conns"]=int(sys.argv[2]); print(json.dumps(d))' "$extra" "$conns")
-    "${MEASURE[@]}" wrk "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$BACKEND_PID" \
-        --extra "$extra"
+    extra=$(json_set "$extra" upstream_conns "$conns")
+    local more=()
+    if [ "$label" = portico-trace ]; then
+        more=(--collector "http://127.0.0.1:$COLLECTOR_PORT/stats" --collector-pid "$COLLECTOR_PID")
+    fi
+    "${MEASURE[@]}" wrk "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
+        --extra "$extra" "${more[@]}"
+    if [ "$ROW" = mtls ]; then
+        info1=$("${MEASURE[@]}" haproxy-info "$RUN/sidecar.sock")
+        local n
+        n=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[2])["CumSslConns"]-json.loads(sys.argv[1])["CumSslConns"])' "$info0" "$info1")
+        log "  $label: the sidecar accepted $n TLS connections (warm-up and measured run)"
+        "$PY" - "$BENCH_RESULTS" "$label" "$n" <<'PYEOF'
+import json, sys
+path, label, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+lines = open(path).read().splitlines()
+for i in range(len(lines) - 1, -1, -1):
+    r = json.loads(lines[i])
+    if r["label"] == label and r["kind"] == "wrk":
+        r["sidecar_tls_conns"] = n
+        lines[i] = json.dumps(r)
+        break
+open(path, "w").write("\n".join(lines) + "\n")
+PYEOF
+    fi
     if [ "${BENCH_STRACE:-0}" = 1 ]; then
         if command -v strace >/dev/null && command -v ab >/dev/null; then
             "${MEASURE[@]}" strace "$label" "$URL" --pids "$PROXY_PID" --timeout 120 ||
@@ -157,14 +325,19 @@ measure_proxy() {
     fi
 }
 
+# forget_pid PID: stop PID and drop it from STARTED.
+forget_pid() {
+    local pid=$1 keep=() p
+    stop_pid "$pid"
+    for p in "${STARTED[@]}"; do
+        [ "$p" = "$pid" ] || keep+=("$p")
+    done
+    STARTED=("${keep[@]}")
+}
+
 stop_proxy() {
     if [ -n "$PROXY_PID" ]; then
-        stop_pid "$PROXY_PID"
-        local keep=() p
-        for p in "${STARTED[@]}"; do
-            [ "$p" = "$PROXY_PID" ] || keep+=("$p")
-        done
-        STARTED=("${keep[@]}")
+        forget_pid "$PROXY_PID"
         PROXY_PID=""
     fi
     wait_port_free "$PROXY_PORT"
@@ -184,24 +357,47 @@ started() {
     return 1
 }
 
+# row_suffix: the label suffix of the current row ("" for http).
+row_suffix() {
+    case $ROW in
+    http) echo "" ;;
+    https) echo "-https" ;;
+    handshake) echo "-hs" ;;
+    mtls) echo "-mtls" ;;
+    esac
+}
+
+# row_template NAME: bench/NAME.in for http, bench/NAME-https.in (https, handshake) or
+# bench/NAME-mtls.in.
+row_template() {
+    local base=${1%.*} ext=${1##*.}
+    case $ROW in
+    http) echo "bench/$1.in" ;;
+    https | handshake) echo "bench/$base-https.$ext.in" ;;
+    mtls) echo "bench/$base-mtls.$ext.in" ;;
+    esac
+}
+
 bench_nginx() {
-    command -v nginx >/dev/null || { "${MEASURE[@]}" note nginx "nginx not installed"; return; }
-    fill_template bench/nginx.conf.in "$RUN/nginx.conf"
-    taskset -c "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" \
-        >"$RUN/nginx.log" 2>&1 &
+    local label="nginx$(row_suffix)"
+    command -v nginx >/dev/null || { "${MEASURE[@]}" note "$label" "nginx not installed"; return; }
+    fill_template "$(row_template nginx.conf)" "$RUN/$label.conf"
+    taskset -c "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/$label.conf" -e "$RUN/nginx-error.log" \
+        >"$RUN/$label.log" 2>&1 &
     PROXY_PID=$!
-    started nginx "$RUN/nginx-error.log" || return 0
-    measure_proxy nginx
+    started "$label" "$RUN/nginx-error.log" || return 0
+    measure_proxy "$label"
     stop_proxy
 }
 
 bench_haproxy() {
-    command -v haproxy >/dev/null || { "${MEASURE[@]}" note haproxy "haproxy not installed"; return; }
-    fill_template bench/haproxy.cfg.in "$RUN/haproxy.cfg"
-    taskset -c "$PROXY_CPU" haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 &
+    local label="haproxy$(row_suffix)"
+    command -v haproxy >/dev/null || { "${MEASURE[@]}" note "$label" "haproxy not installed"; return; }
+    fill_template "$(row_template haproxy.cfg)" "$RUN/$label.cfg"
+    taskset -c "$PROXY_CPU" haproxy -db -f "$RUN/$label.cfg" >"$RUN/$label.log" 2>&1 &
     PROXY_PID=$!
-    started haproxy "$RUN/haproxy.log" || return 0
-    measure_proxy haproxy
+    started "$label" "$RUN/$label.log" || return 0
+    measure_proxy "$label"
     stop_proxy
 }
 
@@ -213,16 +409,17 @@ compile_ms() {
     echo "${x:-null}"
 }
 
-# bench_portico LABEL MAPPINGS
+# bench_portico LABEL MAPPINGS [MODE]: MODE is http (default), https, mtls or tracing.
 bench_portico() {
-    local label=$1 n=$2 dir="$RUN/$1-config" logf="$RUN/$1.log"
+    local label=$1 n=$2 mode=${3:-http} dir="$RUN/$1-config" logf="$RUN/$1.log"
     if [ ! -x "$BUILD/portico" ]; then
         log "  $label: SKIPPED: $BUILD/portico is not built yet"
         "${MEASURE[@]}" note "$label" "$BUILD/portico is not built yet"
         return 0
     fi
     "${MEASURE[@]}" portico-config "$dir" --port "$PROXY_PORT" --backend-port "$BACKEND_PORT" \
-        --mappings "$n"
+        --mappings "$n" --mode "$mode" --certs "$RUN/certs" --upstream-port "$UPSTREAM_PORT" \
+        --collector-port "$COLLECTOR_PORT"
     taskset -c "$PROXY_CPU" "$BUILD/portico" run --config "$dir" --workers 1 \
         --admin-port "$ADMIN_PORT" >"$logf" 2>&1 &
     PROXY_PID=$!
@@ -231,24 +428,116 @@ bench_portico() {
     ms=$(compile_ms "$logf")
     log "  $label: $n Mappings, config compiled in ${ms/null/(no 'snapshot N compiled in X ms' log line)} ms"
     measure_proxy "$label" "{\"compile_ms\": $ms, \"mappings\": $n}"
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        log "  $label: PORTICO EXITED during the measurement (log: $logf)"
+        tail -5 "$logf" | sed 's/^/    | /'
+    fi
+    grep -vE '^ACCESS ' "$logf" | grep -E ' (warn|error|fatal|crit)' | head -5 |
+        sed "s/^/  $label log: /" || true
     stop_proxy
 }
 
-for proxy in $PROXIES; do
-    log ""
-    log "-- $proxy"
-    case $proxy in
-    portico) bench_portico portico 1 ;;
-    nginx) bench_nginx ;;
-    haproxy) bench_haproxy ;;
-    *) die "unknown proxy '$proxy' in BENCH_PROXIES" ;;
-    esac
-done
+# run_row ROW: every proxy of BENCH_PROXIES on ROW.
+run_row() {
+    ROW=$1
+    local proxy
+    for proxy in $PROXIES; do
+        log ""
+        log "-- $proxy$(row_suffix)"
+        ensure_backend
+        case $proxy in
+        portico) bench_portico "portico$(row_suffix)" 1 "$([ "$ROW" = handshake ] && echo https || echo "$ROW")" ;;
+        nginx) bench_nginx ;;
+        haproxy) bench_haproxy ;;
+        *) die "unknown proxy '$proxy' in BENCH_PROXIES" ;;
+        esac
+    done
+}
 
-if [[ " $PROXIES " == *" portico "* ]] && [ "$MAPPINGS" -gt 0 ]; then
+MEASURE_PIDS=$BACKEND_PID
+
+if has_row http; then
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT
+    run_row http
+    if [[ " $PROXIES " == *" portico "* ]] && [ "$MAPPINGS" -gt 0 ]; then
+        log ""
+        log "-- portico with $MAPPINGS Mappings (request hits the / catch-all, matched last)"
+        bench_portico portico-10k "$MAPPINGS"
+    fi
+fi
+
+if has_row https; then
     log ""
-    log "-- portico with $MAPPINGS Mappings (request hits the / catch-all, matched last)"
-    bench_portico portico-10k "$MAPPINGS"
+    log "== HTTPS termination, keep-alive (wrk -t1 -c50 over TLS 1.3; plaintext keep-alive upstream)"
+    URL=$HTTPS_URL UPSTREAM_PORT=$BACKEND_PORT
+    run_row https
+fi
+
+if has_row handshake; then
+    log ""
+    log "== Full TLS handshakes (ab -c$HS_CONC -t$BENCH_SECONDS, no keep-alive, no resumption)"
+    URL=$HTTPS_URL UPSTREAM_PORT=$BACKEND_PORT
+    run_row handshake
+fi
+
+if has_row mtls; then
+    log ""
+    log "== mTLS to the upstream (HAProxy sidecar on CPU $CLIENT_CPU: verify required, ALPN istio,http/1.1)"
+    if command -v haproxy >/dev/null; then
+        fill_template bench/sidecar.cfg.in "$RUN/sidecar.cfg"
+        printf '    stats socket %s mode 600 level admin\n' "$RUN/sidecar.sock" >"$RUN/sidecar.global"
+        sed -i "/^    maxconn 4096/r $RUN/sidecar.global" "$RUN/sidecar.cfg"
+        taskset -c "$CLIENT_CPU" haproxy -db -f "$RUN/sidecar.cfg" >"$RUN/sidecar.log" 2>&1 &
+        SIDECAR_PID=$!
+        STARTED+=("$SIDECAR_PID")
+        if wait_port "$SIDECAR_PORT"; then
+            code=$(timeout 10 curl -sk -o /dev/null -w '%{http_code}' \
+                "https://127.0.0.1:$SIDECAR_PORT/" 2>/dev/null || true)
+            if [ "$code" = 000 ] || [ -z "$code" ]; then
+                log "  sidecar: up; a request without a client certificate is refused (as expected)"
+            else
+                log "  sidecar: WARNING: a request without a client certificate got HTTP $code"
+            fi
+            URL=$HTTP_URL UPSTREAM_PORT=$SIDECAR_PORT MEASURE_PIDS="$BACKEND_PID,$SIDECAR_PID"
+            run_row mtls
+        else
+            log "  sidecar did not start: $(tail -3 "$RUN/sidecar.log")"
+            for p in $PROXIES; do "${MEASURE[@]}" note "$p-mtls" "the HAProxy sidecar did not start"; done
+        fi
+        forget_pid "$SIDECAR_PID"
+        SIDECAR_PID=""
+        MEASURE_PIDS=$BACKEND_PID
+    else
+        for p in $PROXIES; do "${MEASURE[@]}" note "$p-mtls" "haproxy (the sidecar) not installed"; done
+    fi
+fi
+
+if has_row tracing && [[ " $PROXIES " == *" portico "* ]]; then
+    log ""
+    log "== Tracing cost (Portico; TracingService zipkin, 100% sampling, collector bench/zipkin-sink.c on CPU $CLIENT_CPU)"
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT ROW=tracing
+    if cc -O2 -Wall -o "$RUN/zipkin-sink" bench/zipkin-sink.c 2>"$RUN/zipkin-sink.build.log"; then
+        taskset -c "$CLIENT_CPU" "$RUN/zipkin-sink" "$COLLECTOR_PORT" >"$RUN/zipkin-sink.log" 2>&1 &
+        COLLECTOR_PID=$!
+        STARTED+=("$COLLECTOR_PID")
+        if wait_port "$COLLECTOR_PORT"; then
+            log ""
+            log "-- portico-notrace (the same config without the TracingService, measured just before)"
+            ensure_backend
+            bench_portico portico-notrace 1 http
+            log ""
+            log "-- portico-trace"
+            ensure_backend
+            bench_portico portico-trace 1 tracing
+        else
+            "${MEASURE[@]}" note portico-trace "the collector did not start (see $RUN/zipkin-sink.log)"
+        fi
+        forget_pid "$COLLECTOR_PID"
+        COLLECTOR_PID=""
+        log "  $(tail -1 "$RUN/zipkin-sink.log")"
+    else
+        "${MEASURE[@]}" note portico-trace "bench/zipkin-sink.c did not build: $(head -3 "$RUN/zipkin-sink.build.log")"
+    fi
 fi
 
 "${MEASURE[@]}" table
