@@ -184,8 +184,9 @@ static void ds_forward_request_body(struct pt_downstream *ds)
     while (!(ds->flags & PT_DSF_REQ_DONE) && ds->up != NULL && ds->up->out.len == 0) {
         if (ds->in.len > 0) {
             bool done;
-            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done);
-            struct iovec iov = { pt_buf_data(&ds->in), (size_t)(n > 0 ? n : 0) };
+            struct pt_str send;
+            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
+            struct iovec iov = { (void *)send.ptr, n > 0 ? send.len : 0 };
             if (n < 0) {
                 pt_ds_abort(ds);
                 return;
@@ -214,6 +215,30 @@ static void ds_forward_request_body(struct pt_downstream *ds)
         ds->flags |= PT_DSF_REQ_SENT;
 }
 
+/* Closes gracefully once the last response is out: our side of the stream ends, and what the
+ * client still sends is read and dropped for a moment, so that closing with unread data does
+ * not reset the connection and destroy the response before the client has read it. */
+static void ds_linger(struct pt_downstream *ds)
+{
+    char sink[4096];
+    bool drained = false;
+    int r = 1;
+
+    ds->state = PT_DS_CLOSING;
+    if (ds->out.len > 0)
+        return; /* again when the output is flushed */
+    if (ds->ssl != NULL)
+        SSL_shutdown(ds->ssl);
+    shutdown(ds->io.fd, SHUT_WR);
+    while (!drained && (r = pt_sock_read(ds->io.fd, ds->ssl, sink, sizeof(sink), &drained)) > 0)
+        ;
+    if (r == 0 || r == PT_IO) {
+        pt_ds_close(ds);
+        return;
+    }
+    pt_timer_arm(ds->w->loop, &ds->timer, PT_LINGER_MS);
+}
+
 /* The request and the response are both complete: log, recycle, and go on with the next. */
 static void ds_finish(struct pt_downstream *ds)
 {
@@ -232,14 +257,12 @@ static void ds_finish(struct pt_downstream *ds)
         pt_ds_request_end(ds);
     if (!(ds->flags & PT_DSF_REQ_DONE))
         ds->flags |= PT_DSF_CLOSE_AFTER; /* the rest of the request body cannot be skipped safely */
+    /* Per-request flags go; the connection's stay. */
     ds->flags &= PT_DSF_RD_PENDING | PT_DSF_WR_BLOCKED | PT_DSF_CLOSE_AFTER | PT_DSF_PEER_CLOSED |
-                 PT_DSF_IN_PROCESS;
+                 PT_DSF_IN_PROCESS | PT_DSF_TLS;
     ds->head_scanned = 0;
     if (ds->flags & PT_DSF_CLOSE_AFTER) {
-        ds->state = PT_DS_CLOSING;
-        shutdown(ds->io.fd, SHUT_RD);
-        if (ds->out.len == 0)
-            pt_ds_close(ds);
+        ds_linger(ds);
         return;
     }
     ds->state = PT_DS_HEAD;
@@ -259,12 +282,13 @@ static void ds_response_progress(struct pt_downstream *ds)
         bool done = false;
         int64_t n = 0;
         if (up->in.len > 0) {
-            n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
+            struct pt_str send;
+            n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done, &send);
             if (n < 0) {
                 pt_ds_abort(ds);
                 return;
             }
-            struct iovec iov = { pt_buf_data(&up->in), (size_t)n };
+            struct iovec iov = { (void *)send.ptr, send.len };
             if (pt_ds_send(ds, &iov, 1) == PT_IO) {
                 pt_ds_abort(ds);
                 return;
@@ -385,7 +409,7 @@ static void ds_on_timer(struct pt_timer *t)
         pt_reply_local(ds, 504, PT_STR_LIT("upstream request timeout"), "UT");
         return;
     }
-    if (ds->in.len > 0) { /* a head that never completed */
+    if (ds->state == PT_DS_HEAD && ds->in.len > 0) { /* a head that never completed */
         struct pt_http_stats *hs = pt_ds_http_stats(ds);
         if (hs != NULL)
             pt_stats_inc(&hs->downstream_rq_timeout);
@@ -538,7 +562,7 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
         }
         if (r == 0) {
             if (ds->state == PT_DS_CLOSING) {
-                pt_ds_close(ds);
+                ds_linger(ds);
                 return;
             }
             if (ds->flags & PT_DSF_RESP_DONE) {
@@ -572,8 +596,11 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
     case PT_DS_CLOSING: {
         char sink[4096];
         bool drained = false;
-        while (!drained && pt_sock_read(io->fd, ds->ssl, sink, sizeof(sink), &drained) > 0)
+        int r = 1;
+        while (!drained && (r = pt_sock_read(io->fd, ds->ssl, sink, sizeof(sink), &drained)) > 0)
             ;
+        if (ds->out.len == 0 && (r == 0 || r == PT_IO))
+            pt_ds_close(ds); /* the client is done too */
         break;
     }
     }

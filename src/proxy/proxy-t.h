@@ -16,6 +16,7 @@
 
 #define PT_MAX_HEADERS_DEFAULT 100
 #define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
+#define PT_LINGER_MS 2000 /* reading what a client still sends after our last response */
 
 /* Limits and timeouts that every listener uses; each has a command-line/env knob. */
 struct pt_proxy_limits {
@@ -62,7 +63,13 @@ enum pt_ds_state {
 #define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
 
 /* How a message body is delimited. */
-enum pt_body_kind { PT_BODY_NONE = 0, PT_BODY_LENGTH, PT_BODY_CHUNKED, PT_BODY_UNTIL_CLOSE };
+enum pt_body_kind {
+    PT_BODY_NONE = 0,
+    PT_BODY_LENGTH,
+    PT_BODY_CHUNKED,       /* forwarded with its framing */
+    PT_BODY_DECHUNK,       /* chunked upstream, raw to an HTTP/1.0 client (close-delimited) */
+    PT_BODY_UNTIL_CLOSE,
+};
 
 struct pt_body {
     enum pt_body_kind kind;

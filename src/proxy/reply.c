@@ -82,7 +82,8 @@ static void send_reply(struct pt_downstream *ds, int status, struct pt_str body,
                  "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n%sdate: %.*s\r\nserver: envoy\r\n%.*s%s\r\n",
                  status, pt_reason_phrase(status), body.len, body.len ? "content-type: text/plain\r\n" : "",
                  (int)date.len, date.ptr, (int)extra_len, extra ? extra : "",
-                 (ds->flags & PT_DSF_CLOSE_AFTER) ? "connection: close\r\n" : "");
+                 (ds->flags & PT_DSF_CLOSE_AFTER) ? "connection: close\r\n"
+                 : ds->req.minor_version == 0 ? "connection: keep-alive\r\n" : "");
     pt_stats_downstream_code(pt_ds_http_stats(ds), status);
     if (ds->flags & PT_DSF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
         pt_stats_upstream_code(pt_ds_cluster_stats(ds), status);

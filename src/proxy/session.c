@@ -90,14 +90,20 @@ static bool hop_by_hop(struct pt_str n)
     return false;
 }
 
-/* How many of <len> bytes belong to the message body; sets *done at its end. PT_BADMSG on
- * broken chunked framing. */
-int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done)
+int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_str *send)
 {
     size_t consumed;
     int r;
 
     *done = false;
+    if (b->kind == PT_BODY_DECHUNK) {
+        r = pt_h1_chunked_decode(&b->chunk, data, len, &consumed, send);
+        if (r < 0)
+            return PT_BADMSG;
+        *done = r == 1;
+        return (int64_t)consumed;
+    }
+    *send = pt_str_make(data, 0);
     switch (b->kind) {
     case PT_BODY_NONE:
         *done = true;
@@ -108,15 +114,20 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
             *done = true;
         }
         b->remaining -= len;
+        send->len = len;
         return (int64_t)len;
     case PT_BODY_CHUNKED:
         r = pt_h1_chunked_scan(&b->chunk, data, len, &consumed);
         if (r < 0)
             return PT_BADMSG;
         *done = r == 1;
+        send->len = consumed;
         return (int64_t)consumed;
     case PT_BODY_UNTIL_CLOSE:
+        send->len = len;
         return (int64_t)len;
+    case PT_BODY_DECHUNK:
+        break;
     }
     return 0;
 }
@@ -689,12 +700,16 @@ int pt_session_response_head(struct pt_downstream *ds)
     ds->status = res.status;
     ds->upstream_status = res.status;
     ds->upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - ds->upstream_start_ms);
+    pt_accesslog_capture_response(ds, res.headers, res.nheaders);
     if (res.keep_alive)
         ds->flags |= PT_DSF_UP_KEEPALIVE;
     ds->resp_body = (struct pt_body){ 0 };
     if (!pt_h1_response_has_body(head_req, res.status))
         ds->resp_body.kind = PT_BODY_NONE;
-    else if (res.chunked)
+    else if (res.chunked && ds->req.minor_version == 0) {
+        ds->resp_body.kind = PT_BODY_DECHUNK; /* HTTP/1.0 cannot read chunks: the close ends it */
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+    } else if (res.chunked)
         ds->resp_body.kind = PT_BODY_CHUNKED;
     else if (res.content_length >= 0)
         ds->resp_body = (struct pt_body){ .kind = res.content_length ? PT_BODY_LENGTH : PT_BODY_NONE,
@@ -747,17 +762,18 @@ int pt_session_response_head(struct pt_downstream *ds)
         /* The head and the body bytes already here leave in one writev. */
         uint64_t tx = ds->bytes_tx;
         bool done;
-        int64_t n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done);
-        struct iovec iov[2] = { { w->scratch, (size_t)(b.p - w->scratch) }, { pt_buf_data(&up->in), 0 } };
+        struct pt_str body;
+        int64_t n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done, &body);
+        struct iovec iov[2] = { { w->scratch, (size_t)(b.p - w->scratch) }, { (void *)body.ptr, 0 } };
         if (n < 0)
             return PT_BADMSG;
-        iov[1].iov_len = (size_t)n;
-        if (pt_ds_send(ds, iov, n ? 2 : 1) == PT_IO) {
+        iov[1].iov_len = body.len;
+        if (pt_ds_send(ds, iov, body.len ? 2 : 1) == PT_IO) {
             pt_ds_abort(ds);
             return 0;
         }
         pt_buf_consume(&up->in, (uint32_t)n);
-        ds->bytes_tx = tx + (uint64_t)n; /* %BYTES_SENT% counts body bytes, as Envoy does */
+        ds->bytes_tx = tx + body.len; /* %BYTES_SENT% counts body bytes, as Envoy does */
         if (done)
             ds->flags |= PT_DSF_RESP_DONE;
     }

@@ -21,9 +21,11 @@ int pt_session_response_head(struct pt_downstream *ds);
  * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
 int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);
 
-/* pt_body_take: how many of <len> bytes belong to the body <b> delimits; sets *done at its
- * end. PT_BADMSG on broken chunked framing. */
-int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done);
+/* pt_body_take: how many of <len> bytes belong to the body <b> delimits (to consume), and in
+ * <*send> the bytes to pass on from them (all of them, except when de-chunking for HTTP/1.0,
+ * where one run of chunk data at a time); sets *done at the body's end. PT_BADMSG on broken
+ * chunked framing. */
+int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_str *send);
 
 /* pt_session_observe_end: the request is over: its spans and its access-log line. */
 void pt_session_observe_end(struct pt_downstream *ds);

@@ -176,24 +176,21 @@ def test_seed_tlscontext_and_tracingservice_are_not_errors(tmp_path):
         assert "TracingService/ambassador/tracing" not in l or "notice" in l, l
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `portico check` accepts the seed's quote-backend Mapping "
-                   "(`tls: istio-upstream`) silently, while `run` rejects it with 'TLS origination (tls) "
-                   "is not supported by this build yet': check skips compile-stage validation")
-def test_seed_quote_mapping_with_tls_is_rejected_clearly_for_now(tmp_path):
+def test_seed_quote_mapping_with_tls_reports_the_missing_istio_certs(tmp_path):
+    """Without AMBASSADOR_ISTIO_SECRET_DIR there is no istio-certs Secret: check says so on the
+    Mapping that needs it (run keeps the route, answering 503 until the certificates come)."""
     f, r, lines = seed_check(tmp_path)
     mine = [l for l in lines if "Mapping/default/quote-backend" in l]
     assert len(mine) == 1, lines
     line = mine[0]
     assert line.startswith(f"{f}:"), line
-    low = line.lower()
-    assert "tls" in low and ("not supported" in low or "unsupported" in low
-                             or "not implemented" in low or "not available" in low), line
+    assert "istio-upstream" in line and "istio-certs" in line and "not found" in line, line
 
 
 def test_seed_yaml_under_run_rejects_the_same_mappings(processes, tmp_path):
-    """`run` on the seed YAML: the TLSContext and TracingService load, both Mappings are
-    rejected with a message (service required; TLS origination not supported yet), and the
-    rest of the configuration serves."""
+    """`run` on the seed YAML without the Istio certificates: the TLSContext and TracingService
+    load, both Mappings are reported (service required; the istio-certs Secret is missing), and
+    the rest of the configuration serves."""
     from conftest import start_quote
     from portico_cfg import Portico, endpoints, service
     q = start_quote(processes, name="quote-pod")
@@ -207,10 +204,10 @@ def test_seed_yaml_under_run_rejects_the_same_mappings(processes, tmp_path):
     errs = {e["object"]: e for e in d["errors"]}
     assert set(errs) == {"Mapping/default/mtls-mapping", "Mapping/default/quote-backend"}, errs
     assert "required" in errs["Mapping/default/mtls-mapping"]["message"]
-    assert "not supported" in errs["Mapping/default/quote-backend"]["message"]
+    assert "istio-certs" in errs["Mapping/default/quote-backend"]["message"]
     assert errs["Mapping/default/quote-backend"]["location"].startswith(f"{seed}:")
     kinds = {(r["kind"], r["name"]) for r in d["resources"]}
     assert ("TLSContext", "istio-upstream") in kinds
     assert ("TracingService", "tracing") in kinds
     assert px.status("/plain/") == 200
-    assert px.status("/backend/") == 404
+    assert px.status("/backend/") == 503  # the route stays; its TLS context waits for istio-certs

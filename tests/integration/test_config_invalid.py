@@ -44,7 +44,7 @@ def test_bad_mapping_is_rejected_alone(processes, tmp_path, quote_backend):
      "host"),                                                         # `*` in an exact host
     pytest.param({"prefix": "/x/(", "service": "127.0.0.1:9", "prefix_regex": True}, "prefix"),
     pytest.param({"prefix": "/x/", "service": "127.0.0.1:9",
-                  "regex_headers": {"x-a": "(unclosed"}}, "regex_headers"),
+                  "regex_headers": {"x-a": "(unclosed"}}, "header x-a: invalid regex"),
 ])
 def test_check_rejects_invalid_mapping_fields(tmp_path, spec, needle):
     s = {"hostname": "*"}

@@ -189,10 +189,6 @@ def test_close_delimited_upstream_response(processes, tmp_path):
         backend.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an HTTP/1.0 request whose upstream answer is chunked gets 'transfer-encoding: chunked'"
-    " and chunk framing; RFC 9112 6.1 forbids Transfer-Encoding in a response to HTTP/1.0 and "
-    "Envoy's codec sends the body unchunked, delimited by closing the connection"))
 def test_chunked_upstream_response_to_http10_client(proxy):
     with RawConn(proxy.port) as c:
         c.send(b"GET /backend/chunked/1000 HTTP/1.0\r\nHost: h\r\n\r\n")
@@ -294,10 +290,6 @@ def test_hop_by_hop_headers_not_forwarded(proxy):
     assert echo_headers(doc, "x-keep") == ["yes"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG?: a header named in Connection (Connection: X-Hop) is forwarded upstream; RFC 9110 "
-    "7.6.1 says a proxy MUST remove it. Envoy forwards it too (envoy#8623), so this is a "
-    "product decision: Portico goes beyond Emissary where Emissary is broken"))
 def test_headers_named_by_connection_not_forwarded(proxy):
     with RawConn(proxy.port) as c:
         c.request("GET", "/backend/echo", headers=[("Connection", "X-Hop, keep-alive"),
@@ -499,12 +491,6 @@ def test_random_garbage_is_400_or_close(proxy, seed):
 # ---------------------------------------------------------------------------------------------
 # Lifecycle (every test's teardown depends on it)
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SIGTERM with nothing in flight logs 'draining' and never exits: pt_workers_stop() "
-    "joins workers that sleep in epoll_wait(-1). The before-sleep hook (worker.c before_sleep) "
-    "sees slot->stop and calls pt_loop_stop(), but pt_loop_run_once (core/loop.c:216-221) goes "
-    "on into epoll_wait in the same iteration, so a worker without timers never wakes; the "
-    "second signal is never read either because the control thread is in pthread_join"))
 def test_sigterm_on_idle_proxy_exits_promptly(proxy):
     popen = proxy.proc.popen
     t0 = time.monotonic()

@@ -61,10 +61,6 @@ def test_access_log_has_the_forwarded_request_id_and_original_path(proxy):
     assert m["upstream"] == f"127.0.0.1:{proxy.backend.port}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the access log prints the X-Forwarded-For the client sent (\"-\" when none, "
-    "\"1.2.3.4\" when 1.2.3.4 was sent) instead of the value after the client address is "
-    "appended (127.0.0.1 / 1.2.3.4,127.0.0.1), which is what the upstream gets and Envoy logs"))
 def test_access_log_xff_is_the_forwarded_value(proxy):
     """%REQ(X-FORWARDED-FOR)% is read from the request headers after the connection manager
     appended the client address, so Envoy logs what the upstream received."""
@@ -87,10 +83,6 @@ def test_access_log_local_replies(processes, tmp_path):
     assert (m503["code"], m503["flags"], m503["tx"]) == ("503", "UF", str(len(REFUSED_BODY)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a request rejected by the parser is logged as 'ACCESS [.000Z] \"- - -\" 400 DPE ...':"
-    " the start time is empty (start_realtime_ms is 0, and accesslog.c format_time's cache "
-    "starts at second 0, so it prints nothing before '.000Z')"))
 def test_access_log_for_protocol_error(proxy):
     with RawConn(proxy.port) as c:
         c.send(b"GET /backend/ HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n")

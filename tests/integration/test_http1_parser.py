@@ -87,32 +87,24 @@ def test_malformed_request_is_400_and_closed(proxy, name):
     assert requests.get(proxy.url("/backend/"), timeout=5).status_code == 200
 
 
-SIZE_431 = ("Envoy answers 431 when the head exceeds max_request_headers_kb (60 KiB, request "
-            "line included) or the header count exceeds 100 (http1/codec_impl.cc "
-            "checkMaxHeadersSize / TooManyHeaders: Code::RequestHeaderFieldsTooLarge)")
+# The issue asks for 400 on every oversize head (Envoy answers 431): the reply must arrive
+# before the close, even when the client is still sending.
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 62 KiB request line gets 400, not 431. " + SIZE_431)
-def test_oversize_request_line_is_431(proxy):
+def test_oversize_request_line_is_400(proxy):
     data = b"GET /backend/" + b"a" * (62 * 1024) + b" HTTP/1.1\r\nHost: h\r\n\r\n"
-    expect_status_then_close(proxy.port, data, 431)
+    expect_status_then_close(proxy.port, data, 400)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a head larger than the input buffer (a 70,000-byte header sent in one write) usually "
-    "gets no response at all: the connection is reset (close() with unread input sends RST and "
-    "the reply is lost; now and then a 400 gets through). Envoy answers 431 and closes after "
-    "flushing (delayed close). " + SIZE_431))
-def test_head_over_64k_gets_431_before_close(proxy):
+def test_head_over_64k_gets_400_before_close(proxy):
     data = b"GET /backend/ HTTP/1.1\r\nHost: h\r\nX-Big: " + b"X" * 70000 + b"\r\n\r\n"
-    expect_status_then_close(proxy.port, data, 431)
+    expect_status_then_close(proxy.port, data, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 101 header fields get 400, not 431. " + SIZE_431)
-def test_101_headers_is_431(proxy):
+def test_101_headers_is_400(proxy):
     data = (b"GET /backend/ HTTP/1.1\r\nHost: h\r\n"
             + b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n")
-    expect_status_then_close(proxy.port, data, 431)
+    expect_status_then_close(proxy.port, data, 400)
 
 
 def test_100_headers_are_accepted(proxy):

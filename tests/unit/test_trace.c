@@ -553,7 +553,7 @@ static void test_spans_json(void **state)
     assert_null(tagv(hcm, "zone"));
 
     assert_string_equal(tagv(child, "upstream_address"), "10.1.2.3:8080");
-    assert_string_equal(tagv(child, "peer.address"), "10.1.2.3");
+    assert_string_equal(tagv(child, "peer.address"), "10.1.2.3:8080"); /* with the port, as Envoy */
     assert_string_equal(tagv(child, "http.protocol"), "HTTP/1.1");
     assert_string_equal(tagv(child, "component"), "proxy");
     assert_string_equal(tagv(child, "upstream_cluster.name"), "quote_default");
