@@ -22,7 +22,7 @@ struct pt_cluster;
 #define PT_TRACE_MAX_FIXED_TAGS 16  /* custom_tags literal + environment, per config */
 #define PT_TRACE_CAPTURE_BYTES 1024 /* header values kept from the request head for tags */
 #define PT_TRACE_INJECT_MAX 160     /* the four x-b3-* lines at their longest, with slack */
-#define PT_TRACE_RING_SLOTS 256     /* finished requests per worker between two drains */
+#define PT_TRACE_RING_SLOTS 1024    /* finished requests per worker between two drains */
 #define PT_TRACE_REC_BYTES 3072     /* strings of one finished request */
 #define PT_TRACE_PATH_MAX 256       /* http.url path cut, Envoy's max_path_tag_length */
 #define PT_TRACE_ABSENT 0xffff      /* pt_trace_ctx.tag_len: the header was not in the request */
