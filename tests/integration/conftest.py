@@ -56,6 +56,15 @@ BUILD = Path(os.environ.get("PORTICO_BUILD", "build"))
 if not BUILD.is_absolute():
     BUILD = REPO / BUILD
 
+def shared_path(rel):
+    """A file of the project's shared/ folder (beside the repository, as CI lays it out; else
+    this workplace's /work/shared)."""
+    for base in (REPO.parent / "shared", Path("/work/shared")):
+        if (base / rel).exists():
+            return base / rel
+    return REPO.parent / "shared" / rel
+
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
 

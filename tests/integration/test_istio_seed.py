@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import RawConn, binary, free_port
+from conftest import RawConn, binary, free_port, shared_path
 from istio import (issue_workload, make_mesh, mismatched_pair, portico_has_tls, start_sidecar,
                    write_istio_dir, write_workload)
 
@@ -47,7 +47,7 @@ needs_tls = pytest.mark.skipif(
     reason="Portico TLS origination not built yet (`portico --version` names no `tls` feature; "
            "PORTICO_TLS_TESTS=1 forces)")
 
-SEED_DOC = Path(os.environ.get("PORTICO_SEED_DOC", "/work/shared/seed/istio-integration.md"))
+SEED_DOC = Path(os.environ.get("PORTICO_SEED_DOC", str(shared_path("seed/istio-integration.md"))))
 RESET_BODY = ("upstream connect error or disconnect/reset before headers. "
               "reset reason: connection termination")
 PRODUCT_NAMESPACE = "default"

@@ -25,9 +25,9 @@ import pytest
 import requests
 import yaml
 
-from conftest import RawConn, binary, free_port, start_quote
+from conftest import RawConn, binary, free_port, start_quote, shared_path
 
-ZIPKIN_API = Path("/work/shared/reference/zipkin2-api.yaml")
+ZIPKIN_API = shared_path("reference/zipkin2-api.yaml")
 SPANS_PATH = "/api/v2/spans"
 
 LISTENER_AND_MAPPING = """\
