@@ -623,7 +623,7 @@ def fmt(v, spec, none="-"):
 
 
 ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-mtls", "mtls"),
-                ("-notrace", "tracing"), ("-trace", "tracing"))
+                ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"))
 
 
 def group_of(label):
@@ -826,11 +826,16 @@ def cmd_table(a):
         ratio_lines(rows, notes, "-mtls")
 
     # 4. Tracing
-    labels = ["portico-notrace", "portico-trace"]
+    labels = ["portico-nostats", "portico-notrace", "portico-trace"]
     if print_section("Tracing cost, Portico only (the plain HTTP row without, then with, a "
                      "TracingService at 100% sampling;\nZipkin collector bench/zipkin-sink.c on "
                      "CPU 1 answering 202)", labels, rows, strace, notes):
         off, on = rows.get("portico-notrace"), rows.get("portico-trace")
+        bare = rows.get("portico-nostats")
+        if bare and off:
+            x = off["cpu_us_per_req"] / bare["cpu_us_per_req"]
+            print(f"portico metrics/no metrics CPU us/req: {x:.2f} (target < 1.03: "
+                  f"{'met' if x < 1.03 else 'NOT met'})")
         if on and on.get("spans_expected") is not None:
             print(f"spans: {on['spans_expected']:.0f} expected (2 per request), "
                   f"{on['spans_received']:.0f} received by the collector, "

@@ -420,7 +420,7 @@ bench_portico() {
     "${MEASURE[@]}" portico-config "$dir" --port "$PROXY_PORT" --backend-port "$BACKEND_PORT" \
         --mappings "$n" --mode "$mode" --certs "$RUN/certs" --upstream-port "$UPSTREAM_PORT" \
         --collector-port "$COLLECTOR_PORT"
-    taskset -c "$PROXY_CPU" "$BUILD/portico" run --config "$dir" --workers 1 \
+    env ${PORTICO_ENV:-} taskset -c "$PROXY_CPU" "$BUILD/portico" run --config "$dir" --workers 1 \
         --admin-port "$ADMIN_PORT" >"$logf" 2>&1 &
     PROXY_PID=$!
     started "$label" "$logf" 60 || return 0
@@ -521,6 +521,10 @@ if has_row tracing && [[ " $PROXIES " == *" portico "* ]]; then
         COLLECTOR_PID=$!
         STARTED+=("$COLLECTOR_PID")
         if wait_port "$COLLECTOR_PORT"; then
+            log ""
+            log "-- portico-nostats (no TracingService, and PORTICO_STATS=off: nothing counted)"
+            ensure_backend
+            PORTICO_ENV="PORTICO_STATS=off" bench_portico portico-nostats 1 http
             log ""
             log "-- portico-notrace (the same config without the TracingService, measured just before)"
             ensure_backend

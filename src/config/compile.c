@@ -114,6 +114,14 @@ static char *cluster_name(const char *service, const char *tls_ctx, const char *
     return pt_xstrdup(buf);
 }
 
+/* PORTICO_STATS=off: nothing counts on the request path (index 0 is "not counted"); for
+ * measuring what the counters cost (make bench). */
+static bool stats_off(void)
+{
+    const char *v = getenv("PORTICO_STATS");
+    return v != NULL && strcmp(v, "off") == 0;
+}
+
 static char *stats_name(const char *service)
 {
     const char *s = strstr(service, "://");
@@ -149,7 +157,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->id = s->nclusters;
     cl->name = name;
     cl->stats_name = m->stats_name ? pt_xstrdup(m->stats_name) : stats_name(ref->qualified);
-    cl->stats_idx = pt_stats_cluster_index(cl->stats_name);
+    cl->stats_idx = stats_off() ? 0 : pt_stats_cluster_index(cl->stats_name);
     cl->service = pt_xstrdup(m->service);
     cl->host = pt_xstrdup(ref->host);
     cl->port = ref->port;
@@ -498,7 +506,7 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
         l->protocol = lr->protocol;
         {
             char addr[64];
-            l->stats_idx = pt_stats_listener_index(pt_stats_listener_address(addr, sizeof(addr), lr->port));
+            l->stats_idx = stats_off() ? 0 : pt_stats_listener_index(pt_stats_listener_address(addr, sizeof(addr), lr->port));
         }
         l->security_model = lr->security_model;
         l->l7_depth = lr->l7_depth;
@@ -509,7 +517,7 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             snprintf(nm, sizeof(nm), "%s/%s", lr->meta.namespace, lr->meta.name);
             l->name = pt_xstrdup(nm);
         }
-        l->stats_prefix_idx = pt_stats_prefix_index(l->stats_prefix);
+        l->stats_prefix_idx = stats_off() ? 0 : pt_stats_prefix_index(l->stats_prefix);
         l->vhosts = pt_xcalloc(nvh + 1, sizeof(*l->vhosts));
         for (size_t k = 0; k < nvh; k++)
             if (hres[k] == NULL || listener_takes_host(lr, hres[k]))
