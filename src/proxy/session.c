@@ -152,23 +152,29 @@ static void make_request_id(struct pt_worker *w, char *out)
     }
 }
 
-/* Whether <name> is one of the comma-separated tokens of a Connection header value. */
+/* The next comma-separated token of a Connection header value from *i (empty at the end). */
+static struct pt_str next_token(struct pt_str v, size_t *i)
+{
+    size_t start, end;
+
+    while (*i < v.len && (v.ptr[*i] == ' ' || v.ptr[*i] == '\t' || v.ptr[*i] == ','))
+        (*i)++;
+    start = *i;
+    while (*i < v.len && v.ptr[*i] != ',')
+        (*i)++;
+    end = *i;
+    while (end > start && (v.ptr[end - 1] == ' ' || v.ptr[end - 1] == '\t'))
+        end--;
+    return pt_str_make(v.ptr + start, end - start);
+}
+
+/* Whether <name> is one of the tokens of a Connection header value. */
 static bool connection_lists(struct pt_str conn, struct pt_str name)
 {
     size_t i = 0;
-    while (i < conn.len) {
-        size_t start, end;
-        while (i < conn.len && (conn.ptr[i] == ' ' || conn.ptr[i] == '\t' || conn.ptr[i] == ','))
-            i++;
-        start = i;
-        while (i < conn.len && conn.ptr[i] != ',')
-            i++;
-        end = i;
-        while (end > start && (conn.ptr[end - 1] == ' ' || conn.ptr[end - 1] == '\t'))
-            end--;
-        if (end > start && pt_str_caseeq(pt_str_make(conn.ptr + start, end - start), name))
+    while (i < conn.len)
+        if (pt_str_caseeq(next_token(conn, &i), name))
             return true;
-    }
     return false;
 }
 
@@ -178,16 +184,7 @@ static bool connection_has_extra(struct pt_str conn)
 {
     size_t i = 0;
     while (i < conn.len) {
-        size_t start, end;
-        while (i < conn.len && (conn.ptr[i] == ' ' || conn.ptr[i] == '\t' || conn.ptr[i] == ','))
-            i++;
-        start = i;
-        while (i < conn.len && conn.ptr[i] != ',')
-            i++;
-        end = i;
-        while (end > start && (conn.ptr[end - 1] == ' ' || conn.ptr[end - 1] == '\t'))
-            end--;
-        struct pt_str t = pt_str_make(conn.ptr + start, end - start);
+        struct pt_str t = next_token(conn, &i);
         if (t.len && !pt_str_caseeq(t, PT_STR_LIT("close")) && !pt_str_caseeq(t, PT_STR_LIT("keep-alive")) &&
             !pt_str_caseeq(t, PT_STR_LIT("upgrade")))
             return true;
