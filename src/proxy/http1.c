@@ -149,6 +149,8 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
     for (int i = 0; i < iovcnt; i++) {
         size_t len = iov[i].iov_len, skip = done < len ? done : len;
         done -= skip;
+        if (len == skip)
+            continue;
         memcpy(ds->out.base + ds->out.off + ds->out.len, (const char *)iov[i].iov_base + skip, len - skip);
         ds->out.len += (uint32_t)(len - skip);
     }

@@ -67,6 +67,8 @@ static inline ssize_t pt_sock_writev(int fd, SSL *ssl, const struct iovec *iov, 
             size_t k = iov[i].iov_len;
             if (len + k > cap)
                 k = cap - len;
+            if (k == 0)
+                continue; /* an empty piece may have no base at all */
             memmove(scratch + len, iov[i].iov_base, k);
             len += k;
             if (len == cap)

@@ -403,6 +403,8 @@ int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)
     for (int i = 0; i < iovcnt; i++) {
         size_t len = iov[i].iov_len, skip = done < len ? done : len;
         done -= skip;
+        if (len == skip)
+            continue;
         memcpy(up->out.base + up->out.off + up->out.len, (const char *)iov[i].iov_base + skip, len - skip);
         up->out.len += (uint32_t)(len - skip);
     }
