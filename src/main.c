@@ -201,7 +201,6 @@ static int cmd_run(struct run_opts *o)
         pt_hotrestart_start(ctl.loop, getenv("AMBASSADOR_ENVOY_BASE_ID"), on_handover) != 0)
         pt_warn("hot restart unavailable for this base id");
     pt_reload_now(); /* Kubernetes: nothing until every kind is listed */
-    pt_hotrestart_ready();
     pt_loop_run(ctl.loop);
     pt_kubernetes_stop();
     pt_workers_stop();

@@ -207,6 +207,9 @@ int pt_admin_start(struct pt_loop *loop, int port)
     admin_loop = loop;
     if (fd >= 0) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* During a hot restart both processes serve the admin port for a moment. */
+        if (getenv("AMBASSADOR_ENVOY_BASE_ID") != NULL)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
         if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
             close(fd);

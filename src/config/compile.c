@@ -99,7 +99,10 @@ static bool listener_takes_host(const struct pt_listener_res *l, const struct pt
 static char *cluster_name(const char *service, const char *tls_ctx, const char *ns)
 {
     char buf[1024], *p;
-    snprintf(buf, sizeof(buf), "cluster_%s%s%s_%s", service, tls_ctx ? "_otls_" : "", tls_ctx ? tls_ctx : "", ns);
+    /* "otls" marks TLS origination (tls_ctx "" for the null context: tls: true, https://), so a
+     * TLS and a cleartext Mapping of one service never share a cluster. */
+    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s_%s", service, tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "",
+             tls_ctx ? tls_ctx : "", ns);
     for (p = buf; *p; p++)
         if (!isalnum((unsigned char)*p))
             *p = '_';
@@ -136,7 +139,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
                                               const struct pt_service_ref *ref, bool *added)
 {
     struct pt_snapshot *s = c->snap;
-    char *name = cluster_name(ref->qualified, m->tls && strcmp(m->tls, "true") != 0 ? m->tls : NULL,
+    char *name = cluster_name(ref->qualified, !ref->tls ? NULL : m->tls && strcmp(m->tls, "true") != 0 ? m->tls : "",
                               m->meta.namespace);
     struct pt_cluster *cl;
 

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "proxy/proxy.h"
+#include "proxy/hotrestart.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
@@ -120,6 +121,8 @@ bool pt_reload_now(void)
     pt_info("snapshot %lu compiled in %.1f ms (%zu mappings, %u clusters, %zu errors)",
             (unsigned long)s->generation, rl.stats.last_ms, r->nmappings, s->nclusters, r->diag.nerrors);
     pt_workers_publish(s);
+    if (rl.stats.ok == 1)
+        pt_hotrestart_ready(); /* a replaced process drains only once we serve */
     pt_zipkin_set_config(s->tracing); /* TracingService changes apply without a restart */
     pt_stats_set_cert_expiry(earliest_expiry(s));
     pt_snapshot_set_current(s);

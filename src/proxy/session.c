@@ -369,9 +369,11 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     hb_lit(&b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < req->nheaders; i++) {
         struct pt_str n = req->headers[i].name;
-        if (hop_by_hop(n) || (int)i == req->idx_x_forwarded_for)
+        /* Every copy of the forwarding headers, not only the first: a second
+         * X-Forwarded-Proto must not slip past the one we set. */
+        if (hop_by_hop(n) || (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for"))))
             continue;
-        if ((int)i == req->idx_x_forwarded_proto && !keep_xfp)
+        if (!keep_xfp && n.len == 17 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-proto")))
             continue;
         if ((int)i == req->idx_host && (a->host_rewrite.len || a->auto_host_rewrite))
             continue;
@@ -395,9 +397,13 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     else if (req->idx_host < 0 && req->authority.len)
         hb_header(&b, PT_STR_LIT("host"), req->authority);
     hb_lit(&b, "x-forwarded-for: ");
-    if (req->idx_x_forwarded_for >= 0) {
-        hb_str(&b, req->headers[req->idx_x_forwarded_for].value);
-        hb_lit(&b, ",");
+    for (size_t i = req->idx_x_forwarded_for >= 0 ? (size_t)req->idx_x_forwarded_for : req->nheaders;
+         i < req->nheaders; i++) {
+        struct pt_str n = req->headers[i].name;
+        if (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for")) && req->headers[i].value.len) {
+            hb_str(&b, req->headers[i].value); /* several headers are one comma list */
+            hb_lit(&b, ",");
+        }
     }
     hb_put(&b, ds->peer_ip, strlen(ds->peer_ip));
     hb_lit(&b, "\r\n");

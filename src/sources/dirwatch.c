@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,7 +65,7 @@ static bool relevant(const struct inotify_event *ev)
         return true;
     if (strncmp(ev->name, "..data", 6) == 0)
         return true;
-    return (n > 5 && strcmp(ev->name + n - 5, ".yaml") == 0) || (n > 4 && strcmp(ev->name + n - 4, ".yml") == 0);
+    return (n > 5 && strcasecmp(ev->name + n - 5, ".yaml") == 0) || (n > 4 && strcasecmp(ev->name + n - 4, ".yml") == 0);
 }
 
 static void on_events(struct pt_io *io, uint32_t events)
