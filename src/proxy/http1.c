@@ -130,6 +130,11 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     ds->bytes_tx += total;
+    {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_stats_add(&hs->downstream_cx_tx_bytes_total, total); /* handed to the socket */
+    }
     if (total == 0)
         return 0;
     if (ds->out.len == 0) {
@@ -175,8 +180,12 @@ static int ds_fill(struct pt_downstream *ds)
     n = pt_sock_read(ds->io.fd, ds->ssl, ds->in.base + ds->in.off + ds->in.len, room, &drained);
     if (drained)
         ds->flags &= ~PT_DSF_RD_PENDING;
-    if (n > 0)
+    if (n > 0) {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
         ds->in.len += (uint32_t)n;
+        if (hs != NULL)
+            pt_stats_add(&hs->downstream_cx_rx_bytes_total, (uint64_t)n);
+    }
     return (int)n;
 }
 

@@ -151,8 +151,12 @@ static int up_fill(struct pt_upstream *up)
     bool drained;
     n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in), &drained);
     up->rd_pending = !drained;
-    if (n > 0)
+    if (n > 0) {
+        struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         up->in.len += (uint32_t)n;
+        if (cs != NULL)
+            pt_stats_add(&cs->upstream_cx_rx_bytes_total, (uint64_t)n);
+    }
     return (int)n;
 }
 
@@ -383,6 +387,11 @@ int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)
 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
+    {
+        struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
+        if (cs != NULL)
+            pt_stats_add(&cs->upstream_cx_tx_bytes_total, total); /* handed to the socket */
+    }
     if (total == 0)
         return 0;
     if (up->out.len == 0 && up->state == PT_UP_BUSY) {
