@@ -27,6 +27,7 @@
 
 #define PT_ADMIN_REQ_MAX 16384
 #define PT_ADMIN_TIMEOUT_MS 10000
+#define PT_ADMIN_WARMING_MS 5000
 
 struct admin_conn {
     struct pt_io io;
@@ -112,6 +113,23 @@ static char *diag_document(const struct pt_snapshot *s)
     return out ? out : strdup("{}");
 }
 
+/* As Envoy's cluster warming: right after start, not ready while a cluster waits for its first
+ * DNS answer (a few milliseconds), so that the first requests do not get 503s; never longer
+ * than PT_ADMIN_WARMING_MS, so that a name that never answers cannot keep readiness down. */
+static bool warming(const struct pt_snapshot *s)
+{
+    static uint64_t first;
+    uint64_t now = pt_now_ms();
+    if (first == 0)
+        first = now;
+    if (now - first > PT_ADMIN_WARMING_MS)
+        return false;
+    for (uint32_t i = 0; i < s->nclusters; i++)
+        if (s->clusters[i]->dns_pending)
+            return true;
+    return false;
+}
+
 static void handle(struct admin_conn *c, const struct pt_h1_request *req)
 {
     struct pt_str path = req->path;
@@ -122,7 +140,7 @@ static void handle(struct admin_conn *c, const struct pt_h1_request *req)
         respond(c, 200, "text/plain", ok, sizeof(ok) - 1);
     } else if (path_is(path, "/ambassador/v0/check_ready")) {
         static const char ok[] = "Portico is ready and waiting\n", no[] = "Portico is not ready\n";
-        if (s != NULL)
+        if (s != NULL && !warming(s))
             respond(c, 200, "text/plain", ok, sizeof(ok) - 1);
         else
             respond(c, 503, "text/plain", no, sizeof(no) - 1);

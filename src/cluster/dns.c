@@ -642,6 +642,15 @@ int pt_dns_lookup(const char *name, struct pt_dns_addr *out, int max)
     return n > 0 ? n : 0;
 }
 
+bool pt_dns_answered(const char *name)
+{
+    struct dns_entry *e;
+    if (dns == NULL || name == NULL)
+        return true; /* nothing will ever answer: do not wait */
+    e = entry_find(name, name_hash(name));
+    return e == NULL || (e->flags & DNS_F_ANSWERED) != 0;
+}
+
 void pt_dns_get_stats(struct pt_dns_stats *out)
 {
     memset(out, 0, sizeof(*out));

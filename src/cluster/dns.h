@@ -3,6 +3,7 @@
 #ifndef PT_CLUSTER_DNS_H
 #define PT_CLUSTER_DNS_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 struct pt_loop;
@@ -39,6 +40,10 @@ int pt_dns_init(struct pt_loop *loop, void (*on_change)(void *), void *arg);
  * pt_dns_lookup has not asked for in 10 minutes are dropped. Without pt_dns_init (portico
  * check), nothing is looked up and 0 is returned. */
 int pt_dns_lookup(const char *name, struct pt_dns_addr *out, int max);
+
+/* pt_dns_answered: whether <name> has had a first answer (positive or not), or is not being
+ * looked up at all. Readiness waits for first answers (as Envoy's cluster warming). */
+bool pt_dns_answered(const char *name);
 
 /* pt_dns_get_stats: fills <out>; all zero without pt_dns_init. */
 void pt_dns_get_stats(struct pt_dns_stats *out);

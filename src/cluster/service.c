@@ -258,15 +258,19 @@ void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct p
     /* DNS: the cache answers now, or a lookup starts and the config is compiled again. */
     {
         struct pt_dns_addr addrs[16];
+        char fq[600] = "";
         int n = 0;
         cl->port = ref->port ? ref->port : dflt;
         if (strchr(ref->host, '.') == NULL && strcmp(ref->host, "localhost") != 0) {
-            char fq[600]; /* name.namespace first (resolv.conf search does the rest), then name */
+            /* name.namespace first (resolv.conf search does the rest), then name */
             snprintf(fq, sizeof(fq), "%s.%s", ref->host, ref->namespace);
             n = pt_dns_lookup(fq, addrs, 16);
         }
         if (n == 0)
             n = pt_dns_lookup(ref->host, addrs, 16);
+        if (n == 0 && pt_dns_answered(ref->host)) /* localhost and hosts files answer at once */
+            n = pt_dns_lookup(ref->host, addrs, 16);
+        cl->dns_pending = n == 0 && (!pt_dns_answered(ref->host) || (fq[0] && !pt_dns_answered(fq)));
         /* IPv4 only when the name has IPv4 addresses, as Emissary (dns_lookup_family V4_ONLY
          * unless enable_ipv6): "localhost" must not alternate between 127.0.0.1 and ::1. */
         int n4 = 0;

@@ -38,6 +38,7 @@ struct pt_cluster {
     uint32_t nendpoints;
     uint32_t connect_timeout_ms;
     uint32_t stats_idx;      /* pt_stats_cluster_index(stats_name), set by compile */
+    bool dns_pending;        /* its name has not had a first DNS answer yet */
 };
 
 struct pt_hdr_op {
