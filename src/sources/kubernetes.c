@@ -28,6 +28,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/strmap.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -231,8 +232,71 @@ static void changed(void)
     pt_timer_arm(kc->loop, &kc->build_timer, due > now ? due - now : 1);
 }
 
+/* Only the Secrets the configuration names go into it (TLSContext secret / ca_secret, Host
+ * tlsSecret and inline tls, the fallback certificate): the others are neither parsed nor listed
+ * in diag. A "name.namespace" reference also counts as "name": which one it is depends on the
+ * TLSContext's secret_namespacing, and keeping both is safe. */
+struct secret_refs {
+    struct pt_strmap names;
+    char **owned;
+    size_t n, cap;
+};
+
+static void ref_add(struct secret_refs *refs, const char *v)
+{
+    const char *dot;
+    if (v == NULL || v[0] == '\0')
+        return;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t len = pass == 0 ? strlen(v) : (size_t)((dot = strrchr(v, '.')) ? dot - v : 0);
+        if (len == 0 || pt_strmap_get(&refs->names, v, len) != NULL)
+            continue;
+        if (refs->n == refs->cap) {
+            refs->cap = refs->cap ? refs->cap * 2 : 16;
+            refs->owned = pt_xrealloc(refs->owned, refs->cap * sizeof(*refs->owned));
+        }
+        refs->owned[refs->n] = pt_xstrndup(v, len);
+        pt_strmap_put(&refs->names, refs->owned[refs->n], len, refs->owned[refs->n]);
+        refs->n++;
+    }
+}
+
+static void refs_of(const char *json, size_t len, void *arg)
+{
+    json_t *o = json_loadb(json, len, 0, NULL), *spec = o ? json_object_get(o, "spec") : NULL, *tls;
+    if (spec != NULL) {
+        ref_add(arg, json_string_value(json_object_get(spec, "secret")));
+        ref_add(arg, json_string_value(json_object_get(spec, "ca_secret")));
+        ref_add(arg, json_string_value(json_object_get(json_object_get(spec, "tlsSecret"), "name")));
+        if ((tls = json_object_get(spec, "tls")) != NULL) {
+            ref_add(arg, json_string_value(json_object_get(tls, "secret")));
+            ref_add(arg, json_string_value(json_object_get(tls, "ca_secret")));
+            ref_add(arg, json_string_value(json_object_get(tls, "caSecret")));
+        }
+    }
+    json_decref(o);
+}
+
+static bool keep_object(size_t store, const char *json, size_t len, void *arg)
+{
+    const struct secret_refs *refs = arg;
+    json_t *o;
+    const char *name;
+    bool keep;
+
+    if (strcmp(kinds[store].kind, "Secret") != 0)
+        return true;
+    o = json_loadb(json, len, 0, NULL);
+    name = o ? json_string_value(json_object_get(json_object_get(o, "metadata"), "name")) : NULL;
+    keep = name != NULL && (strcmp(name, "fallback-self-signed-cert") == 0 ||
+                            pt_strmap_get(&refs->names, name, strlen(name)) != NULL);
+    json_decref(o);
+    return keep;
+}
+
 struct pt_resources *pt_kubernetes_resources(const struct pt_config_env *env, void *arg)
 {
+    struct secret_refs refs = { 0 };
     const struct pt_kubestore *stores[NKINDS];
     struct pt_resources *r;
     char *text;
@@ -240,9 +304,17 @@ struct pt_resources *pt_kubernetes_resources(const struct pt_config_env *env, vo
     (void)arg;
     if (kc == NULL || !all_synced())
         return NULL;
-    for (size_t i = 0; i < NKINDS; i++)
+    for (size_t i = 0; i < NKINDS; i++) {
         stores[i] = &kc->w[i].store;
-    if ((text = pt_kubestore_list_json(stores, NKINDS, NULL)) == NULL) {
+        if (strcmp(kinds[i].kind, "TLSContext") == 0 || strcmp(kinds[i].kind, "Host") == 0)
+            pt_kubestore_foreach(stores[i], refs_of, &refs);
+    }
+    text = pt_kubestore_list_json_keep(stores, NKINDS, NULL, keep_object, &refs);
+    for (size_t i = 0; i < refs.n; i++)
+        free(refs.owned[i]);
+    free(refs.owned);
+    pt_strmap_free(&refs.names);
+    if (text == NULL) {
         pt_error("kubernetes: out of memory serialising the objects; keeping the configuration");
         return NULL;
     }

@@ -229,7 +229,21 @@ static struct pt_kubestore_obj **sorted(const struct pt_kubestore *s)
     return v;
 }
 
+void pt_kubestore_foreach(const struct pt_kubestore *s, void (*fn)(const char *json, size_t len, void *arg),
+                          void *arg)
+{
+    for (size_t i = 0; i < s->_cap; i++)
+        for (struct pt_kubestore_obj *o = s->_buckets[i]; o != NULL; o = o->next)
+            fn(o->json, o->len, arg);
+}
+
 char *pt_kubestore_list_json(const struct pt_kubestore *const *stores, size_t n, size_t *len)
+{
+    return pt_kubestore_list_json_keep(stores, n, len, NULL, NULL);
+}
+
+char *pt_kubestore_list_json_keep(const struct pt_kubestore *const *stores, size_t n, size_t *len,
+                                  bool (*keep)(size_t store, const char *json, size_t len, void *arg), void *arg)
 {
     static const char head[] = "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n",
                       tail[] = "]}\n";
@@ -250,6 +264,8 @@ char *pt_kubestore_list_json(const struct pt_kubestore *const *stores, size_t n,
             return NULL;
         }
         for (size_t j = 0; j < stores[i]->n; j++) {
+            if (keep != NULL && !keep(i, v[j]->json, v[j]->len, arg))
+                continue;
             if (!first) {
                 memcpy(out + off, ",\n", 2);
                 off += 2;

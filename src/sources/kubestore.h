@@ -37,6 +37,15 @@ bool pt_kubestore_equal(const struct pt_kubestore *a, const struct pt_kubestore 
 /* pt_kubestore_free: frees every object; <s> is empty again. */
 void pt_kubestore_free(struct pt_kubestore *s);
 
+/* pt_kubestore_foreach: calls <fn> with the JSON text of every object of <s>. */
+void pt_kubestore_foreach(const struct pt_kubestore *s, void (*fn)(const char *json, size_t len, void *arg),
+                          void *arg);
+
+/* pt_kubestore_list_json_keep: pt_kubestore_list_json with only the objects <keep>(store index,
+ * JSON, length, <arg>) accepts (NULL: all). */
+char *pt_kubestore_list_json_keep(const struct pt_kubestore *const *stores, size_t n, size_t *len,
+                                  bool (*keep)(size_t store, const char *json, size_t len, void *arg), void *arg);
+
 /* pt_kubestore_list_json: one JSON document {"apiVersion":"v1","kind":"List","items":[...]}
  * with the objects of the <n> stores at <stores>, store by store, sorted by namespace/name
  * within each (so loads are deterministic), one item per line. Returns malloc'd NUL-terminated

@@ -370,3 +370,21 @@ def test_no_credentials_exits_2(tmp_path):
                         "--workers", "1"], env=env, capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
     assert "no kubeconfig found" in r.stdout + r.stderr
+
+
+def test_only_referenced_secrets_enter_the_configuration(api, edge):
+    """Every Secret of the namespace is watched, but only those a TLSContext or Host names are
+    read into the configuration (and listed in diag)."""
+    def secret(name):
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": "default"}, "data": {"k": "dmFsdWU="}}
+    ctx = {"apiVersion": AMB, "kind": "TLSContext", "metadata": {"name": "up", "namespace": "default"},
+           "spec": {"ca_secret": "used-ca"}}
+    api.apply_many([secret("used-ca"), secret("unrelated"), ctx])
+
+    def secrets():
+        return {r["name"] for r in edge.diag()["resources"] if r["kind"] == "Secret"}
+    wait_until("the referenced Secret in diag", lambda: "used-ca" in secrets())
+    assert "unrelated" not in secrets()
+    api.delete("TLSContext", "default", "up")
+    wait_until("the Secret gone once nothing names it", lambda: "used-ca" not in secrets())
