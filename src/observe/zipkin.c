@@ -112,12 +112,24 @@ static void jw_esc(struct jw *w, struct pt_str s, bool lower)
 
     for (size_t i = 0; i < s.len;) {
         unsigned char c = p[i];
-        size_t n;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            char o = lower ? pt_lower((char)c) : (char)c;
-            jw_raw(w, &o, 1);
-            i++;
-        } else if (c == '"' || c == '\\') {
+        size_t n, j = i;
+        /* Runs of plain ASCII (nearly everything) are copied whole. */
+        while (j < s.len && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\')
+            j++;
+        if (j > i) {
+            if (!w->full && j - i <= w->cap - w->len) {
+                memcpy(w->p + w->len, p + i, j - i);
+                if (lower)
+                    for (size_t k = 0; k < j - i; k++)
+                        w->p[w->len + k] = pt_lower(w->p[w->len + k]);
+                w->len += j - i;
+            } else {
+                w->full = true;
+            }
+            i = j;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
             char e[2] = { '\\', (char)c };
             jw_raw(w, e, 2);
             i++;
