@@ -6,6 +6,7 @@
 #define PT_CORE_BUF_H
 
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #include "core/common.h"
 
@@ -95,6 +96,27 @@ static inline int pt_buf_grow(struct pt_buf_pool *pool, struct pt_buf *b, uint32
     b->cap = cap;
     b->off = 0;
     b->len = len;
+    return 0;
+}
+
+/* pt_buf_append_iov: appends the bytes of <iov> after the first <skip> (what a socket already
+ * took) to <b>, reserving or growing its storage. Returns 0 or PT_NOMEM. */
+static inline int pt_buf_append_iov(struct pt_buf_pool *pool, struct pt_buf *b, const struct iovec *iov,
+                                    int iovcnt, size_t total, size_t skip)
+{
+    if (pt_buf_reserve(pool, b) != 0)
+        return PT_NOMEM;
+    pt_buf_compact(b);
+    if (pt_buf_room(b) < total - skip && pt_buf_grow(pool, b, b->len + (uint32_t)(total - skip) + 1024) != 0)
+        return PT_NOMEM;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len, k = skip < len ? skip : len;
+        skip -= k;
+        if (len == k)
+            continue; /* an empty piece may have no base at all */
+        memcpy(b->base + b->off + b->len, (const char *)iov[i].iov_base + k, len - k);
+        b->len += (uint32_t)(len - k);
+    }
     return 0;
 }
 

@@ -145,20 +145,8 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
             return 0;
         done = (size_t)n;
     }
-    if (pt_buf_reserve(&ds->w->bufs, &ds->out) != 0)
+    if (pt_buf_append_iov(&ds->w->bufs, &ds->out, iov, iovcnt, total, done) != 0)
         return PT_IO;
-    pt_buf_compact(&ds->out);
-    if (pt_buf_room(&ds->out) < total - done &&
-        pt_buf_grow(&ds->w->bufs, &ds->out, ds->out.len + (uint32_t)(total - done) + 1024) != 0)
-        return PT_IO;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t len = iov[i].iov_len, skip = done < len ? done : len;
-        done -= skip;
-        if (len == skip)
-            continue;
-        memcpy(ds->out.base + ds->out.off + ds->out.len, (const char *)iov[i].iov_base + skip, len - skip);
-        ds->out.len += (uint32_t)(len - skip);
-    }
     ds->flags |= PT_DSF_WR_BLOCKED;
     return PT_AGAIN;
 }

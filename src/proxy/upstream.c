@@ -403,20 +403,8 @@ int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)
     }
     /* Keep the rest until the socket (or the connect) lets it through. */
     done = (size_t)n;
-    if (pt_buf_reserve(&up->w->bufs, &up->out) != 0)
+    if (pt_buf_append_iov(&up->w->bufs, &up->out, iov, iovcnt, total, done) != 0)
         return PT_IO;
-    pt_buf_compact(&up->out);
-    if (pt_buf_room(&up->out) < total - done &&
-        pt_buf_grow(&up->w->bufs, &up->out, up->out.len + (uint32_t)(total - done) + 1024) != 0)
-        return PT_IO;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t len = iov[i].iov_len, skip = done < len ? done : len;
-        done -= skip;
-        if (len == skip)
-            continue;
-        memcpy(up->out.base + up->out.off + up->out.len, (const char *)iov[i].iov_base + skip, len - skip);
-        up->out.len += (uint32_t)(len - skip);
-    }
     up->wr_blocked = true;
     return PT_AGAIN;
 }
