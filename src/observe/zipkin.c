@@ -104,64 +104,164 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* jw_esc: the body of a JSON string: escapes, and U+FFFD for bytes that are not UTF-8 (header
- * values may carry any octet; the collector's parser must not reject the batch for it). */
-static void jw_esc(struct jw *w, struct pt_str s, bool lower)
-{
-    const unsigned char *p = (const unsigned char *)s.ptr;
+#define ESC_MAX 6 /* the longest output for one input byte: "\u001f" */
 
-    for (size_t i = 0; i < s.len;) {
-        unsigned char c = p[i];
-        size_t n, j = i;
-        /* Runs of plain ASCII (nearly everything) are copied whole. */
-        while (j < s.len && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\')
-            j++;
-        if (j > i) {
-            if (!w->full && j - i <= w->cap - w->len) {
-                memcpy(w->p + w->len, p + i, j - i);
-                if (lower)
-                    for (size_t k = 0; k < j - i; k++)
-                        w->p[w->len + k] = pt_lower(w->p[w->len + k]);
-                w->len += j - i;
-            } else {
-                w->full = true;
-            }
-            i = j;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            char e[2] = { '\\', (char)c };
-            jw_raw(w, e, 2);
-            i++;
-        } else if (c < 0x20) {
-            char e[7];
-            snprintf(e, sizeof(e), "\\u%04x", c);
-            jw_raw(w, e, 6);
-            i++;
-        } else if ((n = utf8_len(p + i, s.len - i)) > 0) {
-            jw_raw(w, (const char *)p + i, n);
-            i += n;
-        } else {
-            JW_LIT(w, "\xef\xbf\xbd");
-            i++;
-        }
-    }
+static bool esc_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
-static void jw_str(struct jw *w, struct pt_str s, bool lower)
+/* esc_plain8: no byte of the 8 in <x> needs escaping. Each term sets a byte's high bit for one
+ * kind of special byte (>= 0x80, < 0x20, '"', '\\'); the borrows of the subtractions can only
+ * add false alarms, which the byte-wise path then handles. */
+static bool esc_plain8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & (ones << 7)) == 0;
+}
+
+/* esc_one: what the special byte at p[0] (of <n>) becomes, into <o> (ESC_MAX bytes of room):
+ * an escape, a valid UTF-8 sequence as is, or U+FFFD. Sets *used to the input bytes taken and
+ * returns the bytes written. */
+static size_t esc_one(char *o, const unsigned char *p, size_t n, size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = p[0];
+    size_t len;
+
+    *used = 1;
+    if (c == '"' || c == '\\') {
+        o[0] = '\\';
+        o[1] = (char)c;
+        return 2;
+    }
+    if (c < 0x20) {
+        memcpy(o, "\\u00", 4);
+        o[4] = hex[c >> 4];
+        o[5] = hex[c & 15];
+        return 6;
+    }
+    if ((len = utf8_len(p, n)) > 0) {
+        memcpy(o, p, len);
+        *used = len;
+        return len;
+    }
+    memcpy(o, "\xef\xbf\xbd", 3);
+    return 3;
+}
+
+/* jw_esc: the body of a JSON string: escapes, and U+FFFD for bytes that are not UTF-8 (header
+ * values may carry any octet; the collector's parser must not reject the batch for it). With
+ * room for the worst case, 8 plain bytes at a time (this is most of the exporter's work);
+ * near the end of the buffer, one checked byte at a time. */
+static void jw_esc(struct jw *w, struct pt_str s)
+{
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    size_t i = 0, n = s.len, used;
+    char *o, e[ESC_MAX];
+
+    if (w->full)
+        return;
+    if (n > (w->cap - w->len) / ESC_MAX) {
+        for (; i < n && !w->full; i += used) {
+            if (esc_plain(p[i])) {
+                used = 1;
+                jw_raw(w, (const char *)p + i, 1);
+            } else {
+                jw_raw(w, e, esc_one(e, p + i, n - i, &used));
+            }
+        }
+        return;
+    }
+    o = w->p + w->len;
+    while (i < n) {
+        uint64_t x;
+        if (n - i >= 8 && (memcpy(&x, p + i, 8), esc_plain8(x))) {
+            memcpy(o, &x, 8);
+            o += 8;
+            i += 8;
+        } else if (esc_plain(p[i])) {
+            *o++ = (char)p[i++];
+        } else {
+            o += esc_one(o, p + i, n - i, &used);
+            i += used;
+        }
+    }
+    w->len = (size_t)(o - w->p);
+}
+
+static void jw_str(struct jw *w, struct pt_str s)
 {
     JW_LIT(w, "\"");
-    jw_esc(w, s, lower);
+    jw_esc(w, s);
     JW_LIT(w, "\"");
+}
+
+/* jw_name: a string lowercased, as Envoy writes span and service names. Escapes are already
+ * lowercase and UTF-8 bytes are not letters, so lowering the output is lowering the input. */
+static void jw_name(struct jw *w, struct pt_str s)
+{
+    size_t from = w->len;
+
+    jw_esc(w, s);
+    for (size_t i = from; i < w->len; i++)
+        w->p[i] = pt_lower(w->p[i]);
 }
 
 /* --- spans ---------------------------------------------------------------------------------- */
 
-/* The tags object being written: the record (for custom tags, which win over ours) and
- * whether a member was written yet. */
+/* The standard tags, as Envoy's HTTP tracer sets them. Their keys are written without escaping;
+ * a custom tag of the same name replaces one (Envoy's later setTag wins). */
+enum std_tag {
+    TAG_NODE_ID,
+    TAG_REQUEST_ID,
+    TAG_URL,
+    TAG_METHOD,
+    TAG_DOWNSTREAM_CLUSTER,
+    TAG_USER_AGENT,
+    TAG_PROTOCOL,
+    TAG_PEER_ADDRESS,
+    TAG_CLIENT_TRACE_ID,
+    TAG_REQUEST_SIZE,
+    TAG_RESPONSE_SIZE,
+    TAG_UPSTREAM_ADDRESS,
+    TAG_COMPONENT,
+    TAG_UPSTREAM_CLUSTER,
+    TAG_UPSTREAM_CLUSTER_NAME,
+    TAG_STATUS_CODE,
+    TAG_RESPONSE_FLAGS,
+    TAG_ERROR,
+    TAG_COUNT
+};
+
+static const struct pt_str std_tag_names[TAG_COUNT] = {
+    [TAG_NODE_ID] = PT_STR_LIT("node_id"),
+    [TAG_REQUEST_ID] = PT_STR_LIT("guid:x-request-id"),
+    [TAG_URL] = PT_STR_LIT("http.url"),
+    [TAG_METHOD] = PT_STR_LIT("http.method"),
+    [TAG_DOWNSTREAM_CLUSTER] = PT_STR_LIT("downstream_cluster"),
+    [TAG_USER_AGENT] = PT_STR_LIT("user_agent"),
+    [TAG_PROTOCOL] = PT_STR_LIT("http.protocol"),
+    [TAG_PEER_ADDRESS] = PT_STR_LIT("peer.address"),
+    [TAG_CLIENT_TRACE_ID] = PT_STR_LIT("guid:x-client-trace-id"),
+    [TAG_REQUEST_SIZE] = PT_STR_LIT("request_size"),
+    [TAG_RESPONSE_SIZE] = PT_STR_LIT("response_size"),
+    [TAG_UPSTREAM_ADDRESS] = PT_STR_LIT("upstream_address"),
+    [TAG_COMPONENT] = PT_STR_LIT("component"),
+    [TAG_UPSTREAM_CLUSTER] = PT_STR_LIT("upstream_cluster"),
+    [TAG_UPSTREAM_CLUSTER_NAME] = PT_STR_LIT("upstream_cluster.name"),
+    [TAG_STATUS_CODE] = PT_STR_LIT("http.status_code"),
+    [TAG_RESPONSE_FLAGS] = PT_STR_LIT("response_flags"),
+    [TAG_ERROR] = PT_STR_LIT("error"),
+};
+
+/* The tags object being written: the standard tags a custom tag replaces, and whether a member
+ * was written yet. */
 struct tags {
     struct jw *w;
-    const struct pt_trace_record *rec;
+    uint32_t replaced; /* 1 << enum std_tag */
     bool first;
 };
 
@@ -170,38 +270,42 @@ static struct pt_str rec_tag(const struct pt_trace_record *rec, unsigned i)
     return pt_str_make(rec->buf + rec->tag_off[i], rec->tag_len[i]);
 }
 
-static bool custom_has(const struct pt_trace_record *rec, struct pt_str key)
+static uint32_t replaced_tags(const struct pt_trace_record *rec)
 {
+    uint32_t m = 0;
+
     for (unsigned i = 0; i < rec->ntags; i++)
-        if (pt_str_eq(rec_tag(rec, 2 * i), key))
-            return true;
-    return false;
+        for (unsigned k = 0; k < TAG_COUNT; k++)
+            if (pt_str_eq(rec_tag(rec, 2 * i), std_tag_names[k]))
+                m |= 1u << k;
+    return m;
 }
 
-static void tag_open(struct tags *t, struct pt_str key)
+/* tag_open: the member's key, or false when a custom tag replaces it. */
+static bool tag_open(struct tags *t, enum std_tag k)
 {
-    if (!t->first)
-        JW_LIT(t->w, ",");
+    struct pt_str key = std_tag_names[k];
+
+    if (t->replaced & (1u << k))
+        return false;
+    jw_raw(t->w, &",\""[t->first], t->first ? 1 : 2); /* no comma before the first member */
     t->first = false;
-    jw_str(t->w, key, false);
-    JW_LIT(t->w, ":");
+    jw_raw(t->w, key.ptr, key.len);
+    JW_LIT(t->w, "\":");
+    return true;
 }
 
-/* tag: one standard tag; an empty value is no tag (Zipkin's Span::setTag), and a custom tag of
- * the same name replaces it. */
-static void tag(struct tags *t, struct pt_str key, struct pt_str value)
+/* tag: one standard tag; an empty value is no tag (Zipkin's Span::setTag). */
+static void tag(struct tags *t, enum std_tag k, struct pt_str value)
 {
-    if (value.len == 0 || custom_has(t->rec, key))
-        return;
-    tag_open(t, key);
-    jw_str(t->w, value, false);
+    if (value.len > 0 && tag_open(t, k))
+        jw_str(t->w, value);
 }
 
-static void tag_u64(struct tags *t, struct pt_str key, uint64_t v)
+static void tag_u64(struct tags *t, enum std_tag k, uint64_t v)
 {
-    if (custom_has(t->rec, key))
+    if (!tag_open(t, k))
         return;
-    tag_open(t, key);
     JW_LIT(t->w, "\"");
     jw_u64(t->w, v);
     JW_LIT(t->w, "\"");
@@ -213,59 +317,62 @@ static void tag_u64(struct tags *t, struct pt_str key, uint64_t v)
 /* tag_url: http.url = scheme "://" authority path (path already cut to 256, as Envoy). */
 static void tag_url(struct tags *t, const struct pt_trace_record *rec)
 {
-    if (F(PATH).len == 0 || custom_has(rec, S("http.url")))
+    if (F(PATH).len == 0 || !tag_open(t, TAG_URL))
         return;
-    tag_open(t, S("http.url"));
     JW_LIT(t->w, "\"");
-    jw_esc(t->w, F(SCHEME).len ? F(SCHEME) : S("http"), false);
+    jw_esc(t->w, F(SCHEME).len ? F(SCHEME) : S("http"));
     JW_LIT(t->w, "://");
-    jw_esc(t->w, F(AUTHORITY), false);
-    jw_esc(t->w, F(PATH), false);
+    jw_esc(t->w, F(AUTHORITY));
+    jw_esc(t->w, F(PATH));
     JW_LIT(t->w, "\"");
 }
 
 /* tags_common: Envoy's HttpTracerUtility::setCommonTags, then the custom tags. */
 static void tags_common(struct tags *t, const struct pt_trace_record *rec, int status)
 {
-    tag(t, S("component"), S("proxy"));
+    tag(t, TAG_COMPONENT, S("proxy"));
     if (F(CLUSTER).len > 0) {
-        tag(t, S("upstream_cluster"), F(CLUSTER));
-        tag(t, S("upstream_cluster.name"), F(STATS_NAME));
+        tag(t, TAG_UPSTREAM_CLUSTER, F(CLUSTER));
+        tag(t, TAG_UPSTREAM_CLUSTER_NAME, F(STATS_NAME));
     }
-    tag_u64(t, S("http.status_code"), status > 0 ? (uint64_t)status : 0);
-    tag(t, S("response_flags"), F(FLAGS).len ? F(FLAGS) : S("-"));
+    tag_u64(t, TAG_STATUS_CODE, status > 0 ? (uint64_t)status : 0);
+    tag(t, TAG_RESPONSE_FLAGS, F(FLAGS).len ? F(FLAGS) : S("-"));
     if (status <= 0 || (status >= 500 && status < 600))
-        tag(t, S("error"), S("true"));
+        tag(t, TAG_ERROR, S("true"));
     for (unsigned i = 0; i < rec->ntags; i++) {
-        tag_open(t, rec_tag(rec, 2 * i));
-        jw_str(t->w, rec_tag(rec, 2 * i + 1), false);
+        if (!t->first)
+            JW_LIT(t->w, ",");
+        t->first = false;
+        jw_str(t->w, rec_tag(rec, 2 * i));
+        JW_LIT(t->w, ":");
+        jw_str(t->w, rec_tag(rec, 2 * i + 1));
     }
 }
 
 /* tags_hcm: Envoy's finalizeDownstreamSpan and HttpTracerImpl::startSpan tags. */
 static void tags_hcm(struct tags *t, const struct pt_trace_record *rec)
 {
-    tag(t, S("node_id"), S("test-id")); /* Emissary's bootstrap node.id */
-    tag(t, S("guid:x-request-id"), F(REQUEST_ID));
+    tag(t, TAG_NODE_ID, S("test-id")); /* Emissary's bootstrap node.id */
+    tag(t, TAG_REQUEST_ID, F(REQUEST_ID));
     tag_url(t, rec);
-    tag(t, S("http.method"), F(METHOD));
-    tag(t, S("downstream_cluster"), S("-"));
-    tag(t, S("user_agent"), F(USER_AGENT).len ? F(USER_AGENT) : S("-"));
-    tag(t, S("http.protocol"), F(PROTOCOL));
-    tag(t, S("peer.address"), F(PEER_IP));
-    tag(t, S("guid:x-client-trace-id"), F(CLIENT_TRACE_ID));
-    tag_u64(t, S("request_size"), rec->bytes_received);
-    tag_u64(t, S("response_size"), rec->bytes_sent);
+    tag(t, TAG_METHOD, F(METHOD));
+    tag(t, TAG_DOWNSTREAM_CLUSTER, S("-"));
+    tag(t, TAG_USER_AGENT, F(USER_AGENT).len ? F(USER_AGENT) : S("-"));
+    tag(t, TAG_PROTOCOL, F(PROTOCOL));
+    tag(t, TAG_PEER_ADDRESS, F(PEER_IP));
+    tag(t, TAG_CLIENT_TRACE_ID, F(CLIENT_TRACE_ID));
+    tag_u64(t, TAG_REQUEST_SIZE, rec->bytes_received);
+    tag_u64(t, TAG_RESPONSE_SIZE, rec->bytes_sent);
     tags_common(t, rec, rec->status);
 }
 
 /* tags_router: Envoy's finalizeUpstreamSpan tags. */
 static void tags_router(struct tags *t, const struct pt_trace_record *rec)
 {
-    tag(t, S("http.protocol"), F(UP_PROTOCOL));
+    tag(t, TAG_PROTOCOL, F(UP_PROTOCOL));
     if (F(UP_ADDRESS).len > 0) {
-        tag(t, S("upstream_address"), F(UP_ADDRESS));
-        tag(t, S("peer.address"), F(UP_ADDRESS)); /* with the port, as Envoy's upstream span */
+        tag(t, TAG_UPSTREAM_ADDRESS, F(UP_ADDRESS));
+        tag(t, TAG_PEER_ADDRESS, F(UP_ADDRESS)); /* with the port, as Envoy's upstream span */
     }
     tags_common(t, rec, rec->upstream_status);
 }
@@ -274,13 +381,14 @@ static void span_name(struct jw *w, const struct pt_trace_record *rec, bool chil
 {
     if (!child) {
         if (F(AUTHORITY).len > 0) {
-            JW_LIT(w, ",\"name\":");
-            jw_str(w, F(AUTHORITY), true);
+            JW_LIT(w, ",\"name\":\"");
+            jw_name(w, F(AUTHORITY));
+            JW_LIT(w, "\"");
         }
         return;
     }
     JW_LIT(w, ",\"name\":\"router ");
-    jw_esc(w, F(STATS_NAME), true);
+    jw_name(w, F(STATS_NAME));
     JW_LIT(w, " egress\"");
 }
 
@@ -288,14 +396,15 @@ static void local_endpoint(struct jw *w, const struct pt_trace_config *cfg)
 {
     if (cfg == NULL)
         return;
-    JW_LIT(w, ",\"localEndpoint\":{\"serviceName\":");
-    jw_str(w, pt_str_c(cfg->service_name), true);
+    JW_LIT(w, ",\"localEndpoint\":{\"serviceName\":\"");
+    jw_name(w, pt_str_c(cfg->service_name));
+    JW_LIT(w, "\"");
     if (cfg->local_ip[0] != '\0') {
         if (cfg->local_ipv6)
             JW_LIT(w, ",\"ipv6\":");
         else
             JW_LIT(w, ",\"ipv4\":");
-        jw_str(w, pt_str_c(cfg->local_ip), false);
+        jw_str(w, pt_str_c(cfg->local_ip));
     }
     JW_LIT(w, "}");
 }
@@ -304,7 +413,7 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
                               bool child, char *out, size_t cap)
 {
     struct jw w = { out, 0, cap, false };
-    struct tags t = { &w, rec, true };
+    struct tags t = { &w, rec->ntags ? replaced_tags(rec) : 0, true };
     uint64_t ts = child ? rec->child_start_us : rec->start_us;
     uint64_t dur = child ? rec->child_duration_us : rec->duration_us;
 

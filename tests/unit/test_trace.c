@@ -618,6 +618,54 @@ static void test_spans_hostile_strings(void **state)
     pt_trace_config_release(cfg);
 }
 
+/* Special bytes at every offset of a long value, so that the 8-bytes-at-a-time escaper meets
+ * each at each position of its word; and every buffer size down from the exact one, so that the
+ * byte-wise path near the end of the buffer writes the same bytes or reports that they do not
+ * fit. */
+static void test_spans_escape_positions(void **state)
+{
+    static const char *specials[] = { "\"", "\\", "\x01", "\x7f", "\xff", "\xc3\xa9", "\xe2\x82" };
+    static const char *escaped[] = { "\"", "\\", "\x01", "\x7f", "\xef\xbf\xbd", "\xc3\xa9", "\xef\xbf\xbd\xef\xbf\xbd" };
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_request_info in;
+    char ua[64], want[64], full[16384], part[16384];
+    json_t *hcm, *child;
+
+    res_defaults(&r);
+    cfg = make_cfg(&r, 0);
+    ring_clear();
+    info_defaults(&in);
+    for (size_t k = 0; k < PT_ARRAY_SIZE(specials); k++) {
+        for (size_t pos = 0; pos < 20; pos++) {
+            const struct pt_trace_record *rec;
+            size_t n;
+            memset(ua, 'a', 20);
+            memcpy(ua + pos, specials[k], strlen(specials[k]));
+            n = pos + strlen(specials[k]) > 20 ? pos + strlen(specials[k]) : 20;
+            in.user_agent = pt_str_make(ua, n);
+            memset(want, 'a', pos);
+            snprintf(want + pos, sizeof(want) - pos, "%s%.*s", escaped[k], (int)(n - pos - strlen(specials[k])),
+                     "aaaaaaaaaaaaaaaaaaaa");
+            finish_one(cfg, &in);
+            rec = pt_trace__ring_peek(WID);
+            n = pt_zipkin__encode_span(cfg, rec, false, full, sizeof(full));
+            assert_true(n > 0);
+            for (size_t cap = n; cap + 40 > n; cap--) {
+                size_t m = pt_zipkin__encode_span(cfg, rec, false, part, cap);
+                assert_int_equal(m, cap == n ? n : 0);
+                if (m > 0)
+                    assert_memory_equal(part, full, n);
+            }
+            hcm = encode_ring(cfg, &child);
+            assert_string_equal(tagv(hcm, "user_agent"), want);
+            json_decref(hcm);
+            json_decref(child);
+        }
+    }
+    pt_trace_config_release(cfg);
+}
+
 static void test_custom_tags_and_tag_headers(void **state)
 {
     struct pt_custom_tag tags[] = {
@@ -1176,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_inject),
         cmocka_unit_test(test_spans_json),
         cmocka_unit_test(test_spans_hostile_strings),
+        cmocka_unit_test(test_spans_escape_positions),
         cmocka_unit_test(test_custom_tags_and_tag_headers),
         cmocka_unit_test(test_ring_full_drops),
         cmocka_unit_test(test_ring_threads),
