@@ -3,7 +3,9 @@
  * like Envoy's (reference/envoy-compat.md §3.3-3.5): a POST as soon as 5 spans are pending, and
  * whatever is pending every 5 s; 5 s timeout; anything but a 2xx counts the batch as dropped.
  * Under load, when 4 POSTs are already in flight, spans wait and the next POST takes them all
- * (up to 1000), so the collector sees fewer, larger batches instead of a flood.
+ * (up to 1000), so the collector sees fewer, larger batches instead of a flood. Spans are
+ * encoded straight into the body of the next POST; when it is full and no POST can start,
+ * finished requests wait in the workers' rings (which drop, and count, what does not fit).
  *
  * libcurl's multi interface runs on the control loop (core/loop.c), which is edge-triggered:
  * like cluster/dns.c with c-ares, each event gets one curl_multi_socket_action() and the fd is
@@ -22,11 +24,11 @@
 #include "config/snapshot-t.h"
 #include "core/log.h"
 
-#define ZK_PENDING_MAX 1024       /* spans queued for a POST; the oldest go first when full */
 #define ZK_MIN_FLUSH 5            /* Envoy's tracing.zipkin.min_flush_spans */
 #define ZK_BATCH_MAX 1000         /* spans in one POST at most */
 #define ZK_MAX_POSTS 4            /* POSTs in flight at most */
 #define ZK_SPAN_MAX (16 * 1024)   /* one encoded span at most */
+#define ZK_BODY_MIN (64 * 1024)   /* first allocation of a batch body */
 #define ZK_BUSY_DRAIN_MS 5        /* drain interval while a ring is a quarter full */
 #define ZK_WARN_EVERY_MS 10000    /* at most one failure warning per this interval */
 
@@ -455,9 +457,11 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
 
 /* --- the exporter --------------------------------------------------------------------------- */
 
-struct zk_span {
-    char *json;
-    uint32_t len;
+/* The body of the next POST: "[" span "," span ..., closed with "]" when it goes. */
+struct zk_batch {
+    char *body;
+    size_t len, cap;
+    uint32_t nspans;
 };
 
 /* One POST in flight. */
@@ -482,14 +486,12 @@ struct zk {
     CURLM *multi;
     struct pt_timer drain_timer, flush_timer, curl_timer, defer_timer;
     struct pt_trace_config *cfg;
-    struct zk_span pending[ZK_PENDING_MAX]; /* circular */
-    uint32_t phead, pcount;
+    struct zk_batch next;
     struct zk_post *posts[ZK_MAX_POSTS];
     uint32_t nposts;
     struct zk_sock *socks;
     uint32_t rr;                            /* round-robin over the collector's addresses */
     uint64_t warned_ms;
-    char scratch[ZK_SPAN_MAX];
 };
 
 static struct zk *zk;
@@ -530,13 +532,12 @@ static void warn_failure(const char *what, uint32_t nspans)
             zk->cfg ? zk->cfg->collector_host : "-", zk->cfg ? zk->cfg->collector_endpoint : "");
 }
 
-static void drop_pending(uint32_t n)
+/* drop_next: the spans waiting for a POST are dropped (and counted). */
+static void drop_next(void)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        free(zk->pending[zk->phead].json);
-        zk->phead = (zk->phead + 1) % ZK_PENDING_MAX;
-    }
-    zk->pcount -= n;
+    count_dropped(zk->next.nspans);
+    zk->next.nspans = 0;
+    zk->next.len = 0;
 }
 
 /* --- libcurl on the loop -------------------------------------------------------------------- */
@@ -700,31 +701,6 @@ static void curl_timer_on_fire(struct pt_timer *t)
 
 /* --- batches -------------------------------------------------------------------------------- */
 
-/* batch_body: "[span,span,...]" of the <n> oldest pending spans, which leave the queue. */
-static char *batch_body(uint32_t n)
-{
-    size_t len = 2 + (n - 1), off = 0;
-    char *body;
-
-    for (uint32_t i = 0; i < n; i++)
-        len += zk->pending[(zk->phead + i) % ZK_PENDING_MAX].len;
-    body = malloc(len + 1);
-    if (body != NULL) {
-        body[off++] = '[';
-        for (uint32_t i = 0; i < n; i++) {
-            const struct zk_span *s = &zk->pending[(zk->phead + i) % ZK_PENDING_MAX];
-            if (i > 0)
-                body[off++] = ',';
-            memcpy(body + off, s->json, s->len);
-            off += s->len;
-        }
-        body[off++] = ']';
-        body[off] = '\0';
-    }
-    drop_pending(n);
-    return body;
-}
-
 static void collector_url(const struct pt_trace_config *cfg, char *url, size_t cap)
 {
     const struct pt_trace_collector *c = &cfg->collectors[zk->rr++ % cfg->ncollectors];
@@ -773,60 +749,77 @@ static int post_setup(struct zk_post *p, size_t len)
     return curl_multi_add_handle(zk->multi, p->easy) == CURLM_OK ? 0 : PT_NOMEM;
 }
 
-/* post_batch: one POST of up to ZK_BATCH_MAX pending spans; on failure they are dropped. */
+/* post_batch: the waiting spans go in one POST; on failure they are dropped. */
 static void post_batch(void)
 {
-    uint32_t n = zk->pcount < ZK_BATCH_MAX ? zk->pcount : ZK_BATCH_MAX;
+    struct zk_batch *b = &zk->next;
+    uint32_t n = b->nspans;
+    size_t len = b->len + 1;
     struct zk_post *p = calloc(1, sizeof(*p));
-    char *body = batch_body(n);
 
-    if (p == NULL || body == NULL) {
-        free(p);
-        free(body);
-        count_dropped(n);
+    if (p == NULL) {
+        drop_next();
         warn_failure("out of memory", n);
         return;
     }
-    p->body = body;
+    b->body[b->len] = ']'; /* queue_span keeps room for it */
+    p->body = b->body;
     p->nspans = n;
+    *b = (struct zk_batch){ 0 };
     zk->posts[zk->nposts++] = p;
-    if (post_setup(p, strlen(body)) != 0) {
+    if (post_setup(p, len) != 0) {
         count_dropped(n);
         warn_failure("cannot start the request", n);
         post_free(p);
     }
 }
 
-/* maybe_flush: POSTs while a slot is free and at least ZK_MIN_FLUSH spans wait (any, when
- * <force>). Without collector addresses (DNS has not answered) spans wait in the queue. */
+/* maybe_flush: a POST when a slot is free and at least ZK_MIN_FLUSH spans wait (any, when
+ * <force>). Without collector addresses (DNS has not answered) spans wait. */
 static void maybe_flush(bool force)
 {
-    while (zk->cfg != NULL && zk->cfg->ncollectors > 0 && zk->nposts < ZK_MAX_POSTS &&
-           (zk->pcount >= ZK_MIN_FLUSH || (force && zk->pcount > 0)))
+    if (zk->cfg != NULL && zk->cfg->ncollectors > 0 && zk->nposts < ZK_MAX_POSTS &&
+        (zk->next.nspans >= ZK_MIN_FLUSH || (force && zk->next.nspans > 0)))
         post_batch();
 }
 
-/* queue_span: encodes one span of <rec> into the queue, dropping the oldest when full. */
+/* batch_room: room in the next body for one more span of at most ZK_SPAN_MAX, its comma and
+ * the closing bracket. */
+static bool batch_room(struct zk_batch *b)
+{
+    size_t need = b->len + 1 + ZK_SPAN_MAX + 1;
+    char *body;
+
+    if (need <= b->cap)
+        return true;
+    need = need < 2 * b->cap ? 2 * b->cap : need < ZK_BODY_MIN ? ZK_BODY_MIN : need;
+    if ((body = realloc(b->body, need)) == NULL)
+        return false;
+    b->body = body;
+    b->cap = need;
+    return true;
+}
+
+/* queue_span: encodes one span of <rec> at the end of the next POST's body. */
 static void queue_span(const struct pt_trace_record *rec, bool child)
 {
-    size_t n = pt_zipkin__encode_span(zk->cfg, rec, child, zk->scratch, sizeof(zk->scratch));
-    struct zk_span *s;
-    char *json;
+    struct zk_batch *b = &zk->next;
+    size_t n;
 
-    if (n == 0 || (json = malloc(n)) == NULL) {
+    if (!batch_room(b)) {
+        count_dropped(1);
+        warn_failure("out of memory", 1);
+        return;
+    }
+    n = pt_zipkin__encode_span(zk->cfg, rec, child, b->body + b->len + 1, ZK_SPAN_MAX);
+    if (n == 0) {
         count_dropped(1);
         return;
     }
-    memcpy(json, zk->scratch, n);
-    if (zk->pcount == ZK_PENDING_MAX) {
-        drop_pending(1);
-        count_dropped(1);
-    }
-    s = &zk->pending[(zk->phead + zk->pcount) % ZK_PENDING_MAX];
-    s->json = json;
-    s->len = (uint32_t)n;
-    zk->pcount++;
-    maybe_flush(false);
+    b->body[b->len] = b->nspans == 0 ? '[' : ',';
+    b->len += 1 + n;
+    b->nspans++;
+    maybe_flush(false); /* as Envoy's reporter: at min_flush_spans, not per request */
 }
 
 /* take_record: both spans of a finished request, the router span first as Envoy finishes it. */
@@ -843,7 +836,8 @@ static void take_record(const struct pt_trace_record *rec)
     queue_span(rec, false);
 }
 
-/* drain: empties every worker's ring; true when one was at least a quarter full. */
+/* drain: empties every worker's ring, as long as the next POST has room; true when a ring was
+ * at least a quarter full. */
 static bool drain(void)
 {
     bool busy = false;
@@ -852,7 +846,7 @@ static bool drain(void)
         const struct pt_trace_record *rec;
         uint32_t n = pt_trace__ring_fill(i);
         busy |= n >= PT_TRACE_RING_SLOTS / 4;
-        for (; n > 0 && (rec = pt_trace__ring_peek(i)) != NULL; n--) {
+        for (; n > 0 && zk->next.nspans + 2 <= ZK_BATCH_MAX && (rec = pt_trace__ring_peek(i)) != NULL; n--) {
             take_record(rec);
             pt_trace__ring_pop(i);
         }
@@ -910,8 +904,8 @@ void pt_zipkin_stop(void)
         count_dropped(zk->posts[0]->nspans);
         post_free(zk->posts[0]);
     }
-    count_dropped(zk->pcount);
-    drop_pending(zk->pcount);
+    drop_next();
+    free(zk->next.body);
     curl_multi_cleanup(zk->multi); /* may still call on_curl_socket to drop sockets */
     pt_timer_cancel(&zk->curl_timer);
     free_socks(true);
@@ -930,8 +924,7 @@ void pt_zipkin_set_config(const struct pt_trace_config *cfg)
     old = zk->cfg;
     zk->cfg = pt_trace_config_ref(cfg);
     if (cfg == NULL) {
-        count_dropped(zk->pcount);
-        drop_pending(zk->pcount);
+        drop_next();
     } else if (old == NULL || strcmp(old->cluster_name, cfg->cluster_name) != 0 ||
                strcmp(old->collector_host, cfg->collector_host) != 0 ||
                old->ncollectors != cfg->ncollectors) {

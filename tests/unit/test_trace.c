@@ -1200,6 +1200,43 @@ static void test_export_stuck_collector(void **state)
     pt_loop_free(g_loop);
 }
 
+/* With every POST slot taken and the next body full (1000 spans), finished requests wait in the
+ * worker's ring instead of being encoded or dropped. */
+static void test_export_backpressure(void **state)
+{
+    struct collector *c;
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_request_info in;
+    uint64_t sent0 = pt_zipkin_spans_sent(), dropped0 = pt_zipkin_spans_dropped();
+
+    g_loop = pt_loop_new();
+    c = collector_new(false);
+    res_defaults(&r);
+    cfg = make_cfg(&r, c->port);
+    ring_clear();
+    info_defaults(&in);
+    pt_zipkin__set_timing(20, 60000, 5000);
+    assert_int_equal(pt_zipkin_start(g_loop), 0);
+    pt_zipkin_set_config(cfg);
+    for (int i = 0; i < 10; i++) /* 20 spans: four POSTs of 5, all hanging */
+        finish_one(cfg, &in);
+    RUN_UNTIL(false, 100);
+    for (int i = 0; i < 600; i++) /* 500 requests fill the next body, 100 wait */
+        finish_one(cfg, &in);
+    assert_true(RUN_UNTIL(pt_trace__ring_fill(WID) == 100, 2000));
+    RUN_UNTIL(false, 100);
+    assert_int_equal(pt_trace__ring_fill(WID), 100);
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 0);
+    pt_zipkin_stop();
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 20 + 1000);
+    assert_int_equal(pt_zipkin_spans_sent() - sent0, 0);
+    ring_clear();
+    pt_trace_config_release(cfg);
+    collector_free(c);
+    pt_loop_free(g_loop);
+}
+
 static int group_setup(void **state)
 {
     g_tw = pt_trace_worker_new(WID);
@@ -1232,6 +1269,7 @@ int main(void)
         cmocka_unit_test(test_seed_yaml),
         cmocka_unit_test(test_export_batches),
         cmocka_unit_test(test_export_stuck_collector),
+        cmocka_unit_test(test_export_backpressure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
