@@ -42,36 +42,69 @@ struct jw {
     bool full;
 };
 
+/* jw_raw: <n> bytes as they are. Most are short (keys, numbers, ids): 8 to 32 bytes are copied
+ * as two overlapping words instead of a call to memcpy. */
 static void jw_raw(struct jw *w, const char *s, size_t n)
 {
+    char *o = w->p + w->len;
+
     if (w->full || n > w->cap - w->len) {
         w->full = true;
         return;
     }
-    memcpy(w->p + w->len, s, n);
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n > 16 && n <= 32) {
+        char a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(o, a, 16);
+        memcpy(o + n - 16, b, 16);
+    } else {
+        memcpy(o, s, n);
+    }
     w->len += n;
 }
 
 #define JW_LIT(w, s) jw_raw((w), (s), sizeof(s) - 1)
 
+/* jw_u64: decimal, two digits per division. */
 static void jw_u64(struct jw *w, uint64_t v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536"
+                                "37383940414243444546474849505152535455565758596061626364656667686970717273"
+                                "7475767778798081828384858687888990919293949596979899";
     char b[20];
     size_t i = sizeof(b);
 
-    do
-        b[--i] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
+    while (v >= 100) {
+        i -= 2;
+        memcpy(b + i, pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        i -= 2;
+        memcpy(b + i, pairs + 2 * v, 2);
+    } else {
+        b[--i] = (char)('0' + v);
+    }
     jw_raw(w, b + i, sizeof(b) - i);
 }
 
+/* jw_hex64: 16 lowercase hex digits, a byte at a time. */
 static void jw_hex64(struct jw *w, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";
     char b[16];
 
-    for (int i = 15; i >= 0; i--, v >>= 4)
-        b[i] = digits[v & 15];
+    for (int i = 14; i >= 0; i -= 2, v >>= 8) {
+        b[i] = digits[(v >> 4) & 15];
+        b[i + 1] = digits[v & 15];
+    }
     jw_raw(w, b, sizeof(b));
 }
 
@@ -108,10 +141,8 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 #define ESC_MAX 6 /* the longest output for one input byte: "\u001f" */
 
-static bool esc_plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
+/* Bytes that a JSON string carries as they are: printable ASCII but '"' and '\\'. */
+static const bool esc_plain[256] = { [0x20 ... '"' - 1] = true, ['"' + 1 ... '\\' - 1] = true, ['\\' + 1 ... 0x7f] = true };
 
 /* esc_plain8: no byte of the 8 in <x> needs escaping. Each term sets a byte's high bit for one
  * kind of special byte (>= 0x80, < 0x20, '"', '\\'); the borrows of the subtractions can only
@@ -168,7 +199,7 @@ static void jw_esc(struct jw *w, struct pt_str s)
         return;
     if (n > (w->cap - w->len) / ESC_MAX) {
         for (; i < n && !w->full; i += used) {
-            if (esc_plain(p[i])) {
+            if (esc_plain[p[i]]) {
                 used = 1;
                 jw_raw(w, (const char *)p + i, 1);
             } else {
@@ -184,7 +215,13 @@ static void jw_esc(struct jw *w, struct pt_str s)
             memcpy(o, &x, 8);
             o += 8;
             i += 8;
-        } else if (esc_plain(p[i])) {
+        } else if (n - i < 8 && n >= 8 && (memcpy(&x, p + n - 8, 8), esc_plain8(x))) {
+            /* the tail, as the last 8 bytes: those before <i> among them were plain, so they
+             * sit just before <o> as they are and may be written again */
+            memcpy(o - (i - (n - 8)), &x, 8);
+            o += n - i;
+            i = n;
+        } else if (esc_plain[p[i]]) {
             *o++ = (char)p[i++];
         } else {
             o += esc_one(o, p + i, n - i, &used);
@@ -238,33 +275,33 @@ enum std_tag {
     TAG_COUNT
 };
 
-static const struct pt_str std_tag_names[TAG_COUNT] = {
-    [TAG_NODE_ID] = PT_STR_LIT("node_id"),
-    [TAG_REQUEST_ID] = PT_STR_LIT("guid:x-request-id"),
-    [TAG_URL] = PT_STR_LIT("http.url"),
-    [TAG_METHOD] = PT_STR_LIT("http.method"),
-    [TAG_DOWNSTREAM_CLUSTER] = PT_STR_LIT("downstream_cluster"),
-    [TAG_USER_AGENT] = PT_STR_LIT("user_agent"),
-    [TAG_PROTOCOL] = PT_STR_LIT("http.protocol"),
-    [TAG_PEER_ADDRESS] = PT_STR_LIT("peer.address"),
-    [TAG_CLIENT_TRACE_ID] = PT_STR_LIT("guid:x-client-trace-id"),
-    [TAG_REQUEST_SIZE] = PT_STR_LIT("request_size"),
-    [TAG_RESPONSE_SIZE] = PT_STR_LIT("response_size"),
-    [TAG_UPSTREAM_ADDRESS] = PT_STR_LIT("upstream_address"),
-    [TAG_COMPONENT] = PT_STR_LIT("component"),
-    [TAG_UPSTREAM_CLUSTER] = PT_STR_LIT("upstream_cluster"),
-    [TAG_UPSTREAM_CLUSTER_NAME] = PT_STR_LIT("upstream_cluster.name"),
-    [TAG_STATUS_CODE] = PT_STR_LIT("http.status_code"),
-    [TAG_RESPONSE_FLAGS] = PT_STR_LIT("response_flags"),
-    [TAG_ERROR] = PT_STR_LIT("error"),
+/* Each as written: a comma, the quoted name, a colon. */
+static const struct pt_str std_tag_keys[TAG_COUNT] = {
+    [TAG_NODE_ID] = PT_STR_LIT(",\"node_id\":"),
+    [TAG_REQUEST_ID] = PT_STR_LIT(",\"guid:x-request-id\":"),
+    [TAG_URL] = PT_STR_LIT(",\"http.url\":"),
+    [TAG_METHOD] = PT_STR_LIT(",\"http.method\":"),
+    [TAG_DOWNSTREAM_CLUSTER] = PT_STR_LIT(",\"downstream_cluster\":"),
+    [TAG_USER_AGENT] = PT_STR_LIT(",\"user_agent\":"),
+    [TAG_PROTOCOL] = PT_STR_LIT(",\"http.protocol\":"),
+    [TAG_PEER_ADDRESS] = PT_STR_LIT(",\"peer.address\":"),
+    [TAG_CLIENT_TRACE_ID] = PT_STR_LIT(",\"guid:x-client-trace-id\":"),
+    [TAG_REQUEST_SIZE] = PT_STR_LIT(",\"request_size\":"),
+    [TAG_RESPONSE_SIZE] = PT_STR_LIT(",\"response_size\":"),
+    [TAG_UPSTREAM_ADDRESS] = PT_STR_LIT(",\"upstream_address\":"),
+    [TAG_COMPONENT] = PT_STR_LIT(",\"component\":"),
+    [TAG_UPSTREAM_CLUSTER] = PT_STR_LIT(",\"upstream_cluster\":"),
+    [TAG_UPSTREAM_CLUSTER_NAME] = PT_STR_LIT(",\"upstream_cluster.name\":"),
+    [TAG_STATUS_CODE] = PT_STR_LIT(",\"http.status_code\":"),
+    [TAG_RESPONSE_FLAGS] = PT_STR_LIT(",\"response_flags\":"),
+    [TAG_ERROR] = PT_STR_LIT(",\"error\":"),
 };
 
-/* The tags object being written: the standard tags a custom tag replaces, and whether a member
- * was written yet. */
+/* The tags object being written, and the standard tags a custom tag replaces. Every member is
+ * written with a comma before it; the first comma becomes the opening brace (tags_close). */
 struct tags {
     struct jw *w;
     uint32_t replaced; /* 1 << enum std_tag */
-    bool first;
 };
 
 static struct pt_str rec_tag(const struct pt_trace_record *rec, unsigned i)
@@ -276,24 +313,23 @@ static uint32_t replaced_tags(const struct pt_trace_record *rec)
 {
     uint32_t m = 0;
 
-    for (unsigned i = 0; i < rec->ntags; i++)
-        for (unsigned k = 0; k < TAG_COUNT; k++)
-            if (pt_str_eq(rec_tag(rec, 2 * i), std_tag_names[k]))
+    for (unsigned i = 0; i < rec->ntags; i++) {
+        struct pt_str name = rec_tag(rec, 2 * i);
+        for (unsigned k = 0; k < TAG_COUNT; k++) {
+            struct pt_str key = std_tag_keys[k];
+            if (pt_str_eq(name, pt_str_make(key.ptr + 2, key.len - 4)))
                 m |= 1u << k;
+        }
+    }
     return m;
 }
 
 /* tag_open: the member's key, or false when a custom tag replaces it. */
 static bool tag_open(struct tags *t, enum std_tag k)
 {
-    struct pt_str key = std_tag_names[k];
-
     if (t->replaced & (1u << k))
         return false;
-    jw_raw(t->w, &",\""[t->first], t->first ? 1 : 2); /* no comma before the first member */
-    t->first = false;
-    jw_raw(t->w, key.ptr, key.len);
-    JW_LIT(t->w, "\":");
+    jw_raw(t->w, std_tag_keys[k].ptr, std_tag_keys[k].len);
     return true;
 }
 
@@ -342,9 +378,7 @@ static void tags_common(struct tags *t, const struct pt_trace_record *rec, int s
     if (status <= 0 || (status >= 500 && status < 600))
         tag(t, TAG_ERROR, S("true"));
     for (unsigned i = 0; i < rec->ntags; i++) {
-        if (!t->first)
-            JW_LIT(t->w, ",");
-        t->first = false;
+        JW_LIT(t->w, ",");
         jw_str(t->w, rec_tag(rec, 2 * i));
         JW_LIT(t->w, ":");
         jw_str(t->w, rec_tag(rec, 2 * i + 1));
@@ -415,9 +449,10 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
                               bool child, char *out, size_t cap)
 {
     struct jw w = { out, 0, cap, false };
-    struct tags t = { &w, rec->ntags ? replaced_tags(rec) : 0, true };
+    struct tags t = { &w, rec->ntags ? replaced_tags(rec) : 0 };
     uint64_t ts = child ? rec->child_start_us : rec->start_us;
     uint64_t dur = child ? rec->child_duration_us : rec->duration_us;
+    size_t tags_at;
 
     if (child && rec->child_duration_us == 0)
         return 0;
@@ -444,11 +479,16 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
     local_endpoint(&w, cfg);
     JW_LIT(&w, ",\"annotations\":[{\"timestamp\":");
     jw_u64(&w, ts + dur);
-    JW_LIT(&w, ",\"value\":\"cr\"}],\"tags\":{");
+    JW_LIT(&w, ",\"value\":\"cr\"}],\"tags\":");
+    tags_at = w.len;
     if (child)
         tags_router(&t, rec);
     else
         tags_hcm(&t, rec);
+    if (w.len > tags_at)
+        w.p[tags_at] = '{'; /* was the first member's comma */
+    else
+        JW_LIT(&w, "{");
     JW_LIT(&w, "}}");
     return w.full ? 0 : w.len;
 }
