@@ -95,11 +95,12 @@ char pt_trace_reason_char(const struct pt_trace_ctx *ctx);
 /* --- exporter (control thread) ------------------------------------------------------------- */
 
 /* pt_zipkin_start: starts the exporter on <loop> (the control thread's): drains the worker
- * rings every 100 ms, batches spans (a POST as soon as 5 are pending and a slot is free, and
- * whatever is pending every 5 s, as Envoy's reporter), and POSTs JSON v2 with libcurl's multi
- * interface on the loop, 5 s timeout, at most 4 POSTs in flight and 1024 spans queued (the
- * oldest are dropped). Nothing is sent until pt_zipkin_set_config gives a config. Returns 0,
- * PT_INVAL when already started, or PT_NOMEM. */
+ * rings every 100 ms (5 ms while one is a quarter full), batches spans (a POST as soon as 5 are
+ * pending, 250 while another POST is in flight, and whatever is pending every 5 s, as Envoy's
+ * reporter), and POSTs JSON v2 with libcurl's multi interface on the loop, 5 s timeout, at most
+ * 4 POSTs in flight of up to 1000 spans. When those are taken, finished requests wait in the
+ * rings, which drop (and count) what does not fit. Nothing is sent until pt_zipkin_set_config
+ * gives a config. Returns 0, PT_INVAL when already started, or PT_NOMEM. */
 int pt_zipkin_start(struct pt_loop *loop);
 
 /* pt_zipkin_stop: stops the exporter, abandoning POSTs in flight and queued spans (counted as

@@ -2,8 +2,8 @@
  * in their rings (observe/trace.c), and the reporter that POSTs them to the collector, shaped
  * like Envoy's (reference/envoy-compat.md §3.3-3.5): a POST as soon as 5 spans are pending, and
  * whatever is pending every 5 s; 5 s timeout; anything but a 2xx counts the batch as dropped.
- * Under load, when 4 POSTs are already in flight, spans wait and the next POST takes them all
- * (up to 1000), so the collector sees fewer, larger batches instead of a flood. Spans are
+ * Under load batches grow instead of POSTs multiplying: while a POST is in flight the next
+ * waits for 250 spans, at most 4 are in flight, and one takes up to 1000 spans. Spans are
  * encoded straight into the body of the next POST; when it is full and no POST can start,
  * finished requests wait in the workers' rings (which drop, and count, what does not fit).
  *
@@ -25,6 +25,7 @@
 #include "core/log.h"
 
 #define ZK_MIN_FLUSH 5            /* Envoy's tracing.zipkin.min_flush_spans */
+#define ZK_MIN_FLUSH_BUSY 250     /* the same while a POST is already in flight */
 #define ZK_BATCH_MAX 1000         /* spans in one POST at most */
 #define ZK_MAX_POSTS 4            /* POSTs in flight at most */
 #define ZK_SPAN_MAX (16 * 1024)   /* one encoded span at most */
@@ -814,12 +815,17 @@ static void post_batch(void)
     }
 }
 
-/* maybe_flush: a POST when a slot is free and at least ZK_MIN_FLUSH spans wait (any, when
- * <force>). Without collector addresses (DNS has not answered) spans wait. */
+/* maybe_flush: a POST when a slot is free and at least ZK_MIN_FLUSH spans wait, or
+ * ZK_MIN_FLUSH_BUSY while another POST is in flight (any number, when <force>): at low rates
+ * each batch goes at once, as Envoy's; at high rates batches grow instead of POSTs multiplying,
+ * which costs both sides less per span. Without collector addresses (DNS has not answered)
+ * spans wait. */
 static void maybe_flush(bool force)
 {
+    uint32_t min = zk->nposts == 0 ? ZK_MIN_FLUSH : ZK_MIN_FLUSH_BUSY;
+
     if (zk->cfg != NULL && zk->cfg->ncollectors > 0 && zk->nposts < ZK_MAX_POSTS &&
-        (zk->next.nspans >= ZK_MIN_FLUSH || (force && zk->next.nspans > 0)))
+        (zk->next.nspans >= min || (force && zk->next.nspans > 0)))
         post_batch();
 }
 

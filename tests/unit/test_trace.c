@@ -1209,6 +1209,7 @@ static void test_export_backpressure(void **state)
     struct pt_trace_config *cfg;
     struct pt_trace_request_info in;
     uint64_t sent0 = pt_zipkin_spans_sent(), dropped0 = pt_zipkin_spans_dropped();
+    uint32_t waiting;
 
     g_loop = pt_loop_new();
     c = collector_new(false);
@@ -1219,17 +1220,16 @@ static void test_export_backpressure(void **state)
     pt_zipkin__set_timing(20, 60000, 5000);
     assert_int_equal(pt_zipkin_start(g_loop), 0);
     pt_zipkin_set_config(cfg);
-    for (int i = 0; i < 10; i++) /* 20 spans: four POSTs of 5, all hanging */
+    for (int i = 0; i < 1010; i++) /* 2020 spans: POSTs of 5, 250, 250, 250 hang, 999 wait */
         finish_one(cfg, &in);
+    RUN_UNTIL(false, 200);
+    waiting = pt_trace__ring_fill(WID);
+    assert_int_equal(waiting, 1010 - (5 + 3 * 250 + 999) / 2); /* one more would not fit */
     RUN_UNTIL(false, 100);
-    for (int i = 0; i < 600; i++) /* 500 requests fill the next body, 100 wait */
-        finish_one(cfg, &in);
-    assert_true(RUN_UNTIL(pt_trace__ring_fill(WID) == 100, 2000));
-    RUN_UNTIL(false, 100);
-    assert_int_equal(pt_trace__ring_fill(WID), 100);
+    assert_int_equal(pt_trace__ring_fill(WID), waiting);
     assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 0);
     pt_zipkin_stop();
-    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 20 + 1000);
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 5 + 3 * 250 + 999);
     assert_int_equal(pt_zipkin_spans_sent() - sent0, 0);
     ring_clear();
     pt_trace_config_release(cfg);
