@@ -69,7 +69,8 @@ struct pt_trace_config {
     char *collector_endpoint; /* path, default "/api/v2/spans" */
     char *collector_host;     /* Host header: collector_hostname, else the cluster name */
     char *cluster_name;       /* the collector's Emissary cluster name, for logs */
-    char *service_name;       /* localEndpoint.serviceName: "<AMBASSADOR_ID|ambassador>-<ns>" */
+    char *service_name;       /* localEndpoint.serviceName: "<AMBASSADOR_ID|ambassador>-<ns>",
+                               * lowercase */
     char local_ip[INET6_ADDRSTRLEN]; /* localEndpoint.ipv4 (or ipv6) */
     bool local_ipv6;
     struct pt_trace_collector *collectors;

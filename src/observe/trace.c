@@ -264,6 +264,8 @@ struct pt_trace_config *pt_trace_config_new(const struct pt_trace_params *p, cha
     cfg->collector_host = pt_xstrdup(res->collector_hostname && *res->collector_hostname
                                          ? res->collector_hostname : cfg->cluster_name);
     snprintf(buf, sizeof(buf), "%s-%s", id && *id ? id : "ambassador", ns && *ns ? ns : "default");
+    for (char *c = buf; *c != '\0'; c++)
+        *c = pt_lower(*c); /* as Envoy writes it */
     cfg->service_name = pt_xstrdup(buf);
     if (p->local_ip != NULL) {
         snprintf(cfg->local_ip, sizeof(cfg->local_ip), "%s", p->local_ip);

@@ -96,16 +96,21 @@ static void jw_u64(struct jw *w, uint64_t v)
     jw_raw(w, b + i, sizeof(b) - i);
 }
 
-/* jw_hex64: 16 lowercase hex digits, a byte at a time. */
+/* jw_hex64: 16 lowercase hex digits, a byte (two digits from a table) at a time. */
 static void jw_hex64(struct jw *w, uint64_t v)
 {
-    static const char digits[] = "0123456789abcdef";
+    static const char pairs[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+                                "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+                                "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+                                "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+                                "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+                                "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+                                "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+                                "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
     char b[16];
 
-    for (int i = 14; i >= 0; i -= 2, v >>= 8) {
-        b[i] = digits[(v >> 4) & 15];
-        b[i + 1] = digits[v & 15];
-    }
+    for (int i = 14; i >= 0; i -= 2, v >>= 8)
+        memcpy(b + i, pairs + 2 * (v & 255), 2);
     jw_raw(w, b, sizeof(b));
 }
 
@@ -433,9 +438,8 @@ static void local_endpoint(struct jw *w, const struct pt_trace_config *cfg)
 {
     if (cfg == NULL)
         return;
-    JW_LIT(w, ",\"localEndpoint\":{\"serviceName\":\"");
-    jw_name(w, pt_str_c(cfg->service_name));
-    JW_LIT(w, "\"");
+    JW_LIT(w, ",\"localEndpoint\":{\"serviceName\":");
+    jw_str(w, pt_str_c(cfg->service_name));
     if (cfg->local_ip[0] != '\0') {
         if (cfg->local_ipv6)
             JW_LIT(w, ",\"ipv6\":");
