@@ -15,7 +15,6 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #define PT_TLS_SELFSIGNED_DAYS 365
@@ -132,52 +131,6 @@ int pt_tls_selfsigned(EVP_PKEY **key, X509 **cert, const char *cn)
     }
     pthread_mutex_unlock(&cache_lock);
     return c ? 0 : PT_NOMEM;
-}
-
-/* pem_of: the PEM text of <key> (PKCS#8) or <cert> in a new string; NULL on failure. */
-static char *pem_of(EVP_PKEY *key, X509 *cert, size_t *len)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data, *out = NULL;
-    long n;
-
-    if (b != NULL && (key ? PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL)
-                          : PEM_write_bio_X509(b, cert)) == 1 &&
-        (n = BIO_get_mem_data(b, &data)) > 0) {
-        out = pt_xstrndup(data, (size_t)n);
-        *len = (size_t)n;
-    }
-    BIO_free(b);
-    return out;
-}
-
-int pt_tls_inject_fallback_secret(struct pt_resources *r, const char *ns)
-{
-    static const char *const keys[] = { "tls.crt", "tls.key" };
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    const char *vals[2];
-    size_t lens[2] = { 0, 0 };
-    int rc;
-
-    if (r->_arena == NULL)
-        return PT_INVAL;
-    if (pt_tls_find_secret(r, "fallback-self-signed-cert", false, ns) != NULL)
-        return 0;
-    if (pt_tls_selfsigned(&key, &cert, NULL) < 0)
-        return PT_NOMEM;
-    char *crt = pem_of(NULL, cert, &lens[0]), *pk = pem_of(key, NULL, &lens[1]);
-    vals[0] = crt, vals[1] = pk;
-    rc = crt && pk ? pt_tls__add_secret(r, "fallback-self-signed-cert", ns, "self-signed", false,
-                                        keys, vals, lens, 2)
-                   : PT_NOMEM;
-    if (pk != NULL)
-        OPENSSL_cleanse(pk, lens[1]);
-    free(crt);
-    free(pk);
-    EVP_PKEY_free(key);
-    X509_free(cert);
-    return rc < 0 ? rc : 0;
 }
 
 void pt_tls__selfsigned_free_all(void)

@@ -138,12 +138,6 @@ const struct pt_secret_res *pt_tls_find_secret(const struct pt_resources *r, con
  * caller to free. Returns 0 or PT_NOMEM (OpenSSL failure). Any thread. */
 int pt_tls_selfsigned(EVP_PKEY **key, X509 **cert, const char *cn);
 
-/* pt_tls_inject_fallback_secret: adds the Secret `fallback-self-signed-cert` (kubernetes.io/tls,
- * the pt_tls_selfsigned certificate for "localhost") in <ns> unless <r> already has one there
- * (a user's certificate wins). Allocates in r's arena. Returns 0, or PT_INVAL when <r> has no
- * arena, PT_NOMEM when the certificate cannot be made. */
-int pt_tls_inject_fallback_secret(struct pt_resources *r, const char *ns);
-
 /* ---- errors (error.c) ----------------------------------------------------------------------- */
 
 /* pt_tls_error_string: drains this thread's OpenSSL error queue into Envoy's transport failure

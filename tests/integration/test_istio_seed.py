@@ -462,3 +462,27 @@ def test_empty_istio_dir_at_start_then_certs_arrive(edges, sidecar, portico_wl):
     assert sidecar.serials()[-1] == portico_wl.serial
     status, body = edge.curl_https()
     assert status == 200 and is_quote(body)
+
+
+def test_check_reads_the_istio_dir(tmp_path, mesh, portico_wl):
+    """`portico check` sees what `run` would: the seed's mTLS Mapping is valid once Istio has
+    written its certificates to AMBASSADOR_ISTIO_SECRET_DIR, and says why it is not before."""
+    cfg, istio_dir = tmp_path / "config", tmp_path / "istio-certs"
+    cfg.mkdir()
+    istio_dir.mkdir()
+    (cfg / "istio-upstream.yaml").write_text(SEED_TLSCONTEXT)
+    (cfg / "quote-backend.yaml").write_text(SEED_MAPPING_MTLS)
+
+    def check():
+        env = dict(os.environ, AMBASSADOR_ISTIO_SECRET_DIR=str(istio_dir),
+                   AMBASSADOR_NAMESPACE="default")
+        return subprocess.run([str(binary("portico")), "check", str(cfg)], capture_output=True,
+                              text=True, timeout=30, env=env)
+
+    r = check()
+    assert r.returncode == 1
+    assert f"AMBASSADOR_ISTIO_SECRET_DIR {istio_dir}: " in r.stdout
+    assert "secret istio-certs not found" in r.stdout
+    write_workload(istio_dir, portico_wl)
+    r = check()
+    assert (r.returncode, r.stdout) == (0, ""), r.stdout + r.stderr

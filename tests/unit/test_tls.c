@@ -818,27 +818,6 @@ static void test_selfsigned(void **state)
     SSL_CTX_free(ctx);
 }
 
-static void test_fallback_secret(void **state)
-{
-    struct pt_resources *r = pt_config_load_string("", NULL, NULL);
-    struct pt_tls_settings s = settings("fallback-self-signed-cert");
-    char err[256];
-    struct pt_tls_material m;
-
-    assert_int_equal(pt_tls_inject_fallback_secret(r, "ambassador"), 0);
-    assert_int_equal(r->nsecrets, 1);
-    assert_int_equal(pt_tls_inject_fallback_secret(r, "ambassador"), 0); /* once */
-    assert_int_equal(r->nsecrets, 1);
-    SSL_CTX *ctx = pt_tls_server_ctx_new(&s, r, "ambassador", &m, err, sizeof(err));
-    assert_non_null(ctx);
-    assert_string_equal(m.source, "secret ambassador/fallback-self-signed-cert");
-    SSL_CTX_free(ctx);
-    pt_resources_free(r);
-
-    struct pt_resources bare = { 0 };
-    assert_int_equal(pt_tls_inject_fallback_secret(&bare, "ambassador"), PT_INVAL);
-}
-
 /* ---- error text ----------------------------------------------------------------------------- */
 
 static void test_error_string(void **state)
@@ -902,7 +881,6 @@ int main(void)
         cmocka_unit_test(test_ticket_rotation_by_time),
         cmocka_unit_test(test_ticket_scoped_to_context),
         cmocka_unit_test(test_selfsigned),
-        cmocka_unit_test(test_fallback_secret),
         cmocka_unit_test(test_error_string),
     };
     return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
