@@ -7,10 +7,7 @@
  * encoded straight into the body of the next POST; when it is full and no POST can start,
  * finished requests wait in the workers' rings (which drop, and count, what does not fit).
  *
- * libcurl's multi interface runs on the control loop (core/loop.c), which is edge-triggered:
- * like cluster/dns.c with c-ares, each event gets one curl_multi_socket_action() and the fd is
- * then re-armed with pt_loop_mod(), which reports again whatever libcurl left unread. Sockets
- * libcurl drops are marked dead and freed from a 1 ms timer, after the current epoll batch.
+ * The POSTs are libcurl transfers on the control loop (core/curlm.h).
  * The exporter is one static object because its API (trace.h) has no handle; only the control
  * thread touches it. The counters are atomics so any thread may read them. */
 #include "observe/trace.h"
@@ -22,6 +19,7 @@
 #include <string.h>
 
 #include "config/snapshot-t.h"
+#include "core/curlm.h"
 #include "core/log.h"
 
 #define ZK_MIN_FLUSH 5            /* Envoy's tracing.zipkin.min_flush_spans */
@@ -518,23 +516,14 @@ struct zk_post {
     char err[CURL_ERROR_SIZE];
 };
 
-/* A socket libcurl asked us to watch. */
-struct zk_sock {
-    struct pt_io io;
-    uint32_t events;
-    bool dead;
-    struct zk_sock *next;
-};
-
 struct zk {
     struct pt_loop *loop;
-    CURLM *multi;
-    struct pt_timer drain_timer, flush_timer, curl_timer, defer_timer;
+    struct pt_curlm *curlm;
+    struct pt_timer drain_timer, flush_timer;
     struct pt_trace_config *cfg;
     struct zk_batch next;
     struct zk_post *posts[ZK_MAX_POSTS];
     uint32_t nposts;
-    struct zk_sock *socks;
     uint32_t rr;                            /* round-robin over the collector's addresses */
     uint64_t warned_ms;
 };
@@ -585,37 +574,7 @@ static void drop_next(void)
     zk->next.len = 0;
 }
 
-/* --- libcurl on the loop -------------------------------------------------------------------- */
-
-static struct zk_sock *sock_find(int fd)
-{
-    for (struct zk_sock *s = zk->socks; s != NULL; s = s->next)
-        if (!s->dead && s->io.fd == fd)
-            return s;
-    return NULL;
-}
-
-static void free_socks(bool all)
-{
-    struct zk_sock **pp = &zk->socks, *s;
-
-    while ((s = *pp) != NULL) {
-        if (s->dead || all) {
-            if (!s->dead)
-                pt_loop_del(zk->loop, &s->io);
-            *pp = s->next;
-            free(s);
-        } else {
-            pp = &s->next;
-        }
-    }
-}
-
-static void defer_on_fire(struct pt_timer *t)
-{
-    (void)t;
-    free_socks(false);
-}
+/* --- POSTs ---------------------------------------------------------------------------------- */
 
 static void post_free(struct zk_post *p)
 {
@@ -625,7 +584,7 @@ static void post_free(struct zk_post *p)
             break;
         }
     }
-    curl_multi_remove_handle(zk->multi, p->easy);
+    pt_curlm_remove(zk->curlm, p->easy);
     curl_easy_cleanup(p->easy);
     curl_slist_free_all(p->hdrs);
     free(p->body);
@@ -634,114 +593,27 @@ static void post_free(struct zk_post *p)
 
 static void maybe_flush(bool force);
 
-/* check_done: accounts every finished POST, then sends what waits. */
-static void check_done(void)
+/* post_done: accounts a finished POST, then sends what waits. */
+static void post_done(void *arg, CURL *easy, CURLcode rc)
 {
-    CURLMsg *m;
-    int left;
+    struct zk_post *p = NULL;
+    long code = 0;
+    char what[64];
 
-    while ((m = curl_multi_info_read(zk->multi, &left)) != NULL) {
-        struct zk_post *p = NULL;
-        CURLcode rc = m->data.result;
-        long code = 0;
-        char what[64];
-
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&p);
-        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
-        if (rc == CURLE_OK && code >= 200 && code < 300) {
-            atomic_fetch_add_explicit(&zk_sent, p->nspans, memory_order_relaxed);
-        } else {
-            count_dropped(p->nspans);
-            if (rc != CURLE_OK)
-                warn_failure(p->err[0] ? p->err : curl_easy_strerror(rc), p->nspans);
-            else if (snprintf(what, sizeof(what), "the collector answered %ld", code) > 0)
-                warn_failure(what, p->nspans);
-        }
-        post_free(p);
+    (void)arg;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+    if (rc == CURLE_OK && code >= 200 && code < 300) {
+        atomic_fetch_add_explicit(&zk_sent, p->nspans, memory_order_relaxed);
+    } else {
+        count_dropped(p->nspans);
+        if (rc != CURLE_OK)
+            warn_failure(p->err[0] ? p->err : curl_easy_strerror(rc), p->nspans);
+        else if (snprintf(what, sizeof(what), "the collector answered %ld", code) > 0)
+            warn_failure(what, p->nspans);
     }
+    post_free(p);
     maybe_flush(false);
-}
-
-/* sock_on_event: one curl_multi_socket_action() for what epoll reported, then a re-arm so that
- * what libcurl left unread is reported again (see the top of this file). */
-static void sock_on_event(struct pt_io *io, uint32_t events)
-{
-    struct zk_sock *s = pt_container_of(io, struct zk_sock, io);
-    int fd = io->fd, mask = 0, running;
-
-    if (s->dead)
-        return;
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-        mask |= CURL_CSELECT_IN;
-    if (events & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (events & EPOLLERR)
-        mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(zk->multi, fd, mask, &running);
-    s = sock_find(fd); /* libcurl may have dropped it, or reused its number */
-    if (s != NULL)
-        pt_loop_mod(zk->loop, &s->io, s->events);
-    check_done();
-}
-
-/* on_curl_socket: CURLMOPT_SOCKETFUNCTION: watch <fd> for <what>, or stop watching it. */
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct zk_sock *s = sock_find(fd);
-    uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-
-    (void)e, (void)userp, (void)socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            pt_loop_del(zk->loop, &s->io);
-            s->dead = true;
-            if (!pt_timer_armed(&zk->defer_timer))
-                pt_timer_arm(zk->loop, &zk->defer_timer, 1);
-        }
-        return 0;
-    }
-    if (s != NULL) {
-        s->events = events;
-        if (pt_loop_mod(zk->loop, &s->io, events) != 0)
-            pt_warn("zipkin: cannot watch socket %d; its report will time out", fd);
-        return 0;
-    }
-    s = calloc(1, sizeof(*s));
-    if (s != NULL) {
-        s->io.fd = fd;
-        s->io.cb = sock_on_event;
-        s->events = events;
-    }
-    if (s == NULL || pt_loop_add(zk->loop, &s->io, events) != 0) {
-        pt_warn("zipkin: cannot watch socket %d; its report will time out", fd);
-        free(s);
-        return 0;
-    }
-    s->next = zk->socks;
-    zk->socks = s;
-    return 0;
-}
-
-/* on_curl_timer: CURLMOPT_TIMERFUNCTION. Never 0 ms: see defer() in cluster/dns.c. */
-static int on_curl_timer(CURLM *m, long ms, void *userp)
-{
-    (void)m, (void)userp;
-    if (ms < 0)
-        pt_timer_cancel(&zk->curl_timer);
-    else
-        pt_timer_arm(zk->loop, &zk->curl_timer, ms < 1 ? 1 : (uint64_t)ms);
-    return 0;
-}
-
-static void curl_timer_on_fire(struct pt_timer *t)
-{
-    int running;
-
-    (void)t;
-    curl_multi_socket_action(zk->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done();
 }
 
 /* --- batches -------------------------------------------------------------------------------- */
@@ -791,7 +663,7 @@ static int post_setup(struct zk_post *p, size_t len)
     curl_easy_setopt(p->easy, CURLOPT_PROXY, ""); /* never http_proxy from the environment */
     curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
     curl_easy_setopt(p->easy, CURLOPT_ERRORBUFFER, p->err);
-    return curl_multi_add_handle(zk->multi, p->easy) == CURLM_OK ? 0 : PT_NOMEM;
+    return pt_curlm_add(zk->curlm, p->easy);
 }
 
 /* post_batch: the waiting spans go in one POST; on failure they are dropped. */
@@ -922,22 +794,15 @@ int pt_zipkin_start(struct pt_loop *loop)
 {
     if (zk != NULL)
         return PT_INVAL;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return PT_NOMEM;
     zk = calloc(1, sizeof(*zk));
-    if (zk == NULL || (zk->multi = curl_multi_init()) == NULL) {
+    if (zk == NULL || (zk->curlm = pt_curlm_new(loop, "zipkin", post_done, NULL)) == NULL) {
         free(zk);
         zk = NULL;
-        curl_global_cleanup();
         return PT_NOMEM;
     }
     zk->loop = loop;
-    curl_multi_setopt(zk->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(zk->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     zk->drain_timer.cb = drain_on_fire;
     zk->flush_timer.cb = flush_on_fire;
-    zk->curl_timer.cb = curl_timer_on_fire;
-    zk->defer_timer.cb = defer_on_fire;
     pt_timer_arm(loop, &zk->drain_timer, knob_drain_ms);
     pt_timer_arm(loop, &zk->flush_timer, knob_flush_ms);
     return 0;
@@ -949,20 +814,16 @@ void pt_zipkin_stop(void)
         return;
     pt_timer_cancel(&zk->drain_timer);
     pt_timer_cancel(&zk->flush_timer);
-    pt_timer_cancel(&zk->defer_timer);
     while (zk->nposts > 0) {
         count_dropped(zk->posts[0]->nspans);
         post_free(zk->posts[0]);
     }
     drop_next();
     free(zk->next.body);
-    curl_multi_cleanup(zk->multi); /* may still call on_curl_socket to drop sockets */
-    pt_timer_cancel(&zk->curl_timer);
-    free_socks(true);
+    pt_curlm_free(zk->curlm);
     pt_trace_config_release(zk->cfg);
     free(zk);
     zk = NULL;
-    curl_global_cleanup();
 }
 
 void pt_zipkin_set_config(const struct pt_trace_config *cfg)

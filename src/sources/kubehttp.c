@@ -1,14 +1,12 @@
-/* GET requests to the Kubernetes API server with libcurl's multi interface on the control loop.
- * The loop is edge-triggered, so, as in observe/zipkin.c, each event gets one
- * curl_multi_socket_action() and the fd is then re-armed with pt_loop_mod(), which reports
- * again whatever libcurl left unread. Sockets libcurl drops are marked dead and freed from a
- * 1 ms timer, after the epoll batch that may still name them. Connections are kept by the multi
- * handle and reused (or multiplexed over HTTP/2) across requests. This file knows HTTP and TLS
- * settings, not Kubernetes; sources/kubernetes.c drives it. */
+/* GET requests to the Kubernetes API server with libcurl's multi interface on the control loop
+ * (core/curlm.h). Connections are kept by the multi handle and reused (or multiplexed over
+ * HTTP/2) across requests. This file knows HTTP and TLS settings, not Kubernetes;
+ * sources/kubernetes.c drives it. */
 #include "sources/kubehttp.h"
 #include "sources/kubeconfig.h"
 
 #include "core/common.h"
+#include "core/curlm.h"
 #include "core/log.h"
 #include "core/loop.h"
 
@@ -23,21 +21,9 @@
 
 #define KH_CONNECT_TIMEOUT_MS 5000L
 
-/* A socket libcurl asked us to watch. */
-struct kh_sock {
-    struct pt_io io;
-    struct pt_kubehttp *c;
-    uint32_t events;
-    bool dead;
-    struct kh_sock *next;
-};
-
 struct pt_kubehttp {
-    struct pt_loop *loop;
     const struct pt_kube_creds *creds;
-    CURLM *multi;
-    struct pt_timer curl_timer, defer_timer;
-    struct kh_sock *socks;
+    struct pt_curlm *curlm;
 };
 
 bool pt_kube_bytes_append(struct pt_kube_bytes *b, const char *p, size_t n, size_t max)
@@ -68,33 +54,12 @@ void pt_kube_bytes_free(struct pt_kube_bytes *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* ---- libcurl on the loop -------------------------------------------------------------------- */
-
-static void free_socks(struct pt_kubehttp *c, bool all)
-{
-    struct kh_sock **pp = &c->socks, *s;
-
-    while ((s = *pp) != NULL) {
-        if (s->dead || all) {
-            if (!s->dead)
-                pt_loop_del(c->loop, &s->io);
-            *pp = s->next;
-            free(s);
-        } else {
-            pp = &s->next;
-        }
-    }
-}
-
-static void defer_on_fire(struct pt_timer *t)
-{
-    free_socks(pt_container_of(t, struct pt_kubehttp, defer_timer), false);
-}
+/* ---- requests ----------------------------------------------------------------------------- */
 
 /* req_release: forgets the easy handle of <req> (already out of the multi handle or not). */
 static void req_release(struct pt_kubehttp *c, struct pt_kubehttp_req *req)
 {
-    curl_multi_remove_handle(c->multi, req->_easy);
+    pt_curlm_remove(c->curlm, req->_easy);
     curl_easy_cleanup(req->_easy);
     curl_slist_free_all(req->_hdrs);
     free(req->_url);
@@ -103,114 +68,24 @@ static void req_release(struct pt_kubehttp *c, struct pt_kubehttp_req *req)
     req->_url = NULL;
 }
 
-/* check_done: finishes every completed transfer and tells its owner. */
-static void check_done(struct pt_kubehttp *c)
+/* req_done: finishes a completed transfer and tells its owner. */
+static void req_done(void *arg, CURL *easy, CURLcode rc)
 {
-    CURLMsg *m;
-    int left;
+    struct pt_kubehttp *c = arg;
+    struct pt_kubehttp_req *req = NULL;
+    char err[sizeof(req->_err)];
+    const char *e = NULL;
 
-    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-        struct pt_kubehttp_req *req = NULL;
-        CURLcode rc = m->data.result;
-        char err[sizeof(req->_err)];
-        const char *e = NULL;
-
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
-        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &req->status);
-        if (req->_aborted)
-            e = "aborted";
-        else if (rc != CURLE_OK)
-            e = req->_err[0] ? req->_err : curl_easy_strerror(rc);
-        if (e != NULL)
-            snprintf(err, sizeof(err), "%s", e);
-        req_release(c, req);
-        req->on_done(req, e != NULL ? err : NULL);
-    }
-}
-
-static void sock_on_event(struct pt_io *io, uint32_t events)
-{
-    struct kh_sock *s = pt_container_of(io, struct kh_sock, io);
-    struct pt_kubehttp *c = s->c;
-    int mask = 0, running;
-
-    if (s->dead)
-        return;
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-        mask |= CURL_CSELECT_IN;
-    if (events & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (events & EPOLLERR)
-        mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(c->multi, io->fd, mask, &running);
-    if (!s->dead) /* libcurl may have dropped it meanwhile (s is freed later, not yet) */
-        pt_loop_mod(c->loop, &s->io, s->events);
-    check_done(c);
-}
-
-/* on_curl_socket: CURLMOPT_SOCKETFUNCTION: watch <fd> for <what>, or stop watching it. */
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct pt_kubehttp *c = userp;
-    struct kh_sock *s = socketp;
-    uint32_t events =
-        ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-
-    (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            pt_loop_del(c->loop, &s->io);
-            s->dead = true;
-            curl_multi_assign(c->multi, fd, NULL);
-            if (!pt_timer_armed(&c->defer_timer))
-                pt_timer_arm(c->loop, &c->defer_timer, 1);
-        }
-        return 0;
-    }
-    if (s != NULL) {
-        s->events = events;
-        if (pt_loop_mod(c->loop, &s->io, events) != 0)
-            pt_warn("kubernetes: cannot watch socket %d; its request will time out", fd);
-        return 0;
-    }
-    if ((s = calloc(1, sizeof(*s))) == NULL)
-        return -1;
-    s->io.fd = fd;
-    s->io.cb = sock_on_event;
-    s->c = c;
-    s->events = events;
-    if (pt_loop_add(c->loop, &s->io, events) != 0) {
-        free(s);
-        return -1;
-    }
-    s->next = c->socks;
-    c->socks = s;
-    curl_multi_assign(c->multi, fd, s);
-    return 0;
-}
-
-/* on_curl_timer: CURLMOPT_TIMERFUNCTION. Never 0 ms: see defer() in cluster/dns.c. */
-static int on_curl_timer(CURLM *m, long ms, void *userp)
-{
-    struct pt_kubehttp *c = userp;
-
-    (void)m;
-    if (ms < 0)
-        pt_timer_cancel(&c->curl_timer);
-    else
-        pt_timer_arm(c->loop, &c->curl_timer, ms < 1 ? 1 : (uint64_t)ms);
-    return 0;
-}
-
-static void curl_timer_on_fire(struct pt_timer *t)
-{
-    struct pt_kubehttp *c = pt_container_of(t, struct pt_kubehttp, curl_timer);
-    int running;
-
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+    if (req->_aborted)
+        e = "aborted";
+    else if (rc != CURLE_OK)
+        e = req->_err[0] ? req->_err : curl_easy_strerror(rc);
+    if (e != NULL)
+        snprintf(err, sizeof(err), "%s", e);
+    req_release(c, req);
+    req->on_done(req, e != NULL ? err : NULL);
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -344,7 +219,7 @@ int pt_kubehttp_get(struct pt_kubehttp *c, struct pt_kubehttp_req *req, const ch
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 15L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
     set_tls(e, c->creds);
-    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+    if (pt_curlm_add(c->curlm, e) != 0) {
         req_release(c, req);
         return PT_NOMEM;
     }
@@ -359,23 +234,13 @@ void pt_kubehttp_cancel(struct pt_kubehttp *c, struct pt_kubehttp_req *req)
 
 struct pt_kubehttp *pt_kubehttp_new(struct pt_loop *loop, const struct pt_kube_creds *creds)
 {
-    struct pt_kubehttp *c;
+    struct pt_kubehttp *c = calloc(1, sizeof(*c));
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return NULL;
-    if ((c = calloc(1, sizeof(*c))) == NULL || (c->multi = curl_multi_init()) == NULL) {
+    if (c == NULL || (c->curlm = pt_curlm_new(loop, "kubernetes", req_done, c)) == NULL) {
         free(c);
-        curl_global_cleanup();
         return NULL;
     }
-    c->loop = loop;
     c->creds = creds;
-    c->curl_timer.cb = curl_timer_on_fire;
-    c->defer_timer.cb = defer_on_fire;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     return c;
 }
 
@@ -383,10 +248,6 @@ void pt_kubehttp_free(struct pt_kubehttp *c)
 {
     if (c == NULL)
         return;
-    pt_timer_cancel(&c->defer_timer);
-    curl_multi_cleanup(c->multi); /* may still call on_curl_socket to drop sockets */
-    pt_timer_cancel(&c->curl_timer);
-    free_socks(c, true);
+    pt_curlm_free(c->curlm);
     free(c);
-    curl_global_cleanup();
 }
