@@ -1126,6 +1126,26 @@ static void test_export_batches(void **state)
     pt_loop_free(g_loop);
 }
 
+/* export_start: a loop, a collector that answers or not, and the exporter reporting to it:
+ * rings drained every 20 ms, no timed flush, POSTs time out after <timeout_ms>. */
+static struct pt_trace_config *export_start(bool answer, uint32_t timeout_ms, struct collector **c,
+                                            struct pt_trace_request_info *in)
+{
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+
+    g_loop = pt_loop_new();
+    *c = collector_new(answer);
+    res_defaults(&r);
+    cfg = make_cfg(&r, (*c)->port);
+    ring_clear();
+    info_defaults(in);
+    pt_zipkin__set_timing(20, 60000, timeout_ms);
+    assert_int_equal(pt_zipkin_start(g_loop), 0);
+    pt_zipkin_set_config(cfg);
+    return cfg;
+}
+
 static int g_ticks;
 
 static void tick_on_fire(struct pt_timer *t)
@@ -1146,15 +1166,8 @@ static void test_export_stuck_collector(void **state)
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof(a);
 
-    g_loop = pt_loop_new();
-    c = collector_new(false);
+    cfg = export_start(false, 300, &c, &in);
     res_defaults(&r);
-    cfg = make_cfg(&r, c->port);
-    ring_clear();
-    info_defaults(&in);
-    pt_zipkin__set_timing(20, 60000, 300);
-    assert_int_equal(pt_zipkin_start(g_loop), 0);
-    pt_zipkin_set_config(cfg);
     g_ticks = 0;
     pt_timer_arm(g_loop, &tick, 10);
     for (int i = 0; i < 3; i++)
@@ -1205,21 +1218,11 @@ static void test_export_stuck_collector(void **state)
 static void test_export_backpressure(void **state)
 {
     struct collector *c;
-    struct pt_tracing_res r;
-    struct pt_trace_config *cfg;
     struct pt_trace_request_info in;
+    struct pt_trace_config *cfg = export_start(false, 5000, &c, &in);
     uint64_t sent0 = pt_zipkin_spans_sent(), dropped0 = pt_zipkin_spans_dropped();
     uint32_t waiting;
 
-    g_loop = pt_loop_new();
-    c = collector_new(false);
-    res_defaults(&r);
-    cfg = make_cfg(&r, c->port);
-    ring_clear();
-    info_defaults(&in);
-    pt_zipkin__set_timing(20, 60000, 5000);
-    assert_int_equal(pt_zipkin_start(g_loop), 0);
-    pt_zipkin_set_config(cfg);
     for (int i = 0; i < 1010; i++) /* 2020 spans: POSTs of 5, 250, 250, 250 hang, 999 wait */
         finish_one(cfg, &in);
     RUN_UNTIL(false, 200);
