@@ -110,6 +110,7 @@ enum pt_h1_chunked_state {
 /* Resumable state of one chunked body. All-zero is the start of a body. */
 struct pt_h1_chunked {
     uint64_t remaining; /* data bytes left in the current chunk (state DATA), read-only */
+    uint64_t data_total; /* chunk data bytes so far (the body without its framing), read-only */
     uint64_t _size;     /* chunk-size being accumulated */
     uint32_t _count;    /* bytes of the current chunk-size line, or of the trailer section */
     uint8_t _state;     /* enum pt_h1_chunked_state */

@@ -74,6 +74,7 @@ static inline uint64_t pt_h1_chunked_remaining(const struct pt_h1_chunked *st)
 static inline void pt_h1_chunked_skip(struct pt_h1_chunked *st, uint64_t n)
 {
     st->remaining -= n;
+    st->data_total += n;
     if (st->remaining == 0 && st->_state == PT_H1_CHUNKED_DATA)
         st->_state = PT_H1_CHUNKED_DATA_CR;
 }

@@ -129,7 +129,6 @@ int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt)
 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    ds->bytes_tx += total;
     {
         struct pt_http_stats *hs = pt_ds_http_stats(ds);
         if (hs != NULL)
@@ -195,7 +194,7 @@ static void ds_forward_request_body(struct pt_downstream *ds)
                 return;
             }
             pt_buf_consume(&ds->in, (uint32_t)n);
-            ds->bytes_rx += (uint64_t)n;
+            ds->bytes_rx = ds->req_body.payload;
             if (done)
                 ds->flags |= PT_DSF_REQ_DONE;
             continue;
@@ -293,6 +292,7 @@ static void ds_response_progress(struct pt_downstream *ds)
                 return;
             }
             pt_buf_consume(&up->in, (uint32_t)n);
+            ds->bytes_tx = ds->resp_body.payload;
         } else if (ds->resp_body.kind == PT_BODY_NONE) {
             done = true;
         }

@@ -74,7 +74,9 @@ enum pt_body_kind {
 struct pt_body {
     enum pt_body_kind kind;
     uint64_t remaining;          /* PT_BODY_LENGTH */
-    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED */
+    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED, PT_BODY_DECHUNK */
+    uint64_t payload;            /* body bytes taken so far, without chunk framing: what
+                                  * Envoy's BYTES_RECEIVED / BYTES_SENT count */
 };
 
 /* Upstream connection states. */

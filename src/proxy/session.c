@@ -101,6 +101,7 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
         if (r < 0)
             return PT_BADMSG;
         *done = r == 1;
+        b->payload = b->chunk.data_total;
         return (int64_t)consumed;
     }
     *send = pt_str_make(data, 0);
@@ -114,6 +115,7 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
             *done = true;
         }
         b->remaining -= len;
+        b->payload += len;
         send->len = len;
         return (int64_t)len;
     case PT_BODY_CHUNKED:
@@ -121,9 +123,11 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
         if (r < 0)
             return PT_BADMSG;
         *done = r == 1;
+        b->payload = b->chunk.data_total;
         send->len = consumed;
         return (int64_t)consumed;
     case PT_BODY_UNTIL_CLOSE:
+        b->payload += len;
         send->len = len;
         return (int64_t)len;
     case PT_BODY_DECHUNK:
@@ -628,7 +632,6 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
             pt_ds_abort(ds);
             return;
         }
-        ds->bytes_tx = 0;
     }
     bool reused;
     up = pt_up_acquire(w, ds->action->cluster, ds->endpoint, &reused);
@@ -647,20 +650,13 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         bool done = ds->flags & PT_DSF_REQ_DONE;
         size_t body = 0;
         if (!done && ds->in.len > 0) {
-            if (ds->req_body.kind == PT_BODY_LENGTH) {
-                body = ds->in.len < ds->req_body.remaining ? ds->in.len : (size_t)ds->req_body.remaining;
-                ds->req_body.remaining -= body;
-                done = ds->req_body.remaining == 0;
-            } else {
-                size_t consumed;
-                int c = pt_h1_chunked_scan(&ds->req_body.chunk, pt_buf_data(&ds->in), ds->in.len, &consumed);
-                if (c < 0) {
-                    pt_reply_bad_request(ds);
-                    return;
-                }
-                body = consumed;
-                done = c == 1;
+            struct pt_str send;
+            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
+            if (n < 0) {
+                pt_reply_bad_request(ds);
+                return;
             }
+            body = (size_t)n;
         }
         struct iovec iov[2] = { { w->scratch, hlen }, { pt_buf_data(&ds->in), body } };
         if (pt_up_send(up, iov, body ? 2 : 1) == PT_IO) {
@@ -668,7 +664,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
             return;
         }
         pt_buf_consume(&ds->in, (uint32_t)body);
-        ds->bytes_rx += body;
+        ds->bytes_rx = ds->req_body.payload;
         if (done)
             ds->flags |= PT_DSF_REQ_DONE;
         if (done && up->out.len == 0)
@@ -763,7 +759,6 @@ int pt_session_response_head(struct pt_downstream *ds)
     ds->flags |= PT_DSF_RESP_HEAD;
     {
         /* The head and the body bytes already here leave in one writev. */
-        uint64_t tx = ds->bytes_tx;
         bool done;
         struct pt_str body;
         int64_t n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done, &body);
@@ -776,7 +771,7 @@ int pt_session_response_head(struct pt_downstream *ds)
             return 0;
         }
         pt_buf_consume(&up->in, (uint32_t)n);
-        ds->bytes_tx = tx + body.len; /* %BYTES_SENT% counts body bytes, as Envoy does */
+        ds->bytes_tx = ds->resp_body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
         if (done)
             ds->flags |= PT_DSF_RESP_DONE;
     }

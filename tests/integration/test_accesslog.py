@@ -228,3 +228,17 @@ def test_unopenable_log_path_falls_back_to_stdout(portico, tmp_path):
     assert len(errors) == 1 and "access logs go to stdout" in errors[0]["message"], errors
     portico.get("/backend/stdout")
     assert wait_for(portico.proc.log, DEFAULT_LINE)[0]["path"] == "/backend/stdout"
+
+
+def test_chunked_bodies_count_without_their_framing(portico):
+    """BYTES_RECEIVED and BYTES_SENT are body bytes, as Envoy counts them, also when both bodies
+    are chunked and forwarded chunked (the chunk-size lines and CRLFs are not counted)."""
+    parts = [b"a" * 300, b"b" * 5, b"c" * 4096]
+    r = requests.post(f"http://127.0.0.1:{portico.port}/backend/chunked/5000", data=iter(parts),
+                      timeout=5)
+    assert r.status_code == 200
+    assert r.headers.get("transfer-encoding") == "chunked"
+    m = wait_for(portico.proc.log, DEFAULT_LINE)[0]
+    assert m["method"] == "POST"
+    assert int(m["rx"]) == sum(len(p) for p in parts)
+    assert int(m["tx"]) == len(r.content) == 5000
