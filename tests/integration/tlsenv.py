@@ -48,14 +48,13 @@ close=False, alpn="istio,h2,http/1.1", max_ver=None) -> Upstream``
     ``UPSTREAM sni=<ssl_fc_sni> alpn=<ssl_fc_alpn> resumed=<ssl_fc_is_resumed> proto=<...>
     serial=<client cert serial hex> verify=<n> path=<p> status=<s>`` and ``UPSTREAM_ERR ...``
     for connections that failed before a request. ``.entries()`` (dicts, "" for "-"),
-    ``.errors()``, ``.wait_requests(n)``, ``.port``.
+    ``.errors()``, ``.wait_requests(n)``, ``.wait_errors(n)``, ``.port`` (a haproxy.LoggedHAProxy).
 """
 
 import base64
 import datetime
 import ipaddress
 import json
-import os
 import re
 import socket
 import ssl
@@ -71,8 +70,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import binary, free_port, wait_for_port
-
-HAPROXY = os.environ.get("PORTICO_HAPROXY", "/usr/sbin/haproxy")
+from haproxy import LoggedHAProxy, haproxy_config, require_haproxy, start_haproxy
 
 RESET_PREFIX = "upstream connect error or disconnect/reset before headers. reset reason: "
 
@@ -417,74 +415,23 @@ def openssl_s_client(port, servername=None, extra=()):
 
 # ---- HAProxy as a TLS upstream ---------------------------------------------------------------
 
-UPSTREAM_CFG = """\
-global
-    log stdout format raw local0 info
-    nbthread 1
-    maxconn 1000
-
-defaults
-    mode http
-    log global
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-    timeout http-request 5s
-    timeout http-keep-alive 10s
-
-frontend tls_in
-    bind 127.0.0.1:{port} ssl crt {crt} {verify} alpn {alpn} {maxver}
-    log-format "UPSTREAM sni=%[ssl_fc_sni] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] proto=%[ssl_fc_protocol] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify] path=%HP status=%ST"
-    error-log-format "UPSTREAM_ERR client=%ci:%cp msg=%{{+Q}}[fc_err_str] ssl_err=%[ssl_fc_err,hex]"
-{extra}
-    default_backend app
-
-backend app
-    server app 127.0.0.1:{backend}
-"""
-
-_LOG_RX = re.compile(r"^UPSTREAM (.*)$", re.M)
-_ERR_RX = re.compile(r"^UPSTREAM_ERR .*$", re.M)
-_KV_RX = re.compile(r"(\w+)=(\S*)")
+UPSTREAM_LOG_FORMAT = ("sni=%[ssl_fc_sni] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] "
+                       "proto=%[ssl_fc_protocol] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify] "
+                       "path=%HP status=%ST")
 
 
-class Upstream:
+class Upstream(LoggedHAProxy):
+    TAG = "UPSTREAM"
+    WHAT = "upstream"
+
     def __init__(self, proc, port, cert):
-        self.proc = proc
-        self.port = port
+        super().__init__(proc, port)
         self.cert = cert
-        self._err_base = 0
-
-    def entries(self):
-        return [{k: ("" if v == "-" else v) for k, v in _KV_RX.findall(m.group(1))}
-                for m in _LOG_RX.finditer(self.proc.log())]
-
-    def errors(self):
-        return _ERR_RX.findall(self.proc.log())[self._err_base:]
-
-    def wait_requests(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.entries()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"upstream logged {len(self.entries())} requests, expected {n}\n"
-                            f"{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.entries()
-
-    def wait_errors(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.errors()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"upstream logged {len(self.errors())} connection errors, expected "
-                            f"{n}\n{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.errors()
 
 
 def start_tls_upstream(processes, tmp, backend_port, server_cert, client_ca=None, verify="none",
                        close=False, alpn="istio,h2,http/1.1", max_ver=None):
-    if not os.access(HAPROXY, os.X_OK):
-        pytest.skip(f"{HAPROXY} is not installed")
+    require_haproxy()
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     _, _, pem = server_cert.write(tmp, f"upstream-{server_cert.serial:x}")
@@ -493,17 +440,14 @@ def start_tls_upstream(processes, tmp, backend_port, server_cert, client_ca=None
         ca_path = tmp / f"client-ca-{client_ca.serial:x}.pem"
         ca_path.write_bytes(client_ca.cert_pem)
         vparts += f" ca-file {ca_path}"
+    maxver = f"ssl-max-ver {max_ver}" if max_ver else ""
     port = free_port()
     cfg = tmp / f"upstream-{port}.cfg"
-    cfg.write_text(UPSTREAM_CFG.format(
-        port=port, crt=pem, verify=vparts, alpn=alpn, backend=backend_port,
-        maxver=f"ssl-max-ver {max_ver}" if max_ver else "",
+    cfg.write_text(haproxy_config(
+        "UPSTREAM", "tls_in", port, f"ssl crt {pem} {vparts} alpn {alpn} {maxver}",
+        UPSTREAM_LOG_FORMAT, "app", backend_port,
         extra="    option httpclose" if close else ""))
-    proc = processes.start([HAPROXY, "-db", "-f", cfg], name="upstream-haproxy", port=port)
+    proc = start_haproxy(processes, cfg, "upstream-haproxy", port)
     up = Upstream(proc, port, server_cert)
-    # wait_for_port's probe is logged as a connection error: leave it out.
-    deadline = time.monotonic() + 2
-    while not _ERR_RX.findall(proc.log()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    up._err_base = len(_ERR_RX.findall(proc.log()))
+    up._settle_probe()
     return up
