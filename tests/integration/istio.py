@@ -76,6 +76,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import BUILD, free_port
 from haproxy import LoggedHAProxy, haproxy_config, require_haproxy, start_haproxy
+from pki import cert_pem, self_signed_ca, utc_now, write_key_and_chain
 
 # Istio's alpn lists (pilot/pkg/networking/core/listener.go) plus what its inbound TLS offers.
 SIDECAR_ALPN = "istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2,h2,http/1.1"
@@ -115,18 +116,10 @@ def portico_has_tls():
 
 # ---- mesh CA and workload certificates ------------------------------------------------------
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
 def _key_pem_pkcs1(key):
     return key.private_bytes(serialization.Encoding.PEM,
                              serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption())
-
-
-def _cert_pem(cert):
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 class Mesh:
@@ -135,7 +128,7 @@ class Mesh:
         self.trust_domain = trust_domain
         self.key = key
         self.cert = cert
-        self.root_pem = _cert_pem(cert)
+        self.root_pem = cert_pem(cert)
         self.root_path = self.dir / "root-cert.pem"
 
     def spiffe_id(self, ns, sa):
@@ -148,21 +141,8 @@ def make_mesh(dir, trust_domain="cluster.local"):
     dir.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
-    now = _now()
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    now = utc_now()
+    cert = self_signed_ca(key, name, now, now + datetime.timedelta(days=3650))
     mesh = Mesh(dir, trust_domain, key, cert)
     mesh.root_path.write_bytes(mesh.root_pem)
     return mesh
@@ -178,22 +158,14 @@ class Workload:
         self.serial = cert.serial_number
         self.spiffe_id = mesh.spiffe_id(ns, sa)
         self.key_pem = _key_pem_pkcs1(key)
-        self.cert_pem = _cert_pem(cert)
+        self.cert_pem = cert_pem(cert)
         self.chain_pem = self.cert_pem + mesh.root_pem
         self.root_pem = mesh.root_pem
 
     def write(self, dir, name):
         """Writes <name>.key, <name>.crt (chain) and <name>.pem (chain + key, HAProxy's crt
         format) under <dir>; returns the three paths."""
-        dir = Path(dir)
-        dir.mkdir(parents=True, exist_ok=True)
-        paths = dir / f"{name}.key", dir / f"{name}.crt", dir / f"{name}.pem"
-        paths[0].write_bytes(self.key_pem)
-        paths[1].write_bytes(self.chain_pem)
-        paths[2].write_bytes(self.chain_pem + self.key_pem)
-        for p in paths:
-            os.chmod(p, 0o600)
-        return paths
+        return write_key_and_chain(dir, name, self.key_pem, self.chain_pem, mode=0o600)
 
     def __repr__(self):
         return f"<Workload {self.spiffe_id} serial={self.serial:x}>"
@@ -202,7 +174,7 @@ class Workload:
 def issue_workload(ca, ns, sa, serial=None, not_after_hours=24):
     """A workload certificate for spiffe://<td>/ns/<ns>/sa/<sa>, signed by the Mesh <ca>."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = _now()
+    now = utc_now()
     not_before = now - datetime.timedelta(minutes=2)
     if serial is None:
         serial = int.from_bytes(os.urandom(16), "big") or 1   # genSerialNum: [0, 2^128)

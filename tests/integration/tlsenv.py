@@ -71,6 +71,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import binary, free_port, wait_for_port
 from haproxy import LoggedHAProxy, haproxy_config, require_haproxy, start_haproxy
+from pki import cert_pem, self_signed_ca, utc_now, write_key_and_chain
 
 RESET_PREFIX = "upstream connect error or disconnect/reset before headers. reset reason: "
 
@@ -86,7 +87,7 @@ class Cert:
         self.key_pem = key.private_bytes(serialization.Encoding.PEM,
                                          serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
-        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.cert_pem = cert_pem(cert)
         self.chain_pem = self.cert_pem + (ca.cert_pem if ca is not None else b"")
 
     @property
@@ -95,43 +96,21 @@ class Cert:
         return attrs[0].value if attrs else None
 
     def write(self, dir, name):
-        dir = Path(dir)
-        dir.mkdir(parents=True, exist_ok=True)
-        paths = dir / f"{name}.key", dir / f"{name}.crt", dir / f"{name}.pem"
-        paths[0].write_bytes(self.key_pem)
-        paths[1].write_bytes(self.chain_pem)
-        paths[2].write_bytes(self.chain_pem + self.key_pem)
-        return paths
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        return write_key_and_chain(dir, name, self.key_pem, self.chain_pem)
 
 
 def make_ca(cn):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = _now()
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    now = utc_now()
+    cert = self_signed_ca(key, name, now - datetime.timedelta(hours=1),
+                          now + datetime.timedelta(days=30), digital_signature=True)
     return Cert(key, cert)
 
 
 def issue(ca, cn, dns=(), ips=(), client=False, days=30):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
+    now = utc_now()
     sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     ekus = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
     b = (x509.CertificateBuilder()
