@@ -23,7 +23,7 @@ Portico:
     and each YAML text of <docs> into its own file, starts ``portico run`` and waits until it is
     ready. ``Edge.http``, ``.https``, ``.admin``, ``.cfg``, ``.proc``; ``.get(path, host=None)``
     over cleartext (HTTP Listener, or ``port=edge.https`` for cleartext on the HTTPS port);
-    ``.diag()``; ``.diag_errors()``; ``.curl(args)``; ``.access_lines()``.
+    ``.diag()``; ``.diag_errors()``; ``.ready_status()``; ``.curl(args)``; ``.access_lines()``.
 
 Python TLS client:
 
@@ -149,12 +149,13 @@ def secret_yaml(name, crt=None, key=None, ca=None, namespace=None, type="kuberne
 
 # ---- Portico ------------------------------------------------------------------------------------
 
+# {prefix}: "portico-" names them as createDefaultListeners does.
 LISTENERS = """\
 ---
 apiVersion: getambassador.io/v3alpha1
 kind: Listener
 metadata:
-  name: http-listener
+  name: {prefix}http-listener
 spec:
   port: {http}
   protocol: HTTP
@@ -166,7 +167,7 @@ spec:
 apiVersion: getambassador.io/v3alpha1
 kind: Listener
 metadata:
-  name: https-listener
+  name: {prefix}https-listener
 spec:
   port: {https}
   protocol: HTTPS
@@ -243,6 +244,14 @@ class Edge:
     def diag_errors(self):
         return self.diag().get("errors", [])
 
+    def ready_status(self):
+        """check_ready's status code, None when the admin port does not answer."""
+        try:
+            return requests.get(f"http://127.0.0.1:{self.admin}/ambassador/v0/check_ready",
+                                timeout=2).status_code
+        except requests.RequestException:
+            return None
+
     def curl(self, *args):
         """curl -s with <args>; returns (http_code, body, stderr)."""
         r = subprocess.run(["curl", "-s", "--max-time", "5", "-w", "\n%{http_code}", *args],
@@ -262,7 +271,7 @@ def start_portico(processes, tmp, *docs, workers=1, env=None, args=()):
     while len(ports) < 3:       # free_port releases its port: three calls may repeat one
         ports.add(free_port())
     http, https, admin = list(ports)
-    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https))
+    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https, prefix=""))
     for i, doc in enumerate(docs):
         (cfg / f"doc{i:02d}.yaml").write_text(doc)
     penv = {"AMBASSADOR_NAMESPACE": "default"}
@@ -273,16 +282,11 @@ def start_portico(processes, tmp, *docs, workers=1, env=None, args=()):
     wait_for_port(https, proc=proc)
     edge = Edge(proc, cfg, http, https, admin)
     deadline = time.monotonic() + 5
-    while True:
-        try:
-            if requests.get(f"http://127.0.0.1:{admin}/ambassador/v0/check_ready",
-                            timeout=2).status_code == 200:
-                return edge
-        except requests.RequestException:
-            pass
+    while edge.ready_status() != 200:
         if time.monotonic() > deadline:
             pytest.fail(f"portico not ready after 5 s\n{proc.log_tail()}", pytrace=False)
         time.sleep(0.02)
+    return edge
 
 
 # ---- Python TLS client ------------------------------------------------------------------------
