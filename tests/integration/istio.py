@@ -47,7 +47,8 @@ The STRICT sidecar (envoy-compat.md §5.1, §5.3):
     path=<p> status=<s>``, and ``SIDECAR_ERR ...`` for connections that failed (handshakes).
     ``.port``, ``.cert`` (its Workload), ``.proc``, ``.entries()`` (dicts), ``.serials()`` (ints,
     one per request, in order; None when no client cert), ``.alpns()`` (strings, "" when none),
-    ``.errors()`` (raw SIDECAR_ERR lines), ``.wait_requests(n, timeout)``.
+    ``.errors()`` (raw SIDECAR_ERR lines), ``.wait_requests(n, timeout)``,
+    ``.wait_errors(n, timeout)`` (a haproxy.LoggedHAProxy).
 
 Python TLS client for the self-tests: ``mesh_client_context(mesh, wl=None, alpn=("istio",), tmp=None)``
 and ``https_get(port, ctx, path="/")`` -> (status, headers dict, body) through a raw socket.
@@ -68,15 +69,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import BUILD, free_port
-
-HAPROXY = os.environ.get("PORTICO_HAPROXY", "/usr/sbin/haproxy")
+from haproxy import LoggedHAProxy, haproxy_config, require_haproxy, start_haproxy
+from pki import cert_pem, self_signed_ca, utc_now, write_key_and_chain
 
 # Istio's alpn lists (pilot/pkg/networking/core/listener.go) plus what its inbound TLS offers.
 SIDECAR_ALPN = "istio,istio-peer-exchange,istio-http/1.0,istio-http/1.1,istio-h2,h2,http/1.1"
@@ -116,18 +116,10 @@ def portico_has_tls():
 
 # ---- mesh CA and workload certificates ------------------------------------------------------
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
 def _key_pem_pkcs1(key):
     return key.private_bytes(serialization.Encoding.PEM,
                              serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption())
-
-
-def _cert_pem(cert):
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 class Mesh:
@@ -136,7 +128,7 @@ class Mesh:
         self.trust_domain = trust_domain
         self.key = key
         self.cert = cert
-        self.root_pem = _cert_pem(cert)
+        self.root_pem = cert_pem(cert)
         self.root_path = self.dir / "root-cert.pem"
 
     def spiffe_id(self, ns, sa):
@@ -149,21 +141,8 @@ def make_mesh(dir, trust_domain="cluster.local"):
     dir.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
-    now = _now()
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    now = utc_now()
+    cert = self_signed_ca(key, name, now, now + datetime.timedelta(days=3650))
     mesh = Mesh(dir, trust_domain, key, cert)
     mesh.root_path.write_bytes(mesh.root_pem)
     return mesh
@@ -179,22 +158,14 @@ class Workload:
         self.serial = cert.serial_number
         self.spiffe_id = mesh.spiffe_id(ns, sa)
         self.key_pem = _key_pem_pkcs1(key)
-        self.cert_pem = _cert_pem(cert)
+        self.cert_pem = cert_pem(cert)
         self.chain_pem = self.cert_pem + mesh.root_pem
         self.root_pem = mesh.root_pem
 
     def write(self, dir, name):
         """Writes <name>.key, <name>.crt (chain) and <name>.pem (chain + key, HAProxy's crt
         format) under <dir>; returns the three paths."""
-        dir = Path(dir)
-        dir.mkdir(parents=True, exist_ok=True)
-        paths = dir / f"{name}.key", dir / f"{name}.crt", dir / f"{name}.pem"
-        paths[0].write_bytes(self.key_pem)
-        paths[1].write_bytes(self.chain_pem)
-        paths[2].write_bytes(self.chain_pem + self.key_pem)
-        for p in paths:
-            os.chmod(p, 0o600)
-        return paths
+        return write_key_and_chain(dir, name, self.key_pem, self.chain_pem, mode=0o600)
 
     def __repr__(self):
         return f"<Workload {self.spiffe_id} serial={self.serial:x}>"
@@ -203,7 +174,7 @@ class Workload:
 def issue_workload(ca, ns, sa, serial=None, not_after_hours=24):
     """A workload certificate for spiffe://<td>/ns/<ns>/sa/<sa>, signed by the Mesh <ca>."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = _now()
+    now = utc_now()
     not_before = now - datetime.timedelta(minutes=2)
     if serial is None:
         serial = int.from_bytes(os.urandom(16), "big") or 1   # genSerialNum: [0, 2^128)
@@ -291,34 +262,20 @@ def write_workload(dir, wl, **kw):
 # ---- the STRICT sidecar (HAProxy) -----------------------------------------------------------
 
 LOG_FIELDS = ("serial", "alpn", "resumed", "verify", "proto", "method", "path", "status")
-_LOG_RX = re.compile(r"^SIDECAR (.*)$", re.M)
-_ERR_RX = re.compile(r"^SIDECAR_ERR .*$", re.M)
-_KV_RX = re.compile(r"(\w+)=(\S*)")
+SIDECAR_LOG_FORMAT = ("serial=%[ssl_c_serial,hex] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] "
+                      "verify=%[ssl_c_verify] proto=%[ssl_fc_protocol] method=%HM path=%HP "
+                      "status=%ST")
 
 
-class Sidecar:
+class Sidecar(LoggedHAProxy):
+    TAG = "SIDECAR"
+    WHAT = "sidecar"
+
     def __init__(self, proc, port, cert, mesh, config_path):
-        self.proc = proc
-        self.port = port
+        super().__init__(proc, port)
         self.cert = cert
         self.mesh = mesh
         self.config_path = config_path
-        self._err_base = 0
-
-    def _settle_probe(self, timeout=2.0):
-        """wait_for_port's probe connection is logged as a handshake error; leave it out."""
-        deadline = time.monotonic() + timeout
-        while not _ERR_RX.findall(self.proc.log()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._err_base = len(_ERR_RX.findall(self.proc.log()))
-
-    def entries(self):
-        """One dict per request logged, in order: the LOG_FIELDS as strings ("" when unset)."""
-        out = []
-        for m in _LOG_RX.finditer(self.proc.log()):
-            d = {k: ("" if v == "-" else v) for k, v in _KV_RX.findall(m.group(1))}
-            out.append(d)
-        return out
 
     def serials(self):
         """Client certificate serial of each request's connection (int), None without one."""
@@ -328,73 +285,24 @@ class Sidecar:
         """Negotiated ALPN of each request's connection ("" when none)."""
         return [e.get("alpn", "") for e in self.entries()]
 
-    def errors(self):
-        """Connections that failed before a request (TLS handshake errors and the like), raw
-        lines, leaving out the start-up port probe."""
-        return _ERR_RX.findall(self.proc.log())[self._err_base:]
-
-    def wait_requests(self, n, timeout=5.0):
-        """Waits until at least <n> requests are logged (HAProxy logs after the response)."""
-        deadline = time.monotonic() + timeout
-        while len(self.entries()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"sidecar logged {len(self.entries())} requests, expected {n}\n"
-                            f"{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.entries()
-
-    def wait_errors(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.errors()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"sidecar logged {len(self.errors())} connection errors, expected "
-                            f"{n}\n{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.errors()
-
-
-SIDECAR_CFG = """\
-global
-    log stdout format raw local0 info
-    nbthread 1
-    maxconn 2000
-    tune.ssl.default-dh-param 2048
-
-defaults
-    mode http
-    log global
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-    timeout http-request 5s
-    timeout http-keep-alive 10s
-
-frontend quote_inbound_strict
-    bind 127.0.0.1:{port} ssl crt {crt} ca-file {ca} verify required alpn {alpn} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 ciphers {ciphers}
-    log-format "SIDECAR serial=%[ssl_c_serial,hex] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] verify=%[ssl_c_verify] proto=%[ssl_fc_protocol] method=%HM path=%HP status=%ST"
-    error-log-format "SIDECAR_ERR client=%ci:%cp msg=%{{+Q}}[fc_err_str] ssl_err=%[ssl_fc_err,hex]"
-{extra}
-    default_backend quote
-
-backend quote
-    server quote 127.0.0.1:{backend}
-"""
-
 
 def start_sidecar(processes, tmp, backend_port, mesh, close=False, ns="default", sa="quote"):
     """Starts the STRICT sidecar in front of 127.0.0.1:<backend_port>; returns a Sidecar."""
-    if not os.access(HAPROXY, os.X_OK):
-        pytest.skip(f"{HAPROXY} is not installed (apt-get install haproxy)")
+    require_haproxy()
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     cert = issue_workload(mesh, ns, sa)
     _, _, pem = cert.write(tmp, f"sidecar-{ns}-{sa}")
     port = free_port()
     cfg = tmp / f"sidecar-{port}.cfg"
-    cfg.write_text(SIDECAR_CFG.format(port=port, crt=pem, ca=mesh.root_path, alpn=SIDECAR_ALPN,
-                                      ciphers=SIDECAR_CIPHERS, backend=backend_port,
-                                      extra="    option httpclose" if close else ""))
-    proc = processes.start([HAPROXY, "-db", "-f", cfg], name="sidecar-haproxy", port=port)
+    cfg.write_text(haproxy_config(
+        "SIDECAR", "quote_inbound_strict", port,
+        f"ssl crt {pem} ca-file {mesh.root_path} verify required alpn {SIDECAR_ALPN} "
+        f"ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 ciphers {SIDECAR_CIPHERS}",
+        SIDECAR_LOG_FORMAT, "quote", backend_port, maxconn=2000,
+        tune="    tune.ssl.default-dh-param 2048\n",
+        extra="    option httpclose" if close else ""))
+    proc = start_haproxy(processes, cfg, "sidecar-haproxy", port)
     sidecar = Sidecar(proc, port, cert, mesh, cfg)
     sidecar._settle_probe()
     return sidecar

@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from conftest import RawConn, binary, free_port, shared_path
 from istio import (issue_workload, make_mesh, mismatched_pair, portico_has_tls, start_sidecar,
                    write_istio_dir, write_workload)
+from tlsenv import LISTENERS, Edge as TLSEdge
 
 needs_tls = pytest.mark.skipif(
     not portico_has_tls(),
@@ -89,34 +89,6 @@ spec:
   service: quote
 """
 
-# createDefaultListeners: true, on free ports instead of 8080/8443.
-LISTENERS = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind: Listener
-metadata:
-  name: portico-http-listener
-spec:
-  port: {http}
-  protocol: HTTP
-  securityModel: XFP
-  hostBinding:
-    namespace:
-      from: ALL
----
-apiVersion: getambassador.io/v3alpha1
-kind: Listener
-metadata:
-  name: portico-https-listener
-spec:
-  port: {https}
-  protocol: HTTPS
-  securityModel: XFP
-  hostBinding:
-    namespace:
-      from: ALL
-"""
-
 # quote.yaml's Service (port 80) whose pod is the sidecar: targetPort = the sidecar's port.
 QUOTE_SERVICE = """\
 ---
@@ -152,43 +124,20 @@ def _replace(path, text):
     os.rename(tmp, path)
 
 
-class Edge:
+class Edge(TLSEdge):
     """A running Portico with the seed's configuration."""
 
     def __init__(self, proc, cfg, istio_dir, http, https, admin):
-        self.proc = proc
-        self.cfg = cfg
+        super().__init__(proc, cfg, http, https, admin)
         self.istio_dir = istio_dir
-        self.http = http
-        self.https = https
-        self.admin = admin
 
     def set_mapping(self, text):
         _replace(self.cfg / "quote-backend.yaml", text)
 
-    def get(self, path="/backend/"):
-        return requests.get(f"http://127.0.0.1:{self.http}{path}", timeout=5)
-
     def curl_https(self, path="/backend/"):
         """The guide's `curl -k https://{{AMBASSADOR_HOST}}/backend/`: (status, body)."""
-        r = subprocess.run(["curl", "-k", "-s", "--max-time", "5", "-w", "\n%{http_code}",
-                            f"https://127.0.0.1:{self.https}{path}"],
-                           capture_output=True, text=True, timeout=10)
-        body, _, code = r.stdout.rpartition("\n")
-        return int(code or 0), body
-
-    def diag(self):
-        r = requests.get(f"http://127.0.0.1:{self.admin}/ambassador/v0/diag/?json=true",
-                         timeout=5)
-        r.raise_for_status()
-        return r.json()
-
-    def ready_status(self):
-        try:
-            return requests.get(f"http://127.0.0.1:{self.admin}/ambassador/v0/check_ready",
-                                timeout=2).status_code
-        except requests.RequestException:
-            return None
+        code, body, _ = self.curl("-k", f"https://127.0.0.1:{self.https}{path}")
+        return code, body
 
 
 def wait_until(what, fn, timeout=5.0, interval=0.05):
@@ -215,7 +164,9 @@ def start_edge(processes, tmp, sidecar, mapping=SEED_MAPPING_MTLS, wl=None):
     if wl is not None:
         write_workload(istio_dir, wl)
     http, https, admin = free_port(), free_port(), free_port()
-    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https))
+    # createDefaultListeners: true, on free ports instead of 8080/8443.
+    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https,
+                                                         prefix="portico-"))
     (cfg / "istio-upstream.yaml").write_text(SEED_TLSCONTEXT)
     (cfg / "quote-service.yaml").write_text(QUOTE_SERVICE.format(port=sidecar.port))
     (cfg / "quote-backend.yaml").write_text(mapping)

@@ -23,7 +23,7 @@ Portico:
     and each YAML text of <docs> into its own file, starts ``portico run`` and waits until it is
     ready. ``Edge.http``, ``.https``, ``.admin``, ``.cfg``, ``.proc``; ``.get(path, host=None)``
     over cleartext (HTTP Listener, or ``port=edge.https`` for cleartext on the HTTPS port);
-    ``.diag()``; ``.diag_errors()``; ``.curl(args)``; ``.access_lines()``.
+    ``.diag()``; ``.diag_errors()``; ``.ready_status()``; ``.curl(args)``; ``.access_lines()``.
 
 Python TLS client:
 
@@ -48,14 +48,13 @@ close=False, alpn="istio,h2,http/1.1", max_ver=None) -> Upstream``
     ``UPSTREAM sni=<ssl_fc_sni> alpn=<ssl_fc_alpn> resumed=<ssl_fc_is_resumed> proto=<...>
     serial=<client cert serial hex> verify=<n> path=<p> status=<s>`` and ``UPSTREAM_ERR ...``
     for connections that failed before a request. ``.entries()`` (dicts, "" for "-"),
-    ``.errors()``, ``.wait_requests(n)``, ``.port``.
+    ``.errors()``, ``.wait_requests(n)``, ``.wait_errors(n)``, ``.port`` (a haproxy.LoggedHAProxy).
 """
 
 import base64
 import datetime
 import ipaddress
 import json
-import os
 import re
 import socket
 import ssl
@@ -71,8 +70,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import binary, free_port, wait_for_port
-
-HAPROXY = os.environ.get("PORTICO_HAPROXY", "/usr/sbin/haproxy")
+from haproxy import LoggedHAProxy, haproxy_config, require_haproxy, start_haproxy
+from pki import cert_pem, self_signed_ca, utc_now, write_key_and_chain
 
 RESET_PREFIX = "upstream connect error or disconnect/reset before headers. reset reason: "
 
@@ -88,7 +87,7 @@ class Cert:
         self.key_pem = key.private_bytes(serialization.Encoding.PEM,
                                          serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
-        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.cert_pem = cert_pem(cert)
         self.chain_pem = self.cert_pem + (ca.cert_pem if ca is not None else b"")
 
     @property
@@ -97,43 +96,21 @@ class Cert:
         return attrs[0].value if attrs else None
 
     def write(self, dir, name):
-        dir = Path(dir)
-        dir.mkdir(parents=True, exist_ok=True)
-        paths = dir / f"{name}.key", dir / f"{name}.crt", dir / f"{name}.pem"
-        paths[0].write_bytes(self.key_pem)
-        paths[1].write_bytes(self.chain_pem)
-        paths[2].write_bytes(self.chain_pem + self.key_pem)
-        return paths
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        return write_key_and_chain(dir, name, self.key_pem, self.chain_pem)
 
 
 def make_ca(cn):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = _now()
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    now = utc_now()
+    cert = self_signed_ca(key, name, now - datetime.timedelta(hours=1),
+                          now + datetime.timedelta(days=30), digital_signature=True)
     return Cert(key, cert)
 
 
 def issue(ca, cn, dns=(), ips=(), client=False, days=30):
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
+    now = utc_now()
     sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     ekus = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
     b = (x509.CertificateBuilder()
@@ -172,12 +149,13 @@ def secret_yaml(name, crt=None, key=None, ca=None, namespace=None, type="kuberne
 
 # ---- Portico ------------------------------------------------------------------------------------
 
+# {prefix}: "portico-" names them as createDefaultListeners does.
 LISTENERS = """\
 ---
 apiVersion: getambassador.io/v3alpha1
 kind: Listener
 metadata:
-  name: http-listener
+  name: {prefix}http-listener
 spec:
   port: {http}
   protocol: HTTP
@@ -189,7 +167,7 @@ spec:
 apiVersion: getambassador.io/v3alpha1
 kind: Listener
 metadata:
-  name: https-listener
+  name: {prefix}https-listener
 spec:
   port: {https}
   protocol: HTTPS
@@ -266,6 +244,14 @@ class Edge:
     def diag_errors(self):
         return self.diag().get("errors", [])
 
+    def ready_status(self):
+        """check_ready's status code, None when the admin port does not answer."""
+        try:
+            return requests.get(f"http://127.0.0.1:{self.admin}/ambassador/v0/check_ready",
+                                timeout=2).status_code
+        except requests.RequestException:
+            return None
+
     def curl(self, *args):
         """curl -s with <args>; returns (http_code, body, stderr)."""
         r = subprocess.run(["curl", "-s", "--max-time", "5", "-w", "\n%{http_code}", *args],
@@ -285,7 +271,7 @@ def start_portico(processes, tmp, *docs, workers=1, env=None, args=()):
     while len(ports) < 3:       # free_port releases its port: three calls may repeat one
         ports.add(free_port())
     http, https, admin = list(ports)
-    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https))
+    (cfg / "listeners.yaml").write_text(LISTENERS.format(http=http, https=https, prefix=""))
     for i, doc in enumerate(docs):
         (cfg / f"doc{i:02d}.yaml").write_text(doc)
     penv = {"AMBASSADOR_NAMESPACE": "default"}
@@ -296,16 +282,11 @@ def start_portico(processes, tmp, *docs, workers=1, env=None, args=()):
     wait_for_port(https, proc=proc)
     edge = Edge(proc, cfg, http, https, admin)
     deadline = time.monotonic() + 5
-    while True:
-        try:
-            if requests.get(f"http://127.0.0.1:{admin}/ambassador/v0/check_ready",
-                            timeout=2).status_code == 200:
-                return edge
-        except requests.RequestException:
-            pass
+    while edge.ready_status() != 200:
         if time.monotonic() > deadline:
             pytest.fail(f"portico not ready after 5 s\n{proc.log_tail()}", pytrace=False)
         time.sleep(0.02)
+    return edge
 
 
 # ---- Python TLS client ------------------------------------------------------------------------
@@ -417,74 +398,23 @@ def openssl_s_client(port, servername=None, extra=()):
 
 # ---- HAProxy as a TLS upstream ---------------------------------------------------------------
 
-UPSTREAM_CFG = """\
-global
-    log stdout format raw local0 info
-    nbthread 1
-    maxconn 1000
-
-defaults
-    mode http
-    log global
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-    timeout http-request 5s
-    timeout http-keep-alive 10s
-
-frontend tls_in
-    bind 127.0.0.1:{port} ssl crt {crt} {verify} alpn {alpn} {maxver}
-    log-format "UPSTREAM sni=%[ssl_fc_sni] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] proto=%[ssl_fc_protocol] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify] path=%HP status=%ST"
-    error-log-format "UPSTREAM_ERR client=%ci:%cp msg=%{{+Q}}[fc_err_str] ssl_err=%[ssl_fc_err,hex]"
-{extra}
-    default_backend app
-
-backend app
-    server app 127.0.0.1:{backend}
-"""
-
-_LOG_RX = re.compile(r"^UPSTREAM (.*)$", re.M)
-_ERR_RX = re.compile(r"^UPSTREAM_ERR .*$", re.M)
-_KV_RX = re.compile(r"(\w+)=(\S*)")
+UPSTREAM_LOG_FORMAT = ("sni=%[ssl_fc_sni] alpn=%[ssl_fc_alpn] resumed=%[ssl_fc_is_resumed] "
+                       "proto=%[ssl_fc_protocol] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify] "
+                       "path=%HP status=%ST")
 
 
-class Upstream:
+class Upstream(LoggedHAProxy):
+    TAG = "UPSTREAM"
+    WHAT = "upstream"
+
     def __init__(self, proc, port, cert):
-        self.proc = proc
-        self.port = port
+        super().__init__(proc, port)
         self.cert = cert
-        self._err_base = 0
-
-    def entries(self):
-        return [{k: ("" if v == "-" else v) for k, v in _KV_RX.findall(m.group(1))}
-                for m in _LOG_RX.finditer(self.proc.log())]
-
-    def errors(self):
-        return _ERR_RX.findall(self.proc.log())[self._err_base:]
-
-    def wait_requests(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.entries()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"upstream logged {len(self.entries())} requests, expected {n}\n"
-                            f"{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.entries()
-
-    def wait_errors(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while len(self.errors()) < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"upstream logged {len(self.errors())} connection errors, expected "
-                            f"{n}\n{self.proc.log_tail()}", pytrace=False)
-            time.sleep(0.02)
-        return self.errors()
 
 
 def start_tls_upstream(processes, tmp, backend_port, server_cert, client_ca=None, verify="none",
                        close=False, alpn="istio,h2,http/1.1", max_ver=None):
-    if not os.access(HAPROXY, os.X_OK):
-        pytest.skip(f"{HAPROXY} is not installed")
+    require_haproxy()
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     _, _, pem = server_cert.write(tmp, f"upstream-{server_cert.serial:x}")
@@ -493,17 +423,14 @@ def start_tls_upstream(processes, tmp, backend_port, server_cert, client_ca=None
         ca_path = tmp / f"client-ca-{client_ca.serial:x}.pem"
         ca_path.write_bytes(client_ca.cert_pem)
         vparts += f" ca-file {ca_path}"
+    maxver = f"ssl-max-ver {max_ver}" if max_ver else ""
     port = free_port()
     cfg = tmp / f"upstream-{port}.cfg"
-    cfg.write_text(UPSTREAM_CFG.format(
-        port=port, crt=pem, verify=vparts, alpn=alpn, backend=backend_port,
-        maxver=f"ssl-max-ver {max_ver}" if max_ver else "",
+    cfg.write_text(haproxy_config(
+        "UPSTREAM", "tls_in", port, f"ssl crt {pem} {vparts} alpn {alpn} {maxver}",
+        UPSTREAM_LOG_FORMAT, "app", backend_port,
         extra="    option httpclose" if close else ""))
-    proc = processes.start([HAPROXY, "-db", "-f", cfg], name="upstream-haproxy", port=port)
+    proc = start_haproxy(processes, cfg, "upstream-haproxy", port)
     up = Upstream(proc, port, server_cert)
-    # wait_for_port's probe is logged as a connection error: leave it out.
-    deadline = time.monotonic() + 2
-    while not _ERR_RX.findall(proc.log()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    up._err_base = len(_ERR_RX.findall(proc.log()))
+    up._settle_probe()
     return up
