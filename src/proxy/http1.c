@@ -362,12 +362,20 @@ void pt_ds_on_upstream_writable(struct pt_downstream *ds)
 void pt_ds_on_upstream_error(struct pt_downstream *ds, const char *reason, const char *tfr,
                              const char *flags)
 {
+    bool stale;
+
     if (ds->flags & PT_DSF_DEAD)
         return;
+    /* A pooled connection that ends before any response byte was most likely closed by the
+     * backend as we reused it: the request may go again on a new one. */
+    stale = (ds->flags & PT_DSF_REUSED_UP) && !(ds->flags & PT_DSF_RESP_HEAD) && ds->up != NULL &&
+            ds->up->in.len == 0 && strcmp(flags, "UC") == 0;
     if (ds->up != NULL) {
         pt_up_release(ds->up, false);
         ds->up = NULL;
     }
+    if (stale && pt_session_retry(ds))
+        return;
     if (ds->flags & PT_DSF_RESP_HEAD) {
         pt_ds_abort(ds);
         return;

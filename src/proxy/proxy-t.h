@@ -135,6 +135,7 @@ struct pt_downstream {
     /* The request in progress. */
     struct pt_h1_request req;
     struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
+    const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
     const struct pt_route_action *action;
     const struct pt_endpoint *endpoint;
     struct pt_body req_body, resp_body;

@@ -40,7 +40,7 @@ void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a reque
 
 /* Upstream connections (proxy/upstream.c). */
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
-                                  const struct pt_endpoint *ep, bool *reused);
+                                  const struct pt_endpoint *ep, bool fresh, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt);
 void pt_up_read(struct pt_upstream *up);

@@ -487,6 +487,101 @@ void pt_session_observe_end(struct pt_downstream *ds)
     pt_accesslog_request(ds);
 }
 
+/* send_upstream: picks an endpoint and sends it the request head and whatever of the body is
+ * here, on a pooled connection or (<fresh>) a new one. False when the request ended here (a
+ * local reply, or the error path took it). */
+static bool send_upstream(struct pt_downstream *ds, const struct pt_route_req *rreq, const char *rid, bool fresh)
+{
+    struct pt_worker *w = ds->w;
+    const struct pt_h1_request *req = &ds->req;
+    struct pt_upstream *up;
+    bool reused;
+    size_t hlen;
+
+    ds->endpoint = pick_endpoint(ds, ds->action->cluster);
+    hlen = build_request_head(ds, ds->route, rreq, rid);
+    if (hlen == 0) {
+        pt_reply_bad_request(ds);
+        return false;
+    }
+    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == 0) {
+        struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
+        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
+            pt_ds_abort(ds);
+            return false;
+        }
+    }
+    up = pt_up_acquire(w, ds->action->cluster, ds->endpoint, fresh, &reused);
+    if (up == NULL) {
+        pt_reply_upstream_reset(ds, "local connection failure", NULL, "UF");
+        return false;
+    }
+    if (reused)
+        ds->flags |= PT_DSF_REUSED_UP;
+    up->ds = ds;
+    ds->up = up;
+    if (ds->trace_cfg != NULL)
+        pt_trace_upstream_begin(&ds->trace); /* once: a retry keeps the first start */
+    ds->upstream_start_ms = ds->start_ms;
+    {
+        bool done = ds->flags & PT_DSF_REQ_DONE;
+        size_t body = 0;
+        if (!done && ds->in.len > 0) {
+            struct pt_str send;
+            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
+            if (n < 0) {
+                pt_reply_bad_request(ds);
+                return false;
+            }
+            body = (size_t)n;
+        }
+        struct iovec iov[2] = { { w->scratch, hlen }, { pt_buf_data(&ds->in), body } };
+        if (pt_up_send(up, iov, body ? 2 : 1) == PT_IO) {
+            pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
+            return ds->up != NULL; /* retried on a new connection (pt_session_retry) */
+        }
+        pt_buf_consume(&ds->in, (uint32_t)body);
+        ds->bytes_rx = ds->req_body.payload;
+        if (done)
+            ds->flags |= PT_DSF_REQ_DONE;
+        if (done && up->out.len == 0)
+            ds->flags |= PT_DSF_REQ_SENT;
+    }
+    return true;
+}
+
+bool pt_session_retry(struct pt_downstream *ds)
+{
+    const struct pt_h1_request *req = &ds->req;
+    const struct pt_worker *w = ds->w;
+    struct pt_route_req rreq;
+    char rid[37];
+
+    switch (req->method_id) {
+    case PT_H1_METHOD_GET:
+    case PT_H1_METHOD_HEAD:
+    case PT_H1_METHOD_OPTIONS:
+    case PT_H1_METHOD_DELETE:
+        break;
+    default:
+        return false; /* only methods that may be repeated */
+    }
+    if (ds->req_body.kind != PT_BODY_NONE || ds->route == NULL ||
+        (req->path.ptr >= w->pathbuf && req->path.ptr < w->pathbuf + sizeof(w->pathbuf)))
+        return false; /* a body is not kept; a normalized path lived in a shared buffer */
+    rreq = (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
+                                  .authority = req->authority.len ? req->authority : req->host,
+                                  .headers = req->headers, .nheaders = req->nheaders };
+    if (req->idx_x_request_id < 0) { /* the id made for this request, as the log kept it */
+        if (ds->lf_rid.len != 36)
+            return false;
+        memcpy(rid, ds->log + ds->lf_rid.off, 36);
+    }
+    ds->flags &= ~(PT_DSF_REUSED_UP | PT_DSF_REQ_SENT);
+    send_upstream(ds, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
+    return true;
+}
+
 void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
 {
     struct pt_worker *w = ds->w;
@@ -495,10 +590,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     const struct pt_route *route;
     struct pt_route_req rreq;
     struct pt_vhost *vh;
-    struct pt_upstream *up;
     char request_id[37];
     const char *rid = NULL;
-    size_t hlen;
     int r;
 
     ds->start_ms = pt_loop_now_ms(w->loop);
@@ -509,6 +602,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     ds->bytes_tx = 0;
     ds->upstream_ms = UINT32_MAX;
     ds->endpoint = NULL;
+    ds->route = NULL;
     ds->action = NULL;
     ds->state = PT_DS_FORWARD;
     {
@@ -620,56 +714,9 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         pt_reply_local(ds, 503, PT_STR_LIT("no healthy upstream"), "UH");
         return;
     }
-    ds->endpoint = pick_endpoint(ds, ds->action->cluster);
-    hlen = build_request_head(ds, route, &rreq, rid);
-    if (hlen == 0) {
-        pt_reply_bad_request(ds);
+    ds->route = route;
+    if (!send_upstream(ds, &rreq, rid, false))
         return;
-    }
-    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == 0) {
-        struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
-        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
-            pt_ds_abort(ds);
-            return;
-        }
-    }
-    bool reused;
-    up = pt_up_acquire(w, ds->action->cluster, ds->endpoint, &reused);
-    if (up == NULL) {
-        pt_reply_upstream_reset(ds, "local connection failure", NULL, "UF");
-        return;
-    }
-    if (reused)
-        ds->flags |= PT_DSF_REUSED_UP;
-    up->ds = ds;
-    ds->up = up;
-    if (ds->trace_cfg != NULL)
-        pt_trace_upstream_begin(&ds->trace);
-    ds->upstream_start_ms = ds->start_ms;
-    {
-        bool done = ds->flags & PT_DSF_REQ_DONE;
-        size_t body = 0;
-        if (!done && ds->in.len > 0) {
-            struct pt_str send;
-            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
-            if (n < 0) {
-                pt_reply_bad_request(ds);
-                return;
-            }
-            body = (size_t)n;
-        }
-        struct iovec iov[2] = { { w->scratch, hlen }, { pt_buf_data(&ds->in), body } };
-        if (pt_up_send(up, iov, body ? 2 : 1) == PT_IO) {
-            pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
-            return;
-        }
-        pt_buf_consume(&ds->in, (uint32_t)body);
-        ds->bytes_rx = ds->req_body.payload;
-        if (done)
-            ds->flags |= PT_DSF_REQ_DONE;
-        if (done && up->out.len == 0)
-            ds->flags |= PT_DSF_REQ_SENT;
-    }
     if (ds->action->timeout_ms)
         pt_timer_arm(w->loop, &ds->timer, ds->action->timeout_ms);
     if (!(ds->flags & PT_DSF_REQ_DONE))

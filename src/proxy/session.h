@@ -17,6 +17,13 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len);
  * bytes, PT_BADMSG on a malformed response. */
 int pt_session_response_head(struct pt_downstream *ds);
 
+/* pt_session_retry: the pooled connection a request went out on closed before any byte of the
+ * response (the backend's keep-alive timeout crossing our reuse): sends the request again on a
+ * new connection, as nginx does, when that is safe: a method that may be repeated (GET, HEAD,
+ * OPTIONS, DELETE) and no body. The dead connection is already released. Returns false, having
+ * done nothing, when the request cannot be retried. */
+bool pt_session_retry(struct pt_downstream *ds);
+
 /* pt_ds_send: writes <iov> to the client, keeping what the socket does not take in ds->out.
  * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
 int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);

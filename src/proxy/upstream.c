@@ -294,7 +294,7 @@ static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const 
 }
 
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
-                                  const struct pt_endpoint *ep, bool *reused)
+                                  const struct pt_endpoint *ep, bool fresh, bool *reused)
 {
     struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx);
     struct pt_upstream *up;
@@ -302,7 +302,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
 
     if (e == NULL)
         return NULL;
-    if (e->nidle > 0) {
+    if (e->nidle > 0 && !fresh) {
         up = e->idle_head.idle_next;
         idle_unlink(up);
         pt_timer_cancel(&up->timer);

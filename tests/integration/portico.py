@@ -252,6 +252,29 @@ class ClosingBackend(_ThreadedServer):
             data += chunk
 
 
+class StaleKeepAliveBackend(_ThreadedServer):
+    """Answers the first request of each connection with keep-alive, then reads the next
+    request's head and closes without answering: its keep-alive timeout crossing the proxy's
+    reuse of the connection. Counts the request heads it read."""
+
+    def __init__(self):
+        self.heads = 0
+        super().__init__()
+
+    def serve(self, conn):
+        data = b""
+        for answer in (True, False):
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            self.heads += 1
+            if answer:
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+
 class RecordingBackend(_ThreadedServer):
     """A minimal HTTP/1.1 backend that records the request line of every request it parses
     (bodies framed by Content-Length or chunked) and answers each with 200 "ok"."""

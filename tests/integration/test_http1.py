@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from conftest import RawConn, free_port, start_quote
-from portico import (REFUSED_BODY, TERMINATION_BODY, UUID_RX, ClosingBackend, basic_config, docs,
-                     echo, echo_headers, endpoints_yaml, listener_yaml, mapping_yaml,
-                     pattern, service_yaml, start_portico)
+from portico import (REFUSED_BODY, TERMINATION_BODY, UUID_RX, ClosingBackend,
+                     StaleKeepAliveBackend, basic_config, docs, echo, echo_headers, endpoints_yaml,
+                     listener_yaml, mapping_yaml, pattern, service_yaml, start_portico)
 
 
 @pytest.fixture
@@ -388,6 +388,35 @@ def test_upstream_closes_without_answer_is_503_connection_termination(processes,
         assert r.status_code == 503
         assert r.content == TERMINATION_BODY
         assert r.headers["content-type"] == "text/plain"
+    finally:
+        backend.close()
+
+
+def test_pooled_connection_closed_by_backend_is_retried_for_get(processes, tmp_path):
+    """The backend closes a kept-alive connection just as Portico reuses it (no byte of a
+    response): a GET goes again on a new connection and the client never sees the race."""
+    backend = StaleKeepAliveBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port), workers=1)
+        for i in range(3):
+            r = requests.get(p.url(f"/backend/{i}"), timeout=5)
+            assert (r.status_code, r.content) == (200, b"ok")
+        # connection 1 answered request 0 and dropped request 1, which connection 2 answered;
+        # connection 2 dropped request 2, which connection 3 answered
+        assert backend.connections == 3 and backend.heads == 5
+    finally:
+        backend.close()
+
+
+def test_pooled_connection_closed_by_backend_is_not_retried_for_post(processes, tmp_path):
+    """A POST is not repeated (the backend may have acted on it): Envoy's 503 as before."""
+    backend = StaleKeepAliveBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port), workers=1)
+        assert requests.get(p.url("/backend/"), timeout=5).status_code == 200
+        r = requests.post(p.url("/backend/"), data=b"x" * 10, timeout=5)
+        assert (r.status_code, r.content) == (503, TERMINATION_BODY)
+        assert backend.connections == 1 and backend.heads == 2
     finally:
         backend.close()
 
