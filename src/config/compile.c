@@ -192,6 +192,9 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
         need += STRSZ(m->remove_request_headers[i]);
     for (size_t i = 0; i < m->nremove_response_headers; i++)
         need += STRSZ(m->remove_response_headers[i]);
+    need += (m->nallow_upgrade + 1) * sizeof(struct pt_str) + sizeof("websocket");
+    for (size_t i = 0; i < m->nallow_upgrade; i++)
+        need += STRSZ(m->allow_upgrade[i]);
     need += STRSZ(m->host_rewrite) + strlen(m->meta.namespace) + strlen(m->meta.name) + 2;
     mem = pt_xcalloc(1, need);
     a = (struct pt_route_action *)mem;
@@ -208,6 +211,7 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
     a->add_resp = (struct pt_hdr_op *)TAKE(m->nadd_response_headers * sizeof(struct pt_hdr_op));
     a->remove_req = (struct pt_str *)TAKE(m->nremove_request_headers * sizeof(struct pt_str));
     a->remove_resp = (struct pt_str *)TAKE(m->nremove_response_headers * sizeof(struct pt_str));
+    a->upgrades = (struct pt_str *)TAKE((m->nallow_upgrade + 1) * sizeof(struct pt_str));
     for (size_t i = 0; i < m->nadd_request_headers; i++) {
         COPY(a->add_req[i].name, m->add_request_headers[i].name);
         COPY(a->add_req[i].value, m->add_request_headers[i].value);
@@ -226,6 +230,13 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
     for (size_t i = 0; i < m->nremove_response_headers; i++)
         COPY(a->remove_resp[i], m->remove_response_headers[i]);
     a->nremove_resp = (uint32_t)m->nremove_response_headers;
+    for (size_t i = 0; i < m->nallow_upgrade; i++)
+        COPY(a->upgrades[a->nupgrades++], m->allow_upgrade[i]);
+    if (m->use_websocket)
+        COPY(a->upgrades[a->nupgrades++], "websocket");
+    for (uint32_t i = 0; i < a->nupgrades; i++)
+        for (size_t k = 0; k < a->upgrades[i].len; k++)
+            ((char *)a->upgrades[i].ptr)[k] = pt_lower(a->upgrades[i].ptr[k]);
     if (m->host_rewrite)
         COPY(a->host_rewrite, m->host_rewrite);
     {

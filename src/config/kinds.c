@@ -332,6 +332,8 @@ static const struct pt_config__field mapping_fields[] = {
     F_BOOL("auto_host_rewrite", T, auto_host_rewrite),
     F_FN("tls", read_mapping_tls, 0),
     F_STR("stats_name", T, stats_name),
+    F_LIST("allow_upgrade", T, allow_upgrade, nallow_upgrade),
+    F_BOOL("use_websocket", T, use_websocket),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -394,6 +396,9 @@ static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_y
     if (m->prefix_regex && m->prefix_exact)
         pt_config__notice(c, pt_ynode_get(body, "prefix_exact"),
                           "prefix_exact is ignored with prefix_regex");
+    if (m->use_websocket)
+        pt_config__notice(c, pt_ynode_get(body, "use_websocket"),
+                          "use_websocket is deprecated; it means allow_upgrade: [websocket]");
 }
 
 /* ---- Host ----------------------------------------------------------------------------------- */

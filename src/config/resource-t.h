@@ -143,6 +143,9 @@ struct pt_mapping_res {
     bool auto_host_rewrite;
     const char *tls;              /* TLSContext name, or "true" for null context; NULL none */
     const char *stats_name;
+    const char **allow_upgrade;   /* protocols a request may upgrade to ("websocket") */
+    size_t nallow_upgrade;
+    bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
 };
 
 struct pt_service_port {

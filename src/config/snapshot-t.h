@@ -58,6 +58,7 @@ struct pt_route_action {
     struct pt_str *remove_req;   uint32_t nremove_req;
     struct pt_hdr_op *add_resp;  uint32_t nadd_resp;
     struct pt_str *remove_resp;  uint32_t nremove_resp;
+    struct pt_str *upgrades;     uint32_t nupgrades; /* allow_upgrade, lowercase */
     const char *mapping;        /* "ns/name", for diag */
 };
 

@@ -197,6 +197,8 @@ static void ds_forward_request_body(struct pt_downstream *ds)
             ds->bytes_rx = ds->req_body.payload;
             if (done)
                 ds->flags |= PT_DSF_REQ_DONE;
+            if (ds->flags & PT_DSF_TUNNEL)
+                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
             continue;
         }
         if (!(ds->flags & PT_DSF_RD_PENDING))
@@ -293,6 +295,8 @@ static void ds_response_progress(struct pt_downstream *ds)
             }
             pt_buf_consume(&up->in, (uint32_t)n);
             ds->bytes_tx = ds->resp_body.payload;
+            if (ds->flags & PT_DSF_TUNNEL)
+                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
         } else if (ds->resp_body.kind == PT_BODY_NONE) {
             done = true;
         }
@@ -400,6 +404,10 @@ static void ds_on_timer(struct pt_timer *t)
 {
     struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, timer);
 
+    if (ds->flags & PT_DSF_TUNNEL) { /* idle in both directions for --idle-timeout-ms */
+        pt_ds_abort(ds);
+        return;
+    }
     if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
         struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
         if (cs != NULL)

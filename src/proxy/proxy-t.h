@@ -61,6 +61,8 @@ enum pt_ds_state {
 #define PT_DSF_SECURE        0x8000 /* the request counts as secure (TLS, or XFP https) */
 #define PT_DSF_HEAD_TIMER   0x10000 /* the header timeout runs for the head being received */
 #define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
+#define PT_DSF_UPGRADE      0x40000 /* an Upgrade the route allows was forwarded */
+#define PT_DSF_TUNNEL       0x80000 /* upgraded (101): bytes flow both ways until a side closes */
 
 /* How a message body is delimited. */
 enum pt_body_kind {

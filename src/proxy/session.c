@@ -196,6 +196,40 @@ static bool connection_has_extra(struct pt_str conn)
     return false;
 }
 
+/* find_header: the value of the first header <name> in <h>, empty when there is none. */
+static struct pt_str find_header(const struct pt_header *h, size_t n, struct pt_str name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pt_str_caseeq(h[i].name, name))
+            return h[i].value;
+    return (struct pt_str){ 0 };
+}
+
+/* upgrade_allowed: the request asks to upgrade (Upgrade, and "upgrade" in Connection; HTTP/1.1,
+ * no body) to a protocol in the route's allow_upgrade: Emissary's upgrade_configs. */
+static bool upgrade_allowed(const struct pt_downstream *ds)
+{
+    const struct pt_h1_request *req = &ds->req;
+    const struct pt_route_action *a = ds->action;
+    struct pt_str conn = req->idx_connection >= 0 ? req->headers[req->idx_connection].value : (struct pt_str){ 0 };
+    struct pt_str up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")), proto;
+    size_t i = 0;
+
+    if (req->minor_version != 1 || ds->req_body.kind != PT_BODY_NONE || up.len == 0 ||
+        !connection_lists(conn, PT_STR_LIT("upgrade")))
+        return false;
+    proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
+    for (uint32_t k = 0; k < a->nupgrades; k++) {
+        struct pt_str p = proto;
+        const char *slash = memchr(p.ptr, '/', p.len);
+        if (slash != NULL && memchr(a->upgrades[k].ptr, '/', a->upgrades[k].len) == NULL)
+            p.len = (size_t)(slash - p.ptr); /* "websocket" allows any version */
+        if (pt_str_caseeq(p, a->upgrades[k]))
+            return true;
+    }
+    return false;
+}
+
 static struct pt_str header_at(const struct pt_h1_request *req, int idx)
 {
     return idx >= 0 ? req->headers[idx].value : (struct pt_str){ 0 };
@@ -436,6 +470,10 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
         b.p += pt_trace_inject(&ds->trace, b.p, (size_t)(b.end - b.p));
     if (req->chunked)
         hb_lit(&b, "transfer-encoding: chunked\r\n");
+    if (ds->flags & PT_DSF_UPGRADE) {
+        hb_lit(&b, "connection: upgrade\r\n");
+        hb_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
+    }
     hb_lit(&b, "\r\n");
     return b.overflow ? 0 : (size_t)(b.p - w->scratch);
 }
@@ -715,6 +753,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->route = route;
+    if (ds->action->nupgrades > 0 && upgrade_allowed(ds))
+        ds->flags |= PT_DSF_UPGRADE;
     if (!send_upstream(ds, &rreq, rid, false))
         return;
     if (ds->action->timeout_ms)
@@ -737,9 +777,9 @@ int pt_session_response_head(struct pt_downstream *ds)
     r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
     if (r <= 0)
         return r == PT_AGAIN ? PT_AGAIN : PT_BADMSG;
-    if (res.status < 200) {
-        /* 1xx interim responses are not forwarded (we answer Expect ourselves); 101 would
-         * switch protocols, which was never asked for since Upgrade is not forwarded. */
+    if (res.status < 200 && !(res.status == 101 && (ds->flags & PT_DSF_UPGRADE))) {
+        /* 1xx interim responses are not forwarded (we answer Expect ourselves); 101 switches
+         * protocols, which only an upgrade the route allows may ask for. */
         pt_buf_consume(&up->in, (uint32_t)r);
         return res.status == 101 ? PT_BADMSG : 1;
     }
@@ -750,7 +790,11 @@ int pt_session_response_head(struct pt_downstream *ds)
     if (res.keep_alive)
         ds->flags |= PT_DSF_UP_KEEPALIVE;
     ds->resp_body = (struct pt_body){ 0 };
-    if (!pt_h1_response_has_body(head_req, res.status))
+    if (res.status == 101) { /* what follows the head is the other protocol, both ways */
+        ds->resp_body.kind = PT_BODY_UNTIL_CLOSE;
+        ds->flags |= PT_DSF_CLOSE_AFTER | PT_DSF_TUNNEL;
+        ds->flags &= ~PT_DSF_UP_KEEPALIVE;
+    } else if (!pt_h1_response_has_body(head_req, res.status))
         ds->resp_body.kind = PT_BODY_NONE;
     else if (res.chunked && ds->req.minor_version == 0) {
         ds->resp_body.kind = PT_BODY_DECHUNK; /* HTTP/1.0 cannot read chunks: the close ends it */
@@ -793,7 +837,10 @@ int pt_session_response_head(struct pt_downstream *ds)
     hb_lit(&b, "\r\nserver: envoy\r\n");
     for (uint32_t i = 0; i < a->nadd_resp; i++)
         hb_header(&b, a->add_resp[i].name, a->add_resp[i].value);
-    if (close_after)
+    if (ds->flags & PT_DSF_TUNNEL) {
+        hb_lit(&b, "connection: upgrade\r\n");
+        hb_header(&b, PT_STR_LIT("upgrade"), find_header(res.headers, res.nheaders, PT_STR_LIT("upgrade")));
+    } else if (close_after)
         hb_lit(&b, "connection: close\r\n");
     else if (ds->req.minor_version == 0)
         hb_lit(&b, "connection: keep-alive\r\n");
@@ -821,6 +868,14 @@ int pt_session_response_head(struct pt_downstream *ds)
         ds->bytes_tx = ds->resp_body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
         if (done)
             ds->flags |= PT_DSF_RESP_DONE;
+    }
+    if (ds->flags & PT_DSF_TUNNEL) {
+        /* The client's bytes now flow upstream until either side closes; the route timeout
+         * gives way to the idle timeout. */
+        ds->req_body = (struct pt_body){ .kind = PT_BODY_UNTIL_CLOSE };
+        ds->flags &= ~(PT_DSF_REQ_DONE | PT_DSF_REQ_SENT);
+        pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+        pt_ds_on_upstream_writable(ds);
     }
     return 0;
 }

@@ -1,0 +1,175 @@
+"""Connection upgrades (WebSocket) through the real binary: a Mapping's `allow_upgrade` (or the
+deprecated `use_websocket`) lets an `Upgrade` request through to the backend; its `101` reaches
+the client and the two connections become one byte tunnel until either side closes or it stays
+idle for --idle-timeout-ms. Without `allow_upgrade` the Upgrade headers are not forwarded (they
+are hop-by-hop), as Envoy without an upgrade config. The backend is a raw-socket server here
+that answers 101 and echoes; the client is a raw socket too (a tunnel is bytes both ways)."""
+
+import socket
+import time
+
+import requests
+
+from portico import _ThreadedServer, basic_config, start_portico, wait_access_lines
+
+
+class UpgradeEchoBackend(_ThreadedServer):
+    """Answers an Upgrade request with 101 and then echoes every byte; b"bye" makes it close.
+    A request without Upgrade gets 200 "plain". Keeps each request head it read."""
+
+    def __init__(self):
+        self.heads = []
+        super().__init__()
+
+    def serve(self, conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        self.heads.append(headers)
+        if "upgrade" not in headers:
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain")
+            return
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+        if rest:
+            conn.sendall(rest)
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk or chunk == b"bye":
+                return
+            conn.sendall(chunk)
+
+
+UPGRADE_REQUEST = (b"GET /backend/chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def read_head(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before a response head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), rest
+
+
+def recv_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def connect(p):
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    return s
+
+
+def test_websocket_tunnel(processes, tmp_path):
+    backend = UpgradeEchoBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port, allow_upgrade=["websocket"]))
+        s = connect(p)
+        s.sendall(UPGRADE_REQUEST + b"early")  # bytes right behind the head go through too
+        head, rest = read_head(s)
+        lines = head.split("\r\n")
+        assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        assert hdrs["upgrade"] == "websocket" and hdrs["connection"] == "upgrade"
+        assert hdrs["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        assert rest + recv_exactly(s, 5 - len(rest)) == b"early"
+        seen = backend.heads[0]
+        assert seen["upgrade"] == "websocket" and seen["connection"] == "upgrade"
+        assert seen["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+        sent = 5
+        for i in range(50):  # both ways, many times, bigger than one buffer at the end
+            msg = (b"frame %d " % i) * (1 + i * 200)
+            sent += len(msg)
+            s.sendall(msg)
+            assert recv_exactly(s, len(msg)) == msg
+        s.sendall(b"bye")  # the backend closes: so does the client's connection
+        s.settimeout(5)
+        assert s.recv(10) == b""
+        s.close()
+        line = wait_access_lines(p, 1)[0][0]
+        # BYTES_RECEIVED and BYTES_SENT: what went through the tunnel each way
+        assert f'"GET /backend/chat HTTP/1.1" 101 - {sent + 3} {sent} ' in line
+    finally:
+        backend.close()
+
+
+def test_client_close_ends_the_tunnel(processes, tmp_path):
+    backend = UpgradeEchoBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port, use_websocket=True))
+        s = connect(p)
+        s.sendall(UPGRADE_REQUEST)
+        assert read_head(s)[0].startswith("HTTP/1.1 101 ")
+        s.sendall(b"ping")
+        assert recv_exactly(s, 4) == b"ping"
+        s.close()
+        lines = wait_access_lines(p, 1)
+        assert '"GET /backend/chat HTTP/1.1" 101 - 4 4 ' in lines[0][0]
+        # and the proxy still serves
+        assert requests.get(p.url("/backend/x"), timeout=5).text == "plain"
+        diag = requests.get(p.admin_url("/ambassador/v0/diag/?json=true"), timeout=5).json()
+        assert any("use_websocket is deprecated" in n for n in map(str, diag.get("notices", [])))
+    finally:
+        backend.close()
+
+
+def test_idle_tunnel_is_closed(processes, tmp_path):
+    backend = UpgradeEchoBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port, allow_upgrade=["WebSocket"]),
+                          "--idle-timeout-ms", "400")
+        s = connect(p)
+        s.sendall(UPGRADE_REQUEST)
+        assert read_head(s)[0].startswith("HTTP/1.1 101 ")
+        for _ in range(4):  # traffic keeps it open past the idle timeout
+            time.sleep(0.2)
+            s.sendall(b"x")
+            assert recv_exactly(s, 1) == b"x"
+        t0 = time.monotonic()
+        s.settimeout(5)
+        assert s.recv(10) == b""
+        assert 0.2 < time.monotonic() - t0 < 3
+    finally:
+        backend.close()
+
+
+def test_upgrade_not_allowed_is_a_plain_request(processes, tmp_path):
+    backend = UpgradeEchoBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port))
+        s = connect(p)
+        s.sendall(UPGRADE_REQUEST)
+        head, body = read_head(s)
+        assert head.startswith("HTTP/1.1 200 ")
+        assert "upgrade" not in backend.heads[0]
+        s.close()
+    finally:
+        backend.close()
+
+
+def test_other_protocol_is_not_upgraded(processes, tmp_path):
+    backend = UpgradeEchoBackend()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port, allow_upgrade=["websocket"]))
+        s = connect(p)
+        s.sendall(UPGRADE_REQUEST.replace(b"Upgrade: websocket", b"Upgrade: h2c"))
+        assert read_head(s)[0].startswith("HTTP/1.1 200 ")
+        assert "upgrade" not in backend.heads[0]
+        s.close()
+    finally:
+        backend.close()
