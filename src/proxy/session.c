@@ -499,6 +499,11 @@ static struct pt_str log_slice(const struct pt_downstream *ds, struct pt_str_off
 
 void pt_session_observe_end(struct pt_downstream *ds)
 {
+    if (ds->flags & PT_DSF_TUNNEL) {
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_gauge_dec(&hs->downstream_cx_upgrades_active);
+    }
     if (ds->trace_cfg != NULL) {
         const struct pt_route_action *a = ds->action;
         struct pt_trace_request_info info = {
@@ -791,6 +796,9 @@ int pt_session_response_head(struct pt_downstream *ds)
         ds->flags |= PT_DSF_UP_KEEPALIVE;
     ds->resp_body = (struct pt_body){ 0 };
     if (res.status == 101) { /* what follows the head is the other protocol, both ways */
+        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        if (hs != NULL)
+            pt_gauge_inc(&hs->downstream_cx_upgrades_active); /* until observe_end */
         ds->resp_body.kind = PT_BODY_UNTIL_CLOSE;
         ds->flags |= PT_DSF_CLOSE_AFTER | PT_DSF_TUNNEL;
         ds->flags &= ~PT_DSF_UP_KEEPALIVE;

@@ -70,6 +70,12 @@ def recv_exactly(sock, n):
     return data
 
 
+def upgrades_active(p):
+    text = requests.get(p.admin_url("/metrics"), timeout=5).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith("envoy_http_downstream_cx_upgrades_active{"))
+
+
 def connect(p):
     s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
     return s
@@ -92,6 +98,7 @@ def test_websocket_tunnel(processes, tmp_path):
         assert seen["upgrade"] == "websocket" and seen["connection"] == "upgrade"
         assert seen["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
         sent = 5
+        assert upgrades_active(p) == 1
         for i in range(50):  # both ways, many times, bigger than one buffer at the end
             msg = (b"frame %d " % i) * (1 + i * 200)
             sent += len(msg)
