@@ -6,11 +6,12 @@ are hop-by-hop), as Envoy without an upgrade config. The backend is a raw-socket
 that answers 101 and echoes; the client is a raw socket too (a tunnel is bytes both ways)."""
 
 import socket
+import ssl
 import time
 
 import requests
 
-from portico import _ThreadedServer, basic_config, start_portico, wait_access_lines
+from portico import _ThreadedServer, basic_config, docs, mapping_yaml, start_portico, wait_access_lines
 
 
 class UpgradeEchoBackend(_ThreadedServer):
@@ -177,6 +178,38 @@ def test_other_protocol_is_not_upgraded(processes, tmp_path):
         s.sendall(UPGRADE_REQUEST.replace(b"Upgrade: websocket", b"Upgrade: h2c"))
         assert read_head(s)[0].startswith("HTTP/1.1 200 ")
         assert "upgrade" not in backend.heads[0]
+        s.close()
+    finally:
+        backend.close()
+
+
+HTTPS_LISTENER = """apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {name: https}
+spec: {port: $PORT, protocol: HTTPS, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}
+"""
+
+
+def test_websocket_over_tls(processes, tmp_path):
+    """wss: the same tunnel inside the client's TLS session (the fallback certificate)."""
+    backend = UpgradeEchoBackend()
+    try:
+        cfg = docs(HTTPS_LISTENER, mapping_yaml("ws", f"127.0.0.1:{backend.port}", allow_upgrade=["websocket"]))
+        p = start_portico(processes, tmp_path, cfg)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(connect(p), server_hostname="example.com")
+        s.sendall(UPGRADE_REQUEST)
+        head, rest = read_head(s)
+        assert head.startswith("HTTP/1.1 101 ")
+        assert rest == b""
+        for i in range(20):
+            msg = b"secret %d " % i * (1 + i * 500)
+            s.sendall(msg)
+            assert recv_exactly(s, len(msg)) == msg
+        s.sendall(b"bye")
+        assert s.recv(10) == b""
         s.close()
     finally:
         backend.close()
