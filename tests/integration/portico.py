@@ -195,6 +195,18 @@ def echo_headers(doc, name):
     return [v for k, v in doc["headers"] if k.lower() == name]
 
 
+def recv_head(sock, data=b""):
+    """Reads from <sock> until a blank line ends a head: (head, what came after it), or None when
+    the peer closes first. <data> is what was read already."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 class _ThreadedServer:
     """A listening socket on 127.0.0.1 served by one thread per connection (daemon threads;
     every socket has a timeout, so nothing outlives the test by more than a few seconds)."""
@@ -244,12 +256,7 @@ class ClosingBackend(_ThreadedServer):
     """Accepts, reads the request head, then closes without answering."""
 
     def serve(self, conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
+        recv_head(conn)
 
 
 class StaleKeepAliveBackend(_ThreadedServer):
@@ -264,12 +271,10 @@ class StaleKeepAliveBackend(_ThreadedServer):
     def serve(self, conn):
         data = b""
         for answer in (True, False):
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, data = data.partition(b"\r\n\r\n")
+            got = recv_head(conn, data)
+            if got is None:
+                return
+            data = got[1]
             self.heads += 1
             if answer:
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")

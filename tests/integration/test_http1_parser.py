@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from conftest import RawConn
-from portico import RecordingBackend, basic_config, start_portico, wait_access_lines
+from portico import RecordingBackend, basic_config, recv_head, start_portico, wait_access_lines
 
 
 @pytest.fixture
@@ -133,12 +133,8 @@ class EarlyResponder(RecordingBackend):
     """Answers as soon as the request head has arrived, without reading the body."""
 
     def serve(self, conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
+        if recv_head(conn) is None:
+            return
         conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly")
         while conn.recv(65536):
             pass

@@ -11,7 +11,8 @@ import time
 
 import requests
 
-from portico import _ThreadedServer, basic_config, docs, mapping_yaml, start_portico, wait_access_lines
+from portico import (_ThreadedServer, basic_config, docs, mapping_yaml, recv_head, start_portico,
+                     wait_access_lines)
 
 
 class UpgradeEchoBackend(_ThreadedServer):
@@ -23,13 +24,10 @@ class UpgradeEchoBackend(_ThreadedServer):
         super().__init__()
 
     def serve(self, conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
+        got = recv_head(conn)
+        if got is None:
+            return
+        head, rest = got
         lines = head.decode("latin-1").split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         self.heads.append(headers)
@@ -53,13 +51,9 @@ UPGRADE_REQUEST = (b"GET /backend/chat HTTP/1.1\r\nHost: example.com\r\nUpgrade:
 
 
 def read_head(sock):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"the connection closed before a response head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head.decode("latin-1"), rest
+    got = recv_head(sock)
+    assert got is not None, "the connection closed before a response head"
+    return got[0].decode("latin-1"), got[1]
 
 
 def recv_exactly(sock, n):
