@@ -205,29 +205,33 @@ static struct pt_str find_header(const struct pt_header *h, size_t n, struct pt_
     return (struct pt_str){ 0 };
 }
 
-/* upgrade_allowed: the request asks to upgrade (Upgrade, and "upgrade" in Connection; HTTP/1.1,
- * no body) to a protocol in the route's allow_upgrade: Emissary's upgrade_configs. */
-static bool upgrade_allowed(const struct pt_downstream *ds)
+/* upgrade_check: whether the request asks to upgrade (Upgrade, and "upgrade" in Connection)
+ * and may: 1 when the route's allow_upgrade (Emissary's upgrade_configs) names the protocol
+ * offered first and the request is HTTP/1.1 without a body; -1 when it may not (Envoy answers
+ * 403 then); 0 when it is not an upgrade, or an h2c one, which Envoy drops and serves as a
+ * plain request. */
+static int upgrade_check(const struct pt_downstream *ds)
 {
     const struct pt_h1_request *req = &ds->req;
     const struct pt_route_action *a = ds->action;
-    struct pt_str conn = req->idx_connection >= 0 ? req->headers[req->idx_connection].value : (struct pt_str){ 0 };
-    struct pt_str up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")), proto;
+    struct pt_str up, proto;
     size_t i = 0;
 
-    if (req->minor_version != 1 || ds->req_body.kind != PT_BODY_NONE || up.len == 0 ||
-        !connection_lists(conn, PT_STR_LIT("upgrade")))
-        return false;
+    if (req->idx_connection < 0 || !connection_lists(req->headers[req->idx_connection].value, PT_STR_LIT("upgrade")) ||
+        (up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade"))).len == 0 || req->minor_version != 1)
+        return 0;
     proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
-    for (uint32_t k = 0; k < a->nupgrades; k++) {
+    if (pt_str_caseeq(proto, PT_STR_LIT("h2c")))
+        return 0;
+    for (uint32_t k = 0; k < a->nupgrades && ds->req_body.kind == PT_BODY_NONE; k++) {
         struct pt_str p = proto;
         const char *slash = memchr(p.ptr, '/', p.len);
         if (slash != NULL && memchr(a->upgrades[k].ptr, '/', a->upgrades[k].len) == NULL)
             p.len = (size_t)(slash - p.ptr); /* "websocket" allows any version */
         if (pt_str_caseeq(p, a->upgrades[k]))
-            return true;
+            return 1;
     }
-    return false;
+    return -1;
 }
 
 static struct pt_str header_at(const struct pt_h1_request *req, int idx)
@@ -743,6 +747,15 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->action = pt_route_action(route);
+    if (req->idx_connection >= 0) {
+        int up = upgrade_check(ds);
+        if (up < 0) {
+            pt_reply_local(ds, 403, (struct pt_str){ 0 }, "-"); /* Envoy's upgrade_failed */
+            return;
+        }
+        if (up > 0)
+            ds->flags |= PT_DSF_UPGRADE;
+    }
     {
         struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
         if (cs != NULL) {
@@ -758,8 +771,6 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->route = route;
-    if (ds->action->nupgrades > 0 && upgrade_allowed(ds))
-        ds->flags |= PT_DSF_UPGRADE;
     if (!send_upstream(ds, &rreq, rid, false))
         return;
     if (ds->action->timeout_ms)

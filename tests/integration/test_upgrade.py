@@ -1,8 +1,8 @@
 """Connection upgrades (WebSocket) through the real binary: a Mapping's `allow_upgrade` (or the
 deprecated `use_websocket`) lets an `Upgrade` request through to the backend; its `101` reaches
 the client and the two connections become one byte tunnel until either side closes or it stays
-idle for --idle-timeout-ms. Without `allow_upgrade` the Upgrade headers are not forwarded (they
-are hop-by-hop), as Envoy without an upgrade config. The backend is a raw-socket server here
+idle for --idle-timeout-ms. An upgrade the route does not allow gets Envoy's 403; h2c is dropped
+and served as a plain request. The backend is a raw-socket server here
 that answers 101 and echoes; the client is a raw socket too (a tunnel is bytes both ways)."""
 
 import socket
@@ -150,28 +150,39 @@ def test_idle_tunnel_is_closed(processes, tmp_path):
         backend.close()
 
 
-def test_upgrade_not_allowed_is_a_plain_request(processes, tmp_path):
+def test_upgrade_not_allowed_is_403(processes, tmp_path):
+    """As Envoy without an upgrade config for the route: 403, empty body, nothing sent upstream;
+    the connection stays usable."""
     backend = UpgradeEchoBackend()
     try:
         p = start_portico(processes, tmp_path, basic_config(backend.port))
         s = connect(p)
         s.sendall(UPGRADE_REQUEST)
         head, body = read_head(s)
+        assert head.startswith("HTTP/1.1 403 ")
+        assert "content-length: 0" in head.lower()
+        s.sendall(b"GET /backend/x HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        head, body = read_head(s)
         assert head.startswith("HTTP/1.1 200 ")
-        assert "upgrade" not in backend.heads[0]
+        assert len(backend.heads) == 1 and "upgrade" not in backend.heads[0]
         s.close()
+        assert '"GET /backend/chat HTTP/1.1" 403 - 0 0 ' in wait_access_lines(p, 1)[0][0]
     finally:
         backend.close()
 
 
-def test_other_protocol_is_not_upgraded(processes, tmp_path):
+def test_other_protocols(processes, tmp_path):
+    """A protocol allow_upgrade does not name is refused (403); h2c, which Envoy drops, makes a
+    plain request."""
     backend = UpgradeEchoBackend()
     try:
         p = start_portico(processes, tmp_path, basic_config(backend.port, allow_upgrade=["websocket"]))
         s = connect(p)
+        s.sendall(UPGRADE_REQUEST.replace(b"Upgrade: websocket", b"Upgrade: spdy/3.1"))
+        assert read_head(s)[0].startswith("HTTP/1.1 403 ")
         s.sendall(UPGRADE_REQUEST.replace(b"Upgrade: websocket", b"Upgrade: h2c"))
         assert read_head(s)[0].startswith("HTTP/1.1 200 ")
-        assert "upgrade" not in backend.heads[0]
+        assert len(backend.heads) == 1 and "upgrade" not in backend.heads[0]
         s.close()
     finally:
         backend.close()
