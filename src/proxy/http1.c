@@ -34,6 +34,7 @@ void pt_ds_close(struct pt_downstream *ds)
         return;
     ds->flags |= PT_DSF_DEAD;
     pt_timer_cancel(&ds->timer);
+    pt_timer_cancel(&ds->idle_timer);
     if (ds->up != NULL) {
         pt_up_release(ds->up, false);
         ds->up = NULL;
@@ -197,8 +198,7 @@ static void ds_forward_request_body(struct pt_downstream *ds)
             ds->bytes_rx = ds->req_body.payload;
             if (done)
                 ds->flags |= PT_DSF_REQ_DONE;
-            if (ds->flags & PT_DSF_TUNNEL)
-                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+            pt_ds_touch(ds);
             continue;
         }
         if (!(ds->flags & PT_DSF_RD_PENDING))
@@ -246,6 +246,7 @@ static void ds_finish(struct pt_downstream *ds)
     bool reusable = (ds->flags & PT_DSF_REQ_DONE) && (ds->flags & PT_DSF_UP_KEEPALIVE);
 
     pt_timer_cancel(&ds->timer);
+    pt_timer_cancel(&ds->idle_timer);
     if (ds->trace_cfg != NULL)
         pt_trace_upstream_end(&ds->trace);
     pt_session_observe_end(ds);
@@ -295,8 +296,7 @@ static void ds_response_progress(struct pt_downstream *ds)
             }
             pt_buf_consume(&up->in, (uint32_t)n);
             ds->bytes_tx = ds->resp_body.payload;
-            if (ds->flags & PT_DSF_TUNNEL)
-                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+            pt_ds_touch(ds);
         } else if (ds->resp_body.kind == PT_BODY_NONE) {
             done = true;
         }
@@ -400,14 +400,31 @@ void pt_ds_abort(struct pt_downstream *ds)
     pt_ds_close(ds);
 }
 
+/* Nothing moved either way for the request's idle timeout (Envoy's route idle_timeout, SI):
+ * before the response head, 504 "stream timeout" when the request was all read, else 408;
+ * after it, the connection is closed. */
+static void ds_on_idle_timer(struct pt_timer *t)
+{
+    struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, idle_timer);
+
+    if (ds->state != PT_DS_FORWARD && ds->state != PT_DS_CONNECT)
+        return;
+    if (ds->flags & PT_DSF_RESP_HEAD) {
+        ds->flags_str = "SI";
+        pt_ds_abort(ds);
+        return;
+    }
+    if (ds->up != NULL) {
+        pt_up_release(ds->up, false);
+        ds->up = NULL;
+    }
+    pt_reply_local(ds, (ds->flags & PT_DSF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
+}
+
 static void ds_on_timer(struct pt_timer *t)
 {
     struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, timer);
 
-    if (ds->flags & PT_DSF_TUNNEL) { /* idle in both directions for --idle-timeout-ms */
-        pt_ds_abort(ds);
-        return;
-    }
     if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT) {
         struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
         if (cs != NULL)
@@ -642,6 +659,7 @@ void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
     ds->w = w;
     ds->port = ls->port;
     ds->timer.cb = ds_on_timer;
+    ds->idle_timer.cb = ds_on_idle_timer;
     if (peer->ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))

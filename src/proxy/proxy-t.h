@@ -123,6 +123,8 @@ struct pt_downstream {
     struct pt_buf in;               /* bytes from the client */
     struct pt_buf out;              /* bytes for the client not yet written */
     struct pt_timer timer;          /* header/idle timeout or route timeout */
+    struct pt_timer idle_timer;     /* the request's idle timeout (idle_ms) while it is forwarded */
+    uint32_t idle_ms;               /* Mapping idle_timeout_ms, or the tunnel's; 0: none */
     struct pt_upstream *up;
     struct pt_downstream *dead_next;
     char peer_ip[48];

@@ -649,6 +649,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     ds->bytes_tx = 0;
     ds->upstream_ms = UINT32_MAX;
     ds->endpoint = NULL;
+    ds->idle_ms = 0;
     ds->route = NULL;
     ds->action = NULL;
     ds->state = PT_DS_FORWARD;
@@ -775,6 +776,8 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     if (ds->action->timeout_ms)
         pt_timer_arm(w->loop, &ds->timer, ds->action->timeout_ms);
+    ds->idle_ms = ds->action->idle_timeout_ms;
+    pt_ds_touch(ds);
     if (!(ds->flags & PT_DSF_REQ_DONE))
         pt_ds_on_upstream_writable(ds); /* more body may already be readable */
 }
@@ -890,10 +893,12 @@ int pt_session_response_head(struct pt_downstream *ds)
     }
     if (ds->flags & PT_DSF_TUNNEL) {
         /* The client's bytes now flow upstream until either side closes; the route timeout
-         * gives way to the idle timeout. */
+         * gives way to the idle timeout (the Mapping's, else the connection's). */
         ds->req_body = (struct pt_body){ .kind = PT_BODY_UNTIL_CLOSE };
         ds->flags &= ~(PT_DSF_REQ_DONE | PT_DSF_REQ_SENT);
-        pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+        pt_timer_cancel(&ds->timer);
+        ds->idle_ms = ds->action->idle_timeout_ms ? ds->action->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
+        pt_ds_touch(ds);
         pt_ds_on_upstream_writable(ds);
     }
     return 0;

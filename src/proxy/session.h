@@ -24,6 +24,13 @@ int pt_session_response_head(struct pt_downstream *ds);
  * done nothing, when the request cannot be retried. */
 bool pt_session_retry(struct pt_downstream *ds);
 
+/* pt_ds_touch: bytes moved for the request in progress: its idle timeout starts again. */
+static inline void pt_ds_touch(struct pt_downstream *ds)
+{
+    if (ds->idle_ms != 0)
+        pt_timer_arm(ds->w->loop, &ds->idle_timer, ds->idle_ms);
+}
+
 /* pt_ds_send: writes <iov> to the client, keeping what the socket does not take in ds->out.
  * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
 int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);

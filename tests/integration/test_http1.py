@@ -22,7 +22,8 @@ import requests
 from conftest import RawConn, free_port, start_quote
 from portico import (REFUSED_BODY, TERMINATION_BODY, UUID_RX, ClosingBackend,
                      StaleKeepAliveBackend, basic_config, docs, echo, echo_headers, endpoints_yaml,
-                     listener_yaml, mapping_yaml, pattern, service_yaml, start_portico)
+                     listener_yaml, mapping_yaml, pattern, service_yaml, start_portico,
+                     wait_access_lines)
 
 
 @pytest.fixture
@@ -430,6 +431,53 @@ def test_route_timeout_is_504(processes, tmp_path, quote_backend):
     assert r.content == b"upstream request timeout"
     assert r.headers["content-type"] == "text/plain"
     assert 0.45 <= elapsed < 1.5, elapsed
+
+
+def test_idle_timeout_before_the_response_is_504_stream_timeout(processes, tmp_path, quote_backend):
+    """Mapping idle_timeout_ms (Envoy's route idle_timeout): nothing moved for that long."""
+    p = start_portico(processes, tmp_path,
+                      basic_config(quote_backend.port, timeout_ms=5000, idle_timeout_ms=300))
+    t0 = time.monotonic()
+    r = requests.get(p.url("/backend/delay/3000"), timeout=10)
+    assert (r.status_code, r.content) == (504, b"stream timeout")
+    assert 0.25 <= time.monotonic() - t0 < 2
+    assert " 504 SI " in wait_access_lines(p, 1)[0][0]
+    assert requests.get(p.url("/backend/delay/100"), timeout=10).status_code == 200  # active: fine
+
+
+def test_idle_timeout_while_the_request_body_stalls_is_408(processes, tmp_path, quote_backend):
+    p = start_portico(processes, tmp_path,
+                      basic_config(quote_backend.port, timeout_ms=5000, idle_timeout_ms=300))
+    with RawConn(p.port) as c:
+        c.send(b"POST /backend/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        r = c.read_response()
+        assert (r.status, r.body) == (408, b"stream timeout")
+
+
+def test_idle_timeout_after_the_response_head_closes(processes, tmp_path):
+    """A response that stops half-way is cut once it stays idle: the client sees the close."""
+    class Stalling(ClosingBackend):
+        def serve(self, conn):
+            super().serve(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            time.sleep(3)
+
+    backend = Stalling()
+    try:
+        p = start_portico(processes, tmp_path, basic_config(backend.port, idle_timeout_ms=300))
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        s.sendall(b"GET /backend/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, t0 = b"", time.monotonic()
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"partial")
+        assert time.monotonic() - t0 < 2
+        assert " 200 SI " in wait_access_lines(p, 1)[0][0]
+    finally:
+        backend.close()
 
 
 def test_service_without_endpoints_is_503_no_healthy_upstream(processes, tmp_path):
