@@ -562,6 +562,7 @@ static json_t *diag_json(const struct pt_resources *r, const struct pt_diag *d, 
     ADD(r->tlscontexts, r->ntlscontexts, 0)
     ADD(r->services, r->nservices, 0)
     ADD(r->endpoints, r->nendpoints, 0)
+    ADD(r->endpointslices, r->nendpointslices, 0)
     ADD(r->secrets, r->nsecrets, 0)
     ADD(r->tracing, r->ntracing, 0)
     ADD(r->modules, r->nmodules, 0)
@@ -749,6 +750,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     s->nresources[PT_RK_MODULE] = (uint32_t)r->nmodules;
     s->nresources[PT_RK_SERVICE] = (uint32_t)r->nservices;
     s->nresources[PT_RK_ENDPOINTS] = (uint32_t)r->nendpoints;
+    s->nresources[PT_RK_ENDPOINTSLICE] = (uint32_t)r->nendpointslices;
     s->nresources[PT_RK_SECRET] = (uint32_t)r->nsecrets;
     s->ninvalid = (uint32_t)diag->nerrors;
     s->compile_ms = (double)(pt_now_ms() - t0);

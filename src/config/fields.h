@@ -101,7 +101,8 @@ bool pt_config__is_string(const struct pt_ynode *n);
  * Every resource struct starts with its struct pt_meta. */
 struct pt_config__kind {
     const char *name;
-    bool core;            /* Kubernetes core v1 (else getambassador.io) */
+    bool core;            /* a Kubernetes kind (else getambassador.io) ... */
+    const char *api;      /* ... of this apiVersion: "v1", "discovery.k8s.io/v1" */
     bool root_body;       /* fields at the document root (Endpoints, Secret), not under spec */
     bool global_names;    /* names are unique across namespaces (TLSContext) */
     const struct pt_config__field *fields;
@@ -111,7 +112,7 @@ struct pt_config__kind {
     void (*check)(struct pt_config__obj *c, void *obj, const struct pt_ynode *body);
 };
 
-#define PT_CONFIG__NKINDS 9
+#define PT_CONFIG__NKINDS 10
 
 /* Scratch space that holds any one resource while it is read. */
 union pt_config__any_res {
@@ -123,6 +124,7 @@ union pt_config__any_res {
     struct pt_module_res module;
     struct pt_service_res service;
     struct pt_endpoints_res endpoints;
+    struct pt_endpointslice_res endpointslice;
     struct pt_secret_res secret;
 };
 

@@ -737,6 +737,63 @@ static const struct pt_config__field endpoints_fields[] = {
     F_END,
 };
 
+/* conditions.ready: absent or null means ready (the EndpointSlice API's rule). */
+static void read_conditions(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    struct pt_slice_endpoint *e = base;
+    const struct pt_ynode *ready = pt_ynode_get(val, "ready");
+    bool b;
+
+    (void)f;
+    if (ready == NULL || pt_ynode_is_null(ready))
+        return;
+    if (pt_config__scalar_bool(ready, &b))
+        e->not_ready = !b;
+    else
+        pt_config__err(c, key, "%s.ready: expected true or false", path);
+}
+
+#define T struct pt_slice_endpoint
+static const struct pt_config__field slice_endpoint_fields[] = {
+    F_LIST("addresses", T, addresses, naddresses),
+    F_FN("conditions", read_conditions, 0),
+    F_IGN("hostname"), F_IGN("nodeName"), F_IGN("targetRef"), F_IGN("zone"), F_IGN("hints"),
+    F_IGN("deprecatedTopology"),
+    F_END,
+};
+#undef T
+
+#define T struct pt_endpoint_port
+static const struct pt_config__field slice_port_fields[] = {
+    F_STR("name", T, name),
+    F_INT("port", T, port, 1, 65535), /* null: every port (then the slice is not used) */
+    F_IGN("protocol"), F_IGN("appProtocol"),
+    F_END,
+};
+#undef T
+
+#define T struct pt_endpointslice_res
+static const struct pt_config__field endpointslice_fields[] = {
+    F_IGN("apiVersion"), F_IGN("kind"), F_IGN("metadata"),
+    F_STR_REQ("addressType", T, address_type),
+    F_OBJLIST("endpoints", T, endpoints, nendpoints, struct pt_slice_endpoint, slice_endpoint_fields),
+    F_OBJLIST("ports", T, ports, nports, struct pt_endpoint_port, slice_port_fields),
+    F_END,
+};
+#undef T
+
+static void endpointslice_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    struct pt_endpointslice_res *s = obj;
+
+    (void)c, (void)body;
+    for (size_t i = 0; i < s->meta.nlabels; i++)
+        if (strcmp(s->meta.labels[i].key, "kubernetes.io/service-name") == 0)
+            s->service = s->meta.labels[i].value;
+}
+
 static const struct pt_config__field secret_fields[] = {
     F_IGN("apiVersion"), F_IGN("kind"), F_IGN("metadata"),
     F_STR("type", struct pt_secret_res, type),
@@ -882,11 +939,14 @@ static const struct pt_config__kind kinds[] = {
       RES(tracing, ntracing), .init = tracing_init, .check = tracing_check },
     { .name = "Module", .fields = module_fields, .size = sizeof(struct pt_module_res),
       RES(modules, nmodules), .init = module_init },
-    { .name = "Service", .core = true, .fields = service_fields,
+    { .name = "Service", .core = true, .api = "v1", .fields = service_fields,
       .size = sizeof(struct pt_service_res), RES(services, nservices), .check = service_check },
-    { .name = "Endpoints", .core = true, .root_body = true, .fields = endpoints_fields,
+    { .name = "Endpoints", .core = true, .api = "v1", .root_body = true, .fields = endpoints_fields,
       .size = sizeof(struct pt_endpoints_res), RES(endpoints, nendpoints) },
-    { .name = "Secret", .core = true, .root_body = true, .fields = secret_fields,
+    { .name = "EndpointSlice", .core = true, .api = "discovery.k8s.io/v1", .root_body = true,
+      .fields = endpointslice_fields, .size = sizeof(struct pt_endpointslice_res),
+      RES(endpointslices, nendpointslices), .check = endpointslice_check },
+    { .name = "Secret", .core = true, .api = "v1", .root_body = true, .fields = secret_fields,
       .size = sizeof(struct pt_secret_res), RES(secrets, nsecrets), .check = secret_check },
 };
 

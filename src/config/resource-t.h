@@ -185,6 +185,25 @@ struct pt_endpoints_res {
     size_t nsubsets;
 };
 
+/* One endpoint of an EndpointSlice (discovery.k8s.io/v1). */
+struct pt_slice_endpoint {
+    const char **addresses; /* the first is used (Kubernetes: they are fungible) */
+    size_t naddresses;
+    bool not_ready;         /* conditions.ready is false (absent means ready) */
+};
+
+/* An EndpointSlice: load.c folds the slices of a Service into its Endpoints (one subset each),
+ * so the rest of the configuration sees Endpoints only. */
+struct pt_endpointslice_res {
+    struct pt_meta meta;
+    const char *service;      /* label kubernetes.io/service-name */
+    const char *address_type; /* IPv4, IPv6 (used) or FQDN (not) */
+    struct pt_slice_endpoint *endpoints;
+    size_t nendpoints;
+    struct pt_endpoint_port *ports;
+    size_t nports;
+};
+
 struct pt_secret_res {
     struct pt_meta meta;
     const char *type;   /* kubernetes.io/tls, istio.io/key-and-cert, Opaque... */
@@ -255,6 +274,7 @@ struct pt_resources {
     struct pt_mapping_res *mappings;    size_t nmappings;
     struct pt_service_res *services;    size_t nservices;
     struct pt_endpoints_res *endpoints; size_t nendpoints;
+    struct pt_endpointslice_res *endpointslices; size_t nendpointslices;
     struct pt_secret_res *secrets;      size_t nsecrets;
     struct pt_tracing_res *tracing;     size_t ntracing;
     struct pt_module_res *modules;      size_t nmodules;

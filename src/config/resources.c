@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/strmap.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -61,9 +62,90 @@ struct pt_diag *pt_config__diag(struct pt_config__loader *l)
     return &l->r->diag;
 }
 
+static void append(struct pt_config__loader *l, const struct pt_config__kind *k, const void *obj);
+
+/* A Service's Endpoints as built from its EndpointSlices. */
+struct folded {
+    size_t index; /* in r->endpoints */
+    size_t cap;   /* of its subsets */
+};
+
+/* fold_slice: <s> as one more subset of its Service's Endpoints: its ready endpoints' first
+ * addresses and its ports. An Endpoints object written for the same Service gives way to the
+ * slices (Kubernetes keeps both; only slices hold more than 1,000 addresses). */
+static void fold_slice(struct pt_config__loader *l, struct pt_strmap *built, const struct pt_strmap *written,
+                       const struct pt_endpointslice_res *s)
+{
+    struct pt_resources *r = l->r;
+    char key[600];
+    int klen = snprintf(key, sizeof(key), "%s/%s", s->meta.namespace, s->service);
+    struct folded *f = pt_strmap_get(built, key, (size_t)klen);
+    struct pt_endpoint_subset *sub;
+    struct pt_endpoints_res *e;
+
+    if (f == NULL) {
+        uintptr_t at = (uintptr_t)pt_strmap_get(written, key, (size_t)klen); /* index + 1 */
+        f = pt_arena_alloc(l->arena, sizeof(*f));
+        *f = (struct folded){ .index = at ? at - 1 : r->nendpoints };
+        if (at == 0) {
+            struct pt_endpoints_res ne = { .meta = s->meta };
+            ne.meta.kind = "Endpoints";
+            ne.meta.name = s->service;
+            append(l, pt_config__find_kind("Endpoints"), &ne);
+        }
+        r->endpoints[f->index].subsets = NULL;
+        r->endpoints[f->index].nsubsets = 0;
+        pt_strmap_put(built, pt_arena_strdup(l->arena, key), (size_t)klen, f);
+    }
+    e = &r->endpoints[f->index];
+    if (e->nsubsets == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 4;
+        e->subsets = pt_arena_grow(l->arena, e->subsets, e->nsubsets, f->cap, sizeof(*e->subsets));
+    }
+    sub = &e->subsets[e->nsubsets++];
+    *sub = (struct pt_endpoint_subset){ .ports = s->ports, .nports = s->nports };
+    sub->addresses = pt_arena_alloc(l->arena, (s->nendpoints + 1) * sizeof(*sub->addresses));
+    for (size_t i = 0; i < s->nendpoints; i++) {
+        const struct pt_slice_endpoint *ep = &s->endpoints[i];
+        unsigned char buf[16];
+        if (ep->not_ready || ep->naddresses == 0 ||
+            inet_pton(strcmp(s->address_type, "IPv6") == 0 ? AF_INET6 : AF_INET, ep->addresses[0], buf) != 1)
+            continue;
+        sub->addresses[sub->naddresses++].ip = ep->addresses[0];
+    }
+}
+
+/* fold_endpointslices: every usable EndpointSlice (IPv4 or IPv6 addresses, a Service label,
+ * each port numbered) into Endpoints, so the rest of the configuration reads Endpoints only. */
+static void fold_endpointslices(struct pt_config__loader *l)
+{
+    struct pt_strmap built = { 0 }, written = { 0 };
+
+    if (l->r->nendpointslices == 0)
+        return;
+    for (size_t i = 0; i < l->r->nendpoints; i++) {
+        const struct pt_meta *m = &l->r->endpoints[i].meta;
+        char key[600];
+        int klen = snprintf(key, sizeof(key), "%s/%s", m->namespace, m->name);
+        pt_strmap_put(&written, pt_arena_strdup(l->arena, key), (size_t)klen, (void *)(uintptr_t)(i + 1));
+    }
+    for (size_t i = 0; i < l->r->nendpointslices; i++) {
+        const struct pt_endpointslice_res *s = &l->r->endpointslices[i];
+        bool ports_ok = true;
+        for (size_t k = 0; k < s->nports; k++)
+            ports_ok &= s->ports[k].port != 0;
+        if (s->service != NULL && ports_ok &&
+            (strcmp(s->address_type, "IPv4") == 0 || strcmp(s->address_type, "IPv6") == 0))
+            fold_slice(l, &built, &written, s);
+    }
+    pt_strmap_free(&built);
+    pt_strmap_free(&written);
+}
+
 struct pt_resources *pt_config__loader_finish(struct pt_config__loader *l)
 {
     struct pt_resources *r = l->r;
+    fold_endpointslices(l);
     pt_strmap_free(&l->seen);
     free(l);
     return r;
@@ -122,7 +204,7 @@ static const struct pt_config__kind *lookup_kind(struct pt_config__obj *c, const
 {
     const struct pt_config__kind *k = pt_config__find_kind(kind);
     bool amb = strncmp(api, AMBASSADOR_GROUP, strlen(AMBASSADOR_GROUP)) == 0;
-    bool core = strcmp(api, "v1") == 0;
+    bool core = strcmp(api, "v1") == 0 || strcmp(api, "discovery.k8s.io/v1") == 0;
     if (k == NULL && (amb || core)) {
         pt_config__notice(c, NULL, "unknown kind %.64s ignored", kind);
         return NULL;
@@ -131,10 +213,10 @@ static const struct pt_config__kind *lookup_kind(struct pt_config__obj *c, const
         pt_config__notice(c, NULL, "unknown kind %.64s ignored (apiVersion %.64s)", kind, api);
         return NULL;
     }
-    if (k->core != core) {
+    if (k->core != core || (core && strcmp(api, k->api) != 0)) {
         pt_config__err(c, find_pair(root, "apiVersion")->key,
                        "apiVersion: %.64s is not valid for %s (use %s)", api, kind,
-                       k->core ? "v1" : "getambassador.io/v3alpha1");
+                       k->core ? k->api : "getambassador.io/v3alpha1");
         return NULL;
     }
     return k;

@@ -120,6 +120,7 @@ struct pt_snapshot_wref {
     X(MODULE, "Module")                                                                            \
     X(SERVICE, "Service")                                                                          \
     X(ENDPOINTS, "Endpoints")                                                                      \
+    X(ENDPOINTSLICE, "EndpointSlice")                                                              \
     X(SECRET, "Secret")
 
 enum pt_resource_kind {

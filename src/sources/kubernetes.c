@@ -71,6 +71,8 @@ static const struct kind kinds[] = {
     {"Module", AMB, "modules", NULL, true},
     {"Service", "v1", "/api/v1", "services", NULL, false},
     {"Endpoints", "v1", "/api/v1", "endpoints", NULL, false},
+    /* preferred over Endpoints when both exist (config/resources.c); absent before 1.21 */
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", NULL, true},
     /* Helm keeps every release in a Secret of up to 1 MiB that no configuration reads. */
     {"Secret", "v1", "/api/v1", "secrets", "type%21%3Dhelm.sh%2Frelease.v1", false},
 };

@@ -60,6 +60,7 @@ KINDS = {
     "Module": (AMB, "modules"),
     "Service": ("v1", "services"),
     "Endpoints": ("v1", "endpoints"),
+    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices"),
     "Secret": ("v1", "secrets"),
 }
 RESOURCES = {res: (kind, api) for kind, (api, res) in KINDS.items()}

@@ -43,6 +43,15 @@ def endpoints(name, port, ns="default", ip="127.0.0.1"):
             "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]}
 
 
+def endpointslice(name, service_name, port, ip="127.0.0.1", ns="default", ready=True):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": service_name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}
+
+
 # ---- harness ----
 
 class Edge:
@@ -170,6 +179,21 @@ def test_routes_follow_mappings_and_endpoints_within_100ms(processes, api, edge,
 
 def server_name_of(resp):
     return resp.json()["server"]
+
+
+def test_endpointslices_win_over_endpoints(processes, api, edge, quote_backend):
+    """With EndpointSlices for a Service (Kubernetes writes both kinds), its addresses come from
+    the slices; a slice whose endpoint is not ready gives none; without slices, Endpoints again."""
+    other = start_quote(processes, name="quote-b")
+    with RawConn(edge.http) as c:
+        api.apply(endpointslice("quote-x1", "quote", other.port))
+        follow(c, "/backend/", lambda r: server_name(r) == "quote-b", "the slice's address")
+        api.apply(endpointslice("quote-x1", "quote", other.port, ready=False))
+        follow(c, "/backend/", lambda r: r.status == 503, "no ready endpoint")
+        api.delete("EndpointSlice", "default", "quote-x1")
+        follow(c, "/backend/", lambda r: server_name(r) == "quote-test", "back to the Endpoints")
+    kinds = {r["kind"] for r in edge.diag()["resources"]}
+    assert "Endpoints" in kinds
 
 
 @pytest.mark.parametrize("gone_as_http", [False, True], ids=["error-event", "http-410"])

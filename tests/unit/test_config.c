@@ -691,6 +691,95 @@ static void test_service_endpoints(void **state)
     pt_resources_free(r);
 }
 
+/* EndpointSlices become the Endpoints of their Service (a subset per slice, ready endpoints
+ * only) and replace an Endpoints object of the same Service; FQDN slices, slices without a
+ * Service label and slices with an unnumbered port are left out. */
+static void test_endpointslices_fold_into_endpoints(void **state)
+{
+    struct pt_resources *r = load("apiVersion: v1\n"
+                                  "kind: Endpoints\n"
+                                  "metadata: {name: quote}\n"
+                                  "subsets: [{addresses: [{ip: 10.9.9.9}], ports: [{port: 1}]}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata:\n"
+                                  "  name: quote-abc\n"
+                                  "  labels: {kubernetes.io/service-name: quote}\n"
+                                  "addressType: IPv4\n"
+                                  "endpoints:\n"
+                                  "- addresses: [10.1.0.5]\n"
+                                  "  conditions: {ready: true, serving: true}\n"
+                                  "  nodeName: n1\n"
+                                  "- addresses: [10.1.0.6]\n"
+                                  "  conditions: {ready: false}\n"
+                                  "- addresses: [10.1.0.7]\n"
+                                  "ports: [{name: http, port: 8080, protocol: TCP}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: quote-def, labels: {kubernetes.io/service-name: quote}}\n"
+                                  "addressType: IPv6\n"
+                                  "endpoints: [{addresses: ['fd00::5']}]\n"
+                                  "ports: [{name: http, port: 8080}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: other-1, namespace: shop, labels: {kubernetes.io/service-name: other}}\n"
+                                  "addressType: IPv4\n"
+                                  "endpoints: [{addresses: [10.2.0.1]}]\n"
+                                  "ports: [{port: 9000}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: ext, labels: {kubernetes.io/service-name: ext}}\n"
+                                  "addressType: FQDN\n"
+                                  "endpoints: [{addresses: [example.com]}]\n"
+                                  "ports: [{port: 80}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: unowned}\n"
+                                  "addressType: IPv4\n"
+                                  "endpoints: [{addresses: [10.3.0.1]}]\n"
+                                  "---\n"
+                                  "apiVersion: discovery.k8s.io/v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: allports, labels: {kubernetes.io/service-name: all}}\n"
+                                  "addressType: IPv4\n"
+                                  "endpoints: [{addresses: [10.4.0.1]}]\n"
+                                  "ports: [{port: null}]\n"
+                                  "---\n"
+                                  "apiVersion: v1\n"
+                                  "kind: EndpointSlice\n"
+                                  "metadata: {name: wrong-api}\n"
+                                  "addressType: IPv4\n");
+    const struct pt_endpoints_res *e;
+
+    assert_int_equal(r->nendpointslices, 6);
+    assert_int_equal(r->nendpoints, 2);
+    e = &r->endpoints[0];
+    assert_string_equal(e->meta.name, "quote");
+    assert_int_equal(e->nsubsets, 2); /* the written subset gave way */
+    assert_int_equal(e->subsets[0].naddresses, 2);
+    assert_string_equal(e->subsets[0].addresses[0].ip, "10.1.0.5");
+    assert_string_equal(e->subsets[0].addresses[1].ip, "10.1.0.7");
+    assert_int_equal(e->subsets[0].nports, 1);
+    assert_int_equal(e->subsets[0].ports[0].port, 8080);
+    assert_string_equal(e->subsets[0].ports[0].name, "http");
+    assert_int_equal(e->subsets[1].naddresses, 1);
+    assert_string_equal(e->subsets[1].addresses[0].ip, "fd00::5");
+    e = &r->endpoints[1];
+    assert_string_equal(e->meta.kind, "Endpoints");
+    assert_string_equal(e->meta.name, "other");
+    assert_string_equal(e->meta.namespace, "shop");
+    assert_int_equal(e->nsubsets, 1);
+    assert_string_equal(e->subsets[0].addresses[0].ip, "10.2.0.1");
+    assert_diag(r, "apiVersion: v1 is not valid for EndpointSlice (use discovery.k8s.io/v1)");
+    assert_errors(r, 1);
+    pt_resources_free(r);
+}
+
 static void test_secret_base64(void **state)
 {
     struct pt_resources *r = load("apiVersion: v1\n"
@@ -1350,6 +1439,7 @@ int main(void)
         cmocka_unit_test(test_tracing),
         cmocka_unit_test(test_module),
         cmocka_unit_test(test_service_endpoints),
+        cmocka_unit_test(test_endpointslices_fold_into_endpoints),
         cmocka_unit_test(test_secret_base64),
         cmocka_unit_test(test_seed_blocks),
         cmocka_unit_test(test_yaml_syntax_error),
