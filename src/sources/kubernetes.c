@@ -45,7 +45,8 @@
 #define K_WATCH_GRACE_MS 60000L /* client-side limit beyond the server's timeoutSeconds */
 #define K_RELIST_MIN_MS 1000    /* 410 right after a LIST: back off instead of looping */
 #define K_HEALTHY_WATCH_MS 5000 /* a watch this old (or with events) resets the backoff */
-#define K_LIST_MAX ((size_t)512 << 20)
+#define K_LIST_MAX ((size_t)512 << 20)  /* one LIST page */
+#define K_PAGE 500                       /* objects per LIST page, as client-go's reflectors */
 #define K_EVENT_MAX ((size_t)16 << 20)
 #define K_ERRBODY_MAX ((size_t)16 << 10)
 #define K_QUIET_MS 10
@@ -89,6 +90,8 @@ struct watch {
     bool gone;      /* the watch saw ERROR 410: list again */
     bool refused;   /* the watch saw another ERROR event */
     struct pt_kubestore store;
+    struct pt_kubestore paging; /* the pages of a LIST so far */
+    char cont[2048];            /* the next page's continue token; "" on the first page */
     struct pt_kube_bytes body; /* LIST body, WATCH partial line, or an error body */
     char rv[128];
     unsigned failures;
@@ -397,34 +400,41 @@ static bool list_on_data(struct pt_kubehttp_req *req, const char *p, size_t n)
     return true;
 }
 
-/* list_apply: the LIST body replaces the store. Returns false (error set) when it is not a
- * list. */
-static bool list_apply(struct watch *w)
+/* list_page: one LIST page into w->paging. Returns 1 when another page follows (w->cont set),
+ * 0 when the list is whole and replaced the store, -1 (error set) when it is not a list. */
+static int list_page(struct watch *w)
 {
     json_t *root = json_loadb(w->body.p, w->body.len, 0, NULL),
-           *items = json_object_get(root, "items"), *it;
-    const char *rv =
-        json_string_value(json_object_get(json_object_get(root, "metadata"), "resourceVersion"));
-    struct pt_kubestore fresh = {0};
+           *items = json_object_get(root, "items"), *it, *md = json_object_get(root, "metadata");
+    const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+    const char *cont = json_string_value(json_object_get(md, "continue"));
     bool first = !w->synced, diff;
     size_t i, bad = 0;
 
-    if (!json_is_array(items) || rv == NULL || rv[0] == '\0' || strlen(rv) >= sizeof(w->rv)) {
+    if (!json_is_array(items) || rv == NULL || rv[0] == '\0' || strlen(rv) >= sizeof(w->rv) ||
+        (cont != NULL && strlen(cont) >= sizeof(w->cont))) {
         set_error(w, "list: not a %sList with a resourceVersion", w->k->kind);
         json_decref(root);
-        return false;
+        return -1;
     }
     json_array_foreach (items, i, it) {
-        if (pt_kubestore_put(&fresh, it, w->k->kind, w->k->api_version) < 0)
+        if (pt_kubestore_put(&w->paging, it, w->k->kind, w->k->api_version) < 0)
             bad++;
     }
     if (bad > 0)
         pt_warn("kubernetes: %s: %zu listed objects without metadata.name ignored", w->k->resource,
                 bad);
+    if (cont != NULL && cont[0] != '\0') { /* every page has the first page's resourceVersion */
+        snprintf(w->cont, sizeof(w->cont), "%s", cont);
+        json_decref(root);
+        return 1;
+    }
+    w->cont[0] = '\0';
     snprintf(w->rv, sizeof(w->rv), "%s", rv);
-    diff = !pt_kubestore_equal(&w->store, &fresh);
+    diff = !pt_kubestore_equal(&w->store, &w->paging);
     pt_kubestore_free(&w->store);
-    w->store = fresh;
+    w->store = w->paging;
+    w->paging = (struct pt_kubestore){ 0 };
     json_decref(root);
     w->synced = true;
     pt_debug("kubernetes: %s: listed %zu objects at resourceVersion %s%s", w->k->resource,
@@ -434,7 +444,7 @@ static bool list_apply(struct watch *w)
                 (unsigned long)(now_ms() - kc->started_ms));
     if (diff || first)
         changed();
-    return true;
+    return 0;
 }
 
 /* list_absent: the CRD is not installed: an empty kind for now, looked for again later. */
@@ -459,12 +469,20 @@ static void list_absent(struct watch *w)
 static void list_on_done(struct pt_kubehttp_req *req, const char *error)
 {
     struct watch *w = pt_container_of(req, struct watch, req);
+    int page = error == NULL && req->status == 200 ? list_page(w) : -1;
 
-    if (error == NULL && req->status == 200 && list_apply(w)) {
+    if (page == 1) {
+        start_list(w); /* the next page */
+    } else if (page == 0) {
         w->failures = 0;
         w->listed_ms = now_ms();
         clear_error(w);
         start_watch(w);
+    } else if (error == NULL && req->status == 410 && w->cont[0] != '\0') {
+        pt_info("kubernetes: %s: the list's continue token expired; listing again", w->k->resource);
+        w->cont[0] = '\0';
+        pt_kubestore_free(&w->paging);
+        start_list(w);
     } else if (error == NULL && req->status == 404 && w->k->crd) {
         list_absent(w);
     } else {
@@ -472,17 +490,25 @@ static void list_on_done(struct pt_kubehttp_req *req, const char *error)
             set_error(w, "list: %s", error);
         else if (error == NULL && req->status != 200)
             http_error(w, "list", req->status);
+        w->cont[0] = '\0';
+        pt_kubestore_free(&w->paging);
         retry(w, true);
     }
     pt_kube_bytes_free(&w->body);
 }
 
+/* start_list: the first page of a LIST, or the next one when w->cont holds a continue token. */
 static void start_list(struct watch *w)
 {
-    char path[1024], query[256] = "";
+    char path[8192], query[7168], cont[6400] = "";
+    int n = snprintf(query, sizeof(query), "?limit=%d", K_PAGE);
 
     if (w->k->selector != NULL)
-        snprintf(query, sizeof(query), "?fieldSelector=%s", w->k->selector);
+        n += snprintf(query + n, sizeof(query) - (size_t)n, "&fieldSelector=%s", w->k->selector);
+    if (w->cont[0] != '\0') {
+        url_escape(cont, sizeof(cont), w->cont);
+        snprintf(query + n, sizeof(query) - (size_t)n, "&continue=%s", cont);
+    }
     resource_path(w, path, sizeof(path), query);
     w->req.on_data = list_on_data;
     w->req.on_done = list_on_done;
@@ -712,6 +738,7 @@ void pt_kubernetes_stop(void)
         pt_kubehttp_cancel(kc->http, &w->req);
         pt_timer_cancel(&w->timer);
         pt_kubestore_free(&w->store);
+        pt_kubestore_free(&w->paging);
         pt_kube_bytes_free(&w->body);
     }
     pt_timer_cancel(&kc->build_timer);

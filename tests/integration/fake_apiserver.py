@@ -10,7 +10,9 @@ What it does as the real API server does:
   is a 404 ``Status`` (as for a CRD that is not installed; see ``uninstall``).
 * LIST: ``{"kind":"MappingList","apiVersion":...,"metadata":{"resourceVersion":"N"},"items":[...]}``
   whose items, as in the real server, carry no ``kind``/``apiVersion``; ``fieldSelector`` on
-  ``type``, ``metadata.name`` and ``metadata.namespace`` with ``=``, ``==`` and ``!=``.
+  ``type``, ``metadata.name`` and ``metadata.namespace`` with ``=``, ``==`` and ``!=``; pages with
+  ``limit`` and an opaque ``continue`` token (each page from the first page's snapshot, at its
+  resourceVersion; an expired token is a 410 ``Expired`` Status).
 * WATCH (``?watch=true``): a chunked stream of newline-delimited
   ``{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{...}}`` from ``resourceVersion``
   on; bookmarks every ``bookmark_interval`` seconds with ``allowWatchBookmarks=true``; the stream
@@ -24,7 +26,8 @@ What it does as the real API server does:
 
 The test API (Python, thread-safe): ``apply(obj)``, ``apply_many(objs)``, ``delete(kind, ns,
 name)``, ``expire()`` (compacts the history and ends every watch with ERROR 410),
-``drop_watches()`` (cuts every watch connection), ``stop()``/``start()``/``restart()`` on the same
+``drop_watches()`` (cuts every watch connection), ``expire_continue_tokens()`` and
+``expire_next_continue`` (410 for stale list pages), ``list_pages`` (LIST pages served), ``stop()``/``start()``/``restart()`` on the same
 port (objects and resourceVersions survive, as etcd would), ``uninstall(resource)``,
 ``set_token(t)``, ``requests`` (the last requests, for assertions), ``kubeconfig(path)``.
 Everything is bounded: history, connections (``max_connections``), request bodies, and each watch
@@ -284,8 +287,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if q.get("watch") in ("true", "1"):
             self.api._serve_watch(self, res, ns, sel, q)
+            return
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            self._status(400, "BadRequest", "limit: not an integer")
+            return
+        body = self.api._list(res, ns, sel, limit, q.get("continue"))
+        if body is None:
+            self._status(410, "Expired", "The provided continue parameter is too old to display a "
+                                         "consistent list result. You can start a new list without "
+                                         "the continue parameter.")
         else:
-            self._json(200, self.api._list(res, ns, sel))
+            self._json(200, body)
 
     def _write(self, method):
         if not self._authorized():
@@ -344,6 +358,10 @@ class FakeApiServer:
         self._conns = set()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._uninstalled = set()
+        self._snapshots = {}  # continue token id -> (resourceVersion, items)
+        self._snapshot_id = 0
+        self.list_pages = 0
+        self.expire_next_continue = False  # the next continue token is answered 410, once
         self._ip = 0
         self.requests = collections.deque(maxlen=2000)
         self._server = None
@@ -534,17 +552,45 @@ class FakeApiServer:
             obj = self._objects[res].get((ns or "default", name))
             return copy.deepcopy(obj)
 
-    def _list(self, res, ns, sel):
+    def _list(self, res, ns, sel, limit=0, cont=None):
+        """A LIST page; None when <cont> names an expired (or unknown) snapshot."""
         kind, api = RESOURCES[res]
         with self._cond:
-            items = []
-            for (ons, _), obj in sorted(self._objects[res].items()):
-                if (ns is None or ons == ns) and selector_matches(sel, obj):
-                    item = copy.deepcopy(obj)
-                    del item["kind"], item["apiVersion"]  # as the real server: only the list has them
-                    items.append(item)
-            return {"kind": kind + "List", "apiVersion": api, "metadata": {"resourceVersion": str(self._rv)},
-                    "items": items}
+            if cont and self.expire_next_continue:
+                self.expire_next_continue = False
+                return None
+            if cont:
+                try:
+                    tok = json.loads(base64.b64decode(cont))
+                    rv, items = self._snapshots[tok["id"]]
+                    off = int(tok["off"])
+                except (ValueError, KeyError, TypeError):
+                    return None
+            else:
+                items = []
+                for (ons, _), obj in sorted(self._objects[res].items()):
+                    if (ns is None or ons == ns) and selector_matches(sel, obj):
+                        item = copy.deepcopy(obj)
+                        del item["kind"], item["apiVersion"]  # only the list has them
+                        items.append(item)
+                rv, off = str(self._rv), 0
+            md = {"resourceVersion": rv}
+            page = items[off:off + limit] if limit > 0 else items[off:]
+            if limit > 0 and off + limit < len(items):
+                if not cont:
+                    self._snapshot_id += 1
+                    self._snapshots[self._snapshot_id] = (rv, items)
+                    tok = {"id": self._snapshot_id}
+                # opaque and in need of URL escaping, as the real tokens are
+                md["continue"] = base64.b64encode(json.dumps({"id": tok["id"], "off": off + limit,
+                                                              "pad": "?&=+/"}).encode()).decode()
+            self.list_pages += 1
+            return {"kind": kind + "List", "apiVersion": api, "metadata": md, "items": page}
+
+    def expire_continue_tokens(self):
+        """Every continue token handed out so far is too old from now on (410)."""
+        with self._cond:
+            self._snapshots.clear()
 
     # ---- HTTP writes -------------------------------------------------------------------------
 

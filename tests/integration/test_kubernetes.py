@@ -181,6 +181,24 @@ def server_name_of(resp):
     return resp.json()["server"]
 
 
+def test_big_kinds_are_listed_in_pages(processes, tmp_path, api, quote_backend):
+    """1,200 Mappings come in LIST pages of 500 with continue tokens; a token that expired mid-way
+    (410) starts that list again; every Mapping routes."""
+    http = free_port()
+    seed(api, quote_backend, http)
+    api.apply_many([mapping(f"m{i:04d}", f"/p{i:04d}/") for i in range(1200)])
+    api.expire_next_continue = True
+    e = start_edge(processes, tmp_path, api, http=http)
+    wait_until("the last Mapping", lambda: e.get("/p1199/").status_code == 200)
+    assert e.get("/p0000/").status_code == 200
+    pages = [p for _, m, p, code in api.requests if m == "GET" and "/mappings?" in p and "watch" not in p]
+    assert all("limit=500" in p for p in pages)
+    continued = [p for p in pages if "continue=" in p]
+    # first page, a 410 on its continue, then the three pages again
+    assert len(pages) == 5 and len(continued) == 3, pages
+    assert not api.expire_next_continue
+
+
 def test_endpointslices_win_over_endpoints(processes, api, edge, quote_backend):
     """With EndpointSlices for a Service (Kubernetes writes both kinds), its addresses come from
     the slices; a slice whose endpoint is not ready gives none; without slices, Endpoints again."""
@@ -366,7 +384,8 @@ def test_single_namespace_watches_only_its_namespace(processes, tmp_path, api, q
     assert edge.get("/theirs/").status_code == 404
     paths = [p for _, _, p, _ in list(api.requests)]
     assert paths and all("/namespaces/team/" in p for p in paths), paths[:3]
-    assert any(p.startswith("/api/v1/namespaces/team/secrets?fieldSelector=type%21%3Dhelm.sh") for p in paths)
+    assert any(p.startswith("/api/v1/namespaces/team/secrets?limit=500&fieldSelector=type%21%3Dhelm.sh")
+               for p in paths)
 
 
 def test_missing_crd_is_an_empty_kind(processes, tmp_path, api, quote_backend):
