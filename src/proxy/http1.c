@@ -400,17 +400,12 @@ void pt_ds_abort(struct pt_downstream *ds)
     pt_ds_close(ds);
 }
 
-/* Nothing moved either way for the request's idle timeout (Envoy's route idle_timeout, SI):
- * before the response head, 504 "stream timeout" when the request was all read, else 408;
- * after it, the connection is closed. */
-static void ds_on_idle_timer(struct pt_timer *t)
+/* ds_time_out: the request in progress ran out of time: a local reply of <status> and <body>
+ * while the response has not started, else the connection closes; <flags> in the access log. */
+static void ds_time_out(struct pt_downstream *ds, int status, struct pt_str body, const char *flags)
 {
-    struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, idle_timer);
-
-    if (ds->state != PT_DS_FORWARD && ds->state != PT_DS_CONNECT)
-        return;
     if (ds->flags & PT_DSF_RESP_HEAD) {
-        ds->flags_str = "SI";
+        ds->flags_str = flags;
         pt_ds_abort(ds);
         return;
     }
@@ -418,7 +413,17 @@ static void ds_on_idle_timer(struct pt_timer *t)
         pt_up_release(ds->up, false);
         ds->up = NULL;
     }
-    pt_reply_local(ds, (ds->flags & PT_DSF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
+    pt_reply_local(ds, status, body, flags);
+}
+
+/* Nothing moved either way for the request's idle timeout (Envoy's route idle_timeout): 504
+ * "stream timeout" when the request was all read, else 408. */
+static void ds_on_idle_timer(struct pt_timer *t)
+{
+    struct pt_downstream *ds = pt_container_of(t, struct pt_downstream, idle_timer);
+
+    if (ds->state == PT_DS_FORWARD || ds->state == PT_DS_CONNECT)
+        ds_time_out(ds, (ds->flags & PT_DSF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
 }
 
 static void ds_on_timer(struct pt_timer *t)
@@ -429,16 +434,7 @@ static void ds_on_timer(struct pt_timer *t)
         struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
         if (cs != NULL)
             pt_stats_inc(&cs->upstream_rq_timeout);
-        if (ds->flags & PT_DSF_RESP_HEAD) {
-            ds->flags_str = "UT";
-            pt_ds_abort(ds);
-            return;
-        }
-        if (ds->up != NULL) {
-            pt_up_release(ds->up, false);
-            ds->up = NULL;
-        }
-        pt_reply_local(ds, 504, PT_STR_LIT("upstream request timeout"), "UT");
+        ds_time_out(ds, 504, PT_STR_LIT("upstream request timeout"), "UT");
         return;
     }
     if (ds->state == PT_DS_HEAD && ds->in.len > 0) { /* a head that never completed */
