@@ -77,13 +77,21 @@ def binary(name):
     return path
 
 
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port free right now on <host>. Another process may take it before you do; the
-    window is small enough for tests."""
+    """A TCP port free right now on <host>, and never one handed out before in this run: the
+    kernel may offer a just-released port again, so two calls before either port is bound could
+    otherwise collide. Another process may still take it before you do; the window is small."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for_port(port, host="127.0.0.1", timeout=10.0, proc=None):
