@@ -803,56 +803,6 @@ static const struct pt_config__field secret_fields[] = {
     F_END,
 };
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-/* b64_decode: standard base64 (padding optional, line breaks allowed, as in folded YAML) into a
- * NUL-terminated arena buffer; false when <s> is not base64. */
-static bool b64_decode(struct pt_arena *a, const char *s, size_t len, char **out, size_t *outlen)
-{
-    unsigned char *buf = pt_arena_alloc(a, len / 4 * 3 + 4);
-    size_t n = 0, symbols = 0, pad = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t')
-            continue;
-        if (ch == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64_value(ch);
-        if (v < 0 || pad > 0)
-            return false;
-        symbols++;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (symbols % 4 == 1 || pad > 2 || (pad > 0 && (symbols + pad) % 4 != 0))
-        return false;
-    buf[n] = '\0';
-    *out = (char *)buf;
-    *outlen = n;
-    return true;
-}
-
 /* secret_put: the slot for <key> in s->data, new or the existing one (<index> maps key to
  * slot + 1, so stringData replaces data in constant time). */
 static size_t secret_put(struct pt_secret_res *s, struct pt_strmap *index, const char *key)
@@ -887,9 +837,12 @@ static void secret_read_map(struct pt_config__obj *c, struct pt_secret_res *s,
             pt_config__err(c, k, "%s.%.64s: expected a string", what, name);
             continue;
         }
-        if (!pt_ynode_is_null(v) && decode && !b64_decode(c->arena, v->str, v->len, &val, &vlen)) {
-            pt_config__err(c, k, "%s.%.64s: invalid base64", what, name);
-            continue;
+        if (!pt_ynode_is_null(v) && decode) {
+            val = pt_arena_alloc(c->arena, PT_B64_DECODED_MAX(v->len));
+            if (!pt_b64_decode(v->str, v->len, (unsigned char *)val, &vlen)) {
+                pt_config__err(c, k, "%s.%.64s: invalid base64", what, name);
+                continue;
+            }
         }
         if (!pt_ynode_is_null(v) && !decode) {
             val = pt_arena_strndup(c->arena, v->str, v->len);

@@ -52,3 +52,47 @@ char *pt_xstrndup(const char *s, size_t n)
     p[n] = '\0';
     return p;
 }
+
+static int b64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+bool pt_b64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen)
+{
+    size_t n = 0, symbols = 0, pad = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int v;
+        if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t')
+            continue;
+        if (ch == '=') {
+            pad++;
+            continue;
+        }
+        if ((v = b64_value(ch)) < 0 || pad > 0)
+            return false;
+        symbols++;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    /* one dangling symbol cannot encode a byte; padding, when there, completes the quantum */
+    if (symbols % 4 == 1 || pad > 2 || (pad > 0 && (symbols + pad) % 4 != 0))
+        return false;
+    out[n] = '\0';
+    *outlen = n;
+    return true;
+}

@@ -89,4 +89,12 @@ void *pt_xrealloc(void *p, size_t n);
 char *pt_xstrdup(const char *s);
 char *pt_xstrndup(const char *s, size_t n);
 
+/* PT_B64_DECODED_MAX: room pt_b64_decode needs for <len> bytes of base64, its NUL included. */
+#define PT_B64_DECODED_MAX(len) ((len) / 4 * 3 + 4)
+
+/* pt_b64_decode: standard base64 (whitespace ignored, padding optional but, when present,
+ * complete) into <out> (PT_B64_DECODED_MAX(len) bytes), NUL-terminated, *<outlen> bytes long.
+ * False when <s> is not base64; <out> then holds garbage. */
+bool pt_b64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen);
+
 #endif

@@ -5,6 +5,8 @@
  * start-up on the control thread. */
 #include "sources/kubeconfig.h"
 
+#include "core/common.h"
+
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
@@ -124,52 +126,14 @@ static json_t *parse_yaml(const char *text, size_t len)
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
-}
-
 char *pt_kube__b64_decode(const char *s, size_t len, size_t *outlen)
 {
-    unsigned char *buf = malloc(len / 4 * 3 + 4);
-    size_t n = 0, pad = 0;
-    uint32_t acc = 0;
-    int bits = 0;
+    unsigned char *buf = malloc(PT_B64_DECODED_MAX(len));
 
-    if (buf == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        int v;
-        if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t')
-            continue;
-        if (ch == '=') {
-            pad++;
-            continue;
-        }
-        if ((v = b64_value(ch)) < 0 || pad > 0) {
-            free(buf);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (bits >= 6 || pad > 2) { /* one dangling symbol cannot encode a byte */
+    if (buf != NULL && !pt_b64_decode(s, len, buf, outlen)) {
         free(buf);
-        return NULL;
+        buf = NULL;
     }
-    buf[n] = '\0';
-    *outlen = n;
     return (char *)buf;
 }
 

@@ -49,8 +49,8 @@ char *pt_kube_creds_token(const struct pt_kube_creds *c);
 /* pt_kube_creds_free: frees every member; <c> is empty again. */
 void pt_kube_creds_free(struct pt_kube_creds *c);
 
-/* pt_kube__b64_decode: standard base64 (whitespace ignored, padding optional) into a new
- * NUL-terminated buffer of *<outlen> bytes, or NULL when <s> is not base64. Shared with tests. */
+/* pt_kube__b64_decode: pt_b64_decode into a new NUL-terminated buffer of *<outlen> bytes, or
+ * NULL when <s> is not base64 (or memory is short). Shared with tests. */
 char *pt_kube__b64_decode(const char *s, size_t len, size_t *outlen);
 
 #endif
