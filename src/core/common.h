@@ -81,6 +81,15 @@ static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
     return true;
 }
 
+/* pt_header_find: the first of the <n> headers at <h> named <name> (case-insensitive), or NULL. */
+static inline const struct pt_header *pt_header_find(const struct pt_header *h, size_t n, struct pt_str name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pt_str_caseeq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
 /* pt_xmalloc, pt_xcalloc, pt_xrealloc, pt_xstrdup, pt_xstrndup: allocate or abort. Start-up and
  * config code only: the request path uses the try_ variants of its pools and handles failure. */
 void *pt_xmalloc(size_t n);

@@ -602,24 +602,16 @@ void pt_accesslog_capture(struct pt_downstream *ds)
     const struct pt_h1_request *req = &ds->req;
 
     for (uint8_t i = 0; i < f->nheaders; i++) {
-        struct pt_str v = { 0 };
-        for (size_t j = 0; j < req->nheaders; j++) {
-            if (pt_str_caseeq(req->headers[j].name, f->headers[i])) {
-                v = req->headers[j].value;
-                break;
-            }
-        }
-        keep(ds, v, f->header_max[i], &ds->lf_hdr[i]);
+        const struct pt_header *h = pt_header_find(req->headers, req->nheaders, f->headers[i]);
+        keep(ds, h ? h->value : (struct pt_str){ 0 }, f->header_max[i], &ds->lf_hdr[i]);
     }
     ds->log_nhdr = f->nheaders;
 }
 
 void pt_accesslog_capture_response(struct pt_downstream *ds, const struct pt_header *h, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (pt_str_caseeq(h[i].name, PT_STR_LIT("content-type"))) {
-            keep(ds, h[i].value, PT_LOG_KEEP_MAX, &ds->lf_ctype);
-            return;
-        }
-    }
+    const struct pt_header *ct = pt_header_find(h, n, PT_STR_LIT("content-type"));
+
+    if (ct != NULL)
+        keep(ds, ct->value, PT_LOG_KEEP_MAX, &ds->lf_ctype);
 }

@@ -571,13 +571,10 @@ static bool tag_value(const struct pt_trace_head *head, const struct pt_trace_hd
     case PT_TRACE_PSEUDO_SCHEME: *v = head->scheme; return v->len > 0;
     case PT_TRACE_HDR: break;
     }
-    for (size_t i = 0; i < head->nheaders; i++) {
-        if (pt_str_caseeq(head->headers[i].name, t->header)) {
-            *v = head->headers[i].value;
-            return true;
-        }
-    }
-    return false;
+    const struct pt_header *h = pt_header_find(head->headers, head->nheaders, t->header);
+    if (h != NULL)
+        *v = h->value;
+    return h != NULL;
 }
 
 /* capture: keeps x-client-trace-id and the configured tag headers' values for pt_trace_finish. */

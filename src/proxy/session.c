@@ -199,10 +199,8 @@ static bool connection_has_extra(struct pt_str conn)
 /* find_header: the value of the first header <name> in <h>, empty when there is none. */
 static struct pt_str find_header(const struct pt_header *h, size_t n, struct pt_str name)
 {
-    for (size_t i = 0; i < n; i++)
-        if (pt_str_caseeq(h[i].name, name))
-            return h[i].value;
-    return (struct pt_str){ 0 };
+    const struct pt_header *f = pt_header_find(h, n, name);
+    return f ? f->value : (struct pt_str){ 0 };
 }
 
 /* upgrade_check: whether the request asks to upgrade (Upgrade, and "upgrade" in Connection)
