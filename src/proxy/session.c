@@ -532,6 +532,14 @@ void pt_session_observe_end(struct pt_downstream *ds)
     pt_accesslog_request(ds);
 }
 
+/* route_req: what route matching and rewriting see of <req> (after path normalization). */
+static struct pt_route_req route_req(const struct pt_h1_request *req)
+{
+    return (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
+                                  .authority = req->authority.len ? req->authority : req->host,
+                                  .headers = req->headers, .nheaders = req->nheaders };
+}
+
 /* send_upstream: picks an endpoint and sends it the request head and whatever of the body is
  * here, on a pooled connection or (<fresh>) a new one. False when the request ended here (a
  * local reply, or the error path took it). */
@@ -614,9 +622,7 @@ bool pt_session_retry(struct pt_downstream *ds)
     if (ds->req_body.kind != PT_BODY_NONE || ds->route == NULL ||
         (req->path.ptr >= w->pathbuf && req->path.ptr < w->pathbuf + sizeof(w->pathbuf)))
         return false; /* a body is not kept; a normalized path lived in a shared buffer */
-    rreq = (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
-                                  .authority = req->authority.len ? req->authority : req->host,
-                                  .headers = req->headers, .nheaders = req->nheaders };
+    rreq = route_req(req);
     if (req->idx_x_request_id < 0) { /* the id made for this request, as the log kept it */
         if (ds->lf_rid.len != 36)
             return false;
@@ -718,9 +724,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         }
         req->path = pt_str_make(w->pathbuf, (size_t)n);
     }
-    rreq = (struct pt_route_req){ .method = req->method, .path = req->path, .query = req->query,
-                                  .authority = req->authority.len ? req->authority : req->host,
-                                  .headers = req->headers, .nheaders = req->nheaders };
+    rreq = route_req(req);
     vh = find_vhost(ds->listener, pt_authority_strip_port(rreq.authority));
     if (vh == NULL) {
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
