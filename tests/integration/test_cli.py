@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+import seed
 from conftest import binary
 from portico_cfg import check, dump, line_of, mapping
 
@@ -87,63 +88,9 @@ def test_check_reports_a_yaml_syntax_error_with_file_and_line(tmp_path):
     assert re.search(rf"^{re.escape(str(f))}:\d+: ", r.stdout + r.stderr, re.M), r.stdout
 
 
-# ---- the seed document's YAML (seed/istio-integration.md), verbatim except that
-# $productNamespace$ is replaced by Emissary's default namespace "ambassador" ----
+# ---- the seed document's YAML (seed.py), $productNamespace$ -> Emissary's default "ambassador" ----
 
-SEED_TLSCONTEXT = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind: TLSContext
-metadata:
-  name: istio-upstream
-  namespace: ambassador
-spec:
-  secret: istio-certs     # This Secret name cannot currently be changed.
-  alpn_protocols: istio   # This is required for Istio.
-"""
-
-SEED_MTLS_MAPPING = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: mtls-mapping
-spec:
-  hostname: my-secret-host.example.com   # Make sure this matches a configured Host!
-  prefix: /my-secret-mapping/
-  tls: istio-upstream
-"""
-
-SEED_QUOTE_MAPPING = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
-  tls: istio-upstream
-"""
-
-SEED_TRACING = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind:  TracingService
-metadata:
-  name:  tracing
-  namespace: ambassador
-spec:
-  service: "zipkin:9411"
-  driver: zipkin
-  config: {}
-  tag_headers:
-    - ":authority"
-    - ":path"
-"""
-
-SEED = SEED_TLSCONTEXT + SEED_MTLS_MAPPING + SEED_QUOTE_MAPPING + SEED_TRACING
+SEED = seed.documents(seed.TLSCONTEXT, seed.MTLS_MAPPING, seed.QUOTE_MAPPING_MTLS, seed.TRACING)
 
 
 def seed_check(tmp_path):
@@ -195,7 +142,7 @@ def test_seed_yaml_under_run_rejects_the_same_mappings(processes, tmp_path):
     from portico_cfg import Portico, endpoints, service
     q = start_quote(processes, name="quote-pod")
     px = Portico(processes, tmp_path)
-    seed = px.write("seed.yaml", SEED)
+    seed_file = px.write("seed.yaml", SEED)
     px.write("quote.yaml", dump(service("quote", 80, q.port),
                                 endpoints("quote", ["127.0.0.1"], q.port),
                                 mapping("plain", "/plain/", "quote")))
@@ -205,7 +152,7 @@ def test_seed_yaml_under_run_rejects_the_same_mappings(processes, tmp_path):
     assert set(errs) == {"Mapping/default/mtls-mapping", "Mapping/default/quote-backend"}, errs
     assert "required" in errs["Mapping/default/mtls-mapping"]["message"]
     assert "istio-certs" in errs["Mapping/default/quote-backend"]["message"]
-    assert errs["Mapping/default/quote-backend"]["location"].startswith(f"{seed}:")
+    assert errs["Mapping/default/quote-backend"]["location"].startswith(f"{seed_file}:")
     kinds = {(r["kind"], r["name"]) for r in d["resources"]}
     assert ("TLSContext", "istio-upstream") in kinds
     assert ("TracingService", "tracing") in kinds

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import seed
 from conftest import binary
 from helmchart import (CHART, MANIFESTS, REPO, SCRIPT, crd_schema, crds, find, helm, helm_path,
                        load_all, one, render, structural_problems, validate)
@@ -32,57 +33,7 @@ PORTICO_KINDS = {"Listener", "Host", "Mapping", "TLSContext", "TracingService", 
 
 # The guide's getambassador.io resources ($productNamespace$ -> ambassador), used when the seed
 # document is not beside the repository; test_seed_resources_are_the_guides checks them.
-SEED_RESOURCES_YAML = """\
-apiVersion: getambassador.io/v3alpha1
-kind: TLSContext
-metadata:
-  name: istio-upstream
-  namespace: ambassador
-spec:
-  secret: istio-certs     # This Secret name cannot currently be changed.
-  alpn_protocols: istio   # This is required for Istio.
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: mtls-mapping
-spec:
-  hostname: my-secret-host.example.com   # Make sure this matches a configured Host!
-  prefix: /my-secret-mapping/
-  tls: istio-upstream
----
-apiVersion: getambassador.io/v3alpha1
-kind:  TracingService
-metadata:
-  name:  tracing
-  namespace: ambassador
-spec:
-  service: "zipkin:9411"
-  driver: zipkin
-  config: {}
-  tag_headers:
-    - ":authority"
-    - ":path"
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
-  tls: istio-upstream
-"""
+SEED_RESOURCES_YAML = seed.documents(*seed.BLOCKS)
 
 
 def seed_resources_from_doc(text):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+import seed
 from conftest import RawConn, binary, free_port, shared_path
 from istio import (issue_workload, make_mesh, mismatched_pair, portico_has_tls, start_sidecar,
                    write_istio_dir, write_workload)
@@ -52,42 +53,11 @@ RESET_BODY = ("upstream connect error or disconnect/reset before headers. "
               "reset reason: connection termination")
 PRODUCT_NAMESPACE = "default"
 
-# ---- the guide's YAML, verbatim ($productNamespace$ -> default) ----
+# ---- the guide's YAML (seed.py), $productNamespace$ -> default ----
 
-SEED_TLSCONTEXT = """\
----
-apiVersion: getambassador.io/v3alpha1
-kind: TLSContext
-metadata:
-  name: istio-upstream
-  namespace: $productNamespace$
-spec:
-  secret: istio-certs     # This Secret name cannot currently be changed.
-  alpn_protocols: istio   # This is required for Istio.
-""".replace("$productNamespace$", PRODUCT_NAMESPACE)
-
-SEED_MAPPING_MTLS = """\
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
-  tls: istio-upstream
-"""
-
-SEED_MAPPING_PLAIN = """\
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
-"""
+SEED_TLSCONTEXT = "---\n" + seed.in_namespace(seed.TLSCONTEXT, PRODUCT_NAMESPACE)
+SEED_MAPPING_MTLS = seed.QUOTE_MAPPING_MTLS
+SEED_MAPPING_PLAIN = seed.QUOTE_MAPPING_PLAIN
 
 # quote.yaml's Service (port 80) whose pod is the sidecar: targetPort = the sidecar's port.
 QUOTE_SERVICE = """\
@@ -229,12 +199,12 @@ def is_quote(body):
 @pytest.mark.skipif(not SEED_DOC.exists(), reason=f"{SEED_DOC} not present")
 def test_seed_yaml_is_the_guides_yaml():
     """The YAML above is the guide's, byte for byte (apart from the namespace placeholder)."""
-    doc = SEED_DOC.read_text().replace("$productNamespace$", PRODUCT_NAMESPACE)
-    blocks = [re.sub(r"(?m)^   ", "", b) for b in re.findall(r"```[a-z]*\n(.*?)```", doc, re.S)]
-    flat = "\n".join(blocks)
-    assert SEED_TLSCONTEXT in flat
-    assert SEED_MAPPING_PLAIN in flat
-    assert SEED_MAPPING_MTLS in flat
+    doc = SEED_DOC.read_text()
+    raw = re.findall(r"```[a-z]*\n(.*?)```", doc, re.S)
+    # blocks inside the numbered steps are indented by three spaces
+    flat = "\n".join(raw + [re.sub(r"(?m)^   ", "", b) for b in raw])
+    for block in seed.BLOCKS:
+        assert block in flat, block
     assert "AMBASSADOR_ISTIO_SECRET_DIR" in doc and "OUTPUT_CERTS: /etc/istio-certs" in doc
     assert RESET_BODY in doc
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+import seed
 from conftest import binary, start_quote
 from portico_cfg import (Portico, backend_name, dump, endpoints, mapping, same_port_two_addrs,
                          service)
@@ -310,16 +311,7 @@ def test_seed_quote_mapping_through_service_and_endpoints(processes, tmp_path):
     q = start_quote(processes, name="quote-pod")
     px = Portico(processes, tmp_path)
     px.write("quote.yaml", dump(service("quote", 80, q.port), endpoints("quote", ["127.0.0.1"], q.port)))
-    px.write("mapping.yaml", """\
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata:
-  name: quote-backend
-spec:
-  hostname: "*"
-  prefix: /backend/
-  service: quote
-""")
+    px.write("mapping.yaml", seed.QUOTE_MAPPING_PLAIN)
     px.start()
     r = px.get("/backend/")
     assert r.status == 200, r

@@ -25,6 +25,7 @@ import pytest
 import requests
 import yaml
 
+import seed
 from conftest import RawConn, binary, free_port, start_quote, shared_path
 
 ZIPKIN_API = shared_path("reference/zipkin2-api.yaml")
@@ -1000,20 +1001,8 @@ def test_seed_tracing_service(edge, collectors):
     """seed/istio-integration.md's TracingService as written, `zipkin:9411` resolved through a
     Service and its Endpoints."""
     col = collectors()
-    seed = yaml.safe_load("""\
-apiVersion: getambassador.io/v3alpha1
-kind:  TracingService
-metadata:
-  name:  tracing
-spec:
-  service: "zipkin:9411"
-  driver: zipkin
-  config: {}
-  tag_headers:
-    - ":authority"
-    - ":path"
-""")
-    e = edge(seed, extra=SEED_ZIPKIN % {"port": col.port})
+    e = edge(yaml.safe_load(seed.in_namespace(seed.TRACING, "default")),
+             extra=SEED_ZIPKIN % {"port": col.port})
     up = e.upstream("/backend/seed")
     for span in split(col.wait_trace(one(up, "x-b3-traceid"), pad=e.pad)):
         assert span["tags"][":authority"] == e.authority
