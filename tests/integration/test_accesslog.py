@@ -13,27 +13,13 @@ import pytest
 import requests
 
 from conftest import RawConn, binary, free_port, start_quote
+from portico import docs, listener_yaml, mapping_yaml
 
-CONFIG = """\
-apiVersion: getambassador.io/v3alpha1
-kind: Listener
-metadata: {{name: http}}
-spec:
-  port: {port}
-  protocol: HTTP
-  securityModel: XFP
-  hostBinding: {{namespace: {{from: ALL}}}}
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata: {{name: quote-backend}}
-spec: {{hostname: "*", prefix: /backend/, service: "127.0.0.1:{backend}"}}
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata: {{name: nowhere}}
-spec: {{hostname: "*", prefix: /refused/, service: "127.0.0.1:{refused}"}}
-"""
+def config(port, backend, refused):
+    """A Listener on <port>, the quote-backend Mapping to 127.0.0.1:<backend> and the nowhere
+    Mapping to the closed port <refused>."""
+    return docs(listener_yaml(port), mapping_yaml("quote-backend", f"127.0.0.1:{backend}"),
+                mapping_yaml("nowhere", f"127.0.0.1:{refused}", prefix="/refused/"))
 
 MODULE = """\
 apiVersion: getambassador.io/v3alpha1
@@ -101,7 +87,7 @@ def portico(processes, tmp_path):
     port, admin = free_port(), free_port()
     cfg = tmp_path / "config"
     cfg.mkdir()
-    (cfg / "quote.yaml").write_text(CONFIG.format(port=port, backend=backend.port, refused=free_port()))
+    (cfg / "quote.yaml").write_text(config(port, backend.port, free_port()))
     proc = processes.start([str(binary("portico")), "run", "--config", str(cfg), "--admin-port",
                             str(admin), "--workers", "1"], port=admin)
     deadline = time.time() + 10

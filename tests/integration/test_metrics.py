@@ -10,35 +10,13 @@ import pytest
 import requests
 
 from conftest import binary, free_port, start_quote
+from portico import docs, endpoints_yaml, listener_yaml, mapping_yaml, service_yaml
 
-CONFIG = """\
-apiVersion: getambassador.io/v3alpha1
-kind: Listener
-metadata: {{name: http}}
-spec:
-  port: {port}
-  protocol: HTTP
-  securityModel: XFP
-  hostBinding: {{namespace: {{from: ALL}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: quote}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {backend}}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: quote}}
-subsets:
-  - addresses: [{{ip: 127.0.0.1}}]
-    ports: [{{name: http, port: {backend}}}]
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata: {{name: quote-backend}}
-spec: {{hostname: "*", prefix: /backend/, service: quote}}
-"""
+def config(port, backend):
+    """A Listener on <port>, the quote Service and its Endpoints at 127.0.0.1:<backend>, and the
+    quote-backend Mapping."""
+    return docs(listener_yaml(port), service_yaml("quote", 80, backend),
+                endpoints_yaml("quote", ["127.0.0.1"], backend), mapping_yaml("quote-backend", "quote"))
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (-?[0-9.e+]+)$')
 
@@ -75,7 +53,7 @@ def portico(processes, tmp_path):
     port, admin = free_port(), free_port()
     cfg = tmp_path / "config"
     cfg.mkdir()
-    (cfg / "quote.yaml").write_text(CONFIG.format(port=port, backend=backend.port))
+    (cfg / "quote.yaml").write_text(config(port, backend.port))
     proc = processes.start([str(binary("portico")), "run", "--config", str(cfg), "--admin-port",
                             str(admin), "--workers", "2"], port=admin)
     deadline = time.time() + 10

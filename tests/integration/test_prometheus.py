@@ -10,22 +10,7 @@ import pytest
 import requests
 
 from conftest import binary, free_port, start_quote
-
-CONFIG = """\
-apiVersion: getambassador.io/v3alpha1
-kind: Listener
-metadata: {{name: http}}
-spec:
-  port: {port}
-  protocol: HTTP
-  securityModel: XFP
-  hostBinding: {{namespace: {{from: ALL}}}}
----
-apiVersion: getambassador.io/v3alpha1
-kind: Mapping
-metadata: {{name: quote-backend}}
-spec: {{hostname: "*", prefix: /backend/, service: "127.0.0.1:{backend}"}}
-"""
+from portico import docs, listener_yaml, mapping_yaml
 
 PROMETHEUS_YML = """\
 global:
@@ -93,7 +78,7 @@ def portico(processes, tmp_path):
     port, admin = free_port(), free_port()
     cfg = tmp_path / "config"
     cfg.mkdir()
-    (cfg / "edge.yaml").write_text(CONFIG.format(port=port, backend=backend.port))
+    (cfg / "edge.yaml").write_text(docs(listener_yaml(port), mapping_yaml("quote-backend", f"127.0.0.1:{backend.port}")))
     proc = processes.start([binary("portico"), "run", "--config", cfg, "--admin-port", admin,
                             "--workers", 2], port=admin)
     deadline = time.monotonic() + 10
