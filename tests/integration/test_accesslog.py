@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import RawConn, binary, free_port, start_quote
-from portico import docs, listener_yaml, mapping_yaml
+from conftest import RawConn, free_port, start_quote
+from portico import docs, listener_yaml, mapping_yaml, start_portico
 
 def config(port, backend, refused):
     """A Listener on <port>, the quote-backend Mapping to 127.0.0.1:<backend> and the nowhere
@@ -84,18 +84,8 @@ def wait_for(get_text, pattern, count=1, timeout=5.0):
 @pytest.fixture
 def portico(processes, tmp_path):
     backend = start_quote(processes)
-    port, admin = free_port(), free_port()
-    cfg = tmp_path / "config"
-    cfg.mkdir()
-    (cfg / "quote.yaml").write_text(config(port, backend.port, free_port()))
-    proc = processes.start([str(binary("portico")), "run", "--config", str(cfg), "--admin-port",
-                            str(admin), "--workers", "1"], port=admin)
-    deadline = time.time() + 10
-    while requests.get(f"http://127.0.0.1:{admin}/ambassador/v0/check_ready",
-                       timeout=5).status_code != 200:
-        assert time.time() < deadline, "Portico never became ready"
-        time.sleep(0.05)
-    return Portico(proc, port, admin, cfg, backend)
+    p = start_portico(processes, tmp_path, config("$PORT", backend.port, free_port()), workers=1)
+    return Portico(p.proc, p.port, p.admin_port, p.config_dir, backend)
 
 
 def test_default_text_line(portico):

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from conftest import binary, free_port, start_quote
-from portico import docs, endpoints_yaml, listener_yaml, mapping_yaml, service_yaml
+from conftest import binary, start_quote
+from portico import docs, endpoints_yaml, listener_yaml, mapping_yaml, service_yaml, start_portico
 
 def config(port, backend):
     """A Listener on <port>, the quote Service and its Endpoints at 127.0.0.1:<backend>, and the
@@ -50,18 +50,8 @@ class Portico:
 @pytest.fixture
 def portico(processes, tmp_path):
     backend = start_quote(processes)
-    port, admin = free_port(), free_port()
-    cfg = tmp_path / "config"
-    cfg.mkdir()
-    (cfg / "quote.yaml").write_text(config(port, backend.port))
-    proc = processes.start([str(binary("portico")), "run", "--config", str(cfg), "--admin-port",
-                            str(admin), "--workers", "2"], port=admin)
-    deadline = time.time() + 10
-    while requests.get(f"http://127.0.0.1:{admin}/ambassador/v0/check_ready",
-                       timeout=5).status_code != 200:
-        assert time.time() < deadline, "Portico never became ready"
-        time.sleep(0.05)
-    return Portico(proc, port, admin, cfg)
+    p = start_portico(processes, tmp_path, config("$PORT", backend.port), workers=2)
+    return Portico(p.proc, p.port, p.admin_port, p.config_dir)
 
 
 def promtool(text):
