@@ -63,6 +63,7 @@ enum pt_ds_state {
 #define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
 #define PT_DSF_UPGRADE      0x40000 /* an Upgrade the route allows was forwarded */
 #define PT_DSF_TUNNEL       0x80000 /* upgraded (101): bytes flow both ways until a side closes */
+#define PT_DSF_CONN_EXTRA  0x100000 /* Connection names more than close/keep-alive */
 
 /* How a message body is delimited. */
 enum pt_body_kind {

@@ -182,15 +182,14 @@ static bool connection_lists(struct pt_str conn, struct pt_str name)
     return false;
 }
 
-/* Whether a Connection header names anything beyond close/keep-alive/upgrade, whose headers
- * then must not be forwarded (RFC 9110 §7.6.1). */
+/* Whether a Connection header names anything beyond close/keep-alive: headers it names must not
+ * be forwarded (RFC 9110 §7.6.1), and an upgrade must name "upgrade". */
 static bool connection_has_extra(struct pt_str conn)
 {
     size_t i = 0;
     while (i < conn.len) {
         struct pt_str t = next_token(conn, &i);
-        if (t.len && !pt_str_caseeq(t, PT_STR_LIT("close")) && !pt_str_caseeq(t, PT_STR_LIT("keep-alive")) &&
-            !pt_str_caseeq(t, PT_STR_LIT("upgrade")))
+        if (t.len && !pt_str_caseeq(t, PT_STR_LIT("close")) && !pt_str_caseeq(t, PT_STR_LIT("keep-alive")))
             return true;
     }
     return false;
@@ -215,7 +214,7 @@ static int upgrade_check(const struct pt_downstream *ds)
     struct pt_str up, proto;
     size_t i = 0;
 
-    if (req->idx_connection < 0 || !connection_lists(req->headers[req->idx_connection].value, PT_STR_LIT("upgrade")) ||
+    if (!(ds->flags & PT_DSF_CONN_EXTRA) || !connection_lists(req->headers[req->idx_connection].value, PT_STR_LIT("upgrade")) ||
         (up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade"))).len == 0 || req->minor_version != 1)
         return 0;
     proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
@@ -396,7 +395,7 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
     struct pt_str conn = req->idx_connection >= 0 ? req->headers[req->idx_connection].value : (struct pt_str){ 0 };
-    bool conn_extra = conn.len && connection_has_extra(conn);
+    bool conn_extra = ds->flags & PT_DSF_CONN_EXTRA;
     int plen;
 
     b.end = path; /* the rewritten path lives at the end of the scratch area */
@@ -750,7 +749,11 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->action = pt_route_action(route);
-    if (req->idx_connection >= 0) {
+    /* The Connection header is read once: for the headers it names (build_request_head) and
+     * for an upgrade, which it must name. */
+    if (req->idx_connection >= 0 && connection_has_extra(req->headers[req->idx_connection].value))
+        ds->flags |= PT_DSF_CONN_EXTRA;
+    if (ds->flags & PT_DSF_CONN_EXTRA) {
         int up = upgrade_check(ds);
         if (up < 0) {
             pt_reply_local(ds, 403, (struct pt_str){ 0 }, "-"); /* Envoy's upgrade_failed */
