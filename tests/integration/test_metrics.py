@@ -155,9 +155,13 @@ def test_requests_are_counted(portico):
                             timeout=5).status_code == 200
     assert requests.get(f"http://127.0.0.1:{portico.port}/nothing-here",
                         timeout=5).status_code == 404
-    s = portico.series()
     cluster = f'envoy_cluster_name="{portico.stats_name()}"'
     hcm = 'envoy_http_conn_manager_prefix="ingress_http"'
+    # a worker counts a request once its last byte is out: the client may read it a moment before
+    deadline = time.monotonic() + 2
+    while (s := portico.series()).get(("envoy_http_downstream_rq_time_count", hcm)) != 4 and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
     assert s[("envoy_cluster_upstream_rq_total", cluster)] == 3
     assert s[("envoy_cluster_upstream_rq", f'envoy_response_code="200",{cluster}')] == 3
     assert s[("envoy_cluster_upstream_rq_xx", f'envoy_response_code_class="2",{cluster}')] == 3
