@@ -741,6 +741,11 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         if (strcmp(m->meta.name, "ambassador") != 0)
             continue;
         compile_log(&c, m);
+        s->http.enable_http10 = m->enable_http10;
+        s->http.merge_slashes = m->merge_slashes;
+        s->http.reject_escaped_slashes = m->reject_requests_with_escaped_slashes;
+        if (m->listener_idle_timeout_ms > 0)
+            s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;

@@ -646,6 +646,10 @@ static const struct pt_config__field module_config_fields[] = {
     F_FN("envoy_log_format", read_log_format, 0),
     F_STR("envoy_log_path", T, envoy_log_path),
     F_INT("cluster_request_timeout_ms", T, cluster_request_timeout_ms, 0, INT_MAX),
+    F_INT("listener_idle_timeout_ms", T, listener_idle_timeout_ms, 0, INT_MAX),
+    F_BOOL("enable_http10", T, enable_http10),
+    F_BOOL("merge_slashes", T, merge_slashes),
+    F_BOOL("reject_requests_with_escaped_slashes", T, reject_requests_with_escaped_slashes),
     F_END,
 };
 
@@ -660,6 +664,7 @@ static void module_init(void *obj)
 {
     struct pt_module_res *m = obj;
     m->cluster_request_timeout_ms = -1;
+    m->listener_idle_timeout_ms = -1;
 }
 
 /* ---- Service, Endpoints, Secret (core v1) --------------------------------------------------- */

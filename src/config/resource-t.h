@@ -246,6 +246,10 @@ struct pt_module_res {
     size_t nenvoy_log_json_format;
     const char *envoy_log_path;
     int cluster_request_timeout_ms; /* -1 unset */
+    int listener_idle_timeout_ms;   /* -1 unset */
+    bool enable_http10;
+    bool merge_slashes;
+    bool reject_requests_with_escaped_slashes;
 };
 
 /* A problem found while loading or validating. */

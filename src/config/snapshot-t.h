@@ -95,6 +95,16 @@ struct pt_listener {
 
 struct pt_logfmt;
 
+/* HTTP options of the `ambassador` Module that the request path reads. All-zero is Emissary's
+ * default. */
+struct pt_http_opts {
+    bool enable_http10;          /* serve HTTP/1.0 requests (else 426 Upgrade Required) */
+    bool merge_slashes;          /* "//" in a path becomes "/" before matching */
+    bool reject_escaped_slashes; /* a path with %2F or %5C gets 400 */
+    uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
+                                        * --idle-timeout-ms default */
+};
+
 /* Access log settings (the `ambassador` Module). */
 struct pt_log_conf {
     bool json;
@@ -138,6 +148,7 @@ struct pt_snapshot {
     struct pt_vhost **vhosts;      uint32_t nvhosts;   /* owned list, for freeing */
     struct pt_route_action **actions; uint32_t nactions;
     struct pt_log_conf log;
+    struct pt_http_opts http;
     struct pt_trace_config *tracing;  /* the TracingService (owned reference), NULL: off */
     struct pt_cluster *tracing_cluster; /* its collector (owned) */
     char *diag_json;            /* diag document of this configuration (admin) */
