@@ -49,6 +49,8 @@ static const char usage[] =
     "  --max-headers N       header count limit (default 100)\n"
     "  --idle-timeout-ms N   downstream keep-alive idle timeout (default 300000)\n"
     "  --header-timeout-ms N time allowed for a request head (default 10000)\n"
+    "  --stream-idle-timeout-ms N  a request with no bytes moving either way ends (default\n"
+    "                        300000; 0: never; a Mapping's idle_timeout_ms wins)\n"
     "  --max-connections N   downstream connections per worker (default 100000)\n"
     "\n"
     "environment: AMBASSADOR_NAMESPACE, AMBASSADOR_ID, AMBASSADOR_SINGLE_NAMESPACE,\n"
@@ -220,6 +222,7 @@ int main(int argc, char **argv)
         { "max-headers", required_argument, NULL, 'H' },
         { "idle-timeout-ms", required_argument, NULL, 'I' },
         { "header-timeout-ms", required_argument, NULL, 'T' },
+        { "stream-idle-timeout-ms", required_argument, NULL, 'S' },
         { "max-connections", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
@@ -271,6 +274,10 @@ int main(int argc, char **argv)
         case 'T':
             if (parse_uint(optarg, "--header-timeout-ms", 100, 3600000, &v)) return 2;
             pt_proxy_limits.header_timeout_ms = (uint32_t)v;
+            break;
+        case 'S':
+            if (parse_uint(optarg, "--stream-idle-timeout-ms", 0, 86400000, &v)) return 2;
+            pt_proxy_limits.stream_idle_timeout_ms = (uint32_t)v;
             break;
         case 'C':
             if (parse_uint(optarg, "--max-connections", 1, 10000000, &v)) return 2;

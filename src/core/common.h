@@ -24,7 +24,8 @@
     X(IO, -7, "I/O error")                                             \
     X(CLOSED, -8, "connection closed")                                 \
     X(TIMEDOUT, -9, "timed out")                                       \
-    X(NOTFOUND, -10, "not found")
+    X(NOTFOUND, -10, "not found")                                      \
+    X(NOTSUP, -11, "not supported")
 
 enum pt_status {
 #define PT_ERR_ENUM(name, val, msg) PT_##name = (val),

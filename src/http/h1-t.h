@@ -8,9 +8,12 @@
 
 #define PT_H1_DEFAULT_MAX_HEAD_BYTES (60 * 1024) /* request line + headers + blank line */
 #define PT_H1_DEFAULT_MAX_HEADERS 100
-#define PT_H1_CHUNK_SIZE_MAX ((uint64_t)1 << 62) /* largest chunk-size accepted */
+#define PT_H1_CHUNK_SIZE_MAX ((uint64_t)0x7fffffff) /* largest chunk-size accepted: fits any
+                                                     * 32-bit signed reader */
 #define PT_H1_CHUNK_LINE_MAX 4096                /* chunk-size line, extensions included */
 #define PT_H1_TRAILERS_MAX (60 * 1024)           /* whole trailer section */
+#define PT_H1_CHUNK_HEAD_MAX 20                  /* a chunk-size line Portico writes */
+#define PT_H1_LAST_CHUNK "0\r\n\r\n"             /* the end of a body Portico frames */
 
 /* Limits of one parse. A zero field means its default, so an all-zero struct is valid. */
 struct pt_h1_limits {
@@ -50,10 +53,12 @@ struct pt_h1_request {
 
     struct pt_str host;     /* value of the Host header, empty when there is none */
     int64_t content_length; /* -1 when absent */
-    bool chunked;           /* Transfer-Encoding ends in chunked (the only accepted form) */
+    bool chunked;           /* Transfer-Encoding: chunked (the only accepted form) */
     bool keep_alive;        /* per version and the Connection close / keep-alive options */
     bool expect_continue;   /* HTTP/1.1 and Expect: 100-continue */
     bool upgrade;           /* HTTP/1.1, Connection: upgrade and an Upgrade header */
+    bool conn_options;      /* some Connection header names more than close / keep-alive: the
+                             * headers it names are not forwarded (RFC 9110 §7.6.1) */
 
     /* Index into headers[] of the first header of each kind, -1 when absent. */
     int idx_connection;

@@ -25,8 +25,9 @@
  * - Host names (Host header, absolute-form and CONNECT targets) are limited to the unreserved
  *   bytes of a DNS name (ALPHA DIGIT - . _ ~) or an IPv6 literal; an optional port is 1 to 5
  *   digits up to 65535. Userinfo ('@') is rejected (RFC 9110 §4.2.4).
- * - Transfer-Encoding: the combined list must end in exactly one "chunked"; codings before it
- *   must be gzip, deflate, compress, x-gzip or x-compress. No parameters, no empty elements.
+ * - Transfer-Encoding: the combined list must be exactly one "chunked" (as Envoy): a request
+ *   with other codings gets PT_NOTSUP (501), a response with them is an upstream protocol error.
+ *   No parameters, no empty elements.
  * - HTTP/1.0 messages with Transfer-Encoding are rejected (RFC 9112 §6.1: faulty framing).
  * - Status lines may omit the SP before an empty reason phrase (common in upstreams). */
 #ifndef _GNU_SOURCE
@@ -128,8 +129,10 @@ struct fields {
     unsigned count[H_MAX];    /* headers of each kind */
     int64_t content_length;   /* last Content-Length value, -1 if none */
     bool content_length_differs;
-    bool te_chunked;          /* the Transfer-Encoding list ended in chunked */
+    unsigned te_codings;      /* elements of the Transfer-Encoding list */
+    bool te_chunked;          /* one of them is chunked */
     bool conn_close, conn_keep_alive, conn_upgrade;
+    bool conn_options;        /* Connection names something besides close and keep-alive */
 };
 
 static const struct pt_str slash = { "/", 1 };
@@ -322,32 +325,35 @@ static int note_connection(struct fields *f, struct pt_str v)
         else if (TOKEN_IS(e, "keep-alive"))
             f->conn_keep_alive = true;
         else if (TOKEN_IS(e, "upgrade"))
-            f->conn_upgrade = true;
+            f->conn_upgrade = f->conn_options = true;
+        else
+            f->conn_options = true;
     }
     return 0;
 }
 
-static bool known_coding(struct pt_str e)
-{
-    return TOKEN_IS(e, "gzip") || TOKEN_IS(e, "deflate") || TOKEN_IS(e, "compress") ||
-           TOKEN_IS(e, "x-gzip") || TOKEN_IS(e, "x-compress");
-}
-
-/* Transfer-Encoding (RFC 9112 §6.1): all headers form one list that must end in chunked, with
- * chunked only once; nothing may follow it, not even in a later header. */
+/* Transfer-Encoding (RFC 9112 §6.1): all headers form one list. The only framing Portico
+ * accepts is exactly one coding, "chunked" (Envoy's rule): other codings, or chunked more than
+ * once, are valid syntax that is not supported (501); an element that is not a token is
+ * malformed (400). */
 static int note_transfer_encoding(struct fields *f, struct pt_str v)
 {
     struct pt_str e;
 
     while (list_next(&v, &e)) {
-        if (f->te_chunked || !is_token(e))
+        if (!is_token(e))
             return PT_BADMSG;
+        f->te_codings++;
         if (TOKEN_IS(e, "chunked"))
             f->te_chunked = true;
-        else if (!known_coding(e))
-            return PT_BADMSG;
     }
     return 0;
+}
+
+/* te_supported: the Transfer-Encoding list is exactly "chunked". */
+static bool te_supported(const struct fields *f)
+{
+    return f->te_codings == 1 && f->te_chunked;
 }
 
 static int note_content_length(struct fields *f, struct pt_str v)
@@ -571,8 +577,10 @@ static int request_semantics(struct pt_h1_request *req, const struct fields *f)
     if (f->count[H_CONTENT_LENGTH] > 1)
         return PT_BADMSG;
     if (f->count[H_TRANSFER_ENCODING] > 0) {
-        if (!v11 || !f->te_chunked || f->count[H_CONTENT_LENGTH] > 0)
+        if (!v11 || f->count[H_CONTENT_LENGTH] > 0)
             return PT_BADMSG;
+        if (!te_supported(f))
+            return PT_NOTSUP;
         req->chunked = true;
     }
     req->content_length = f->content_length;
@@ -582,6 +590,7 @@ static int request_semantics(struct pt_h1_request *req, const struct fields *f)
         req->expect_continue = e.len == 12 && name_is(e.ptr, "100-continue", 12);
     }
     req->upgrade = v11 && f->conn_upgrade && f->count[H_UPGRADE] > 0;
+    req->conn_options = f->conn_options;
     req->idx_connection = f->idx[H_CONNECTION];
     req->idx_te_header = f->idx[H_TE];
     req->idx_x_forwarded_for = f->idx[H_X_FORWARDED_FOR];
@@ -659,7 +668,7 @@ static int response_semantics(struct pt_h1_response *res, const struct fields *f
     if (f->content_length_differs)
         return PT_BADMSG;
     if (f->count[H_TRANSFER_ENCODING] > 0) {
-        if (res->minor_version == 0 || !f->te_chunked)
+        if (res->minor_version == 0 || !te_supported(f))
             return PT_BADMSG;
         res->chunked = true;
         if (f->count[H_CONTENT_LENGTH] > 0) { /* RFC 9112 §6.3: chunked wins, then close */
@@ -726,6 +735,23 @@ int pt_h1_find_head_end(const char *buf, size_t len, size_t *scanned,
 
 /* ---- chunked bodies ---- */
 
+size_t pt_h1_chunk_head(char *out, uint64_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t k = 0, len = 0;
+
+    do {
+        tmp[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    while (k > 0)
+        out[len++] = tmp[--k];
+    out[len++] = '\r';
+    out[len++] = '\n';
+    return len;
+}
+
 static int hex_value(uint8_t c)
 {
     if (c >= '0' && c <= '9')
@@ -748,7 +774,7 @@ static int chunked_count(struct pt_h1_chunked *st, uint32_t max)
     return ++st->_count > max ? chunked_fail(st, PT_TOOBIG) : 0;
 }
 
-/* chunked_size_digit: appends hex digit <d> to the chunk-size, refusing sizes above 2^62. */
+/* chunked_size_digit: appends hex digit <d> to the chunk-size, refusing sizes above PT_H1_CHUNK_SIZE_MAX. */
 static int chunked_size_digit(struct pt_h1_chunked *st, int d)
 {
     if (st->_size > (PT_H1_CHUNK_SIZE_MAX - (uint64_t)d) >> 4)

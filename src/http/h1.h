@@ -10,11 +10,11 @@
  * hold more than one pipelined request) into <req>, storing up to <max_hdrs> headers into <hdrs>,
  * under <lim> (NULL: defaults). Returns the head length (> 0, through the blank line, including
  * the one empty line tolerated before the request line), PT_AGAIN if the head is incomplete,
- * PT_BADMSG if it is malformed (answer 400 and close), or PT_TOOBIG when the head does not fit
+ * PT_BADMSG if it is malformed (answer 400 and close), PT_NOTSUP for a Transfer-Encoding other
+ * than exactly "chunked" (501 and close), or PT_TOOBIG when the head does not fit
  * in lim->max_head_bytes or has more headers than min(<max_hdrs>, lim->max_headers) (431).
  * Rejects, among others: bare CR or LF, obs-fold, bad tokens or field bytes, any duplicate
- * Content-Length, a Transfer-Encoding that does not end in one chunked (or with Content-Length,
- * or in HTTP/1.0), duplicate or invalid Host, and HTTP/1.1 without Host. <req> is meaningful
+ * Content-Length, a Transfer-Encoding with Content-Length or in HTTP/1.0, duplicate or invalid Host, and HTTP/1.1 without Host. <req> is meaningful
  * only after a return > 0. Costs O(head), plus a backwards memrchr over any bytes after the
  * head (up to lim->max_head_bytes), and re-parses from the start on every call: when reading
  * piecemeal, wait for pt_h1_find_head_end() to return > 0 instead of calling this after every
@@ -45,7 +45,7 @@ int pt_h1_find_head_end(const char *buf, size_t len, size_t *scanned,
  * CRLFs, trailers) with state <st>, and sets <*consumed>. Returns 1 when the final chunk and the
  * trailer section have been consumed (<*consumed> then ends just after the final CRLF; the rest
  * of <buf> belongs to the next message), 0 when all <len> bytes were consumed and more are
- * needed, PT_BADMSG on malformed framing (bad hex, size above 2^62, missing CRLF, bare LF,
+ * needed, PT_BADMSG on malformed framing (bad hex, size above PT_H1_CHUNK_SIZE_MAX, missing CRLF, bare LF,
  * invalid trailer byte), or PT_TOOBIG when a chunk-size line exceeds PT_H1_CHUNK_LINE_MAX or the
  * trailers PT_H1_TRAILERS_MAX. Errors are sticky. Chunk data is skipped in one step. */
 int pt_h1_chunked_scan(struct pt_h1_chunked *st, const char *buf, size_t len, size_t *consumed);
@@ -56,6 +56,11 @@ int pt_h1_chunked_scan(struct pt_h1_chunked *st, const char *buf, size_t len, si
  * bytes once all were consumed), or an error as pt_h1_chunked_scan(). */
 int pt_h1_chunked_decode(struct pt_h1_chunked *st, const char *buf, size_t len, size_t *consumed,
                          struct pt_str *data);
+
+/* pt_h1_chunk_head: writes the chunk-size line for <n> data bytes ("1f4\r\n") into <out>, which
+ * has room for PT_H1_CHUNK_HEAD_MAX bytes, and returns its length. A body re-framed by Portico
+ * is a series of such chunks followed by PT_H1_LAST_CHUNK (no extensions, no trailers). */
+size_t pt_h1_chunk_head(char *out, uint64_t n);
 
 /* pt_h1_response_has_body: false for responses that never have a body: to a HEAD request
  * (<request_method_is_head> non-zero), and with status 1xx, 204 or 304 (RFC 9110 §6.4.1). A 2xx

@@ -183,14 +183,13 @@ static void ds_forward_request_body(struct pt_downstream *ds)
     while (!(ds->flags & PT_DSF_REQ_DONE) && ds->up != NULL && ds->up->out.len == 0) {
         if (ds->in.len > 0) {
             bool done;
-            struct pt_str send;
-            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
-            struct iovec iov = { (void *)send.ptr, n > 0 ? send.len : 0 };
+            struct pt_body_out out = { .n = 0 };
+            int64_t n = pt_body_take_request(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &out);
             if (n < 0) {
                 pt_ds_abort(ds);
                 return;
             }
-            if (pt_up_send(ds->up, &iov, 1) == PT_IO) {
+            if (pt_up_send(ds->up, out.iov, out.n) == PT_IO) {
                 pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
                 return;
             }
@@ -269,7 +268,7 @@ static void ds_finish(struct pt_downstream *ds)
     ds->state = PT_DS_HEAD;
     if (ds->in.len == 0)
         pt_buf_release(&w->bufs, &ds->in);
-    pt_timer_arm(w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+    pt_timer_arm(w->loop, &ds->timer, pt_ds_keepalive_ms(ds));
     if (!(ds->flags & PT_DSF_IN_PROCESS) && (ds->in.len > 0 || (ds->flags & PT_DSF_RD_PENDING)))
         ds_process(ds);
 }
@@ -506,7 +505,7 @@ static void ds_process(struct pt_downstream *ds)
         if (ds->in.len == 0) {
             pt_buf_release(&ds->w->bufs, &ds->in);
             if (!pt_timer_armed(&ds->timer))
-                pt_timer_arm(ds->w->loop, &ds->timer, pt_proxy_limits.idle_timeout_ms);
+                pt_timer_arm(ds->w->loop, &ds->timer, pt_ds_keepalive_ms(ds));
         } else if (!(ds->flags & PT_DSF_HEAD_TIMER)) {
             /* The whole head must arrive within the header timeout of its first byte. */
             ds->flags |= PT_DSF_HEAD_TIMER;

@@ -23,7 +23,10 @@ struct pt_proxy_limits {
     uint32_t max_head_bytes;      /* request line + headers */
     uint32_t max_headers;
     uint32_t header_timeout_ms;   /* a request head must arrive within this */
-    uint32_t idle_timeout_ms;     /* downstream keep-alive idle */
+    uint32_t idle_timeout_ms;     /* downstream keep-alive idle (Module listener_idle_timeout_ms
+                                   * wins) */
+    uint32_t stream_idle_timeout_ms; /* a request with nothing moving (Envoy's stream idle
+                                      * timeout; a Mapping's idle_timeout_ms wins); 0: none */
     uint32_t upstream_idle_ms;    /* pooled upstream connection idle */
     uint32_t max_idle_per_endpoint;
     uint32_t max_connections;     /* per worker */
@@ -63,13 +66,13 @@ enum pt_ds_state {
 #define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
 #define PT_DSF_UPGRADE      0x40000 /* an Upgrade the route allows was forwarded */
 #define PT_DSF_TUNNEL       0x80000 /* upgraded (101): bytes flow both ways until a side closes */
-#define PT_DSF_CONN_EXTRA  0x100000 /* Connection names more than close/keep-alive */
 
 /* How a message body is delimited. */
 enum pt_body_kind {
     PT_BODY_NONE = 0,
     PT_BODY_LENGTH,
-    PT_BODY_CHUNKED,       /* forwarded with its framing */
+    PT_BODY_CHUNKED,       /* forwarded with its framing (responses) */
+    PT_BODY_RECHUNK,       /* decoded and framed again by Portico (requests) */
     PT_BODY_DECHUNK,       /* chunked upstream, raw to an HTTP/1.0 client (close-delimited) */
     PT_BODY_UNTIL_CLOSE,
 };
@@ -77,7 +80,7 @@ enum pt_body_kind {
 struct pt_body {
     enum pt_body_kind kind;
     uint64_t remaining;          /* PT_BODY_LENGTH */
-    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED, PT_BODY_DECHUNK */
+    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED, PT_BODY_RECHUNK, PT_BODY_DECHUNK */
     uint64_t payload;            /* body bytes taken so far, without chunk framing: what
                                   * Envoy's BYTES_RECEIVED / BYTES_SENT count */
 };
@@ -125,7 +128,8 @@ struct pt_downstream {
     struct pt_buf out;              /* bytes for the client not yet written */
     struct pt_timer timer;          /* header/idle timeout or route timeout */
     struct pt_timer idle_timer;     /* the request's idle timeout (idle_ms) while it is forwarded */
-    uint32_t idle_ms;               /* Mapping idle_timeout_ms, or the tunnel's; 0: none */
+    uint32_t idle_ms;               /* Mapping idle_timeout_ms, else the stream idle timeout, or
+                                     * the tunnel's; 0: none */
     struct pt_upstream *up;
     struct pt_downstream *dead_next;
     char peer_ip[48];

@@ -32,9 +32,12 @@ const char *pt_reason_phrase(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
+    case 421: return "Misdirected Request";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -103,6 +106,13 @@ void pt_reply_local(struct pt_downstream *ds, int status, struct pt_str body, co
 
 void pt_reply_bad_request(struct pt_downstream *ds)
 {
+    pt_reply_refuse(ds, 400);
+}
+
+void pt_reply_refuse(struct pt_downstream *ds, int status)
+{
+    const char *text = pt_reason_phrase(status);
+
     ds->flags |= PT_DSF_CLOSE_AFTER;
     ds->flags &= ~PT_DSF_REQ_DONE;
     if (ds->state == PT_DS_HEAD || ds->log_len == 0) {
@@ -129,7 +139,7 @@ void pt_reply_bad_request(struct pt_downstream *ds)
         ds->upstream_ms = UINT32_MAX;
         ds->bytes_rx = ds->bytes_tx = 0;
     }
-    send_reply(ds, 400, PT_STR_LIT("Bad Request"), "DPE", NULL, 0);
+    send_reply(ds, status, pt_str_c(text), "DPE", NULL, 0);
 }
 
 void pt_reply_redirect_https(struct pt_downstream *ds)

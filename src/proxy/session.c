@@ -11,6 +11,7 @@
 #include "route/route.h"
 #include "observe/trace.h"
 #include "observe/logformat.h"
+#include "tls/tls.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -131,9 +132,46 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
         send->len = len;
         return (int64_t)len;
     case PT_BODY_DECHUNK:
+    case PT_BODY_RECHUNK:
         break;
     }
     return 0;
+}
+
+int64_t pt_body_take_request(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_body_out *o)
+{
+    size_t off = 0;
+    int runs = 0;
+
+    if (b->kind != PT_BODY_RECHUNK) {
+        struct pt_str send;
+        int64_t n = pt_body_take(b, data, len, done, &send);
+        if (n > 0 && send.len > 0)
+            o->iov[o->n++] = (struct iovec){ (void *)send.ptr, send.len };
+        return n;
+    }
+    *done = false;
+    while (off < len && runs < PT_BODY_RUNS) {
+        struct pt_str run;
+        size_t consumed;
+        int r = pt_h1_chunked_decode(&b->chunk, data + off, len - off, &consumed, &run);
+        if (r < 0)
+            return r;
+        off += consumed;
+        if (run.len > 0) {
+            char *h = o->heads[runs++];
+            o->iov[o->n++] = (struct iovec){ h, pt_h1_chunk_head(h, run.len) };
+            o->iov[o->n++] = (struct iovec){ (void *)run.ptr, run.len };
+            o->iov[o->n++] = (struct iovec){ (void *)"\r\n", 2 };
+        }
+        if (r == 1) {
+            o->iov[o->n++] = (struct iovec){ (void *)PT_H1_LAST_CHUNK, sizeof(PT_H1_LAST_CHUNK) - 1 };
+            *done = true;
+            break;
+        }
+    }
+    b->payload = b->chunk.data_total;
+    return (int64_t)off;
 }
 
 /* Writes a version-4 UUID from the worker's PRNG into out (36 bytes). */
@@ -172,25 +210,37 @@ static struct pt_str next_token(struct pt_str v, size_t *i)
     return pt_str_make(v.ptr + start, end - start);
 }
 
-/* Whether <name> is one of the tokens of a Connection header value. */
-static bool connection_lists(struct pt_str conn, struct pt_str name)
+/* Headers a Connection option can never remove: they decide how the message is framed, where
+ * it goes or whether it switches protocols, and Portico writes them itself. */
+static bool connection_protected(struct pt_str n)
 {
-    size_t i = 0;
-    while (i < conn.len)
-        if (pt_str_caseeq(next_token(conn, &i), name))
-            return true;
+    switch (n.len) {
+    case 2:
+        return pt_str_caseeq(n, PT_STR_LIT("te"));
+    case 4:
+        return pt_str_caseeq(n, PT_STR_LIT("host"));
+    case 7:
+        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
+    case 14:
+        return pt_str_caseeq(n, PT_STR_LIT("content-length"));
+    case 17:
+        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
+    }
     return false;
 }
 
-/* Whether a Connection header names anything beyond close/keep-alive: headers it names must not
- * be forwarded (RFC 9110 §7.6.1), and an upgrade must name "upgrade". */
-static bool connection_has_extra(struct pt_str conn)
+/* connection_names: whether any Connection header of <req> (RFC 9110 §7.6.1: options come from
+ * all of them) lists <name>. */
+static bool connection_names(const struct pt_h1_request *req, struct pt_str name)
 {
-    size_t i = 0;
-    while (i < conn.len) {
-        struct pt_str t = next_token(conn, &i);
-        if (t.len && !pt_str_caseeq(t, PT_STR_LIT("close")) && !pt_str_caseeq(t, PT_STR_LIT("keep-alive")))
-            return true;
+    for (size_t k = (size_t)req->idx_connection; k < req->nheaders; k++) {
+        struct pt_str v = req->headers[k].value;
+        size_t i = 0;
+        if (req->headers[k].name.len != 10 || !pt_str_caseeq(req->headers[k].name, PT_STR_LIT("connection")))
+            continue;
+        while (i < v.len)
+            if (pt_str_caseeq(next_token(v, &i), name))
+                return true;
     }
     return false;
 }
@@ -214,8 +264,7 @@ static int upgrade_check(const struct pt_downstream *ds)
     struct pt_str up, proto;
     size_t i = 0;
 
-    if (!(ds->flags & PT_DSF_CONN_EXTRA) || !connection_lists(req->headers[req->idx_connection].value, PT_STR_LIT("upgrade")) ||
-        (up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade"))).len == 0 || req->minor_version != 1)
+    if (!req->upgrade || (up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade"))).len == 0)
         return 0;
     proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
     if (pt_str_caseeq(proto, PT_STR_LIT("h2c")))
@@ -363,6 +412,32 @@ static struct pt_vhost *find_vhost(const struct pt_listener *l, struct pt_str ho
     return NULL;
 }
 
+/* sni_context: the termination context a handshake naming <name> (NULL: no SNI) gets on
+ * listener <l>, as tls/sni.c chooses it. */
+static SSL_CTX *sni_context(const struct pt_listener *l, const char *name)
+{
+    SSL_CTX *ctx = pt_tls_sni_map_lookup(l->sni, name);
+    return ctx != NULL ? ctx : l->tls_ctx;
+}
+
+/* sni_agrees: whether the Host a TLS request names (<host>, without port) would have been
+ * given the same TLS context as the SNI its connection sent. When they differ, the request
+ * must not reach that Host's routes: a client could pass a Host's client-certificate check by
+ * naming another Host in its handshake. Compared in the current snapshot, so a reload between
+ * the handshake and the request changes nothing. */
+static bool sni_agrees(const struct pt_downstream *ds, const struct pt_listener *l, struct pt_str host)
+{
+    char name[256];
+
+    if (ds->ssl == NULL || l->sni == NULL)
+        return true;
+    if (host.len >= sizeof(name))
+        return false;
+    memcpy(name, host.ptr, host.len);
+    name[host.len] = '\0';
+    return sni_context(l, SSL_get_servername(ds->ssl, TLSEXT_NAMETYPE_host_name)) == sni_context(l, name);
+}
+
 static bool request_is_secure(const struct pt_downstream *ds, const struct pt_listener *l)
 {
     struct pt_str xfp;
@@ -394,8 +469,7 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
-    struct pt_str conn = req->idx_connection >= 0 ? req->headers[req->idx_connection].value : (struct pt_str){ 0 };
-    bool conn_extra = ds->flags & PT_DSF_CONN_EXTRA;
+    bool own_host = a->host_rewrite.len || a->auto_host_rewrite || req->authority.len;
     int plen;
 
     b.end = path; /* the rewritten path lives at the end of the scratch area */
@@ -412,16 +486,18 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
          * X-Forwarded-Proto must not slip past the one we set. */
         if (hop_by_hop(n) || (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for"))))
             continue;
+        if (n.len == 14 && pt_str_caseeq(n, PT_STR_LIT("content-length")))
+            continue; /* framing is written below from what was parsed */
         if (!keep_xfp && n.len == 17 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-proto")))
             continue;
-        if ((int)i == req->idx_host && (a->host_rewrite.len || a->auto_host_rewrite))
+        if ((int)i == req->idx_host && own_host)
             continue;
         if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("expect")))
             continue; /* answered here, as Envoy does */
         if (n.len >= 21 && (pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")) ||
                             pt_str_caseeq(n, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"))))
             continue; /* ours to set, never the client's */
-        if (conn_extra && connection_lists(conn, n))
+        if (req->conn_options && !connection_protected(n) && connection_names(req, n))
             continue;
         if (ds->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
             continue; /* replaced by the router span's context */
@@ -433,8 +509,10 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
         hb_header(&b, PT_STR_LIT("host"), a->host_rewrite);
     else if (a->auto_host_rewrite && a->cluster->host)
         hb_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
-    else if (req->idx_host < 0 && req->authority.len)
+    else if (req->authority.len) /* an absolute-form target replaces Host (RFC 9112 §3.2.2) */
         hb_header(&b, PT_STR_LIT("host"), req->authority);
+    else if (req->idx_host < 0) /* HTTP/1.0 without Host: the service's name */
+        hb_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
     hb_lit(&b, "x-forwarded-for: ");
     for (size_t i = req->idx_x_forwarded_for >= 0 ? (size_t)req->idx_x_forwarded_for : req->nheaders;
          i < req->nheaders; i++) {
@@ -469,8 +547,13 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
         hb_header(&b, a->add_req[i].name, a->add_req[i].value);
     if (ds->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
         b.p += pt_trace_inject(&ds->trace, b.p, (size_t)(b.end - b.p));
-    if (req->chunked)
+    if (req->chunked) { /* the framing Portico parsed, never a header the client sent */
         hb_lit(&b, "transfer-encoding: chunked\r\n");
+    } else if (req->content_length >= 0) {
+        hb_lit(&b, "content-length: ");
+        hb_uint(&b, (uint64_t)req->content_length);
+        hb_lit(&b, "\r\n");
+    }
     if (ds->flags & PT_DSF_UPGRADE) {
         hb_lit(&b, "connection: upgrade\r\n");
         hb_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
@@ -577,18 +660,18 @@ static bool send_upstream(struct pt_downstream *ds, const struct pt_route_req *r
     ds->upstream_start_ms = ds->start_ms;
     {
         bool done = ds->flags & PT_DSF_REQ_DONE;
-        size_t body = 0;
+        struct pt_body_out out;
+        int64_t body = 0;
+        out.iov[0] = (struct iovec){ w->scratch, hlen };
+        out.n = 1;
         if (!done && ds->in.len > 0) {
-            struct pt_str send;
-            int64_t n = pt_body_take(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &send);
-            if (n < 0) {
+            body = pt_body_take_request(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &out);
+            if (body < 0) {
                 pt_reply_bad_request(ds);
                 return false;
             }
-            body = (size_t)n;
         }
-        struct iovec iov[2] = { { w->scratch, hlen }, { pt_buf_data(&ds->in), body } };
-        if (pt_up_send(up, iov, body ? 2 : 1) == PT_IO) {
+        if (pt_up_send(up, out.iov, out.n) == PT_IO) {
             pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
             return ds->up != NULL; /* retried on a new connection (pt_session_retry) */
         }
@@ -640,6 +723,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     const struct pt_route *route;
     struct pt_route_req rreq;
     struct pt_vhost *vh;
+    struct pt_str host;
     char request_id[37];
     const char *rid = NULL;
     int r;
@@ -656,6 +740,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     ds->route = NULL;
     ds->action = NULL;
     ds->state = PT_DS_FORWARD;
+    ds->log_len = 0; /* nothing of this request is logged yet */
     {
         struct pt_http_stats *hs = pt_ds_http_stats(ds);
         if (hs != NULL) {
@@ -670,9 +755,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     }
     r = pt_h1_parse_request(pt_buf_data(&ds->in), head_len, req, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
     if (r <= 0) {
-        pt_reply_bad_request(ds);
+        pt_reply_refuse(ds, r == PT_NOTSUP ? 501 : 400);
         return;
     }
+
     /* The head's slices stay valid: the buffer is not compacted while this request runs. */
     pt_buf_consume(&ds->in, (uint32_t)head_len);
     ds->snap = w->snap;
@@ -685,7 +771,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         ds->flags |= PT_DSF_CLOSE_AFTER;
     ds->req_body = (struct pt_body){ 0 };
     if (req->chunked)
-        ds->req_body.kind = PT_BODY_CHUNKED;
+        ds->req_body.kind = PT_BODY_RECHUNK;
     else if (req->content_length > 0)
         ds->req_body = (struct pt_body){ .kind = PT_BODY_LENGTH, .remaining = (uint64_t)req->content_length };
     else
@@ -710,6 +796,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
             }
         }
     }
+    if (req->minor_version == 0 && !ds->snap->http.enable_http10) {
+        pt_reply_refuse(ds, 426); /* as Emissary's Envoy without enable_http10 */
+        return;
+    }
     if (ds->listener == NULL) { /* the listener went away with a reload */
         ds->flags |= PT_DSF_CLOSE_AFTER;
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
@@ -724,7 +814,12 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         req->path = pt_str_make(w->pathbuf, (size_t)n);
     }
     rreq = route_req(req);
-    vh = find_vhost(ds->listener, pt_authority_strip_port(rreq.authority));
+    host = pt_authority_strip_port(rreq.authority);
+    if (!sni_agrees(ds, ds->listener, host)) {
+        pt_reply_refuse(ds, 421);
+        return;
+    }
+    vh = find_vhost(ds->listener, host);
     if (vh == NULL) {
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
         return;
@@ -749,11 +844,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->action = pt_route_action(route);
-    /* The Connection header is read once: for the headers it names (build_request_head) and
-     * for an upgrade, which it must name. */
-    if (req->idx_connection >= 0 && connection_has_extra(req->headers[req->idx_connection].value))
-        ds->flags |= PT_DSF_CONN_EXTRA;
-    if (ds->flags & PT_DSF_CONN_EXTRA) {
+    if (req->upgrade) {
         int up = upgrade_check(ds);
         if (up < 0) {
             pt_reply_local(ds, 403, (struct pt_str){ 0 }, "-"); /* Envoy's upgrade_failed */
@@ -781,7 +872,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     if (ds->action->timeout_ms)
         pt_timer_arm(w->loop, &ds->timer, ds->action->timeout_ms);
-    ds->idle_ms = ds->action->idle_timeout_ms;
+    ds->idle_ms = ds->action->idle_timeout_ms ? ds->action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
     pt_ds_touch(ds);
     if (!(ds->flags & PT_DSF_REQ_DONE))
         pt_ds_on_upstream_writable(ds); /* more body may already be readable */

@@ -21,6 +21,7 @@ struct pt_proxy_limits pt_proxy_limits = {
     .max_headers = PT_MAX_HEADERS_DEFAULT,
     .header_timeout_ms = 10000,
     .idle_timeout_ms = 300000,
+    .stream_idle_timeout_ms = 300000,
     .upstream_idle_ms = 60000,
     .max_idle_per_endpoint = 128,
     .max_connections = 100000,

@@ -34,6 +34,21 @@ def proxy(processes, tmp_path, quote_backend):
     return p
 
 
+MODULE_HTTP10 = """apiVersion: getambassador.io/v3alpha1
+kind: Module
+metadata: {name: ambassador}
+spec: {config: {enable_http10: true}}
+"""
+
+
+@pytest.fixture
+def proxy10(processes, tmp_path, quote_backend):
+    """As <proxy>, with the ambassador Module's enable_http10: true (HTTP/1.0 gets 426 without)."""
+    p = start_portico(processes, tmp_path, docs(basic_config(quote_backend.port), MODULE_HTTP10))
+    p.backend = quote_backend
+    return p
+
+
 # ---------------------------------------------------------------------------------------------
 # Proxying and connection handling
 
@@ -74,8 +89,8 @@ def test_pipelined_requests_answered_in_order(proxy):
         assert c.read_response().json()["path"] == "/echo/3"
 
 
-def test_http10_request_is_answered_and_closed(proxy):
-    with RawConn(proxy.port) as c:
+def test_http10_request_is_answered_and_closed(proxy10):
+    with RawConn(proxy10.port) as c:
         c.send(b"GET /backend/ HTTP/1.0\r\nHost: h\r\n\r\n")
         r = c.read_response()
         assert r.status == 200
@@ -83,8 +98,8 @@ def test_http10_request_is_answered_and_closed(proxy):
         assert c.closed_by_peer()
 
 
-def test_http10_keep_alive_keeps_the_connection(proxy):
-    with RawConn(proxy.port) as c:
+def test_http10_keep_alive_keeps_the_connection(proxy10):
+    with RawConn(proxy10.port) as c:
         for i in range(3):
             c.send(f"GET /backend/echo/{i} HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
                    .encode())
@@ -190,8 +205,8 @@ def test_close_delimited_upstream_response(processes, tmp_path):
         backend.close()
 
 
-def test_chunked_upstream_response_to_http10_client(proxy):
-    with RawConn(proxy.port) as c:
+def test_chunked_upstream_response_to_http10_client(proxy10):
+    with RawConn(proxy10.port) as c:
         c.send(b"GET /backend/chunked/1000 HTTP/1.0\r\nHost: h\r\n\r\n")
         r = c.read_response()
         assert r.status == 200

@@ -42,10 +42,6 @@ BAD_400 = {
     "cl-hex": post(b"Content-Length: 0x5", body=b"hello"),
     "te-chunked-and-cl": post(b"Transfer-Encoding: chunked", b"Content-Length: 5",
                               body=b"0\r\n\r\n"),
-    "te-chunked-not-final": post(b"Transfer-Encoding: chunked, gzip", body=b"0\r\n\r\n"),
-    "te-xchunked": post(b"Transfer-Encoding: xchunked", body=b"0\r\n\r\n"),
-    "te-two-headers": post(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked",
-                           body=b"0\r\n\r\n"),
     "te-in-http10": b"POST /backend/echo HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                     b"0\r\n\r\n",
     "obs-fold": b"GET /backend/ HTTP/1.1\r\nHost: h\r\nX-A: a\r\n folded\r\n\r\n",
@@ -85,6 +81,26 @@ def expect_status_then_close(port, data, status):
 def test_malformed_request_is_400_and_closed(proxy, name):
     expect_status_then_close(proxy.port, BAD_400[name], 400)
     assert requests.get(proxy.url("/backend/"), timeout=5).status_code == 200
+
+
+# Envoy: a Transfer-Encoding other than exactly "chunked" is 501 Not Implemented.
+NOTSUP_501 = {
+    "te-chunked-not-final": post(b"Transfer-Encoding: chunked, gzip", body=b"0\r\n\r\n"),
+    "te-gzip-chunked": post(b"Transfer-Encoding: gzip, chunked", body=b"0\r\n\r\n"),
+    "te-gzip-then-chunked-headers": post(b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked",
+                                         body=b"0\r\n\r\n"),
+    "te-identity": post(b"Transfer-Encoding: identity", body=b"0\r\n\r\n"),
+    "te-xchunked": post(b"Transfer-Encoding: xchunked", body=b"0\r\n\r\n"),
+    "te-two-headers": post(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked",
+                           body=b"0\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(NOTSUP_501))
+def test_unsupported_transfer_encoding_is_501_and_closed(recording, name):
+    r = expect_status_then_close(recording.port, NOTSUP_501[name], 501)
+    assert r.body == b"Not Implemented"
+    assert recording.backend.requests == []
 
 
 # The issue asks for 400 on every oversize head (Envoy answers 431): the reply must arrive

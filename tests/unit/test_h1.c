@@ -48,6 +48,7 @@ static void expect_res(const char *s, int want)
 
 #define REQ_OK(s) expect_req((s), (int)strlen(s))
 #define REQ_BAD(s) expect_req((s), PT_BADMSG)
+#define REQ_NOTSUP(s) expect_req((s), PT_NOTSUP)
 #define RES_OK(s) expect_res((s), (int)strlen(s))
 #define RES_BAD(s) expect_res((s), PT_BADMSG)
 
@@ -165,10 +166,41 @@ static void test_post_chunked(void **state)
     assert_int_equal(req.content_length, -1);
     assert_int_equal(req.idx_transfer_encoding, 1);
     REQ_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n");
-    REQ_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-    REQ_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n");
+    /* Envoy: anything but exactly "chunked" is 501 */
+    REQ_NOTSUP("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    REQ_NOTSUP("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n");
     REQ_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\tchunked \r\n\r\n");
+}
+
+/* Connection options come from every Connection header (RFC 9110 §7.6.1). */
+static void test_connection_options_all_headers(void **state)
+{
+    struct pt_h1_request req;
+
+    parse_req("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", &req);
+    assert_false(req.conn_options);
+    parse_req("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: x-a\r\n\r\n", &req);
+    assert_true(req.conn_options);
+    assert_true(req.keep_alive);
+    parse_req("GET / HTTP/1.1\r\nHost: h\r\nConnection: x-a\r\nConnection: close\r\n\r\n", &req);
+    assert_true(req.conn_options);
+    assert_false(req.keep_alive);
+    parse_req("GET / HTTP/1.1\r\nHost: h\r\nConnection: x\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n", &req);
+    assert_true(req.upgrade);
+}
+
+static void test_chunk_head(void **state)
+{
+    char b[PT_H1_CHUNK_HEAD_MAX];
+    size_t n = pt_h1_chunk_head(b, 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(b, "0\r\n", 3);
+    n = pt_h1_chunk_head(b, 500);
+    assert_memory_equal(b, "1f4\r\n", n);
+    n = pt_h1_chunk_head(b, UINT64_MAX);
+    assert_int_equal(n, 18);
+    assert_memory_equal(b, "ffffffffffffffff\r\n", n);
 }
 
 static void test_absolute_form(void **state)
@@ -610,15 +642,17 @@ static void test_content_length_rules(void **state)
 
 static void test_transfer_encoding_rules(void **state)
 {
-    REQ_BAD(with_header("Transfer-Encoding: chunked, identity\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: identity, chunked\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: identity\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: gzip\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: xchunked\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunkedx\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunked, chunked\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"));
+    /* valid syntax, not exactly one chunked: 501 (Envoy) */
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked, identity\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: identity, chunked\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: identity\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: gzip\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: xchunked\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunkedx\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked, chunked\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"));
+    /* malformed lists: 400 */
     REQ_BAD(with_header("Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n"));
     REQ_BAD(with_header("Transfer-Encoding:\r\n"));
     REQ_BAD(with_header("Transfer-Encoding: , chunked\r\n"));
@@ -651,16 +685,16 @@ static void test_smuggling(void **state)
     REQ_BAD("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
             "\r\n8\r\nSMUGGLED\r\n0\r\n\r\n");
     /* TE obfuscation */
-    REQ_BAD(with_header("Transfer-Encoding: chunked, identity\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: xchunked\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked, identity\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: xchunked\r\n"));
     REQ_BAD(with_header(" Transfer-Encoding: chunked\r\n"));
     REQ_BAD(with_header("Transfer-Encoding : chunked\r\n"));
     REQ_BAD(with_header("Transfer-Encoding:\x0b" "chunked\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunked\r\nTransfer-encoding: cow\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunked\r\nTransfer-encoding: cow\r\n"));
     REQ_BAD(with_header("X: X\r\nTransfer-Encoding\r\n : chunked\r\n"));
     REQ_BAD(with_header("X: X\nTransfer-Encoding: chunked\r\n"));
     REQ_BAD(with_header("Transfer-Encoding: \"chunked\"\r\n"));
-    REQ_BAD(with_header("Transfer-Encoding: chunk\r\n"));
+    REQ_NOTSUP(with_header("Transfer-Encoding: chunk\r\n"));
     REQ_BAD(with_header("Transfer-Encoding: chunked\rX: y\r\n"));
     /* CL obfuscation */
     REQ_BAD(with_header("Content-Length: +5\r\n"));
@@ -867,8 +901,12 @@ static void test_chunked_bad_framing(void **state)
     expect_chunked("0\r\n\n", PT_BADMSG);
     expect_chunked("0\n\r\n", PT_BADMSG);
     expect_chunked("0\r\n\rX", PT_BADMSG);
-    expect_chunked("4000000000000000\r\n", 0); /* 2^62 exactly */
-    expect_chunked("4000000000000001\r\n", PT_BADMSG);
+    expect_chunked("7fffffff\r\n", 0); /* PT_H1_CHUNK_SIZE_MAX exactly */
+    expect_chunked("000000000000007fffffff\r\n", 0);
+    expect_chunked("80000000\r\n", PT_BADMSG); /* what a 32-bit reader would take as negative */
+    expect_chunked("100000000\r\n", PT_BADMSG); /* ...or as 0 */
+    expect_chunked("1000000000000000000000001\r\n", PT_BADMSG);
+    expect_chunked("4000000000000000\r\n", PT_BADMSG);
     expect_chunked("10000000000000000\r\n", PT_BADMSG);
     expect_chunked("ffffffffffffffffff\r\n", PT_BADMSG);
 }
@@ -919,10 +957,10 @@ static void test_chunked_remaining_and_skip(void **state)
     assert_int_equal(c, 7);
     /* a huge chunk is skipped arithmetically */
     memset(&st, 0, sizeof(st));
-    assert_int_equal(pt_h1_chunked_scan(&st, "4000000000000000\r\n", 18, &c), 0);
-    assert_true(pt_h1_chunked_remaining(&st) == (uint64_t)1 << 62);
+    assert_int_equal(pt_h1_chunked_scan(&st, "7fffffff\r\n", 10, &c), 0);
+    assert_true(pt_h1_chunked_remaining(&st) == PT_H1_CHUNK_SIZE_MAX);
     assert_int_equal(pt_h1_chunked_scan(&st, big, sizeof(big), &c), 0);
-    assert_true(pt_h1_chunked_remaining(&st) == ((uint64_t)1 << 62) - sizeof(big));
+    assert_true(pt_h1_chunked_remaining(&st) == PT_H1_CHUNK_SIZE_MAX - sizeof(big));
 }
 
 /* decode_all: decodes <s> in pieces of <step> bytes, appending the data to <out>. */
@@ -975,6 +1013,8 @@ int main(void)
         cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_post_content_length),
         cmocka_unit_test(test_post_chunked),
+        cmocka_unit_test(test_connection_options_all_headers),
+        cmocka_unit_test(test_chunk_head),
         cmocka_unit_test(test_absolute_form),
         cmocka_unit_test(test_asterisk_and_connect),
         cmocka_unit_test(test_methods),
