@@ -96,3 +96,84 @@ def test_a_burst_of_1500_connections_is_accepted_by_one_worker(processes, tmp_pa
         close_all(socks)
     assert px.metric("envoy_listener_downstream_cx_total") >= n
     assert px.metric("envoy_listener_downstream_cx_overflow") == 0
+
+
+# ---- running out of file descriptors ----
+
+NOFILE = 64  # portico needs about 17 descriptors of its own with one worker and one listener
+KEEPALIVE_REQUEST = b"GET /nothing/here HTTP/1.1\r\nHost: burst.example\r\n\r\n"
+
+
+class LimitedPortico(Portico):
+    """Portico started under `prlimit --nofile=N:N` (prlimit execs it: same pid)."""
+
+    def args(self, *extra):
+        return ["prlimit", f"--nofile={NOFILE}:{NOFILE}", *super().args(*extra)]
+
+
+def cpu_seconds(pid):
+    """utime + stime of <pid> (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def answered_heads(socks, timeout):
+    """Reads every socket for <timeout> s; returns the set of those that received a whole
+    response head (keep-alive 404 with content-length 0, so the head is the whole answer)."""
+    sel = selectors.DefaultSelector()
+    got = {s: b"" for s in socks}
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    done = set()
+    while len(done) < len(socks) and time.monotonic() < deadline:
+        for key, _ in sel.select(max(0.0, min(0.1, deadline - time.monotonic()))):
+            s = key.fileobj
+            try:
+                data = s.recv(65536)
+            except ConnectionError:
+                data = b""
+            got[s] += data
+            if b"\r\n\r\n" in got[s] or not data:
+                sel.unregister(s)
+                if got[s].startswith(NOT_FOUND_HEAD) and b"\r\n\r\n" in got[s]:
+                    done.add(s)
+    sel.close()
+    return done
+
+
+def test_out_of_descriptors_pauses_accepting_then_serves_the_queue(processes, tmp_path):
+    """Portico with RLIMIT_NOFILE 64 gets 80 keep-alive clients at once: it serves what its
+    descriptors allow, warns once (rate-limited), counts the pauses and does not spin while the
+    rest wait in the kernel's queue. Once the first clients close, the waiting ones are accepted
+    and answered with no new connection to wake the listener (before, they waited for ever)."""
+    px = LimitedPortico(processes, tmp_path, workers=1).start()
+    pid = px.proc.pid
+    socks = open_burst(px.port, 80)
+    try:
+        for s in socks:
+            poll_until(lambda s=s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and
+                       s.send(KEEPALIVE_REQUEST) > 0, 5)
+        first = answered_heads(socks, 1.5)
+        waiting = [s for s in socks if s not in first]
+        assert first and waiting, (len(first), len(waiting))
+        px.proc.wait_log(r"portico warn: worker 0: accept: Too many open files: not accepting "
+                         r"connections for 250 ms", 2)
+        cpu0 = cpu_seconds(pid)
+        time.sleep(1.0)
+        cpu = cpu_seconds(pid) - cpu0
+        assert cpu < 0.1, f"{cpu:.2f} s of CPU in 1 s while out of descriptors: spinning"
+        assert answered_heads(waiting, 0.1) == set(), "answered while out of descriptors?"
+        for s in first:
+            s.close()
+        late = answered_heads(waiting, 3.0)
+        assert len(late) == len(waiting), f"{len(waiting) - len(late)} queued clients never served"
+    finally:
+        close_all(socks)
+    ok, _ = poll_until(lambda: px.get("/nothing/").status == 404, 3)
+    assert ok, "new connections are not served after the descriptors came back"
+    pauses = px.metric("portico_accept_pauses_total")
+    assert pauses >= 4, pauses  # one every 250 ms for over a second
+    warnings = [ln for ln in px.log().splitlines() if "accept: Too many open files" in ln]
+    assert len(warnings) == 1, warnings
