@@ -177,3 +177,41 @@ def test_out_of_descriptors_pauses_accepting_then_serves_the_queue(processes, tm
     assert pauses >= 4, pauses  # one every 250 ms for over a second
     warnings = [ln for ln in px.log().splitlines() if "accept: Too many open files" in ln]
     assert len(warnings) == 1, warnings
+
+
+# ---- --max-connections ----
+
+def test_connections_over_max_connections_are_closed_at_once_and_counted(processes, tmp_path):
+    """--max-connections 3 with one worker: a fourth client is closed at once without an answer,
+    counted in envoy_listener_downstream_cx_overflow (not in downstream_cx_total) and warned about
+    once; when a client leaves, the next one is served."""
+    px = Portico(processes, tmp_path, workers=1)
+    px.args = lambda *extra, _args=px.args: _args("--max-connections", "3", *extra)
+    px.start()
+    total0 = px.metric("envoy_listener_downstream_cx_total")
+    held = open_burst(px.port, 3)
+    try:
+        for s in held:
+            poll_until(lambda s=s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and
+                       s.send(KEEPALIVE_REQUEST) > 0, 5)
+        assert len(answered_heads(held, 3.0)) == 3
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", px.port), timeout=3) as s:
+                s.sendall(KEEPALIVE_REQUEST)
+                try:
+                    assert s.recv(100) == b""
+                except ConnectionResetError:
+                    pass
+        held.pop().close()
+        ok, _ = poll_until(lambda: px.metric("envoy_listener_downstream_cx_active") == 2, 3)
+        assert ok, "the closed client is still counted as open"
+        ok, _ = poll_until(lambda: px.get("/nothing/").status == 404, 3)
+        assert ok, "not served again after a client left"
+    finally:
+        close_all(held)
+    assert px.metric("envoy_listener_downstream_cx_overflow") == 2
+    assert px.metric("envoy_listener_downstream_cx_total") - total0 >= 4
+    warnings = [ln for ln in px.log().splitlines() if "(--max-connections)" in ln]
+    assert len(warnings) == 1, warnings
+    assert "portico warn: worker 0: 3 connections open (--max-connections): new connections " \
+           "are closed" in warnings[0], warnings[0]
