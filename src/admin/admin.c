@@ -249,9 +249,15 @@ static void on_conn(struct pt_io *io, uint32_t events)
     }
 }
 
+/* A stalled connection is reset rather than closed: the kernel would otherwise keep trying to
+ * deliver what is left in its send buffer (up to a few MiB) to a client that does not read. */
 static void on_timeout(struct pt_timer *t)
 {
-    conn_close(pt_container_of(t, struct admin_conn, timer));
+    struct admin_conn *c = pt_container_of(t, struct admin_conn, timer);
+    struct linger abort_now = { .l_onoff = 1, .l_linger = 0 };
+
+    setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+    conn_close(c);
 }
 
 /* Whether a warning about refused admin connections may be logged now (one per

@@ -4,6 +4,7 @@ docs/configuration.md section 12 (--max-connections) and 11 (the counters)."""
 
 import errno
 import os
+import re
 import resource
 import selectors
 import socket
@@ -165,18 +166,27 @@ def test_out_of_descriptors_pauses_accepting_then_serves_the_queue(processes, tm
         cpu = cpu_seconds(pid) - cpu0
         assert cpu < 0.1, f"{cpu:.2f} s of CPU in 1 s while out of descriptors: spinning"
         assert answered_heads(waiting, 0.1) == set(), "answered while out of descriptors?"
+        # the admin server is out of descriptors too: its client waits in the queue
+        probe = socket.create_connection(("127.0.0.1", px.admin_port), timeout=5)
+        socks.append(probe)
+        probe.sendall(b"GET /ambassador/v0/check_alive HTTP/1.1\r\nHost: admin\r\n\r\n")
+        time.sleep(0.3)
         for s in first:
             s.close()
         late = answered_heads(waiting, 3.0)
         assert len(late) == len(waiting), f"{len(waiting) - len(late)} queued clients never served"
+        probe.settimeout(3.0)
+        assert probe.recv(100).startswith(b"HTTP/1.1 200 OK\r\n"), "admin client never served"
     finally:
         close_all(socks)
     ok, _ = poll_until(lambda: px.get("/nothing/").status == 404, 3)
     assert ok, "new connections are not served after the descriptors came back"
     pauses = px.metric("portico_accept_pauses_total")
     assert pauses >= 4, pauses  # one every 250 ms for over a second
-    warnings = [ln for ln in px.log().splitlines() if "accept: Too many open files" in ln]
+    warnings = [ln for ln in px.log().splitlines() if "worker 0: accept: Too many open files" in ln]
     assert len(warnings) == 1, warnings
+    assert re.search(r"portico warn: admin: accept: Too many open files: not accepting connections "
+                     r"for 250 ms", px.log())
 
 
 # ---- --max-connections ----
