@@ -43,6 +43,9 @@ static const char usage[] =
     "  --kubernetes          read resources from the Kubernetes API (list + watch; in a pod, or\n"
     "                        KUBECONFIG / ~/.kube/config)\n"
     "  --admin-port N        admin server port (default 8877)\n"
+    "  --admin-bind ADDR     admin server address, numeric IPv4 or IPv6 (default: all)\n"
+    "  --admin-max-connections N  open admin connections at most (default 32)\n"
+    "  --admin-timeout-ms N  admin request head deadline and write idle timeout (default 10000)\n"
     "  --workers N           worker threads (default: one per CPU)\n"
     "  --log-level LEVEL     debug, info, warn or error (default info)\n"
     "  --max-header-bytes N  request line + headers limit (default 61440)\n"
@@ -59,7 +62,7 @@ static const char usage[] =
 struct run_opts {
     const char *config_dir;
     bool kubernetes;
-    int admin_port;
+    struct pt_admin_opts admin;
     int workers;
 };
 
@@ -171,7 +174,7 @@ static int cmd_run(struct run_opts *o)
     ctl.sig_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     ctl.sig_io.cb = on_signal;
     pt_loop_add(ctl.loop, &ctl.sig_io, EPOLLIN);
-    if (pt_admin_start(ctl.loop, o->admin_port) != 0)
+    if (pt_admin_start(ctl.loop, &o->admin) != 0)
         return 1;
     pt_stats_server_init(PT_VERSION);
     pt_reload_init(ctl.loop, o->config_dir, &env, o->workers);
@@ -195,7 +198,8 @@ static int cmd_run(struct run_opts *o)
         if (istio != NULL && istio[0] != '\0' && pt_istio_certs_start(ctl.loop, istio, pt_reload_request, NULL) != 0)
             pt_warn("cannot watch AMBASSADOR_ISTIO_SECRET_DIR %s: the istio-certs Secret will be missing", istio);
     }
-    pt_info("portico %s: %d workers, admin port %d, config %s", PT_VERSION, o->workers, o->admin_port,
+    pt_info("portico %s: %d workers, admin port %d on %s, config %s", PT_VERSION, o->workers,
+            o->admin.port, o->admin.bind ? o->admin.bind : "all addresses",
             o->kubernetes ? "from the Kubernetes API" : o->config_dir);
     /* Hot restart only between processes that name their base id: two porticos started
      * without one (tests, side-by-side instances) must never take each other over. */
@@ -216,6 +220,9 @@ int main(int argc, char **argv)
         { "config", required_argument, NULL, 'c' },
         { "kubernetes", no_argument, NULL, 'k' },
         { "admin-port", required_argument, NULL, 'a' },
+        { "admin-bind", required_argument, NULL, 'b' },
+        { "admin-max-connections", required_argument, NULL, 'm' },
+        { "admin-timeout-ms", required_argument, NULL, 't' },
         { "workers", required_argument, NULL, 'w' },
         { "log-level", required_argument, NULL, 'l' },
         { "max-header-bytes", required_argument, NULL, 'B' },
@@ -228,7 +235,7 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    struct run_opts o = { .admin_port = 8877 };
+    struct run_opts o = { .admin = PT_ADMIN_OPTS_DEFAULT };
     const char *cmd = NULL;
     long v;
     int c;
@@ -244,7 +251,23 @@ int main(int argc, char **argv)
         case 'k': o.kubernetes = true; break;
         case 'a':
             if (parse_uint(optarg, "--admin-port", 1, 65535, &v)) return 2;
-            o.admin_port = (int)v;
+            o.admin.port = (int)v;
+            break;
+        case 'b':
+            if (!pt_admin_bind_valid(optarg)) {
+                fprintf(stderr, "portico: --admin-bind: expected a numeric IPv4 or IPv6 address "
+                                "(such as 127.0.0.1 or ::1), got '%s'\n", optarg);
+                return 2;
+            }
+            o.admin.bind = optarg;
+            break;
+        case 'm':
+            if (parse_uint(optarg, "--admin-max-connections", 1, 10000, &v)) return 2;
+            o.admin.max_connections = (uint32_t)v;
+            break;
+        case 't':
+            if (parse_uint(optarg, "--admin-timeout-ms", 100, 3600000, &v)) return 2;
+            o.admin.timeout_ms = (uint32_t)v;
             break;
         case 'w':
             if (parse_uint(optarg, "--workers", 1, PT_MAX_WORKERS, &v)) return 2;

@@ -354,6 +354,16 @@ static void emit_spans(struct render *r, const struct family *f)
     put_plain(r, "result", "sent", (int64_t)r->srv.trace_sent);
 }
 
+static void emit_accept_pauses(struct render *r, const struct family *f)
+{
+    put_plain(r, NULL, NULL, (int64_t)r->srv.accept_pauses);
+}
+
+static void emit_admin_rejected(struct render *r, const struct family *f)
+{
+    put_plain(r, NULL, NULL, (int64_t)r->srv.admin_rejected);
+}
+
 /* ---- The family table ---- */
 
 #define CLUSTER_FAMILY(field, type)                                                               \
@@ -396,6 +406,8 @@ static const struct family families[] = {
     { "portico_invalid_resources", FT_GAUGE, emit_invalid, 0 },
     { "portico_certificate_expiry_seconds", FT_GAUGE, emit_cert_expiry, 0 },
     { "portico_tracing_spans_total", FT_COUNTER, emit_spans, 0 },
+    { "portico_accept_pauses_total", FT_COUNTER, emit_accept_pauses, 0 },
+    { "portico_admin_connections_rejected_total", FT_COUNTER, emit_admin_rejected, 0 },
 };
 
 /* family_cmp: counters, gauges, histograms; by name within each. */

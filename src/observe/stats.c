@@ -45,6 +45,7 @@ static struct {
     atomic_llong started;
     atomic_llong cert_expiry;
     atomic_uint_fast64_t trace_sent, trace_dropped;
+    atomic_uint_fast64_t accept_pauses, admin_rejected;
 } server = { .version = "unknown" };
 
 static void note_start(void)
@@ -308,6 +309,16 @@ void pt_stats_trace_dropped(uint64_t n)
     atomic_fetch_add_explicit(&server.trace_dropped, n, memory_order_relaxed);
 }
 
+void pt_stats_accept_paused(void)
+{
+    atomic_fetch_add_explicit(&server.accept_pauses, 1, memory_order_relaxed);
+}
+
+void pt_stats_admin_rejected(void)
+{
+    atomic_fetch_add_explicit(&server.admin_rejected, 1, memory_order_relaxed);
+}
+
 void pt_stats__server(struct pt_stats_server *out)
 {
     note_start();
@@ -316,6 +327,8 @@ void pt_stats__server(struct pt_stats_server *out)
     out->cert_expiry = (time_t)atomic_load(&server.cert_expiry);
     out->trace_sent = atomic_load_explicit(&server.trace_sent, memory_order_relaxed);
     out->trace_dropped = atomic_load_explicit(&server.trace_dropped, memory_order_relaxed);
+    out->accept_pauses = atomic_load_explicit(&server.accept_pauses, memory_order_relaxed);
+    out->admin_rejected = atomic_load_explicit(&server.admin_rejected, memory_order_relaxed);
     out->nworkers = 0;
     for (int i = 0; i < PT_STATS_MAX_WORKERS; i++)
         if (atomic_load_explicit(&workers[i], memory_order_relaxed) != NULL)

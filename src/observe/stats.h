@@ -92,6 +92,15 @@ void pt_stats_set_cert_expiry(time_t not_after);
 void pt_stats_trace_sent(uint64_t n);
 void pt_stats_trace_dropped(uint64_t n);
 
+/* pt_stats_accept_paused: one more pause of accepting (portico_accept_pauses_total): accept
+ * failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), on a worker or the
+ * admin server. Atomic; rare by nature. */
+void pt_stats_accept_paused(void);
+
+/* pt_stats_admin_rejected: one more admin connection closed at once because
+ * --admin-max-connections were open (portico_admin_connections_rejected_total). */
+void pt_stats_admin_rejected(void);
+
 /* ---- For the renderer (observe/metrics.c) and tests; control thread ---- */
 
 /* pt_stats__count: one more than the highest index registered in <scope> (index 0 is never
@@ -117,6 +126,7 @@ struct pt_stats_server {
     time_t started;
     time_t cert_expiry;
     uint64_t trace_sent, trace_dropped;
+    uint64_t accept_pauses, admin_rejected;
     int nworkers; /* registered worker blocks */
 };
 void pt_stats__server(struct pt_stats_server *out);

@@ -1,7 +1,15 @@
 /* Worker threads. Each owns an event loop, its own listening sockets (SO_REUSEPORT), buffer and
  * connection pools, upstream pools and stats; nothing on the request path is shared. New
  * snapshots arrive through a per-worker mailbox (an atomic pointer that carries a reference)
- * and are adopted between events; requests in flight finish on the snapshot they began on. */
+ * and are adopted between events; requests in flight finish on the snapshot they began on.
+ *
+ * Accepting: the listening sockets are edge-triggered, so a wake-up must leave nothing in the
+ * kernel's queue unless something else will wake us again. Each wake-up accepts a bounded batch
+ * (so that a burst does not starve the connections already open) and, when the batch ran out
+ * before EAGAIN, re-arms the socket so that the next loop iteration goes on. When accept fails
+ * for want of descriptors or memory, the worker stops accepting for PT_ACCEPT_PAUSE_MS (no
+ * spinning on a queue it cannot take from), counts it and warns at most every
+ * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
 #include "proxy/listen.h"
 #include "config/snapshot.h"
@@ -27,10 +35,19 @@ struct pt_proxy_limits pt_proxy_limits = {
     .max_connections = 100000,
 };
 
+#define PT_ACCEPT_BATCH 128     /* accepts per wake-up and listening socket */
+#define PT_ACCEPT_PAUSE_MS 250  /* no accepting after EMFILE, ENFILE, ENOBUFS or ENOMEM */
+#define PT_ACCEPT_WARN_MS 10000 /* at most one warning per worker in this time */
+
 struct worker_slot {
     struct pt_worker *w;
     _Atomic(struct pt_snapshot *) mailbox;
     atomic_bool drain, stop;
+    /* The worker thread's own: */
+    struct pt_timer accept_timer; /* armed while accepting is paused */
+    bool accept_paused;
+    uint64_t warned_ms;           /* when the last accept or overflow warning was logged */
+    uint32_t unwarned;            /* pauses and overflows since then */
 };
 
 static struct worker_slot slots[PT_MAX_WORKERS];
@@ -43,30 +60,111 @@ struct listen_io {
     struct pt_listen_sock *ls;
 };
 
+/* Whether the worker may log a warning now (one per PT_ACCEPT_WARN_MS); counts the events
+ * that were not logged, for the next warning to say how many there were. */
+static bool may_warn(struct worker_slot *slot, struct pt_worker *w, uint32_t *missed)
+{
+    uint64_t now = pt_loop_now_ms(w->loop);
+    if (slot->warned_ms != 0 && now - slot->warned_ms < PT_ACCEPT_WARN_MS) {
+        slot->unwarned++;
+        return false;
+    }
+    *missed = slot->unwarned;
+    slot->unwarned = 0;
+    slot->warned_ms = now ? now : 1;
+    return true;
+}
+
+/* The events a listening socket of <w> is watched for: none while accepting is paused. */
+static uint32_t listen_events(const struct pt_worker *w)
+{
+    return slots[w->id].accept_paused ? 0 : EPOLLIN;
+}
+
+static void set_listen_events(struct pt_worker *w)
+{
+    struct listen_io *li = (struct listen_io *)w->listen_ios;
+    for (uint32_t i = 0; i < w->nlisten; i++)
+        pt_loop_mod(w->loop, &li[i].io, listen_events(w));
+}
+
+/* Accepting resumes: re-arming a socket whose queue is not empty reports it again at once. */
+static void on_accept_resume(struct pt_timer *t)
+{
+    struct worker_slot *slot = pt_container_of(t, struct worker_slot, accept_timer);
+    slot->accept_paused = false;
+    set_listen_events(slot->w);
+}
+
+/* Stops accepting on every listening socket of <w> for PT_ACCEPT_PAUSE_MS after accept failed
+ * with <err> (the process or the system is out of descriptors or memory). The connections stay
+ * in the kernel's queue and are accepted once descriptors are free again. */
+static void accept_pause(struct pt_worker *w, int err)
+{
+    struct worker_slot *slot = &slots[w->id];
+    uint32_t missed;
+
+    pt_stats_accept_paused();
+    if (may_warn(slot, w, &missed))
+        pt_warn("worker %d: accept: %s: not accepting connections for %d ms (%u more pauses or "
+                "overflows since the last warning)", w->id, strerror(err), PT_ACCEPT_PAUSE_MS, missed);
+    slot->accept_paused = true;
+    set_listen_events(w);
+    slot->accept_timer.cb = on_accept_resume;
+    pt_timer_arm(w->loop, &slot->accept_timer, PT_ACCEPT_PAUSE_MS);
+}
+
+/* A connection over --max-connections: closed at once and counted, as Envoy's listener
+ * connection limit (downstream_cx_overflow). */
+static void accept_overflow(struct listen_io *li, int fd)
+{
+    struct pt_worker *w = li->w;
+    struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, li->ls->port) : NULL;
+    struct pt_listener_stats *ls = pt_stats_listener(w->st, l ? l->stats_idx : PT_STATS_IDX_NONE);
+    uint32_t missed;
+
+    close(fd);
+    if (ls != NULL)
+        pt_stats_inc(&ls->downstream_cx_overflow);
+    if (may_warn(&slots[w->id], w, &missed))
+        pt_warn("worker %d: %u connections open (--max-connections): new connections are closed "
+                "(%u more overflows or pauses since the last warning)", w->id, w->nconns, missed);
+}
+
 static void on_accept(struct pt_io *io, uint32_t events)
 {
     struct listen_io *li = (struct listen_io *)io;
     struct pt_worker *w = li->w;
 
-    for (int i = 0; i < 64; i++) {
+    if (slots[w->id].accept_paused)
+        return; /* reported with the others of this wake-up, before the pause */
+    for (int i = 0; i < PT_ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                pt_warn("accept: %s", strerror(errno));
-            return;
+            switch (errno) {
+            case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+                accept_pause(w, errno);
+                return;
+            case EINTR: case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN:
+            case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+            case EOPNOTSUPP: case ENETUNREACH:
+                continue; /* that connection failed (accept(2)): take the next one */
+            default:
+                return; /* EAGAIN: the queue is empty; EINVAL: shut down (draining) */
+            }
         }
         if (w->nconns >= pt_proxy_limits.max_connections) {
-            struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, li->ls->port) : NULL;
-            struct pt_listener_stats *ls = l ? pt_stats_listener(w->st, l->stats_idx) : NULL;
-            if (ls != NULL)
-                pt_stats_inc(&ls->downstream_cx_overflow);
-            close(fd);
+            accept_overflow(li, fd);
             continue;
         }
         pt_ds_accept(w, li->ls, fd, &peer);
     }
+    /* The batch ran out before EAGAIN: edge-triggered epoll would not report the rest until
+     * another connection arrives. Re-arming a socket that is still readable queues it for the
+     * next loop iteration, behind the connections already waiting there. */
+    pt_loop_mod(w->loop, io, listen_events(w));
 }
 
 /* Registers this worker's sockets of <s>'s listeners and drops those <s> no longer has. A
@@ -99,7 +197,7 @@ static void sync_listeners(struct pt_worker *w, struct pt_snapshot *s)
             }
             if (!found) {
                 neu[n] = (struct listen_io){ .io = { .fd = ls->fds[k], .cb = on_accept }, .w = w, .ls = ls };
-                if (pt_loop_add(w->loop, &neu[n].io, EPOLLIN) == 0)
+                if (pt_loop_add(w->loop, &neu[n].io, listen_events(w)) == 0)
                     n++;
             }
         }
@@ -109,7 +207,7 @@ static void sync_listeners(struct pt_worker *w, struct pt_snapshot *s)
             pt_loop_del(w->loop, &old[j].io);
     /* The kept entries moved: re-register them with their new addresses. */
     for (uint32_t i = 0; i < n; i++)
-        pt_loop_mod(w->loop, &neu[i].io, EPOLLIN);
+        pt_loop_mod(w->loop, &neu[i].io, listen_events(w));
     free(old);
     w->listen_ios = (struct pt_io *)neu;
     w->nlisten = n;

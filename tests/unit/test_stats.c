@@ -419,6 +419,9 @@ static void world_traffic(struct world *wd)
     pt_stats_set_cert_expiry(time(NULL) + 86400);
     pt_stats_trace_sent(5);
     pt_stats_trace_dropped(2);
+    for (int i = 0; i < 3; i++)
+        pt_stats_accept_paused();
+    pt_stats_admin_rejected();
 }
 
 static void world_free(struct world *wd)
@@ -608,6 +611,10 @@ static void test_render_content(void **state)
     assert_true(has_line(text, "portico_invalid_resources{} 1"));
     assert_true(has_line(text, "portico_tracing_spans_total{result=\"dropped\"} 2"));
     assert_true(has_line(text, "portico_tracing_spans_total{result=\"sent\"} 5"));
+    assert_true(has_line(text, "# TYPE portico_accept_pauses_total counter"));
+    assert_true(has_line(text, "portico_accept_pauses_total{} 3"));
+    assert_true(has_line(text, "# TYPE portico_admin_connections_rejected_total counter"));
+    assert_true(has_line(text, "portico_admin_connections_rejected_total{} 1"));
     const char *exp = strstr(text, "\nportico_certificate_expiry_seconds{} ");
     assert_non_null(exp);
     long secs = strtol(strstr(exp, "} ") + 2, NULL, 10);
