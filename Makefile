@@ -21,7 +21,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTHON  := /usr/bin/python3
 
 .PHONY: all deps test unit integration asan fuzz fuzz-objects fuzz-link-flags bench run clean
-all: $(BUILD)/portico $(BUILD)/portico-quote
+all: $(BUILD)/portico $(BUILD)/portico-quote $(BUILD)/tests/h1parse
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -37,6 +37,11 @@ $(BUILD)/portico-quote: $(QUOTE_SRCS)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $< $(LIBOBJS) -o $@ $(LDLIBS) -lcmocka
+
+# Portico's request parser as a command, for the framing property test.
+$(BUILD)/tests/h1parse: tests/tools/h1parse.c $(BUILD)/obj/src/http/h1.o $(BUILD)/obj/src/core/common.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@
 
 deps:
 	@bash scripts/deps.sh
