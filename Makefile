@@ -20,8 +20,8 @@ UNIT_SRCS  := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTHON  := /usr/bin/python3
 
-.PHONY: all deps test unit integration asan fuzz bench run clean
-all: $(BUILD)/portico $(BUILD)/portico-quote
+.PHONY: all deps test unit integration asan fuzz fuzz-objects fuzz-link-flags bench run clean
+all: $(BUILD)/portico $(BUILD)/portico-quote $(BUILD)/tests/h1parse
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -37,6 +37,11 @@ $(BUILD)/portico-quote: $(QUOTE_SRCS)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $< $(LIBOBJS) -o $@ $(LDLIBS) -lcmocka
+
+# Portico's request parser as a command, for the framing property test.
+$(BUILD)/tests/h1parse: tests/tools/h1parse.c $(BUILD)/obj/src/http/h1.o $(BUILD)/obj/src/core/common.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@
 
 deps:
 	@bash scripts/deps.sh
@@ -58,8 +63,18 @@ asan: deps
 	PORTICO_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  $(PYTHON) -m pytest -q tests/integration
 
+# Every tests/fuzz/fuzz_*.c for FUZZ_SECONDS (default 60) each: see tests/fuzz/run.sh.
 fuzz: deps
 	@bash tests/fuzz/run.sh
+
+# For tests/fuzz/run.sh (with BUILD=build/fuzz and instrumenting CFLAGS): the objects of src/
+# that fuzz targets without a `// fuzz-sources:` line link, and on three lines the compile
+# flags, the objects and the libraries to link them with.
+fuzz-objects: $(LIBOBJS)
+fuzz-link-flags:
+	@echo '$(PKG_CFLAGS)'
+	@echo '$(LIBOBJS)'
+	@echo '$(LDLIBS)'
 
 # The benchmark skips Portico (with a message) when it does not build, so nginx and HAProxy can
 # still be measured.

@@ -1,9 +1,8 @@
 /* libFuzzer target for the configuration loader (src/config/): any bytes as a YAML file must
- * load without crashing, leaking, hanging or using unbounded memory. Build and run:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     tests/fuzz/fuzz_config.c src/config/[a-z]*.c src/core/arena.c src/core/strmap.c \
- *     src/core/common.c src/core/log.c -lyaml -o build/fuzz_config
- *   build/fuzz_config -max_len=65536 tests/fuzz/corpus/config */
+ * load without crashing, leaking, hanging or using unbounded memory. It links every object of
+ * src/ (no fuzz-sources line). Built and run by tests/fuzz/run.sh (`make fuzz`) over the seeds
+ * in tests/fuzz/corpus/config/; alone: FUZZ_TARGETS=config FUZZ_SECONDS=30 make fuzz. */
+// fuzz-options: -max_len=16384
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

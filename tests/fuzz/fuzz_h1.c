@@ -3,6 +3,7 @@
  * no bare CR/LF or untrimmed OWS in what was accepted, the same answer whatever the read
  * boundaries or limits, and agreement between the parsers that overlap. Any violation aborts.
  * Built and run by tests/fuzz/run.sh. */
+// fuzz-sources: src/http/h1.c src/core/common.c
 #include <stdio.h>
 #include <stdlib.h>
 
