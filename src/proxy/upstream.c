@@ -208,7 +208,7 @@ static int up_handshake(struct pt_upstream *up)
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
         return PT_AGAIN;
     {
-        char tfr[512];
+        char tfr[PT_TLS_ERROR_MAX];
         bool tls_error = ERR_peek_error() != 0;
         if (tls_error)
             pt_tls_error_string(tfr, sizeof(tfr));
@@ -243,8 +243,10 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
-            char tfr[96];
-            snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            char tfr[128];
+            int n = snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            if (n < 0 || (size_t)n >= sizeof(tfr)) /* no strerror text is that long; never cut */
+                snprintf(tfr, sizeof(tfr), "delayed connect error: %d", err ? err : ECONNREFUSED);
             if (cs != NULL)
                 pt_stats_inc(&cs->upstream_cx_connect_fail);
             up_close(up);
