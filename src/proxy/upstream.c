@@ -149,7 +149,8 @@ static int up_fill(struct pt_upstream *up)
     if (pt_buf_room(&up->in) == 0)
         return PT_AGAIN; /* full: the session must consume first */
     bool drained;
-    n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in), &drained);
+    n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in),
+                     up->peer_closed, &drained);
     up->rd_pending = !drained;
     if (n > 0) {
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
@@ -279,6 +280,8 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         if (up->dead || up->ds != ds)
             return;
     }
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+        up->peer_closed = true;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         pt_up_read(up);
 }
@@ -367,7 +370,7 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
 
     up->ds = NULL;
     up->requests++;
-    if (!reusable || up->eof || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
+    if (!reusable || up->eof || up->peer_closed || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
         up_close(up);
         return;
