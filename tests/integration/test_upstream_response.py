@@ -125,7 +125,7 @@ def test_response_with_content_length_and_chunked_is_a_protocol_error(processes,
     answers = list(BOTH)
     backend = ScriptedBackend(lambda n: [(answers[n], "close")] if n < len(answers) else [])
     try:
-        p = proxy(processes, tmp_path, backend)
+        p = proxy(processes, tmp_path, backend, HTTP10)
         for version in (b"1.1", b"1.0"):
             with RawConn(p.port) as c:
                 c.send(b"GET /backend/x HTTP/" + version + b"\r\nHost: a\r\n\r\n")
