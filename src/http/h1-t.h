@@ -82,9 +82,9 @@ struct pt_h1_response {
     struct pt_header *headers;
     size_t nheaders;
 
-    int64_t content_length; /* -1 when absent, or when Transfer-Encoding overrides it */
+    int64_t content_length; /* -1 when absent (always with Transfer-Encoding) */
     bool chunked;
-    bool keep_alive; /* false as well when both Content-Length and Transfer-Encoding came */
+    bool keep_alive;
 
     int idx_connection;
     int idx_content_length;

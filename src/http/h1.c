@@ -670,11 +670,11 @@ static int response_semantics(struct pt_h1_response *res, const struct fields *f
     if (f->count[H_TRANSFER_ENCODING] > 0) {
         if (res->minor_version == 0 || !te_supported(f))
             return PT_BADMSG;
+        /* RFC 9112 §6.3 lets chunked win, but a message framed two ways is how responses get
+         * smuggled past a cache or the next hop: refused, as Envoy's strict default does. */
+        if (f->count[H_CONTENT_LENGTH] > 0)
+            return PT_BADMSG;
         res->chunked = true;
-        if (f->count[H_CONTENT_LENGTH] > 0) { /* RFC 9112 §6.3: chunked wins, then close */
-            res->content_length = -1;
-            res->keep_alive = false;
-        }
     }
     res->idx_connection = f->idx[H_CONNECTION];
     res->idx_content_length = f->idx[H_CONTENT_LENGTH];

@@ -24,9 +24,9 @@ int pt_h1_parse_request(const char *buf, size_t len, struct pt_h1_request *req,
 
 /* pt_h1_parse_response: as pt_h1_parse_request() for a response head. Status must be three
  * digits 100..599; the reason phrase may be empty and the SP before it may be missing. Equal
- * duplicate Content-Length headers are accepted, differing ones are PT_BADMSG. With both
- * Content-Length and Transfer-Encoding, chunked wins, content_length is -1 and keep_alive is
- * false (RFC 9112 §6.3). Whether the response has a body at all depends on the request: see
+ * duplicate Content-Length headers are accepted, differing ones are PT_BADMSG. Both
+ * Content-Length and Transfer-Encoding is PT_BADMSG (Envoy's strict default; RFC 9112 §6.3
+ * would let chunked win). Whether the response has a body at all depends on the request: see
  * pt_h1_response_has_body(); without a body length the body runs to connection close. */
 int pt_h1_parse_response(const char *buf, size_t len, struct pt_h1_response *res,
                          struct pt_header *hdrs, size_t max_hdrs,

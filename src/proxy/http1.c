@@ -165,7 +165,8 @@ static int ds_fill(struct pt_downstream *ds)
     if (room == 0)
         return PT_AGAIN;
     bool drained;
-    n = pt_sock_read(ds->io.fd, ds->ssl, ds->in.base + ds->in.off + ds->in.len, room, &drained);
+    n = pt_sock_read(ds->io.fd, ds->ssl, ds->in.base + ds->in.off + ds->in.len, room,
+                     ds->flags & PT_DSF_PEER_CLOSED, &drained);
     if (drained)
         ds->flags &= ~PT_DSF_RD_PENDING;
     if (n > 0) {
@@ -229,7 +230,8 @@ static void ds_linger(struct pt_downstream *ds)
     if (ds->ssl != NULL)
         SSL_shutdown(ds->ssl);
     shutdown(ds->io.fd, SHUT_WR);
-    while (!drained && (r = pt_sock_read(ds->io.fd, ds->ssl, sink, sizeof(sink), &drained)) > 0)
+    while (!drained && (r = pt_sock_read(ds->io.fd, ds->ssl, sink, sizeof(sink),
+                                         ds->flags & PT_DSF_PEER_CLOSED, &drained)) > 0)
         ;
     if (r == 0 || r == PT_IO) {
         pt_ds_close(ds);
@@ -603,6 +605,8 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP))
         ds->flags |= PT_DSF_RD_PENDING;
+    if (events & EPOLLRDHUP)
+        ds->flags |= PT_DSF_PEER_CLOSED; /* sticky: the FIN's edge is reported once */
     if (ds->state == PT_DS_TLS_DETECT && !ds_detect_tls(ds))
         return;
     if (ds->state == PT_DS_HANDSHAKE && !ds_handshake(ds))
@@ -624,7 +628,8 @@ static void ds_on_event(struct pt_io *io, uint32_t events)
         char sink[4096];
         bool drained = false;
         int r = 1;
-        while (!drained && (r = pt_sock_read(io->fd, ds->ssl, sink, sizeof(sink), &drained)) > 0)
+        while (!drained && (r = pt_sock_read(io->fd, ds->ssl, sink, sizeof(sink),
+                                             ds->flags & PT_DSF_PEER_CLOSED, &drained)) > 0)
             ;
         if (ds->out.len == 0 && (r == 0 || r == PT_IO))
             pt_ds_close(ds); /* the client is done too */

@@ -53,7 +53,7 @@ enum pt_ds_state {
 #define PT_DSF_CLOSE_AFTER   0x0010 /* close once this response is out */
 #define PT_DSF_RD_PENDING    0x0020 /* the socket may have unread bytes (edge-triggered) */
 #define PT_DSF_WR_BLOCKED    0x0040 /* a write hit EAGAIN; waiting for EPOLLOUT */
-#define PT_DSF_PEER_CLOSED   0x0080 /* the client half-closed or reset */
+#define PT_DSF_PEER_CLOSED   0x0080 /* the client's FIN was reported (EPOLLRDHUP): read to the end */
 #define PT_DSF_HEAD_METHOD   0x0100 /* request method is HEAD */
 #define PT_DSF_TLS           0x0200 /* the connection is TLS (TLS issue) */
 #define PT_DSF_DEAD          0x0400 /* closed, waiting to be freed after this iteration */
@@ -102,6 +102,8 @@ struct pt_upstream {
     struct pt_buf out;              /* request bytes not yet written */
     struct pt_timer timer;          /* connect timeout, or idle timeout when pooled */
     bool rd_pending, wr_blocked, dead, eof;
+    bool peer_closed;               /* the backend's FIN was reported (EPOLLRDHUP): read to the
+                                     * end, and never pool the connection */
     uint32_t cst_idx;               /* stats: the cluster it was opened for */
     uint64_t connect_start_ms;
     uint32_t requests;              /* served on this connection */
@@ -183,6 +185,10 @@ struct pt_worker {
     uint32_t *rr;                   /* round-robin cursor per cluster of snap */
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
+    /* The headers of the response head being handled (session.c pt_session_response_head):
+     * never the request's array, which a retry rebuilds the request from. A head is handled
+     * in one call, so one array per worker serves every connection. */
+    struct pt_header resp_hdrs[PT_MAX_HEADERS_DEFAULT];
     char tls_scratch[16384];        /* gathers a TLS write into one record */
     char pathbuf[8192];             /* a request path with its dot segments removed */
     struct pt_stats_worker *st;     /* this worker's counters (observe/stats.h) */

@@ -2,11 +2,14 @@
  * (reference/envoy-compat.md §2.1): 404 with an empty body when no route matches, 503
  * "no healthy upstream", 503 "upstream connect error or disconnect/reset before headers. ...",
  * 504 "upstream request timeout", 400 "Bad Request" for malformed requests (the connection is
- * then closed), and the 301 of a Host's insecure Redirect. Called by proxy/http1.c and
- * proxy/session.c. */
+ * then closed), and the 301 of a Host's insecure Redirect. This file decides what a reply says;
+ * http/reply.c writes its head, bounded. Called by proxy/http1.c and proxy/session.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "observe/logformat.h"
+#include "core/log.h"
+#include "http/reply.h"
+#include "tls/tls.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -61,12 +64,24 @@ struct pt_str pt_http_date(void)
     return pt_str_make(buf, 29);
 }
 
-/* Sends a complete local response; <extra> holds more header lines ("name: value\r\n"). */
-static void send_reply(struct pt_downstream *ds, int status, struct pt_str body, const char *flags,
-                       const char *extra, size_t extra_len)
+/* reply_conn: the Connection header of a reply to <ds>: close when the connection ends after it,
+ * keep-alive for an HTTP/1.0 client that asked for it, none otherwise. */
+static enum pt_http_reply_conn reply_conn(const struct pt_downstream *ds)
 {
-    char head[1024];
-    struct pt_str date = pt_http_date();
+    if (ds->flags & PT_DSF_CLOSE_AFTER)
+        return PT_HTTP_REPLY_CONN_CLOSE;
+    return ds->req.minor_version == 0 ? PT_HTTP_REPLY_CONN_KEEP_ALIVE : PT_HTTP_REPLY_CONN_NONE;
+}
+
+/* Sends a complete local response. <location> (three pieces joined, or NULL) makes it a
+ * redirect. The head is written in the worker's scratch area, which nothing else holds while a
+ * local reply is made; one that does not fit (a Location longer than any request head can
+ * carry) becomes a 400 instead. A reply to HEAD says its length and sends no body. */
+static void send_reply(struct pt_downstream *ds, int status, struct pt_str body, const char *flags,
+                       const struct pt_str *location)
+{
+    struct pt_worker *w = ds->w;
+    struct pt_http_reply r = { .date = pt_http_date() };
     int n;
 
     if (ds->flags & PT_DSF_RESP_HEAD) {
@@ -79,19 +94,38 @@ static void send_reply(struct pt_downstream *ds, int status, struct pt_str body,
     }
     if (!(ds->flags & PT_DSF_REQ_DONE) || ds->w->draining)
         ds->flags |= PT_DSF_CLOSE_AFTER;
+    if (location != NULL)
+        memcpy(r.location, location, sizeof(r.location));
+    for (;;) {
+        r.status = status;
+        r.reason = pt_str_c(pt_reason_phrase(status));
+        r.content_length = body.len;
+        r.text_plain = body.len != 0;
+        r.connection = reply_conn(ds);
+        n = pt_http_reply_head(&r, w->scratch, sizeof(w->scratch));
+        if (n > 0 || status == 400)
+            break;
+        pt_warn("local reply %d from %s does not fit (%s): answering 400", status, ds->peer_ip,
+                pt_strerror(n));
+        status = 400;
+        body = PT_STR_LIT("Bad Request");
+        flags = "DPE";
+        memset(r.location, 0, sizeof(r.location));
+        ds->flags |= PT_DSF_CLOSE_AFTER;
+    }
+    if (n <= 0) { /* cannot happen: a 400 without a location always fits */
+        pt_ds_abort(ds);
+        return;
+    }
     ds->status = status;
     ds->flags_str = flags;
-    n = snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n%sdate: %.*s\r\nserver: envoy\r\n%.*s%s\r\n",
-                 status, pt_reason_phrase(status), body.len, body.len ? "content-type: text/plain\r\n" : "",
-                 (int)date.len, date.ptr, (int)extra_len, extra ? extra : "",
-                 (ds->flags & PT_DSF_CLOSE_AFTER) ? "connection: close\r\n"
-                 : ds->req.minor_version == 0 ? "connection: keep-alive\r\n" : "");
+    if (ds->flags & PT_DSF_HEAD_METHOD)
+        body.len = 0;
     pt_stats_downstream_code(pt_ds_http_stats(ds), status);
     if (ds->flags & PT_DSF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
         pt_stats_upstream_code(pt_ds_cluster_stats(ds), status);
-    struct iovec iov[2] = { { head, (size_t)n }, { (void *)body.ptr, body.len } };
-    if (pt_ds_send(ds, iov, 2) == PT_IO) {
+    struct iovec iov[2] = { { w->scratch, (size_t)n }, { (void *)body.ptr, body.len } };
+    if (pt_ds_send(ds, iov, body.len ? 2 : 1) == PT_IO) {
         pt_ds_abort(ds);
         return;
     }
@@ -101,7 +135,7 @@ static void send_reply(struct pt_downstream *ds, int status, struct pt_str body,
 
 void pt_reply_local(struct pt_downstream *ds, int status, struct pt_str body, const char *flags)
 {
-    send_reply(ds, status, body, flags, NULL, 0);
+    send_reply(ds, status, body, flags, NULL);
 }
 
 void pt_reply_bad_request(struct pt_downstream *ds)
@@ -117,14 +151,15 @@ void pt_reply_refuse(struct pt_downstream *ds, int status)
     ds->flags &= ~PT_DSF_REQ_DONE;
     if (ds->state == PT_DS_HEAD || ds->log_len == 0) {
         /* Nothing was parsed: log what can be said. */
+        static const char prefix[] = "\"- - -\"", suffix[] = "\"-\" \"-\" \"-\" \"-\"";
         struct timespec now;
-        int n = snprintf(ds->log, sizeof(ds->log), "\"- - -\"");
         clock_gettime(CLOCK_REALTIME_COARSE, &now);
         ds->start_realtime_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-        ds->log_mid = (uint16_t)n;
-        ds->log[n++] = '\0';
-        n += snprintf(ds->log + n, sizeof(ds->log) - (size_t)n, "\"-\" \"-\" \"-\" \"-\"");
-        ds->log_len = ds->log_used = (uint16_t)n;
+        /* log = prefix '\0' suffix (session.c keep_log_fields); both fit the 3 KiB log */
+        memcpy(ds->log, prefix, sizeof(prefix)); /* with its NUL */
+        memcpy(ds->log + sizeof(prefix), suffix, sizeof(suffix) - 1);
+        ds->log_mid = (uint16_t)(sizeof(prefix) - 1);
+        ds->log_len = ds->log_used = (uint16_t)(sizeof(prefix) + sizeof(suffix) - 1);
         ds->lf_method = ds->lf_path = ds->lf_ua = ds->lf_rid = ds->lf_auth = (struct pt_str_off){ 0 };
         ds->lf_xff = ds->lf_tfr = ds->lf_ctype = (struct pt_str_off){ 0 };
         ds->log_nhdr = 0;
@@ -139,35 +174,34 @@ void pt_reply_refuse(struct pt_downstream *ds, int status)
         ds->upstream_ms = UINT32_MAX;
         ds->bytes_rx = ds->bytes_tx = 0;
     }
-    send_reply(ds, status, pt_str_c(text), "DPE", NULL, 0);
+    send_reply(ds, status, pt_str_c(text), "DPE", NULL);
 }
 
 void pt_reply_redirect_https(struct pt_downstream *ds)
 {
-    char loc[8192];
     struct pt_str host = ds->req.authority.len ? ds->req.authority : ds->req.host;
-    int n;
+
     /* The cleartext port means nothing on https (Envoy strips it too). */
     if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
         host.len -= 3;
-    n = snprintf(loc, sizeof(loc), "location: https://%.*s%.*s\r\n", (int)host.len, host.ptr,
-                     (int)ds->req.target.len, ds->req.target.ptr);
-    if (n < 0 || n >= (int)sizeof(loc)) {
-        pt_reply_bad_request(ds);
-        return;
-    }
-    send_reply(ds, 301, (struct pt_str){ 0 }, "-", loc, (size_t)n);
+    send_reply(ds, 301, (struct pt_str){ 0 }, "-",
+               (const struct pt_str[3]){ PT_STR_LIT("https://"), host, ds->req.target });
 }
 
 void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const char *tfr,
                              const char *flags)
 {
-    char body[512];
-    int n = snprintf(body, sizeof(body),
-                     "upstream connect error or disconnect/reset before headers. reset reason: %s%s%s",
-                     reason, tfr ? ", transport failure reason: " : "", tfr ? tfr : "");
+    static const char prefix[] = "upstream connect error or disconnect/reset before headers. reset reason: ";
+    char body[sizeof(prefix) + 64 + PT_TLS_ERROR_MAX + 32];
     int status = strcmp(reason, "protocol error") == 0 ? 502 : 503;
+    int n = snprintf(body, sizeof(body), "%s%s%s%s", prefix, reason,
+                     tfr ? ", transport failure reason: " : "", tfr ? tfr : "");
+
+    if (n < 0 || (size_t)n >= sizeof(body)) /* never sent cut: without the detail instead */
+        n = snprintf(body, sizeof(body), "%s%.64s", prefix, reason);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = (int)sizeof(prefix) - 1;
     if (tfr != NULL) /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
         pt_accesslog_keep(ds, pt_str_c(tfr), &ds->lf_tfr);
-    send_reply(ds, status, pt_str_make(body, (size_t)n), flags, NULL, 0);
+    send_reply(ds, status, pt_str_make(body, (size_t)n), flags, NULL);
 }

@@ -889,7 +889,7 @@ int pt_session_response_head(struct pt_downstream *ds)
     bool head_req = ds->flags & PT_DSF_HEAD_METHOD, close_after;
     int r;
 
-    r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
+    r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, w->resp_hdrs, PT_ARRAY_SIZE(w->resp_hdrs), &lim);
     if (r <= 0)
         return r == PT_AGAIN ? PT_AGAIN : PT_BADMSG;
     if (res.status < 200 && !(res.status == 101 && (ds->flags & PT_DSF_UPGRADE))) {

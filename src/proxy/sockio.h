@@ -14,13 +14,16 @@
 
 /* pt_sock_read: reads up to <n> bytes. Returns the count (> 0), 0 at end of stream, PT_AGAIN,
  * or PT_IO. <*drained> tells whether the socket is known to be empty now (edge-triggered
- * epoll: a plain short read drains it; TLS may hold more records, so only EAGAIN does). */
-static inline int pt_sock_read(int fd, SSL *ssl, char *buf, size_t n, bool *drained)
+ * epoll: a plain short read drains it, unless <peer_closed>: once the peer's FIN was reported
+ * (EPOLLRDHUP), the edge that announced the last bytes also announced the end, and no later
+ * event will come for it, so only a read of 0 or EAGAIN drains. TLS may hold more records, so
+ * there only EAGAIN does). In the usual case (no FIN) this costs no extra read. */
+static inline int pt_sock_read(int fd, SSL *ssl, char *buf, size_t n, bool peer_closed, bool *drained)
 {
     if (ssl == NULL) {
         ssize_t r = read(fd, buf, n);
         if (r > 0) {
-            *drained = (size_t)r < n;
+            *drained = (size_t)r < n && !peer_closed;
             return (int)r;
         }
         *drained = true;

@@ -149,7 +149,8 @@ static int up_fill(struct pt_upstream *up)
     if (pt_buf_room(&up->in) == 0)
         return PT_AGAIN; /* full: the session must consume first */
     bool drained;
-    n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in), &drained);
+    n = pt_sock_read(up->io.fd, up->ssl, up->in.base + up->in.off + up->in.len, pt_buf_room(&up->in),
+                     up->peer_closed, &drained);
     up->rd_pending = !drained;
     if (n > 0) {
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
@@ -208,7 +209,7 @@ static int up_handshake(struct pt_upstream *up)
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
         return PT_AGAIN;
     {
-        char tfr[512];
+        char tfr[PT_TLS_ERROR_MAX];
         bool tls_error = ERR_peek_error() != 0;
         if (tls_error)
             pt_tls_error_string(tfr, sizeof(tfr));
@@ -243,8 +244,10 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
-            char tfr[96];
-            snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            char tfr[128];
+            int n = snprintf(tfr, sizeof(tfr), "delayed connect error: %s", strerror(err ? err : ECONNREFUSED));
+            if (n < 0 || (size_t)n >= sizeof(tfr)) /* no strerror text is that long; never cut */
+                snprintf(tfr, sizeof(tfr), "delayed connect error: %d", err ? err : ECONNREFUSED);
             if (cs != NULL)
                 pt_stats_inc(&cs->upstream_cx_connect_fail);
             up_close(up);
@@ -277,6 +280,8 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         if (up->dead || up->ds != ds)
             return;
     }
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+        up->peer_closed = true;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         pt_up_read(up);
 }
@@ -365,7 +370,7 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
 
     up->ds = NULL;
     up->requests++;
-    if (!reusable || up->eof || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
+    if (!reusable || up->eof || up->peer_closed || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
         up_close(up);
         return;

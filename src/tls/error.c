@@ -74,6 +74,7 @@ static unsigned long translate(unsigned long e, char *reason, size_t n)
 
 void pt_tls_error_string(char *out, size_t n)
 {
+    static const char end[] = ":TLS_error_end";
     size_t len = 0;
     unsigned long e;
 
@@ -81,14 +82,20 @@ void pt_tls_error_string(char *out, size_t n)
         return;
     out[0] = '\0';
     while ((e = ERR_get_error_all(NULL, NULL, NULL, NULL, NULL)) != 0) {
-        char reason[160];
+        char reason[160], entry[256];
         unsigned long code = translate(e, reason, sizeof(reason));
         const char *lib = ERR_SYSTEM_ERROR(e) ? "system library" : ERR_lib_error_string(e);
-        int w = snprintf(out + len, n - len, "%s|%lu:%s:OPENSSL_internal:%s",
+        int w = snprintf(entry, sizeof(entry), "%s|%lu:%s:OPENSSL_internal:%s",
                          len == 0 ? "TLS_error:" : "", code, lib ? lib : "", reason);
-        if (w > 0)
-            len += (size_t)w < n - len ? (size_t)w : n - len - 1;
+        /* Whole entries only, with room left for the end marker and the NUL; the rest of the
+         * queue is still drained. */
+        if (w <= 0 || (size_t)w >= sizeof(entry) || len + (size_t)w + sizeof(end) > n)
+            continue;
+        memcpy(out + len, entry, (size_t)w);
+        len += (size_t)w;
     }
     if (len > 0)
-        snprintf(out + len, n - len, ":TLS_error_end");
+        memcpy(out + len, end, sizeof(end)); /* fits: reserved above, NUL included */
+    else
+        out[0] = '\0';
 }

@@ -147,7 +147,10 @@ int pt_tls_selfsigned(EVP_PKEY **key, X509 **cert, const char *cn);
  * function, and reasons upper-cased with '_' (BoringSSL's style); other errors keep OpenSSL's
  * packed code. System errors read "<33554432+errno>:system library:OPENSSL_internal:<strerror>".
  * The ":<cert detail>" Envoy may add after CERTIFICATE_VERIFY_FAILED is not produced. Always
- * NUL-terminates <out> (<n> > 0), truncating. */
+ * NUL-terminates <out> (<n> > 0) and keeps the text well-formed: errors that do not fit whole
+ * (with the closing ":TLS_error_end") are left out, and with no room for one "" is written.
+ * PT_TLS_ERROR_MAX is the <n> the data plane uses (and what its replies leave room for). */
+#define PT_TLS_ERROR_MAX 1024
 void pt_tls_error_string(char *out, size_t n);
 
 /* ---- Istio certificate directory (istio.c) -------------------------------------------------- */

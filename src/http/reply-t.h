@@ -1,0 +1,26 @@
+/* Types of the local-reply head builder (src/http/reply.c): what the head of a response that
+ * Portico makes itself says. Types only; prototypes are in http/reply.h. */
+#ifndef PT_HTTP_REPLY_T_H
+#define PT_HTTP_REPLY_T_H
+
+#include "core/common.h"
+
+/* The Connection header a reply carries. */
+enum pt_http_reply_conn {
+    PT_HTTP_REPLY_CONN_NONE = 0,   /* none: HTTP/1.1 persistence */
+    PT_HTTP_REPLY_CONN_CLOSE,      /* connection: close */
+    PT_HTTP_REPLY_CONN_KEEP_ALIVE, /* connection: keep-alive (an HTTP/1.0 client that asked) */
+};
+
+/* The head of one local reply. Every slice is the caller's and only read. */
+struct pt_http_reply {
+    int status;                 /* 100..999 */
+    struct pt_str reason;       /* reason phrase, may be empty */
+    uint64_t content_length;    /* always written: the body's exact length */
+    bool text_plain;            /* content-type: text/plain */
+    struct pt_str date;         /* IMF-fixdate; empty: no date header */
+    struct pt_str location[3];  /* written joined as one location header; all empty: none */
+    enum pt_http_reply_conn connection;
+};
+
+#endif
