@@ -136,6 +136,9 @@ static void read_added_headers(struct pt_config__obj *c, const struct pt_config_
             pt_config__read_fields(c, v, added_header_fields, &h[i], p);
         else
             h[i].value = pt_ynode_is_null(v) ? "" : pt_config__string(c, name, v, p);
+        if (h[i].name != NULL && pt_config__wire_name(c, name, path, h[i].name, true) &&
+            h[i].value != NULL)
+            pt_config__wire_value(c, name, p, h[i].value);
     }
     if (f->arg) {
         m->add_response_headers = h;
@@ -382,10 +385,59 @@ static void mapping_hosts(struct pt_config__obj *c, struct pt_mapping_res *m,
     }
 }
 
+/* list_item: the node of item <i> of the string list at body[<key>] (a single string is a list
+ * of one), for its line. */
+static const struct pt_ynode *list_item(const struct pt_ynode *body, const char *key, size_t i)
+{
+    const struct pt_ynode *l = pt_ynode_get(body, key);
+    if (l != NULL && l->type == PT_YNODE_SEQ && i < l->nitems)
+        return l->items[i];
+    return l;
+}
+
+static void check_removed(struct pt_config__obj *c, const struct pt_ynode *body, const char *key,
+                          const char **names, size_t n)
+{
+    char p[PT_PATH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(p, sizeof(p), "%s[%zu]", key, i);
+        if (names[i] != NULL && len > 0 && (size_t)len < sizeof(p)) /* NULL: reported */
+            pt_config__wire_name(c, list_item(body, key, i), p, names[i], false);
+    }
+}
+
+/* mapping_wire: every value that reaches an upstream request or a response head may be written
+ * there as is (config/wire.c): a Mapping must not be able to add a line to a head, or change
+ * the framing of a connection that other namespaces' requests share. */
+static void mapping_wire(struct pt_config__obj *c, struct pt_mapping_res *m,
+                         const struct pt_ynode *body)
+{
+    const struct pt_ynode *rr = pt_ynode_get(body, "regex_rewrite");
+
+    check_removed(c, body, "remove_request_headers", m->remove_request_headers,
+                  m->nremove_request_headers);
+    check_removed(c, body, "remove_response_headers", m->remove_response_headers,
+                  m->nremove_response_headers);
+    if (m->host_rewrite != NULL)
+        pt_config__wire_host(c, pt_ynode_get(body, "host_rewrite"), "host_rewrite",
+                             m->host_rewrite);
+    if (m->rewrite != NULL)
+        pt_config__wire_target(c, pt_ynode_get(body, "rewrite"), "rewrite", m->rewrite);
+    if (m->prefix != NULL)
+        pt_config__wire_no_ctl(c, pt_ynode_get(body, "prefix"), "prefix", m->prefix);
+    if (m->regex_rewrite_pattern != NULL)
+        pt_config__wire_no_ctl(c, pt_ynode_get(rr, "pattern"), "regex_rewrite.pattern",
+                               m->regex_rewrite_pattern);
+    if (m->regex_rewrite_substitution != NULL)
+        pt_config__wire_target(c, pt_ynode_get(rr, "substitution"),
+                               "regex_rewrite.substitution", m->regex_rewrite_substitution);
+}
+
 static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
 {
     struct pt_mapping_res *m = obj;
     mapping_hosts(c, m, body);
+    mapping_wire(c, m, body);
     if (m->regex_rewrite_pattern != NULL) {
         if (m->regex_rewrite_substitution == NULL)
             m->regex_rewrite_substitution = "";
@@ -625,6 +677,14 @@ static void tracing_check(struct pt_config__obj *c, void *obj, const struct pt_y
 {
     struct pt_tracing_res *t = obj;
     const struct pt_ynode *list = pt_ynode_get(body, "custom_tags");
+    const struct pt_ynode *cfg = pt_ynode_get(body, "config");
+
+    /* the collector's request head (observe/zipkin.c) is built from these */
+    if (t->collector_hostname != NULL && t->collector_hostname[0] != '\0')
+        pt_config__wire_host(c, pt_ynode_get(cfg, "collector_hostname"),
+                             "config.collector_hostname", t->collector_hostname);
+    pt_config__wire_target(c, pt_ynode_get(cfg, "collector_endpoint"),
+                           "config.collector_endpoint", t->collector_endpoint);
     for (size_t i = 0; i < t->ncustom_tags; i++) {
         const struct pt_custom_tag *ct = &t->custom_tags[i];
         int sources = (ct->literal != NULL) + (ct->env_name != NULL) + (ct->header_name != NULL);
