@@ -153,6 +153,17 @@ union pt_config__any_res {
 /* pt_config__find_kind: the kind called <name>, or NULL. */
 const struct pt_config__kind *pt_config__find_kind(const char *name);
 
+/* A getambassador.io kind that Portico knows of but does not implement (kinds.c). */
+struct pt_config__unimplemented {
+    const char *name;
+    bool error;          /* ignoring it would fail open: an error, with <message> */
+    bool auth;           /* counts in pt_resources.nauthservices (requests fail closed) */
+    const char *message;
+};
+
+/* pt_config__find_unimplemented: the unimplemented kind called <name>, or NULL. */
+const struct pt_config__unimplemented *pt_config__find_unimplemented(const char *name);
+
 /* pt_config__kind_index: <k>'s position, 0 .. PT_CONFIG__NKINDS - 1. */
 size_t pt_config__kind_index(const struct pt_config__kind *k);
 

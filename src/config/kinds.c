@@ -297,6 +297,22 @@ static void read_log_format(struct pt_config__obj *c, const struct pt_config__fi
 
 /* ---- Mapping -------------------------------------------------------------------------------- */
 
+/* shadow, host_redirect: Portico cannot do what they ask (copy the traffic to the service and
+ * drop its answers; answer with a redirect), and serving the Mapping as a plain route would do
+ * something else entirely: it would take half the live traffic, or proxy instead of
+ * redirecting. So they are errors, and the Mapping is not served. `false` asks for nothing. */
+static void read_unenforced(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    bool b;
+    if (val->plain && pt_config__scalar_bool(val, &b) && !b)
+        return;
+    pt_config__err(c, key, "%s: not supported by this build; the Mapping is not served (%s)",
+                   path, f->arg ? "Emissary would answer with a redirect"
+                                : "Emissary would copy its requests to the service");
+}
+
 #define T struct pt_mapping_res
 static const struct pt_config__field regex_rewrite_fields[] = {
     F_STR_REQ("pattern", T, regex_rewrite_pattern),
@@ -337,6 +353,9 @@ static const struct pt_config__field mapping_fields[] = {
     F_STR("stats_name", T, stats_name),
     F_LIST("allow_upgrade", T, allow_upgrade, nallow_upgrade),
     F_BOOL("use_websocket", T, use_websocket),
+    F_BOOL("bypass_auth", T, bypass_auth),
+    F_FN("shadow", read_unenforced, 0),
+    F_FN("host_redirect", read_unenforced, 1),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -710,6 +729,8 @@ static const struct pt_config__field module_config_fields[] = {
     F_BOOL("enable_http10", T, enable_http10),
     F_BOOL("merge_slashes", T, merge_slashes),
     F_BOOL("reject_requests_with_escaped_slashes", T, reject_requests_with_escaped_slashes),
+    F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
+    F_IGN("ip_deny"),
     F_END,
 };
 
@@ -972,6 +993,30 @@ _Static_assert(PT_ARRAY_SIZE(kinds) == PT_CONFIG__NKINDS, "PT_CONFIG__NKINDS is 
 _Static_assert(sizeof(enum pt_listener_proto) == sizeof(int) &&
                sizeof(enum pt_security_model) == sizeof(int) &&
                sizeof(enum pt_insecure_action) == sizeof(int), "PT_F_ENUM stores an int");
+
+/* getambassador.io kinds Portico does not implement. The ones whose absence would let traffic
+ * through that Emissary would stop are errors (fail closed); the others are notices. */
+static const struct pt_config__unimplemented unimplemented[] = {
+    { "AuthService", true, true,
+      "AuthService is not supported by this build: requests are denied with 403 unless their "
+      "Mapping sets bypass_auth: true, until the AuthService is removed" },
+    { "RateLimitService", true, false,
+      "RateLimitService is not supported by this build: requests are not rate limited" },
+    { "LogService", false, false, NULL },
+    { "TCPMapping", false, false, NULL },
+    { "KubernetesEndpointResolver", false, false, NULL },
+    { "KubernetesServiceResolver", false, false, NULL },
+    { "ConsulResolver", false, false, NULL },
+    { "DevPortal", false, false, NULL },
+};
+
+const struct pt_config__unimplemented *pt_config__find_unimplemented(const char *name)
+{
+    for (size_t i = 0; i < PT_ARRAY_SIZE(unimplemented); i++)
+        if (strcmp(unimplemented[i].name, name) == 0)
+            return &unimplemented[i];
+    return NULL;
+}
 
 const struct pt_config__kind *pt_config__find_kind(const char *name)
 {

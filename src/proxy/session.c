@@ -724,6 +724,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         req->path = pt_str_make(w->pathbuf, (size_t)n);
     }
     rreq = route_req(req);
+    if (ds->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
+        pt_reply_local(ds, 403, PT_STR_LIT("RBAC: access denied"), "-");
+        return;
+    }
     vh = find_vhost(ds->listener, pt_authority_strip_port(rreq.authority));
     if (vh == NULL) {
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
@@ -749,6 +753,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->action = pt_route_action(route);
+    if (ds->snap->http.auth_deny && !ds->action->bypass_auth) { /* AuthService: fail closed */
+        pt_reply_local(ds, 403, (struct pt_str){ 0 }, "UAEX");
+        return;
+    }
     /* The Connection header is read once: for the headers it names (build_request_head) and
      * for an upgrade, which it must name. */
     if (req->idx_connection >= 0 && connection_has_extra(req->headers[req->idx_connection].value))

@@ -70,6 +70,17 @@ static const struct kind kinds[] = {
     {"TLSContext", AMB, "tlscontexts", NULL, true},
     {"TracingService", AMB, "tracingservices", NULL, true},
     {"Module", AMB, "modules", NULL, true},
+    /* Kinds Portico does not implement, watched so that none goes unseen: AuthService and
+     * RateLimitService are errors (requests fail closed while an AuthService exists), the
+     * others notices (config/kinds.c). Emissary's CRDs, all served as v3alpha1. */
+    {"AuthService", AMB, "authservices", NULL, true},
+    {"RateLimitService", AMB, "ratelimitservices", NULL, true},
+    {"LogService", AMB, "logservices", NULL, true},
+    {"TCPMapping", AMB, "tcpmappings", NULL, true},
+    {"KubernetesEndpointResolver", AMB, "kubernetesendpointresolvers", NULL, true},
+    {"KubernetesServiceResolver", AMB, "kubernetesserviceresolvers", NULL, true},
+    {"ConsulResolver", AMB, "consulresolvers", NULL, true},
+    {"DevPortal", AMB, "devportals", NULL, true},
     {"Service", "v1", "/api/v1", "services", NULL, false},
     {"Endpoints", "v1", "/api/v1", "endpoints", NULL, false},
     /* preferred over Endpoints when both exist (config/resources.c); absent before 1.21 */
