@@ -972,7 +972,8 @@ static void test_unknown_fields_and_kinds(void **state)
                    "ignored\n");
     assert_diag(r, "t.yaml:11: Deployment/default/quote: notice: unknown kind Deployment ignored "
                    "(apiVersion apps/v1)\n");
-    assert_diag(r, "t.yaml:15: TCPMapping/n/t: notice: unknown kind TCPMapping ignored\n");
+    assert_diag(r, "t.yaml:15: TCPMapping/n/t: notice: TCPMapping is not supported by this build; "
+                   "ignored\n");
     assert_diag(r, "t.yaml:19: Service/default/k: notice: unknown kind Service ignored "
                    "(apiVersion serving.knative.dev/v1)\n");
     pt_resources_free(r);
@@ -1181,6 +1182,97 @@ static void test_tracing_wire_values(void **state)
     assert_diag(r, "t.yaml:9: TracingService/default/t: config.collector_endpoint: "
                    "\"/api/v2/spans x\" has a byte not allowed in a request-target (space, '#', "
                    "controls, non-ASCII; RFC 9112 §3.2)\n");
+    pt_resources_free(r);
+}
+
+/* What Portico cannot enforce is an error, and counted so that the data plane fails closed:
+ * AuthServices for this Portico (even broken ones), the Module's ip_allow/ip_deny (the rest of
+ * the Module still applies), shadow and host_redirect Mappings (rejected). Harmless kinds are
+ * notices naming the kind. */
+static void test_unenforceable(void **state)
+{
+    struct pt_resources *r = load("apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {name: a1}\n"
+                                  "spec: {auth_service: x, proto: http}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v2\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {namespace: n}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {name: other}\n"
+                                  "spec: {ambassador_id: blue, auth_service: x}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: RateLimitService\n"
+                                  "metadata: {name: rl}\n"
+                                  "spec: {service: x}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Module\n"
+                                  "metadata: {name: ambassador}\n"
+                                  "spec:\n"
+                                  "  config:\n"
+                                  "    enable_http10: true\n"
+                                  "    ip_allow: [{peer: 127.0.0.1}]\n"
+                                  "    ip_deny: ~\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: m}\n"
+                                  "spec:\n"
+                                  "  hostname: '*'\n"
+                                  "  prefix: /\n"
+                                  "  service: s\n"
+                                  "  shadow: true\n"
+                                  "  host_redirect: yes\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: ok}\n"
+                                  "spec: {hostname: '*', prefix: /, service: s, shadow: false, "
+                                  "host_redirect: false, bypass_auth: true}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: DevPortal\n"
+                                  "metadata: {name: dp}\n");
+    assert_int_equal(r->nauthservices, 2);
+    assert_true(r->ip_policy);
+    assert_int_equal(r->nmodules, 1);
+    assert_true(r->modules[0].enable_http10);
+    assert_int_equal(r->nmappings, 1);
+    assert_true(r->mappings[0].bypass_auth);
+    assert_errors(r, 7);
+    assert_diag(r, "t.yaml:1: AuthService/default/a1: AuthService is not supported by this "
+                   "build: requests are denied with 403 unless their Mapping sets bypass_auth: "
+                   "true, until the AuthService is removed\n");
+    assert_diag(r, "t.yaml:6: AuthService: metadata.name: required\n");
+    assert_diag(r, "t.yaml:6: AuthService: AuthService is not supported");
+    assert_no_diag(r, "AuthService/default/other");
+    assert_diag(r, "t.yaml:15: RateLimitService/default/rl: RateLimitService is not supported "
+                   "by this build: requests are not rate limited\n");
+    assert_diag(r, "t.yaml:26: Module/default/ambassador: config.ip_allow: not supported by "
+                   "this build: every request is denied with 403 until ip_allow and ip_deny are "
+                   "removed\n");
+    assert_no_diag(r, "config.ip_deny");
+    assert_diag(r, "t.yaml:36: Mapping/default/m: shadow: not supported by this build; the "
+                   "Mapping is not served (Emissary would copy its requests to the service)\n");
+    assert_diag(r, "t.yaml:37: Mapping/default/m: host_redirect: not supported by this build; "
+                   "the Mapping is not served (Emissary would answer with a redirect)\n");
+    assert_diag(r, "t.yaml:44: DevPortal/default/dp: notice: DevPortal is not supported by this "
+                   "build; ignored\n");
+    pt_resources_free(r);
+
+    /* nothing of it: nothing denied */
+    r = load("apiVersion: getambassador.io/v3alpha1\n"
+             "kind: Module\n"
+             "metadata: {name: ambassador}\n"
+             "spec: {config: {ip_allow: null}}\n");
+    assert_errors(r, 0);
+    assert_int_equal(r->nauthservices, 0);
+    assert_false(r->ip_policy);
     pt_resources_free(r);
 }
 
@@ -1654,6 +1746,7 @@ int main(void)
         cmocka_unit_test(test_mapping_wire_values_allowed),
         cmocka_unit_test(test_mapping_wire_rejected_alone),
         cmocka_unit_test(test_tracing_wire_values),
+        cmocka_unit_test(test_unenforceable),
         cmocka_unit_test(test_ambassador_id),
         cmocka_unit_test(test_single_namespace),
         cmocka_unit_test(test_duplicates),
