@@ -1,6 +1,8 @@
 /* The kinds Portico reads, as data: one field table per kind (Listener, Host, TLSContext,
  * Mapping, TracingService, Module, Service, Endpoints, Secret) with its defaults, its custom
- * readers (headers as maps, `tls: true`, base64 Secret data...) and its cross-field checks.
+ * readers (headers as maps, `tls: true`, base64 Secret data...) and its cross-field checks
+ * (values written into a head go through wire.c); and the getambassador.io kinds Portico knows
+ * of but does not implement.
  * Defaults and rules follow emissary.md §2-3. The generic reading is in fields.c; the Kubernetes
  * envelope, filters and duplicates are in resources.c, which looks kinds up here. */
 #include "config/fields.h"

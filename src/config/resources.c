@@ -1,9 +1,10 @@
 /* Configuration loading, second half: one YAML document (a node tree from load.c) becomes typed
  * resources (resource-t.h). Here live the Kubernetes envelope (apiVersion, kind, metadata, List),
- * the AMBASSADOR_ID and single-namespace filters, duplicate detection, and the pt_resources being
- * filled. What each kind's fields mean is in kinds.c, how they are read in fields.c. A resource
- * with any error is left out alone; everything else still loads. Called by load.c for each
- * document. */
+ * the AMBASSADOR_ID and single-namespace filters, duplicate detection, the pt_resources being
+ * filled, and the Emissary kinds and Module options Portico cannot enforce (errors that make the
+ * data plane fail closed: AuthService, ip_allow/ip_deny; notices for the harmless ones). What
+ * each kind's fields mean is in kinds.c, how they are read in fields.c. A resource with any
+ * error is left out alone; everything else still loads. Called by load.c for each document. */
 #include "config/fields.h"
 #include "config/load.h"
 #include "config/ynode.h"
