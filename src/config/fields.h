@@ -107,6 +107,8 @@ bool pt_config__is_string(const struct pt_ynode *n);
  * leading or trailing SP or HTAB.
  * pt_config__wire_target: only request-target bytes (VCHAR except '#').
  * pt_config__wire_host: a non-empty host[:port] of RFC 3986 bytes (no '/', '?', '#', '@', space).
+ * pt_config__wire_service: only host[:port] bytes and '/' (for "scheme://"): a service's host
+ * becomes the Host header with auto_host_rewrite.
  * pt_config__wire_no_ctl: no control byte (0x00-0x1f, 0x7f). */
 bool pt_config__wire_name(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
                           const char *name, bool adding);
@@ -116,6 +118,8 @@ bool pt_config__wire_target(struct pt_config__obj *c, const struct pt_ynode *at,
                             const char *s);
 bool pt_config__wire_host(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
                           const char *s);
+bool pt_config__wire_service(struct pt_config__obj *c, const struct pt_ynode *at,
+                             const char *path, const char *s);
 bool pt_config__wire_no_ctl(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
                             const char *s);
 

@@ -442,6 +442,8 @@ static void mapping_wire(struct pt_config__obj *c, struct pt_mapping_res *m,
     if (m->host_rewrite != NULL)
         pt_config__wire_host(c, pt_ynode_get(body, "host_rewrite"), "host_rewrite",
                              m->host_rewrite);
+    if (m->service != NULL)
+        pt_config__wire_service(c, pt_ynode_get(body, "service"), "service", m->service);
     if (m->rewrite != NULL)
         pt_config__wire_target(c, pt_ynode_get(body, "rewrite"), "rewrite", m->rewrite);
     if (m->prefix != NULL)

@@ -1,6 +1,6 @@
 /* What configuration may put on the wire. Mapping and TracingService values that Portico writes
- * into an HTTP head (header names and values, host_rewrite, rewrite, regex_rewrite, the
- * collector's Host and path) are checked here against RFC 9110/9112 so that no resource can
+ * into an HTTP head (header names and values, host_rewrite, the service's host that
+ * auto_host_rewrite sends, rewrite, regex_rewrite, the collector's Host and path) are checked here against RFC 9110/9112 so that no resource can
  * inject bytes (CR, LF, NUL) or reframe a message shared on a pooled upstream connection: one
  * namespace's Mapping must not reach another's requests. Each check reports its own error on
  * the resource (which is then rejected alone) with the offending value escaped, so a bad value
@@ -129,6 +129,20 @@ bool pt_config__wire_value(struct pt_config__obj *c, const struct pt_ynode *at, 
                        "strips (RFC 9110 §5.5)", path, escaped(e, value));
         return false;
     }
+    return true;
+}
+
+bool pt_config__wire_service(struct pt_config__obj *c, const struct pt_ynode *at,
+                             const char *path, const char *s)
+{
+    char e[ESCAPED_MAX];
+
+    for (const char *p = s; *p != '\0'; p++)
+        if (!host_char[(unsigned char)*p] && *p != '/') {
+            pt_config__err(c, at, "%s: %s has a byte not allowed in [scheme://]host[:port] "
+                           "(RFC 3986 §3.2.2)", path, escaped(e, s));
+            return false;
+        }
     return true;
 }
 

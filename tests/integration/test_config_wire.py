@@ -1,6 +1,6 @@
 """Configuration cannot inject bytes onto the wire (issue 9, point 7). Every Mapping value that
 Portico writes into a head (added header names and values, removed header names, host_rewrite,
-rewrite, prefix, regex_rewrite) is checked: CR, LF, NUL, non-token names, whitespace a
+the service's host that auto_host_rewrite sends, rewrite, prefix, regex_rewrite) is checked: CR, LF, NUL, non-token names, whitespace a
 recipient would strip, and the headers Portico manages (framing, connection, host) are errors
 with FILE:LINE: Kind/ns/name, `portico check` exits 1, and `portico run` rejects that Mapping
 alone while the rest of the file serves. Upstream pools are shared between namespaces, so this
@@ -58,6 +58,9 @@ BAD = [
      'host_rewrite: "a.example\\x0d\\x0aX-Injected: 1" is not a host[:port] (RFC 3986 §3.2.2)'),
     ({"host_rewrite": "a.example/evil"}, "host_rewrite",
      'host_rewrite: "a.example/evil" is not a host[:port] (RFC 3986 §3.2.2)'),
+    ({"service": "quote\r\nX-Injected: 1", "auto_host_rewrite": True}, "service",
+     'service: "quote\\x0d\\x0aX-Injected: 1" has a byte not allowed in [scheme://]host[:port] '
+     '(RFC 3986 §3.2.2)'),
     ({"rewrite": "/x HTTP/1.1\r\nHost: internal\r\n\r\nGET /y"}, "rewrite",
      'rewrite: "/x HTTP/1.1\\x0d\\x0aHost: internal\\x0d\\x0a\\x0d\\x0aGET /y" has a byte not '
      "allowed in a request-target (space, '#', controls, non-ASCII; RFC 9112 §3.2)"),

@@ -981,8 +981,8 @@ static void test_unknown_fields_and_kinds(void **state)
 
 /* ---- values written on the wire (config/wire.c) ---------------------------------------------- */
 
-/* load_mapping_with: a Mapping "m" whose line 7 (and on) is <lines>; prefix /p/ unless <lines>
- * sets it. */
+/* load_mapping_with: a Mapping "m" whose line 6 (and on) is <lines>; prefix /p/ and service s
+ * unless <lines> sets them. */
 static struct pt_resources *load_mapping_with(const char *lines)
 {
     char yaml[2048];
@@ -992,9 +992,9 @@ static struct pt_resources *load_mapping_with(const char *lines)
                      "metadata: {name: m}\n"
                      "spec:\n"
                      "  hostname: '*'\n"
-                     "  service: s\n"
-                     "%s%s",
-                     lines, strstr(lines, "prefix:") ? "" : "  prefix: /p/\n");
+                     "%s%s%s",
+                     lines, strstr(lines, "prefix:") ? "" : "  prefix: /p/\n",
+                     strstr(lines, "service:") ? "" : "  service: s\n");
     assert_true(n > 0 && (size_t)n < sizeof(yaml));
     return load(yaml);
 }
@@ -1006,100 +1006,106 @@ static void test_mapping_wire_values(void **state)
 {
     static const struct { const char *lines, *diag; } bad[] = {
         { "  add_request_headers: {\"x-a\\r\\nx-b\": v}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header name \"x-a\\x0d\\x0ax-b\" is "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"x-a\\x0d\\x0ax-b\" is "
           "not a token (RFC 9110 §5.6.2)\n" },
         { "  add_request_headers: {\"x a\": v}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header name \"x a\" is not a token "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"x a\" is not a token "
           "(RFC 9110 §5.6.2)\n" },
         { "  add_request_headers: {\"\": v}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header name \"\" is not a token "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"\" is not a token "
           "(RFC 9110 §5.6.2)\n" },
         { "  add_request_headers: {\":authority\": v}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header name \":authority\" is not a "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \":authority\" is not a "
           "token (RFC 9110 §5.6.2)\n" },
         { "  add_request_headers: {x-a: \"v\\r\\nx-b: w\"}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers.x-a: value \"v\\x0d\\x0ax-b: w\" has "
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \"v\\x0d\\x0ax-b: w\" has "
           "a byte not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 "
           "§5.5)\n" },
         { "  add_response_headers: {x-a: {value: \"v\\nw\", append: false}}\n",
-          "t.yaml:7: Mapping/default/m: add_response_headers.x-a: value \"v\\x0aw\" has a byte "
+          "t.yaml:6: Mapping/default/m: add_response_headers.x-a: value \"v\\x0aw\" has a byte "
           "not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
         { "  add_request_headers: {x-a: \"v\\x7f\"}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers.x-a: value \"v\\x7f\" has a byte "
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \"v\\x7f\" has a byte "
           "not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
         { "  add_request_headers: {x-a: \" v\"}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers.x-a: value \" v\" starts or ends "
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \" v\" starts or ends "
           "with whitespace, which a recipient strips (RFC 9110 §5.5)\n" },
         { "  add_response_headers: {x-a: \"v\\t\"}\n",
-          "t.yaml:7: Mapping/default/m: add_response_headers.x-a: value \"v\\x09\" starts or "
+          "t.yaml:6: Mapping/default/m: add_response_headers.x-a: value \"v\\x09\" starts or "
           "ends with whitespace, which a recipient strips (RFC 9110 §5.5)\n" },
         { "  add_request_headers: {x-a: \"a\\0b\"}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers.x-a: expected a string\n" },
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: expected a string\n" },
         { "  add_request_headers: {Content-Length: '5'}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header Content-Length is managed by "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header Content-Length is managed by "
           "Portico and cannot be added by a Mapping\n" },
         { "  add_response_headers: {transfer-encoding: chunked}\n",
-          "t.yaml:7: Mapping/default/m: add_response_headers: header transfer-encoding is "
+          "t.yaml:6: Mapping/default/m: add_response_headers: header transfer-encoding is "
           "managed by Portico and cannot be added by a Mapping\n" },
         { "  add_request_headers: {TE: trailers}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header TE is managed by Portico "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header TE is managed by Portico "
           "and cannot be added by a Mapping\n" },
         { "  add_request_headers: {host: evil.example}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header host cannot be set here; "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header host cannot be set here; "
           "use host_rewrite\n" },
         { "  remove_request_headers: [x-ok, Connection]\n",
-          "t.yaml:7: Mapping/default/m: remove_request_headers[1]: header Connection is managed "
+          "t.yaml:6: Mapping/default/m: remove_request_headers[1]: header Connection is managed "
           "by Portico and cannot be removed by a Mapping\n" },
         { "  remove_request_headers:\n  - x-ok\n  - host\n",
-          "t.yaml:9: Mapping/default/m: remove_request_headers[1]: header host is managed by "
+          "t.yaml:8: Mapping/default/m: remove_request_headers[1]: header host is managed by "
           "Portico and cannot be removed by a Mapping\n" },
         { "  remove_response_headers: [upgrade, x-ok]\n",
-          "t.yaml:7: Mapping/default/m: remove_response_headers[0]: header upgrade is managed "
+          "t.yaml:6: Mapping/default/m: remove_response_headers[0]: header upgrade is managed "
           "by Portico and cannot be removed by a Mapping\n" },
         { "  remove_response_headers: \"x\\r\\ny\"\n",
-          "t.yaml:7: Mapping/default/m: remove_response_headers[0]: header name \"x\\x0d\\x0ay\" "
+          "t.yaml:6: Mapping/default/m: remove_response_headers[0]: header name \"x\\x0d\\x0ay\" "
           "is not a token (RFC 9110 §5.6.2)\n" },
         { "  remove_request_headers: [keep-alive]\n",
-          "t.yaml:7: Mapping/default/m: remove_request_headers[0]: header keep-alive is managed "
+          "t.yaml:6: Mapping/default/m: remove_request_headers[0]: header keep-alive is managed "
           "by Portico and cannot be removed by a Mapping\n" },
         { "  add_request_headers: {Proxy-Connection: close}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers: header Proxy-Connection is managed "
+          "t.yaml:6: Mapping/default/m: add_request_headers: header Proxy-Connection is managed "
           "by Portico and cannot be added by a Mapping\n" },
         { "  host_rewrite: \"a.example\\r\\nx-b: c\"\n",
-          "t.yaml:7: Mapping/default/m: host_rewrite: \"a.example\\x0d\\x0ax-b: c\" is not a "
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"a.example\\x0d\\x0ax-b: c\" is not a "
           "host[:port] (RFC 3986 §3.2.2)\n" },
         { "  host_rewrite: a.example/x\n",
-          "t.yaml:7: Mapping/default/m: host_rewrite: \"a.example/x\" is not a host[:port] (RFC "
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"a.example/x\" is not a host[:port] (RFC "
           "3986 §3.2.2)\n" },
         { "  host_rewrite: u@a.example\n",
-          "t.yaml:7: Mapping/default/m: host_rewrite: \"u@a.example\" is not a host[:port] (RFC "
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"u@a.example\" is not a host[:port] (RFC "
           "3986 §3.2.2)\n" },
         { "  host_rewrite: ''\n",
-          "t.yaml:7: Mapping/default/m: host_rewrite: \"\" is not a host[:port] (RFC 3986 "
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"\" is not a host[:port] (RFC 3986 "
           "§3.2.2)\n" },
         { "  rewrite: /x y\n",
-          "t.yaml:7: Mapping/default/m: rewrite: \"/x y\" has a byte not allowed in a "
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x y\" has a byte not allowed in a "
           "request-target (space, '#', controls, non-ASCII; RFC 9112 §3.2)\n" },
         { "  rewrite: \"/x\\r\\nX-Injected: 1\\r\\n\"\n",
-          "t.yaml:7: Mapping/default/m: rewrite: \"/x\\x0d\\x0aX-Injected: 1\\x0d\\x0a\" has a "
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x\\x0d\\x0aX-Injected: 1\\x0d\\x0a\" has a "
           "byte not allowed in a request-target (space, '#', controls, non-ASCII; RFC 9112 "
           "§3.2)\n" },
         { "  rewrite: \"/x#y\"\n",
-          "t.yaml:7: Mapping/default/m: rewrite: \"/x#y\" has a byte not allowed in a "
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x#y\" has a byte not allowed in a "
           "request-target (space, '#', controls, non-ASCII; RFC 9112 §3.2)\n" },
+        { "  service: \"quote\\r\\nx-injected: 1\"\n  auto_host_rewrite: true\n",
+          "t.yaml:6: Mapping/default/m: service: \"quote\\x0d\\x0ax-injected: 1\" has a byte "
+          "not allowed in [scheme://]host[:port] (RFC 3986 §3.2.2)\n" },
+        { "  service: \"quote x\"\n",
+          "t.yaml:6: Mapping/default/m: service: \"quote x\" has a byte not allowed in "
+          "[scheme://]host[:port] (RFC 3986 §3.2.2)\n" },
         { "  prefix: \"/p\\r\\n\"\n",
-          "t.yaml:7: Mapping/default/m: prefix: \"/p\\x0d\\x0a\" has a control character (CR, "
+          "t.yaml:6: Mapping/default/m: prefix: \"/p\\x0d\\x0a\" has a control character (CR, "
           "LF, ...), which no request path contains\n" },
         { "  regex_rewrite: {pattern: \"a\\nb\", substitution: x}\n",
-          "t.yaml:7: Mapping/default/m: regex_rewrite.pattern: \"a\\x0ab\" has a control "
+          "t.yaml:6: Mapping/default/m: regex_rewrite.pattern: \"a\\x0ab\" has a control "
           "character (CR, LF, ...), which no request path contains\n" },
         { "  regex_rewrite:\n    pattern: a\n    substitution: \"/b\\r\\nX: y\"\n",
-          "t.yaml:9: Mapping/default/m: regex_rewrite.substitution: \"/b\\x0d\\x0aX: y\" has a "
+          "t.yaml:8: Mapping/default/m: regex_rewrite.substitution: \"/b\\x0d\\x0aX: y\" has a "
           "byte not allowed in a request-target (space, '#', controls, non-ASCII; RFC 9112 "
           "§3.2)\n" },
         { "  add_request_headers: {x-long: \"0123456789012345678901234567890123456789"
           "0123456789012345678901234\\n\"}\n",
-          "t.yaml:7: Mapping/default/m: add_request_headers.x-long: value \"0123456789012345678"
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-long: value \"0123456789012345678"
           "901234567890123456789012345678901234567890123\"... has a byte not allowed in a field "
           "value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
     };
@@ -1137,6 +1143,13 @@ static void test_mapping_wire_values_allowed(void **state)
     assert_string_equal(r->mappings[0].add_request_headers[0].value, "v  w\tz");
     assert_string_equal(r->mappings[0].add_request_headers[2].value, "caf\xc3\xa9");
     assert_string_equal(r->mappings[0].host_rewrite, "[::1]:8080");
+    pt_resources_free(r);
+
+    r = load_mapping_with("  service: https://quote.shop:8443\n");
+    assert_errors(r, 0);
+    pt_resources_free(r);
+    r = load_mapping_with("  service: '[::1]:8080'\n");
+    assert_errors(r, 0);
     pt_resources_free(r);
 }
 
