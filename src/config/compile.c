@@ -249,6 +249,7 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
 #undef STRSZ
     a->cluster = cl;
     a->auto_host_rewrite = m->auto_host_rewrite;
+    a->bypass_auth = m->bypass_auth;
     a->timeout_ms = m->timeout_ms >= 0 ? (uint32_t)m->timeout_ms : 3000;
     a->idle_timeout_ms = m->idle_timeout_ms > 0 ? (uint32_t)m->idle_timeout_ms : 0;
     c->snap->actions = pt_xrealloc(c->snap->actions, (c->snap->nactions + 1) * sizeof(*c->snap->actions));
@@ -747,6 +748,8 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         if (m->listener_idle_timeout_ms > 0)
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }
+    s->http.auth_deny = r->nauthservices > 0;
+    s->http.ip_deny_all = r->ip_policy;
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;
     s->nresources[PT_RK_MAPPING] = (uint32_t)r->nmappings;

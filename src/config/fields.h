@@ -97,6 +97,32 @@ bool pt_config__scalar_long(const struct pt_ynode *n, long *out);
 /* pt_config__is_string: a scalar usable as a string (no embedded NUL). */
 bool pt_config__is_string(const struct pt_ynode *n);
 
+/* Checks of values Portico writes into an HTTP head (wire.c). Each returns true when <s> may be
+ * written, else reports "<path>: ..." at <at> (an error: the object is rejected) and returns
+ * false. The value is shown escaped in the message.
+ * pt_config__wire_name: an RFC 9110 token that is not a header Portico manages itself
+ * (content-length, transfer-encoding, connection, te, upgrade, keep-alive, proxy-connection,
+ * host); <adding> picks the wording (added or removed).
+ * pt_config__wire_value: a field value: no CR, LF, NUL or other control but HTAB, and no
+ * leading or trailing SP or HTAB.
+ * pt_config__wire_target: only request-target bytes (VCHAR except '#').
+ * pt_config__wire_host: a non-empty host[:port] of RFC 3986 bytes (no '/', '?', '#', '@', space).
+ * pt_config__wire_service: only host[:port] bytes and '/' (for "scheme://"): a service's host
+ * becomes the Host header with auto_host_rewrite.
+ * pt_config__wire_no_ctl: no control byte (0x00-0x1f, 0x7f). */
+bool pt_config__wire_name(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                          const char *name, bool adding);
+bool pt_config__wire_value(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                           const char *value);
+bool pt_config__wire_target(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                            const char *s);
+bool pt_config__wire_host(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                          const char *s);
+bool pt_config__wire_service(struct pt_config__obj *c, const struct pt_ynode *at,
+                             const char *path, const char *s);
+bool pt_config__wire_no_ctl(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                            const char *s);
+
 /* One kind Portico reads (kinds.c): where its fields are, how they read, where valid objects go.
  * Every resource struct starts with its struct pt_meta. */
 struct pt_config__kind {
@@ -130,6 +156,17 @@ union pt_config__any_res {
 
 /* pt_config__find_kind: the kind called <name>, or NULL. */
 const struct pt_config__kind *pt_config__find_kind(const char *name);
+
+/* A getambassador.io kind that Portico knows of but does not implement (kinds.c). */
+struct pt_config__unimplemented {
+    const char *name;
+    bool error;          /* ignoring it would fail open: an error, with <message> */
+    bool auth;           /* counts in pt_resources.nauthservices (requests fail closed) */
+    const char *message;
+};
+
+/* pt_config__find_unimplemented: the unimplemented kind called <name>, or NULL. */
+const struct pt_config__unimplemented *pt_config__find_unimplemented(const char *name);
 
 /* pt_config__kind_index: <k>'s position, 0 .. PT_CONFIG__NKINDS - 1. */
 size_t pt_config__kind_index(const struct pt_config__kind *k);

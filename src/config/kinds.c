@@ -1,6 +1,8 @@
 /* The kinds Portico reads, as data: one field table per kind (Listener, Host, TLSContext,
  * Mapping, TracingService, Module, Service, Endpoints, Secret) with its defaults, its custom
- * readers (headers as maps, `tls: true`, base64 Secret data...) and its cross-field checks.
+ * readers (headers as maps, `tls: true`, base64 Secret data...) and its cross-field checks
+ * (values written into a head go through wire.c); and the getambassador.io kinds Portico knows
+ * of but does not implement.
  * Defaults and rules follow emissary.md §2-3. The generic reading is in fields.c; the Kubernetes
  * envelope, filters and duplicates are in resources.c, which looks kinds up here. */
 #include "config/fields.h"
@@ -136,6 +138,9 @@ static void read_added_headers(struct pt_config__obj *c, const struct pt_config_
             pt_config__read_fields(c, v, added_header_fields, &h[i], p);
         else
             h[i].value = pt_ynode_is_null(v) ? "" : pt_config__string(c, name, v, p);
+        if (h[i].name != NULL && pt_config__wire_name(c, name, path, h[i].name, true) &&
+            h[i].value != NULL)
+            pt_config__wire_value(c, name, p, h[i].value);
     }
     if (f->arg) {
         m->add_response_headers = h;
@@ -294,6 +299,22 @@ static void read_log_format(struct pt_config__obj *c, const struct pt_config__fi
 
 /* ---- Mapping -------------------------------------------------------------------------------- */
 
+/* shadow, host_redirect: Portico cannot do what they ask (copy the traffic to the service and
+ * drop its answers; answer with a redirect), and serving the Mapping as a plain route would do
+ * something else entirely: it would take half the live traffic, or proxy instead of
+ * redirecting. So they are errors, and the Mapping is not served. `false` asks for nothing. */
+static void read_unenforced(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    bool b;
+    if (val->plain && pt_config__scalar_bool(val, &b) && !b)
+        return;
+    pt_config__err(c, key, "%s: not supported by this build; the Mapping is not served (%s)",
+                   path, f->arg ? "Emissary would answer with a redirect"
+                                : "Emissary would copy its requests to the service");
+}
+
 #define T struct pt_mapping_res
 static const struct pt_config__field regex_rewrite_fields[] = {
     F_STR_REQ("pattern", T, regex_rewrite_pattern),
@@ -334,6 +355,9 @@ static const struct pt_config__field mapping_fields[] = {
     F_STR("stats_name", T, stats_name),
     F_LIST("allow_upgrade", T, allow_upgrade, nallow_upgrade),
     F_BOOL("use_websocket", T, use_websocket),
+    F_BOOL("bypass_auth", T, bypass_auth),
+    F_FN("shadow", read_unenforced, 0),
+    F_FN("host_redirect", read_unenforced, 1),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -382,10 +406,61 @@ static void mapping_hosts(struct pt_config__obj *c, struct pt_mapping_res *m,
     }
 }
 
+/* list_item: the node of item <i> of the string list at body[<key>] (a single string is a list
+ * of one), for its line. */
+static const struct pt_ynode *list_item(const struct pt_ynode *body, const char *key, size_t i)
+{
+    const struct pt_ynode *l = pt_ynode_get(body, key);
+    if (l != NULL && l->type == PT_YNODE_SEQ && i < l->nitems)
+        return l->items[i];
+    return l;
+}
+
+static void check_removed(struct pt_config__obj *c, const struct pt_ynode *body, const char *key,
+                          const char **names, size_t n)
+{
+    char p[PT_PATH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(p, sizeof(p), "%s[%zu]", key, i);
+        if (names[i] != NULL && len > 0 && (size_t)len < sizeof(p)) /* NULL: reported */
+            pt_config__wire_name(c, list_item(body, key, i), p, names[i], false);
+    }
+}
+
+/* mapping_wire: every value that reaches an upstream request or a response head may be written
+ * there as is (config/wire.c): a Mapping must not be able to add a line to a head, or change
+ * the framing of a connection that other namespaces' requests share. */
+static void mapping_wire(struct pt_config__obj *c, struct pt_mapping_res *m,
+                         const struct pt_ynode *body)
+{
+    const struct pt_ynode *rr = pt_ynode_get(body, "regex_rewrite");
+
+    check_removed(c, body, "remove_request_headers", m->remove_request_headers,
+                  m->nremove_request_headers);
+    check_removed(c, body, "remove_response_headers", m->remove_response_headers,
+                  m->nremove_response_headers);
+    if (m->host_rewrite != NULL)
+        pt_config__wire_host(c, pt_ynode_get(body, "host_rewrite"), "host_rewrite",
+                             m->host_rewrite);
+    if (m->service != NULL)
+        pt_config__wire_service(c, pt_ynode_get(body, "service"), "service", m->service);
+    if (m->rewrite != NULL)
+        pt_config__wire_target(c, pt_ynode_get(body, "rewrite"), "rewrite", m->rewrite);
+    if (m->prefix != NULL)
+        pt_config__wire_no_ctl(c, pt_ynode_get(body, "prefix"), "prefix", m->prefix);
+    if (m->regex_rewrite_pattern != NULL)
+        pt_config__wire_no_ctl(c, pt_ynode_get(rr, "pattern"), "regex_rewrite.pattern",
+                               m->regex_rewrite_pattern);
+    if (m->regex_rewrite_substitution != NULL)
+        pt_config__wire_target(c, pt_ynode_get(rr, "substitution"),
+                               "regex_rewrite.substitution", m->regex_rewrite_substitution);
+}
+
 static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
 {
     struct pt_mapping_res *m = obj;
     mapping_hosts(c, m, body);
+    mapping_wire(c, m, body);
     if (m->regex_rewrite_pattern != NULL) {
         if (m->regex_rewrite_substitution == NULL)
             m->regex_rewrite_substitution = "";
@@ -625,6 +700,14 @@ static void tracing_check(struct pt_config__obj *c, void *obj, const struct pt_y
 {
     struct pt_tracing_res *t = obj;
     const struct pt_ynode *list = pt_ynode_get(body, "custom_tags");
+    const struct pt_ynode *cfg = pt_ynode_get(body, "config");
+
+    /* the collector's request head (observe/zipkin.c) is built from these */
+    if (t->collector_hostname != NULL && t->collector_hostname[0] != '\0')
+        pt_config__wire_host(c, pt_ynode_get(cfg, "collector_hostname"),
+                             "config.collector_hostname", t->collector_hostname);
+    pt_config__wire_target(c, pt_ynode_get(cfg, "collector_endpoint"),
+                           "config.collector_endpoint", t->collector_endpoint);
     for (size_t i = 0; i < t->ncustom_tags; i++) {
         const struct pt_custom_tag *ct = &t->custom_tags[i];
         int sources = (ct->literal != NULL) + (ct->env_name != NULL) + (ct->header_name != NULL);
@@ -650,6 +733,8 @@ static const struct pt_config__field module_config_fields[] = {
     F_BOOL("enable_http10", T, enable_http10),
     F_BOOL("merge_slashes", T, merge_slashes),
     F_BOOL("reject_requests_with_escaped_slashes", T, reject_requests_with_escaped_slashes),
+    F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
+    F_IGN("ip_deny"),
     F_END,
 };
 
@@ -912,6 +997,30 @@ _Static_assert(PT_ARRAY_SIZE(kinds) == PT_CONFIG__NKINDS, "PT_CONFIG__NKINDS is 
 _Static_assert(sizeof(enum pt_listener_proto) == sizeof(int) &&
                sizeof(enum pt_security_model) == sizeof(int) &&
                sizeof(enum pt_insecure_action) == sizeof(int), "PT_F_ENUM stores an int");
+
+/* getambassador.io kinds Portico does not implement. The ones whose absence would let traffic
+ * through that Emissary would stop are errors (fail closed); the others are notices. */
+static const struct pt_config__unimplemented unimplemented[] = {
+    { "AuthService", true, true,
+      "AuthService is not supported by this build: requests are denied with 403 unless their "
+      "Mapping sets bypass_auth: true, until the AuthService is removed" },
+    { "RateLimitService", true, false,
+      "RateLimitService is not supported by this build: requests are not rate limited" },
+    { "LogService", false, false, NULL },
+    { "TCPMapping", false, false, NULL },
+    { "KubernetesEndpointResolver", false, false, NULL },
+    { "KubernetesServiceResolver", false, false, NULL },
+    { "ConsulResolver", false, false, NULL },
+    { "DevPortal", false, false, NULL },
+};
+
+const struct pt_config__unimplemented *pt_config__find_unimplemented(const char *name)
+{
+    for (size_t i = 0; i < PT_ARRAY_SIZE(unimplemented); i++)
+        if (strcmp(unimplemented[i].name, name) == 0)
+            return &unimplemented[i];
+    return NULL;
+}
 
 const struct pt_config__kind *pt_config__find_kind(const char *name)
 {

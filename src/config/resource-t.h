@@ -146,6 +146,7 @@ struct pt_mapping_res {
     const char **allow_upgrade;   /* protocols a request may upgrade to ("websocket") */
     size_t nallow_upgrade;
     bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
+    bool bypass_auth;             /* requests pass while an AuthService denies (fail closed) */
 };
 
 struct pt_service_port {
@@ -282,6 +283,11 @@ struct pt_resources {
     struct pt_secret_res *secrets;      size_t nsecrets;
     struct pt_tracing_res *tracing;     size_t ntracing;
     struct pt_module_res *modules;      size_t nmodules;
+    /* What Portico cannot enforce yet, so must fail closed on (each is also an error in diag):
+     * AuthServices for this Portico, valid or not (requests without bypass_auth get 403), and
+     * whether the ambassador Module sets ip_allow or ip_deny (every request gets 403). */
+    size_t nauthservices;
+    bool ip_policy;
     struct pt_diag diag;
     void *_arena;
 };

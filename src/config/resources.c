@@ -1,9 +1,10 @@
 /* Configuration loading, second half: one YAML document (a node tree from load.c) becomes typed
  * resources (resource-t.h). Here live the Kubernetes envelope (apiVersion, kind, metadata, List),
- * the AMBASSADOR_ID and single-namespace filters, duplicate detection, and the pt_resources being
- * filled. What each kind's fields mean is in kinds.c, how they are read in fields.c. A resource
- * with any error is left out alone; everything else still loads. Called by load.c for each
- * document. */
+ * the AMBASSADOR_ID and single-namespace filters, duplicate detection, the pt_resources being
+ * filled, and the Emissary kinds and Module options Portico cannot enforce (errors that make the
+ * data plane fail closed: AuthService, ip_allow/ip_deny; notices for the harmless ones). What
+ * each kind's fields mean is in kinds.c, how they are read in fields.c. A resource with any
+ * error is left out alone; everything else still loads. Called by load.c for each document. */
 #include "config/fields.h"
 #include "config/load.h"
 #include "config/ynode.h"
@@ -381,6 +382,29 @@ static const char *loose_object_name(struct pt_arena *a, const char *kind,
     return object_name(a, kind, &m);
 }
 
+/* note_ip_policy: the ambassador Module's ip_allow / ip_deny (spec.config) cannot be enforced
+ * yet, and ignoring them would let every address through: it is an error, and every request
+ * is denied (r->ip_policy). The rest of the Module still applies, so the error is added to diag
+ * without rejecting it. Noted even when the Module has other errors: it still fails closed. */
+static void note_ip_policy(struct pt_config__loader *l, struct pt_config__obj *c,
+                           const struct pt_ynode *root)
+{
+    static const char *const keys[] = { "ip_allow", "ip_deny" };
+    const struct pt_ypair *sp = find_pair(root, "spec");
+    const struct pt_ypair *cfg = find_pair(sp ? sp->value : NULL, "config");
+
+    for (size_t i = 0; i < PT_ARRAY_SIZE(keys); i++) {
+        const struct pt_ypair *p = find_pair(cfg ? cfg->value : NULL, keys[i]);
+        struct pt_origin o = { c->file, p ? p->key->line : c->line };
+        if (p == NULL || pt_ynode_is_null(p->value))
+            continue;
+        l->r->ip_policy = true;
+        pt_diag_add(c->diag, PT_DIAG_ERROR, &o, c->object,
+                    "config.%s: not supported by this build: every request is denied with 403 "
+                    "until ip_allow and ip_deny are removed", keys[i]);
+    }
+}
+
 /* add_resource: a Kubernetes object of a kind Portico reads, from the metadata on. */
 static void add_resource(struct pt_config__loader *l, struct pt_config__obj *c,
                          const struct pt_config__kind *k, const char *api, const struct pt_ynode *root)
@@ -412,11 +436,44 @@ static void add_resource(struct pt_config__loader *l, struct pt_config__obj *c,
                           m->name);
         return;
     }
+    if (strcmp(k->name, "Module") == 0)
+        note_ip_policy(l, c, root);
     if (is_duplicate(l, c, k, m))
         return;
     read_body(c, k, root, &obj);
     if (c->nerrors == 0)
         append(l, k, &obj);
+}
+
+/* add_unimplemented: an object of a getambassador.io kind Portico does not implement. Harmless
+ * kinds get a notice. The others are an error when the object is for this Portico (same
+ * filters as add_resource; an object too broken to tell counts as ours), and an AuthService is
+ * counted so that requests fail closed. */
+static void add_unimplemented(struct pt_config__loader *l, struct pt_config__obj *c,
+                              const struct pt_config__unimplemented *u, const char *api,
+                              const struct pt_ynode *root)
+{
+    struct pt_meta m = { .kind = u->name };
+
+    if (!u->error) {
+        pt_config__notice(c, NULL, "%s is not supported by this build; ignored", u->name);
+        return;
+    }
+    c->object = u->name;
+    if (read_meta(c, root, &m)) {
+        const struct pt_ypair *sp = find_pair(root, "spec");
+        c->object = object_name(l->arena, u->name, &m);
+        if (l->single_namespace && strcmp(m.namespace, l->namespace) != 0)
+            return;
+        if (!ambassador_id_matches(l, c, sp ? sp->value : NULL, &m) && c->nerrors == 0) {
+            pt_debug("config: %s: %s is for another ambassador_id; skipped", c->file, c->object);
+            return;
+        }
+        check_version(c, api, root);
+    }
+    if (u->auth)
+        l->r->nauthservices++;
+    pt_config__err(c, NULL, "%s", u->message);
 }
 
 static void add_object(struct pt_config__loader *l, const char *file, const struct pt_ynode *root,
@@ -459,6 +516,11 @@ static void add_object(struct pt_config__loader *l, const char *file, const stru
         return;
     }
     c.object = loose_object_name(l->arena, kind, root);
+    const struct pt_config__unimplemented *u = pt_config__find_unimplemented(kind);
+    if (u != NULL && strncmp(api, AMBASSADOR_GROUP, strlen(AMBASSADOR_GROUP)) == 0) {
+        add_unimplemented(l, &c, u, api, root);
+        return;
+    }
     const struct pt_config__kind *k = lookup_kind(&c, api, kind, root);
     if (k != NULL)
         add_resource(l, &c, k, api, root);

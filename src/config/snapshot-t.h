@@ -59,6 +59,7 @@ struct pt_route_action {
     struct pt_hdr_op *add_resp;  uint32_t nadd_resp;
     struct pt_str *remove_resp;  uint32_t nremove_resp;
     struct pt_str *upgrades;     uint32_t nupgrades; /* allow_upgrade, lowercase */
+    bool bypass_auth;           /* served while pt_http_opts.auth_deny is set */
     const char *mapping;        /* "ns/name", for diag */
 };
 
@@ -103,6 +104,9 @@ struct pt_http_opts {
     bool reject_escaped_slashes; /* a path with %2F or %5C gets 400 */
     uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
                                         * --idle-timeout-ms default */
+    /* Fail closed on what cannot be enforced yet (config/resources.c reports each as an error): */
+    bool auth_deny;              /* an AuthService exists: 403 (flag UAEX) unless bypass_auth */
+    bool ip_deny_all;            /* the Module has ip_allow/ip_deny: 403 "RBAC: access denied" */
 };
 
 /* Access log settings (the `ambassador` Module). */

@@ -814,6 +814,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         req->path = pt_str_make(w->pathbuf, (size_t)n);
     }
     rreq = route_req(req);
+    if (ds->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
+        pt_reply_local(ds, 403, PT_STR_LIT("RBAC: access denied"), "-");
+        return;
+    }
     host = pt_authority_strip_port(rreq.authority);
     if (!sni_agrees(ds, ds->listener, host)) {
         pt_reply_refuse(ds, 421);
@@ -844,6 +848,10 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         return;
     }
     ds->action = pt_route_action(route);
+    if (ds->snap->http.auth_deny && !ds->action->bypass_auth) { /* AuthService: fail closed */
+        pt_reply_local(ds, 403, (struct pt_str){ 0 }, "UAEX");
+        return;
+    }
     if (req->upgrade) {
         int up = upgrade_check(ds);
         if (up < 0) {

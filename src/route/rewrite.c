@@ -87,8 +87,25 @@ int pt_route__rewrite_setup(struct pt_route_table *t, struct pt_route *r,
     return 0;
 }
 
+/* request-target bytes as the HTTP/1 parser accepts them (http/h1.c): VCHAR except '#'. */
+static const unsigned char target_char[256] = {
+    ['!' ... '"'] = 1, ['$' ... '~'] = 1,
+};
+
+/* is_target: whether <s> (<len> bytes) is a non-empty run of request-target bytes, so that it
+ * can be written into a request line as is: no CR, LF, NUL, space or '#'. */
+static bool is_target(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!target_char[(unsigned char)s[i]])
+            return false;
+    return len > 0;
+}
+
 /* regex_rewrite_path: the path with every match of the route's pattern substituted, into <out>.
- * Returns the length, or PT_TOOBIG / PT_NOMEM / PT_INVAL (match limit hit). */
+ * Returns the length, or PT_TOOBIG / PT_NOMEM / PT_INVAL (match limit hit, or a result that is
+ * not a request-target: config/ checks the substitution, this is the last line of defence
+ * before the request line is written). */
 static int regex_rewrite_path(const struct pt_route *r, struct pt_str path, char *out, size_t cap)
 {
     pcre2_match_data *md = pt_route__match_data();
@@ -101,7 +118,7 @@ static int regex_rewrite_path(const struct pt_route *r, struct pt_str path, char
                               r->_rr_subst_len, (PCRE2_UCHAR *)out, &outlen);
     if (rc == PCRE2_ERROR_NOMEMORY)
         return PT_TOOBIG;
-    if (rc < 0)
+    if (rc < 0 || !is_target(out, outlen))
         return PT_INVAL;
     return (int)outlen;
 }

@@ -57,7 +57,8 @@ size_t pt_route_spec_index(const struct pt_route *r);
  * Envoy adds x-envoy-original-path (even if the result equals the original path). Returns the
  * length written (without the NUL), or PT_TOOBIG when <cap> is too small, PT_NOMEM when the
  * thread has no regex scratch (see pt_route_thread_init()), PT_INVAL when a regex_rewrite hits
- * the backtracking limit. Thread-safe. */
+ * the backtracking limit or its result is empty or has a byte that a request-target may not
+ * hold (CR, LF, NUL, space, '#', other controls, non-ASCII). Thread-safe. */
 int pt_route_rewrite(const struct pt_route *r, const struct pt_route_req *req, char *out,
                      size_t cap, bool *changed);
 

@@ -60,22 +60,34 @@ struct kind {
     const char *resource; /* plural, lower case */
     const char *selector; /* fieldSelector, URL-escaped, or NULL */
     bool crd;             /* may be missing from the cluster (404) */
+    bool unimplemented;   /* watched only to be seen: its CRD's absence is normal (info) */
 };
 
 #define AMB "getambassador.io/v3alpha1", "/apis/getambassador.io/v3alpha1"
 static const struct kind kinds[] = {
-    {"Listener", AMB, "listeners", NULL, true},
-    {"Host", AMB, "hosts", NULL, true},
-    {"Mapping", AMB, "mappings", NULL, true},
-    {"TLSContext", AMB, "tlscontexts", NULL, true},
-    {"TracingService", AMB, "tracingservices", NULL, true},
-    {"Module", AMB, "modules", NULL, true},
-    {"Service", "v1", "/api/v1", "services", NULL, false},
-    {"Endpoints", "v1", "/api/v1", "endpoints", NULL, false},
+    {"Listener", AMB, "listeners", NULL, true, false},
+    {"Host", AMB, "hosts", NULL, true, false},
+    {"Mapping", AMB, "mappings", NULL, true, false},
+    {"TLSContext", AMB, "tlscontexts", NULL, true, false},
+    {"TracingService", AMB, "tracingservices", NULL, true, false},
+    {"Module", AMB, "modules", NULL, true, false},
+    /* Kinds Portico does not implement, watched so that none goes unseen: AuthService and
+     * RateLimitService are errors (requests fail closed while an AuthService exists), the
+     * others notices (config/kinds.c). Emissary's CRDs, all served as v3alpha1. */
+    {"AuthService", AMB, "authservices", NULL, true, true},
+    {"RateLimitService", AMB, "ratelimitservices", NULL, true, true},
+    {"LogService", AMB, "logservices", NULL, true, true},
+    {"TCPMapping", AMB, "tcpmappings", NULL, true, true},
+    {"KubernetesEndpointResolver", AMB, "kubernetesendpointresolvers", NULL, true, true},
+    {"KubernetesServiceResolver", AMB, "kubernetesserviceresolvers", NULL, true, true},
+    {"ConsulResolver", AMB, "consulresolvers", NULL, true, true},
+    {"DevPortal", AMB, "devportals", NULL, true, true},
+    {"Service", "v1", "/api/v1", "services", NULL, false, false},
+    {"Endpoints", "v1", "/api/v1", "endpoints", NULL, false, false},
     /* preferred over Endpoints when both exist (config/resources.c); absent before 1.21 */
-    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", NULL, true},
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", NULL, true, false},
     /* Helm keeps every release in a Secret of up to 1 MiB that no configuration reads. */
-    {"Secret", "v1", "/api/v1", "secrets", "type%21%3Dhelm.sh%2Frelease.v1", false},
+    {"Secret", "v1", "/api/v1", "secrets", "type%21%3Dhelm.sh%2Frelease.v1", false, false},
 };
 #undef AMB
 #define NKINDS PT_ARRAY_SIZE(kinds)
@@ -452,7 +464,11 @@ static void list_absent(struct watch *w)
 {
     bool had = w->store.n > 0, first = !w->synced;
 
-    if (first || had)
+    if ((first || had) && w->k->unimplemented)
+        pt_info("kubernetes: %s: the API server does not serve %s (CRD not installed); "
+                "treated as empty, checking again every %d s",
+                w->k->resource, w->k->prefix, K_ABSENT_RETRY_MS / 1000);
+    else if (first || had)
         pt_warn("kubernetes: %s: the API server does not serve %s (CRD not installed?); "
                 "treated as empty, checking again every %d s",
                 w->k->resource, w->k->prefix, K_ABSENT_RETRY_MS / 1000);

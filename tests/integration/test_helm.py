@@ -286,6 +286,12 @@ EXPECTED_RULES = {
     ("getambassador.io", "listeners"), ("getambassador.io", "hosts"),
     ("getambassador.io", "mappings"), ("getambassador.io", "tlscontexts"),
     ("getambassador.io", "tracingservices"), ("getambassador.io", "modules"),
+    # watched so that none goes unseen (issue 9): without access Portico is never ready
+    ("getambassador.io", "authservices"), ("getambassador.io", "ratelimitservices"),
+    ("getambassador.io", "logservices"), ("getambassador.io", "tcpmappings"),
+    ("getambassador.io", "kubernetesendpointresolvers"),
+    ("getambassador.io", "kubernetesserviceresolvers"), ("getambassador.io", "consulresolvers"),
+    ("getambassador.io", "devportals"),
 }
 
 
@@ -312,6 +318,15 @@ def test_rbac_is_read_only_and_least_privilege():
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": "ambassador"}]
     assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+
+
+def test_rbac_covers_every_kind_the_kubernetes_source_watches():
+    """The fake API server serves what Portico watches (test_kubernetes checks that Portico
+    lists every kind of it): a kind without RBAC access would keep Portico unready forever."""
+    from fake_apiserver import RESOURCES
+    watched = {(api.rsplit("/", 1)[0] if "/" in api else "", res)
+               for res, (_, api) in RESOURCES.items()}
+    assert rule_pairs(one(render(), "ClusterRole")) == watched
 
 
 def test_single_namespace_scope_uses_a_role():

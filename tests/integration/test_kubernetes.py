@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import RawConn, free_port, start_quote, binary
-from fake_apiserver import FakeApiServer
+from fake_apiserver import RESOURCES, FakeApiServer
 
 AMB = "getambassador.io/v3alpha1"
 FOLLOW_S = 0.1   # a change is live this soon after the API server has it
@@ -233,7 +233,7 @@ def test_410_relists_and_loses_no_update(api, edge, gone_as_http):
     wait_until("the Mapping made while the watch was down",
                lambda: edge.get("/third/").status_code == 200 and edge.get("/second/").status_code == 404, 10)
     wait_until("every kind listed again", lambda: sum(
-        1 for _, m, p, _ in list(api.requests) if m == "GET" and "watch=" not in p) >= lists_before + 9, 10)
+        1 for _, m, p, _ in list(api.requests) if m == "GET" and "watch=" not in p) >= lists_before + len(RESOURCES) - 1, 10)
     assert "is gone (410): listing again" in edge.proc.log()
     assert edge.get().status_code == 200
     wait_until("state watching", lambda: edge.diag()["kubernetes"]["state"] == "watching", 10)
@@ -431,3 +431,49 @@ def test_only_referenced_secrets_enter_the_configuration(api, edge):
     assert "unrelated" not in secrets()
     api.delete("TLSContext", "default", "up")
     wait_until("the Secret gone once nothing names it", lambda: "used-ca" not in secrets())
+
+
+# ---- kinds Portico does not implement (issue 9, point 11) ----
+
+def test_every_getambassador_kind_is_watched(api, edge):
+    """Emissary's CRDs are all listed and watched, so none is silently unseen."""
+    wanted = set(RESOURCES)
+    wait_until("a LIST of every kind", lambda: wanted <= {
+        p.split("?")[0].rsplit("/", 1)[-1] for _, m, p, _ in list(api.requests) if m == "GET"})
+    for res in ("authservices", "ratelimitservices", "logservices", "tcpmappings",
+                "kubernetesendpointresolvers", "kubernetesserviceresolvers", "consulresolvers",
+                "devportals"):
+        assert res in wanted
+
+
+def test_authservice_fails_closed(api, edge):
+    """An AuthService from the API (before this, never even seen): 403 with flag UAEX for every
+    Mapping without bypass_auth, an error in diag, and back to normal once it is deleted. A
+    TCPMapping is a notice naming its kind."""
+    api.apply_many([mapping("open", "/open/", bypass_auth=True),
+                    {"apiVersion": AMB, "kind": "TCPMapping",
+                     "metadata": {"name": "tcp", "namespace": "default"},
+                     "spec": {"port": 9000, "service": "quote:80"}}])
+    wait_until("the open Mapping", lambda: edge.get("/open/").status_code == 200)
+    api.apply({"apiVersion": AMB, "kind": "AuthService",
+               "metadata": {"name": "auth", "namespace": "default"},
+               "spec": {"auth_service": "extauth:3000", "proto": "http"}})
+    with RawConn(edge.http) as c:
+        follow(c, "/backend/", lambda r: r.status == 403, "the AuthService")
+        c.send(b"GET /backend/ HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body, r.header("content-length")) == (403, b"", "0")
+        c.request("GET", "/open/")
+        assert c.read_response().status == 200
+    d = edge.diag()
+    assert [(e["location"].split(":")[0], e["object"], e["message"]) for e in d["errors"]] == [
+        ("kubernetes", "AuthService/default/auth",
+         "AuthService is not supported by this build: requests are denied with 403 unless their "
+         "Mapping sets bypass_auth: true, until the AuthService is removed")], d["errors"]
+    assert any(n["object"] == "TCPMapping/default/tcp" and
+               n["message"] == "TCPMapping is not supported by this build; ignored"
+               for n in d["notices"]), d["notices"]
+    wait_until("the access log's UAEX", lambda: re.search(r'"GET /backend/ HTTP/1.1" 403 UAEX ',
+                                                         edge.proc.log()), 3)
+    api.delete("AuthService", "default", "auth")
+    wait_until("the AuthService gone", lambda: edge.get("/backend/").status_code == 200, 5)

@@ -840,6 +840,48 @@ static void test_fixed_cluster_names_unique(void **state)
     pt_resources_free(r);
 }
 
+/* Fail closed on what Portico cannot enforce (issue 9): an AuthService (valid or not) makes
+ * every route deny unless its Mapping has bypass_auth; the Module's ip_allow/ip_deny denies
+ * everything. Without them, nothing is denied. */
+static void test_fail_closed_switches(void **state)
+{
+    struct pt_resources *r = load_fmt(
+        MAPPING("closed", "hostname: '*', prefix: /closed/, service: q")
+        MAPPING("open", "hostname: '*', prefix: /open/, service: q, bypass_auth: true")
+        "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
+        "spec: {auth_service: x}\n");
+    struct pt_snapshot *s = compile(r, NULL);
+    const struct pt_vhost *vh = s->vhosts[0];
+
+    assert_true(s->http.auth_deny);
+    assert_false(s->http.ip_deny_all);
+    assert_false(route(vh, "/closed/", "h")->bypass_auth);
+    assert_true(route(vh, "/open/", "h")->bypass_auth);
+    assert_diag(&r->diag, "t.yaml:11: AuthService/default/a: AuthService is not supported");
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
+                 "apiVersion: getambassador.io/v3alpha1\nkind: Module\n"
+                 "metadata: {name: ambassador}\nspec: {config: {ip_deny: [{peer: 10.0.0.1}]}}\n");
+    s = compile(r, NULL);
+    assert_false(s->http.auth_deny);
+    assert_true(s->http.ip_deny_all);
+    assert_errors(&r->diag, 1);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
+                 "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
+                 "spec: {ambassador_id: [other], auth_service: x}\n");
+    s = compile(r, NULL);
+    assert_false(s->http.auth_deny);
+    assert_false(s->http.ip_deny_all);
+    assert_errors(&r->diag, 0);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+}
+
 /* BUG: src/config/compile.c:233 passes env->namespace straight to pt_service_parse(), which
  * strcmp()s it; load.h documents an all-zero struct pt_config_env as "the defaults" (namespace
  * NULL = "default"), but pt_compile() with one crashes (SIGSEGV) on the first bare service name.
@@ -888,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_fixed_route_rejection_reported_per_host),
         cmocka_unit_test(test_fixed_cluster_names_unique),
         cmocka_unit_test(test_fixed_zero_env_crashes),
+        cmocka_unit_test(test_fail_closed_switches),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -972,9 +972,320 @@ static void test_unknown_fields_and_kinds(void **state)
                    "ignored\n");
     assert_diag(r, "t.yaml:11: Deployment/default/quote: notice: unknown kind Deployment ignored "
                    "(apiVersion apps/v1)\n");
-    assert_diag(r, "t.yaml:15: TCPMapping/n/t: notice: unknown kind TCPMapping ignored\n");
+    assert_diag(r, "t.yaml:15: TCPMapping/n/t: notice: TCPMapping is not supported by this build; "
+                   "ignored\n");
     assert_diag(r, "t.yaml:19: Service/default/k: notice: unknown kind Service ignored "
                    "(apiVersion serving.knative.dev/v1)\n");
+    pt_resources_free(r);
+}
+
+/* ---- values written on the wire (config/wire.c) ---------------------------------------------- */
+
+/* load_mapping_with: a Mapping "m" whose line 6 (and on) is <lines>; prefix /p/ and service s
+ * unless <lines> sets them. */
+static struct pt_resources *load_mapping_with(const char *lines)
+{
+    char yaml[2048];
+    int n = snprintf(yaml, sizeof(yaml),
+                     "apiVersion: getambassador.io/v3alpha1\n"
+                     "kind: Mapping\n"
+                     "metadata: {name: m}\n"
+                     "spec:\n"
+                     "  hostname: '*'\n"
+                     "%s%s%s",
+                     lines, strstr(lines, "prefix:") ? "" : "  prefix: /p/\n",
+                     strstr(lines, "service:") ? "" : "  service: s\n");
+    assert_true(n > 0 && (size_t)n < sizeof(yaml));
+    return load(yaml);
+}
+
+/* Every value that reaches a head: CR, LF, NUL, non-token names, managed headers, bytes a
+ * request-target or a host cannot hold are errors at their line, and the Mapping is rejected
+ * alone. The value is shown escaped, so the message itself cannot inject a line either. */
+static void test_mapping_wire_values(void **state)
+{
+    static const struct { const char *lines, *diag; } bad[] = {
+        { "  add_request_headers: {\"x-a\\r\\nx-b\": v}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"x-a\\x0d\\x0ax-b\" is "
+          "not a token (RFC 9110 §5.6.2)\n" },
+        { "  add_request_headers: {\"x a\": v}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"x a\" is not a token "
+          "(RFC 9110 §5.6.2)\n" },
+        { "  add_request_headers: {\"\": v}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \"\" is not a token "
+          "(RFC 9110 §5.6.2)\n" },
+        { "  add_request_headers: {\":authority\": v}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header name \":authority\" is not a "
+          "token (RFC 9110 §5.6.2)\n" },
+        { "  add_request_headers: {x-a: \"v\\r\\nx-b: w\"}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \"v\\x0d\\x0ax-b: w\" has "
+          "a byte not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 "
+          "§5.5)\n" },
+        { "  add_response_headers: {x-a: {value: \"v\\nw\", append: false}}\n",
+          "t.yaml:6: Mapping/default/m: add_response_headers.x-a: value \"v\\x0aw\" has a byte "
+          "not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
+        { "  add_request_headers: {x-a: \"v\\x7f\"}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \"v\\x7f\" has a byte "
+          "not allowed in a field value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
+        { "  add_request_headers: {x-a: \" v\"}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: value \" v\" starts or ends "
+          "with whitespace, which a recipient strips (RFC 9110 §5.5)\n" },
+        { "  add_response_headers: {x-a: \"v\\t\"}\n",
+          "t.yaml:6: Mapping/default/m: add_response_headers.x-a: value \"v\\x09\" starts or "
+          "ends with whitespace, which a recipient strips (RFC 9110 §5.5)\n" },
+        { "  add_request_headers: {x-a: \"a\\0b\"}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-a: expected a string\n" },
+        { "  add_request_headers: {Content-Length: '5'}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header Content-Length is managed by "
+          "Portico and cannot be added by a Mapping\n" },
+        { "  add_response_headers: {transfer-encoding: chunked}\n",
+          "t.yaml:6: Mapping/default/m: add_response_headers: header transfer-encoding is "
+          "managed by Portico and cannot be added by a Mapping\n" },
+        { "  add_request_headers: {TE: trailers}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header TE is managed by Portico "
+          "and cannot be added by a Mapping\n" },
+        { "  add_request_headers: {host: evil.example}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header host cannot be set here; "
+          "use host_rewrite\n" },
+        { "  remove_request_headers: [x-ok, Connection]\n",
+          "t.yaml:6: Mapping/default/m: remove_request_headers[1]: header Connection is managed "
+          "by Portico and cannot be removed by a Mapping\n" },
+        { "  remove_request_headers:\n  - x-ok\n  - host\n",
+          "t.yaml:8: Mapping/default/m: remove_request_headers[1]: header host is managed by "
+          "Portico and cannot be removed by a Mapping\n" },
+        { "  remove_response_headers: [upgrade, x-ok]\n",
+          "t.yaml:6: Mapping/default/m: remove_response_headers[0]: header upgrade is managed "
+          "by Portico and cannot be removed by a Mapping\n" },
+        { "  remove_response_headers: \"x\\r\\ny\"\n",
+          "t.yaml:6: Mapping/default/m: remove_response_headers[0]: header name \"x\\x0d\\x0ay\" "
+          "is not a token (RFC 9110 §5.6.2)\n" },
+        { "  remove_request_headers: [keep-alive]\n",
+          "t.yaml:6: Mapping/default/m: remove_request_headers[0]: header keep-alive is managed "
+          "by Portico and cannot be removed by a Mapping\n" },
+        { "  add_request_headers: {Proxy-Connection: close}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers: header Proxy-Connection is managed "
+          "by Portico and cannot be added by a Mapping\n" },
+        { "  host_rewrite: \"a.example\\r\\nx-b: c\"\n",
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"a.example\\x0d\\x0ax-b: c\" is not a "
+          "host[:port] (RFC 3986 §3.2.2)\n" },
+        { "  host_rewrite: a.example/x\n",
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"a.example/x\" is not a host[:port] (RFC "
+          "3986 §3.2.2)\n" },
+        { "  host_rewrite: u@a.example\n",
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"u@a.example\" is not a host[:port] (RFC "
+          "3986 §3.2.2)\n" },
+        { "  host_rewrite: ''\n",
+          "t.yaml:6: Mapping/default/m: host_rewrite: \"\" is not a host[:port] (RFC 3986 "
+          "§3.2.2)\n" },
+        { "  rewrite: /x y\n",
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x y\" has a byte not allowed in a "
+          "request-target (space, '#', controls, non-ASCII; RFC 9112 §3.2)\n" },
+        { "  rewrite: \"/x\\r\\nX-Injected: 1\\r\\n\"\n",
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x\\x0d\\x0aX-Injected: 1\\x0d\\x0a\" has a "
+          "byte not allowed in a request-target (space, '#', controls, non-ASCII; RFC 9112 "
+          "§3.2)\n" },
+        { "  rewrite: \"/x#y\"\n",
+          "t.yaml:6: Mapping/default/m: rewrite: \"/x#y\" has a byte not allowed in a "
+          "request-target (space, '#', controls, non-ASCII; RFC 9112 §3.2)\n" },
+        { "  service: \"quote\\r\\nx-injected: 1\"\n  auto_host_rewrite: true\n",
+          "t.yaml:6: Mapping/default/m: service: \"quote\\x0d\\x0ax-injected: 1\" has a byte "
+          "not allowed in [scheme://]host[:port] (RFC 3986 §3.2.2)\n" },
+        { "  service: \"quote x\"\n",
+          "t.yaml:6: Mapping/default/m: service: \"quote x\" has a byte not allowed in "
+          "[scheme://]host[:port] (RFC 3986 §3.2.2)\n" },
+        { "  prefix: \"/p\\r\\n\"\n",
+          "t.yaml:6: Mapping/default/m: prefix: \"/p\\x0d\\x0a\" has a control character (CR, "
+          "LF, ...), which no request path contains\n" },
+        { "  regex_rewrite: {pattern: \"a\\nb\", substitution: x}\n",
+          "t.yaml:6: Mapping/default/m: regex_rewrite.pattern: \"a\\x0ab\" has a control "
+          "character (CR, LF, ...), which no request path contains\n" },
+        { "  regex_rewrite:\n    pattern: a\n    substitution: \"/b\\r\\nX: y\"\n",
+          "t.yaml:8: Mapping/default/m: regex_rewrite.substitution: \"/b\\x0d\\x0aX: y\" has a "
+          "byte not allowed in a request-target (space, '#', controls, non-ASCII; RFC 9112 "
+          "§3.2)\n" },
+        { "  add_request_headers: {x-long: \"0123456789012345678901234567890123456789"
+          "0123456789012345678901234\\n\"}\n",
+          "t.yaml:6: Mapping/default/m: add_request_headers.x-long: value \"0123456789012345678"
+          "901234567890123456789012345678901234567890123\"... has a byte not allowed in a field "
+          "value (CR, LF, NUL and other controls; RFC 9110 §5.5)\n" },
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct pt_resources *r = load_mapping_with(bad[i].lines);
+        char *s = diag_str(r);
+        if (r->nmappings != 0 || strcmp(s, bad[i].diag) != 0)
+            fail_msg("case %zu: %zu mappings, diagnostics:\n%swant:\n%s", i, r->nmappings, s,
+                     bad[i].diag);
+        free(s);
+        pt_resources_free(r);
+    }
+}
+
+/* What the RFCs allow stays allowed: inner whitespace and obs-text in values, an empty value,
+ * tokens with odd but legal characters, IP literals with a port, percent-encoding. */
+static void test_mapping_wire_values_allowed(void **state)
+{
+    struct pt_resources *r = load_mapping_with(
+        "  add_request_headers:\n"
+        "    x-a: \"v  w\\tz\"\n"
+        "    x-b: ''\n"
+        "    x-c: \"caf\\xe9\"\n"
+        "    \"x!#$%&'*+.^_`|~\": v\n"
+        "    x-content-length: '1'\n"
+        "  add_response_headers: {x-d: {value: d, append: false}}\n"
+        "  remove_request_headers: [x-e, cookie]\n"
+        "  remove_response_headers: server\n"
+        "  host_rewrite: '[::1]:8080'\n"
+        "  rewrite: \"/a%20b/!$&'()*+,;=:@~\"\n"
+        "  regex_rewrite: {pattern: '^/p/(.*)$', substitution: '/q/\\1?x'}\n");
+    assert_errors(r, 0);
+    assert_int_equal(r->nmappings, 1);
+    assert_string_equal(r->mappings[0].add_request_headers[0].value, "v  w\tz");
+    assert_string_equal(r->mappings[0].add_request_headers[2].value, "caf\xc3\xa9");
+    assert_string_equal(r->mappings[0].host_rewrite, "[::1]:8080");
+    pt_resources_free(r);
+
+    r = load_mapping_with("  service: https://quote.shop:8443\n");
+    assert_errors(r, 0);
+    pt_resources_free(r);
+    r = load_mapping_with("  service: '[::1]:8080'\n");
+    assert_errors(r, 0);
+    pt_resources_free(r);
+}
+
+/* The bad Mapping goes, its neighbour in the same file stays. */
+static void test_mapping_wire_rejected_alone(void **state)
+{
+    struct pt_resources *r = load("apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: bad}\n"
+                                  "spec:\n"
+                                  "  hostname: '*'\n"
+                                  "  prefix: /bad/\n"
+                                  "  service: s\n"
+                                  "  add_request_headers: {\"x-a\\r\\nContent-Length\": '0'}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: good}\n"
+                                  "spec: {hostname: '*', prefix: /good/, service: s}\n");
+    assert_errors(r, 1);
+    assert_int_equal(r->nmappings, 1);
+    assert_string_equal(r->mappings[0].meta.name, "good");
+    assert_diag(r, "t.yaml:8: Mapping/default/bad: add_request_headers: header name "
+                   "\"x-a\\x0d\\x0aContent-Length\" is not a token (RFC 9110 §5.6.2)\n");
+    pt_resources_free(r);
+}
+
+/* The collector request's Host and path come from the TracingService. */
+static void test_tracing_wire_values(void **state)
+{
+    struct pt_resources *r = load("apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: TracingService\n"
+                                  "metadata: {name: t}\n"
+                                  "spec:\n"
+                                  "  service: zipkin:9411\n"
+                                  "  driver: zipkin\n"
+                                  "  config:\n"
+                                  "    collector_hostname: \"zipkin\\r\\nx: y\"\n"
+                                  "    collector_endpoint: /api/v2/spans x\n");
+    assert_int_equal(r->ntracing, 0);
+    assert_diag(r, "t.yaml:8: TracingService/default/t: config.collector_hostname: "
+                   "\"zipkin\\x0d\\x0ax: y\" is not a host[:port] (RFC 3986 §3.2.2)\n");
+    assert_diag(r, "t.yaml:9: TracingService/default/t: config.collector_endpoint: "
+                   "\"/api/v2/spans x\" has a byte not allowed in a request-target (space, '#', "
+                   "controls, non-ASCII; RFC 9112 §3.2)\n");
+    pt_resources_free(r);
+}
+
+/* What Portico cannot enforce is an error, and counted so that the data plane fails closed:
+ * AuthServices for this Portico (even broken ones), the Module's ip_allow/ip_deny (the rest of
+ * the Module still applies), shadow and host_redirect Mappings (rejected). Harmless kinds are
+ * notices naming the kind. */
+static void test_unenforceable(void **state)
+{
+    struct pt_resources *r = load("apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {name: a1}\n"
+                                  "spec: {auth_service: x, proto: http}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v2\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {namespace: n}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: AuthService\n"
+                                  "metadata: {name: other}\n"
+                                  "spec: {ambassador_id: blue, auth_service: x}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: RateLimitService\n"
+                                  "metadata: {name: rl}\n"
+                                  "spec: {service: x}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Module\n"
+                                  "metadata: {name: ambassador}\n"
+                                  "spec:\n"
+                                  "  config:\n"
+                                  "    enable_http10: true\n"
+                                  "    ip_allow: [{peer: 127.0.0.1}]\n"
+                                  "    ip_deny: ~\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: m}\n"
+                                  "spec:\n"
+                                  "  hostname: '*'\n"
+                                  "  prefix: /\n"
+                                  "  service: s\n"
+                                  "  shadow: true\n"
+                                  "  host_redirect: yes\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: Mapping\n"
+                                  "metadata: {name: ok}\n"
+                                  "spec: {hostname: '*', prefix: /, service: s, shadow: false, "
+                                  "host_redirect: false, bypass_auth: true}\n"
+                                  "---\n"
+                                  "apiVersion: getambassador.io/v3alpha1\n"
+                                  "kind: DevPortal\n"
+                                  "metadata: {name: dp}\n");
+    assert_int_equal(r->nauthservices, 2);
+    assert_true(r->ip_policy);
+    assert_int_equal(r->nmodules, 1);
+    assert_true(r->modules[0].enable_http10);
+    assert_int_equal(r->nmappings, 1);
+    assert_true(r->mappings[0].bypass_auth);
+    assert_errors(r, 7);
+    assert_diag(r, "t.yaml:1: AuthService/default/a1: AuthService is not supported by this "
+                   "build: requests are denied with 403 unless their Mapping sets bypass_auth: "
+                   "true, until the AuthService is removed\n");
+    assert_diag(r, "t.yaml:6: AuthService: metadata.name: required\n");
+    assert_diag(r, "t.yaml:6: AuthService: AuthService is not supported");
+    assert_no_diag(r, "AuthService/default/other");
+    assert_diag(r, "t.yaml:15: RateLimitService/default/rl: RateLimitService is not supported "
+                   "by this build: requests are not rate limited\n");
+    assert_diag(r, "t.yaml:26: Module/default/ambassador: config.ip_allow: not supported by "
+                   "this build: every request is denied with 403 until ip_allow and ip_deny are "
+                   "removed\n");
+    assert_no_diag(r, "config.ip_deny");
+    assert_diag(r, "t.yaml:36: Mapping/default/m: shadow: not supported by this build; the "
+                   "Mapping is not served (Emissary would copy its requests to the service)\n");
+    assert_diag(r, "t.yaml:37: Mapping/default/m: host_redirect: not supported by this build; "
+                   "the Mapping is not served (Emissary would answer with a redirect)\n");
+    assert_diag(r, "t.yaml:44: DevPortal/default/dp: notice: DevPortal is not supported by this "
+                   "build; ignored\n");
+    pt_resources_free(r);
+
+    /* nothing of it: nothing denied */
+    r = load("apiVersion: getambassador.io/v3alpha1\n"
+             "kind: Module\n"
+             "metadata: {name: ambassador}\n"
+             "spec: {config: {ip_allow: null}}\n");
+    assert_errors(r, 0);
+    assert_int_equal(r->nauthservices, 0);
+    assert_false(r->ip_policy);
     pt_resources_free(r);
 }
 
@@ -1444,6 +1755,11 @@ int main(void)
         cmocka_unit_test(test_seed_blocks),
         cmocka_unit_test(test_yaml_syntax_error),
         cmocka_unit_test(test_unknown_fields_and_kinds),
+        cmocka_unit_test(test_mapping_wire_values),
+        cmocka_unit_test(test_mapping_wire_values_allowed),
+        cmocka_unit_test(test_mapping_wire_rejected_alone),
+        cmocka_unit_test(test_tracing_wire_values),
+        cmocka_unit_test(test_unenforceable),
         cmocka_unit_test(test_ambassador_id),
         cmocka_unit_test(test_single_namespace),
         cmocka_unit_test(test_duplicates),

@@ -595,6 +595,47 @@ static void test_rewrite_toobig(void **state)
     pt_route_table_free(t);
 }
 
+/* rewrite_status: what pt_route_rewrite returns for <path> on a regex_rewrite route. */
+static int rewrite_status(const char *pattern, const char *subst, const char *path)
+{
+    struct pt_route_spec s = spec("/", 1);
+    s.regex_rewrite_pattern = pattern;
+    s.regex_rewrite_substitution = subst;
+    struct pt_route_table *t = build_ok(&s, 1);
+    struct pt_route_req r = req_of("GET", path, "h");
+    const struct pt_route *rt = pt_route_match(t, &r, 0);
+    char out[256];
+    bool changed;
+    int n;
+
+    assert_non_null(rt);
+    n = pt_route_rewrite(rt, &r, out, sizeof(out), &changed);
+    pt_route_table_free(t);
+    return n;
+}
+
+/* A regex_rewrite result goes into the request line as is: whatever is not a request-target
+ * (CR, LF, NUL, space, '#', other controls, non-ASCII, nothing at all) is PT_INVAL, which the
+ * proxy answers with 400, never written upstream. */
+static void test_rewrite_result_is_a_target(void **state)
+{
+    assert_int_equal(rewrite_status("^/a$", "/b\\\\r\\\\n", "/a"), 6); /* "\\r" is two bytes */
+    assert_int_equal(rewrite_status("^/a$", "/b%0D%0AX:y", "/a"), 11);
+    assert_int_equal(rewrite_status("^/a$", "/b X:y", "/a"), PT_INVAL); /* a space */
+    assert_int_equal(rewrite_status("^/a$", "/b\r\nX:y", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "/b\nx", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "/b\tx", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "/b#x", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "/\xc3\xa9", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "/\x7f", "/a"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a$", "", "/a"), PT_INVAL); /* empty request-target */
+    /* bytes copied from the path through a group are checked too */
+    assert_int_equal(rewrite_status("^/a(.*)$", "/b", "/a\rx"), 2);
+    assert_int_equal(rewrite_status("^/a(.*)$", "/b\\1", "/a\rx"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a(.*)$", "/b\\1", "/a x"), PT_INVAL);
+    assert_int_equal(rewrite_status("^/a(.*)$", "/b\\1", "/a%0D%0A!$&'()*+,;=:@~"), 22);
+}
+
 struct rejects {
     size_t index[8];
     char message[8][256];
@@ -902,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_canary_weights),
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_rewrite_toobig),
+        cmocka_unit_test(test_rewrite_result_is_a_target),
         cmocka_unit_test(test_bad_spec_rejected_alone),
         cmocka_unit_test(test_large_table),
         cmocka_unit_test(test_host_index_merge),
