@@ -337,6 +337,14 @@ static int normalize_target(struct pt_downstream *ds)
         return n;
     if (req->path.ptr < req->target.ptr || req->path.ptr >= end ||
         (size_t)n > req->path.len) { /* not in the head's bytes, or longer: in pathbuf */
+        size_t q = req->query.ptr != NULL ? 1 + req->query.len : 0;
+        if (q <= sizeof(ds->w->pathbuf) - (size_t)n) { /* "path?query" for the log */
+            if (q != 0) {
+                buf[n] = '?';
+                memcpy(buf + n + 1, req->query.ptr, req->query.len);
+            }
+            req->target = pt_str_make(buf, (size_t)n + q);
+        }
         req->path = pt_str_make(buf, (size_t)n);
         return 0;
     }
