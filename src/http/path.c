@@ -165,95 +165,114 @@ static size_t merge(char *out, size_t o)
     return w;
 }
 
+/* The output being written: <o> of <cap> bytes used; <bad> is where the latest '%' that began
+ * no escape was written (NONE: none). */
+struct norm {
+    char *out;
+    size_t o, cap, bad;
+};
+
+/* put: appends <s> (<k> bytes); false when it does not fit. */
+static bool put(struct norm *n, const char *s, size_t k)
+{
+    if (n->cap - n->o < k)
+        return false;
+    memcpy(n->out + n->o, s, k);
+    n->o += k;
+    return true;
+}
+
+/* put_dot: the dot of <d> bytes at in[i]; returns the input bytes consumed, 0 when out of room. */
+static size_t put_dot(struct norm *n, const unsigned char *in, size_t i, size_t len, size_t d)
+{
+    size_t used = 0;
+
+    /* n->o > 0: the output starts with '/' */
+    switch (n->out[n->o - 1] == '/' ? after_dot(in, i + d, len, &used) : DOT_NAME) {
+    case DOT_NAME:
+        return put(n, ".", 1) ? d : 0;
+    case DOT_UP:
+        n->o = up(n->out, n->o);
+        if (n->bad != NONE && n->bad >= n->o)
+            n->bad = NONE;
+        /* fall through */
+    case DOT_CUR:
+        break;
+    }
+    return d + used;
+}
+
+/* put_percent: the '%' at in[i] that is not a dot; returns the input bytes consumed, PT_TOOBIG or
+ * PT_BADMSG. */
+static int put_percent(struct norm *n, const unsigned char *in, size_t i, size_t len,
+                       unsigned flags)
+{
+    int hi, lo;
+    unsigned char c;
+
+    if ((flags & PT_PATH_REJECT_ESCAPED_SLASHES) && escaped_slash(in, i, len))
+        return PT_BADMSG;
+    if (len - i < 3 || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0) {
+        n->bad = n->o;
+        return put(n, "%", 1) ? 1 : PT_TOOBIG;
+    }
+    c = (unsigned char)(hi << 4 | lo);
+    if (c == 0)
+        return PT_BADMSG;
+    if (!unreserved[c]) /* kept as written, hex case included */
+        return put(n, (const char *)in + i, 3) ? 3 : PT_TOOBIG;
+    if (!put(n, (const char *)&c, 1))
+        return PT_TOOBIG;
+    if (nests(n->out, n->o, n->bad, i + 3 < len ? in[i + 3] : -1)) {
+        if (n->cap - n->o < 2)
+            return PT_TOOBIG;
+        n->o = unnest(n->out, n->o, n->bad);
+    }
+    return 3;
+}
+
 int pt_path_normalize(struct pt_str path, unsigned flags, char *out, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *in = (const unsigned char *)path.ptr;
-    size_t len = path.len, o = 0, bad = NONE, i, d, used;
-    int hi, lo;
+    struct norm n = { out, 0, cap > INT32_MAX ? INT32_MAX : cap, NONE };
+    size_t len = path.len, i = 0;
 
-#define ROOM(n)                                                                                \
-    do {                                                                                       \
-        if (cap - o < (n))                                                                     \
-            return PT_TOOBIG;                                                                  \
-    } while (0)
-
-    if (cap > INT32_MAX)
-        cap = INT32_MAX;
-    if (len == 0 || !is_slash(in[0])) {
-        ROOM(1);
-        out[o++] = '/';
-    }
-    for (i = 0; i < len; i++) {
+    if ((len == 0 || !is_slash(in[0])) && !put(&n, "/", 1))
+        return PT_TOOBIG;
+    while (i < len) {
         unsigned char c = in[i];
+        size_t d;
+        int r = 1;
         switch (kind[c]) {
         case K_COPY:
-            ROOM(1);
-            out[o++] = (char)c;
+            r = put(&n, (const char *)in + i, 1) ? 1 : PT_TOOBIG;
             break;
         case K_SLASH:
         case K_BSLASH:
-            ROOM(1);
-            out[o++] = '/';
+            r = put(&n, "/", 1) ? 1 : PT_TOOBIG;
             break;
-        case K_ESCAPE:
-            ROOM(3);
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
+        case K_ESCAPE: {
+            char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+            r = put(&n, e, 3) ? 1 : PT_TOOBIG;
             break;
+        }
         case K_NUL:
             return PT_BADMSG;
         case K_DOT:
         case K_PCT:
             if ((d = dot_len(in, i, len)) != 0) {
-                /* o > 0: the output starts with '/' */
-                switch (out[o - 1] == '/' ? after_dot(in, i + d, len, &used) : DOT_NAME) {
-                case DOT_NAME:
-                    ROOM(1);
-                    out[o++] = '.';
-                    break;
-                case DOT_UP:
-                    o = up(out, o);
-                    if (bad != NONE && bad >= o)
-                        bad = NONE;
-                    /* fall through */
-                case DOT_CUR:
-                    d += used;
-                    break;
-                }
-                i += d - 1;
-                break;
-            }
-            if ((flags & PT_PATH_REJECT_ESCAPED_SLASHES) && escaped_slash(in, i, len))
-                return PT_BADMSG;
-            if (len - i < 3 || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0) {
-                ROOM(1);
-                bad = o;
-                out[o++] = '%';
-                break;
-            }
-            c = (unsigned char)(hi << 4 | lo);
-            if (c == 0)
-                return PT_BADMSG;
-            if (unreserved[c]) {
-                ROOM(1);
-                out[o++] = (char)c;
-                if (nests(out, o, bad, i + 3 < len ? in[i + 3] : -1)) {
-                    ROOM(2);
-                    o = unnest(out, o, bad);
-                }
-            } else { /* kept as written, hex case included */
-                ROOM(3);
-                memcpy(out + o, in + i, 3);
-                o += 3;
-            }
-            i += 2;
+                d = put_dot(&n, in, i, len, d);
+                r = d != 0 ? (int)d : PT_TOOBIG;
+            } else
+                r = put_percent(&n, in, i, len, flags);
             break;
         }
+        if (r < 0)
+            return r;
+        i += (size_t)r;
     }
-#undef ROOM
     if (flags & PT_PATH_MERGE_SLASHES)
-        o = merge(out, o);
-    return (int)o;
+        n.o = merge(out, n.o);
+    return (int)n.o;
 }
