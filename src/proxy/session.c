@@ -8,6 +8,7 @@
 #include "proxy/proxy.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
+#include "http/path.h"
 #include "route/route.h"
 #include "observe/trace.h"
 #include "observe/logformat.h"
@@ -359,48 +360,54 @@ static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const 
         pt_accesslog_capture(ds); /* the headers a custom format names */
 }
 
-/* Removes dot segments (RFC 3986 §5.2.4) from <path> into <out> (<cap> bytes), as Envoy's
- * normalize_path, which Emissary always sets. Returns the new length, or -1 when it does not fit
- * or climbs above the root. */
-static int normalize_path(struct pt_str path, char *out, size_t cap)
+/* normalize_target: makes the request's path what Envoy's normalize_path (always on in Emissary)
+ * and the Module's merge_slashes and reject_requests_with_escaped_slashes make it (http/path.h),
+ * before anything reads it: matching, rewriting, the request line, x-envoy-original-path, the
+ * access log, tracing and the https redirect all see the normalized path, as with Envoy. The
+ * normalized "path[?query]" replaces the old one in the head's own bytes (ds->in, which the
+ * request owns until it ends), so that a retry can rebuild the request from it; only when
+ * escaping made it longer does the path stay in w->pathbuf (and then the request is never
+ * retried). The query is never changed. Returns 0, PT_BADMSG for a path Envoy rejects, or
+ * PT_TOOBIG when the result does not fit in w->pathbuf. */
+static int normalize_target(struct pt_downstream *ds)
 {
-    size_t o = 0, i = 0;
+    struct pt_h1_request *req = &ds->req;
+    unsigned flags = (ds->snap->http.merge_slashes ? PT_PATH_MERGE_SLASHES : 0) |
+                     (ds->snap->http.reject_escaped_slashes ? PT_PATH_REJECT_ESCAPED_SLASHES : 0);
+    const char *end = req->target.ptr + req->target.len;
+    char *buf = ds->w->pathbuf;
+    int n;
 
-    if (path.len >= cap)
-        return -1;
-    while (i < path.len) {
-        /* path.ptr[i] is '/' here: the path starts with one and each step ends at one. */
-        size_t seg = i + 1, e = seg;
-        while (e < path.len && path.ptr[e] != '/')
-            e++;
-        size_t sl = e - seg;
-        if (sl == 1 && path.ptr[seg] == '.') {
-            if (e == path.len)
-                out[o++] = '/';
-        } else if (sl == 2 && path.ptr[seg] == '.' && path.ptr[seg + 1] == '.') {
-            if (o == 0)
-                return -1;
-            while (o > 0 && out[--o] != '/')
-                ;
-            if (e == path.len)
-                out[o++] = '/';
-        } else {
-            memcpy(out + o, path.ptr + i, e - i);
-            o += e - i;
+    if (req->path.len == 0 || req->path.ptr[0] != '/' ||
+        !pt_path_needs_normalizing(req->path, flags))
+        return 0;
+    n = pt_path_normalize(req->path, flags, buf, sizeof(ds->w->pathbuf));
+    if (n < 0)
+        return n;
+    if (req->path.ptr < req->target.ptr || req->path.ptr >= end ||
+        (size_t)n > req->path.len) { /* not in the head's bytes, or longer: in pathbuf */
+        size_t q = req->query.ptr != NULL ? 1 + req->query.len : 0;
+        if (q <= sizeof(ds->w->pathbuf) - (size_t)n) { /* "path?query" for the log */
+            if (q != 0) {
+                buf[n] = '?';
+                memcpy(buf + n + 1, req->query.ptr, req->query.len);
+            }
+            req->target = pt_str_make(buf, (size_t)n + q);
         }
-        i = e;
+        req->path = pt_str_make(buf, (size_t)n);
+        return 0;
     }
-    if (o == 0)
-        out[o++] = '/';
-    return (int)o;
-}
-
-static bool needs_normalizing(struct pt_str p)
-{
-    for (size_t i = 0; i + 1 < p.len; i++)
-        if (p.ptr[i] == '/' && p.ptr[i + 1] == '.')
-            return true;
-    return false;
+    char *dst = (char *)req->path.ptr; /* the head's bytes: writable, owned by this request */
+    memcpy(dst, buf, (size_t)n);
+    if (req->query.ptr != NULL) {
+        dst[n] = '?';
+        memmove(dst + n + 1, req->query.ptr, req->query.len);
+        req->query.ptr = dst + n + 1;
+    }
+    req->path.len = (size_t)n;
+    req->target.len = (size_t)(dst - req->target.ptr) + (size_t)n +
+                      (req->query.ptr != NULL ? 1 + req->query.len : 0);
+    return 0;
 }
 
 /* The virtual host for <host>: vhosts are sorted so the first glob that matches wins. */
@@ -780,6 +787,7 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         make_request_id(w, request_id);
         rid = request_id;
     }
+    int path_status = normalize_target(ds); /* first: the log and the trace see its result */
     keep_log_fields(ds, req->target, rid);
     ds->trace_cfg = NULL;
     if (ds->snap->tracing != NULL) {
@@ -805,13 +813,12 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
         pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
-    if (req->path.len && req->path.ptr[0] == '/' && needs_normalizing(req->path)) {
-        int n = normalize_path(req->path, w->pathbuf, sizeof(w->pathbuf));
-        if (n < 0) {
-            pt_reply_bad_request(ds);
-            return;
-        }
-        req->path = pt_str_make(w->pathbuf, (size_t)n);
+    if (path_status == PT_BADMSG) { /* Envoy's path_normalization_failed: 400, empty body */
+        pt_reply_local(ds, 400, (struct pt_str){ 0 }, "-");
+        return;
+    } else if (path_status < 0) { /* longer than w->pathbuf */
+        pt_reply_bad_request(ds);
+        return;
     }
     rreq = route_req(req);
     if (ds->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
