@@ -40,7 +40,8 @@ enum pt_h1_method {
  * that returned > 0, and only as long as that buffer is. */
 struct pt_h1_request {
     struct pt_str method;
-    struct pt_str target;    /* the request-target as received */
+    struct pt_str target;    /* the request-target as received; the proxy replaces its path
+                              * with the normalized one (proxy/session.c) */
     struct pt_str path;      /* target up to '?'; "*" for OPTIONS *; empty for CONNECT */
     struct pt_str query;     /* after '?', without it; ptr NULL when there is no '?' */
     struct pt_str authority; /* host[:port] of an absolute-form or CONNECT target, else empty;

@@ -19,7 +19,7 @@ struct pt_http_reply {
     uint64_t content_length;    /* always written: the body's exact length */
     bool text_plain;            /* content-type: text/plain */
     struct pt_str date;         /* IMF-fixdate; empty: no date header */
-    struct pt_str location[3];  /* written joined as one location header; all empty: none */
+    struct pt_str location[4];  /* written joined as one location header; all empty: none */
     enum pt_http_reply_conn connection;
 };
 

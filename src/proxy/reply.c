@@ -73,7 +73,7 @@ static enum pt_http_reply_conn reply_conn(const struct pt_downstream *ds)
     return ds->req.minor_version == 0 ? PT_HTTP_REPLY_CONN_KEEP_ALIVE : PT_HTTP_REPLY_CONN_NONE;
 }
 
-/* Sends a complete local response. <location> (three pieces joined, or NULL) makes it a
+/* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
  * redirect. The head is written in the worker's scratch area, which nothing else holds while a
  * local reply is made; one that does not fit (a Location longer than any request head can
  * carry) becomes a 400 instead. A reply to HEAD says its length and sends no body. */
@@ -179,13 +179,17 @@ void pt_reply_refuse(struct pt_downstream *ds, int status)
 
 void pt_reply_redirect_https(struct pt_downstream *ds)
 {
-    struct pt_str host = ds->req.authority.len ? ds->req.authority : ds->req.host;
+    const struct pt_h1_request *req = &ds->req;
+    struct pt_str host = req->authority.len ? req->authority : req->host;
+    /* The path and query, never an absolute-form target's "http://host": a query is always
+     * preceded by its '?' in the buffer it lies in (the head, or the normalized path's). */
+    struct pt_str query = req->query.ptr ? pt_str_make(req->query.ptr - 1, req->query.len + 1) : (struct pt_str){ 0 };
 
     /* The cleartext port means nothing on https (Envoy strips it too). */
     if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
         host.len -= 3;
     send_reply(ds, 301, (struct pt_str){ 0 }, "-",
-               (const struct pt_str[3]){ PT_STR_LIT("https://"), host, ds->req.target });
+               (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path, query });
 }
 
 void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const char *tfr,

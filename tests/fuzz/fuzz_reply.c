@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.reason = take(&p, &left, (a >> 20) & 31);
     r.date = take(&p, &left, (a >> 25) & 31);
     size_t cap = take_u32(&p, &left) % 2048;
-    for (int i = 0; i < 3; i++)
-        r.location[i] = take(&p, &left, i == 2 ? left : (size_t)(take_u32(&p, &left) % 64));
+    for (int i = 0; i < 4; i++)
+        r.location[i] = take(&p, &left, i == 3 ? left : (size_t)(take_u32(&p, &left) % 64));
 
     int full = pt_http_reply_head(&r, big, sizeof(big));
     CHECK(full > 0 || full == PT_BADMSG);
@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(res.content_length >= 0 && (uint64_t)res.content_length == r.content_length);
     CHECK(res.keep_alive == (r.connection != PT_HTTP_REPLY_CONN_CLOSE));
     size_t jl = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         memcpy(joined + jl, r.location[i].ptr, r.location[i].len);
         jl += r.location[i].len;
     }

@@ -62,6 +62,19 @@ def test_redirect_with_a_long_path_is_a_correct_301(processes, tmp_path, quote_b
                 b"server: envoy\r\nlocation: https://redirect.example" + path + b"\r\n\r\n")
 
 
+def test_redirect_of_an_absolute_form_target(processes, tmp_path, quote_backend):
+    """The Location is https:// + authority + path and query, never the target's "http://"."""
+    px = redirect_proxy(processes, tmp_path, quote_backend)
+    for target, loc in ((b"http://redirect.example/a/%2e%2e/b?x=1", b"/b?x=1"),
+                        (b"http://redirect.example?y", b"/?y"),
+                        (b"http://redirect.example:80", b"/")):
+        with RawConn(px.port) as c:
+            c.send(b"GET " + target + b" HTTP/1.1\r\nHost: other.example\r\n\r\n")
+            wire = read_until_quiet(c.sock)
+        exact(wire, b"HTTP/1.1 301 Moved Permanently\r\ncontent-length: 0\r\nDATE"
+                    b"server: envoy\r\nlocation: https://redirect.example" + loc + b"\r\n\r\n")
+
+
 def test_redirect_up_to_the_request_head_limit(processes, tmp_path, quote_backend):
     """The longest target a request head can carry still gets its full Location; one byte more
     is a 400 for the request head, with nothing of the target echoed."""
