@@ -1,8 +1,11 @@
 /* Status-code messages and the aborting allocators used by start-up and config code. */
 #include "core/common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 const char *pt_strerror(int status)
 {
@@ -95,4 +98,48 @@ bool pt_b64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen
     out[n] = '\0';
     *outlen = n;
     return true;
+}
+
+static char *put_dec(char *p, unsigned v)
+{
+    char tmp[12], *q = tmp + sizeof(tmp);
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(p, q, (size_t)(tmp + sizeof(tmp) - q));
+    return p + (tmp + sizeof(tmp) - q);
+}
+
+static char *put_ipv4(char *p, const unsigned char *ip)
+{
+    for (int i = 0; i < 4; i++) {
+        p = put_dec(p, ip[i]);
+        *p++ = '.';
+    }
+    return p - 1;
+}
+
+void pt_sockaddr_format(const struct sockaddr_storage *sa, char *out)
+{
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    char *p = out;
+
+    if (sa->ss_family == AF_INET) {
+        p = put_ipv4(p, (const unsigned char *)&s4->sin_addr);
+    } else if (sa->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        p = put_ipv4(p, &s6->sin6_addr.s6_addr[12]);
+    } else if (sa->ss_family == AF_INET6) {
+        *p++ = '[';
+        inet_ntop(AF_INET6, &s6->sin6_addr, p, INET6_ADDRSTRLEN);
+        p += strlen(p);
+        *p++ = ']';
+    } else {
+        *out = '\0';
+        return;
+    }
+    *p++ = ':';
+    p = put_dec(p, ntohs(sa->ss_family == AF_INET ? s4->sin_port : s6->sin6_port));
+    *p = '\0';
 }

@@ -107,4 +107,11 @@ char *pt_xstrndup(const char *s, size_t n);
  * False when <s> is not base64; <out> then holds garbage. */
 bool pt_b64_decode(const char *s, size_t len, unsigned char *out, size_t *outlen);
 
+/* pt_sockaddr_format: "ip:port" ("[ip]:port" for IPv6, an IPv4-mapped address as IPv4) of <sa>
+ * into <out>, which has room for PT_SOCKADDR_STR_MAX bytes; "" for another family. No printf:
+ * the access log may ask for it on every request. */
+#define PT_SOCKADDR_STR_MAX 56
+struct sockaddr_storage;
+void pt_sockaddr_format(const struct sockaddr_storage *sa, char *out);
+
 #endif

@@ -377,6 +377,13 @@ static struct pt_logfmt *finish(struct compiler *c)
     }
     for (uint8_t i = 0; i < f->nheaders; i++)
         f->headers[i].ptr = f->text + (uintptr_t)f->headers[i].ptr;
+    for (uint32_t i = 0; i < f->nitems; i++) {
+        uint8_t op = f->items[i].op;
+        if (op == PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS || op == PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT)
+            f->needs |= PT_LOGFMT_NEEDS_LOCAL_ADDR;
+        else if (op == PT_LOGOP_UPSTREAM_LOCAL_ADDRESS)
+            f->needs |= PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR;
+    }
     return f;
 }
 

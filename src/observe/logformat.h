@@ -93,7 +93,13 @@ struct pt_logfmt {
     struct pt_str headers[PT_LOGFMT_MAX_HEADERS]; /* lower-case names (in text) of REQ() slots */
     uint16_t header_max[PT_LOGFMT_MAX_HEADERS];   /* bytes of each kept: the largest `:N`, or 256 */
     uint8_t nheaders;
+    uint8_t needs;                      /* PT_LOGFMT_NEEDS_*: what the proxy must look up */
 };
+
+/* Values a format uses that cost a system call: the proxy fills them into the request's record
+ * (struct pt_req_record) only when its format says so. */
+#define PT_LOGFMT_NEEDS_LOCAL_ADDR          0x01 /* the address the client connected to */
+#define PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR 0x02 /* the upstream connection's local address */
 
 /* pt_logfmt_compile_text: compiles an Envoy format string <format>; a newline is appended when
  * it does not end with one. Returns the program (free it with pt_logfmt_free), or NULL with a
@@ -119,23 +125,34 @@ void pt_logfmt_free(struct pt_logfmt *f);
  * a second is cached per thread. */
 size_t pt_logfmt_time(const char *pat, size_t plen, uint64_t ms, char *out, size_t cap);
 
-struct pt_downstream;
 struct pt_header;
+struct pt_req_record;
+struct pt_logsink;
 struct pt_str_off;
 
-/* Capture hooks for the data plane (observe/accesslog.c). */
+/* The access log (observe/accesslog.c): it reads only the request's record. */
 
-/* pt_accesslog_capture: copies the request headers named by ds->snap's format into ds->log
- * (bounded, long values cut) so they outlive the head buffer. proxy/session.c calls it at
- * dispatch, after the fields every format uses, when the format has header slots. */
-void pt_accesslog_capture(struct pt_downstream *ds);
+/* pt_accesslog_request: appends the line of <rec> (in rec->snap's format, Emissary's default
+ * line when it has none) to <sink>, which is written when it fills or half a second later. A
+ * record whose log_len is 0 (nothing to log) is skipped; log_len is 0 afterwards. */
+void pt_accesslog_request(struct pt_logsink *sink, struct pt_req_record *rec);
+
+/* pt_accesslog_flush: writes what <sink> holds to sink->fd (errors are ignored: a log that
+ * cannot be written must not stop the proxy). */
+void pt_accesslog_flush(struct pt_logsink *sink);
+
+/* pt_accesslog_capture: copies the request headers (<n> at <h>) named by rec->snap's format
+ * into rec->log (bounded, long values cut) so they outlive the head buffer. The proxy calls it
+ * when the request starts, after the fields every format uses, when the format has header
+ * slots. */
+void pt_accesslog_capture(struct pt_req_record *rec, const struct pt_header *h, size_t n);
 
 /* pt_accesslog_capture_response: keeps the response's content-type for %RESP(CONTENT-TYPE)%
  * from the <n> parsed upstream headers <h>. Call it once the response head is parsed. */
-void pt_accesslog_capture_response(struct pt_downstream *ds, const struct pt_header *h, size_t n);
+void pt_accesslog_capture_response(struct pt_req_record *rec, const struct pt_header *h, size_t n);
 
-/* pt_accesslog_keep: copies <s> (cut to 256 bytes; less when ds->log is nearly full) behind what
- * ds->log already keeps and records where it went in <at> (one of ds's lf_* fields). */
-void pt_accesslog_keep(struct pt_downstream *ds, struct pt_str s, struct pt_str_off *at);
+/* pt_accesslog_keep: copies <s> (cut to 256 bytes; less when rec->log is nearly full) behind
+ * what rec->log already keeps and records where it went in <at> (one of rec's lf_* fields). */
+void pt_accesslog_keep(struct pt_req_record *rec, struct pt_str s, struct pt_str_off *at);
 
 #endif

@@ -1,5 +1,5 @@
-/* Types of the data plane: the worker, the downstream HTTP/1 session, the upstream connection
- * and its per-worker pool. Types only (see proxy/proxy.h). */
+/* Types of the data plane: the worker, the client connection (pt_conn), the request it carries
+ * (pt_stream), the upstream connection and its per-worker pool. Types only (see proxy/proxy.h). */
 #ifndef PT_PROXY_PROXY_T_H
 #define PT_PROXY_PROXY_T_H
 
@@ -13,6 +13,7 @@
 #include "http/h1-t.h"
 #include "observe/trace-t.h"
 #include "observe/stats-t.h"
+#include "observe/record-t.h"
 
 #define PT_MAX_HEADERS_DEFAULT 100
 #define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
@@ -33,39 +34,73 @@ struct pt_proxy_limits {
 };
 
 struct pt_worker;
-struct pt_downstream;
+struct pt_conn;
+struct pt_stream;
 
-/* Downstream session states. */
-enum pt_ds_state {
-    PT_DS_HEAD = 0,   /* waiting for (more of) a request head */
-    PT_DS_TLS_DETECT, /* HTTPS listener: TLS or cleartext? (first byte) */
-    PT_DS_HANDSHAKE,  /* TLS handshake in progress */
-    PT_DS_CONNECT,    /* head parsed, upstream connecting */
-    PT_DS_FORWARD,    /* request being sent and/or response being received */
-    PT_DS_CLOSING,    /* flushing the last bytes, then close */
+/* Client connection states (proxy/conn.c). */
+enum pt_conn_state {
+    PT_CONN_HEAD = 0,   /* between requests, or reading a request head */
+    PT_CONN_TLS_DETECT, /* HTTPS listener: TLS or cleartext? (first byte) */
+    PT_CONN_HANDSHAKE,  /* TLS handshake in progress */
+    PT_CONN_STREAM,     /* a request is in progress (conn->stream) */
+    PT_CONN_CLOSING,    /* flushing the last bytes and lingering, then close */
 };
 
-/* Downstream flags, one bit each. */
-#define PT_DSF_REQ_DONE      0x0001 /* the whole request (head + body) was read */
-#define PT_DSF_REQ_SENT      0x0002 /* ...and written upstream */
-#define PT_DSF_RESP_HEAD     0x0004 /* response head sent to the client */
-#define PT_DSF_RESP_DONE     0x0008 /* the whole response was received */
-#define PT_DSF_CLOSE_AFTER   0x0010 /* close once this response is out */
-#define PT_DSF_RD_PENDING    0x0020 /* the socket may have unread bytes (edge-triggered) */
-#define PT_DSF_WR_BLOCKED    0x0040 /* a write hit EAGAIN; waiting for EPOLLOUT */
-#define PT_DSF_PEER_CLOSED   0x0080 /* the client's FIN was reported (EPOLLRDHUP): read to the end */
-#define PT_DSF_HEAD_METHOD   0x0100 /* request method is HEAD */
-#define PT_DSF_TLS           0x0200 /* the connection is TLS (TLS issue) */
-#define PT_DSF_DEAD          0x0400 /* closed, waiting to be freed after this iteration */
-#define PT_DSF_CONTINUE_SENT 0x0800 /* we answered Expect: 100-continue */
-#define PT_DSF_REUSED_UP     0x1000 /* the upstream connection came from the pool */
-#define PT_DSF_UP_KEEPALIVE  0x2000 /* the upstream response allows reusing its connection */
-#define PT_DSF_IN_PROCESS    0x4000 /* ds_process is on the stack (no re-entry) */
-#define PT_DSF_SECURE        0x8000 /* the request counts as secure (TLS, or XFP https) */
-#define PT_DSF_HEAD_TIMER   0x10000 /* the header timeout runs for the head being received */
-#define PT_DSF_UP_ACTIVE    0x20000 /* counted in the cluster's upstream_rq_active */
-#define PT_DSF_UPGRADE      0x40000 /* an Upgrade the route allows was forwarded */
-#define PT_DSF_TUNNEL       0x80000 /* upgraded (101): bytes flow both ways until a side closes */
+/* Client connection flags, one bit each. */
+#define PT_CF_RD_PENDING  0x0001 /* the socket may have unread bytes (edge-triggered) */
+#define PT_CF_WR_BLOCKED  0x0002 /* a write hit EAGAIN; waiting for EPOLLOUT */
+#define PT_CF_PEER_CLOSED 0x0004 /* the client's FIN was reported (EPOLLRDHUP): read to the end */
+#define PT_CF_TLS         0x0008 /* the connection is TLS */
+#define PT_CF_DEAD        0x0010 /* closed, freed after this loop iteration */
+#define PT_CF_CLOSE_AFTER 0x0020 /* close once the current response is out */
+#define PT_CF_HEAD_TIMER  0x0040 /* the header timeout runs for the head being received */
+#define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
+
+/* A client connection: what an idle keep-alive connection needs and nothing more. Buffers
+ * exist only while bytes move (the worker's buffer pool); the request lives in its stream. */
+struct pt_conn {
+    struct pt_io io;
+    struct pt_worker *w;
+    SSL *ssl;                       /* NULL: cleartext */
+    struct pt_stream *stream;       /* the request in progress (HTTP/1: one at a time) */
+    struct pt_buf in;               /* bytes from the client (owned; released when empty) */
+    struct pt_buf out;              /* bytes for the client not yet written (owned) */
+    struct pt_timer timer;          /* TLS detect/handshake and head timeout, keep-alive idle,
+                                     * linger */
+    struct pt_conn *next;           /* the worker's dead, free or ready list */
+    uint64_t accepted_ms;
+    uint32_t flags;                 /* PT_CF_* */
+    uint32_t head_scanned;          /* head-end scan resume point */
+    uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
+    uint16_t port;                  /* the listener port it arrived on */
+    uint16_t peer_port;
+    uint8_t state;                  /* enum pt_conn_state */
+    char peer_ip[46];               /* INET6_ADDRSTRLEN */
+};
+
+/* Request (stream) flags, one bit each. */
+#define PT_SF_REQ_DONE     0x0001 /* the whole request (head + body) was read */
+#define PT_SF_REQ_SENT     0x0002 /* ...and written upstream */
+#define PT_SF_RESP_HEAD    0x0004 /* response head sent to the client */
+#define PT_SF_RESP_DONE    0x0008 /* the whole response was received */
+#define PT_SF_HEAD_METHOD  0x0010 /* request method is HEAD */
+#define PT_SF_REUSED_UP    0x0020 /* the upstream connection came from the pool */
+#define PT_SF_UP_KEEPALIVE 0x0040 /* the upstream response allows reusing its connection */
+#define PT_SF_SECURE       0x0080 /* the request counts as secure (TLS, or XFP https) */
+#define PT_SF_UP_ACTIVE    0x0100 /* counted in the cluster's upstream_rq_active */
+#define PT_SF_UPGRADE      0x0200 /* an Upgrade the route allows was forwarded */
+#define PT_SF_TUNNEL       0x0400 /* upgraded (101): bytes flow both ways until a side closes */
+#define PT_SF_CLOSE_AFTER  0x0800 /* the connection must close after this response */
+#define PT_SF_ENDED        0x1000 /* observed and logged; only freeing is left */
+#define PT_SF_RQ_COUNTED   0x2000 /* counted in downstream_rq_total/_active */
+
+/* What a stream is doing (proxy/stream.c). */
+enum pt_stream_state {
+    PT_ST_ROUTING = 0, /* head parsed, being routed */
+    PT_ST_UPSTREAM,    /* forwarding: the request goes up, the response comes down */
+    PT_ST_RETRY,       /* its pooled upstream connection died unused: it goes again, once */
+    PT_ST_REPLIED,     /* a local reply is being written */
+};
 
 /* How a message body is delimited. */
 enum pt_body_kind {
@@ -88,6 +123,17 @@ struct pt_body {
 /* Upstream connection states. */
 enum pt_up_state { PT_UP_CONNECTING = 0, PT_UP_HANDSHAKE, PT_UP_BUSY, PT_UP_IDLE };
 
+/* How an upstream connection reports to the one using it (a stream; later an auth or health
+ * check call). Each is called from the connection's event handler, never from inside a call
+ * the owner made, and the owner may release the connection from inside any of them. */
+struct pt_up_ops {
+    void (*on_readable)(void *owner);   /* response bytes in up->in, or up->eof */
+    void (*on_writable)(void *owner);   /* what was sent is out: more may follow */
+    /* the connection failed: Envoy's reset <reason>, transport failure <tfr> (or NULL), and the
+     * response <flags>; the connection is already closed and no longer the owner's */
+    void (*on_error)(void *owner, const char *reason, const char *tfr, const char *flags);
+};
+
 struct pt_pool_entry;
 
 struct pt_upstream {
@@ -97,11 +143,14 @@ struct pt_upstream {
     enum pt_up_state state;
     struct pt_pool_entry *pool;     /* the endpoint's pool */
     struct pt_upstream *idle_next, *idle_prev;
-    struct pt_downstream *ds;       /* owner while busy */
+    const struct pt_up_ops *ops;    /* the owner's callbacks while busy */
+    void *owner;                    /* NULL: idle or dead */
     struct pt_buf in;               /* response bytes */
     struct pt_buf out;              /* request bytes not yet written */
     struct pt_timer timer;          /* connect timeout, or idle timeout when pooled */
     bool rd_pending, wr_blocked, dead, eof;
+    bool queued;                    /* on the worker's ready list */
+    struct pt_upstream *ready_next;
     bool peer_closed;               /* the backend's FIN was reported (EPOLLRDHUP): read to the
                                      * end, and never pool the connection */
     uint32_t cst_idx;               /* stats: the cluster it was opened for */
@@ -118,54 +167,31 @@ struct pt_pool_entry {
     uint32_t nidle;
 };
 
-struct pt_downstream {
-    struct pt_io io;
+/* A request: everything that lives as long as one request does, freed as one when it ends
+ * (proxy/stream.c). It talks to its client connection through conn.c's functions and to its
+ * upstream connection through the callbacks it gives upstream.c. */
+struct pt_stream {
+    struct pt_conn *conn;           /* the client connection that carries it */
     struct pt_worker *w;
-    SSL *ssl;                       /* NULL: cleartext */
-    struct pt_snapshot *snap;       /* the snapshot this request runs on */
+    struct pt_snapshot *snap;       /* the snapshot it runs on (a reference counted in wref) */
     struct pt_listener *listener;
-    enum pt_ds_state state;
-    uint32_t flags;
-    struct pt_buf in;               /* bytes from the client */
-    struct pt_buf out;              /* bytes for the client not yet written */
-    struct pt_timer timer;          /* header/idle timeout or route timeout */
-    struct pt_timer idle_timer;     /* the request's idle timeout (idle_ms) while it is forwarded */
+    uint32_t flags;                 /* PT_SF_* */
+    uint8_t state;                  /* enum pt_stream_state */
+    uint8_t retries;                /* sent again on a new connection (at most once) */
+    struct pt_h1_request req;       /* slices of conn->in, which is not compacted meanwhile */
+    const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
+    struct pt_body req_body, resp_body;
+    struct pt_upstream *up;         /* its upstream connection while it has one */
+    struct pt_timer timer;          /* the route timeout */
+    struct pt_timer idle_timer;     /* the stream idle timeout (idle_ms) */
     uint32_t idle_ms;               /* Mapping idle_timeout_ms, else the stream idle timeout, or
                                      * the tunnel's; 0: none */
-    struct pt_upstream *up;
-    struct pt_downstream *dead_next;
-    char peer_ip[48];
-    uint16_t log_peer_port;         /* access log: the client's port, 0 until looked up */
-    char log_local_addr[56];        /* access log: "ip:port" it connected to, "" until looked up */
-    uint16_t log_len, log_mid;      /* access-log pieces kept from the head (zeroed at accept) */
-    int port;                       /* the listener port it arrived on */
-    uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
-    uint64_t accepted_ms;
-    int64_t head_scanned;           /* parser resume point */
-
-    /* The request in progress. */
-    struct pt_h1_request req;
-    struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
-    const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
-    const struct pt_route_action *action;
-    const struct pt_endpoint *endpoint;
-    struct pt_body req_body, resp_body;
-    uint64_t start_ms, upstream_start_ms;
-    uint64_t start_realtime_ms;
-    uint64_t bytes_rx, bytes_tx;
-    int status, upstream_status;
-    const char *flags_str;          /* Envoy response flags, "-" when none */
-    uint32_t upstream_ms;           /* x-envoy-upstream-service-time */
-    uint16_t log_used;              /* end of everything kept in log[] */
-    uint8_t log_nhdr;               /* header slots kept for the snapshot's log format */
-    struct pt_str_off {             /* where request fields sit in log[] (for tracing) */
-        uint16_t off, len;
-    } lf_method, lf_path, lf_ua, lf_rid, lf_auth;
-    struct pt_str_off lf_xff, lf_tfr, lf_ctype; /* for custom log formats; len 0: unset */
-    struct pt_str_off lf_hdr[16];   /* the format's header slots (observe/logformat.h) */
-    char log[3072];
+    uint64_t upstream_start_ms;
     const struct pt_trace_config *trace_cfg; /* set while a trace context is active */
     struct pt_trace_ctx trace;
+    struct pt_req_record rec;       /* what observe/ logs and traces */
+    struct pt_stream *next_free;
+    struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
 };
 
 struct pt_worker {
@@ -178,8 +204,9 @@ struct pt_worker {
     struct pt_io *listen_ios;       /* one per listener of snap */
     uint32_t nlisten;
     struct pt_buf_pool bufs;
-    struct pt_downstream *free_ds, *dead_ds;
-    struct pt_upstream *free_up, *dead_up;
+    struct pt_conn *free_conns, *dead_conns, *ready_conns;
+    struct pt_stream *free_streams, *ready_streams;
+    struct pt_upstream *free_up, *dead_up, *ready_ups;
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;
     uint32_t *rr;                   /* round-robin cursor per cluster of snap */
@@ -193,13 +220,10 @@ struct pt_worker {
     char pathbuf[8192];             /* a request path with its dot segments removed */
     struct pt_stats_worker *st;     /* this worker's counters (observe/stats.h) */
     struct pt_trace_worker *trace;  /* this worker's span ring */
-    struct pt_buf logbuf;           /* access log lines waiting for write */
-    struct pt_timer log_timer;
-    int log_fd;
+    struct pt_logsink log;          /* access log lines waiting for write */
     bool draining;
     uint32_t nconns;
     uint32_t inflight;              /* requests between dispatch and their end */
-    uint64_t accept_paused_until;
 };
 
 #endif

@@ -1,4 +1,4 @@
-/* The data plane: worker threads, the downstream HTTP/1 session and upstream connections. */
+/* The data plane: worker threads, client connections and their requests, upstream connections. */
 #ifndef PT_PROXY_PROXY_H
 #define PT_PROXY_PROXY_H
 
@@ -28,37 +28,41 @@ uint64_t pt_workers_active(void);
 /* pt_workers_stop: stops and joins every worker. */
 void pt_workers_stop(void);
 
-/* Downstream session (proxy/http1.c). */
-void pt_ds_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
-                  const struct sockaddr_storage *peer);
-void pt_ds_free_dead(struct pt_worker *w);
-void pt_ds_on_upstream_readable(struct pt_downstream *ds);  /* response bytes in up->in */
-void pt_ds_on_upstream_writable(struct pt_downstream *ds);  /* request bytes may flow again */
-void pt_ds_on_upstream_error(struct pt_downstream *ds, const char *reason, const char *tfr,
-                             const char *flags);
+/* Client connections (proxy/conn.c) and their requests (proxy/stream.c), run by the worker. */
+void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
+                    const struct sockaddr_storage *peer);
+void pt_conn_free_dead(struct pt_worker *w);
+void pt_conn_run_ready(struct pt_worker *w);   /* connections whose next head is waiting */
+void pt_stream_run_ready(struct pt_worker *w); /* streams to send again (RETRY) */
 void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
 
-/* Upstream connections (proxy/upstream.c). */
+/* Upstream connections (proxy/upstream.c). pt_up_acquire returns a connection of <ep> (pooled
+ * unless <fresh>) that the caller then owns (up->ops, up->owner); pt_up_release gives it back
+ * (<reusable>: its exchange finished cleanly) and the callbacks stop. pt_up_resume: the owner
+ * took what up->in held; reading goes on from the worker's ready list. */
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
                                   const struct pt_endpoint *ep, bool fresh, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt);
-void pt_up_read(struct pt_upstream *up);
+void pt_up_resume(struct pt_upstream *up);
+void pt_up_run_ready(struct pt_worker *w);
 void pt_up_free_dead(struct pt_worker *w);
 
-/* Access log (observe/accesslog.c). */
-void pt_accesslog_request(struct pt_downstream *ds);
-void pt_accesslog_flush(struct pt_worker *w);
-
-/* Stats blocks of a request: its HTTP prefix, and its cluster once routed (NULL: not counted). */
-static inline struct pt_http_stats *pt_ds_http_stats(struct pt_downstream *ds)
+/* Stats blocks of a connection's HTTP prefix, and of a request's cluster once routed (NULL:
+ * not counted). */
+static inline struct pt_http_stats *pt_conn_http_stats(struct pt_conn *c)
 {
-    return pt_stats_http(ds->w->st, ds->http_idx);
+    return pt_stats_http(c->w->st, c->http_idx);
 }
 
-static inline struct pt_cluster_stats *pt_ds_cluster_stats(struct pt_downstream *ds)
+static inline struct pt_http_stats *pt_stream_http_stats(struct pt_stream *st)
 {
-    return ds->action ? pt_stats_cluster(ds->w->st, ds->action->cluster->stats_idx) : NULL;
+    return pt_conn_http_stats(st->conn);
+}
+
+static inline struct pt_cluster_stats *pt_stream_cluster_stats(struct pt_stream *st)
+{
+    return st->rec.action ? pt_stats_cluster(st->w->st, st->rec.action->cluster->stats_idx) : NULL;
 }
 
 /* pt_worker_rand: the worker's fast PRNG (xorshift128+). */

@@ -64,36 +64,36 @@ struct pt_str pt_http_date(void)
     return pt_str_make(buf, 29);
 }
 
-/* reply_conn: the Connection header of a reply to <ds>: close when the connection ends after it,
+/* reply_conn: the Connection header of a reply to <st>: close when the connection ends after it,
  * keep-alive for an HTTP/1.0 client that asked for it, none otherwise. */
-static enum pt_http_reply_conn reply_conn(const struct pt_downstream *ds)
+static enum pt_http_reply_conn reply_conn(const struct pt_stream *st)
 {
-    if (ds->flags & PT_DSF_CLOSE_AFTER)
+    if (st->flags & PT_SF_CLOSE_AFTER)
         return PT_HTTP_REPLY_CONN_CLOSE;
-    return ds->req.minor_version == 0 ? PT_HTTP_REPLY_CONN_KEEP_ALIVE : PT_HTTP_REPLY_CONN_NONE;
+    return st->req.minor_version == 0 ? PT_HTTP_REPLY_CONN_KEEP_ALIVE : PT_HTTP_REPLY_CONN_NONE;
 }
 
 /* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
  * redirect. The head is written in the worker's scratch area, which nothing else holds while a
  * local reply is made; one that does not fit (a Location longer than any request head can
  * carry) becomes a 400 instead. A reply to HEAD says its length and sends no body. */
-static void send_reply(struct pt_downstream *ds, int status, struct pt_str body, const char *flags,
+static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
                        const struct pt_str *location)
 {
-    struct pt_worker *w = ds->w;
+    struct pt_worker *w = st->w;
     struct pt_http_reply r = { .date = pt_http_date() };
     int n;
 
-    if (ds->flags & PT_DSF_RESP_HEAD) {
-        pt_ds_abort(ds);
+    if (st->flags & PT_SF_RESP_HEAD) {
+        pt_stream_abort(st);
         return;
     }
-    if (ds->up != NULL) {
-        pt_up_release(ds->up, false);
-        ds->up = NULL;
+    if (st->up != NULL) {
+        pt_up_release(st->up, false);
+        st->up = NULL;
     }
-    if (!(ds->flags & PT_DSF_REQ_DONE) || ds->w->draining)
-        ds->flags |= PT_DSF_CLOSE_AFTER;
+    if (!(st->flags & PT_SF_REQ_DONE) || st->w->draining)
+        st->flags |= PT_SF_CLOSE_AFTER;
     if (location != NULL)
         memcpy(r.location, location, sizeof(r.location));
     for (;;) {
@@ -101,85 +101,69 @@ static void send_reply(struct pt_downstream *ds, int status, struct pt_str body,
         r.reason = pt_str_c(pt_reason_phrase(status));
         r.content_length = body.len;
         r.text_plain = body.len != 0;
-        r.connection = reply_conn(ds);
+        r.connection = reply_conn(st);
         n = pt_http_reply_head(&r, w->scratch, sizeof(w->scratch));
         if (n > 0 || status == 400)
             break;
-        pt_warn("local reply %d from %s does not fit (%s): answering 400", status, ds->peer_ip,
+        pt_warn("local reply %d from %s does not fit (%s): answering 400", status, st->conn->peer_ip,
                 pt_strerror(n));
         status = 400;
         body = PT_STR_LIT("Bad Request");
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
-        ds->flags |= PT_DSF_CLOSE_AFTER;
+        st->flags |= PT_SF_CLOSE_AFTER;
     }
     if (n <= 0) { /* cannot happen: a 400 without a location always fits */
-        pt_ds_abort(ds);
+        pt_stream_abort(st);
         return;
     }
-    ds->status = status;
-    ds->flags_str = flags;
-    if (ds->flags & PT_DSF_HEAD_METHOD)
+    st->rec.status = status;
+    st->rec.flags = flags;
+    if (st->flags & PT_SF_HEAD_METHOD)
         body.len = 0;
-    pt_stats_downstream_code(pt_ds_http_stats(ds), status);
-    if (ds->flags & PT_DSF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
-        pt_stats_upstream_code(pt_ds_cluster_stats(ds), status);
+    pt_stats_downstream_code(pt_stream_http_stats(st), status);
+    if (st->flags & PT_SF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
+        pt_stats_upstream_code(pt_stream_cluster_stats(st), status);
     struct iovec iov[2] = { { w->scratch, (size_t)n }, { (void *)body.ptr, body.len } };
-    if (pt_ds_send(ds, iov, body.len ? 2 : 1) == PT_IO) {
-        pt_ds_abort(ds);
+    if (pt_conn_send(st->conn, iov, body.len ? 2 : 1) == PT_IO) {
+        pt_stream_abort(st);
         return;
     }
-    ds->bytes_tx = body.len;
-    pt_ds_local_reply_done(ds);
+    st->rec.bytes_tx = body.len;
+    pt_stream_local_reply_done(st);
 }
 
-void pt_reply_local(struct pt_downstream *ds, int status, struct pt_str body, const char *flags)
+void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags)
 {
-    send_reply(ds, status, body, flags, NULL);
+    send_reply(st, status, body, flags, NULL);
 }
 
-void pt_reply_bad_request(struct pt_downstream *ds)
+void pt_reply_bad_request(struct pt_stream *st)
 {
-    pt_reply_refuse(ds, 400);
+    pt_reply_refuse(st, 400);
 }
 
-void pt_reply_refuse(struct pt_downstream *ds, int status)
+void pt_reply_refuse(struct pt_stream *st, int status)
 {
     const char *text = pt_reason_phrase(status);
 
-    ds->flags |= PT_DSF_CLOSE_AFTER;
-    ds->flags &= ~PT_DSF_REQ_DONE;
-    if (ds->state == PT_DS_HEAD || ds->log_len == 0) {
+    st->flags |= PT_SF_CLOSE_AFTER;
+    st->flags &= ~PT_SF_REQ_DONE;
+    if (st->rec.log_len == 0) {
         /* Nothing was parsed: log what can be said. */
         static const char prefix[] = "\"- - -\"", suffix[] = "\"-\" \"-\" \"-\" \"-\"";
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME_COARSE, &now);
-        ds->start_realtime_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
         /* log = prefix '\0' suffix (session.c keep_log_fields); both fit the 3 KiB log */
-        memcpy(ds->log, prefix, sizeof(prefix)); /* with its NUL */
-        memcpy(ds->log + sizeof(prefix), suffix, sizeof(suffix) - 1);
-        ds->log_mid = (uint16_t)(sizeof(prefix) - 1);
-        ds->log_len = ds->log_used = (uint16_t)(sizeof(prefix) + sizeof(suffix) - 1);
-        ds->lf_method = ds->lf_path = ds->lf_ua = ds->lf_rid = ds->lf_auth = (struct pt_str_off){ 0 };
-        ds->lf_xff = ds->lf_tfr = ds->lf_ctype = (struct pt_str_off){ 0 };
-        ds->log_nhdr = 0;
+        memcpy(st->rec.log, prefix, sizeof(prefix)); /* with its NUL */
+        memcpy(st->rec.log + sizeof(prefix), suffix, sizeof(suffix) - 1);
+        st->rec.log_mid = (uint16_t)(sizeof(prefix) - 1);
+        st->rec.log_len = st->rec.log_used = (uint16_t)(sizeof(prefix) + sizeof(suffix) - 1);
     }
-    if (ds->state == PT_DS_HEAD) { /* nothing of this request was parsed */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-        ds->state = PT_DS_FORWARD;
-        ds->start_ms = pt_loop_now_ms(ds->w->loop);
-        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        ds->endpoint = NULL;
-        ds->upstream_ms = UINT32_MAX;
-        ds->bytes_rx = ds->bytes_tx = 0;
-    }
-    send_reply(ds, status, pt_str_c(text), "DPE", NULL);
+    send_reply(st, status, pt_str_c(text), "DPE", NULL);
 }
 
-void pt_reply_redirect_https(struct pt_downstream *ds)
+void pt_reply_redirect_https(struct pt_stream *st)
 {
-    const struct pt_h1_request *req = &ds->req;
+    const struct pt_h1_request *req = &st->req;
     struct pt_str host = req->authority.len ? req->authority : req->host;
     /* The path and query, never an absolute-form target's "http://host": a query is always
      * preceded by its '?' in the buffer it lies in (the head, or the normalized path's). */
@@ -188,11 +172,11 @@ void pt_reply_redirect_https(struct pt_downstream *ds)
     /* The cleartext port means nothing on https (Envoy strips it too). */
     if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
         host.len -= 3;
-    send_reply(ds, 301, (struct pt_str){ 0 }, "-",
+    send_reply(st, 301, (struct pt_str){ 0 }, "-",
                (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path, query });
 }
 
-void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const char *tfr,
+void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,
                              const char *flags)
 {
     static const char prefix[] = "upstream connect error or disconnect/reset before headers. reset reason: ";
@@ -206,6 +190,6 @@ void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const
     if (n < 0 || (size_t)n >= sizeof(body))
         n = (int)sizeof(prefix) - 1;
     if (tfr != NULL) /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
-        pt_accesslog_keep(ds, pt_str_c(tfr), &ds->lf_tfr);
-    send_reply(ds, status, pt_str_make(body, (size_t)n), flags, NULL);
+        pt_accesslog_keep(&st->rec, pt_str_c(tfr), &st->rec.lf_tfr);
+    send_reply(st, status, pt_str_make(body, (size_t)n), flags, NULL);
 }

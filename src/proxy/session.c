@@ -258,10 +258,10 @@ static struct pt_str find_header(const struct pt_header *h, size_t n, struct pt_
  * offered first and the request is HTTP/1.1 without a body; -1 when it may not (Envoy answers
  * 403 then); 0 when it is not an upgrade, or an h2c one, which Envoy drops and serves as a
  * plain request. */
-static int upgrade_check(const struct pt_downstream *ds)
+static int upgrade_check(const struct pt_stream *st)
 {
-    const struct pt_h1_request *req = &ds->req;
-    const struct pt_route_action *a = ds->action;
+    const struct pt_h1_request *req = &st->req;
+    const struct pt_route_action *a = st->rec.action;
     struct pt_str up, proto;
     size_t i = 0;
 
@@ -270,7 +270,7 @@ static int upgrade_check(const struct pt_downstream *ds)
     proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
     if (pt_str_caseeq(proto, PT_STR_LIT("h2c")))
         return 0;
-    for (uint32_t k = 0; k < a->nupgrades && ds->req_body.kind == PT_BODY_NONE; k++) {
+    for (uint32_t k = 0; k < a->nupgrades && st->req_body.kind == PT_BODY_NONE; k++) {
         struct pt_str p = proto;
         const char *slash = memchr(p.ptr, '/', p.len);
         if (slash != NULL && memchr(a->upgrades[k].ptr, '/', a->upgrades[k].len) == NULL)
@@ -302,92 +302,92 @@ static char *log_field(char *p, char *end, struct pt_str s)
 }
 
 /* log_field, remembering where the value landed (empty when it was absent). */
-static char *log_field_at(char *p, char *end, struct pt_str v, struct pt_downstream *ds, struct pt_str_off *at)
+static char *log_field_at(char *p, char *end, struct pt_str v, struct pt_stream *st, struct pt_str_off *at)
 {
     char *q = log_field(p, end, v);
-    *at = (struct pt_str_off){ (uint16_t)(p + 1 - ds->log), (uint16_t)(v.len && q > p ? q - p - 2 : 0) };
+    *at = (struct pt_str_off){ (uint16_t)(p + 1 - st->rec.log), (uint16_t)(v.len && q > p ? q - p - 2 : 0) };
     return q;
 }
 
 /* Keeps the request-side pieces of the access-log line: the line is finished after the
  * response, when the head's buffer may be gone. log = prefix '\0' suffix, then what a custom
  * format needs (observe/accesslog.c). No printf here: this runs for every request. */
-static void keep_log_fields(struct pt_downstream *ds, struct pt_str path, const char *request_id)
+static void keep_log_fields(struct pt_stream *st, struct pt_str path, const char *request_id)
 {
-    const struct pt_h1_request *req = &ds->req;
+    const struct pt_h1_request *req = &st->req;
     struct pt_str rid = request_id ? pt_str_make(request_id, 36) : header_at(req, req->idx_x_request_id);
     struct pt_str auth = req->authority.len ? req->authority : req->host;
-    char *p = ds->log, *q, *end = ds->log + sizeof(ds->log) - 1;
+    char *p = st->rec.log, *q, *end = st->rec.log + sizeof(st->rec.log) - 1;
     size_t mn = req->method.len > 32 ? 32 : req->method.len, pn = path.len > 1024 ? 1024 : path.len;
 
     *p++ = '"';
-    ds->lf_method = (struct pt_str_off){ (uint16_t)(p - ds->log), (uint16_t)mn };
+    st->rec.lf_method = (struct pt_str_off){ (uint16_t)(p - st->rec.log), (uint16_t)mn };
     memcpy(p, req->method.ptr, mn);
     p += mn;
     *p++ = ' ';
-    ds->lf_path = (struct pt_str_off){ (uint16_t)(p - ds->log), (uint16_t)pn };
+    st->rec.lf_path = (struct pt_str_off){ (uint16_t)(p - st->rec.log), (uint16_t)pn };
     memcpy(p, path.ptr, pn);
     p += pn;
     memcpy(p, " HTTP/1.1\"", 10);
     p[8] = (char)('0' + req->minor_version);
     p += 10;
-    ds->log_mid = (uint16_t)(p - ds->log);
+    st->rec.log_mid = (uint16_t)(p - st->rec.log);
     *p++ = '\0';
     {
         /* %REQ(X-FORWARDED-FOR)% is logged as forwarded: with the client address appended. */
         struct pt_str xff = header_at(req, req->idx_x_forwarded_for);
         char buf[320];
-        size_t pl = strlen(ds->peer_ip), xl = xff.len > 256 ? 256 : xff.len;
+        size_t pl = strlen(st->conn->peer_ip), xl = xff.len > 256 ? 256 : xff.len;
         if (xl) {
             memcpy(buf, xff.ptr, xl);
             buf[xl++] = ',';
         }
-        memcpy(buf + xl, ds->peer_ip, pl);
+        memcpy(buf + xl, st->conn->peer_ip, pl);
         q = log_field(p, end, pt_str_make(buf, xl + pl));
-        ds->lf_xff = (struct pt_str_off){ (uint16_t)(p + 1 - ds->log), (uint16_t)(q > p ? q - p - 2 : 0) };
+        st->rec.lf_xff = (struct pt_str_off){ (uint16_t)(p + 1 - st->rec.log), (uint16_t)(q > p ? q - p - 2 : 0) };
         p = q;
     }
     *p++ = ' ';
-    p = log_field_at(p, end, header_at(req, req->idx_user_agent), ds, &ds->lf_ua);
+    p = log_field_at(p, end, header_at(req, req->idx_user_agent), st, &st->rec.lf_ua);
     *p++ = ' ';
-    p = log_field_at(p, end, rid, ds, &ds->lf_rid);
+    p = log_field_at(p, end, rid, st, &st->rec.lf_rid);
     *p++ = ' ';
-    p = log_field_at(p, end, auth, ds, &ds->lf_auth);
-    ds->log_len = ds->log_used = (uint16_t)(p - ds->log);
-    ds->lf_tfr.len = ds->lf_ctype.len = 0;
-    ds->log_nhdr = 0;
-    if (ds->snap->log.fmt != NULL && ds->snap->log.fmt->nheaders != 0)
-        pt_accesslog_capture(ds); /* the headers a custom format names */
+    p = log_field_at(p, end, auth, st, &st->rec.lf_auth);
+    st->rec.log_len = st->rec.log_used = (uint16_t)(p - st->rec.log);
+    st->rec.lf_tfr.len = st->rec.lf_ctype.len = 0;
+    st->rec.log_nhdr = 0;
+    if (st->snap->log.fmt != NULL && st->snap->log.fmt->nheaders != 0)
+        pt_accesslog_capture(&st->rec, req->headers, req->nheaders); /* a custom format's headers */
 }
 
 /* normalize_target: makes the request's path what Envoy's normalize_path (always on in Emissary)
  * and the Module's merge_slashes and reject_requests_with_escaped_slashes make it (http/path.h),
  * before anything reads it: matching, rewriting, the request line, x-envoy-original-path, the
  * access log, tracing and the https redirect all see the normalized path, as with Envoy. The
- * normalized "path[?query]" replaces the old one in the head's own bytes (ds->in, which the
+ * normalized "path[?query]" replaces the old one in the head's own bytes (st->conn->in, which the
  * request owns until it ends), so that a retry can rebuild the request from it; only when
  * escaping made it longer does the path stay in w->pathbuf (and then the request is never
  * retried). The query is never changed. Returns 0, PT_BADMSG for a path Envoy rejects, or
  * PT_TOOBIG when the result does not fit in w->pathbuf. */
-static int normalize_target(struct pt_downstream *ds)
+static int normalize_target(struct pt_stream *st)
 {
-    struct pt_h1_request *req = &ds->req;
-    unsigned flags = (ds->snap->http.merge_slashes ? PT_PATH_MERGE_SLASHES : 0) |
-                     (ds->snap->http.reject_escaped_slashes ? PT_PATH_REJECT_ESCAPED_SLASHES : 0);
+    struct pt_h1_request *req = &st->req;
+    unsigned flags = (st->snap->http.merge_slashes ? PT_PATH_MERGE_SLASHES : 0) |
+                     (st->snap->http.reject_escaped_slashes ? PT_PATH_REJECT_ESCAPED_SLASHES : 0);
     const char *end = req->target.ptr + req->target.len;
-    char *buf = ds->w->pathbuf;
+    char *buf = st->w->pathbuf;
     int n;
 
     if (req->path.len == 0 || req->path.ptr[0] != '/' ||
         !pt_path_needs_normalizing(req->path, flags))
         return 0;
-    n = pt_path_normalize(req->path, flags, buf, sizeof(ds->w->pathbuf));
+    n = pt_path_normalize(req->path, flags, buf, sizeof(st->w->pathbuf));
     if (n < 0)
         return n;
     if (req->path.ptr < req->target.ptr || req->path.ptr >= end ||
         (size_t)n > req->path.len) { /* not in the head's bytes, or longer: in pathbuf */
         size_t q = req->query.ptr != NULL ? 1 + req->query.len : 0;
-        if (q <= sizeof(ds->w->pathbuf) - (size_t)n) { /* "path?query" for the log */
+        if (q <= sizeof(st->w->pathbuf) - (size_t)n) { /* "path?query" for the log */
             if (q != 0) {
                 buf[n] = '?';
                 memcpy(buf + n + 1, req->query.ptr, req->query.len);
@@ -432,20 +432,20 @@ static SSL_CTX *sni_context(const struct pt_listener *l, const char *name)
  * must not reach that Host's routes: a client could pass a Host's client-certificate check by
  * naming another Host in its handshake. Compared in the current snapshot, so a reload between
  * the handshake and the request changes nothing. */
-static bool sni_agrees(const struct pt_downstream *ds, const struct pt_listener *l, struct pt_str host)
+static bool sni_agrees(const struct pt_stream *st, const struct pt_listener *l, struct pt_str host)
 {
     char name[256];
 
-    if (ds->ssl == NULL || l->sni == NULL)
+    if (st->conn->ssl == NULL || l->sni == NULL)
         return true;
     if (host.len >= sizeof(name))
         return false;
     memcpy(name, host.ptr, host.len);
     name[host.len] = '\0';
-    return sni_context(l, SSL_get_servername(ds->ssl, TLSEXT_NAMETYPE_host_name)) == sni_context(l, name);
+    return sni_context(l, SSL_get_servername(st->conn->ssl, TLSEXT_NAMETYPE_host_name)) == sni_context(l, name);
 }
 
-static bool request_is_secure(const struct pt_downstream *ds, const struct pt_listener *l)
+static bool request_is_secure(const struct pt_stream *st, const struct pt_listener *l)
 {
     struct pt_str xfp;
 
@@ -459,20 +459,20 @@ static bool request_is_secure(const struct pt_downstream *ds, const struct pt_li
     }
     /* As Envoy at the edge: X-Forwarded-Proto is only believed from trusted hops (l7Depth);
      * otherwise it is the connection's own scheme. */
-    xfp = header_at(&ds->req, ds->req.idx_x_forwarded_proto);
+    xfp = header_at(&st->req, st->req.idx_x_forwarded_proto);
     if (l->l7_depth > 0 && xfp.len)
         return pt_str_caseeq(xfp, PT_STR_LIT("https"));
-    return (ds->flags & PT_DSF_TLS) != 0;
+    return st->rec.tls != 0;
 }
 
 /* Writes the upstream request head into the worker's scratch area; returns its length or 0. */
-static size_t build_request_head(struct pt_downstream *ds, const struct pt_route *route,
+static size_t build_request_head(struct pt_stream *st, const struct pt_route *route,
                                  const struct pt_route_req *rreq, const char *request_id)
 {
-    struct pt_worker *w = ds->w;
-    const struct pt_h1_request *req = &ds->req;
-    const struct pt_route_action *a = ds->action;
-    const struct pt_listener *l = ds->listener;
+    struct pt_worker *w = st->w;
+    const struct pt_h1_request *req = &st->req;
+    const struct pt_route_action *a = st->rec.action;
+    const struct pt_listener *l = st->listener;
     struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
@@ -506,7 +506,7 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
             continue; /* ours to set, never the client's */
         if (req->conn_options && !connection_protected(n) && connection_names(req, n))
             continue;
-        if (ds->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
+        if (st->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
             continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
@@ -529,11 +529,11 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
             hb_lit(&b, ",");
         }
     }
-    hb_put(&b, ds->peer_ip, strlen(ds->peer_ip));
+    hb_put(&b, st->conn->peer_ip, strlen(st->conn->peer_ip));
     hb_lit(&b, "\r\n");
     if (!keep_xfp || req->idx_x_forwarded_proto < 0)
         hb_header(&b, PT_STR_LIT("x-forwarded-proto"),
-                  (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+                  st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
     if (request_id)
         hb_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
     if (rewritten) {
@@ -552,8 +552,8 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     }
     for (uint32_t i = 0; i < a->nadd_req; i++)
         hb_header(&b, a->add_req[i].name, a->add_req[i].value);
-    if (ds->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
-        b.p += pt_trace_inject(&ds->trace, b.p, (size_t)(b.end - b.p));
+    if (st->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
+        b.p += pt_trace_inject(&st->trace, b.p, (size_t)(b.end - b.p));
     if (req->chunked) { /* the framing Portico parsed, never a header the client sent */
         hb_lit(&b, "transfer-encoding: chunked\r\n");
     } else if (req->content_length >= 0) {
@@ -561,7 +561,7 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
         hb_uint(&b, (uint64_t)req->content_length);
         hb_lit(&b, "\r\n");
     }
-    if (ds->flags & PT_DSF_UPGRADE) {
+    if (st->flags & PT_SF_UPGRADE) {
         hb_lit(&b, "connection: upgrade\r\n");
         hb_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
     }
@@ -569,56 +569,56 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     return b.overflow ? 0 : (size_t)(b.p - w->scratch);
 }
 
-static const struct pt_endpoint *pick_endpoint(struct pt_downstream *ds, const struct pt_cluster *c)
+static const struct pt_endpoint *pick_endpoint(struct pt_stream *st, const struct pt_cluster *c)
 {
-    struct pt_worker *w = ds->w;
+    struct pt_worker *w = st->w;
     uint32_t i;
 
     if (c->nendpoints == 1)
         return &c->endpoints[0];
-    if (ds->snap == w->snap && c->id < w->snap->nclusters)
+    if (st->snap == w->snap && c->id < w->snap->nclusters)
         i = w->rr[c->id]++;
     else
         i = (uint32_t)pt_worker_rand(w);
     return &c->endpoints[i % c->nendpoints];
 }
 
-static struct pt_str log_slice(const struct pt_downstream *ds, struct pt_str_off o)
+static struct pt_str log_slice(const struct pt_stream *st, struct pt_str_off o)
 {
-    return o.len ? pt_str_make(ds->log + o.off, o.len) : (struct pt_str){ 0 };
+    return o.len ? pt_str_make(st->rec.log + o.off, o.len) : (struct pt_str){ 0 };
 }
 
-void pt_session_observe_end(struct pt_downstream *ds)
+void pt_session_observe_end(struct pt_stream *st)
 {
-    if (ds->flags & PT_DSF_TUNNEL) {
-        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+    if (st->flags & PT_SF_TUNNEL) {
+        struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL)
             pt_gauge_dec(&hs->downstream_cx_upgrades_active);
     }
-    if (ds->trace_cfg != NULL) {
-        const struct pt_route_action *a = ds->action;
+    if (st->trace_cfg != NULL) {
+        const struct pt_route_action *a = st->rec.action;
         struct pt_trace_request_info info = {
-            .method = log_slice(ds, ds->lf_method),
-            .authority = log_slice(ds, ds->lf_auth),
-            .path = log_slice(ds, ds->lf_path),
-            .scheme = (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http"),
-            .protocol = ds->req.minor_version ? PT_STR_LIT("HTTP/1.1") : PT_STR_LIT("HTTP/1.0"),
-            .user_agent = log_slice(ds, ds->lf_ua),
-            .request_id = log_slice(ds, ds->lf_rid),
-            .peer_ip = pt_str_c(ds->peer_ip),
-            .upstream_address = ds->endpoint ? pt_str_c(ds->endpoint->name) : (struct pt_str){ 0 },
+            .method = log_slice(st, st->rec.lf_method),
+            .authority = log_slice(st, st->rec.lf_auth),
+            .path = log_slice(st, st->rec.lf_path),
+            .scheme = st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"),
+            .protocol = st->rec.minor_version ? PT_STR_LIT("HTTP/1.1") : PT_STR_LIT("HTTP/1.0"),
+            .user_agent = log_slice(st, st->rec.lf_ua),
+            .request_id = log_slice(st, st->rec.lf_rid),
+            .peer_ip = pt_str_c(st->conn->peer_ip),
+            .upstream_address = st->rec.endpoint ? pt_str_c(st->rec.endpoint->name) : (struct pt_str){ 0 },
             .cluster_name = a ? pt_str_c(a->cluster->name) : (struct pt_str){ 0 },
             .stats_name = a ? pt_str_c(a->cluster->stats_name) : (struct pt_str){ 0 },
-            .response_flags = pt_str_c(ds->flags_str ? ds->flags_str : "-"),
-            .status = ds->status,
-            .upstream_status = ds->upstream_status,
-            .bytes_received = ds->bytes_rx,
-            .bytes_sent = ds->bytes_tx,
+            .response_flags = pt_str_c(st->rec.flags ? st->rec.flags : "-"),
+            .status = st->rec.status,
+            .upstream_status = st->rec.upstream_status,
+            .bytes_received = st->rec.bytes_rx,
+            .bytes_sent = st->rec.bytes_tx,
         };
-        pt_trace_finish(ds->w->trace, ds->trace_cfg, &ds->trace, &info);
-        ds->trace_cfg = NULL;
+        pt_trace_finish(st->w->trace, st->trace_cfg, &st->trace, &info);
+        st->trace_cfg = NULL;
     }
-    pt_accesslog_request(ds);
+    pt_accesslog_request(&st->w->log, &st->rec);
 }
 
 /* route_req: what route matching and rewriting see of <req> (after path normalization). */
@@ -632,72 +632,65 @@ static struct pt_route_req route_req(const struct pt_h1_request *req)
 /* send_upstream: picks an endpoint and sends it the request head and whatever of the body is
  * here, on a pooled connection or (<fresh>) a new one. False when the request ended here (a
  * local reply, or the error path took it). */
-static bool send_upstream(struct pt_downstream *ds, const struct pt_route_req *rreq, const char *rid, bool fresh)
+static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq, const char *rid, bool fresh)
 {
-    struct pt_worker *w = ds->w;
-    const struct pt_h1_request *req = &ds->req;
+    struct pt_worker *w = st->w;
+    const struct pt_h1_request *req = &st->req;
     struct pt_upstream *up;
     bool reused;
     size_t hlen;
 
-    ds->endpoint = pick_endpoint(ds, ds->action->cluster);
-    hlen = build_request_head(ds, ds->route, rreq, rid);
+    st->rec.endpoint = pick_endpoint(st, st->rec.action->cluster);
+    hlen = build_request_head(st, st->route, rreq, rid);
     if (hlen == 0) {
-        pt_reply_bad_request(ds);
+        pt_reply_bad_request(st);
         return false;
     }
-    if (req->expect_continue && !(ds->flags & PT_DSF_REQ_DONE) && ds->in.len == 0) {
+    if (req->expect_continue && !(st->flags & PT_SF_REQ_DONE) && st->conn->in.len == 0) {
         struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
-        if (pt_ds_send(ds, &iov, 1) == PT_IO) {
-            pt_ds_abort(ds);
+        if (pt_conn_send(st->conn, &iov, 1) == PT_IO) {
+            pt_stream_abort(st);
             return false;
         }
     }
-    up = pt_up_acquire(w, ds->action->cluster, ds->endpoint, fresh, &reused);
+    up = pt_up_acquire(w, st->rec.action->cluster, st->rec.endpoint, fresh, &reused);
     if (up == NULL) {
-        pt_reply_upstream_reset(ds, "local connection failure", NULL, "UF");
+        pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
         return false;
     }
-    if (reused)
-        ds->flags |= PT_DSF_REUSED_UP;
-    up->ds = ds;
-    ds->up = up;
-    if (ds->trace_cfg != NULL)
-        pt_trace_upstream_begin(&ds->trace); /* once: a retry keeps the first start */
-    ds->upstream_start_ms = ds->start_ms;
+    pt_stream_attach_upstream(st, up, reused);
+    if (st->trace_cfg != NULL)
+        pt_trace_upstream_begin(&st->trace); /* once: a retry keeps the first start */
+    st->upstream_start_ms = st->rec.start_ms;
     {
-        bool done = ds->flags & PT_DSF_REQ_DONE;
+        bool done = st->flags & PT_SF_REQ_DONE;
         struct pt_body_out out;
         int64_t body = 0;
         out.iov[0] = (struct iovec){ w->scratch, hlen };
         out.n = 1;
-        if (!done && ds->in.len > 0) {
-            body = pt_body_take_request(&ds->req_body, pt_buf_data(&ds->in), ds->in.len, &done, &out);
+        if (!done && st->conn->in.len > 0) {
+            body = pt_body_take_request(&st->req_body, pt_buf_data(&st->conn->in), st->conn->in.len, &done, &out);
             if (body < 0) {
-                pt_reply_bad_request(ds);
+                pt_reply_bad_request(st);
                 return false;
             }
         }
-        if (pt_up_send(up, out.iov, out.n) == PT_IO) {
-            pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
-            return ds->up != NULL; /* retried on a new connection (pt_session_retry) */
-        }
-        pt_buf_consume(&ds->in, (uint32_t)body);
-        ds->bytes_rx = ds->req_body.payload;
+        if (pt_up_send(up, out.iov, out.n) == PT_IO)
+            return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
+        pt_buf_consume(&st->conn->in, (uint32_t)body);
+        st->rec.bytes_rx = st->req_body.payload;
         if (done)
-            ds->flags |= PT_DSF_REQ_DONE;
+            st->flags |= PT_SF_REQ_DONE;
         if (done && up->out.len == 0)
-            ds->flags |= PT_DSF_REQ_SENT;
+            st->flags |= PT_SF_REQ_SENT;
     }
     return true;
 }
 
-bool pt_session_retry(struct pt_downstream *ds)
+bool pt_session_can_retry(const struct pt_stream *st)
 {
-    const struct pt_h1_request *req = &ds->req;
-    const struct pt_worker *w = ds->w;
-    struct pt_route_req rreq;
-    char rid[37];
+    const struct pt_h1_request *req = &st->req;
+    const struct pt_worker *w = st->w;
 
     switch (req->method_id) {
     case PT_H1_METHOD_GET:
@@ -708,25 +701,29 @@ bool pt_session_retry(struct pt_downstream *ds)
     default:
         return false; /* only methods that may be repeated */
     }
-    if (ds->req_body.kind != PT_BODY_NONE || ds->route == NULL ||
+    if (st->req_body.kind != PT_BODY_NONE || st->route == NULL ||
         (req->path.ptr >= w->pathbuf && req->path.ptr < w->pathbuf + sizeof(w->pathbuf)))
         return false; /* a body is not kept; a normalized path lived in a shared buffer */
-    rreq = route_req(req);
-    if (req->idx_x_request_id < 0) { /* the id made for this request, as the log kept it */
-        if (ds->lf_rid.len != 36)
-            return false;
-        memcpy(rid, ds->log + ds->lf_rid.off, 36);
-    }
-    ds->flags &= ~(PT_DSF_REUSED_UP | PT_DSF_REQ_SENT);
-    send_upstream(ds, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
-    return true;
+    return req->idx_x_request_id >= 0 || st->rec.lf_rid.len == 36;
 }
 
-void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
+void pt_session_retry(struct pt_stream *st)
 {
-    struct pt_worker *w = ds->w;
+    const struct pt_h1_request *req = &st->req;
+    struct pt_route_req rreq = route_req(req);
+    char rid[37];
+
+    if (req->idx_x_request_id < 0) /* the id made for this request, as the log kept it */
+        memcpy(rid, st->rec.log + st->rec.lf_rid.off, 36);
+    st->flags &= ~(PT_SF_REUSED_UP | PT_SF_REQ_SENT);
+    send_upstream(st, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
+}
+
+void pt_session_dispatch(struct pt_stream *st, size_t head_len)
+{
+    struct pt_worker *w = st->w;
     struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
-    struct pt_h1_request *req = &ds->req;
+    struct pt_h1_request *req = &st->req;
     const struct pt_route *route;
     struct pt_route_req rreq;
     struct pt_vhost *vh;
@@ -735,216 +732,197 @@ void pt_session_dispatch(struct pt_downstream *ds, size_t head_len)
     const char *rid = NULL;
     int r;
 
-    ds->start_ms = pt_loop_now_ms(w->loop);
-    ds->status = 0;
-    ds->upstream_status = 0;
-    ds->flags_str = "-";
-    ds->bytes_rx = 0; /* %BYTES_RECEIVED% counts body bytes, as Envoy does */
-    ds->bytes_tx = 0;
-    ds->upstream_ms = UINT32_MAX;
-    ds->endpoint = NULL;
-    ds->idle_ms = 0;
-    ds->route = NULL;
-    ds->action = NULL;
-    ds->state = PT_DS_FORWARD;
-    ds->log_len = 0; /* nothing of this request is logged yet */
     {
-        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL) {
             pt_stats_inc(&hs->downstream_rq_total);
-            pt_gauge_inc(&hs->downstream_rq_active); /* until pt_ds_request_end */
+            pt_gauge_inc(&hs->downstream_rq_active); /* until the stream ends */
+            st->flags |= PT_SF_RQ_COUNTED;
         }
     }
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-        ds->start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    }
-    r = pt_h1_parse_request(pt_buf_data(&ds->in), head_len, req, ds->hdrs, PT_ARRAY_SIZE(ds->hdrs), &lim);
+    r = pt_h1_parse_request(pt_buf_data(&st->conn->in), head_len, req, st->hdrs, PT_ARRAY_SIZE(st->hdrs), &lim);
     if (r <= 0) {
-        pt_reply_refuse(ds, r == PT_NOTSUP ? 501 : 400);
+        pt_reply_refuse(st, r == PT_NOTSUP ? 501 : 400);
         return;
     }
-
-    /* The head's slices stay valid: the buffer is not compacted while this request runs. */
-    pt_buf_consume(&ds->in, (uint32_t)head_len);
-    ds->snap = w->snap;
-    ds->snap->wref[w->id].inflight++;
-    w->inflight++;
-    ds->listener = pt_snapshot_find_listener(ds->snap, ds->port);
+    /* The head's slices stay valid: the buffer is not compacted before the body is read. */
+    pt_buf_consume(&st->conn->in, (uint32_t)head_len);
+    st->rec.minor_version = (uint8_t)req->minor_version;
+    st->listener = pt_snapshot_find_listener(st->snap, st->conn->port);
     if (req->method_id == PT_H1_METHOD_HEAD)
-        ds->flags |= PT_DSF_HEAD_METHOD;
+        st->flags |= PT_SF_HEAD_METHOD;
     if (!req->keep_alive)
-        ds->flags |= PT_DSF_CLOSE_AFTER;
-    ds->req_body = (struct pt_body){ 0 };
+        st->flags |= PT_SF_CLOSE_AFTER;
+    st->req_body = (struct pt_body){ 0 };
     if (req->chunked)
-        ds->req_body.kind = PT_BODY_RECHUNK;
+        st->req_body.kind = PT_BODY_RECHUNK;
     else if (req->content_length > 0)
-        ds->req_body = (struct pt_body){ .kind = PT_BODY_LENGTH, .remaining = (uint64_t)req->content_length };
+        st->req_body = (struct pt_body){ .kind = PT_BODY_LENGTH, .remaining = (uint64_t)req->content_length };
     else
-        ds->flags |= PT_DSF_REQ_DONE;
+        st->flags |= PT_SF_REQ_DONE;
     if (req->idx_x_request_id < 0) {
         make_request_id(w, request_id);
         rid = request_id;
     }
-    int path_status = normalize_target(ds); /* first: the log and the trace see its result */
-    keep_log_fields(ds, req->target, rid);
-    ds->trace_cfg = NULL;
-    if (ds->snap->tracing != NULL) {
+    int path_status = normalize_target(st); /* first: the log and the trace see its result */
+    keep_log_fields(st, req->target, rid);
+    st->trace_cfg = NULL;
+    if (st->snap->tracing != NULL) {
         struct pt_trace_head th = { .headers = req->headers, .nheaders = req->nheaders, .method = req->method,
                                     .authority = req->authority.len ? req->authority : req->host,
                                     .path = req->target,
-                                    .scheme = (ds->flags & PT_DSF_TLS) ? PT_STR_LIT("https") : PT_STR_LIT("http") };
-        if (pt_trace_start(w->trace, ds->snap->tracing, &th, &ds->trace)) {
-            ds->trace_cfg = ds->snap->tracing;
+                                    .scheme = st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http") };
+        if (pt_trace_start(w->trace, st->snap->tracing, &th, &st->trace)) {
+            st->trace_cfg = st->snap->tracing;
             if (rid != NULL) { /* Envoy packs the trace reason into the request id it makes */
-                request_id[14] = pt_trace_reason_char(&ds->trace);
-                if (ds->lf_rid.len == 36)
-                    ds->log[ds->lf_rid.off + 14] = request_id[14];
+                request_id[14] = pt_trace_reason_char(&st->trace);
+                if (st->rec.lf_rid.len == 36)
+                    st->rec.log[st->rec.lf_rid.off + 14] = request_id[14];
             }
         }
     }
-    if (req->minor_version == 0 && !ds->snap->http.enable_http10) {
-        pt_reply_refuse(ds, 426); /* as Emissary's Envoy without enable_http10 */
+    if (req->minor_version == 0 && !st->snap->http.enable_http10) {
+        pt_reply_refuse(st, 426); /* as Emissary's Envoy without enable_http10 */
         return;
     }
-    if (ds->listener == NULL) { /* the listener went away with a reload */
-        ds->flags |= PT_DSF_CLOSE_AFTER;
-        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+    if (st->listener == NULL) { /* the listener went away with a reload */
+        st->flags |= PT_SF_CLOSE_AFTER;
+        pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
     if (path_status == PT_BADMSG) { /* Envoy's path_normalization_failed: 400, empty body */
-        pt_reply_local(ds, 400, (struct pt_str){ 0 }, "-");
+        pt_reply_local(st, 400, (struct pt_str){ 0 }, "-");
         return;
     } else if (path_status < 0) { /* longer than w->pathbuf */
-        pt_reply_bad_request(ds);
+        pt_reply_bad_request(st);
         return;
     }
     rreq = route_req(req);
-    if (ds->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
-        pt_reply_local(ds, 403, PT_STR_LIT("RBAC: access denied"), "-");
+    if (st->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
+        pt_reply_local(st, 403, PT_STR_LIT("RBAC: access denied"), "-");
         return;
     }
     host = pt_authority_strip_port(rreq.authority);
-    if (!sni_agrees(ds, ds->listener, host)) {
-        pt_reply_refuse(ds, 421);
+    if (!sni_agrees(st, st->listener, host)) {
+        pt_reply_refuse(st, 421);
         return;
     }
-    vh = find_vhost(ds->listener, host);
+    vh = find_vhost(st->listener, host);
     if (vh == NULL) {
-        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
-    if (request_is_secure(ds, ds->listener)) {
-        ds->flags |= PT_DSF_SECURE;
+    if (request_is_secure(st, st->listener)) {
+        st->flags |= PT_SF_SECURE;
     } else if (req->path.len >= 28 && memcmp(req->path.ptr, "/.well-known/acme-challenge/", 28) == 0) {
         /* ACME HTTP-01 challenges are always routed in cleartext, as Emissary does */
     } else if (vh->insecure_action == PT_INSECURE_REDIRECT) {
-        pt_reply_redirect_https(ds);
+        pt_reply_redirect_https(st);
         return;
     } else if (vh->insecure_action == PT_INSECURE_REJECT) {
-        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
     route = vh->routes ? pt_route_match(vh->routes, &rreq, (uint32_t)pt_worker_rand(w)) : NULL;
     if (route == NULL) {
-        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL)
             pt_stats_inc(&hs->no_route);
-        pt_reply_local(ds, 404, (struct pt_str){ 0 }, "NR");
+        pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
-    ds->action = pt_route_action(route);
-    if (ds->snap->http.auth_deny && !ds->action->bypass_auth) { /* AuthService: fail closed */
-        pt_reply_local(ds, 403, (struct pt_str){ 0 }, "UAEX");
+    st->rec.action = pt_route_action(route);
+    if (st->snap->http.auth_deny && !st->rec.action->bypass_auth) { /* AuthService: fail closed */
+        pt_reply_local(st, 403, (struct pt_str){ 0 }, "UAEX");
         return;
     }
     if (req->upgrade) {
-        int up = upgrade_check(ds);
+        int up = upgrade_check(st);
         if (up < 0) {
-            pt_reply_local(ds, 403, (struct pt_str){ 0 }, "-"); /* Envoy's upgrade_failed */
+            pt_reply_local(st, 403, (struct pt_str){ 0 }, "-"); /* Envoy's upgrade_failed */
             return;
         }
         if (up > 0)
-            ds->flags |= PT_DSF_UPGRADE;
+            st->flags |= PT_SF_UPGRADE;
     }
     {
-        struct pt_cluster_stats *cs = pt_ds_cluster_stats(ds);
+        struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
         if (cs != NULL) {
             pt_stats_inc(&cs->upstream_rq_total);
             pt_gauge_inc(&cs->upstream_rq_active);
-            ds->flags |= PT_DSF_UP_ACTIVE;
-            if (ds->action->cluster->nendpoints == 0)
+            st->flags |= PT_SF_UP_ACTIVE;
+            if (st->rec.action->cluster->nendpoints == 0)
                 pt_stats_inc(&cs->upstream_cx_none_healthy);
         }
     }
-    if (ds->action->cluster->nendpoints == 0) {
-        pt_reply_local(ds, 503, PT_STR_LIT("no healthy upstream"), "UH");
+    if (st->rec.action->cluster->nendpoints == 0) {
+        pt_reply_local(st, 503, PT_STR_LIT("no healthy upstream"), "UH");
         return;
     }
-    ds->route = route;
-    if (!send_upstream(ds, &rreq, rid, false))
+    st->route = route;
+    if (!send_upstream(st, &rreq, rid, false))
         return;
-    if (ds->action->timeout_ms)
-        pt_timer_arm(w->loop, &ds->timer, ds->action->timeout_ms);
-    ds->idle_ms = ds->action->idle_timeout_ms ? ds->action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
-    pt_ds_touch(ds);
-    if (!(ds->flags & PT_DSF_REQ_DONE))
-        pt_ds_on_upstream_writable(ds); /* more body may already be readable */
+    if (st->rec.action->timeout_ms)
+        pt_timer_arm(w->loop, &st->timer, st->rec.action->timeout_ms);
+    st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
+    pt_stream_touch(st);
+    st->state = PT_ST_UPSTREAM;
+    if (!(st->flags & PT_SF_REQ_DONE))
+        pt_stream_on_client_readable(st); /* more body may already be here */
 }
 
-int pt_session_response_head(struct pt_downstream *ds)
+int pt_session_response_head(struct pt_stream *st)
 {
-    struct pt_worker *w = ds->w;
-    struct pt_upstream *up = ds->up;
+    struct pt_worker *w = st->w;
+    struct pt_upstream *up = st->up;
     struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
     struct pt_h1_response res;
-    const struct pt_route_action *a = ds->action;
+    const struct pt_route_action *a = st->rec.action;
     struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
-    bool head_req = ds->flags & PT_DSF_HEAD_METHOD, close_after;
+    bool head_req = st->flags & PT_SF_HEAD_METHOD, close_after;
     int r;
 
     r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, w->resp_hdrs, PT_ARRAY_SIZE(w->resp_hdrs), &lim);
     if (r <= 0)
         return r == PT_AGAIN ? PT_AGAIN : PT_BADMSG;
-    if (res.status < 200 && !(res.status == 101 && (ds->flags & PT_DSF_UPGRADE))) {
+    if (res.status < 200 && !(res.status == 101 && (st->flags & PT_SF_UPGRADE))) {
         /* 1xx interim responses are not forwarded (we answer Expect ourselves); 101 switches
          * protocols, which only an upgrade the route allows may ask for. */
         pt_buf_consume(&up->in, (uint32_t)r);
         return res.status == 101 ? PT_BADMSG : 1;
     }
-    ds->status = res.status;
-    ds->upstream_status = res.status;
-    ds->upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - ds->upstream_start_ms);
-    pt_accesslog_capture_response(ds, res.headers, res.nheaders);
+    st->rec.status = res.status;
+    st->rec.upstream_status = res.status;
+    st->rec.upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - st->upstream_start_ms);
+    pt_accesslog_capture_response(&st->rec, res.headers, res.nheaders);
     if (res.keep_alive)
-        ds->flags |= PT_DSF_UP_KEEPALIVE;
-    ds->resp_body = (struct pt_body){ 0 };
+        st->flags |= PT_SF_UP_KEEPALIVE;
+    st->resp_body = (struct pt_body){ 0 };
     if (res.status == 101) { /* what follows the head is the other protocol, both ways */
-        struct pt_http_stats *hs = pt_ds_http_stats(ds);
+        struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL)
             pt_gauge_inc(&hs->downstream_cx_upgrades_active); /* until observe_end */
-        ds->resp_body.kind = PT_BODY_UNTIL_CLOSE;
-        ds->flags |= PT_DSF_CLOSE_AFTER | PT_DSF_TUNNEL;
-        ds->flags &= ~PT_DSF_UP_KEEPALIVE;
+        st->resp_body.kind = PT_BODY_UNTIL_CLOSE;
+        st->flags |= PT_SF_CLOSE_AFTER | PT_SF_TUNNEL;
+        st->flags &= ~PT_SF_UP_KEEPALIVE;
     } else if (!pt_h1_response_has_body(head_req, res.status))
-        ds->resp_body.kind = PT_BODY_NONE;
-    else if (res.chunked && ds->req.minor_version == 0) {
-        ds->resp_body.kind = PT_BODY_DECHUNK; /* HTTP/1.0 cannot read chunks: the close ends it */
-        ds->flags |= PT_DSF_CLOSE_AFTER;
+        st->resp_body.kind = PT_BODY_NONE;
+    else if (res.chunked && st->req.minor_version == 0) {
+        st->resp_body.kind = PT_BODY_DECHUNK; /* HTTP/1.0 cannot read chunks: the close ends it */
+        st->flags |= PT_SF_CLOSE_AFTER;
     } else if (res.chunked)
-        ds->resp_body.kind = PT_BODY_CHUNKED;
+        st->resp_body.kind = PT_BODY_CHUNKED;
     else if (res.content_length >= 0)
-        ds->resp_body = (struct pt_body){ .kind = res.content_length ? PT_BODY_LENGTH : PT_BODY_NONE,
+        st->resp_body = (struct pt_body){ .kind = res.content_length ? PT_BODY_LENGTH : PT_BODY_NONE,
                                           .remaining = (uint64_t)res.content_length };
     else {
-        ds->resp_body.kind = PT_BODY_UNTIL_CLOSE;
-        ds->flags |= PT_DSF_CLOSE_AFTER;
-        ds->flags &= ~PT_DSF_UP_KEEPALIVE;
+        st->resp_body.kind = PT_BODY_UNTIL_CLOSE;
+        st->flags |= PT_SF_CLOSE_AFTER;
+        st->flags &= ~PT_SF_UP_KEEPALIVE;
     }
-    close_after = (ds->flags & PT_DSF_CLOSE_AFTER) || w->draining;
+    close_after = (st->flags & PT_SF_CLOSE_AFTER) || w->draining;
     if (w->draining)
-        ds->flags |= PT_DSF_CLOSE_AFTER;
+        st->flags |= PT_SF_CLOSE_AFTER;
     hb_lit(&b, "HTTP/1.1 ");
     hb_uint(&b, (uint64_t)res.status);
     hb_lit(&b, " ");
@@ -963,54 +941,53 @@ int pt_session_response_head(struct pt_downstream *ds)
             continue;
         hb_header(&b, n, res.headers[i].value);
     }
-    if (res.chunked && ds->resp_body.kind == PT_BODY_CHUNKED)
+    if (res.chunked && st->resp_body.kind == PT_BODY_CHUNKED)
         hb_lit(&b, "transfer-encoding: chunked\r\n");
     hb_lit(&b, "x-envoy-upstream-service-time: ");
-    hb_uint(&b, ds->upstream_ms);
+    hb_uint(&b, st->rec.upstream_ms);
     hb_lit(&b, "\r\nserver: envoy\r\n");
     for (uint32_t i = 0; i < a->nadd_resp; i++)
         hb_header(&b, a->add_resp[i].name, a->add_resp[i].value);
-    if (ds->flags & PT_DSF_TUNNEL) {
+    if (st->flags & PT_SF_TUNNEL) {
         hb_lit(&b, "connection: upgrade\r\n");
         hb_header(&b, PT_STR_LIT("upgrade"), find_header(res.headers, res.nheaders, PT_STR_LIT("upgrade")));
     } else if (close_after)
         hb_lit(&b, "connection: close\r\n");
-    else if (ds->req.minor_version == 0)
+    else if (st->req.minor_version == 0)
         hb_lit(&b, "connection: keep-alive\r\n");
     hb_lit(&b, "\r\n");
     if (b.overflow)
         return PT_BADMSG;
     pt_buf_consume(&up->in, (uint32_t)r);
-    pt_stats_downstream_code(pt_ds_http_stats(ds), res.status);
-    pt_stats_upstream_code(pt_ds_cluster_stats(ds), res.status);
-    ds->flags |= PT_DSF_RESP_HEAD;
+    pt_stats_downstream_code(pt_stream_http_stats(st), res.status);
+    pt_stats_upstream_code(pt_stream_cluster_stats(st), res.status);
+    st->flags |= PT_SF_RESP_HEAD;
     {
         /* The head and the body bytes already here leave in one writev. */
         bool done;
         struct pt_str body;
-        int64_t n = pt_body_take(&ds->resp_body, pt_buf_data(&up->in), up->in.len, &done, &body);
+        int64_t n = pt_body_take(&st->resp_body, pt_buf_data(&up->in), up->in.len, &done, &body);
         struct iovec iov[2] = { { w->scratch, (size_t)(b.p - w->scratch) }, { (void *)body.ptr, 0 } };
         if (n < 0)
             return PT_BADMSG;
         iov[1].iov_len = body.len;
-        if (pt_ds_send(ds, iov, body.len ? 2 : 1) == PT_IO) {
-            pt_ds_abort(ds);
-            return 0;
+        if (pt_conn_send(st->conn, iov, body.len ? 2 : 1) == PT_IO) {
+            pt_stream_abort(st);
+            return PT_CLOSED;
         }
         pt_buf_consume(&up->in, (uint32_t)n);
-        ds->bytes_tx = ds->resp_body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
+        st->rec.bytes_tx = st->resp_body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
         if (done)
-            ds->flags |= PT_DSF_RESP_DONE;
+            st->flags |= PT_SF_RESP_DONE;
     }
-    if (ds->flags & PT_DSF_TUNNEL) {
+    if (st->flags & PT_SF_TUNNEL) {
         /* The client's bytes now flow upstream until either side closes; the route timeout
          * gives way to the idle timeout (the Mapping's, else the connection's). */
-        ds->req_body = (struct pt_body){ .kind = PT_BODY_UNTIL_CLOSE };
-        ds->flags &= ~(PT_DSF_REQ_DONE | PT_DSF_REQ_SENT);
-        pt_timer_cancel(&ds->timer);
-        ds->idle_ms = ds->action->idle_timeout_ms ? ds->action->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
-        pt_ds_touch(ds);
-        pt_ds_on_upstream_writable(ds);
+        st->req_body = (struct pt_body){ .kind = PT_BODY_UNTIL_CLOSE };
+        st->flags &= ~(PT_SF_REQ_DONE | PT_SF_REQ_SENT);
+        pt_timer_cancel(&st->timer);
+        st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
+        pt_stream_touch(st); /* the stream forwards what the client sends next */
     }
     return 0;
 }

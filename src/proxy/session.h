@@ -1,6 +1,9 @@
-/* Internal interface between the parts of the downstream session: http1.c (the connection and
- * its I/O), session.c (routing a request and building the heads for each side) and reply.c
- * (local replies). Not used outside src/proxy/. */
+/* Internal interface between the parts of the request path: conn.c (the client connection and
+ * its I/O), stream.c (a request's life), session.c (routing a request and building the heads
+ * for each side), reply.c (local replies) and upstream.c (upstream connections). Calls go one
+ * way: conn -> stream -> session/reply -> upstream; upstream reports through the callbacks a
+ * stream gives it (struct pt_up_ops), conn is told a stream ended by pt_conn_stream_end. Not
+ * used outside src/proxy/. */
 #ifndef PT_PROXY_SESSION_H
 #define PT_PROXY_SESSION_H
 
@@ -8,40 +11,101 @@
 
 #include "proxy/proxy.h"
 
-/* pt_session_dispatch: a complete head of <head_len> bytes is at the front of ds->in: parse,
- * route and start forwarding it, or answer it locally. */
-void pt_session_dispatch(struct pt_downstream *ds, size_t head_len);
+/* ---- the client connection (conn.c) ---- */
 
-/* pt_session_response_head: parses the response head in ds->up->in and sends the client's
- * head. Returns 0 when done, 1 when an interim (1xx) response was skipped, PT_AGAIN for more
- * bytes, PT_BADMSG on a malformed response. */
-int pt_session_response_head(struct pt_downstream *ds);
+/* pt_conn_send: writes <iov> to the client, keeping what the socket does not take in c->out.
+ * Returns 0 (all written), PT_AGAIN (some kept; the stream hears pt_stream_on_client_writable
+ * once it is out) or PT_IO. */
+int pt_conn_send(struct pt_conn *c, const struct iovec *iov, int iovcnt);
 
-/* pt_session_retry: the pooled connection a request went out on closed before any byte of the
- * response (the backend's keep-alive timeout crossing our reuse): sends the request again on a
- * new connection, as nginx does, when that is safe: a method that may be repeated (GET, HEAD,
- * OPTIONS, DELETE) and no body. The dead connection is already released. Returns false, having
- * done nothing, when the request cannot be retried. */
-bool pt_session_retry(struct pt_downstream *ds);
+/* pt_conn_fill: reads from the client into c->in. Returns bytes read, 0 at EOF, PT_AGAIN,
+ * PT_IO or PT_NOMEM. */
+int pt_conn_fill(struct pt_conn *c);
 
-/* pt_ds_touch: bytes moved for the request in progress: its idle timeout starts again. */
-static inline void pt_ds_touch(struct pt_downstream *ds)
+/* pt_conn_stream_end: c's stream ended (it is freed); the connection reads the next head, or
+ * closes after its output when <close_after>. A no-op on a closed connection. */
+void pt_conn_stream_end(struct pt_conn *c, bool close_after);
+
+/* pt_conn_close: closes the client connection now (aborting its stream, if any); it is freed
+ * after this loop iteration. */
+void pt_conn_close(struct pt_conn *c);
+
+/* pt_conn_blocked: the client is not taking bytes as fast as they come (output pending). */
+static inline bool pt_conn_blocked(const struct pt_conn *c)
 {
-    if (ds->idle_ms != 0)
-        pt_timer_arm(ds->w->loop, &ds->idle_timer, ds->idle_ms);
+    return c->out.len > 0;
 }
 
-/* pt_ds_keepalive_ms: how long an idle client connection stays open between requests. */
-static inline uint32_t pt_ds_keepalive_ms(const struct pt_downstream *ds)
+/* pt_conn_keepalive_ms: how long an idle client connection stays open between requests. */
+static inline uint32_t pt_conn_keepalive_ms(const struct pt_conn *c)
 {
-    const struct pt_snapshot *s = ds->w->snap;
+    const struct pt_snapshot *s = c->w->snap;
     return s != NULL && s->http.listener_idle_timeout_ms ? s->http.listener_idle_timeout_ms
                                                          : pt_proxy_limits.idle_timeout_ms;
 }
 
-/* pt_ds_send: writes <iov> to the client, keeping what the socket does not take in ds->out.
- * Returns 0 (all written), PT_AGAIN (some kept) or PT_IO. */
-int pt_ds_send(struct pt_downstream *ds, const struct iovec *iov, int iovcnt);
+/* ---- a request (stream.c) ---- */
+
+/* pt_stream_start: a complete head of <head_len> bytes is at the front of c->in (0: bytes that
+ * cannot be a head, answered 400): a stream takes it. */
+void pt_stream_start(struct pt_conn *c, size_t head_len);
+
+/* pt_stream_on_client_readable / _writable: the client connection has bytes for the stream
+ * (its body), or has written all the stream gave it. */
+void pt_stream_on_client_readable(struct pt_stream *st);
+void pt_stream_on_client_writable(struct pt_stream *st);
+
+/* pt_stream_attach_upstream: <up> (from pt_up_acquire; <reused> when from the pool) serves
+ * <st> and reports to it. */
+bool pt_stream_attach_upstream(struct pt_stream *st, struct pt_upstream *up, bool reused);
+
+/* pt_stream_release_upstream: <st> lets its upstream connection go (closed: its exchange is
+ * not finished). */
+void pt_stream_release_upstream(struct pt_stream *st);
+
+/* pt_stream_upstream_failed: sending on the upstream connection failed in a call the stream
+ * made: as the connection's on_error (a retry, a local reply, or the end). True when the stream
+ * goes on (a retry is queued); false when it has answered or ended. */
+bool pt_stream_upstream_failed(struct pt_stream *st, const char *reason, const char *tfr,
+                               const char *flags);
+
+/* pt_stream_local_reply_done: a local reply was handed to the connection: the stream ends
+ * once it is out. */
+void pt_stream_local_reply_done(struct pt_stream *st);
+
+/* pt_stream_abort: the stream ends now, logged (flag DC when no status was set), and its
+ * connection closes. */
+void pt_stream_abort(struct pt_stream *st);
+
+/* pt_stream_unqueue: takes a stream in the RETRY state off the worker's ready list. */
+void pt_stream_unqueue(struct pt_stream *st);
+
+/* pt_stream_touch: bytes moved for the request: its idle timeout starts again. */
+static inline void pt_stream_touch(struct pt_stream *st)
+{
+    if (st->idle_ms != 0)
+        pt_timer_arm(st->w->loop, &st->idle_timer, st->idle_ms);
+}
+
+/* ---- routing and heads (session.c) ---- */
+
+/* pt_session_dispatch: a complete head of <head_len> bytes is at the front of st->conn->in:
+ * parse, route and start forwarding it, or answer it locally. */
+void pt_session_dispatch(struct pt_stream *st, size_t head_len);
+
+/* pt_session_response_head: parses the response head in st->up->in and sends the client's
+ * head. Returns 0 when done, 1 when an interim (1xx) response was skipped, PT_AGAIN for more
+ * bytes, PT_BADMSG on a malformed response, PT_CLOSED when the stream ended (the client
+ * connection failed): <st> is gone then. */
+int pt_session_response_head(struct pt_stream *st);
+
+/* pt_session_can_retry / pt_session_retry: the pooled connection a request went out on closed
+ * before any byte of the response (the backend's keep-alive timeout crossing our reuse): the
+ * request may go again on a new connection, as nginx does, when that is safe: a method that may
+ * be repeated (GET, HEAD, OPTIONS, DELETE) and no body. pt_session_retry sends it again; the
+ * stream's RETRY state runs it from the worker's ready list. */
+bool pt_session_can_retry(const struct pt_stream *st);
+void pt_session_retry(struct pt_stream *st);
 
 /* pt_body_take: how many of <len> bytes belong to the body <b> delimits (to consume), and in
  * <*send> the bytes to pass on from them (all of them, except when de-chunking for HTTP/1.0,
@@ -66,21 +130,16 @@ struct pt_body_out {
 int64_t pt_body_take_request(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_body_out *o);
 
 /* pt_session_observe_end: the request is over: its spans and its access-log line. */
-void pt_session_observe_end(struct pt_downstream *ds);
-
-void pt_ds_close(struct pt_downstream *ds);
-void pt_ds_abort(struct pt_downstream *ds);
-void pt_ds_request_end(struct pt_downstream *ds);
-void pt_ds_local_reply_done(struct pt_downstream *ds);
+void pt_session_observe_end(struct pt_stream *st);
 
 /* Local replies (reply.c), each sent with Envoy's status, body and response flags. */
-void pt_reply_local(struct pt_downstream *ds, int status, struct pt_str body, const char *flags);
-void pt_reply_bad_request(struct pt_downstream *ds);
+void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags);
+void pt_reply_bad_request(struct pt_stream *st);
 /* pt_reply_refuse: answers a request Portico will not serve (400, 421, 426, 501...) with the
  * reason phrase as body, flag DPE, and closes the connection after it. */
-void pt_reply_refuse(struct pt_downstream *ds, int status);
-void pt_reply_redirect_https(struct pt_downstream *ds);
-void pt_reply_upstream_reset(struct pt_downstream *ds, const char *reason, const char *tfr,
+void pt_reply_refuse(struct pt_stream *st, int status);
+void pt_reply_redirect_https(struct pt_stream *st);
+void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,
                              const char *flags);
 
 /* pt_http_date: the IMF-fixdate of now, cached per second per thread (29 bytes). */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -92,6 +93,18 @@ static inline ssize_t pt_sock_writev(int fd, SSL *ssl, const struct iovec *iov, 
     default:
         return PT_IO;
     }
+}
+
+/* pt_fd_local_addr: "ip:port" of the address <fd> is bound to, into <out>
+ * (PT_SOCKADDR_STR_MAX bytes); "" when it cannot be known. One getsockname(). */
+static inline void pt_fd_local_addr(int fd, char *out)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        sa.ss_family = AF_UNSPEC;
+    pt_sockaddr_format(&sa, out);
 }
 
 #endif

@@ -1,7 +1,9 @@
 /* Upstream connections and the per-worker pool of idle ones, keyed by endpoint address.
- * A connection is busy (owned by one downstream request) or idle (in its endpoint's list with
- * an idle timer). Bytes read go to up->in and the owning session is told; the session decides
- * everything about HTTP. Called by proxy/http1.c. */
+ * A connection is busy (owned by one request) or idle (in its endpoint's list with an idle
+ * timer). It reports to its owner only through the callbacks the owner gave (struct
+ * pt_up_ops), from its own event handler or the worker's ready list, never from inside a call
+ * the owner made: bytes read go to up->in and the owner is told; the owner decides everything
+ * about HTTP. Called by proxy/session.c and proxy/stream.c. */
 #include "proxy/proxy.h"
 #include "core/log.h"
 #include "proxy/sockio.h"
@@ -103,7 +105,8 @@ static void up_close(struct pt_upstream *up)
     pt_buf_release(&w->bufs, &up->in);
     pt_buf_release(&w->bufs, &up->out);
     up->dead = true;
-    up->ds = NULL;
+    up->owner = NULL;
+    up->ops = NULL;
     /* Freed after this loop iteration: an event for it may still be queued. */
     up->idle_next = w->dead_up;
     w->dead_up = up;
@@ -119,19 +122,29 @@ void pt_up_free_dead(struct pt_worker *w)
     }
 }
 
+/* up_fail: closes <up> and tells its owner, if it has one, why (Envoy's reset reason, the
+ * transport failure reason or NULL, the response flags). */
+static void up_fail(struct pt_upstream *up, const char *reason, const char *tfr, const char *flags)
+{
+    void *owner = up->owner;
+    const struct pt_up_ops *ops = up->ops;
+
+    up_close(up);
+    if (owner != NULL)
+        ops->on_error(owner, reason, tfr, flags);
+}
+
 static void up_on_timer(struct pt_timer *t)
 {
     struct pt_upstream *up = pt_container_of(t, struct pt_upstream, timer);
-    struct pt_downstream *ds = up->ds;
 
-    if ((up->state == PT_UP_CONNECTING || up->state == PT_UP_HANDSHAKE) && ds != NULL) {
+    if ((up->state == PT_UP_CONNECTING || up->state == PT_UP_HANDSHAKE) && up->owner != NULL) {
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         if (cs != NULL) {
             pt_stats_inc(&cs->upstream_cx_connect_fail);
             pt_stats_inc(&cs->upstream_cx_connect_timeout);
         }
-        up_close(up);
-        pt_ds_on_upstream_error(ds, "connection timeout", NULL, "UF");
+        up_fail(up, "connection timeout", NULL, "UF");
         return;
     }
     up_close(up); /* idle too long */
@@ -161,15 +174,48 @@ static int up_fill(struct pt_upstream *up)
     return (int)n;
 }
 
-void pt_up_read(struct pt_upstream *up)
+/* up_read: reads and tells the owner, for as long as the socket has bytes, the owner takes
+ * them (up->in has room) and still owns the connection. */
+static void up_read(struct pt_upstream *up)
 {
-    int r = up_fill(up);
-    struct pt_downstream *ds = up->ds;
+    void *owner = up->owner;
 
-    if (r == 0 || r == PT_IO)
-        up->eof = true; /* what was read before stays in up->in */
-    if (ds != NULL && (r > 0 || up->eof))
-        pt_ds_on_upstream_readable(ds);
+    while (owner != NULL && !up->eof) {
+        int r = up_fill(up);
+        if (r == 0 || r == PT_IO)
+            up->eof = true; /* what was read before stays in up->in */
+        else if (r < 0)
+            return; /* nothing now, or up->in full until the owner takes from it */
+        up->ops->on_readable(owner);
+        if (up->dead || up->owner != owner || !up->rd_pending)
+            return;
+    }
+}
+
+void pt_up_resume(struct pt_upstream *up)
+{
+    struct pt_worker *w = up->w;
+
+    if (up->queued || up->dead || !(up->rd_pending || up->eof))
+        return;
+    up->queued = true;
+    up->ready_next = w->ready_ups;
+    w->ready_ups = up;
+}
+
+void pt_up_run_ready(struct pt_worker *w)
+{
+    while (w->ready_ups != NULL) {
+        struct pt_upstream *up = w->ready_ups;
+        w->ready_ups = up->ready_next;
+        up->queued = false;
+        if (!up->dead && up->owner != NULL) {
+            if (up->eof)
+                up->ops->on_readable(up->owner);
+            else
+                up_read(up);
+        }
+    }
 }
 
 static int flush_out(struct pt_upstream *up)
@@ -194,7 +240,6 @@ static int flush_out(struct pt_upstream *up)
  * PT_AGAIN, or PT_IO after reporting the failure to the session (the connection is closed). */
 static int up_handshake(struct pt_upstream *up)
 {
-    struct pt_downstream *ds = up->ds;
     int r, err;
 
     ERR_clear_error();
@@ -213,13 +258,10 @@ static int up_handshake(struct pt_upstream *up)
         bool tls_error = ERR_peek_error() != 0;
         if (tls_error)
             pt_tls_error_string(tfr, sizeof(tfr));
-        up_close(up);
-        if (ds != NULL) {
-            if (tls_error)
-                pt_ds_on_upstream_error(ds, "remote connection failure", tfr, "UF");
-            else
-                pt_ds_on_upstream_error(ds, "connection termination", NULL, "UC");
-        }
+        if (tls_error)
+            up_fail(up, "remote connection failure", tfr, "UF");
+        else
+            up_fail(up, "connection termination", NULL, "UC");
     }
     return PT_IO;
 }
@@ -227,7 +269,7 @@ static int up_handshake(struct pt_upstream *up)
 static void up_on_event(struct pt_io *io, uint32_t events)
 {
     struct pt_upstream *up = pt_container_of(io, struct pt_upstream, io);
-    struct pt_downstream *ds = up->ds;
+    void *owner = up->owner;
 
     if (up->dead)
         return;
@@ -250,9 +292,7 @@ static void up_on_event(struct pt_io *io, uint32_t events)
                 snprintf(tfr, sizeof(tfr), "delayed connect error: %d", err ? err : ECONNREFUSED);
             if (cs != NULL)
                 pt_stats_inc(&cs->upstream_cx_connect_fail);
-            up_close(up);
-            if (ds != NULL)
-                pt_ds_on_upstream_error(ds, "remote connection failure", tfr, "UF");
+            up_fail(up, "remote connection failure", tfr, "UF");
             return;
         }
         if (cs != NULL)
@@ -274,16 +314,18 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         int r = flush_out(up);
         if (r == PT_IO) {
             up->eof = true;
-        } else if (r == 0 && ds != NULL) {
-            pt_ds_on_upstream_writable(ds);
+        } else if (r == 0 && owner != NULL) {
+            up->ops->on_writable(owner);
         }
-        if (up->dead || up->ds != ds)
+        if (up->dead || up->owner != owner)
             return;
     }
     if (events & (EPOLLRDHUP | EPOLLHUP))
         up->peer_closed = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        pt_up_read(up);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        up->rd_pending = true;
+        up_read(up);
+    }
 }
 
 /* Prepares the TLS session of a new connection: SNI when configured, and the last session
@@ -368,7 +410,8 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
     struct pt_worker *w = up->w;
     struct pt_pool_entry *e = up->pool;
 
-    up->ds = NULL;
+    up->owner = NULL;
+    up->ops = NULL;
     up->requests++;
     if (!reusable || up->eof || up->peer_closed || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {

@@ -11,6 +11,7 @@
  * spinning on a queue it cannot take from), counts it and warns at most every
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
+#include "observe/logformat.h"
 #include "proxy/listen.h"
 #include "config/snapshot.h"
 #include "core/log.h"
@@ -159,7 +160,7 @@ static void on_accept(struct pt_io *io, uint32_t events)
             accept_overflow(li, fd);
             continue;
         }
-        pt_ds_accept(w, li->ls, fd, &peer);
+        pt_conn_accept(w, li->ls, fd, &peer);
     }
     /* The batch ran out before EAGAIN: edge-triggered epoll would not report the rest until
      * another connection arrives. Re-arming a socket that is still readable queues it for the
@@ -261,9 +262,9 @@ static void adopt(struct pt_worker *w, struct pt_snapshot *s)
     w->rr = rr;
     sync_listeners(w, s);
     int log_fd = s->log.fd > 2 ? s->log.fd : STDOUT_FILENO; /* the snapshot owns its log file */
-    if (log_fd != w->log_fd) {
-        pt_accesslog_flush(w); /* lines so far go to the file they were meant for */
-        w->log_fd = log_fd;
+    if (log_fd != w->log.fd) {
+        pt_accesslog_flush(&w->log); /* lines so far go to the file they were meant for */
+        w->log.fd = log_fd;
     }
     retire(w, w->snap);
     w->snap = s;
@@ -275,7 +276,14 @@ static void before_sleep(struct pt_loop *loop, void *arg)
     struct worker_slot *slot = &slots[w->id];
     struct pt_snapshot *s;
 
-    pt_ds_free_dead(w);
+    /* Work deferred so that no callback runs inside its caller: the next head of connections
+     * whose request ended, streams to send again, upstream reads the consumer resumed. */
+    while (w->ready_conns != NULL || w->ready_streams != NULL || w->ready_ups != NULL) {
+        pt_conn_run_ready(w);
+        pt_stream_run_ready(w);
+        pt_up_run_ready(w);
+    }
+    pt_conn_free_dead(w);
     pt_up_free_dead(w);
     s = atomic_exchange_explicit(&slot->mailbox, NULL, memory_order_acq_rel);
     if (s != NULL)
@@ -294,7 +302,7 @@ static void *worker_main(void *arg)
     pt_route_thread_init();
     pt_loop_set_hook(w->loop, before_sleep, w);
     pt_loop_run(w->loop);
-    pt_accesslog_flush(w);
+    pt_accesslog_flush(&w->log);
     pt_route_thread_fini();
     return NULL;
 }
@@ -315,7 +323,8 @@ int pt_workers_start(int n)
         if ((w->st = pt_stats_worker_new(i)) == NULL)
             return PT_NOMEM;
         pt_stats_register_worker(i, w->st);
-        w->log_fd = STDOUT_FILENO;
+        w->log.fd = STDOUT_FILENO;
+        w->log.loop = w->loop;
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
             w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)i;
             w->rng[1] = pt_now_ms() | 1;

@@ -1,7 +1,8 @@
 /* Unit tests for src/observe/logformat.c and the custom-format side of src/observe/accesslog.c:
  * compiling format strings and JSON maps (steps, header slots, errors with their positions,
- * notices), START_TIME patterns, and rendering every operator for a synthetic downstream
- * (a pt_downstream filled by hand on a real socket pair, its worker writing into a pipe).
+ * notices), START_TIME patterns, and rendering every operator for a synthetic request record
+ * (a pt_req_record filled by hand as the proxy would, with the addresses of a real socket pair,
+ * its log sink writing into a pipe).
  * Emissary's default line is rendered both by its hand-written path and by the compiled
  * program, and the two must agree byte for byte. */
 #include <setjmp.h>
@@ -25,7 +26,7 @@
 #include "config/load.h"
 #include "config/snapshot.h"
 #include "observe/logformat.h"
-#include "proxy/proxy.h"
+#include "observe/record-t.h"
 
 /* ---- compiling ------------------------------------------------------------------------------- */
 
@@ -215,20 +216,28 @@ static void test_start_time(void **state)
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-/* A worker writing its log into a pipe, and a downstream on a real TCP connection. */
+/* A log sink writing into a pipe, and a request record with the addresses of a real TCP
+ * connection (as the proxy fills them). */
 struct fixture {
-    struct pt_worker w;
+    struct pt_logsink w;
     struct pt_snapshot snap;
-    struct pt_downstream *ds;
-    struct pt_upstream up;
+    struct pt_req_record *ds;
     struct pt_cluster cluster;
     struct pt_route_action action;
     struct pt_endpoint endpoint;
     int pipe[2];
-    int lfd, cfd;
+    int lfd, cfd, sfd;
     int server_port, client_port, up_port;
-    SSL_CTX *ssl_ctx;
 };
+
+/* addr_of: "ip:port" of <fd>'s local end, as the proxy writes it into a record. */
+static void addr_of(int fd, char *out)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    pt_sockaddr_format(&a, out);
+}
 
 static int port_of(int fd, bool local)
 {
@@ -248,8 +257,7 @@ static int setup(void **state)
     fcntl(fx->pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(fx->pipe[1], F_SETPIPE_SZ, 1 << 20); /* a few buffers' worth of lines */
     fx->w.loop = pt_loop_new();
-    fx->w.log_fd = fx->pipe[1];
-    fx->w.snap = &fx->snap;
+    fx->w.fd = fx->pipe[1];
     fx->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(bind(fx->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(fx->lfd, 4), 0);
@@ -257,14 +265,13 @@ static int setup(void **state)
     fx->cfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(fx->cfd, (struct sockaddr *)&a, sizeof(a)), 0);
     fx->ds = calloc(1, sizeof(*fx->ds));
-    fx->ds->io.fd = accept(fx->lfd, NULL, NULL);
+    fx->sfd = accept(fx->lfd, NULL, NULL);
     fx->server_port = ntohs(a.sin_port);
     fx->client_port = port_of(fx->cfd, true);
-    fx->up.io.fd = fx->cfd; /* stands in for an upstream connection */
-    fx->up_port = fx->client_port;
-    fx->ds->w = &fx->w;
+    fx->up_port = fx->client_port; /* the client end stands in for an upstream connection */
     fx->ds->snap = &fx->snap;
-    strcpy(fx->ds->peer_ip, "127.0.0.1");
+    fx->ds->peer_ip = "127.0.0.1";
+    fx->ds->peer_port = (uint16_t)fx->client_port;
     fx->cluster = (struct pt_cluster){ .name = "cluster_quote_default", .stats_name = "quote" };
     fx->action = (struct pt_route_action){ .cluster = &fx->cluster };
     snprintf(fx->endpoint.name, sizeof(fx->endpoint.name), "10.0.0.7:8080");
@@ -276,23 +283,20 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     pt_logfmt_free(fx->snap.log.fmt);
-    free(fx->w.logbuf.base);
+    free(fx->w.buf.base);
     pt_loop_free(fx->w.loop);
-    close(fx->ds->io.fd);
+    close(fx->sfd);
     close(fx->cfd);
     close(fx->lfd);
     close(fx->pipe[0]);
     close(fx->pipe[1]);
-    if (fx->ds->ssl != NULL)
-        SSL_free(fx->ds->ssl);
-    SSL_CTX_free(fx->ssl_ctx);
     free(fx->ds);
     free(fx);
     return 0;
 }
 
 /* Appends a quoted field to log[] (as proxy/session.c lays it out), noting where its value is. */
-static char *quoted(struct pt_downstream *ds, char *p, const char *v, struct pt_str_off *at)
+static char *quoted(struct pt_req_record *ds, char *p, const char *v, struct pt_str_off *at)
 {
     size_t n = strlen(v);
     *p++ = '"';
@@ -307,7 +311,7 @@ static char *quoted(struct pt_downstream *ds, char *p, const char *v, struct pt_
 /* A request as proxy/session.c keeps it: GET /quote/ HTTP/1.1, answered 200 by the upstream. */
 static void request(struct fixture *fx, const char *ua)
 {
-    struct pt_downstream *ds = fx->ds;
+    struct pt_req_record *ds = fx->ds;
     char *p = ds->log;
 
     memcpy(p, "\"GET ", 5);
@@ -328,18 +332,22 @@ static void request(struct fixture *fx, const char *ua)
     ds->log_len = ds->log_used = (uint16_t)(p - ds->log);
     ds->lf_tfr = ds->lf_ctype = (struct pt_str_off){ 0 };
     ds->log_nhdr = 0;
-    ds->req.minor_version = 1;
+    ds->minor_version = 1;
     ds->start_realtime_ms = 1795665990641ull;
     ds->start_ms = pt_loop_now_ms(fx->w.loop) - 7;
+    ds->end_ms = ds->start_ms + 7;
     ds->status = 200;
     ds->upstream_status = 200;
-    ds->flags_str = "-";
+    ds->flags = "-";
     ds->bytes_rx = 12;
     ds->bytes_tx = 345;
     ds->upstream_ms = 5;
     ds->endpoint = &fx->endpoint;
     ds->action = &fx->action;
-    ds->up = &fx->up;
+    addr_of(fx->cfd, ds->upstream_local_addr);
+    addr_of(fx->sfd, ds->local_addr);
+    ds->tls = false;
+    ds->sni = NULL;
 }
 
 /* Everything the worker wrote so far. */
@@ -366,11 +374,9 @@ static const char *render_with(struct fixture *fx, struct pt_logfmt *f)
         h[0] = (struct pt_header){ PT_STR_LIT("X-Foo"), PT_STR_LIT("foo-value") };
         h[1] = (struct pt_header){ PT_STR_LIT("x-quote"), PT_STR_LIT("say \"hi\"\x01\xc3\xa9\xff") };
         h[2] = (struct pt_header){ PT_STR_LIT("x-empty"), PT_STR_LIT("") };
-        fx->ds->req.headers = h;
-        fx->ds->req.nheaders = 3;
-        pt_accesslog_capture(fx->ds);
+        pt_accesslog_capture(fx->ds, h, 3);
     }
-    pt_accesslog_request(fx->ds);
+    pt_accesslog_request(&fx->w, fx->ds);
     assert_int_equal(fx->ds->log_len, 0); /* logged once */
     return drain(fx);
 }
@@ -391,11 +397,11 @@ static void test_default_line_matches_program(void **state)
 
     /* A local reply with nothing upstream and no User-Agent: the same "-" both ways. */
     request(fx, "-");
-    fx->ds->status = 404, fx->ds->upstream_status = 0, fx->ds->flags_str = "NR";
+    fx->ds->status = 404, fx->ds->upstream_status = 0, fx->ds->flags = "NR";
     fx->ds->endpoint = NULL, fx->ds->upstream_ms = UINT32_MAX, fx->ds->bytes_tx = 0;
     snprintf(fast, sizeof(fast), "%s", render_with(fx, NULL));
     request(fx, "-");
-    fx->ds->status = 404, fx->ds->upstream_status = 0, fx->ds->flags_str = "NR";
+    fx->ds->status = 404, fx->ds->upstream_status = 0, fx->ds->flags = "NR";
     fx->ds->endpoint = NULL, fx->ds->upstream_ms = UINT32_MAX, fx->ds->bytes_tx = 0;
     snprintf(program, sizeof(program), "%s", render_with(fx, text_ok(PT_LOGFMT_EMISSARY_TEXT)));
     assert_non_null(strstr(fast, "404 NR 12 0 7 - "));
@@ -408,10 +414,8 @@ static void test_render_every_operator_text(void **state)
     char want[1024];
 
     request(fx, "curl/8.0");
-    fx->ssl_ctx = SSL_CTX_new(TLS_method());
-    fx->ds->ssl = SSL_new(fx->ssl_ctx);
-    SSL_set_tlsext_host_name(fx->ds->ssl, "sni.example");
-    fx->ds->flags |= PT_DSF_TLS;
+    fx->ds->sni = "sni.example";
+    fx->ds->tls = true;
     const char *line = render_with(fx, text_ok(
         "%START_TIME%|%START_TIME(%s.%3f)%|%REQ(:METHOD)%|%REQ(:PATH)%|%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%|"
         "%REQ(:AUTHORITY)%|%REQ(:SCHEME)%|%REQ(X-FORWARDED-FOR)%|%REQ(USER-AGENT):4%|%REQ(X-REQUEST-ID)%|"
@@ -448,17 +452,17 @@ static void test_render_ipv6_addresses(void **state)
     assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
     sfd = accept(lfd, NULL, NULL);
     request(fx, "curl/8.0");
-    close(fx->ds->io.fd);
-    fx->ds->io.fd = sfd;
-    strcpy(fx->ds->peer_ip, "::1");
-    fx->up.io.fd = cfd;
+    addr_of(sfd, fx->ds->local_addr);
+    addr_of(cfd, fx->ds->upstream_local_addr);
+    fx->ds->peer_ip = "::1";
+    fx->ds->peer_port = (uint16_t)port_of(cfd, true);
     snprintf(want, sizeof(want), "[::1]:%d ::1 [::1]:%d ::1 [::1]:%d\n", port_of(cfd, true), ntohs(a.sin6_port),
              port_of(cfd, true));
     assert_string_equal(render_with(fx, text_ok("%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% "
                                                 "%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% "
                                                 "%UPSTREAM_LOCAL_ADDRESS%")),
                         want);
-    fx->up.io.fd = fx->cfd;
+    close(sfd);
     close(cfd);
     close(lfd);
 }
@@ -469,9 +473,9 @@ static void test_render_failure_and_local_reply(void **state)
 
     /* Upstream connect failure: reply.c keeps the transport failure reason; local reply body. */
     request(fx, "curl/8.0");
-    fx->ds->status = 503, fx->ds->upstream_status = 0, fx->ds->flags_str = "UF", fx->ds->up = NULL;
+    fx->ds->status = 503, fx->ds->upstream_status = 0, fx->ds->flags = "UF", fx->ds->upstream_local_addr[0] = '\0';
     fx->ds->upstream_ms = UINT32_MAX;
-    fx->ds->req.minor_version = 0;
+    fx->ds->minor_version = 0;
     pt_accesslog_keep(fx->ds, PT_STR_LIT("delayed connect error: Connection refused"), &fx->ds->lf_tfr);
     assert_string_equal(render_with(fx, text_ok("%PROTOCOL% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON% "
                                                 "%UPSTREAM_LOCAL_ADDRESS% %RESP(CONTENT-TYPE)% %REQ(:SCHEME)% "
@@ -489,7 +493,7 @@ static void test_render_failure_and_local_reply(void **state)
     request(fx, "curl/8.0");
     fx->ds->lf_method = fx->ds->lf_path = fx->ds->lf_ua = fx->ds->lf_rid = fx->ds->lf_auth = (struct pt_str_off){ 0 };
     fx->ds->lf_xff = (struct pt_str_off){ 0 };
-    fx->ds->status = 400, fx->ds->flags_str = "DPE", fx->ds->endpoint = NULL, fx->ds->action = NULL;
+    fx->ds->status = 400, fx->ds->flags = "DPE", fx->ds->endpoint = NULL, fx->ds->action = NULL;
     assert_string_equal(render_with(fx, text_ok("%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %REQ(:SCHEME)% %RESPONSE_CODE% "
                                                 "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %REQ(X-FOO)%")),
                         "- - - - 400 - - -\n");
@@ -558,13 +562,11 @@ static void test_render_long_lines(void **state)
     {
         static struct pt_header h[1];
         h[0] = (struct pt_header){ PT_STR_LIT("x-big"), { big, strlen(big) } };
-        fx->ds->req.headers = h;
-        fx->ds->req.nheaders = 1;
         pt_logfmt_free(fx->snap.log.fmt);
         fx->snap.log.fmt = text_ok("%REQ(x-big)% %REQ(x-big2):2000%");
-        pt_accesslog_capture(fx->ds);
+        pt_accesslog_capture(fx->ds, h, 1);
         assert_int_equal(fx->ds->lf_hdr[0].len, 256);
-        pt_accesslog_request(fx->ds);
+        pt_accesslog_request(&fx->w, fx->ds);
         line = drain(fx);
         assert_int_equal(strlen(line), 256 + 3);
     }
@@ -574,13 +576,13 @@ static void test_render_long_lines(void **state)
         pt_logfmt_free(fx->snap.log.fmt);
         fx->snap.log.fmt = text_ok(PT_LOGFMT_EMISSARY_TEXT);
         request(fx, big + 2800);
-        pt_accesslog_request(fx->ds);
+        pt_accesslog_request(&fx->w, fx->ds);
         one = strlen(drain(fx));
         assert_true(one > 300);
         for (int i = 0; i < 400; i++) {
             request(fx, big + 2800);
-            pt_accesslog_request(fx->ds);
-            assert_true(fx->w.logbuf.len < fx->w.logbuf.cap);
+            pt_accesslog_request(&fx->w, fx->ds);
+            assert_true(fx->w.buf.len < fx->w.buf.cap);
         }
         total = strlen(drain(fx)); /* two buffers were written on the way */
         assert_int_equal(total, 400 * one);
@@ -592,7 +594,7 @@ static void test_render_long_lines(void **state)
         huge[70000] = '\0';
         request(fx, "curl/8.0");
         line = render_with(fx, text_ok(huge));
-        assert_int_equal(strlen(line), fx->w.logbuf.cap);
+        assert_int_equal(strlen(line), fx->w.buf.cap);
         assert_int_equal(line[strlen(line) - 1], '\n');
         request(fx, "curl/8.0");
         assert_string_equal(render_with(fx, text_ok("%RESPONSE_CODE%")), "200\n");

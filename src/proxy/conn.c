@@ -1,0 +1,471 @@
+/* A client connection speaking HTTP/1.1: the socket, TLS (detected on HTTPS listeners, which
+ * take cleartext too), the input and output buffers, reading request heads and handing each to
+ * a new stream (proxy/stream.c), writing what the stream sends, keep-alive between requests and
+ * the lingering close after the last. It knows nothing of routing or upstreams. One request at a
+ * time: pipelined requests wait in the input buffer until the stream before them has ended.
+ * What an idle connection holds is struct pt_conn alone; its buffers go back to the worker's
+ * pool as soon as they are empty. Called by proxy/worker.c (accept, the ready list) and by
+ * proxy/stream.c (send, read more of the body, the stream's end). */
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+#include "proxy/sockio.h"
+#include "proxy/listen.h"
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "http/h1.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static void conn_process(struct pt_conn *c);
+
+void pt_conn_close(struct pt_conn *c)
+{
+    struct pt_worker *w = c->w;
+    struct pt_http_stats *hs = pt_conn_http_stats(c);
+    struct pt_listener_stats *ls = pt_stats_listener(w->st, c->lst_idx);
+
+    if (c->flags & PT_CF_DEAD)
+        return;
+    c->flags |= PT_CF_DEAD;
+    if (c->stream != NULL)
+        pt_stream_abort(c->stream); /* calls pt_conn_stream_end, which sees DEAD */
+    pt_timer_cancel(&c->timer);
+    if (hs != NULL) {
+        pt_gauge_dec(&hs->downstream_cx_active);
+        pt_gauge_dec(&hs->downstream_cx_http1_active);
+        if (c->ssl != NULL)
+            pt_gauge_dec(&hs->downstream_cx_ssl_active);
+        pt_stats_inc(&hs->downstream_cx_destroy);
+        pt_hist_record_ms(&hs->downstream_cx_length_ms, (double)(pt_loop_now_ms(w->loop) - c->accepted_ms));
+    }
+    if (ls != NULL)
+        pt_gauge_dec(&ls->downstream_cx_active);
+    if (c->ssl != NULL) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    close(c->io.fd);
+    pt_buf_release(&w->bufs, &c->in);
+    pt_buf_release(&w->bufs, &c->out);
+    w->nconns--;
+    if (!(c->flags & PT_CF_READY)) { /* else the ready list lets it go */
+        c->next = w->dead_conns;
+        w->dead_conns = c;
+    }
+}
+
+void pt_conn_free_dead(struct pt_worker *w)
+{
+    while (w->dead_conns != NULL) {
+        struct pt_conn *c = w->dead_conns;
+        w->dead_conns = c->next;
+        c->next = w->free_conns;
+        w->free_conns = c;
+    }
+}
+
+/* Writes what is pending for the client. Returns 0 when all is out, PT_AGAIN, or PT_IO. */
+static int conn_flush(struct pt_conn *c)
+{
+    while (c->out.len > 0) {
+        struct iovec iov = { pt_buf_data(&c->out), c->out.len };
+        ssize_t n = pt_sock_writev(c->io.fd, c->ssl, &iov, 1, NULL, 0);
+        if (n < 0)
+            return PT_IO;
+        if (n == 0) {
+            c->flags |= PT_CF_WR_BLOCKED;
+            return PT_AGAIN;
+        }
+        pt_buf_consume(&c->out, (uint32_t)n);
+    }
+    pt_buf_release(&c->w->bufs, &c->out);
+    c->flags &= ~PT_CF_WR_BLOCKED;
+    return 0;
+}
+
+int pt_conn_send(struct pt_conn *c, const struct iovec *iov, int iovcnt)
+{
+    struct pt_http_stats *hs = pt_conn_http_stats(c);
+    size_t total = 0, done = 0;
+    ssize_t n;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (hs != NULL)
+        pt_stats_add(&hs->downstream_cx_tx_bytes_total, total); /* handed to the socket */
+    if (total == 0)
+        return 0;
+    if (c->out.len == 0) {
+        n = pt_sock_writev(c->io.fd, c->ssl, iov, iovcnt, c->w->tls_scratch, sizeof(c->w->tls_scratch));
+        if (n < 0)
+            return PT_IO;
+        if ((size_t)n == total)
+            return 0;
+        done = (size_t)n;
+    }
+    if (pt_buf_append_iov(&c->w->bufs, &c->out, iov, iovcnt, total, done) != 0)
+        return PT_IO;
+    c->flags |= PT_CF_WR_BLOCKED;
+    return PT_AGAIN;
+}
+
+int pt_conn_fill(struct pt_conn *c)
+{
+    uint32_t room;
+    bool drained;
+    int n;
+
+    if (pt_buf_reserve(&c->w->bufs, &c->in) != 0)
+        return PT_NOMEM;
+    if (pt_buf_room(&c->in) == 0)
+        pt_buf_compact(&c->in); /* a stream reads its body only once its head was used */
+    room = pt_buf_room(&c->in);
+    if (room == 0)
+        return PT_AGAIN;
+    n = pt_sock_read(c->io.fd, c->ssl, c->in.base + c->in.off + c->in.len, room,
+                     c->flags & PT_CF_PEER_CLOSED, &drained);
+    if (drained)
+        c->flags &= ~PT_CF_RD_PENDING;
+    if (n > 0) {
+        struct pt_http_stats *hs = pt_conn_http_stats(c);
+        c->in.len += (uint32_t)n;
+        if (hs != NULL)
+            pt_stats_add(&hs->downstream_cx_rx_bytes_total, (uint64_t)n);
+    }
+    return n;
+}
+
+/* Reads and drops what the client still sends while the connection lingers. Returns true
+ * when the client has closed its side (or the socket failed). */
+static bool conn_drain(struct pt_conn *c)
+{
+    char sink[4096];
+    bool drained = false;
+    int r = 1;
+
+    while (!drained && (r = pt_sock_read(c->io.fd, c->ssl, sink, sizeof(sink),
+                                         c->flags & PT_CF_PEER_CLOSED, &drained)) > 0)
+        ;
+    return r == 0 || r == PT_IO;
+}
+
+/* Closes gracefully once the last response is out: our side of the stream ends, and what the
+ * client still sends is read and dropped for a moment, so that closing with unread data does
+ * not reset the connection and destroy the response before the client has read it. */
+static void conn_linger(struct pt_conn *c)
+{
+    c->state = PT_CONN_CLOSING;
+    if (c->out.len > 0)
+        return; /* again when the output is flushed */
+    if (c->ssl != NULL)
+        SSL_shutdown(c->ssl);
+    shutdown(c->io.fd, SHUT_WR);
+    if (conn_drain(c)) {
+        pt_conn_close(c);
+        return;
+    }
+    pt_timer_arm(c->w->loop, &c->timer, PT_LINGER_MS);
+}
+
+/* conn_ready: the next head is read from the worker's ready list (proxy/worker.c), after the
+ * event that ended the last request has unwound: no call goes back into a stream's caller. */
+static void conn_ready(struct pt_conn *c)
+{
+    if (c->flags & PT_CF_READY)
+        return;
+    c->flags |= PT_CF_READY;
+    c->next = c->w->ready_conns;
+    c->w->ready_conns = c;
+}
+
+void pt_conn_run_ready(struct pt_worker *w)
+{
+    while (w->ready_conns != NULL) {
+        struct pt_conn *c = w->ready_conns;
+        w->ready_conns = c->next;
+        c->flags &= ~PT_CF_READY;
+        if (c->flags & PT_CF_DEAD) {
+            c->next = w->dead_conns;
+            w->dead_conns = c;
+        } else if (c->state == PT_CONN_HEAD) {
+            conn_process(c);
+        }
+    }
+}
+
+void pt_conn_stream_end(struct pt_conn *c, bool close_after)
+{
+    struct pt_worker *w = c->w;
+
+    c->stream = NULL;
+    if (c->flags & PT_CF_DEAD)
+        return;
+    c->head_scanned = 0;
+    if (close_after || w->draining)
+        c->flags |= PT_CF_CLOSE_AFTER;
+    if (c->flags & PT_CF_CLOSE_AFTER) {
+        conn_linger(c);
+        return;
+    }
+    c->state = PT_CONN_HEAD;
+    if (c->in.len == 0)
+        pt_buf_release(&w->bufs, &c->in);
+    pt_timer_arm(w->loop, &c->timer, pt_conn_keepalive_ms(c));
+    if (c->in.len > 0 || (c->flags & PT_CF_RD_PENDING))
+        conn_ready(c);
+}
+
+/* Reads request heads and starts a stream for each, until one is in progress or the socket
+ * is drained. */
+static void conn_process(struct pt_conn *c)
+{
+    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
+
+    while (c->state == PT_CONN_HEAD) {
+        size_t scanned = c->head_scanned;
+        int r = PT_AGAIN;
+
+        if (c->in.len > 0) {
+            r = pt_h1_find_head_end(pt_buf_data(&c->in), c->in.len, &scanned, &lim);
+            c->head_scanned = (uint32_t)scanned;
+        }
+        if (r > 0) {
+            pt_timer_cancel(&c->timer);
+            c->flags &= ~PT_CF_HEAD_TIMER;
+            c->head_scanned = 0;
+            pt_stream_start(c, (size_t)r); /* the stream ends it, or it is in progress */
+            return;
+        }
+        if (r != PT_AGAIN) {
+            pt_stream_start(c, 0); /* a head that cannot be one: the stream answers 400 */
+            return;
+        }
+        if (!(c->flags & PT_CF_RD_PENDING))
+            break;
+        if (pt_buf_reserve(&c->w->bufs, &c->in) != 0) {
+            pt_conn_close(c);
+            return;
+        }
+        if (pt_buf_room(&c->in) == 0) {
+            pt_buf_compact(&c->in);
+            if (pt_buf_room(&c->in) == 0 &&
+                pt_buf_grow(&c->w->bufs, &c->in, pt_proxy_limits.max_head_bytes + 1024) != 0) {
+                pt_conn_close(c);
+                return;
+            }
+        }
+        r = pt_conn_fill(c);
+        if (r == 0 || r == PT_IO || r == PT_NOMEM) {
+            pt_conn_close(c);
+            return;
+        }
+        if (r == PT_AGAIN)
+            break;
+    }
+    if (c->in.len == 0) {
+        pt_buf_release(&c->w->bufs, &c->in);
+        if (!pt_timer_armed(&c->timer))
+            pt_timer_arm(c->w->loop, &c->timer, pt_conn_keepalive_ms(c));
+    } else if (!(c->flags & PT_CF_HEAD_TIMER)) {
+        /* The whole head must arrive within the header timeout of its first byte. */
+        c->flags |= PT_CF_HEAD_TIMER;
+        pt_timer_arm(c->w->loop, &c->timer, pt_proxy_limits.header_timeout_ms);
+    }
+}
+
+/* Drives the server side of a TLS handshake. Returns true once the session is up. */
+static bool conn_handshake(struct pt_conn *c)
+{
+    int r;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->state = PT_CONN_HEAD;
+        c->flags |= PT_CF_RD_PENDING; /* records may already wait behind the handshake */
+        return true;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return false;
+    default:
+        pt_debug("TLS handshake from %s failed", c->peer_ip);
+        pt_conn_close(c);
+        return false;
+    }
+}
+
+/* An HTTPS listener takes TLS and cleartext on one port, as Emissary does: a TLS handshake
+ * starts with a handshake record (0x16). One peek per connection decides. */
+static bool conn_detect_tls(struct pt_conn *c)
+{
+    struct pt_listener *l = pt_snapshot_find_listener(c->w->snap, c->port);
+    struct pt_http_stats *hs;
+    unsigned char b;
+    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
+
+    if (n == 0 || (n < 0 && errno != EAGAIN) || l == NULL) {
+        pt_conn_close(c);
+        return false;
+    }
+    if (n < 0)
+        return false;
+    if (b != 0x16 || l->tls_ctx == NULL) {
+        c->state = PT_CONN_HEAD;
+        return true;
+    }
+    c->ssl = SSL_new(l->tls_ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->io.fd) != 1) {
+        pt_conn_close(c);
+        return false;
+    }
+    SSL_set_accept_state(c->ssl);
+    c->flags |= PT_CF_TLS;
+    if ((hs = pt_conn_http_stats(c)) != NULL)
+        pt_gauge_inc(&hs->downstream_cx_ssl_active);
+    c->state = PT_CONN_HANDSHAKE;
+    return conn_handshake(c);
+}
+
+/* The connection's timer: no head in time, idle too long, or the linger is over. */
+static void conn_on_timer(struct pt_timer *t)
+{
+    struct pt_conn *c = pt_container_of(t, struct pt_conn, timer);
+
+    if (c->state == PT_CONN_HEAD && c->in.len > 0) { /* a head that never completed */
+        struct pt_http_stats *hs = pt_conn_http_stats(c);
+        if (hs != NULL)
+            pt_stats_inc(&hs->downstream_rq_timeout);
+    }
+    pt_conn_close(c);
+}
+
+/* The output drained: a lingering connection closes, a stream may go on. */
+static void conn_on_writable(struct pt_conn *c)
+{
+    int r = conn_flush(c);
+
+    if (r == PT_IO) {
+        pt_conn_close(c);
+        return;
+    }
+    if (r != 0)
+        return;
+    if (c->state == PT_CONN_CLOSING)
+        conn_linger(c);
+    else if (c->stream != NULL)
+        pt_stream_on_client_writable(c->stream);
+}
+
+static void conn_on_readable(struct pt_conn *c, uint32_t events)
+{
+    switch (c->state) {
+    case PT_CONN_HEAD:
+        conn_process(c);
+        if (c->state == PT_CONN_HEAD && !(c->flags & PT_CF_DEAD) && c->in.len == 0 && (events & EPOLLRDHUP))
+            pt_conn_close(c); /* the client closed between requests */
+        break;
+    case PT_CONN_STREAM:
+        pt_stream_on_client_readable(c->stream);
+        break;
+    case PT_CONN_CLOSING:
+        if (conn_drain(c) && c->out.len == 0)
+            pt_conn_close(c); /* the client is done too */
+        break;
+    case PT_CONN_TLS_DETECT:
+    case PT_CONN_HANDSHAKE:
+        break;
+    }
+}
+
+static void conn_on_event(struct pt_io *io, uint32_t events)
+{
+    struct pt_conn *c = pt_container_of(io, struct pt_conn, io);
+
+    if (c->flags & PT_CF_DEAD)
+        return;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        pt_conn_close(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && (c->flags & PT_CF_WR_BLOCKED)) {
+        conn_on_writable(c);
+        if (c->flags & PT_CF_DEAD)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP))
+        c->flags |= PT_CF_RD_PENDING;
+    if (events & EPOLLRDHUP)
+        c->flags |= PT_CF_PEER_CLOSED; /* sticky: the FIN's edge is reported once */
+    if (c->state == PT_CONN_TLS_DETECT && !conn_detect_tls(c))
+        return;
+    if (c->state == PT_CONN_HANDSHAKE && !conn_handshake(c))
+        return;
+    if (c->flags & PT_CF_RD_PENDING)
+        conn_on_readable(c, events);
+}
+
+/* peer_text: <peer>'s address as text into c->peer_ip, and its port. */
+static void peer_text(struct pt_conn *c, const struct sockaddr_storage *peer)
+{
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer_ip, sizeof(c->peer_ip));
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(s6->sin6_port);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(s4->sin_port);
+    }
+}
+
+void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
+                    const struct sockaddr_storage *peer)
+{
+    struct pt_conn *c = w->free_conns;
+    struct pt_listener *l = w->snap ? pt_snapshot_find_listener(w->snap, ls->port) : NULL;
+    struct pt_listener_stats *lst;
+    struct pt_http_stats *hs;
+
+    if (c != NULL)
+        w->free_conns = c->next;
+    else if ((c = malloc(sizeof(*c))) == NULL) {
+        close(fd);
+        return;
+    }
+    *c = (struct pt_conn){ .io = { fd, conn_on_event }, .w = w, .port = (uint16_t)ls->port };
+    c->timer.cb = conn_on_timer;
+    peer_text(c, peer);
+    if (pt_loop_add(w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
+        close(fd);
+        c->next = w->free_conns;
+        w->free_conns = c;
+        return;
+    }
+    if (l != NULL && l->tls_ctx != NULL)
+        c->state = PT_CONN_TLS_DETECT;
+    c->lst_idx = l ? l->stats_idx : 0;
+    c->http_idx = l ? l->stats_prefix_idx : 0;
+    if ((lst = pt_stats_listener(w->st, c->lst_idx)) != NULL) {
+        pt_stats_inc(&lst->downstream_cx_total);
+        pt_gauge_inc(&lst->downstream_cx_active);
+    }
+    if ((hs = pt_conn_http_stats(c)) != NULL) {
+        pt_stats_inc(&hs->downstream_cx_total);
+        pt_gauge_inc(&hs->downstream_cx_active);
+        pt_gauge_inc(&hs->downstream_cx_http1_active);
+    }
+    c->accepted_ms = pt_loop_now_ms(w->loop);
+    w->nconns++;
+    pt_timer_arm(w->loop, &c->timer, pt_proxy_limits.header_timeout_ms);
+}

@@ -1,0 +1,427 @@
+/* A request's life, from its parsed head to its last byte: the stream is created when its
+ * connection has a complete head (proxy/conn.c), routed by proxy/session.c, forwards the request
+ * body up and the response down through its upstream connection's callbacks (the upstream
+ * never calls into the connection), keeps its timers (route timeout, stream idle timeout), goes
+ * again on a fresh upstream connection when a pooled one turns out dead (the RETRY state, run
+ * from the worker's ready list, never from inside the failing call), and ends once: observed
+ * (access log, spans), its upstream connection released, its snapshot left, its memory back to
+ * the worker's free list. Bodies stream through the connection buffers and are never held
+ * whole. Called by proxy/conn.c, proxy/session.c, proxy/reply.c and proxy/worker.c. */
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+#include "proxy/sockio.h"
+#include "config/snapshot.h"
+#include "observe/logformat.h"
+#include "observe/trace.h"
+
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+static const struct pt_up_ops stream_up_ops;
+
+static void stream_on_route_timer(struct pt_timer *t);
+static void stream_on_idle_timer(struct pt_timer *t);
+static bool stream_up_on_error(void *owner, const char *reason, const char *tfr, const char *flags);
+
+/* stream_new: a stream from the worker's free list (or a new one), empty but for what every
+ * request has: its connection, its snapshot, its start, the connection's facts for the log. */
+static struct pt_stream *stream_new(struct pt_conn *c)
+{
+    struct pt_worker *w = c->w;
+    struct pt_stream *st = w->free_streams;
+    struct timespec ts;
+
+    if (st != NULL)
+        w->free_streams = st->next_free;
+    else if ((st = malloc(sizeof(*st))) == NULL)
+        return NULL;
+    memset(st, 0, offsetof(struct pt_stream, rec)); /* the record's log[] is not read unset */
+    memset(&st->rec, 0, offsetof(struct pt_req_record, log));
+    st->conn = c;
+    st->w = w;
+    st->snap = w->snap;
+    st->snap->wref[w->id].inflight++;
+    w->inflight++;
+    st->timer.cb = stream_on_route_timer;
+    st->idle_timer.cb = stream_on_idle_timer;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    st->rec = (struct pt_req_record){
+        .peer_ip = c->peer_ip,
+        .peer_port = c->peer_port,
+        .tls = (c->flags & PT_CF_TLS) != 0,
+        .sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL,
+        .snap = st->snap,
+        .start_ms = pt_loop_now_ms(w->loop),
+        .start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+        .flags = "-",
+        .upstream_ms = UINT32_MAX,
+    };
+    return st;
+}
+
+void pt_stream_start(struct pt_conn *c, size_t head_len)
+{
+    struct pt_stream *st = stream_new(c);
+
+    if (st == NULL) {
+        pt_conn_close(c); /* no memory for a request: shed it */
+        return;
+    }
+    c->stream = st;
+    c->state = PT_CONN_STREAM;
+    if (head_len == 0) {
+        pt_reply_bad_request(st); /* a head that cannot be one */
+        return;
+    }
+    pt_session_dispatch(st, head_len);
+}
+
+/* stream_request_end: the request leaves its snapshot and its gauges; an old snapshot is
+ * released when its last request ends. */
+static void stream_request_end(struct pt_stream *st)
+{
+    struct pt_worker *w = st->w;
+    struct pt_snapshot *s = st->snap;
+    struct pt_http_stats *hs = pt_stream_http_stats(st);
+    uint64_t now = pt_loop_now_ms(w->loop);
+
+    if (hs != NULL && (st->flags & PT_SF_RQ_COUNTED)) {
+        pt_gauge_dec(&hs->downstream_rq_active);
+        pt_hist_record_ms(&hs->downstream_rq_time, (double)(now - st->rec.start_ms));
+    }
+    if (st->flags & PT_SF_UP_ACTIVE) {
+        struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
+        if (cs != NULL) {
+            pt_gauge_dec(&cs->upstream_rq_active);
+            if (st->rec.upstream_status != 0 && (st->flags & PT_SF_RESP_DONE))
+                pt_hist_record_ms(&cs->upstream_rq_time, (double)(now - st->upstream_start_ms));
+        }
+    }
+    w->inflight--;
+    s->wref[w->id].inflight--;
+    pt_ds_snapshot_done(w, s);
+}
+
+/* stream_observe: the request is over: its spans and its access-log line, once. */
+static void stream_observe(struct pt_stream *st)
+{
+    const struct pt_logfmt *f = st->snap->log.fmt;
+
+    if (st->flags & PT_SF_ENDED)
+        return;
+    st->flags |= PT_SF_ENDED;
+    st->rec.end_ms = pt_loop_now_ms(st->w->loop);
+    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_LOCAL_ADDR))
+        pt_fd_local_addr(st->conn->io.fd, st->rec.local_addr);
+    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR) && st->up != NULL)
+        pt_fd_local_addr(st->up->io.fd, st->rec.upstream_local_addr);
+    pt_session_observe_end(st);
+}
+
+/* stream_end: the stream is over; the connection goes on (or closes, <close_after>). */
+static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reusable)
+{
+    struct pt_worker *w = st->w;
+    struct pt_conn *c = st->conn;
+
+    pt_timer_cancel(&st->timer);
+    pt_timer_cancel(&st->idle_timer);
+    if (st->trace_cfg != NULL)
+        pt_trace_upstream_end(&st->trace);
+    stream_observe(st);
+    if (st->up != NULL) {
+        pt_up_release(st->up, upstream_reusable);
+        st->up = NULL;
+    }
+    stream_request_end(st);
+    if (st->state == PT_ST_RETRY)
+        pt_stream_unqueue(st);
+    st->next_free = w->free_streams;
+    w->free_streams = st;
+    pt_conn_stream_end(c, close_after);
+}
+
+/* stream_finish: the request and the response are both complete. */
+static void stream_finish(struct pt_stream *st)
+{
+    bool reusable = (st->flags & PT_SF_REQ_DONE) && (st->flags & PT_SF_UP_KEEPALIVE);
+
+    /* The rest of a request body cannot be skipped safely: the connection closes. */
+    stream_end(st, (st->flags & PT_SF_CLOSE_AFTER) || !(st->flags & PT_SF_REQ_DONE), reusable);
+}
+
+void pt_stream_abort(struct pt_stream *st)
+{
+    struct pt_conn *c = st->conn;
+
+    if (st->rec.status == 0)
+        st->rec.flags = "DC";
+    stream_end(st, true, false);
+    pt_conn_close(c);
+}
+
+void pt_stream_release_upstream(struct pt_stream *st)
+{
+    if (st->up != NULL) {
+        pt_up_release(st->up, false);
+        st->up = NULL;
+    }
+}
+
+/* ---- the request body: client -> upstream ------------------------------------------------- */
+
+/* Sends request body bytes upstream as long as the upstream takes them. Returns false when the
+ * stream ended (the client went away, or the upstream failed and it was answered). */
+static bool stream_forward_request_body(struct pt_stream *st)
+{
+    struct pt_conn *c = st->conn;
+
+    while (!(st->flags & PT_SF_REQ_DONE) && st->up != NULL && st->up->out.len == 0) {
+        if (c->in.len > 0) {
+            bool done;
+            struct pt_body_out out = { .n = 0 };
+            int64_t n = pt_body_take_request(&st->req_body, pt_buf_data(&c->in), c->in.len, &done, &out);
+            if (n < 0) {
+                pt_stream_abort(st);
+                return false;
+            }
+            if (pt_up_send(st->up, out.iov, out.n) == PT_IO)
+                return stream_up_on_error(st, "connection termination", NULL, "UC");
+            pt_buf_consume(&c->in, (uint32_t)n);
+            st->rec.bytes_rx = st->req_body.payload;
+            if (done)
+                st->flags |= PT_SF_REQ_DONE;
+            pt_stream_touch(st);
+            continue;
+        }
+        if (!(c->flags & PT_CF_RD_PENDING))
+            return true;
+        int r = pt_conn_fill(c);
+        if (r == 0 || r == PT_IO || r == PT_NOMEM) {
+            pt_stream_abort(st); /* the client went away mid-body */
+            return false;
+        }
+        if (r == PT_AGAIN)
+            return true;
+    }
+    if ((st->flags & PT_SF_REQ_DONE) && st->up != NULL && st->up->out.len == 0)
+        st->flags |= PT_SF_REQ_SENT;
+    return true;
+}
+
+void pt_stream_on_client_readable(struct pt_stream *st)
+{
+    if (!(st->flags & PT_SF_REQ_DONE))
+        stream_forward_request_body(st);
+    /* else the bytes wait (RD_PENDING stays set): a pipelined request, read after this one */
+}
+
+/* ---- the response: upstream -> client ---------------------------------------------------- */
+
+/* Sends response body bytes from up->in to the client while the client keeps up. */
+static void stream_response_progress(struct pt_stream *st)
+{
+    struct pt_upstream *up = st->up;
+
+    while (up != NULL && !(st->flags & PT_SF_RESP_DONE) && !pt_conn_blocked(st->conn)) {
+        bool done = false;
+        if (up->in.len > 0) {
+            struct pt_str send;
+            int64_t n = pt_body_take(&st->resp_body, pt_buf_data(&up->in), up->in.len, &done, &send);
+            if (n < 0) {
+                pt_stream_abort(st);
+                return;
+            }
+            struct iovec iov = { (void *)send.ptr, send.len };
+            if (pt_conn_send(st->conn, &iov, 1) == PT_IO) {
+                pt_stream_abort(st);
+                return;
+            }
+            pt_buf_consume(&up->in, (uint32_t)n);
+            st->rec.bytes_tx = st->resp_body.payload;
+            pt_stream_touch(st);
+        } else if (st->resp_body.kind == PT_BODY_NONE) {
+            done = true;
+        }
+        if (done) {
+            st->flags |= PT_SF_RESP_DONE;
+            break;
+        }
+        if (up->in.len == 0 && up->eof) {
+            if (st->resp_body.kind == PT_BODY_UNTIL_CLOSE) {
+                st->flags |= PT_SF_RESP_DONE;
+                break;
+            }
+            pt_stream_abort(st); /* truncated response: the client must see the connection end */
+            return;
+        }
+        if (up->in.len == 0) {
+            pt_up_resume(up); /* the socket may hold more: read from the worker's ready list */
+            return;
+        }
+    }
+    if ((st->flags & PT_SF_RESP_DONE) && !pt_conn_blocked(st->conn))
+        stream_finish(st); /* an early response ends the request: the connection closes */
+}
+
+void pt_stream_on_client_writable(struct pt_stream *st)
+{
+    if (st->flags & PT_SF_RESP_DONE)
+        stream_finish(st);
+    else if (st->up != NULL && (st->flags & PT_SF_RESP_HEAD))
+        stream_response_progress(st);
+}
+
+void pt_stream_local_reply_done(struct pt_stream *st)
+{
+    st->flags |= PT_SF_RESP_HEAD | PT_SF_RESP_DONE;
+    st->state = PT_ST_REPLIED;
+    if (!(st->flags & PT_SF_REQ_DONE))
+        st->flags |= PT_SF_CLOSE_AFTER;
+    if (!pt_conn_blocked(st->conn))
+        stream_finish(st);
+}
+
+/* ---- the upstream connection's callbacks --------------------------------------------------- */
+
+static void stream_up_on_readable(void *owner)
+{
+    struct pt_stream *st = owner;
+    struct pt_upstream *up = st->up;
+
+    while (!(st->flags & PT_SF_RESP_HEAD)) {
+        int r = up->in.len ? pt_session_response_head(st) : PT_AGAIN;
+        if (r == PT_AGAIN) {
+            if (up->eof)
+                stream_up_on_error(st, "connection termination", NULL, "UC");
+            else if (pt_buf_room(&up->in) == 0 && up->in.off == 0)
+                stream_up_on_error(st, "protocol error", NULL, "UPE"); /* a head too large */
+            return;
+        }
+        if (r < 0) {
+            stream_up_on_error(st, "protocol error", NULL, "UPE");
+            return;
+        }
+        if (r == PT_CLOSED)
+            return; /* the client connection failed while the head was written */
+    }
+    if ((st->flags & PT_SF_TUNNEL) && !stream_forward_request_body(st))
+        return; /* the client's first bytes of the other protocol may be here already */
+    stream_response_progress(st);
+}
+
+static void stream_up_on_writable(void *owner)
+{
+    stream_forward_request_body(owner);
+}
+
+static void stream_up_failed(void *owner, const char *reason, const char *tfr, const char *flags)
+{
+    stream_up_on_error(owner, reason, tfr, flags);
+}
+
+bool pt_stream_upstream_failed(struct pt_stream *st, const char *reason, const char *tfr, const char *flags)
+{
+    return stream_up_on_error(st, reason, tfr, flags);
+}
+
+/* stream_up_on_error: the upstream connection failed. Returns true when the stream goes on (a
+ * retry is queued), false when it ended or answered. */
+static bool stream_up_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
+{
+    struct pt_stream *st = owner;
+    /* A pooled connection that ends before any response byte was most likely closed by the
+     * backend as we reused it: the request may go again on a new one, once. */
+    bool stale = (st->flags & PT_SF_REUSED_UP) && !(st->flags & PT_SF_RESP_HEAD) && st->up != NULL &&
+                 st->up->in.len == 0 && strcmp(flags, "UC") == 0 && st->retries == 0;
+
+    pt_stream_release_upstream(st);
+    if (stale && pt_session_can_retry(st)) {
+        st->state = PT_ST_RETRY;
+        st->retries++;
+        st->next_free = st->w->ready_streams;
+        st->w->ready_streams = st;
+        return true;
+    }
+    if (st->flags & PT_SF_RESP_HEAD)
+        pt_stream_abort(st);
+    else
+        pt_reply_upstream_reset(st, reason, tfr, flags);
+    return false;
+}
+
+static const struct pt_up_ops stream_up_ops = {
+    .on_readable = stream_up_on_readable,
+    .on_writable = stream_up_on_writable,
+    .on_error = stream_up_failed,
+};
+
+bool pt_stream_attach_upstream(struct pt_stream *st, struct pt_upstream *up, bool reused)
+{
+    if (reused)
+        st->flags |= PT_SF_REUSED_UP;
+    up->ops = &stream_up_ops;
+    up->owner = st;
+    st->up = up;
+    return true;
+}
+
+/* ---- retries ------------------------------------------------------------------------------ */
+
+void pt_stream_unqueue(struct pt_stream *st)
+{
+    struct pt_stream **pp = &st->w->ready_streams;
+
+    while (*pp != NULL && *pp != st)
+        pp = &(*pp)->next_free;
+    if (*pp == st)
+        *pp = st->next_free;
+    st->state = PT_ST_UPSTREAM;
+}
+
+void pt_stream_run_ready(struct pt_worker *w)
+{
+    while (w->ready_streams != NULL) {
+        struct pt_stream *st = w->ready_streams;
+        w->ready_streams = st->next_free;
+        st->state = PT_ST_UPSTREAM;
+        pt_session_retry(st);
+    }
+}
+
+/* ---- timers -------------------------------------------------------------------------------- */
+
+/* stream_time_out: the request ran out of time: a local reply of <status> and <body> while
+ * the response has not started, else the connection closes; <flags> in the access log. */
+static void stream_time_out(struct pt_stream *st, int status, struct pt_str body, const char *flags)
+{
+    if (st->flags & PT_SF_RESP_HEAD) {
+        st->rec.flags = flags;
+        pt_stream_abort(st);
+        return;
+    }
+    if (st->state == PT_ST_RETRY)
+        pt_stream_unqueue(st);
+    pt_stream_release_upstream(st);
+    pt_reply_local(st, status, body, flags);
+}
+
+/* Nothing moved either way for the stream idle timeout: 504 "stream timeout" when the request
+ * was all read, else 408. */
+static void stream_on_idle_timer(struct pt_timer *t)
+{
+    struct pt_stream *st = pt_container_of(t, struct pt_stream, idle_timer);
+
+    stream_time_out(st, (st->flags & PT_SF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
+}
+
+static void stream_on_route_timer(struct pt_timer *t)
+{
+    struct pt_stream *st = pt_container_of(t, struct pt_stream, timer);
+    struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
+
+    if (cs != NULL)
+        pt_stats_inc(&cs->upstream_rq_timeout);
+    stream_time_out(st, 504, PT_STR_LIT("upstream request timeout"), "UT");
+}
