@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
+#include "cluster/lb-t.h"
 #include "config/snapshot-t.h"
 #include "http/h1-t.h"
 #include "observe/trace-t.h"
@@ -187,6 +188,7 @@ struct pt_stream {
     uint32_t idle_ms;               /* Mapping idle_timeout_ms, else the stream idle timeout, or
                                      * the tunnel's; 0: none */
     uint64_t upstream_start_ms;
+    struct pt_lb_pick lb_pick;      /* the endpoint pick to release when the request ends */
     const struct pt_trace_config *trace_cfg; /* set while a trace context is active */
     struct pt_trace_ctx trace;
     struct pt_req_record rec;       /* what observe/ logs and traces */
@@ -209,7 +211,7 @@ struct pt_worker {
     struct pt_upstream *free_up, *dead_up, *ready_ups;
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;
-    uint32_t *rr;                   /* round-robin cursor per cluster of snap */
+    struct pt_lb_state lb;          /* load balancing for the clusters of snap (cluster/lb.h) */
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     /* The headers of the response head being handled (session.c pt_session_response_head):

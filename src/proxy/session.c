@@ -6,6 +6,7 @@
  * x-envoy-upstream-service-time and server. Called by proxy/http1.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
+#include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
 #include "http/path.h"
@@ -569,18 +570,11 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     return b.overflow ? 0 : (size_t)(b.p - w->scratch);
 }
 
+/* pick_endpoint: an endpoint of <c> for <st> (cluster/lb.h); its pick is released when the
+ * stream ends, or before a retry picks again. */
 static const struct pt_endpoint *pick_endpoint(struct pt_stream *st, const struct pt_cluster *c)
 {
-    struct pt_worker *w = st->w;
-    uint32_t i;
-
-    if (c->nendpoints == 1)
-        return &c->endpoints[0];
-    if (st->snap == w->snap && c->id < w->snap->nclusters)
-        i = w->rr[c->id]++;
-    else
-        i = (uint32_t)pt_worker_rand(w);
-    return &c->endpoints[i % c->nendpoints];
+    return pt_lb_pick(&st->w->lb, c, NULL, &st->lb_pick);
 }
 
 static struct pt_str log_slice(const struct pt_stream *st, struct pt_str_off o)

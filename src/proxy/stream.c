@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/sockio.h"
+#include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "observe/logformat.h"
 #include "observe/trace.h"
@@ -77,8 +78,31 @@ void pt_stream_start(struct pt_conn *c, size_t head_len)
     pt_session_dispatch(st, head_len);
 }
 
-/* stream_request_end: the request leaves its snapshot and its gauges; an old snapshot is
- * released when its last request ends. */
+/* lb_outcome: how the request's upstream part ended, for pt_lb_release, read from its status
+ * and response flags. A response that started but did not end (client gone, or the upstream
+ * reset mid-body: the flags do not tell which) counts as cancelled. */
+static enum pt_lb_outcome lb_outcome(const struct pt_stream *st)
+{
+    const char *f = st->rec.flags;
+
+    if (st->rec.upstream_status >= 500)
+        return PT_LB_HTTP_5XX;
+    if (f != NULL && f[0] == 'U') {
+        switch (f[1]) {
+        case 'F': return PT_LB_CONNECT_FAILURE; /* UF */
+        case 'T': return PT_LB_TIMEOUT;         /* UT */
+        case 'C': /* UC */
+        case 'P': return PT_LB_RESET;           /* UPE */
+        default: break;
+        }
+    }
+    if (st->rec.upstream_status != 0 && (st->flags & PT_SF_RESP_DONE))
+        return PT_LB_SUCCESS;
+    return PT_LB_CANCELLED;
+}
+
+/* stream_request_end: the request leaves its endpoint pick, its snapshot and its gauges; an
+ * old snapshot is released when its last request ends. */
 static void stream_request_end(struct pt_stream *st)
 {
     struct pt_worker *w = st->w;
@@ -98,6 +122,7 @@ static void stream_request_end(struct pt_stream *st)
                 pt_hist_record_ms(&cs->upstream_rq_time, (double)(now - st->upstream_start_ms));
         }
     }
+    pt_lb_release(&w->lb, &st->lb_pick, lb_outcome(st));
     w->inflight--;
     s->wref[w->id].inflight--;
     pt_ds_snapshot_done(w, s);
@@ -338,6 +363,7 @@ static bool stream_up_on_error(void *owner, const char *reason, const char *tfr,
 
     pt_stream_release_upstream(st);
     if (stale && pt_session_can_retry(st)) {
+        pt_lb_release(&st->w->lb, &st->lb_pick, PT_LB_RESET); /* the retry picks again */
         st->state = PT_ST_RETRY;
         st->retries++;
         st->next_free = st->w->ready_streams;
