@@ -85,8 +85,6 @@ struct pt_conn {
 #define PT_SF_RESP_HEAD    0x0004 /* response head sent to the client */
 #define PT_SF_RESP_DONE    0x0008 /* the whole response was received */
 #define PT_SF_HEAD_METHOD  0x0010 /* request method is HEAD */
-#define PT_SF_REUSED_UP    0x0020 /* the upstream connection came from the pool */
-#define PT_SF_UP_KEEPALIVE 0x0040 /* the upstream response allows reusing its connection */
 #define PT_SF_SECURE       0x0080 /* the request counts as secure (TLS, or XFP https) */
 #define PT_SF_UP_ACTIVE    0x0100 /* counted in the cluster's upstream_rq_active */
 #define PT_SF_UPGRADE      0x0200 /* an Upgrade the route allows was forwarded */
@@ -159,6 +157,48 @@ struct pt_upstream {
     uint32_t requests;              /* served on this connection */
 };
 
+#define PT_BODY_RUNS 8 /* pieces of body data handed on in one go (one writev) */
+
+/* The states of an exchange of the upstream HTTP client (proxy/httpclient.c). */
+enum pt_hc_state {
+    PT_HC_IDLE = 0, /* not started, or finished */
+    PT_HC_HEAD,     /* waiting for the response head */
+    PT_HC_BODY,     /* delivering the response body */
+    PT_HC_TUNNEL,   /* after a 101: bytes both ways until a side closes */
+    PT_HC_DONE,     /* the response is complete */
+};
+
+/* What the upstream HTTP client reports to the one that made the call (proxy/httpclient.h). */
+struct pt_hc_ops {
+    /* on_head: the final response head (1xx are skipped, but an allowed 101); <res> and its
+     * headers are valid during the call only. 0 to go on; PT_CLOSED when the owner finished the
+     * exchange (pt_hc_finish). */
+    int (*on_head)(void *owner, const struct pt_h1_response *res);
+    /* on_body: <n> pieces of body data without their framing (in a tunnel: the bytes as they
+     * come), valid during the call; <end>: the response is complete. Called at least once right
+     * after on_head, maybe with nothing. 0 or PT_CLOSED, as on_head. */
+    int (*on_body)(void *owner, const struct iovec *iov, int n, bool end);
+    /* on_writable: what pt_hc_send kept is written; more may follow. */
+    void (*on_writable)(void *owner);
+    /* on_error: the exchange failed: Envoy's reset <reason>, the transport failure <tfr> (or
+     * NULL) and the response <flags>. The connection is gone. */
+    void (*on_error)(void *owner, const char *reason, const char *tfr, const char *flags);
+};
+
+/* One request/response exchange on an upstream connection. All-zero is an idle exchange. */
+struct pt_hc {
+    struct pt_upstream *up;      /* its connection while it has one */
+    const struct pt_hc_ops *ops;
+    void *owner;
+    struct pt_body body;         /* how the response body is delimited */
+    uint8_t state;               /* enum pt_hc_state */
+    bool head_request;           /* the request is HEAD: no response body */
+    bool allow_101;              /* a 101 may switch to a tunnel */
+    bool reused;                 /* the connection came from the pool */
+    bool paused;                 /* the owner takes no body bytes now */
+    bool keepalive;              /* the response lets the connection be reused */
+};
+
 /* Per-endpoint pool of idle upstream connections, in a per-worker open hash. */
 struct pt_pool_entry {
     struct sockaddr_storage addr;
@@ -182,7 +222,10 @@ struct pt_stream {
     struct pt_h1_request req;       /* slices of conn->in, which is not compacted meanwhile */
     const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
     struct pt_body req_body, resp_body;
-    struct pt_upstream *up;         /* its upstream connection while it has one */
+    struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
+    uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
+                                     * the first body bytes; 0: sent */
+    bool resp_chunked;              /* the body goes to the client chunked (framed here) */
     struct pt_timer timer;          /* the route timeout */
     struct pt_timer idle_timer;     /* the stream idle timeout (idle_ms) */
     uint32_t idle_ms;               /* Mapping idle_timeout_ms, else the stream idle timeout, or

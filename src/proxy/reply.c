@@ -88,10 +88,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         pt_stream_abort(st);
         return;
     }
-    if (st->up != NULL) {
-        pt_up_release(st->up, false);
-        st->up = NULL;
-    }
+    pt_stream_release_upstream(st);
     if (!(st->flags & PT_SF_REQ_DONE) || st->w->draining)
         st->flags |= PT_SF_CLOSE_AFTER;
     if (location != NULL)

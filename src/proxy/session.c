@@ -6,6 +6,7 @@
  * x-envoy-upstream-service-time and server. Called by proxy/http1.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
+#include "proxy/httpclient.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
@@ -630,8 +631,6 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
 {
     struct pt_worker *w = st->w;
     const struct pt_h1_request *req = &st->req;
-    struct pt_upstream *up;
-    bool reused;
     size_t hlen;
 
     st->rec.endpoint = pick_endpoint(st, st->rec.action->cluster);
@@ -647,12 +646,10 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
             return false;
         }
     }
-    up = pt_up_acquire(w, st->rec.action->cluster, st->rec.endpoint, fresh, &reused);
-    if (up == NULL) {
+    if (pt_stream_connect(st, fresh) != 0) {
         pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
         return false;
     }
-    pt_stream_attach_upstream(st, up, reused);
     if (st->trace_cfg != NULL)
         pt_trace_upstream_begin(&st->trace); /* once: a retry keeps the first start */
     st->upstream_start_ms = st->rec.start_ms;
@@ -669,13 +666,13 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
                 return false;
             }
         }
-        if (pt_up_send(up, out.iov, out.n) == PT_IO)
+        if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
         pt_buf_consume(&st->conn->in, (uint32_t)body);
         st->rec.bytes_rx = st->req_body.payload;
         if (done)
             st->flags |= PT_SF_REQ_DONE;
-        if (done && up->out.len == 0)
+        if (done && !pt_hc_send_blocked(&st->hc))
             st->flags |= PT_SF_REQ_SENT;
     }
     return true;
@@ -709,7 +706,7 @@ void pt_session_retry(struct pt_stream *st)
 
     if (req->idx_x_request_id < 0) /* the id made for this request, as the log kept it */
         memcpy(rid, st->rec.log + st->rec.lf_rid.off, 36);
-    st->flags &= ~(PT_SF_REUSED_UP | PT_SF_REQ_SENT);
+    st->flags &= ~PT_SF_REQ_SENT;
     send_upstream(st, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
 }
 
@@ -865,77 +862,54 @@ void pt_session_dispatch(struct pt_stream *st, size_t head_len)
         pt_stream_on_client_readable(st); /* more body may already be here */
 }
 
-int pt_session_response_head(struct pt_stream *st)
+int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *res)
 {
     struct pt_worker *w = st->w;
-    struct pt_upstream *up = st->up;
-    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
-    struct pt_h1_response res;
     const struct pt_route_action *a = st->rec.action;
     struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
-    bool head_req = st->flags & PT_SF_HEAD_METHOD, close_after;
-    int r;
+    bool close_after;
 
-    r = pt_h1_parse_response(pt_buf_data(&up->in), up->in.len, &res, w->resp_hdrs, PT_ARRAY_SIZE(w->resp_hdrs), &lim);
-    if (r <= 0)
-        return r == PT_AGAIN ? PT_AGAIN : PT_BADMSG;
-    if (res.status < 200 && !(res.status == 101 && (st->flags & PT_SF_UPGRADE))) {
-        /* 1xx interim responses are not forwarded (we answer Expect ourselves); 101 switches
-         * protocols, which only an upgrade the route allows may ask for. */
-        pt_buf_consume(&up->in, (uint32_t)r);
-        return res.status == 101 ? PT_BADMSG : 1;
-    }
-    st->rec.status = res.status;
-    st->rec.upstream_status = res.status;
+    st->rec.status = res->status;
+    st->rec.upstream_status = res->status;
     st->rec.upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - st->upstream_start_ms);
-    pt_accesslog_capture_response(&st->rec, res.headers, res.nheaders);
-    if (res.keep_alive)
-        st->flags |= PT_SF_UP_KEEPALIVE;
-    st->resp_body = (struct pt_body){ 0 };
-    if (res.status == 101) { /* what follows the head is the other protocol, both ways */
+    pt_accesslog_capture_response(&st->rec, res->headers, res->nheaders);
+    st->resp_chunked = false;
+    if (res->status == 101) { /* what follows the head is the other protocol, both ways */
         struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL)
             pt_gauge_inc(&hs->downstream_cx_upgrades_active); /* until observe_end */
-        st->resp_body.kind = PT_BODY_UNTIL_CLOSE;
         st->flags |= PT_SF_CLOSE_AFTER | PT_SF_TUNNEL;
-        st->flags &= ~PT_SF_UP_KEEPALIVE;
-    } else if (!pt_h1_response_has_body(head_req, res.status))
-        st->resp_body.kind = PT_BODY_NONE;
-    else if (res.chunked && st->req.minor_version == 0) {
-        st->resp_body.kind = PT_BODY_DECHUNK; /* HTTP/1.0 cannot read chunks: the close ends it */
-        st->flags |= PT_SF_CLOSE_AFTER;
-    } else if (res.chunked)
-        st->resp_body.kind = PT_BODY_CHUNKED;
-    else if (res.content_length >= 0)
-        st->resp_body = (struct pt_body){ .kind = res.content_length ? PT_BODY_LENGTH : PT_BODY_NONE,
-                                          .remaining = (uint64_t)res.content_length };
-    else {
-        st->resp_body.kind = PT_BODY_UNTIL_CLOSE;
-        st->flags |= PT_SF_CLOSE_AFTER;
-        st->flags &= ~PT_SF_UP_KEEPALIVE;
+    } else if (!pt_h1_response_has_body(st->flags & PT_SF_HEAD_METHOD, res->status)) {
+        /* no body */
+    } else if (res->chunked && st->req.minor_version == 0) {
+        st->flags |= PT_SF_CLOSE_AFTER; /* HTTP/1.0 cannot read chunks: the close ends it */
+    } else if (res->chunked) {
+        st->resp_chunked = true; /* framed again, with sizes of Portico's */
+    } else if (res->content_length < 0) {
+        st->flags |= PT_SF_CLOSE_AFTER; /* the close ends it */
     }
-    close_after = (st->flags & PT_SF_CLOSE_AFTER) || w->draining;
     if (w->draining)
         st->flags |= PT_SF_CLOSE_AFTER;
+    close_after = st->flags & PT_SF_CLOSE_AFTER;
     hb_lit(&b, "HTTP/1.1 ");
-    hb_uint(&b, (uint64_t)res.status);
+    hb_uint(&b, (uint64_t)res->status);
     hb_lit(&b, " ");
-    if (res.reason.len)
-        hb_str(&b, res.reason);
+    if (res->reason.len)
+        hb_str(&b, res->reason);
     else
-        hb_put(&b, pt_reason_phrase(res.status), strlen(pt_reason_phrase(res.status)));
+        hb_put(&b, pt_reason_phrase(res->status), strlen(pt_reason_phrase(res->status)));
     hb_lit(&b, "\r\n");
-    for (size_t i = 0; i < res.nheaders; i++) {
-        struct pt_str n = res.headers[i].name;
+    for (size_t i = 0; i < res->nheaders; i++) {
+        struct pt_str n = res->headers[i].name;
         if (hop_by_hop(n))
             continue;
         if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("server")))
             continue;
         if (name_in(n, a->remove_resp, a->nremove_resp) || name_in_ops(n, a->add_resp, a->nadd_resp))
             continue;
-        hb_header(&b, n, res.headers[i].value);
+        hb_header(&b, n, res->headers[i].value);
     }
-    if (res.chunked && st->resp_body.kind == PT_BODY_CHUNKED)
+    if (st->resp_chunked)
         hb_lit(&b, "transfer-encoding: chunked\r\n");
     hb_lit(&b, "x-envoy-upstream-service-time: ");
     hb_uint(&b, st->rec.upstream_ms);
@@ -944,7 +918,7 @@ int pt_session_response_head(struct pt_stream *st)
         hb_header(&b, a->add_resp[i].name, a->add_resp[i].value);
     if (st->flags & PT_SF_TUNNEL) {
         hb_lit(&b, "connection: upgrade\r\n");
-        hb_header(&b, PT_STR_LIT("upgrade"), find_header(res.headers, res.nheaders, PT_STR_LIT("upgrade")));
+        hb_header(&b, PT_STR_LIT("upgrade"), find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade")));
     } else if (close_after)
         hb_lit(&b, "connection: close\r\n");
     else if (st->req.minor_version == 0)
@@ -952,36 +926,18 @@ int pt_session_response_head(struct pt_stream *st)
     hb_lit(&b, "\r\n");
     if (b.overflow)
         return PT_BADMSG;
-    pt_buf_consume(&up->in, (uint32_t)r);
-    pt_stats_downstream_code(pt_stream_http_stats(st), res.status);
-    pt_stats_upstream_code(pt_stream_cluster_stats(st), res.status);
+    pt_stats_downstream_code(pt_stream_http_stats(st), res->status);
+    pt_stats_upstream_code(pt_stream_cluster_stats(st), res->status);
     st->flags |= PT_SF_RESP_HEAD;
-    {
-        /* The head and the body bytes already here leave in one writev. */
-        bool done;
-        struct pt_str body;
-        int64_t n = pt_body_take(&st->resp_body, pt_buf_data(&up->in), up->in.len, &done, &body);
-        struct iovec iov[2] = { { w->scratch, (size_t)(b.p - w->scratch) }, { (void *)body.ptr, 0 } };
-        if (n < 0)
-            return PT_BADMSG;
-        iov[1].iov_len = body.len;
-        if (pt_conn_send(st->conn, iov, body.len ? 2 : 1) == PT_IO) {
-            pt_stream_abort(st);
-            return PT_CLOSED;
-        }
-        pt_buf_consume(&up->in, (uint32_t)n);
-        st->rec.bytes_tx = st->resp_body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
-        if (done)
-            st->flags |= PT_SF_RESP_DONE;
-    }
+    st->resp_head_len = (uint32_t)(b.p - w->scratch);
     if (st->flags & PT_SF_TUNNEL) {
         /* The client's bytes now flow upstream until either side closes; the route timeout
          * gives way to the idle timeout (the Mapping's, else the connection's). */
         st->req_body = (struct pt_body){ .kind = PT_BODY_UNTIL_CLOSE };
         st->flags &= ~(PT_SF_REQ_DONE | PT_SF_REQ_SENT);
         pt_timer_cancel(&st->timer);
-        st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
-        pt_stream_touch(st); /* the stream forwards what the client sends next */
+        st->idle_ms = a->idle_timeout_ms ? a->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
+        pt_stream_touch(st);
     }
     return 0;
 }

@@ -55,9 +55,10 @@ void pt_stream_start(struct pt_conn *c, size_t head_len);
 void pt_stream_on_client_readable(struct pt_stream *st);
 void pt_stream_on_client_writable(struct pt_stream *st);
 
-/* pt_stream_attach_upstream: <up> (from pt_up_acquire; <reused> when from the pool) serves
- * <st> and reports to it. */
-bool pt_stream_attach_upstream(struct pt_stream *st, struct pt_upstream *up, bool reused);
+/* pt_stream_connect: starts <st>'s upstream exchange with its chosen endpoint, on a pooled
+ * connection unless <fresh>; the exchange reports to the stream. 0, or PT_IO when no
+ * connection could be made. */
+int pt_stream_connect(struct pt_stream *st, bool fresh);
 
 /* pt_stream_release_upstream: <st> lets its upstream connection go (closed: its exchange is
  * not finished). */
@@ -93,11 +94,11 @@ static inline void pt_stream_touch(struct pt_stream *st)
  * parse, route and start forwarding it, or answer it locally. */
 void pt_session_dispatch(struct pt_stream *st, size_t head_len);
 
-/* pt_session_response_head: parses the response head in st->up->in and sends the client's
- * head. Returns 0 when done, 1 when an interim (1xx) response was skipped, PT_AGAIN for more
- * bytes, PT_BADMSG on a malformed response, PT_CLOSED when the stream ended (the client
- * connection failed): <st> is gone then. */
-int pt_session_response_head(struct pt_stream *st);
+/* pt_session_response_head: the upstream's final response head <res> arrived: writes the
+ * client's head into the worker's scratch area (st->resp_head_len bytes; it leaves with the
+ * first body bytes) and decides how the body is framed for the client (st->resp_chunked).
+ * Returns 0, or PT_BADMSG when the head does not fit. */
+int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *res);
 
 /* pt_session_can_retry / pt_session_retry: the pooled connection a request went out on closed
  * before any byte of the response (the backend's keep-alive timeout crossing our reuse): the
@@ -115,7 +116,6 @@ int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done
 
 /* A piece of request body for the upstream: the data runs of up to PT_BODY_RUNS chunks, each
  * framed again by Portico when the body is chunked. */
-#define PT_BODY_RUNS 8
 struct pt_body_out {
     struct iovec iov[1 + 3 * PT_BODY_RUNS + 1]; /* [head], (size line, data, CRLF)..., last chunk */
     int n;                                      /* iovecs used; the caller may put a head first */

@@ -10,6 +10,8 @@
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/sockio.h"
+#include "proxy/httpclient.h"
+#include "http/h1.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "observe/logformat.h"
@@ -19,7 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-static const struct pt_up_ops stream_up_ops;
+static const struct pt_hc_ops stream_hc_ops;
 
 static void stream_on_route_timer(struct pt_timer *t);
 static void stream_on_idle_timer(struct pt_timer *t);
@@ -139,8 +141,8 @@ static void stream_observe(struct pt_stream *st)
     st->rec.end_ms = pt_loop_now_ms(st->w->loop);
     if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_LOCAL_ADDR))
         pt_fd_local_addr(st->conn->io.fd, st->rec.local_addr);
-    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR) && st->up != NULL)
-        pt_fd_local_addr(st->up->io.fd, st->rec.upstream_local_addr);
+    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR) && st->hc.up != NULL)
+        pt_fd_local_addr(st->hc.up->io.fd, st->rec.upstream_local_addr);
     pt_session_observe_end(st);
 }
 
@@ -155,10 +157,7 @@ static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reu
     if (st->trace_cfg != NULL)
         pt_trace_upstream_end(&st->trace);
     stream_observe(st);
-    if (st->up != NULL) {
-        pt_up_release(st->up, upstream_reusable);
-        st->up = NULL;
-    }
+    pt_hc_finish(&st->hc, upstream_reusable);
     stream_request_end(st);
     if (st->state == PT_ST_RETRY)
         pt_stream_unqueue(st);
@@ -170,7 +169,7 @@ static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reu
 /* stream_finish: the request and the response are both complete. */
 static void stream_finish(struct pt_stream *st)
 {
-    bool reusable = (st->flags & PT_SF_REQ_DONE) && (st->flags & PT_SF_UP_KEEPALIVE);
+    bool reusable = (st->flags & PT_SF_REQ_DONE) && (st->flags & PT_SF_REQ_SENT);
 
     /* The rest of a request body cannot be skipped safely: the connection closes. */
     stream_end(st, (st->flags & PT_SF_CLOSE_AFTER) || !(st->flags & PT_SF_REQ_DONE), reusable);
@@ -188,10 +187,7 @@ void pt_stream_abort(struct pt_stream *st)
 
 void pt_stream_release_upstream(struct pt_stream *st)
 {
-    if (st->up != NULL) {
-        pt_up_release(st->up, false);
-        st->up = NULL;
-    }
+    pt_hc_finish(&st->hc, false);
 }
 
 /* ---- the request body: client -> upstream ------------------------------------------------- */
@@ -202,7 +198,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
 {
     struct pt_conn *c = st->conn;
 
-    while (!(st->flags & PT_SF_REQ_DONE) && st->up != NULL && st->up->out.len == 0) {
+    while (!(st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc)) {
         if (c->in.len > 0) {
             bool done;
             struct pt_body_out out = { .n = 0 };
@@ -211,7 +207,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
                 pt_stream_abort(st);
                 return false;
             }
-            if (pt_up_send(st->up, out.iov, out.n) == PT_IO)
+            if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
                 return stream_up_on_error(st, "connection termination", NULL, "UC");
             pt_buf_consume(&c->in, (uint32_t)n);
             st->rec.bytes_rx = st->req_body.payload;
@@ -230,7 +226,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
         if (r == PT_AGAIN)
             return true;
     }
-    if ((st->flags & PT_SF_REQ_DONE) && st->up != NULL && st->up->out.len == 0)
+    if ((st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
     return true;
 }
@@ -244,58 +240,12 @@ void pt_stream_on_client_readable(struct pt_stream *st)
 
 /* ---- the response: upstream -> client ---------------------------------------------------- */
 
-/* Sends response body bytes from up->in to the client while the client keeps up. */
-static void stream_response_progress(struct pt_stream *st)
-{
-    struct pt_upstream *up = st->up;
-
-    while (up != NULL && !(st->flags & PT_SF_RESP_DONE) && !pt_conn_blocked(st->conn)) {
-        bool done = false;
-        if (up->in.len > 0) {
-            struct pt_str send;
-            int64_t n = pt_body_take(&st->resp_body, pt_buf_data(&up->in), up->in.len, &done, &send);
-            if (n < 0) {
-                pt_stream_abort(st);
-                return;
-            }
-            struct iovec iov = { (void *)send.ptr, send.len };
-            if (pt_conn_send(st->conn, &iov, 1) == PT_IO) {
-                pt_stream_abort(st);
-                return;
-            }
-            pt_buf_consume(&up->in, (uint32_t)n);
-            st->rec.bytes_tx = st->resp_body.payload;
-            pt_stream_touch(st);
-        } else if (st->resp_body.kind == PT_BODY_NONE) {
-            done = true;
-        }
-        if (done) {
-            st->flags |= PT_SF_RESP_DONE;
-            break;
-        }
-        if (up->in.len == 0 && up->eof) {
-            if (st->resp_body.kind == PT_BODY_UNTIL_CLOSE) {
-                st->flags |= PT_SF_RESP_DONE;
-                break;
-            }
-            pt_stream_abort(st); /* truncated response: the client must see the connection end */
-            return;
-        }
-        if (up->in.len == 0) {
-            pt_up_resume(up); /* the socket may hold more: read from the worker's ready list */
-            return;
-        }
-    }
-    if ((st->flags & PT_SF_RESP_DONE) && !pt_conn_blocked(st->conn))
-        stream_finish(st); /* an early response ends the request: the connection closes */
-}
-
 void pt_stream_on_client_writable(struct pt_stream *st)
 {
     if (st->flags & PT_SF_RESP_DONE)
         stream_finish(st);
-    else if (st->up != NULL && (st->flags & PT_SF_RESP_HEAD))
-        stream_response_progress(st);
+    else if (st->hc.paused)
+        pt_hc_resume(&st->hc); /* the upstream's bytes may flow again */
 }
 
 void pt_stream_local_reply_done(struct pt_stream *st)
@@ -308,60 +258,91 @@ void pt_stream_local_reply_done(struct pt_stream *st)
         stream_finish(st);
 }
 
-/* ---- the upstream connection's callbacks --------------------------------------------------- */
-
-static void stream_up_on_readable(void *owner)
+/* The response head: the client's is built now and leaves with the first body bytes. */
+static int stream_hc_on_head(void *owner, const struct pt_h1_response *res)
 {
     struct pt_stream *st = owner;
-    struct pt_upstream *up = st->up;
 
-    while (!(st->flags & PT_SF_RESP_HEAD)) {
-        int r = up->in.len ? pt_session_response_head(st) : PT_AGAIN;
-        if (r == PT_AGAIN) {
-            if (up->eof)
-                stream_up_on_error(st, "connection termination", NULL, "UC");
-            else if (pt_buf_room(&up->in) == 0 && up->in.off == 0)
-                stream_up_on_error(st, "protocol error", NULL, "UPE"); /* a head too large */
-            return;
-        }
-        if (r < 0) {
-            stream_up_on_error(st, "protocol error", NULL, "UPE");
-            return;
-        }
-        if (r == PT_CLOSED)
-            return; /* the client connection failed while the head was written */
-    }
-    if ((st->flags & PT_SF_TUNNEL) && !stream_forward_request_body(st))
-        return; /* the client's first bytes of the other protocol may be here already */
-    stream_response_progress(st);
+    if (pt_session_response_head(st, res) == 0)
+        return 0;
+    pt_hc_finish(&st->hc, false);
+    pt_reply_upstream_reset(st, "protocol error", NULL, "UPE"); /* a head too large to pass */
+    return PT_CLOSED;
 }
 
-static void stream_up_on_writable(void *owner)
+/* Body data for the client, framed for it (see pt_session_response_head), after the head
+ * when it has not left yet. */
+static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool end)
+{
+    struct pt_stream *st = owner;
+    struct iovec iov[2 + 3 * PT_BODY_RUNS + 1];
+    char heads[PT_BODY_RUNS][PT_H1_CHUNK_HEAD_MAX];
+    int k = 0;
+
+    if (st->resp_head_len) {
+        iov[k++] = (struct iovec){ st->w->scratch, st->resp_head_len };
+        st->resp_head_len = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (st->resp_chunked) {
+            iov[k++] = (struct iovec){ heads[i], pt_h1_chunk_head(heads[i], data[i].iov_len) };
+            iov[k++] = data[i];
+            iov[k++] = (struct iovec){ (void *)"\r\n", 2 };
+        } else {
+            iov[k++] = data[i];
+        }
+    }
+    if (end && st->resp_chunked)
+        iov[k++] = (struct iovec){ (void *)PT_H1_LAST_CHUNK, sizeof(PT_H1_LAST_CHUNK) - 1 };
+    st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
+    if (k > 0 && pt_conn_send(st->conn, iov, k) == PT_IO) {
+        pt_stream_abort(st);
+        return PT_CLOSED;
+    }
+    if (n > 0)
+        pt_stream_touch(st);
+    if (end) {
+        st->flags |= PT_SF_RESP_DONE;
+        if (!pt_conn_blocked(st->conn)) {
+            stream_finish(st);
+            return PT_CLOSED;
+        }
+        return 0;
+    }
+    if ((st->flags & PT_SF_TUNNEL) && !(st->flags & PT_SF_REQ_DONE) && !stream_forward_request_body(st))
+        return PT_CLOSED; /* the client's first bytes of the other protocol may be here already */
+    if (pt_conn_blocked(st->conn))
+        pt_hc_pause(&st->hc); /* until the client has taken what it was given */
+    return 0;
+}
+
+static void stream_hc_on_writable(void *owner)
 {
     stream_forward_request_body(owner);
 }
 
-static void stream_up_failed(void *owner, const char *reason, const char *tfr, const char *flags)
+static void stream_hc_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
 {
     stream_up_on_error(owner, reason, tfr, flags);
 }
 
 bool pt_stream_upstream_failed(struct pt_stream *st, const char *reason, const char *tfr, const char *flags)
 {
+    pt_hc_finish(&st->hc, false);
     return stream_up_on_error(st, reason, tfr, flags);
 }
 
-/* stream_up_on_error: the upstream connection failed. Returns true when the stream goes on (a
+/* stream_up_on_error: the upstream exchange failed. Returns true when the stream goes on (a
  * retry is queued), false when it ended or answered. */
 static bool stream_up_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
 {
     struct pt_stream *st = owner;
-    /* A pooled connection that ends before any response byte was most likely closed by the
+    /* A pooled connection that ends before any response head was most likely closed by the
      * backend as we reused it: the request may go again on a new one, once. */
-    bool stale = (st->flags & PT_SF_REUSED_UP) && !(st->flags & PT_SF_RESP_HEAD) && st->up != NULL &&
-                 st->up->in.len == 0 && strcmp(flags, "UC") == 0 && st->retries == 0;
+    bool stale = pt_hc_reused(&st->hc) && !(st->flags & PT_SF_RESP_HEAD) && strcmp(flags, "UC") == 0 &&
+                 st->retries == 0;
 
-    pt_stream_release_upstream(st);
+    pt_hc_finish(&st->hc, false);
     if (stale && pt_session_can_retry(st)) {
         pt_lb_release(&st->w->lb, &st->lb_pick, PT_LB_RESET); /* the retry picks again */
         st->state = PT_ST_RETRY;
@@ -377,20 +358,19 @@ static bool stream_up_on_error(void *owner, const char *reason, const char *tfr,
     return false;
 }
 
-static const struct pt_up_ops stream_up_ops = {
-    .on_readable = stream_up_on_readable,
-    .on_writable = stream_up_on_writable,
-    .on_error = stream_up_failed,
+static const struct pt_hc_ops stream_hc_ops = {
+    .on_head = stream_hc_on_head,
+    .on_body = stream_hc_on_body,
+    .on_writable = stream_hc_on_writable,
+    .on_error = stream_hc_on_error,
 };
 
-bool pt_stream_attach_upstream(struct pt_stream *st, struct pt_upstream *up, bool reused)
+int pt_stream_connect(struct pt_stream *st, bool fresh)
 {
-    if (reused)
-        st->flags |= PT_SF_REUSED_UP;
-    up->ops = &stream_up_ops;
-    up->owner = st;
-    st->up = up;
-    return true;
+    const struct pt_route_action *a = st->rec.action;
+
+    return pt_hc_start(&st->hc, st->w, a->cluster, st->rec.endpoint, fresh, &stream_hc_ops, st,
+                       (st->flags & PT_SF_HEAD_METHOD) != 0, (st->flags & PT_SF_UPGRADE) != 0);
 }
 
 /* ---- retries ------------------------------------------------------------------------------ */

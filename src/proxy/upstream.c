@@ -196,7 +196,7 @@ void pt_up_resume(struct pt_upstream *up)
 {
     struct pt_worker *w = up->w;
 
-    if (up->queued || up->dead || !(up->rd_pending || up->eof))
+    if (up->queued || up->dead || !(up->in.len > 0 || up->rd_pending || up->eof))
         return;
     up->queued = true;
     up->ready_next = w->ready_ups;
@@ -209,12 +209,10 @@ void pt_up_run_ready(struct pt_worker *w)
         struct pt_upstream *up = w->ready_ups;
         w->ready_ups = up->ready_next;
         up->queued = false;
-        if (!up->dead && up->owner != NULL) {
-            if (up->eof)
-                up->ops->on_readable(up->owner);
-            else
-                up_read(up);
-        }
+        if (!up->dead && up->owner != NULL && (up->in.len > 0 || up->eof))
+            up->ops->on_readable(up->owner); /* what it kept while its owner was slow */
+        if (!up->dead && up->owner != NULL && up->rd_pending)
+            up_read(up);
     }
 }
 

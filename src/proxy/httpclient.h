@@ -1,0 +1,54 @@
+/* The upstream HTTP/1.1 client: one request/response exchange (struct pt_hc, embedded in whoever
+ * makes the call: a proxied request today, an auth or rate-limit call, a health check or a
+ * shadow tomorrow) on a connection from the per-worker pool (proxy/upstream.c). The caller
+ * sends the request's bytes; the client parses the response into the worker's response header
+ * array (never the request's), removes the body's framing, and reports through the callbacks
+ * the caller gave: on_head, then on_body (always at least once after on_head, in the same
+ * turn, so a head can leave together with the first body bytes), or on_error. It never calls
+ * anything but those callbacks, and never from inside a call the caller made. Types are in
+ * proxy/proxy-t.h. */
+#ifndef PT_PROXY_HTTPCLIENT_H
+#define PT_PROXY_HTTPCLIENT_H
+
+#include <sys/uio.h>
+
+#include "proxy/proxy-t.h"
+
+/* pt_hc_start: <hc> (all-zero, or finished) sends to <ep> of <c>, on a pooled connection
+ * unless <fresh>, and reports to <owner> through <ops>. <head_request>: the request is HEAD (no
+ * response body); <allow_101>: a 101 may switch the connection to a byte tunnel. Returns 0, or
+ * PT_IO when no connection could be made (no callback follows). */
+int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
+                const struct pt_endpoint *ep, bool fresh, const struct pt_hc_ops *ops, void *owner,
+                bool head_request, bool allow_101);
+
+/* pt_hc_send: hands request bytes (head and/or body, framed by the caller) to the connection.
+ * Returns 0 (all written), PT_AGAIN (some kept until the socket takes them: on_writable
+ * follows) or PT_IO (the connection failed; the caller decides, pt_hc_finish next). */
+int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt);
+
+/* pt_hc_send_blocked: bytes handed to pt_hc_send are still waiting for the socket. */
+static inline bool pt_hc_send_blocked(const struct pt_hc *hc)
+{
+    return hc->up != NULL && hc->up->out.len > 0;
+}
+
+/* pt_hc_pause / pt_hc_resume: the owner cannot take body bytes now / can again (the client it
+ * forwards them to is slow). Paused, the client reads no more than its buffer holds. */
+void pt_hc_pause(struct pt_hc *hc);
+void pt_hc_resume(struct pt_hc *hc);
+
+/* pt_hc_finish: the owner is done with <hc> (the response complete, or given up): the
+ * connection goes back to the pool when the exchange ended cleanly, the response allows it and
+ * <reusable> (the owner sent its whole request), else it closes. No callback follows. A no-op
+ * when <hc> has no connection. */
+void pt_hc_finish(struct pt_hc *hc, bool reusable);
+
+/* pt_hc_reused: the connection came from the pool (a failure before any response byte may then
+ * be the backend closing it as we reused it: the caller may try once more on a new one). */
+static inline bool pt_hc_reused(const struct pt_hc *hc)
+{
+    return hc->reused;
+}
+
+#endif
