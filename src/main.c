@@ -55,6 +55,12 @@ static const char usage[] =
     "  --stream-idle-timeout-ms N  a request with no bytes moving either way ends (default\n"
     "                        300000; 0: never; a Mapping's idle_timeout_ms wins)\n"
     "  --max-connections N   downstream connections per worker (default 100000)\n"
+    "  --upstream-idle-timeout-ms N  a pooled upstream connection closes after this idle\n"
+    "                        (default 60000)\n"
+    "  --upstream-max-idle N pooled connections per upstream endpoint and worker (default 128;\n"
+    "                        0: no reuse)\n"
+    "  --upstream-max-lifetime-ms N  an upstream connection is not reused after this long\n"
+    "                        (default 0: no limit)\n"
     "\n"
     "environment: AMBASSADOR_NAMESPACE, AMBASSADOR_ID, AMBASSADOR_SINGLE_NAMESPACE,\n"
     "  AMBASSADOR_ISTIO_SECRET_DIR, AMBASSADOR_ENVOY_BASE_ID, AMBASSADOR_DRAIN_TIME\n";
@@ -230,6 +236,9 @@ int main(int argc, char **argv)
         { "idle-timeout-ms", required_argument, NULL, 'I' },
         { "header-timeout-ms", required_argument, NULL, 'T' },
         { "stream-idle-timeout-ms", required_argument, NULL, 'S' },
+        { "upstream-idle-timeout-ms", required_argument, NULL, 'U' },
+        { "upstream-max-idle", required_argument, NULL, 'P' },
+        { "upstream-max-lifetime-ms", required_argument, NULL, 'L' },
         { "max-connections", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
@@ -301,6 +310,18 @@ int main(int argc, char **argv)
         case 'S':
             if (parse_uint(optarg, "--stream-idle-timeout-ms", 0, 86400000, &v)) return 2;
             pt_proxy_limits.stream_idle_timeout_ms = (uint32_t)v;
+            break;
+        case 'U':
+            if (parse_uint(optarg, "--upstream-idle-timeout-ms", 100, 86400000, &v)) return 2;
+            pt_proxy_limits.upstream_idle_ms = (uint32_t)v;
+            break;
+        case 'P':
+            if (parse_uint(optarg, "--upstream-max-idle", 0, 100000, &v)) return 2;
+            pt_proxy_limits.max_idle_per_endpoint = (uint32_t)v;
+            break;
+        case 'L':
+            if (parse_uint(optarg, "--upstream-max-lifetime-ms", 0, 86400000, &v)) return 2;
+            pt_proxy_limits.upstream_max_lifetime_ms = (uint32_t)v;
             break;
         case 'C':
             if (parse_uint(optarg, "--max-connections", 1, 10000000, &v)) return 2;

@@ -30,7 +30,9 @@ struct pt_proxy_limits {
     uint32_t stream_idle_timeout_ms; /* a request with nothing moving (Envoy's stream idle
                                       * timeout; a Mapping's idle_timeout_ms wins); 0: none */
     uint32_t upstream_idle_ms;    /* pooled upstream connection idle */
-    uint32_t max_idle_per_endpoint;
+    uint32_t max_idle_per_endpoint; /* pooled upstream connections per endpoint and worker */
+    uint32_t upstream_max_lifetime_ms; /* an upstream connection is not reused after this; 0:
+                                        * no limit */
     uint32_t max_connections;     /* per worker */
 };
 
@@ -155,6 +157,7 @@ struct pt_upstream {
     uint32_t cst_idx;               /* stats: the cluster it was opened for */
     uint64_t connect_start_ms;
     uint32_t requests;              /* served on this connection */
+    uint64_t created_ms;            /* opened (the pool's max lifetime counts from here) */
 };
 
 #define PT_BODY_RUNS 8 /* pieces of body data handed on in one go (one writev) */

@@ -375,7 +375,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
     up->timer.cb = up_on_timer;
     up->state = PT_UP_CONNECTING;
     up->cst_idx = c->stats_idx;
-    up->connect_start_ms = pt_loop_now_ms(w->loop);
+    up->connect_start_ms = up->created_ms = pt_loop_now_ms(w->loop);
     {
         struct pt_cluster_stats *cs = pt_stats_cluster(w->st, up->cst_idx);
         if (cs != NULL) {
@@ -412,7 +412,9 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
     up->ops = NULL;
     up->requests++;
     if (!reusable || up->eof || up->peer_closed || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
-        e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining) {
+        e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining ||
+        (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
+         pt_loop_now_ms(w->loop) - up->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms)) {
         up_close(up);
         return;
     }
