@@ -33,6 +33,7 @@ from collections import OrderedDict
 from urllib.parse import unquote_to_bytes
 
 import pytest
+import requests
 
 from conftest import RawConn, binary
 from framing_corpus import corpus, pairs
@@ -291,10 +292,26 @@ def exchange(port, data, parsed, timeout=2.0):
     return responses, timed_out
 
 
-def check_case(backend, port, data, parsed):
+def upstream_cx_total(admin_port):
+    """The upstream connections Portico has opened (envoy_cluster_upstream_cx_total)."""
+    text = requests.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("envoy_cluster_upstream_cx_total{"))
+
+
+def sync(backend, admin_port, timeout=3.0):
+    """Waits until the backend has accepted every connection Portico opened, so that no
+    connection of this case is accepted (and counted) during the next one."""
+    deadline = time.monotonic() + timeout
+    while backend.accepted < upstream_cx_total(admin_port) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def check_case(backend, port, admin_port, data, parsed):
     """The failures of one case (empty when it holds)."""
     mark = backend.mark()
     responses, timed_out = exchange(port, data, parsed)
+    sync(backend, admin_port)
     backend.settle()
     per_conn = backend.since(mark)
     reqs = parsed["requests"]
@@ -368,7 +385,7 @@ def test_backend_receives_exactly_what_portico_parsed(edge):
         if time.monotonic() - start > TIME_BUDGET:
             failures.setdefault("time", []).append((name, data, [f"over {TIME_BUDGET}s"]))
             break
-        problems = check_case(edge.backend, edge.port, data, p)
+        problems = check_case(edge.backend, edge.port, edge.admin_port, data, p)
         if problems:
             cls = name.split("/")[0]
             failures.setdefault(cls, []).append((name, data, problems))
