@@ -14,6 +14,8 @@
 #define PT_H1_TRAILERS_MAX (60 * 1024)           /* whole trailer section */
 #define PT_H1_CHUNK_HEAD_MAX 20                  /* a chunk-size line Portico writes */
 #define PT_H1_LAST_CHUNK "0\r\n\r\n"             /* the end of a body Portico frames */
+#define PT_H1_CHUNK_END "\r\n"                     /* after each chunk's data */
+#define PT_H1_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n" /* the interim answer to Expect */
 
 /* Limits of one parse. A zero field means its default, so an all-zero struct is valid. */
 struct pt_h1_limits {
@@ -120,6 +122,25 @@ struct pt_h1_chunked {
     uint64_t _size;     /* chunk-size being accumulated */
     uint32_t _count;    /* bytes of the current chunk-size line, or of the trailer section */
     uint8_t _state;     /* enum pt_h1_chunked_state */
+};
+
+#define PT_BODY_RUNS 8 /* pieces of body data handed on in one go (one writev) */
+
+/* How a message body is delimited (http/body.h). */
+enum pt_body_kind {
+    PT_BODY_NONE = 0,
+    PT_BODY_LENGTH,      /* Content-Length: <remaining> bytes left */
+    PT_BODY_CHUNKED,     /* chunked: taken out of its framing */
+    PT_BODY_UNTIL_CLOSE, /* up to the connection's end (a response without a length, a tunnel) */
+};
+
+/* A body being passed on. All-zero is a body that has none. */
+struct pt_body {
+    enum pt_body_kind kind;
+    uint64_t remaining;         /* PT_BODY_LENGTH */
+    struct pt_h1_chunked chunk; /* PT_BODY_CHUNKED */
+    uint64_t payload;           /* data bytes taken so far, without framing: what Envoy's
+                                 * BYTES_RECEIVED / BYTES_SENT count */
 };
 
 #endif

@@ -9,6 +9,7 @@
 #include "proxy/httpclient.h"
 #include "proxy/proxy.h"
 #include "http/h1.h"
+#include "http/body.h"
 
 static const struct pt_up_ops hc_up_ops;
 
@@ -77,7 +78,7 @@ static void hc_framing(struct pt_hc *hc, const struct pt_h1_response *res)
     if (!pt_h1_response_has_body(hc->head_request, res->status)) {
         hc->body.kind = PT_BODY_NONE;
     } else if (res->chunked) {
-        hc->body.kind = PT_BODY_DECHUNK;
+        hc->body.kind = PT_BODY_CHUNKED;
     } else if (res->content_length >= 0) {
         hc->body.kind = res->content_length ? PT_BODY_LENGTH : PT_BODY_NONE;
         hc->body.remaining = (uint64_t)res->content_length;
@@ -127,54 +128,6 @@ static int hc_head(struct pt_hc *hc)
     return hc->ops->on_head(hc->owner, &res) == PT_CLOSED ? PT_CLOSED : 1;
 }
 
-/* hc_take: the body data in up->in, as up to PT_BODY_RUNS pieces into <iov>; sets <*n>,
- * <*end> and the bytes of up->in used in <*used>. PT_BADMSG on broken chunked framing. */
-static int hc_take(struct pt_hc *hc, struct iovec *iov, int *n, bool *end, size_t *used)
-{
-    struct pt_upstream *up = hc->up;
-    const char *data = pt_buf_data(&up->in);
-    size_t len = up->in.len, off = 0;
-    struct pt_body *b = &hc->body;
-
-    *n = 0;
-    *end = false;
-    switch (b->kind) {
-    case PT_BODY_NONE:
-        *end = true;
-        break;
-    case PT_BODY_LENGTH:
-        off = len < b->remaining ? len : (size_t)b->remaining;
-        b->remaining -= off;
-        *end = b->remaining == 0;
-        if (off)
-            iov[(*n)++] = (struct iovec){ (void *)data, off };
-        break;
-    case PT_BODY_DECHUNK:
-        while (off < len && *n < PT_BODY_RUNS && !*end) {
-            struct pt_str run;
-            size_t consumed;
-            int r = pt_h1_chunked_decode(&b->chunk, data + off, len - off, &consumed, &run);
-            if (r < 0)
-                return PT_BADMSG;
-            off += consumed;
-            if (run.len)
-                iov[(*n)++] = (struct iovec){ (void *)run.ptr, run.len };
-            *end = r == 1;
-        }
-        break;
-    default: /* PT_BODY_UNTIL_CLOSE, and the tunnel */
-        off = len;
-        if (off)
-            iov[(*n)++] = (struct iovec){ (void *)data, off };
-        *end = up->eof;
-        break;
-    }
-    for (int i = 0; i < *n; i++)
-        b->payload += iov[i].iov_len;
-    *used = off;
-    return 0;
-}
-
 /* hc_body: hands the body bytes in up->in to the owner. Returns false when the exchange is
  * over for this turn (finished, failed, paused, or waiting for bytes). */
 static bool hc_body(struct pt_hc *hc)
@@ -184,12 +137,17 @@ static bool hc_body(struct pt_hc *hc)
     size_t used;
     bool end;
     int n;
+    int64_t r = pt_body_take(&hc->body, pt_buf_data(&up->in), up->in.len, up->eof, iov, &n, &end);
 
-    if (hc_take(hc, iov, &n, &end, &used) < 0) {
+    if (r < 0) {
         hc_fail(hc, "protocol error", "UPE");
         return false;
     }
+    used = (size_t)r;
     if (!end && up->eof && used == up->in.len) { /* the connection ended inside the body */
+        pt_buf_consume(&up->in, (uint32_t)used);
+        if (n > 0 && hc->ops->on_body(hc->owner, iov, n, false) == PT_CLOSED)
+            return false; /* what did arrive goes first */
         hc_fail(hc, "connection termination", "UC");
         return false;
     }

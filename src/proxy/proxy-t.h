@@ -103,24 +103,6 @@ enum pt_stream_state {
     PT_ST_REPLIED,     /* a local reply is being written */
 };
 
-/* How a message body is delimited. */
-enum pt_body_kind {
-    PT_BODY_NONE = 0,
-    PT_BODY_LENGTH,
-    PT_BODY_CHUNKED,       /* forwarded with its framing (responses) */
-    PT_BODY_RECHUNK,       /* decoded and framed again by Portico (requests) */
-    PT_BODY_DECHUNK,       /* chunked upstream, raw to an HTTP/1.0 client (close-delimited) */
-    PT_BODY_UNTIL_CLOSE,
-};
-
-struct pt_body {
-    enum pt_body_kind kind;
-    uint64_t remaining;          /* PT_BODY_LENGTH */
-    struct pt_h1_chunked chunk;  /* PT_BODY_CHUNKED, PT_BODY_RECHUNK, PT_BODY_DECHUNK */
-    uint64_t payload;            /* body bytes taken so far, without chunk framing: what
-                                  * Envoy's BYTES_RECEIVED / BYTES_SENT count */
-};
-
 /* Upstream connection states. */
 enum pt_up_state { PT_UP_CONNECTING = 0, PT_UP_HANDSHAKE, PT_UP_BUSY, PT_UP_IDLE };
 
@@ -159,8 +141,6 @@ struct pt_upstream {
     uint32_t requests;              /* served on this connection */
     uint64_t created_ms;            /* opened (the pool's max lifetime counts from here) */
 };
-
-#define PT_BODY_RUNS 8 /* pieces of body data handed on in one go (one writev) */
 
 /* The states of an exchange of the upstream HTTP client (proxy/httpclient.c). */
 enum pt_hc_state {

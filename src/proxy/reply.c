@@ -9,60 +9,11 @@
 #include "observe/logformat.h"
 #include "core/log.h"
 #include "http/reply.h"
+#include "http/h1write.h"
 #include "tls/tls.h"
 
 #include <stdio.h>
 #include <time.h>
-
-const char *pt_reason_phrase(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 421: return "Misdirected Request";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    }
-    return "Unknown";
-}
-
-struct pt_str pt_http_date(void)
-{
-    static __thread char buf[32];
-    static __thread time_t last;
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    if (ts.tv_sec != last) {
-        struct tm tm;
-        last = ts.tv_sec;
-        gmtime_r(&last, &tm);
-        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    }
-    return pt_str_make(buf, 29);
-}
 
 /* reply_conn: the Connection header of a reply to <st>: close when the connection ends after it,
  * keep-alive for an HTTP/1.0 client that asked for it, none otherwise. */

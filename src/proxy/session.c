@@ -10,6 +10,8 @@
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
+#include "http/h1write.h"
+#include "http/body.h"
 #include "http/path.h"
 #include "route/route.h"
 #include "observe/trace.h"
@@ -18,47 +20,6 @@
 
 #include <stdio.h>
 #include <time.h>
-
-/* A head being written into the worker's scratch area. */
-struct head_builder {
-    char *p, *end;
-    bool overflow;
-};
-
-static void hb_put(struct head_builder *b, const char *s, size_t n)
-{
-    if ((size_t)(b->end - b->p) < n) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->p, s, n);
-    b->p += n;
-}
-
-static void hb_str(struct head_builder *b, struct pt_str s)
-{
-    hb_put(b, s.ptr, s.len);
-}
-
-#define hb_lit(b, s) hb_put((b), (s), sizeof(s) - 1)
-
-static void hb_header(struct head_builder *b, struct pt_str name, struct pt_str value)
-{
-    hb_str(b, name);
-    hb_lit(b, ": ");
-    hb_str(b, value);
-    hb_lit(b, "\r\n");
-}
-
-static void hb_uint(struct head_builder *b, uint64_t v)
-{
-    char tmp[24], *q = tmp + sizeof(tmp);
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    hb_put(b, q, (size_t)(tmp + sizeof(tmp) - q));
-}
 
 static bool name_in(struct pt_str name, const struct pt_str *list, uint32_t n)
 {
@@ -74,107 +35,6 @@ static bool name_in_ops(struct pt_str name, const struct pt_hdr_op *ops, uint32_
         if (!ops[i].append && pt_str_caseeq(name, ops[i].name))
             return true;
     return false;
-}
-
-/* Connection-specific headers (RFC 9110 §7.6.1) that never cross the proxy. */
-static bool hop_by_hop(struct pt_str n)
-{
-    switch (n.len) {
-    case 2:
-        return pt_str_caseeq(n, PT_STR_LIT("te"));
-    case 7:
-        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
-    case 10:
-        return pt_str_caseeq(n, PT_STR_LIT("connection")) || pt_str_caseeq(n, PT_STR_LIT("keep-alive"));
-    case 16:
-        return pt_str_caseeq(n, PT_STR_LIT("proxy-connection"));
-    case 17:
-        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
-    }
-    return false;
-}
-
-int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_str *send)
-{
-    size_t consumed;
-    int r;
-
-    *done = false;
-    if (b->kind == PT_BODY_DECHUNK) {
-        r = pt_h1_chunked_decode(&b->chunk, data, len, &consumed, send);
-        if (r < 0)
-            return PT_BADMSG;
-        *done = r == 1;
-        b->payload = b->chunk.data_total;
-        return (int64_t)consumed;
-    }
-    *send = pt_str_make(data, 0);
-    switch (b->kind) {
-    case PT_BODY_NONE:
-        *done = true;
-        return 0;
-    case PT_BODY_LENGTH:
-        if (len >= b->remaining) {
-            len = (size_t)b->remaining;
-            *done = true;
-        }
-        b->remaining -= len;
-        b->payload += len;
-        send->len = len;
-        return (int64_t)len;
-    case PT_BODY_CHUNKED:
-        r = pt_h1_chunked_scan(&b->chunk, data, len, &consumed);
-        if (r < 0)
-            return PT_BADMSG;
-        *done = r == 1;
-        b->payload = b->chunk.data_total;
-        send->len = consumed;
-        return (int64_t)consumed;
-    case PT_BODY_UNTIL_CLOSE:
-        b->payload += len;
-        send->len = len;
-        return (int64_t)len;
-    case PT_BODY_DECHUNK:
-    case PT_BODY_RECHUNK:
-        break;
-    }
-    return 0;
-}
-
-int64_t pt_body_take_request(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_body_out *o)
-{
-    size_t off = 0;
-    int runs = 0;
-
-    if (b->kind != PT_BODY_RECHUNK) {
-        struct pt_str send;
-        int64_t n = pt_body_take(b, data, len, done, &send);
-        if (n > 0 && send.len > 0)
-            o->iov[o->n++] = (struct iovec){ (void *)send.ptr, send.len };
-        return n;
-    }
-    *done = false;
-    while (off < len && runs < PT_BODY_RUNS) {
-        struct pt_str run;
-        size_t consumed;
-        int r = pt_h1_chunked_decode(&b->chunk, data + off, len - off, &consumed, &run);
-        if (r < 0)
-            return r;
-        off += consumed;
-        if (run.len > 0) {
-            char *h = o->heads[runs++];
-            o->iov[o->n++] = (struct iovec){ h, pt_h1_chunk_head(h, run.len) };
-            o->iov[o->n++] = (struct iovec){ (void *)run.ptr, run.len };
-            o->iov[o->n++] = (struct iovec){ (void *)"\r\n", 2 };
-        }
-        if (r == 1) {
-            o->iov[o->n++] = (struct iovec){ (void *)PT_H1_LAST_CHUNK, sizeof(PT_H1_LAST_CHUNK) - 1 };
-            *done = true;
-            break;
-        }
-    }
-    b->payload = b->chunk.data_total;
-    return (int64_t)off;
 }
 
 /* Writes a version-4 UUID from the worker's PRNG into out (36 bytes). */
@@ -195,57 +55,6 @@ static void make_request_id(struct pt_worker *w, char *out)
         out[k++] = hex[bytes[i] >> 4];
         out[k++] = hex[bytes[i] & 15];
     }
-}
-
-/* The next comma-separated token of a Connection header value from *i (empty at the end). */
-static struct pt_str next_token(struct pt_str v, size_t *i)
-{
-    size_t start, end;
-
-    while (*i < v.len && (v.ptr[*i] == ' ' || v.ptr[*i] == '\t' || v.ptr[*i] == ','))
-        (*i)++;
-    start = *i;
-    while (*i < v.len && v.ptr[*i] != ',')
-        (*i)++;
-    end = *i;
-    while (end > start && (v.ptr[end - 1] == ' ' || v.ptr[end - 1] == '\t'))
-        end--;
-    return pt_str_make(v.ptr + start, end - start);
-}
-
-/* Headers a Connection option can never remove: they decide how the message is framed, where
- * it goes or whether it switches protocols, and Portico writes them itself. */
-static bool connection_protected(struct pt_str n)
-{
-    switch (n.len) {
-    case 2:
-        return pt_str_caseeq(n, PT_STR_LIT("te"));
-    case 4:
-        return pt_str_caseeq(n, PT_STR_LIT("host"));
-    case 7:
-        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
-    case 14:
-        return pt_str_caseeq(n, PT_STR_LIT("content-length"));
-    case 17:
-        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
-    }
-    return false;
-}
-
-/* connection_names: whether any Connection header of <req> (RFC 9110 §7.6.1: options come from
- * all of them) lists <name>. */
-static bool connection_names(const struct pt_h1_request *req, struct pt_str name)
-{
-    for (size_t k = (size_t)req->idx_connection; k < req->nheaders; k++) {
-        struct pt_str v = req->headers[k].value;
-        size_t i = 0;
-        if (req->headers[k].name.len != 10 || !pt_str_caseeq(req->headers[k].name, PT_STR_LIT("connection")))
-            continue;
-        while (i < v.len)
-            if (pt_str_caseeq(next_token(v, &i), name))
-                return true;
-    }
-    return false;
 }
 
 /* find_header: the value of the first header <name> in <h>, empty when there is none. */
@@ -269,7 +78,7 @@ static int upgrade_check(const struct pt_stream *st)
 
     if (!req->upgrade || (up = find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade"))).len == 0)
         return 0;
-    proto = next_token(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
+    proto = pt_http_list_next(up, &i); /* the first protocol offered: "websocket", "spdy/3.1" */
     if (pt_str_caseeq(proto, PT_STR_LIT("h2c")))
         return 0;
     for (uint32_t k = 0; k < a->nupgrades && st->req_body.kind == PT_BODY_NONE; k++) {
@@ -475,25 +284,22 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     const struct pt_h1_request *req = &st->req;
     const struct pt_route_action *a = st->rec.action;
     const struct pt_listener *l = st->listener;
-    struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
+    struct pt_h1w b;
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
     bool own_host = a->host_rewrite.len || a->auto_host_rewrite || req->authority.len;
     int plen;
 
-    b.end = path; /* the rewritten path lives at the end of the scratch area */
+    pt_h1w_init(&b, w->scratch, sizeof(w->scratch) - 8192); /* the rewritten path after it */
     plen = pt_route_rewrite(route, rreq, path, 8192, &rewritten);
     if (plen < 0)
         return 0;
-    hb_str(&b, req->method);
-    hb_lit(&b, " ");
-    hb_put(&b, path, (size_t)plen);
-    hb_lit(&b, " HTTP/1.1\r\n");
+    pt_h1w_request_line(&b, req->method, pt_str_make(path, (size_t)plen));
     for (size_t i = 0; i < req->nheaders; i++) {
         struct pt_str n = req->headers[i].name;
         /* Every copy of the forwarding headers, not only the first: a second
          * X-Forwarded-Proto must not slip past the one we set. */
-        if (hop_by_hop(n) || (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for"))))
+        if (pt_http_hop_by_hop(n) || (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for"))))
             continue;
         if (n.len == 14 && pt_str_caseeq(n, PT_STR_LIT("content-length")))
             continue; /* framing is written below from what was parsed */
@@ -506,69 +312,59 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
         if (n.len >= 21 && (pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")) ||
                             pt_str_caseeq(n, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"))))
             continue; /* ours to set, never the client's */
-        if (req->conn_options && !connection_protected(n) && connection_names(req, n))
+        if (req->conn_options && !pt_http_connection_protected(n) && pt_h1_connection_names(req, n))
             continue;
         if (st->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
             continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
-        hb_header(&b, n, req->headers[i].value);
+        pt_h1w_header(&b, n, req->headers[i].value);
     }
     if (a->host_rewrite.len)
-        hb_header(&b, PT_STR_LIT("host"), a->host_rewrite);
+        pt_h1w_header(&b, PT_STR_LIT("host"), a->host_rewrite);
     else if (a->auto_host_rewrite && a->cluster->host)
-        hb_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
+        pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
     else if (req->authority.len) /* an absolute-form target replaces Host (RFC 9112 §3.2.2) */
-        hb_header(&b, PT_STR_LIT("host"), req->authority);
+        pt_h1w_header(&b, PT_STR_LIT("host"), req->authority);
     else if (req->idx_host < 0) /* HTTP/1.0 without Host: the service's name */
-        hb_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
-    hb_lit(&b, "x-forwarded-for: ");
+        pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
+    pt_h1w_header_begin(&b, PT_STR_LIT("x-forwarded-for"));
     for (size_t i = req->idx_x_forwarded_for >= 0 ? (size_t)req->idx_x_forwarded_for : req->nheaders;
          i < req->nheaders; i++) {
         struct pt_str n = req->headers[i].name;
         if (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for")) && req->headers[i].value.len) {
-            hb_str(&b, req->headers[i].value); /* several headers are one comma list */
-            hb_lit(&b, ",");
+            pt_h1w_value(&b, req->headers[i].value); /* several headers are one comma list */
+            pt_h1w_value(&b, PT_STR_LIT(","));
         }
     }
-    hb_put(&b, st->conn->peer_ip, strlen(st->conn->peer_ip));
-    hb_lit(&b, "\r\n");
+    pt_h1w_value(&b, pt_str_c(st->conn->peer_ip));
+    pt_h1w_header_end(&b);
     if (!keep_xfp || req->idx_x_forwarded_proto < 0)
-        hb_header(&b, PT_STR_LIT("x-forwarded-proto"),
-                  st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+        pt_h1w_header(&b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
     if (request_id)
-        hb_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
+        pt_h1w_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
     if (rewritten) {
-        hb_lit(&b, "x-envoy-original-path: ");
-        hb_str(&b, req->path);
+        pt_h1w_header_begin(&b, PT_STR_LIT("x-envoy-original-path"));
+        pt_h1w_value(&b, req->path);
         if (req->query.ptr) {
-            hb_lit(&b, "?");
-            hb_str(&b, req->query);
+            pt_h1w_value(&b, PT_STR_LIT("?"));
+            pt_h1w_value(&b, req->query);
         }
-        hb_lit(&b, "\r\n");
+        pt_h1w_header_end(&b);
     }
-    if (a->timeout_ms) {
-        hb_lit(&b, "x-envoy-expected-rq-timeout-ms: ");
-        hb_uint(&b, a->timeout_ms);
-        hb_lit(&b, "\r\n");
-    }
+    if (a->timeout_ms)
+        pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"), a->timeout_ms);
     for (uint32_t i = 0; i < a->nadd_req; i++)
-        hb_header(&b, a->add_req[i].name, a->add_req[i].value);
+        pt_h1w_header(&b, a->add_req[i].name, a->add_req[i].value);
     if (st->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
         b.p += pt_trace_inject(&st->trace, b.p, (size_t)(b.end - b.p));
-    if (req->chunked) { /* the framing Portico parsed, never a header the client sent */
-        hb_lit(&b, "transfer-encoding: chunked\r\n");
-    } else if (req->content_length >= 0) {
-        hb_lit(&b, "content-length: ");
-        hb_uint(&b, (uint64_t)req->content_length);
-        hb_lit(&b, "\r\n");
-    }
+    /* the framing Portico parsed, never a header the client sent */
+    pt_h1w_framing(&b, req->chunked, req->content_length);
     if (st->flags & PT_SF_UPGRADE) {
-        hb_lit(&b, "connection: upgrade\r\n");
-        hb_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("upgrade"));
+        pt_h1w_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
     }
-    hb_lit(&b, "\r\n");
-    return b.overflow ? 0 : (size_t)(b.p - w->scratch);
+    return pt_h1w_end(&b);
 }
 
 /* pick_endpoint: an endpoint of <c> for <st> (cluster/lb.h); its pick is released when the
@@ -640,7 +436,7 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         return false;
     }
     if (req->expect_continue && !(st->flags & PT_SF_REQ_DONE) && st->conn->in.len == 0) {
-        struct iovec iov = { (void *)"HTTP/1.1 100 Continue\r\n\r\n", 25 };
+        struct iovec iov = { (void *)PT_H1_CONTINUE, sizeof(PT_H1_CONTINUE) - 1 };
         if (pt_conn_send(st->conn, &iov, 1) == PT_IO) {
             pt_stream_abort(st);
             return false;
@@ -655,16 +451,19 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
     st->upstream_start_ms = st->rec.start_ms;
     {
         bool done = st->flags & PT_SF_REQ_DONE;
-        struct pt_body_out out;
+        struct pt_body_frame out;
         int64_t body = 0;
         out.iov[0] = (struct iovec){ w->scratch, hlen };
         out.n = 1;
         if (!done && st->conn->in.len > 0) {
-            body = pt_body_take_request(&st->req_body, pt_buf_data(&st->conn->in), st->conn->in.len, &done, &out);
+            struct iovec data[PT_BODY_RUNS];
+            int n;
+            body = pt_body_take(&st->req_body, pt_buf_data(&st->conn->in), st->conn->in.len, false, data, &n, &done);
             if (body < 0) {
                 pt_reply_bad_request(st);
                 return false;
             }
+            pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED, done);
         }
         if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
@@ -746,7 +545,7 @@ void pt_session_dispatch(struct pt_stream *st, size_t head_len)
         st->flags |= PT_SF_CLOSE_AFTER;
     st->req_body = (struct pt_body){ 0 };
     if (req->chunked)
-        st->req_body.kind = PT_BODY_RECHUNK;
+        st->req_body.kind = PT_BODY_CHUNKED; /* decoded, framed again for the upstream */
     else if (req->content_length > 0)
         st->req_body = (struct pt_body){ .kind = PT_BODY_LENGTH, .remaining = (uint64_t)req->content_length };
     else
@@ -866,7 +665,7 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
 {
     struct pt_worker *w = st->w;
     const struct pt_route_action *a = st->rec.action;
-    struct head_builder b = { w->scratch, w->scratch + sizeof(w->scratch), false };
+    struct pt_h1w b;
     bool close_after;
 
     st->rec.status = res->status;
@@ -891,45 +690,38 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     if (w->draining)
         st->flags |= PT_SF_CLOSE_AFTER;
     close_after = st->flags & PT_SF_CLOSE_AFTER;
-    hb_lit(&b, "HTTP/1.1 ");
-    hb_uint(&b, (uint64_t)res->status);
-    hb_lit(&b, " ");
-    if (res->reason.len)
-        hb_str(&b, res->reason);
-    else
-        hb_put(&b, pt_reason_phrase(res->status), strlen(pt_reason_phrase(res->status)));
-    hb_lit(&b, "\r\n");
+    pt_h1w_init(&b, w->scratch, sizeof(w->scratch));
+    pt_h1w_status_line(&b, res->status, res->reason);
     for (size_t i = 0; i < res->nheaders; i++) {
         struct pt_str n = res->headers[i].name;
-        if (hop_by_hop(n))
+        if (pt_http_hop_by_hop(n))
             continue;
         if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("server")))
             continue;
         if (name_in(n, a->remove_resp, a->nremove_resp) || name_in_ops(n, a->add_resp, a->nadd_resp))
             continue;
-        hb_header(&b, n, res->headers[i].value);
+        pt_h1w_header(&b, n, res->headers[i].value);
     }
     if (st->resp_chunked)
-        hb_lit(&b, "transfer-encoding: chunked\r\n");
-    hb_lit(&b, "x-envoy-upstream-service-time: ");
-    hb_uint(&b, st->rec.upstream_ms);
-    hb_lit(&b, "\r\nserver: envoy\r\n");
+        pt_h1w_framing(&b, true, -1);
+    pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-upstream-service-time"), st->rec.upstream_ms);
+    pt_h1w_header(&b, PT_STR_LIT("server"), PT_STR_LIT("envoy"));
     for (uint32_t i = 0; i < a->nadd_resp; i++)
-        hb_header(&b, a->add_resp[i].name, a->add_resp[i].value);
+        pt_h1w_header(&b, a->add_resp[i].name, a->add_resp[i].value);
     if (st->flags & PT_SF_TUNNEL) {
-        hb_lit(&b, "connection: upgrade\r\n");
-        hb_header(&b, PT_STR_LIT("upgrade"), find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade")));
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("upgrade"));
+        pt_h1w_header(&b, PT_STR_LIT("upgrade"), find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade")));
     } else if (close_after)
-        hb_lit(&b, "connection: close\r\n");
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("close"));
     else if (st->req.minor_version == 0)
-        hb_lit(&b, "connection: keep-alive\r\n");
-    hb_lit(&b, "\r\n");
-    if (b.overflow)
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("keep-alive"));
+    size_t hlen = pt_h1w_end(&b);
+    if (hlen == 0)
         return PT_BADMSG;
     pt_stats_downstream_code(pt_stream_http_stats(st), res->status);
     pt_stats_upstream_code(pt_stream_cluster_stats(st), res->status);
     st->flags |= PT_SF_RESP_HEAD;
-    st->resp_head_len = (uint32_t)(b.p - w->scratch);
+    st->resp_head_len = (uint32_t)hlen;
     if (st->flags & PT_SF_TUNNEL) {
         /* The client's bytes now flow upstream until either side closes; the route timeout
          * gives way to the idle timeout (the Mapping's, else the connection's). */

@@ -108,27 +108,6 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
 bool pt_session_can_retry(const struct pt_stream *st);
 void pt_session_retry(struct pt_stream *st);
 
-/* pt_body_take: how many of <len> bytes belong to the body <b> delimits (to consume), and in
- * <*send> the bytes to pass on from them (all of them, except when de-chunking for HTTP/1.0,
- * where one run of chunk data at a time); sets *done at the body's end. PT_BADMSG on broken
- * chunked framing. */
-int64_t pt_body_take(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_str *send);
-
-/* A piece of request body for the upstream: the data runs of up to PT_BODY_RUNS chunks, each
- * framed again by Portico when the body is chunked. */
-struct pt_body_out {
-    struct iovec iov[1 + 3 * PT_BODY_RUNS + 1]; /* [head], (size line, data, CRLF)..., last chunk */
-    int n;                                      /* iovecs used; the caller may put a head first */
-    char heads[PT_BODY_RUNS][PT_H1_CHUNK_HEAD_MAX];
-};
-
-/* pt_body_take_request: as pt_body_take() for a request body, appending what goes upstream to
- * <o> (from o->n on). A chunked body (PT_BODY_RECHUNK) is decoded and framed again: chunk sizes
- * written by Portico, extensions and trailers dropped (Envoy's default), the last chunk written
- * at its end. The iovecs point into <data> and <o>. Returns the bytes of <data> consumed, or
- * PT_BADMSG / PT_TOOBIG on broken framing. */
-int64_t pt_body_take_request(struct pt_body *b, const char *data, size_t len, bool *done, struct pt_body_out *o);
-
 /* pt_session_observe_end: the request is over: its spans and its access-log line. */
 void pt_session_observe_end(struct pt_stream *st);
 
@@ -141,11 +120,5 @@ void pt_reply_refuse(struct pt_stream *st, int status);
 void pt_reply_redirect_https(struct pt_stream *st);
 void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,
                              const char *flags);
-
-/* pt_http_date: the IMF-fixdate of now, cached per second per thread (29 bytes). */
-struct pt_str pt_http_date(void);
-
-/* pt_reason_phrase: the standard reason phrase of <status>. */
-const char *pt_reason_phrase(int status);
 
 #endif

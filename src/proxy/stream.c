@@ -12,6 +12,7 @@
 #include "proxy/sockio.h"
 #include "proxy/httpclient.h"
 #include "http/h1.h"
+#include "http/body.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "observe/logformat.h"
@@ -201,12 +202,15 @@ static bool stream_forward_request_body(struct pt_stream *st)
     while (!(st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc)) {
         if (c->in.len > 0) {
             bool done;
-            struct pt_body_out out = { .n = 0 };
-            int64_t n = pt_body_take_request(&st->req_body, pt_buf_data(&c->in), c->in.len, &done, &out);
+            struct iovec data[PT_BODY_RUNS];
+            struct pt_body_frame out = { .n = 0 };
+            int k;
+            int64_t n = pt_body_take(&st->req_body, pt_buf_data(&c->in), c->in.len, false, data, &k, &done);
             if (n < 0) {
                 pt_stream_abort(st);
                 return false;
             }
+            pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED, done);
             if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
                 return stream_up_on_error(st, "connection termination", NULL, "UC");
             pt_buf_consume(&c->in, (uint32_t)n);
@@ -275,27 +279,15 @@ static int stream_hc_on_head(void *owner, const struct pt_h1_response *res)
 static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool end)
 {
     struct pt_stream *st = owner;
-    struct iovec iov[2 + 3 * PT_BODY_RUNS + 1];
-    char heads[PT_BODY_RUNS][PT_H1_CHUNK_HEAD_MAX];
-    int k = 0;
+    struct pt_body_frame f = { .n = 0 };
 
     if (st->resp_head_len) {
-        iov[k++] = (struct iovec){ st->w->scratch, st->resp_head_len };
+        f.iov[f.n++] = (struct iovec){ st->w->scratch, st->resp_head_len };
         st->resp_head_len = 0;
     }
-    for (int i = 0; i < n; i++) {
-        if (st->resp_chunked) {
-            iov[k++] = (struct iovec){ heads[i], pt_h1_chunk_head(heads[i], data[i].iov_len) };
-            iov[k++] = data[i];
-            iov[k++] = (struct iovec){ (void *)"\r\n", 2 };
-        } else {
-            iov[k++] = data[i];
-        }
-    }
-    if (end && st->resp_chunked)
-        iov[k++] = (struct iovec){ (void *)PT_H1_LAST_CHUNK, sizeof(PT_H1_LAST_CHUNK) - 1 };
+    pt_body_frame(&f, data, n, st->resp_chunked, end);
     st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
-    if (k > 0 && pt_conn_send(st->conn, iov, k) == PT_IO) {
+    if (f.n > 0 && pt_conn_send(st->conn, f.iov, f.n) == PT_IO) {
         pt_stream_abort(st);
         return PT_CLOSED;
     }

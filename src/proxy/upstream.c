@@ -347,8 +347,13 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
 
     if (e == NULL)
         return NULL;
-    if (e->nidle > 0 && !fresh) {
+    while (e->nidle > 0 && !fresh) {
         up = e->idle_head.idle_next;
+        if (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
+            pt_loop_now_ms(w->loop) - up->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms) {
+            up_close(up); /* grew too old while it waited in the pool */
+            continue;
+        }
         idle_unlink(up);
         pt_timer_cancel(&up->timer);
         up->state = PT_UP_BUSY;

@@ -1,0 +1,71 @@
+/* Writing HTTP/1.1 heads, and the HTTP rules the proxy applies to headers: which headers are
+ * hop-by-hop, what a Connection header may name, reason phrases, the Date value. The proxy
+ * decides what a head says (proxy/session.c); the bytes are written here, bounded: a head that
+ * does not fit its buffer is reported once at its end, never cut. No I/O, no allocation. */
+#ifndef PT_HTTP_H1WRITE_H
+#define PT_HTTP_H1WRITE_H
+
+#include "http/h1-t.h"
+
+/* A head being written into a caller's buffer; all-zero is unusable, see pt_h1w_init. */
+struct pt_h1w {
+    char *start, *p, *end;
+    bool overflow; /* something did not fit: sticky, reported by pt_h1w_end */
+};
+
+/* pt_h1w_init: starts a head in <buf> (<cap> bytes). */
+static inline void pt_h1w_init(struct pt_h1w *w, char *buf, size_t cap)
+{
+    *w = (struct pt_h1w){ buf, buf, buf + cap, false };
+}
+
+/* pt_h1w_request_line: "<method> <target> HTTP/1.1". */
+void pt_h1w_request_line(struct pt_h1w *w, struct pt_str method, struct pt_str target);
+
+/* pt_h1w_status_line: "HTTP/1.1 <status> <reason>"; an empty <reason> is the standard one. */
+void pt_h1w_status_line(struct pt_h1w *w, int status, struct pt_str reason);
+
+/* pt_h1w_header: one header line. The caller has checked name and value (they come from a
+ * parsed message or a checked configuration). */
+void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value);
+
+/* pt_h1w_header_uint: a header whose value is the decimal <v>. */
+void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v);
+
+/* pt_h1w_header_begin / pt_h1w_value / pt_h1w_header_end: a header whose value is written in
+ * pieces (a comma list, a path and its query). */
+void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name);
+void pt_h1w_value(struct pt_h1w *w, struct pt_str piece);
+void pt_h1w_header_end(struct pt_h1w *w);
+
+/* pt_h1w_framing: the header that delimits the body: "transfer-encoding: chunked" when
+ * <chunked>, else "content-length: <content_length>" when it is >= 0, else none. */
+void pt_h1w_framing(struct pt_h1w *w, bool chunked, int64_t content_length);
+
+/* pt_h1w_end: the blank line. Returns the head's length, or 0 when it did not fit. */
+size_t pt_h1w_end(struct pt_h1w *w);
+
+/* pt_http_hop_by_hop: a connection-specific header (RFC 9110 §7.6.1) that never crosses the
+ * proxy: Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade. */
+bool pt_http_hop_by_hop(struct pt_str name);
+
+/* pt_http_connection_protected: a header a Connection option can never remove, because it
+ * decides how the message is framed, where it goes or whether it switches protocols: Host,
+ * Content-Length, Transfer-Encoding, TE, Upgrade. */
+bool pt_http_connection_protected(struct pt_str name);
+
+/* pt_http_list_next: the next element of a comma-separated header value <v> from <*i> (empty
+ * at the end), without surrounding whitespace. */
+struct pt_str pt_http_list_next(struct pt_str v, size_t *i);
+
+/* pt_h1_connection_names: whether any Connection header of <req> lists <name> (RFC 9110
+ * §7.6.1: the options of every Connection header count). */
+bool pt_h1_connection_names(const struct pt_h1_request *req, struct pt_str name);
+
+/* pt_reason_phrase: the standard reason phrase of <status> ("Unknown" for others). */
+const char *pt_reason_phrase(int status);
+
+/* pt_http_date: the IMF-fixdate of now, cached per second per thread (29 bytes). */
+struct pt_str pt_http_date(void);
+
+#endif
