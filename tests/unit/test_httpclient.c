@@ -53,6 +53,7 @@ struct be_resp {
     size_t len;        /* 0: strlen(bytes) */
     size_t split;      /* > 0: write bytes[0..split), pause 50 ms, then the rest */
     size_t body_len;   /* then this many generated body bytes (body_byte) */
+    size_t req_body;   /* > 0: first wait 200 ms, then read a request body this long */
     enum be_after after;
     int rst_delay_ms;
     int close_ms;
@@ -83,6 +84,7 @@ struct backend {
     char reqs[BE_MAX_REQS][512]; /* each request head as received */
     int req_conn[BE_MAX_REQS];   /* ... and the connection (accept order) it came on */
     char tunnel_got[8];
+    atomic_size_t req_body_got; /* request body bytes read that matched body_byte */
     struct be_conn c[BE_MAX_CONNS];
 };
 
@@ -112,6 +114,38 @@ static void be_drop(struct backend *b, int i)
     b->c[i].fd = -1;
 }
 
+/* be_req_body: waits 200 ms (the client's socket fills), then reads <need> bytes of request
+ * body on slot <i> (those already in its buffer first), counting those that are as sent. */
+static void be_req_body(struct backend *b, int i, size_t need)
+{
+    struct be_conn *c = &b->c[i];
+    size_t got = 0, good = 0;
+    uint64_t end = pt_now_ms() + 5000;
+    char chunk[16384];
+
+    usleep(200 * 1000);
+    while (got < need && pt_now_ms() < end) {
+        size_t n = 0;
+        if (c->len > 0) {
+            n = c->len < need - got ? c->len : need - got;
+            memcpy(chunk, c->buf, n);
+            memmove(c->buf, c->buf + n, c->len - n + 1);
+            c->len -= n;
+        } else {
+            struct pollfd p = { c->fd, POLLIN, 0 };
+            size_t want = need - got < sizeof(chunk) ? need - got : sizeof(chunk);
+            ssize_t r = poll(&p, 1, 50) == 1 ? recv(c->fd, chunk, want, 0) : 0;
+            if (p.revents && r <= 0)
+                break;
+            n = r > 0 ? (size_t)r : 0;
+        }
+        for (size_t k = 0; k < n; k++)
+            good += chunk[k] == body_byte(got + k);
+        got += n;
+    }
+    atomic_store(&b->req_body_got, good);
+}
+
 /* be_answer: the scripted answer to request <idx> on connection slot <i>. */
 static void be_answer(struct backend *b, int i, int idx)
 {
@@ -123,6 +157,8 @@ static void be_answer(struct backend *b, int i, int idx)
         be_drop(b, i);
         return;
     }
+    if (r->req_body > 0)
+        be_req_body(b, i, r->req_body);
     size_t len = r->len ? r->len : strlen(r->bytes);
     size_t split = r->split && r->split < len ? r->split : len;
     bool ok = be_send(fd, r->bytes, split);
@@ -275,6 +311,8 @@ struct rec {
     int nev;
     int send_rc; /* what pt_hc_send returned for the request */
     int nwritable;
+    int nev_at_writable;      /* callbacks before the (last) on_writable */
+    bool blocked_at_writable; /* pt_hc_send_blocked() then */
     int status;
     char reason[64];
     char headers[4096]; /* "Name: value\n" for each header, in order */
@@ -360,6 +398,8 @@ static void rec_on_writable(void *owner)
 {
     struct rec *r = owner;
     r->nwritable++;
+    r->nev_at_writable = r->nev;
+    r->blocked_at_writable = pt_hc_send_blocked(&r->hc);
 }
 
 static void rec_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
@@ -702,6 +742,42 @@ static void test_head_request(void **state)
     assert_int_equal(pool_idle(f->w), 1);
     exchange_ok(f, &f->r[1], true);
     assert_int_equal(atomic_load(&f->be.conns), 1);
+}
+
+/* A request bigger than the socket takes at once (8 MiB; the backend reads it only after
+ * 200 ms): pt_hc_send keeps the rest (PT_AGAIN, pt_hc_send_blocked), on_writable comes once it
+ * is all out and before any response, the backend gets every byte as sent, then the answer. */
+static void test_send_blocked_writable(void **state)
+{
+    struct fx *f = *state;
+    size_t blen = 8u << 20;
+    char head[128], *body = malloc(blen);
+    struct be_resp script[] = { { .bytes = DEFAULT_RESP, .req_body = blen } };
+    struct rec *r = &f->r[0];
+
+    assert_non_null(body);
+    for (size_t i = 0; i < blen; i++)
+        body[i] = body_byte(i);
+    int n = snprintf(head, sizeof(head),
+                     "POST /up HTTP/1.1\r\nHost: be\r\nContent-Length: %zu\r\n\r\n", blen);
+    assert_true(n > 0 && (size_t)n < sizeof(head));
+    be_start(f, script, 1);
+    start(f, r, head, false, false, false); /* the head alone: queued until connected */
+    struct iovec iov = { body, blen };
+    int rc = pt_hc_send(&r->hc, &iov, 1);
+    free(body); /* what the socket did not take was copied */
+    assert_int_equal(rc, PT_AGAIN);
+    assert_true(pt_hc_send_blocked(&r->hc));
+    assert_true(run_until(f, rec_done, r, WAIT_MS * 2));
+    assert_ev(r, "HB*E");
+    assert_int_equal(r->nwritable, 1);
+    assert_int_equal(r->nev_at_writable, 0); /* before the head */
+    assert_false(r->blocked_at_writable);
+    assert_false(pt_hc_send_blocked(&r->hc));
+    assert_int_equal(atomic_load(&f->be.req_body_got), blen);
+    assert_int_equal(r->status, 200);
+    pt_hc_finish(&r->hc, true);
+    assert_int_equal(pool_idle(f->w), 1);
 }
 
 /* ---- 2. pooled keep-alive -------------------------------------------------------------------- */
@@ -1304,6 +1380,7 @@ int main(void)
         T(test_content_length),
         T(test_chunked),
         T(test_head_request),
+        T(test_send_blocked_writable),
         T(test_keepalive_reuse),
         T(test_connection_close_not_reused),
         T(test_finish_false_not_reused),
