@@ -529,6 +529,7 @@ void pt_config_env_from_environ(struct pt_config_env *env)
     const char *ns = getenv("AMBASSADOR_NAMESPACE");
     const char *single = getenv("AMBASSADOR_SINGLE_NAMESPACE");
     env->ambassador_id = (id && *id) ? id : "default";
+    env->ambassador_id_raw = id;
     env->namespace = (ns && *ns) ? ns : "default";
     env->single_namespace = single != NULL && *single != '\0' && !env_false(single);
 }

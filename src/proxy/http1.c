@@ -6,7 +6,7 @@
  * (accept) and proxy/upstream.c (upstream events). */
 #include "proxy/proxy.h"
 #include "proxy/session.h"
-#include "proxy/listen.h"
+#include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "proxy/sockio.h"
 #include "config/snapshot.h"
 #include "core/log.h"

@@ -11,7 +11,7 @@
  * spinning on a queue it cannot take from), counts it and warns at most every
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
-#include "proxy/listen.h"
+#include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "route/route.h"

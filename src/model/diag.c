@@ -2,7 +2,7 @@
  * one-line-per-problem printing (`FILE:LINE: Kind/namespace/name: message`, the format that
  * `portico check` promises and editors can jump to). Filled by load.c and resources.c; printed
  * by check.c; the admin diag endpoint reads the entries directly. */
-#include "config/load.h"
+#include "model/diag.h"
 
 #include "core/common.h"
 
