@@ -10,6 +10,11 @@ Subcommands:
                                              request; ab never resumes a session); record
                                              handshakes/s and the CPU of P per handshake
   strace LABEL URL --pids P                  count the syscalls of P during an `ab -k` run
+  idle LABEL URL --pid P [--conns N] [--window W] [--workers-only]
+                                             user-space memory per idle keep-alive connection:
+                                             Rss growth of P (or of its children alone) over N
+                                             connections that each made one request and stay
+                                             open (method: the comment above cmd_idle)
   haproxy-info SOCKET                        a few counters of HAProxy's `show info` as JSON
   wait-http URL [--timeout S] [--pid P]      wait until URL answers 200 (exit 1 if not,
                                              or as soon as P exits)
@@ -37,6 +42,7 @@ import signal
 import socket
 import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -441,6 +447,222 @@ def cmd_strace(a):
     return 0
 
 
+# ---- idle keep-alive connections: user-space memory per connection (the `idle` row) ----
+#
+# Method (issue 10 point 2; nginx 1.22 reads ~1.1 KiB and HAProxy 2.6 ~1.4 KiB by it):
+#  1. run.sh starts the proxy fresh for every run (one worker, the http row's configuration),
+#     since memory a process has freed stays in its allocator and would hide the next run's growth.
+#  2. Warm-up: IDLE_WARMUP_CONNS connections with IDLE_WARMUP_REQS keep-alive GETs each, closed,
+#     so that lazy start-up work (the upstream connection, first allocations) is not counted.
+#  3. Read the RSS of the serving processes (below), after IDLE_SETTLE seconds of quiet.
+#  4. One client process on the client CPU opens <conns> connections ONE AFTER THE OTHER; on each
+#     it sends "GET / HTTP/1.1" and reads the whole response (200 and its Content-Length body or
+#     chunks), then leaves it open and idle. Sequential on purpose: at most one request is in
+#     flight, so what is measured is what an idle connection keeps after its request, not the
+#     peak of <conns> requests in flight at once (--window N, BENCH_IDLE_WINDOW, sends N GETs
+#     at a time before reading their answers, to see that peak too: memory a proxy freed stays
+#     in its allocator and in its Rss).
+#  5. IDLE_SETTLE seconds later, read the RSS again and check that every connection is still
+#     open (a peek that would block; EOF or a reset counts as closed).
+#  6. (after - before) / <conns> = bytes of user-space memory per idle keep-alive connection.
+#     The client closes with SO_LINGER 0 (RST), leaving no TIME_WAIT to exhaust local ports.
+# RSS is Rss from /proc/PID/smaps_rollup (the kernel walks the page tables: exact; VmRSS of
+# /proc/PID/status may lag by per-thread batches) summed over the serving processes: Portico
+# and HAProxy are one process each (threads included); for nginx the worker(s) alone, since the
+# master never holds a client connection (its Rss is read too, and its change reported, to show
+# that nothing is hidden there). Kernel memory (socket buffers, struct sock) is not user-space
+# memory and is not counted; memory a proxy preallocates at start (nginx's array of
+# worker_connections connection and event structs, HAProxy's fd table for maxconn) is in
+# "before" and so not counted either: that is a choice each design makes, at start-up.
+
+IDLE_WARMUP_CONNS = 4
+IDLE_WARMUP_REQS = 5
+IDLE_SETTLE = 1.0
+
+
+def rss_kib(pid):
+    """Rss of <pid> in KiB from /proc/PID/smaps_rollup (VmRSS from status when there is no
+    smaps_rollup), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    except ProcessLookupError:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def read_http_response(s, deadline):
+    """Reads one whole HTTP/1.1 response from blocking socket <s> (Content-Length or chunked
+    body); returns its status code. Raises RuntimeError on EOF, a malformed head or the deadline."""
+    buf = b""
+
+    def more():
+        nonlocal buf
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out reading a response")
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed before the response was complete")
+        buf += chunk
+
+    while b"\r\n\r\n" not in buf:
+        more()
+        if len(buf) > 65536:
+            raise RuntimeError("response head larger than 64 KiB")
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise RuntimeError(f"bad status line {lines[0]!r}")
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        while True:
+            while b"\r\n" not in buf:
+                more()
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                more()
+            buf = buf[size + 2:]
+            if size == 0:  # bench backends send no trailers
+                break
+    else:
+        length = int(headers.get("content-length", "0"))
+        while len(buf) < length:
+            more()
+        buf = buf[length:]
+    if buf:
+        raise RuntimeError(f"{len(buf)} unexpected bytes after the response")
+    return status
+
+
+def idle_connect(host, port, request):
+    """A new blocking connection (5 s timeouts) to host:port that has sent <request>; it closes
+    with a reset (SO_LINGER 0)."""
+    s = socket.create_connection((host, port), timeout=5)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(request)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def still_open(s):
+    """Whether the peer has neither closed nor reset <s> (a non-blocking peek would block)."""
+    try:
+        s.setblocking(False)
+        return s.recv(1, socket.MSG_PEEK) != b""  # data on an idle connection: open, but odd
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def serving_pids(root, workers_only):
+    """The processes whose Rss is the proxy's: <root>'s tree, or only its descendants."""
+    pids = tree_pids(root)
+    return [p for p in pids if p != root] if workers_only else pids
+
+
+def cmd_idle(a):
+    from urllib.parse import urlsplit
+    u = urlsplit(a.url)
+    host, port = u.hostname, u.port
+    request = (f"GET {u.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").encode()
+    root = int(a.pid)
+    try:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    except (OSError, ValueError):
+        pass
+    import resource
+    need = a.conns + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise RuntimeError(f"RLIMIT_NOFILE hard limit {hard} < {need} for {a.conns} connections")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    deadline = time.monotonic() + a.timeout
+    # warm-up
+    for _ in range(IDLE_WARMUP_CONNS):
+        s = idle_connect(host, port, request)
+        try:
+            read_http_response(s, deadline)
+            for _ in range(IDLE_WARMUP_REQS - 1):
+                s.sendall(request)
+                read_http_response(s, deadline)
+        finally:
+            s.close()
+    time.sleep(IDLE_SETTLE)
+    pids = serving_pids(root, a.workers_only)
+    if not pids:
+        raise RuntimeError(f"no serving process under pid {root}")
+    before = {p: rss_kib(p) for p in pids}
+    root_before = rss_kib(root)
+    socks, statuses, t0 = [], {}, time.monotonic()
+    try:
+        # <window> connections at a time send their GET, then read their responses
+        for start in range(0, a.conns, a.window):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {start} of {a.conns} connections")
+            batch = []
+            for _ in range(min(a.window, a.conns - start)):
+                batch.append(idle_connect(host, port, request))
+                socks.append(batch[-1])
+            for s in batch:
+                status = read_http_response(s, deadline)
+                statuses[status] = statuses.get(status, 0) + 1
+        open_secs = time.monotonic() - t0
+        time.sleep(IDLE_SETTLE)
+        after = {p: rss_kib(p) for p in pids}
+        root_after = rss_kib(root)
+        n_open = sum(1 for s in socks if still_open(s))
+    finally:
+        for s in socks:
+            s.close()
+    if any(v is None for v in list(before.values()) + list(after.values())):
+        raise RuntimeError(f"a serving process exited during the run (pids {pids})")
+    rss0, rss1 = sum(before.values()), sum(after.values())
+    r = {"label": a.label, "kind": "idle", "run": a.run, "url": a.url, "conns": a.conns,
+         "window": a.window,
+         "statuses": {str(k): v for k, v in statuses.items()}, "still_open": n_open,
+         "open_seconds": open_secs, "pids": pids, "workers_only": a.workers_only,
+         "rss_before_kib": rss0, "rss_after_kib": rss1,
+         "rss_per_pid_kib": {str(p): [before[p], after[p]] for p in pids},
+         "bytes_per_conn": (rss1 - rss0) * 1024 / a.conns}
+    if a.workers_only and root_before is not None and root_after is not None:
+        r["master_rss_delta_kib"] = root_after - root_before
+    if a.extra:
+        r.update(json.loads(a.extra))
+    append(r)
+    bad = ("" if statuses == {200: a.conns} else f"  statuses {statuses}!") + \
+        ("" if n_open == a.conns else f"  only {n_open} still open!")
+    print(f"  {a.label:<14} run {a.run}: {a.conns} idle connections opened in {open_secs:.1f} s, "
+          f"Rss {rss0} -> {rss1} KiB ({len(pids)} process{'es' if len(pids) > 1 else ''}"
+          + (f"; master {r['master_rss_delta_kib']:+d} KiB, not counted"
+             if "master_rss_delta_kib" in r else "")
+          + f"): {r['bytes_per_conn']:.0f} bytes ({r['bytes_per_conn'] / 1024:.2f} KiB) "
+          f"per idle connection{bad}", flush=True)
+    return 0
+
+
 # ---- helpers for run.sh ----
 
 def cmd_wait_http(a):
@@ -623,7 +845,7 @@ def fmt(v, spec, none="-"):
 
 
 ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-mtls", "mtls"),
-                ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"))
+                ("-idle", "idle"), ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"))
 
 
 def group_of(label):
@@ -694,7 +916,7 @@ def print_section(title, labels, rows, strace, notes, backend_hdr="backend us/re
 
 
 def cmd_table(a):
-    rows, ab, strace, notes = {}, {}, {}, {}
+    rows, ab, strace, notes, idle = {}, {}, {}, {}, {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             for line in f:
@@ -707,6 +929,8 @@ def cmd_table(a):
                     strace[r["label"]] = r
                 elif r["kind"] == "note":
                     notes[r["label"]] = r
+                elif r["kind"] == "idle":
+                    idle.setdefault(r["label"], []).append(r)
     proxies = ("portico", "nginx", "haproxy")
     http_rows = {k: v for k, v in rows.items() if group_of(k) == "http"}
     http_notes = {k: v for k, v in notes.items() if group_of(k) == "http"}
@@ -850,7 +1074,69 @@ def cmd_table(a):
                      if invalid(on) or invalid(off) else ""))
             if on.get("spans_missing_pct", 0) > 1:
                 print("  note: the ratio covers only the spans Portico actually encoded and sent")
+
+    # 5. Idle keep-alive connections
+    idle_table([f"{p}-idle" for p in proxies], idle, notes)
     return 0
+
+
+def idle_valid(r):
+    """Whether idle run <r> measured what it claims: every GET answered 200 and every
+    connection still open when the Rss was read."""
+    return r["statuses"] == {"200": r["conns"]} and r["still_open"] == r["conns"]
+
+
+def idle_table(labels, idle, notes, target_kib=1.5):
+    """Prints the idle row: medians over the valid runs of each label in <idle>."""
+    present = [lb for lb in labels if lb in idle or lb in notes]
+    if not present:
+        return
+    first = next(idle[lb][0] for lb in present if lb in idle) if any(
+        lb in idle for lb in present) else {}
+    conns, window = first.get("conns", "?"), first.get("window", 1)
+    how = "one after the other" if window == 1 else f"{window} GETs in flight at once"
+    print()
+    print(f"Idle keep-alive connections: Rss growth of the proxy over {conns} connections that "
+          f"each made one GET\n({how}) and then stay open idle; a fresh proxy per "
+          f"run, 1 worker (nginx: the worker's Rss)")
+    hdr = (f"{'target':<16} {'bytes/conn':>10} {'KiB/conn':>8} {'min-max KiB':>13} {'runs':>4} "
+           f"{'Rss before KiB':>14} {'Rss after KiB':>13} {'open':>5}")
+    print(hdr)
+    print("-" * len(hdr))
+    med = {}
+    for lb in present:
+        runs = idle.get(lb, [])
+        if not runs:
+            print(f"{lb:<16} skipped: {notes[lb]['message']}")
+            continue
+        ok = [r for r in runs if idle_valid(r)]
+        if not ok:
+            r = runs[-1]
+            print(f"{lb:<16} INVALID: statuses {r['statuses']}, {r['still_open']} of "
+                  f"{r['conns']} still open")
+            continue
+        b = statistics.median(r["bytes_per_conn"] for r in ok)
+        med[lb] = b
+        lo = min(r["bytes_per_conn"] for r in ok) / 1024
+        hi = max(r["bytes_per_conn"] for r in ok) / 1024
+        print(f"{lb:<16} {b:>10.0f} {b / 1024:>8.2f} {f'{lo:.2f}-{hi:.2f}':>13} {len(ok):>4} "
+              f"{statistics.median(r['rss_before_kib'] for r in ok):>14.0f} "
+              f"{statistics.median(r['rss_after_kib'] for r in ok):>13.0f} "
+              f"{min(r['still_open'] for r in ok):>5}"
+              + (f"  ({len(runs) - len(ok)} invalid run(s) left out)" if len(ok) < len(runs)
+                 else ""))
+    print("bytes/conn   (Rss after - Rss before) / connections, median of the runs; Rss from "
+          "/proc/PID/smaps_rollup.\n"
+          "open         connections the proxy still held open when Rss was read (all of them, "
+          "or the run is invalid).")
+    p = med.get("portico-idle")
+    for other in ("nginx", "haproxy"):
+        o = med.get(f"{other}-idle")
+        if p is not None and o:
+            print(f"portico/{other} bytes per idle connection: {p / o:.2f}")
+    if p is not None:
+        print(f"portico: {p / 1024:.2f} KiB per idle connection (target <= {target_kib} KiB: "
+              f"{'met' if p <= target_kib * 1024 else 'NOT met'})")
 
 
 def main():
@@ -877,6 +1163,19 @@ def main():
     b.add_argument("--concurrency", type=int, default=20)
     b.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 1)))
     b.add_argument("--extra", default="")
+    i = sub.add_parser("idle")
+    i.add_argument("label")
+    i.add_argument("url")
+    i.add_argument("--pid", required=True, help="root pid of the proxy")
+    i.add_argument("--conns", type=int, default=2000)
+    i.add_argument("--workers-only", action="store_true",
+                   help="count the root's descendants only (nginx: the workers, not the master)")
+    i.add_argument("--run", type=int, default=1, help="run number, for the table's median")
+    i.add_argument("--window", type=int, default=1,
+                   help="requests in flight at once while opening (1: one connection after "
+                        "the other, the row's method)")
+    i.add_argument("--timeout", type=float, default=120, help="bound on the whole measurement")
+    i.add_argument("--extra", default="")
     hi = sub.add_parser("haproxy-info")
     hi.add_argument("socket")
     s = sub.add_parser("strace")
@@ -912,7 +1211,7 @@ def main():
     if a.cmd == "note":
         append({"label": a.label, "kind": "note", "message": a.message})
         return 0
-    return {"wrk": cmd_wrk, "ab": cmd_ab, "haproxy-info": cmd_haproxy_info,
+    return {"wrk": cmd_wrk, "ab": cmd_ab, "idle": cmd_idle, "haproxy-info": cmd_haproxy_info,
             "keepalive-check": cmd_keepalive_check,
             "strace": cmd_strace, "wait-http": cmd_wait_http,
             "portico-config": cmd_portico_config, "table": cmd_table}[a.cmd](a)

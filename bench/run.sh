@@ -11,6 +11,14 @@
 #              "sidecar" (verify required, ALPN istio,http/1.1) on CPU 1 in front of the backend
 #   tracing    Portico only: the http row without and with a TracingService (Zipkin, 100%
 #              sampling) reporting to bench/zipkin-sink.c on CPU 1; CPU ratio and span counts
+#   idle       user-space memory per idle keep-alive connection: the Rss growth of the proxy
+#              over BENCH_IDLE_CONNS connections that each made one GET (one after the other,
+#              the whole response read) and then stay open idle, read 1 s after the last, divided
+#              by their number. A fresh proxy for every run (a warm allocator would hide the
+#              growth), warmed with 20 requests first; the http row's configurations, 1 worker.
+#              Rss (/proc/PID/smaps_rollup) of the serving processes: Portico's and HAProxy's
+#              one process; nginx's worker, not its master, which holds no connection (its
+#              change is printed). Method in detail: bench/measure.py, above cmd_idle.
 # One certificate set is generated per run with openssl (BENCH_TLS_KEY=ec: ECDSA P-256, or rsa:
 # RSA-2048): the server certificate all three proxies terminate with, and a mesh CA that signs
 # the sidecar's and the proxies' client certificates.
@@ -26,9 +34,13 @@
 #   BENCH_PROXIES="portico nginx haproxy"
 #   BENCH_STRACE=1          also count syscalls per request: strace -c -f during ab -k -n 20000 -c 50
 #   BENCH_MAPPINGS=10000    Mappings in the second Portico run (0 skips it)
-#   BENCH_ROWS="http,https,handshake,mtls,tracing"
+#   BENCH_ROWS="http,https,handshake,mtls,tracing,idle"
 #   BENCH_TLS_KEY=ec        ec (ECDSA P-256) or rsa (RSA-2048) for every certificate of the run
 #   BENCH_HS_CONCURRENCY=20 ab -c for the handshake row
+#   BENCH_IDLE_CONNS=2000   connections of the idle row (BENCH_RUNS fresh proxies each)
+#   BENCH_IDLE_WINDOW=1     GETs in flight at once while the idle row opens its connections
+#                           (1: one after the other; 2000: all at once, which adds the peak
+#                           that the allocator keeps to the idle cost)
 #   BENCH_PORT_BASE=18080   proxy port; backend +1, mTLS sidecar +2, Zipkin collector +3,
 #                           Portico admin +9
 #   PORTICO_BUILD=build     where portico and portico-quote are
@@ -47,7 +59,11 @@ BACKEND_PORT=$((PROXY_PORT + 1))
 SIDECAR_PORT=$((PROXY_PORT + 2))
 COLLECTOR_PORT=$((PROXY_PORT + 3))
 ADMIN_PORT=$((PROXY_PORT + 9))
-ROWS=${BENCH_ROWS:-http,https,handshake,mtls,tracing}
+ROWS=${BENCH_ROWS:-http,https,handshake,mtls,tracing,idle}
+RUNS=${BENCH_RUNS:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+IDLE_WINDOW=${BENCH_IDLE_WINDOW:-1}
+IDLE_RUN=1         # the idle row's current run
 TLS_KEY=${BENCH_TLS_KEY:-ec}
 HS_CONC=${BENCH_HS_CONCURRENCY:-20}
 PROXY_CPU=0
@@ -173,8 +189,8 @@ tls_probe() {
 
 for r in ${ROWS//,/ }; do
     case $r in
-    http | https | handshake | mtls | tracing) ;;
-    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, mtls, tracing)" ;;
+    http | https | handshake | mtls | tracing | idle) ;;
+    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, mtls, tracing, idle)" ;;
     esac
 done
 case $TLS_KEY in ec | rsa) ;; *) die "BENCH_TLS_KEY must be ec or rsa" ;; esac
@@ -188,6 +204,20 @@ if has_row handshake && ! command -v ab >/dev/null; then
 fi
 if has_row tracing && ! command -v cc >/dev/null; then
     die "cc is not installed (tracing row builds bench/zipkin-sink.c)"
+fi
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+if has_row idle; then
+    [[ $IDLE_CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_CONNS must be a positive integer"
+    [[ $IDLE_WINDOW =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_WINDOW must be a positive integer"
+    # Every proxy (and the client) needs a descriptor per idle connection: raise the soft limit
+    # for this script and what it starts, the same for all three.
+    nofile=$((IDLE_CONNS + 1024))
+    if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$nofile" ]; then
+        ulimit -Sn "$nofile" 2>/dev/null ||
+            die "idle row: cannot raise the open-files limit to $nofile (hard: $(ulimit -Hn))"
+    fi
+    [ "$IDLE_CONNS" -le 3000 ] ||
+        log "bench: WARNING: BENCH_IDLE_CONNS > 3000 passes nginx's worker_connections and HAProxy's maxconn (4096)"
 fi
 if [ "$(nproc)" -lt 2 ]; then
     log "bench: WARNING: fewer than 2 CPUs; everything shares CPU 0 and the numbers mean little"
@@ -266,6 +296,15 @@ measure_proxy() {
         tls=$(tls_probe "$PROXY_PORT")
         log "  $label: negotiates $tls"
         extra=$(json_set "$extra" tls "\"$tls\"")
+    fi
+    if [ "$ROW" = idle ]; then
+        local only=()
+        [ "$label" = nginx-idle ] && only=(--workers-only)
+        timeout $((IDLE_CONNS / 10 + 150)) "${MEASURE[@]}" idle "$label" "$URL" \
+            --pid "$PROXY_PID" --conns "$IDLE_CONNS" --window "$IDLE_WINDOW" --run "$IDLE_RUN" \
+            --timeout $((IDLE_CONNS / 10 + 120)) --extra "$extra" "${only[@]}" ||
+            log "  $label: idle run $IDLE_RUN failed (exit status $?)"
+        return 0
     fi
     if [ "$ROW" = handshake ]; then
         timeout 30 taskset -c "$CLIENT_CPU" ab -f TLS1.3 -l -q -r -c "$HS_CONC" -t 2 -n 100000000 \
@@ -364,6 +403,7 @@ row_suffix() {
     https) echo "-https" ;;
     handshake) echo "-hs" ;;
     mtls) echo "-mtls" ;;
+    idle) echo "-idle" ;;
     esac
 }
 
@@ -372,7 +412,7 @@ row_suffix() {
 row_template() {
     local base=${1%.*} ext=${1##*.}
     case $ROW in
-    http) echo "bench/$1.in" ;;
+    http | idle) echo "bench/$1.in" ;;
     https | handshake) echo "bench/$base-https.$ext.in" ;;
     mtls) echo "bench/$base-mtls.$ext.in" ;;
     esac
@@ -437,6 +477,15 @@ bench_portico() {
     stop_proxy
 }
 
+# portico_mode: the portico-config --mode of the current row.
+portico_mode() {
+    case $ROW in
+    handshake) echo https ;;
+    idle) echo http ;;
+    *) echo "$ROW" ;;
+    esac
+}
+
 # run_row ROW: every proxy of BENCH_PROXIES on ROW.
 run_row() {
     ROW=$1
@@ -446,7 +495,7 @@ run_row() {
         log "-- $proxy$(row_suffix)"
         ensure_backend
         case $proxy in
-        portico) bench_portico "portico$(row_suffix)" 1 "$([ "$ROW" = handshake ] && echo https || echo "$ROW")" ;;
+        portico) bench_portico "portico$(row_suffix)" 1 "$(portico_mode)" ;;
         nginx) bench_nginx ;;
         haproxy) bench_haproxy ;;
         *) die "unknown proxy '$proxy' in BENCH_PROXIES" ;;
@@ -542,6 +591,15 @@ if has_row tracing && [[ " $PROXIES " == *" portico "* ]]; then
     else
         "${MEASURE[@]}" note portico-trace "bench/zipkin-sink.c did not build: $(head -3 "$RUN/zipkin-sink.build.log")"
     fi
+fi
+
+if has_row idle; then
+    log ""
+    log "== Idle keep-alive connections ($IDLE_CONNS connections, one GET each, then idle; $RUNS run(s), a fresh proxy each)"
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT
+    for IDLE_RUN in $(seq "$RUNS"); do
+        run_row idle
+    done
 fi
 
 "${MEASURE[@]}" table

@@ -8,6 +8,7 @@
 #include "proxy/session.h"
 #include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "proxy/sockio.h"
+#include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "http/h1.h"
@@ -78,6 +79,29 @@ void pt_ds_free_dead(struct pt_worker *w)
     }
 }
 
+/* lb_outcome: how the request's upstream part ended, for pt_lb_release, read from its status
+ * and response flags. A response that started but did not end (client gone, or the upstream
+ * reset mid-body: the flags do not tell which) counts as cancelled. */
+static enum pt_lb_outcome lb_outcome(const struct pt_downstream *ds)
+{
+    const char *f = ds->flags_str;
+
+    if (ds->upstream_status >= 500)
+        return PT_LB_HTTP_5XX;
+    if (f != NULL && f[0] == 'U') {
+        switch (f[1]) {
+        case 'F': return PT_LB_CONNECT_FAILURE; /* UF */
+        case 'T': return PT_LB_TIMEOUT;         /* UT */
+        case 'C': /* UC */
+        case 'P': return PT_LB_RESET;           /* UPE */
+        default: break;
+        }
+    }
+    if (ds->upstream_status != 0 && (ds->flags & PT_DSF_RESP_DONE))
+        return PT_LB_SUCCESS;
+    return PT_LB_CANCELLED;
+}
+
 /* The request leaves its snapshot; an old snapshot is released when its last request ends. */
 void pt_ds_request_end(struct pt_downstream *ds)
 {
@@ -98,6 +122,7 @@ void pt_ds_request_end(struct pt_downstream *ds)
         }
         ds->flags &= ~PT_DSF_UP_ACTIVE;
     }
+    pt_lb_release(&ds->w->lb, &ds->lb_pick, lb_outcome(ds));
     ds->snap = NULL;
     ds->w->inflight--;
     s->wref[ds->w->id].inflight--;

@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
+#include "cluster/lb-t.h"
 #include "model/snapshot-t.h"
 #include "http/h1-t.h"
 #include "observe/trace-t.h"
@@ -142,6 +143,8 @@ struct pt_downstream {
     uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
     uint64_t accepted_ms;
     int64_t head_scanned;           /* parser resume point */
+    struct pt_lb_pick lb_pick;      /* the endpoint pick to release when the request ends
+                                     * (zeroed at accept; pt_lb_release zeroes it) */
 
     /* The request in progress. */
     struct pt_h1_request req;
@@ -182,7 +185,7 @@ struct pt_worker {
     struct pt_upstream *free_up, *dead_up;
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;
-    uint32_t *rr;                   /* round-robin cursor per cluster of snap */
+    struct pt_lb_state lb;          /* load balancing for the clusters of snap (cluster/lb.h) */
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     /* The headers of the response head being handled (session.c pt_session_response_head):

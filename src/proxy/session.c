@@ -6,6 +6,7 @@
  * x-envoy-upstream-service-time and server. Called by proxy/http1.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
+#include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
 #include "http/path.h"
@@ -569,18 +570,12 @@ static size_t build_request_head(struct pt_downstream *ds, const struct pt_route
     return b.overflow ? 0 : (size_t)(b.p - w->scratch);
 }
 
+/* pick_endpoint: an endpoint of <c> for <ds> (cluster/lb.h). A retry picks again: the pick
+ * it replaces ended with its pooled connection reset. */
 static const struct pt_endpoint *pick_endpoint(struct pt_downstream *ds, const struct pt_cluster *c)
 {
-    struct pt_worker *w = ds->w;
-    uint32_t i;
-
-    if (c->nendpoints == 1)
-        return &c->endpoints[0];
-    if (ds->snap == w->snap && c->id < w->snap->nclusters)
-        i = w->rr[c->id]++;
-    else
-        i = (uint32_t)pt_worker_rand(w);
-    return &c->endpoints[i % c->nendpoints];
+    pt_lb_release(&ds->w->lb, &ds->lb_pick, PT_LB_RESET);
+    return pt_lb_pick(&ds->w->lb, c, NULL, &ds->lb_pick);
 }
 
 static struct pt_str log_slice(const struct pt_downstream *ds, struct pt_str_off o)

@@ -12,6 +12,7 @@
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
 #include "model/snapshot-t.h" /* struct pt_listen_sock */
+#include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "route/route.h"
@@ -250,15 +251,10 @@ void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s)
 
 static void adopt(struct pt_worker *w, struct pt_snapshot *s)
 {
-    uint32_t *rr = calloc(s->nclusters + 1, sizeof(*rr));
-    if (rr == NULL) {
+    if (pt_lb_adopt(&w->lb, s) != 0) { /* before w->snap is retired: it reads the old state */
         pt_snapshot_release(s);
         return;
     }
-    for (uint32_t i = 0; i < s->nclusters; i++)
-        rr[i] = (uint32_t)pt_worker_rand(w);
-    free(w->rr);
-    w->rr = rr;
     sync_listeners(w, s);
     int log_fd = s->log.fd > 2 ? s->log.fd : STDOUT_FILENO; /* the snapshot owns its log file */
     if (log_fd != w->log_fd) {
@@ -320,6 +316,7 @@ int pt_workers_start(int n)
             w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)i;
             w->rng[1] = pt_now_ms() | 1;
         }
+        pt_lb_init(&w->lb, pt_worker_rand(w));
         slots[i].w = w;
         nworkers = i + 1;
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0)

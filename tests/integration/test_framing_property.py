@@ -89,6 +89,7 @@ class RawRecorder:
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.events = []
+        self.accepted = 0
         self.last = time.monotonic()
         self.conns = []
         self.closing = False
@@ -102,6 +103,8 @@ class RawRecorder:
             except OSError:
                 return
             n += 1
+            with self.lock:
+                self.accepted = n
             self.conns.append(conn)
             threading.Thread(target=self._serve, args=(conn, n), daemon=True).start()
 
@@ -132,8 +135,11 @@ class RawRecorder:
             conn.close()
 
     def mark(self):
+        """Where the next case starts: the events so far, and the connections accepted so far
+        (every case reaches the backend on connections of its own, since the backend closes
+        each after one answer, so late bytes of an earlier case are never counted)."""
         with self.lock:
-            return len(self.events)
+            return len(self.events), self.accepted
 
     def settle(self, quiet=0.02, cap=0.3):
         """Waits until nothing has arrived for <quiet> seconds (at most <cap>)."""
@@ -148,10 +154,11 @@ class RawRecorder:
     def since(self, mark):
         """The bytes received since <mark>, per connection, in order of first arrival."""
         with self.lock:
-            evs = self.events[mark:]
+            evs = self.events[mark[0]:]
         per = OrderedDict()
         for cid, data in evs:
-            per[cid] = per.get(cid, b"") + data
+            if cid > mark[1]:
+                per[cid] = per.get(cid, b"") + data
         return per
 
     def close(self):

@@ -10,8 +10,8 @@ import pytest
 
 import seed
 from conftest import binary, start_quote
-from portico_cfg import (Portico, backend_name, dump, endpoints, mapping, same_port_two_addrs,
-                         service)
+from portico_cfg import (Portico, backend_name, dump, endpoints, mapping, poll_until,
+                         same_port_two_addrs, service)
 
 
 def echo(processes, name):
@@ -386,6 +386,40 @@ def test_round_robin_on_one_keepalive_connection(processes, tmp_path):
     conn.close()
     c = collections.Counter(names)
     assert c["one"] == c["two"] == 10, names
+
+
+def test_round_robin_goes_on_across_reloads(processes, tmp_path):
+    # A reload that leaves a cluster's endpoints as they were keeps its turn (cluster/lb.h):
+    # one keep-alive connection on one worker alternates across eight reloads. Before, each
+    # reload restarted the turn at a random endpoint (the order broke with probability 1/2).
+    port = same_port_two_addrs()
+    for addr, name in (("127.0.0.1", "one"), ("127.0.0.2", "two")):
+        processes.start([binary("portico-quote"), "--port", port, "--bind", addr,
+                         "--name", name, "--echo"], name=f"quote-{name}", port=port, host=addr)
+    px = Portico(processes, tmp_path, workers=1)
+    px.write("svc.yaml", dump(service("rr", 80, port),
+                              endpoints("rr", ["127.0.0.1", "127.0.0.2"], port),
+                              mapping("rr", "/rr/", "rr")))
+    px.write("probe.yaml", dump(mapping("probe", "/p0/", f"127.0.0.1:{port}")))
+    px.start()
+    conn = http.client.HTTPConnection("127.0.0.1", px.port, timeout=5)
+    names = []
+
+    def one(i):
+        conn.request("GET", f"/rr/{i}")
+        r = conn.getresponse()
+        names.append(json.loads(r.read())["server"])
+
+    for k in range(1, 9):
+        one(2 * k)
+        one(2 * k + 1)
+        # another cluster's Mapping moves: the worker adopts a snapshot where "rr" is the same
+        px.write("probe.yaml", dump(mapping("probe", f"/p{k}/", f"127.0.0.1:{port}")))
+        ok, _ = poll_until(lambda: px.status(f"/p{k}/x") == 200, 5.0, 0.01)
+        assert ok, f"reload {k} not applied"
+    one(99)
+    conn.close()
+    assert all(a != b for a, b in zip(names, names[1:])), names
 
 
 def test_service_localhost_port_via_dns(processes, tmp_path, ab):
