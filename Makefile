@@ -20,7 +20,7 @@ UNIT_SRCS  := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTHON  := /usr/bin/python3
 
-.PHONY: all deps test unit integration asan fuzz fuzz-objects fuzz-link-flags bench run clean
+.PHONY: all deps test layers unit integration asan fuzz fuzz-objects fuzz-link-flags bench run clean
 all: $(BUILD)/portico $(BUILD)/portico-quote $(BUILD)/tests/h1parse
 
 $(BUILD)/obj/%.o: %.c
@@ -46,13 +46,17 @@ $(BUILD)/tests/h1parse: tests/tools/h1parse.c $(BUILD)/obj/src/http/h1.o $(BUILD
 deps:
 	@bash scripts/deps.sh
 
+# The folder rule (src/ folders include one way, down; see the script's opening paragraph).
+layers:
+	@bash scripts/check-layers.sh
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 integration: all
 	$(PYTHON) -m pytest -q tests/integration
 
-test: deps
+test: deps layers
 	$(MAKE) all unit
 	$(MAKE) integration
 

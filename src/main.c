@@ -4,13 +4,12 @@
 #include "admin/admin.h"
 #include "cluster/dns.h"
 #include "config/load.h"
-#include "config/reload.h"
-#include "config/snapshot.h"
+#include "control/check.h"
+#include "control/hotrestart.h"
+#include "control/listen.h"
+#include "control/reload.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "observe/metrics.h"
-#include "proxy/hotrestart.h"
-#include "proxy/listen.h"
 #include "proxy/proxy.h"
 #include "route/route.h"
 #include "sources/dirwatch.h"
@@ -193,7 +192,8 @@ static int cmd_run(struct run_opts *o)
                                                 * compile time; keep refreshing them on TTL */
     if (o->kubernetes) {
         char err[512];
-        if (pt_kubernetes_start(ctl.loop, &env, err, sizeof(err)) != 0) {
+        pt_reload_set_source(pt_kubernetes_resources, "kubernetes", NULL);
+        if (pt_kubernetes_start(ctl.loop, &env, pt_reload_now, err, sizeof(err)) != 0) {
             pt_error("--kubernetes: %s", err);
             return 2;
         }

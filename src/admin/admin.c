@@ -9,7 +9,8 @@
  * timeout, and at most max_connections are open (more are closed as soon as accepted). Never on
  * the data path; main.c starts it. */
 #include "admin/admin.h"
-#include "config/snapshot.h"
+#include "control/reload.h"
+#include "model/snapshot-t.h"
 #include "core/log.h"
 #include "observe/stats.h"
 #include "core/loop.h"
@@ -185,7 +186,7 @@ static bool warming(const struct pt_snapshot *s)
 static void handle(struct admin_conn *c, const struct pt_h1_request *req)
 {
     struct pt_str path = req->path;
-    struct pt_snapshot *s = pt_snapshot_current();
+    struct pt_snapshot *s = pt_reload_snapshot();
 
     if (path_is(path, "/ambassador/v0/check_alive")) {
         static const char ok[] = "Portico is alive and well\n";
@@ -204,7 +205,7 @@ static void handle(struct admin_conn *c, const struct pt_h1_request *req)
             respond(c, 503, "text/plain", "", 0, false); /* out of memory */
     } else if (path_is(path, "/metrics")) {
         size_t len;
-        char *text = pt_metrics_render(&len);
+        char *text = pt_metrics_render(s, pt_reload_stats(), &len);
         if (text != NULL)
             respond(c, 200, "text/plain; version=0.0.4", text, len, true);
         else

@@ -16,7 +16,7 @@
  * The policy itself comes from the cluster (cluster_policy()), which compile will fill from a
  * Mapping's `load_balancer` when that is supported; a changed policy resets the state. */
 #include "cluster/lb.h"
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * port when the Mapping names none. Runs on the control thread while compiling. */
 #include "cluster/service.h"
 #include "cluster/dns.h"
-#include "config/load.h"
+#include "model/diag.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config/resource-t.h"
-#include "config/snapshot-t.h"
+#include "model/resource-t.h"
+#include "model/snapshot-t.h"
 #include "core/strmap.h"
 
 struct pt_service_ref {

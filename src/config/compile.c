@@ -10,31 +10,26 @@
 #include "cluster/service.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "proxy/listen.h"
+#include "model/diag.h"
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
-#include "observe/stats.h"
 #include "observe/logformat.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 struct compile_ctx {
     const struct pt_resources *res;
     const struct pt_config_env *env;
     struct pt_snapshot *snap;
     struct pt_diag *diag;
-    int nworkers;
     bool *mapping_bad; /* per Mapping: rejected */
     bool *route_bad;   /* per Mapping: its route was rejected (reported once) */
     struct pt_service_index services;
@@ -117,14 +112,6 @@ static char *cluster_name(const char *service, const char *tls_ctx, const char *
     return pt_xstrdup(buf);
 }
 
-/* PORTICO_STATS=off: nothing counts on the request path (index 0 is "not counted"); for
- * measuring what the counters cost (make bench). */
-static bool stats_off(void)
-{
-    const char *v = getenv("PORTICO_STATS");
-    return v != NULL && strcmp(v, "off") == 0;
-}
-
 static char *stats_name(const char *service)
 {
     const char *s = strstr(service, "://");
@@ -160,7 +147,6 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->id = s->nclusters;
     cl->name = name;
     cl->stats_name = m->stats_name ? pt_xstrdup(m->stats_name) : stats_name(ref->qualified);
-    cl->stats_idx = stats_off() ? 0 : pt_stats_cluster_index(cl->stats_name);
     cl->service = pt_xstrdup(m->service);
     cl->host = pt_xstrdup(ref->host);
     cl->port = ref->port;
@@ -499,7 +485,6 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
     for (size_t i = 0; i < r->nlisteners; i++) {
         const struct pt_listener_res *lr = &r->listeners[i];
         struct pt_listener *l = &s->listeners[s->nlisteners];
-        char err[256];
 
         if (lr->protocol != PT_PROTO_HTTP && lr->protocol != PT_PROTO_HTTPS &&
             lr->protocol != PT_PROTO_HTTPPROXY) {
@@ -510,19 +495,8 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             reject(c, &lr->meta, "port %d is already used by another Listener", lr->port);
             continue;
         }
-        if (c->nworkers > 0) { /* 0: validating only (portico check) */
-            l->sock = pt_listen_sock_get(lr->port, c->nworkers, err, sizeof(err));
-            if (l->sock == NULL) {
-                reject(c, &lr->meta, "%s", err);
-                continue;
-            }
-        }
         l->port = lr->port;
         l->protocol = lr->protocol;
-        {
-            char addr[64];
-            l->stats_idx = stats_off() ? 0 : pt_stats_listener_index(pt_stats_listener_address(addr, sizeof(addr), lr->port));
-        }
         l->security_model = lr->security_model;
         l->l7_depth = lr->l7_depth;
         l->stats_prefix = pt_xstrdup(lr->stats_prefix ? lr->stats_prefix
@@ -532,7 +506,6 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
             snprintf(nm, sizeof(nm), "%s/%s", lr->meta.namespace, lr->meta.name);
             l->name = pt_xstrdup(nm);
         }
-        l->stats_prefix_idx = stats_off() ? 0 : pt_stats_prefix_index(l->stats_prefix);
         l->vhosts = pt_xcalloc(nvh + 1, sizeof(*l->vhosts));
         for (size_t k = 0; k < nvh; k++)
             if (hres[k] == NULL || listener_takes_host(lr, hres[k]))
@@ -627,7 +600,7 @@ static void compile_tracing(struct compile_ctx *c)
     pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &t->meta);
     c->snap->tracing_cluster = cl;
     c->snap->tracing = pt_trace_config_new(&(struct pt_trace_params){ .res = t,
-                                                                      .ambassador_id = getenv("AMBASSADOR_ID"),
+                                                                      .ambassador_id = c->env->ambassador_id_raw,
                                                                       .ambassador_namespace = c->env->namespace,
                                                                       .collector = cl },
                                            err, sizeof(err));
@@ -663,9 +636,10 @@ static struct pt_logfmt *compile_log_format(struct compile_ctx *c, const struct 
     return f == NULL && json ? pt_logfmt_emissary_json() : f;
 }
 
-/* The `ambassador` Module's access-log settings into the snapshot: the format, and the file
- * (opened for append here, so a reload reopens it; /dev/fd/1 or none is stdout). Validation
- * alone (`portico check`, no workers) opens nothing. */
+/* The `ambassador` Module's access-log settings into the snapshot: the format, and the file's
+ * path (NULL for stdout: none, "", /dev/fd/1 or /dev/stdout). Nothing is opened here: the
+ * control layer opens the file when it applies the snapshot (control/apply.c), so a reload
+ * reopens it and `portico check` touches nothing. */
 static void compile_log(struct compile_ctx *c, const struct pt_module_res *m)
 {
     struct pt_log_conf *lc = &c->snap->log;
@@ -675,25 +649,31 @@ static void compile_log(struct compile_ctx *c, const struct pt_module_res *m)
     pt_logfmt_free(lc->fmt); /* a later `ambassador` Module wins */
     free(lc->format);
     free(lc->path);
-    if (lc->fd > 2)
-        close(lc->fd);
     *lc = (struct pt_log_conf){ .json = json };
     lc->format = m->envoy_log_format ? pt_xstrdup(m->envoy_log_format) : NULL;
-    lc->path = path ? pt_xstrdup(path) : NULL;
+    if (path != NULL && path[0] != '\0' && strcmp(path, "/dev/fd/1") != 0 && strcmp(path, "/dev/stdout") != 0)
+        lc->path = pt_xstrdup(path);
     lc->fmt = compile_log_format(c, m, json);
-    if (path == NULL || path[0] == '\0' || strcmp(path, "/dev/fd/1") == 0 || strcmp(path, "/dev/stdout") == 0 ||
-        c->nworkers == 0)
-        return;
-    lc->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (lc->fd >= 0 && lc->fd <= 2) { /* 0 means stdout here: keep the file above stderr */
-        int fd = fcntl(lc->fd, F_DUPFD_CLOEXEC, 3);
-        close(lc->fd);
-        lc->fd = fd;
-    }
-    if (lc->fd < 0) {
-        reject(c, &m->meta, "envoy_log_path %s: %s; access logs go to stdout", path, strerror(errno));
-        lc->fd = 0;
-    }
+}
+
+const struct pt_module_res *pt_compile_module(const struct pt_resources *r)
+{
+    const struct pt_module_res *last = NULL;
+
+    for (size_t i = 0; i < r->nmodules; i++)
+        if (strcmp(r->modules[i].meta.name, "ambassador") == 0)
+            last = &r->modules[i];
+    return last;
+}
+
+void pt_compile_set_diag(struct pt_snapshot *s, const struct pt_resources *r, const struct pt_diag *diag)
+{
+    json_t *j = diag_json(r, diag, s);
+
+    free(s->diag_json);
+    s->diag_json = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    s->ninvalid = (uint32_t)diag->nerrors;
 }
 
 static void free_ctx(void *value, void *arg)
@@ -701,10 +681,10 @@ static void free_ctx(void *value, void *arg)
     SSL_CTX_free(value);
 }
 
-struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_config_env *env, int nworkers,
-                               uint64_t generation, struct pt_diag *diag)
+struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_config_env *env, uint64_t generation,
+                               struct pt_diag *diag)
 {
-    struct compile_ctx c = { .res = r, .env = env, .diag = diag, .nworkers = nworkers };
+    struct compile_ctx c = { .res = r, .env = env, .diag = diag };
     struct pt_snapshot *s = pt_xcalloc(1, sizeof(*s));
     struct pt_vhost **vhosts;
     const struct pt_host_res **hres;
@@ -735,8 +715,6 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     }
     compile_listeners(&c, vhosts, hres, nvh);
     compile_tracing(&c);
-    if (r->nlisteners == 0 && nworkers > 0) /* `portico check` of Mappings alone is fine */
-        pt_diag_add(diag, PT_DIAG_NOTICE, NULL, NULL, "no Listener is configured: nothing is served");
     for (size_t i = 0; i < r->nmodules; i++) {
         const struct pt_module_res *m = &r->modules[i];
         if (strcmp(m->meta.name, "ambassador") != 0)
@@ -760,13 +738,8 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     s->nresources[PT_RK_ENDPOINTS] = (uint32_t)r->nendpoints;
     s->nresources[PT_RK_ENDPOINTSLICE] = (uint32_t)r->nendpointslices;
     s->nresources[PT_RK_SECRET] = (uint32_t)r->nsecrets;
-    s->ninvalid = (uint32_t)diag->nerrors;
     s->compile_ms = (double)(pt_now_ms() - t0);
-    {
-        json_t *j = diag_json(r, diag, s);
-        s->diag_json = json_dumps(j, JSON_COMPACT);
-        json_decref(j);
-    }
+    pt_compile_set_diag(s, r, diag);
     free(vhosts);
     free(hres);
     free(c.mapping_bad);

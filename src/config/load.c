@@ -1,8 +1,8 @@
 /* Configuration loading, first half: finds the YAML files of a configuration directory, reads
  * them, and turns libyaml's event stream into a small node tree per document (config/ynode.h),
  * which config/resources.c reads resources out of. This file knows files and YAML syntax; it
- * knows nothing about Kubernetes objects. Called by sources/ (pt_config_load_dir), by check.c
- * and by the unit tests (pt_config_load_string).
+ * knows nothing about Kubernetes objects. Called by control/reload.c and control/check.c
+ * (pt_config_load_dir), by sources/kubernetes.c and the unit tests (pt_config_load_string).
  *
  * Hostile input is expected (`portico check` runs on anything): nesting is capped at 64 levels,
  * an alias may only refer to a node that is complete (so trees have no cycles), and a document
@@ -529,6 +529,7 @@ void pt_config_env_from_environ(struct pt_config_env *env)
     const char *ns = getenv("AMBASSADOR_NAMESPACE");
     const char *single = getenv("AMBASSADOR_SINGLE_NAMESPACE");
     env->ambassador_id = (id && *id) ? id : "default";
+    env->ambassador_id_raw = id;
     env->namespace = (ns && *ns) ? ns : "default";
     env->single_namespace = single != NULL && *single != '\0' && !env_false(single);
 }

@@ -1,29 +1,30 @@
-/* Snapshot lifetime: an atomic current pointer, reference counts, and freeing. Compilation is
- * in config/compile.c; workers adopt snapshots in proxy/worker.c. */
+/* Snapshot lifetime: reference counts and freeing. Compilation is in config/compile.c; the
+ * control layer applies and publishes snapshots (control/); workers adopt them in
+ * proxy/worker.c. */
 #include "config/snapshot.h"
-#include "proxy/listen.h"
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/logformat.h"
 
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 
-static struct pt_snapshot *current; /* control thread only */
+static void listener_free(struct pt_listener *l)
+{
+    SSL_CTX_free(l->tls_ctx);
+    pt_tls_sni_map_free(l->sni);
+    free(l->name);
+    free(l->stats_prefix);
+    free(l->vhosts);
+}
 
 static void snapshot_free(struct pt_snapshot *s)
 {
-    for (uint32_t i = 0; i < s->nlisteners; i++) {
-        struct pt_listener *l = &s->listeners[i];
-        if (l->sock)
-            pt_listen_sock_release(l->sock);
-        SSL_CTX_free(l->tls_ctx);
-        pt_tls_sni_map_free(l->sni);
-        free(l->name);
-        free(l->stats_prefix);
-        free(l->vhosts);
-    }
+    if (s->on_free != NULL)
+        s->on_free(s);
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        listener_free(&s->listeners[i]);
     free(s->listeners);
     for (uint32_t i = 0; i < s->nvhosts; i++) {
         if (s->vhosts[i]->routes)
@@ -60,8 +61,6 @@ static void snapshot_free(struct pt_snapshot *s)
     free(s->log.format);
     free(s->log.path);
     pt_logfmt_free(s->log.fmt);
-    if (s->log.fd > 2)
-        close(s->log.fd);
     free(s->diag_json);
     free(s);
 }
@@ -77,22 +76,17 @@ void pt_snapshot_release(struct pt_snapshot *s)
         snapshot_free(s);
 }
 
-struct pt_snapshot *pt_snapshot_current(void)
-{
-    return current;
-}
-
-void pt_snapshot_set_current(struct pt_snapshot *s)
-{
-    struct pt_snapshot *old = current;
-    current = s;
-    pt_snapshot_release(old);
-}
-
 struct pt_listener *pt_snapshot_find_listener(struct pt_snapshot *s, int port)
 {
     for (uint32_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].port == port)
             return &s->listeners[i];
     return NULL;
+}
+
+void pt_snapshot_drop_listener(struct pt_snapshot *s, uint32_t i)
+{
+    listener_free(&s->listeners[i]);
+    memmove(&s->listeners[i], &s->listeners[i + 1], (s->nlisteners - i - 1) * sizeof(*s->listeners));
+    s->nlisteners--;
 }

@@ -1,25 +1,22 @@
-/* Publishing and lifetime of compiled snapshots. The control thread compiles a snapshot
- * (config/compile.c) and publishes it; workers pick up the current one between events. */
+/* Lifetime of compiled snapshots (config/snapshot.c). config/compile.c builds them; the control
+ * layer applies and publishes them (control/reload.c); workers pick up the one published
+ * between events and release it when their last request on it ends. */
 #ifndef PT_CONFIG_SNAPSHOT_H
 #define PT_CONFIG_SNAPSHOT_H
 
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 
-/* pt_snapshot_current: the snapshot in force, as the control thread sees it (admin, diag);
- * NULL until the first configuration is live. Control thread only: workers receive snapshots
- * through their mailboxes (pt_workers_publish). */
-struct pt_snapshot *pt_snapshot_current(void);
-
-/* pt_snapshot_set_current: records <s> (taking over the caller's reference) as current and
- * releases the previous one. Control thread only. */
-void pt_snapshot_set_current(struct pt_snapshot *s);
-
-/* pt_snapshot_ref / pt_snapshot_release: reference counting; the last release frees it,
- * from whichever thread it happens on. */
+/* pt_snapshot_ref / pt_snapshot_release: reference counting; the last release runs the
+ * snapshot's on_free hook (what the control layer attached) and frees it, from whichever
+ * thread it happens on. Releasing NULL does nothing. */
 void pt_snapshot_ref(struct pt_snapshot *s);
 void pt_snapshot_release(struct pt_snapshot *s);
 
 /* pt_snapshot_find_listener: the listener of <s> on <port>, or NULL. */
 struct pt_listener *pt_snapshot_find_listener(struct pt_snapshot *s, int port);
+
+/* pt_snapshot_drop_listener: removes listener <i> of <s> (freeing what it owns), keeping the
+ * order of the others. For the control layer, when a listener's port cannot be bound. */
+void pt_snapshot_drop_listener(struct pt_snapshot *s, uint32_t i);
 
 #endif

@@ -10,7 +10,7 @@
  * Called by proxy/session.c, proxy/reply.c and proxy/worker.c. */
 #include "observe/logformat.h"
 #include "observe/record-t.h"
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 
 #include <arpa/inet.h>
 #include <string.h>

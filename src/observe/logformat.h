@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "core/common.h"
-#include "config/resource-t.h"
+#include "model/resource-t.h"
 
 /* Emissary's default text line (reference/envoy-compat.md §2.3), without its newline. */
 #define PT_LOGFMT_EMISSARY_TEXT                                                                    \

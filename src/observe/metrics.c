@@ -1,8 +1,9 @@
 /* The /metrics page: Prometheus text with Envoy's names, labels, types and ordering
  * (reference/envoy-compat.md §1), so Emissary users keep their dashboards, plus Portico's own
  * portico_* series. Values are the per-worker blocks of observe/stats.c summed at scrape time,
- * cluster membership from the snapshot in force, and control-thread counters (reloads, tracing,
- * certificates). Called by admin/admin.c on the control thread; it never blocks a worker.
+ * cluster membership from the snapshot in force and the reload counters (both passed in by
+ * admin/admin.c), and control-thread counters (tracing, certificates). Control thread; it never
+ * blocks a worker.
  *
  * Layout rules: one "# TYPE" line per metric name and no HELP lines; counters, then gauges,
  * then histograms, each group sorted by name; series of one name sorted by the stats name they
@@ -12,8 +13,7 @@
 #include "observe/metrics.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
-#include "config/reload.h"
-#include "config/snapshot.h"
+#include "model/snapshot-t.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -606,7 +606,7 @@ char *pt_metrics__render_with(const struct pt_snapshot *s, const struct pt_reloa
     return buf;
 }
 
-char *pt_metrics_render(size_t *len)
+char *pt_metrics_render(const struct pt_snapshot *s, const struct pt_reload_stats *rs, size_t *len)
 {
-    return pt_metrics__render_with(pt_snapshot_current(), pt_reload_stats(), time(NULL), len);
+    return pt_metrics__render_with(s, rs, time(NULL), len);
 }

@@ -18,6 +18,14 @@
 #define PT_STATS_MAX_CLUSTERS (PT_STATS_PAGE * PT_STATS_CLUSTER_PAGES)
 #define PT_STATS_MAX_HTTP (PT_STATS_PAGE * PT_STATS_HTTP_PAGES)
 #define PT_STATS_MAX_LISTENERS (PT_STATS_PAGE * PT_STATS_LISTENER_PAGES)
+
+/* Counters of the control layer's reload loop (control/reload.c keeps them), rendered on
+ * /metrics and in diag. */
+struct pt_reload_stats {
+    uint64_t ok, failed;
+    uint64_t generation;
+    double last_ms;
+};
 #define PT_STATS_MAX_WORKERS 256
 
 /* Envoy's default histogram buckets (reference/envoy-compat.md §1.2): 19 upper bounds in ms,

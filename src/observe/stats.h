@@ -31,7 +31,6 @@
 #include "observe/stats-t.h"
 
 struct pt_snapshot;
-struct pt_reload_stats;
 
 /* ---- Registry of stats names (control thread only) ---- */
 
@@ -133,8 +132,8 @@ void pt_stats__server(struct pt_stats_server *out);
 
 /* pt_metrics__render_with: the /metrics page for snapshot <s> (may be NULL), reload counters
  * <rs> (may be NULL) and wall clock <now>; malloc'ed, *len bytes, NUL-terminated; NULL when
- * memory is short. pt_metrics_render (metrics.h) calls it with the current state; tests call it
- * with a synthetic one. */
+ * memory is short. pt_metrics_render (metrics.h) calls it with the clock; tests call it with a
+ * synthetic state. */
 char *pt_metrics__render_with(const struct pt_snapshot *s, const struct pt_reload_stats *rs,
                               time_t now, size_t *len);
 

@@ -14,7 +14,7 @@
 /* struct pt_str and struct pt_header: the core vocabulary has no separate -t.h. */
 #include "core/common.h"
 
-/* Only pointed to here, so that config/snapshot-t.h may include this file. */
+/* Only pointed to here, so that model/snapshot-t.h may include this file. */
 struct pt_tracing_res;
 struct pt_cluster;
 

@@ -17,8 +17,8 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "config/resource-t.h"
-#include "config/snapshot-t.h"
+#include "model/resource-t.h"
+#include "model/snapshot-t.h"
 #include "core/log.h"
 
 #define RING_MASK (PT_TRACE_RING_SLOTS - 1)

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 #include "core/curlm.h"
 #include "core/log.h"
 

@@ -9,7 +9,7 @@
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/sockio.h"
-#include "proxy/listen.h"
+#include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "http/h1.h"

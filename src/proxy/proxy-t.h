@@ -10,7 +10,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "cluster/lb-t.h"
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 #include "http/h1-t.h"
 #include "observe/trace-t.h"
 #include "observe/stats-t.h"

@@ -12,7 +12,7 @@
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
 #include "observe/logformat.h"
-#include "proxy/listen.h"
+#include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "core/log.h"

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/resource-t.h"
+#include "model/resource-t.h"
 #include "core/common.h" /* struct pt_str, struct pt_header: the core vocabulary has no -t.h */
 
 /* The PCRE2 code type, named without pulling pcre2.h into every includer (pcre2.h declares

@@ -1,7 +1,8 @@
 /* The file-mode configuration source: inotify on the configuration directory and every
  * directory below it. Events are not interpreted, only debounced: any change means "load the
  * directory again", which is cheap, and a burst of writes (an editor, `kubectl cp`, a kubelet
- * ConfigMap swap) costs one reload. Called by config/reload.c on the control thread. */
+ * ConfigMap swap) costs one reload. Started by main.c on the control thread, with
+ * control/reload.c's pt_reload_request as its callback. */
 #include "sources/dirwatch.h"
 #include "core/loop.h"
 #include "core/log.h"

@@ -1,7 +1,8 @@
-/* The Kubernetes source: one LIST + WATCH loop per kind (a reflector, as client-go calls it),
- * the objects kept in sources/kubestore.c, and the batching that turns a stream of changes into
- * a few rebuilds through config/reload.c. HTTP is sources/kubehttp.c; credentials come from
- * sources/kubeconfig.c. Everything runs on the control thread's loop; main.c starts it.
+/* The Kubernetes source: one LIST + WATCH loop per kind (a reflector, as client-go calls it), the
+ * objects kept in sources/kubestore.c, and the batching that turns a stream of changes into a few
+ * rebuilds through the callback main.c gives (control/reload.c's). HTTP is sources/kubehttp.c;
+ * credentials come from sources/kubeconfig.c. Everything runs on the control thread's loop; main.c
+ * starts it.
  *
  * Per kind:  LIST ──200──▶ WATCH from its resourceVersion ──events──▶ store ──▶ rebuild soon
  *              ▲              │ ends cleanly: watch again (or LIST when a resync is due)
@@ -24,7 +25,6 @@
 #include "sources/kubestore.h"
 
 #include "config/load.h"
-#include "config/reload.h"
 #include "core/common.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -120,6 +120,7 @@ static struct {
     struct watch w[NKINDS];
     char ns_path[300]; /* "" or "/namespaces/<ns>" */
     struct pt_timer build_timer;
+    pt_kubernetes_rebuild_cb rebuild; /* main.c's: control/reload.c's pt_reload_now */
     bool dirty;
     uint64_t dirty_since, build_end, build_ms;
     uint64_t resync_ms, started_ms;
@@ -222,7 +223,7 @@ static void build_on_fire(struct pt_timer *t)
     uint64_t t0 = pt_now_ms();
 
     kc->dirty = false;
-    pt_reload_now();
+    kc->rebuild();
     kc->build_end = pt_now_ms();
     kc->build_ms = kc->build_end - t0;
     pt_loop_update_time(kc->loop);
@@ -708,8 +709,8 @@ static uint64_t resync_period(void)
     return v > 0 && v <= 86400 ? (uint64_t)v * 1000 : K_RESYNC_MS;
 }
 
-int pt_kubernetes_start(struct pt_loop *loop, const struct pt_config_env *env, char *err,
-                        size_t errlen)
+int pt_kubernetes_start(struct pt_loop *loop, const struct pt_config_env *env, pt_kubernetes_rebuild_cb rebuild,
+                        char *err, size_t errlen)
 {
     err[0] = '\0';
     if (kc != NULL) {
@@ -719,6 +720,7 @@ int pt_kubernetes_start(struct pt_loop *loop, const struct pt_config_env *env, c
     kc = pt_xcalloc(1, sizeof(*kc));
     kc->loop = loop;
     kc->env = env;
+    kc->rebuild = rebuild;
     kc->resync_ms = resync_period();
     kc->rand = (uint32_t)(pt_now_ms() ^ ((uint64_t)getpid() << 16)) | 1;
     kc->started_ms = pt_loop_now_ms(loop);
@@ -732,7 +734,6 @@ int pt_kubernetes_start(struct pt_loop *loop, const struct pt_config_env *env, c
         kc = NULL;
         return -1;
     }
-    pt_reload_set_source(pt_kubernetes_resources, "kubernetes", NULL);
     pt_info("kubernetes: API server %s (%s), %s", kc->creds.server,
             kc->creds.origin ? kc->creds.origin : "-",
             kc->ns_path[0] ? kc->ns_path + 1 : "all namespaces");

@@ -17,7 +17,7 @@
 #ifndef PT_TLS_TLS_H
 #define PT_TLS_TLS_H
 
-#include "config/resource-t.h"
+#include "model/resource-t.h"
 #include "core/common.h"
 #include "tls/tls-t.h"
 

@@ -1,6 +1,6 @@
 /* Unit tests for src/config/compile.c: resources loaded from inline YAML are compiled with
- * pt_compile() (one worker, so each Listener opens one real socket on a free port) and the
- * snapshot is checked: listeners and the Hosts they bind, the synthesised default Host, which
+ * pt_compile() and applied as `portico run` does (control/apply.c, one worker, so each Listener
+ * opens one real socket on a free port) and the snapshot is checked: listeners and the Hosts they bind, the synthesised default Host, which
  * Mappings each Host's route table takes (through pt_route_match()), virtual-host order,
  * Emissary's cluster and stats names, per-Mapping rejection with file:line, listening sockets
  * shared between snapshots, and the time to compile 10,000 Mappings. Tests named test_fixed_*
@@ -28,7 +28,8 @@
 #include "config/compile.h"
 #include "config/load.h"
 #include "config/snapshot.h"
-#include "proxy/listen.h"
+#include "control/apply.h"
+#include "control/listen.h"
 #include "route/route.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -100,12 +101,15 @@ static void assert_errors(const struct pt_diag *d, size_t n)
     }
 }
 
-/* compile: pt_compile with Portico in namespace <amb_ns> (NULL: "default"), one worker. */
+/* compile: pt_compile with Portico in namespace <amb_ns> (NULL: "default"), then pt_apply with
+ * one worker, as `portico run` does. */
 static struct pt_snapshot *compile(struct pt_resources *r, const char *amb_ns)
 {
     struct pt_config_env env = { .ambassador_id = "default",
                                  .namespace = amb_ns ? amb_ns : "default" };
-    struct pt_snapshot *s = pt_compile(r, &env, 1, 7, &r->diag);
+    struct pt_snapshot *s = pt_compile(r, &env, 7, &r->diag);
+
+    pt_apply(s, r, &(struct pt_apply_opts){ .nworkers = 1 }, &r->diag);
 
     assert_non_null(s);
     assert_int_equal(atomic_load(&s->refcnt), 1);
@@ -898,7 +902,7 @@ static void test_fixed_zero_env_crashes(void **state)
     if (pid == 0) {
         struct pt_config_env env = { 0 };
         signal(SIGSEGV, SIG_DFL); /* not cmocka's handler: let the child die of it */
-        pt_snapshot_release(pt_compile(r, &env, 1, 1, &r->diag));
+        pt_snapshot_release(pt_compile(r, &env, 1, &r->diag));
         _exit(0);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);

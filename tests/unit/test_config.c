@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config/load.h"
+#include "control/check.h"
 
 static char *diag_str(const struct pt_resources *r)
 {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "config/load.h"
-#include "config/resource-t.h"
+#include "model/resource-t.h"
 #include "core/common.h"
 #include "sources/kubeconfig.h"
 #include "sources/kubestore.h"

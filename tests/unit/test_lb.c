@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cluster/lb.h"
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 
 #define MAX_EPS 8
 

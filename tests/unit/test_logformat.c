@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "config/compile.h"
+#include "control/apply.h"
 #include "config/load.h"
 #include "config/snapshot.h"
 #include "observe/logformat.h"
@@ -604,12 +605,15 @@ static void test_render_long_lines(void **state)
 
 /* ---- the `ambassador` Module (config/compile.c) ---------------------------------------------- */
 
-/* Compiles <yaml> (a Module) with one worker; the diagnostics printed go to <diag> (less the
- * notice that no Listener is configured). */
+/* Compiles <yaml> (a Module) and applies it with one worker (control/apply.c opens the log
+ * file); the diagnostics printed go to <diag> (less the notice that no Listener is
+ * configured). */
 static struct pt_snapshot *compile_module(const char *yaml, char *diag, size_t cap)
 {
     struct pt_resources *r = pt_config_load_string(yaml, "mod.yaml", NULL);
-    struct pt_snapshot *s = pt_compile(r, NULL, 1, 1, &r->diag);
+    struct pt_snapshot *s = pt_compile(r, NULL, 1, &r->diag);
+
+    pt_apply(s, r, &(struct pt_apply_opts){ .nworkers = 1 }, &r->diag);
     FILE *out = fmemopen(diag, cap, "w");
 
     pt_diag_print(&r->diag, out);

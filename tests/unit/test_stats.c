@@ -17,8 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config/reload.h"
-#include "config/snapshot-t.h"
+#include "model/snapshot-t.h"
 #include "observe/stats.h"
 
 /* ---- Registry ---- */

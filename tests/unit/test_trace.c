@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "config/load.h"
-#include "config/resource-t.h"
-#include "config/snapshot-t.h"
+#include "model/resource-t.h"
+#include "model/snapshot-t.h"
 #include "core/common.h"
 #include "core/loop.h"
 #include "observe/trace.h"

@@ -1,9 +1,11 @@
 /* Typed configuration resources, as read from YAML (config/load.c) or the Kubernetes API.
  * Types only. Every string is owned by the pt_resources arena that holds the resource
- * (freed all at once by pt_resources_free). The data plane never sees these: route/ and
- * cluster/ compile them into the snapshot. */
-#ifndef PT_CONFIG_RESOURCE_T_H
-#define PT_CONFIG_RESOURCE_T_H
+ * (freed all at once by pt_resources_free). They sit low (model/) because the libraries that
+ * config/compile.c calls read them (tls/ its TLSContexts and Secrets, route/ a Mapping's
+ * matches, cluster/ Services and Endpoints, observe/ the TracingService and log formats); the
+ * data plane never sees them: it reads the snapshot (model/snapshot-t.h). */
+#ifndef PT_MODEL_RESOURCE_T_H
+#define PT_MODEL_RESOURCE_T_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,24 +1,29 @@
-/* Reloading: load every YAML file of the directory, compile, publish. A load whose files do not
- * parse (YAML syntax errors) is refused whole and the last good snapshot stays, since a half-read
- * file would silently drop its routes; invalid resources (or documents) in files that parse are
- * rejected alone
- * and everything valid applies. The log line "snapshot N compiled in X ms" is read by bench/.
- * The resources come from the directory, or from the source set with pt_reload_set_source
- * (sources/kubernetes.c). Control thread only (main.c, sources/, cluster/dns.c call it). */
-#include "config/reload.h"
+/* The reload loop: load every YAML file of the directory (or ask the source), compile, apply
+ * (control/apply.c), publish. A load whose files do not parse (YAML syntax errors) is refused
+ * whole and the last good snapshot stays, since a half-read file would silently drop its
+ * routes; invalid resources (or documents) in files that parse are rejected alone and
+ * everything valid applies. Publishing hands the snapshot to the workers, lets a replaced
+ * process drain after the first one (hot restart), and updates what lives outside the
+ * snapshot: the Zipkin exporter's TracingService and the certificate-expiry gauge. The log line
+ * "snapshot N compiled in X ms" is read by bench/. The resources come from the directory, or
+ * from the source set with pt_reload_set_source (main.c sets sources/kubernetes.c's). Control
+ * thread only (main.c and the callbacks it gives sources/, cluster/dns.c and tls/istio.c). */
+#include "control/reload.h"
+#include "control/apply.h"
+#include "control/hotrestart.h"
 #include "config/compile.h"
 #include "config/load.h"
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "proxy/proxy.h"
-#include "proxy/hotrestart.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct {
     struct pt_loop *loop;
@@ -27,9 +32,10 @@ static struct {
     const char *source_name;
     void *source_arg;
     const struct pt_config_env *env;
-    int nworkers;
+    struct pt_apply_opts apply;
     struct pt_timer timer;
     struct pt_reload_stats stats;
+    struct pt_snapshot *current; /* the snapshot in force (a reference), NULL before the first */
 } rl;
 
 static void on_timer(struct pt_timer *t)
@@ -41,8 +47,11 @@ void pt_reload_init(struct pt_loop *loop, const char *dir, const struct pt_confi
 {
     rl.loop = loop;
     rl.dir = dir;
+    const char *stats = getenv("PORTICO_STATS");
+
     rl.env = env;
-    rl.nworkers = nworkers;
+    rl.apply.nworkers = nworkers;
+    rl.apply.stats_off = stats != NULL && strcmp(stats, "off") == 0;
     rl.timer.cb = on_timer;
 }
 
@@ -93,6 +102,20 @@ static time_t earliest_expiry(const struct pt_snapshot *s)
     return t;
 }
 
+/* publish: puts the applied snapshot <s> in force (taking over the caller's reference). */
+static void publish(struct pt_snapshot *s)
+{
+    struct pt_snapshot *old = rl.current;
+
+    pt_workers_publish(s);
+    if (rl.stats.ok == 1)
+        pt_hotrestart_ready(); /* a replaced process drains only once we serve */
+    pt_zipkin_set_config(s->tracing); /* TracingService changes apply without a restart */
+    pt_stats_set_cert_expiry(earliest_expiry(s));
+    rl.current = s;
+    pt_snapshot_release(old);
+}
+
 bool pt_reload_now(void)
 {
     uint64_t t0 = pt_now_ms();
@@ -102,7 +125,7 @@ bool pt_reload_now(void)
     pt_timer_cancel(&rl.timer);
     if (r == NULL) /* the source has nothing yet (Kubernetes before its first LIST) */
         return false;
-    if (has_file_errors(&r->diag) && pt_snapshot_current() != NULL) {
+    if (has_file_errors(&r->diag) && rl.current != NULL) {
         log_diag(&r->diag);
         pt_error("configuration in %s has errors: keeping snapshot %lu", rl.source ? rl.source_name : rl.dir,
                  (unsigned long)rl.stats.generation);
@@ -113,21 +136,22 @@ bool pt_reload_now(void)
     /* Istio's certificates from AMBASSADOR_ISTIO_SECRET_DIR become the Secret istio-certs (which
      * wins over a Kubernetes Secret of the same name). */
     pt_istio_inject_secret(r, rl.env->namespace);
-    s = pt_compile(r, rl.env, rl.nworkers, rl.stats.generation + 1, &r->diag);
+    s = pt_compile(r, rl.env, rl.stats.generation + 1, &r->diag);
+    pt_apply(s, r, &rl.apply, &r->diag);
     log_diag(&r->diag);
     rl.stats.generation++;
     rl.stats.ok++;
     rl.stats.last_ms = (double)(pt_now_ms() - t0);
     pt_info("snapshot %lu compiled in %.1f ms (%zu mappings, %u clusters, %zu errors)",
             (unsigned long)s->generation, rl.stats.last_ms, r->nmappings, s->nclusters, r->diag.nerrors);
-    pt_workers_publish(s);
-    if (rl.stats.ok == 1)
-        pt_hotrestart_ready(); /* a replaced process drains only once we serve */
-    pt_zipkin_set_config(s->tracing); /* TracingService changes apply without a restart */
-    pt_stats_set_cert_expiry(earliest_expiry(s));
-    pt_snapshot_set_current(s);
+    publish(s);
     pt_resources_free(r);
     return true;
+}
+
+struct pt_snapshot *pt_reload_snapshot(void)
+{
+    return rl.current;
 }
 
 const struct pt_reload_stats *pt_reload_stats(void)

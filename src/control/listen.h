@@ -1,18 +1,14 @@
 /* Listening sockets, shared between snapshots: for each port, one SO_REUSEPORT socket per
- * worker, so workers never contend on accept. Created by the control thread while compiling;
- * closed when the last snapshot that uses them is freed. */
-#ifndef PT_PROXY_LISTEN_H
-#define PT_PROXY_LISTEN_H
+ * worker, so workers never contend on accept. The control thread binds them when it applies a
+ * compiled snapshot (control/apply.c); they close when the last snapshot that uses them is
+ * freed. The type, which workers read, is in model/snapshot-t.h. */
+#ifndef PT_CONTROL_LISTEN_H
+#define PT_CONTROL_LISTEN_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-struct pt_listen_sock {
-    int port;
-    int refcnt;          /* guarded by the registry lock */
-    int nfds;
-    int fds[];           /* one per worker */
-};
+#include "model/snapshot-t.h"
 
 /* pt_listen_sock_get: the sockets for <port> (a new reference), creating <nworkers> of them
  * bound to all addresses when needed. NULL with a message in <err> when the port cannot be

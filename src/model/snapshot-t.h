@@ -1,10 +1,12 @@
 /* The compiled configuration that workers run on: immutable once published, shared by all
- * workers, freed when the last holder releases it. Types only (see config/snapshot.h). */
-#ifndef PT_CONFIG_SNAPSHOT_T_H
-#define PT_CONFIG_SNAPSHOT_T_H
+ * workers, freed when the last holder releases it. Types only: config/compile.c builds it,
+ * config/snapshot.h has its lifetime (ref/release), control/ publishes it, proxy/ reads it.
+ * No OpenSSL header: TLS contexts are `struct ssl_ctx_st *` (OpenSSL's SSL_CTX), used through
+ * tls/tls.h. */
+#ifndef PT_MODEL_SNAPSHOT_T_H
+#define PT_MODEL_SNAPSHOT_T_H
 
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,7 +14,9 @@
 #include <sys/socket.h>
 
 #include "core/common.h"
-#include "config/resource-t.h"
+#include "model/resource-t.h"
+
+struct ssl_ctx_st; /* SSL_CTX */
 
 #define PT_MAX_WORKERS 64
 
@@ -32,12 +36,12 @@ struct pt_cluster {
     char *host;              /* service host name, for auto_host_rewrite */
     int port;
     bool tls;                /* originate TLS */
-    SSL_CTX *tls_ctx;        /* origination context (owned reference) */
+    struct ssl_ctx_st *tls_ctx; /* origination context (owned reference) */
     char *sni;               /* SNI to send, only when the TLSContext sets `sni` */
     struct pt_endpoint *endpoints;
     uint32_t nendpoints;
     uint32_t connect_timeout_ms;
-    uint32_t stats_idx;      /* pt_stats_cluster_index(stats_name), set by compile */
+    uint32_t stats_idx;      /* pt_stats_cluster_index(stats_name); set when applied, 0 before */
     bool dns_pending;        /* its name has not had a first DNS answer yet */
 };
 
@@ -68,14 +72,20 @@ struct pt_vhost {
     const char *hostname;
     enum pt_insecure_action insecure_action;
     struct pt_route_table *routes;
-    SSL_CTX *tls_ctx;           /* termination context for this Host (owned), or NULL */
+    struct ssl_ctx_st *tls_ctx; /* termination context for this Host (owned), or NULL */
     bool tls_tried;             /* compile: tls_ctx was built (or failed) already */
     bool synthesized;           /* the default Host made when none exists */
 };
 
-/* Listening sockets shared between snapshots (one fd per worker, SO_REUSEPORT); closed when the
- * last snapshot that uses them is freed. Owned by proxy/listen.c. */
-struct pt_listen_sock;
+/* Listening sockets shared between snapshots (one fd per worker, SO_REUSEPORT): a worker
+ * accepts on fds[its id]. The control layer binds them (control/listen.c) after compiling and
+ * drops its reference when the last snapshot that uses them is freed. */
+struct pt_listen_sock {
+    int port;
+    int refcnt;          /* guarded by control/listen.c's registry lock */
+    int nfds;
+    int fds[];           /* one per worker */
+};
 
 struct pt_listener {
     char *name;                 /* "ns/name" */
@@ -84,12 +94,13 @@ struct pt_listener {
     enum pt_security_model security_model;
     int l7_depth;
     char *stats_prefix;         /* ingress_http / ingress_https / statsPrefix */
-    uint32_t stats_prefix_idx;  /* pt_stats_prefix_index(stats_prefix), set by compile */
-    uint32_t stats_idx;         /* pt_stats_listener_index("0.0.0.0_<port>"), set by compile */
+    uint32_t stats_prefix_idx;  /* pt_stats_prefix_index(stats_prefix); set when applied, 0 before */
+    uint32_t stats_idx;         /* pt_stats_listener_index("0.0.0.0_<port>"); likewise */
     struct pt_vhost **vhosts;   /* sorted for lookup: exact, then suffix globs longest first, ... '*' last */
     uint32_t nvhosts;
-    struct pt_listen_sock *sock;
-    SSL_CTX *tls_ctx;           /* HTTPS: the context a handshake starts with (owned); SNI
+    struct pt_listen_sock *sock; /* bound by the control layer (control/apply.c); NULL until the
+                                  * snapshot is applied, and in `portico check` */
+    struct ssl_ctx_st *tls_ctx; /* HTTPS: the context a handshake starts with (owned); SNI
                                  * switches to the matching Host's context */
     struct pt_tls_sni_map *sni; /* Host contexts by name (owned) */
 };
@@ -113,9 +124,11 @@ struct pt_http_opts {
 struct pt_log_conf {
     bool json;
     char *format;               /* envoy_log_format as written; NULL: none or a mapping */
-    char *path;                 /* NULL: stdout */
+    char *path;                 /* the file to append to; NULL: stdout (none, "", /dev/fd/1 or
+                                 * /dev/stdout) */
     struct pt_logfmt *fmt;      /* compiled format (owned); NULL: Emissary's default text line */
-    int fd;                     /* envoy_log_path opened for append (owned, > 2); 0: stdout */
+    int fd;                     /* path opened for append by the control layer when it applied
+                                 * the snapshot (> 2, closed by its on_free hook); 0: stdout */
 };
 
 /* A worker's count of requests in flight on a snapshot; padded so workers never share a line. */
@@ -161,6 +174,10 @@ struct pt_snapshot {
     uint32_t nresources[PT_RK__COUNT]; /* valid resources in force, by kind (compile; /metrics) */
     uint32_t ninvalid;          /* resources this load rejected (compile; /metrics) */
     struct pt_snapshot_wref wref[PT_MAX_WORKERS];
+    /* Releases what the control layer attached when it applied the snapshot (listening sockets,
+     * the log file); called first when the snapshot is freed, on whichever thread that is.
+     * NULL: nothing attached (not applied). */
+    void (*on_free)(struct pt_snapshot *s);
 };
 
 #endif

@@ -7,10 +7,10 @@
  *   new -> old  'D'                     I serve now: drain and exit
  * The old process drains as on SIGTERM, except that it leaves the sockets open: they are the
  * new process's now. Different base ids never meet. Control thread only (main.c). */
-#include "proxy/hotrestart.h"
+#include "control/hotrestart.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "proxy/listen.h"
+#include "control/listen.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,8 +1,9 @@
 /* Diagnostics: the list of errors and notices that a configuration load produces, and their
  * one-line-per-problem printing (`FILE:LINE: Kind/namespace/name: message`, the format that
- * `portico check` promises and editors can jump to). Filled by load.c and resources.c; printed
- * by check.c; the admin diag endpoint reads the entries directly. */
-#include "config/load.h"
+ * `portico check` promises and editors can jump to). Filled by config/ (load.c, resources.c,
+ * compile.c), cluster/service.c and control/apply.c; printed by control/check.c; the diag
+ * document (config/compile.c) reads the entries directly. */
+#include "model/diag.h"
 
 #include "core/common.h"
 

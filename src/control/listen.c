@@ -1,7 +1,7 @@
 /* The registry of listening sockets (see listen.h). A lock guards the registry because the
  * last reference may be dropped by a worker freeing an old snapshot; nothing here runs per
  * request. */
-#include "proxy/listen.h"
+#include "control/listen.h"
 #include "core/common.h"
 
 #include <arpa/inet.h>

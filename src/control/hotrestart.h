@@ -1,6 +1,6 @@
-/* Hot restart by AMBASSADOR_ENVOY_BASE_ID (proxy/hotrestart.c). */
-#ifndef PT_PROXY_HOTRESTART_H
-#define PT_PROXY_HOTRESTART_H
+/* Hot restart by AMBASSADOR_ENVOY_BASE_ID (control/hotrestart.c). */
+#ifndef PT_CONTROL_HOTRESTART_H
+#define PT_CONTROL_HOTRESTART_H
 
 #include <stdbool.h>
 

@@ -1,13 +1,18 @@
-/* `portico check DIR`: load and compile a configuration directory without serving it (no
- * sockets, no DNS) and print every problem one per line, so it finds what `run` would reject.
- * Like `run`, it reads Istio's certificates from AMBASSADOR_ISTIO_SECRET_DIR (once) into the
- * Secret istio-certs. The exit status is what CI pipelines use: 1 when any resource is invalid.
- * Called by main.c. */
+/* `portico check DIR`: load and compile a configuration directory, exactly as `run` does, and
+ * print every problem one per line, so it finds what `run` would reject. Nothing is applied:
+ * compiling has no side effects (no socket, no file opened, no DNS without the resolver), and
+ * the snapshot is dropped. Like `run`, it reads Istio's certificates from
+ * AMBASSADOR_ISTIO_SECRET_DIR (once) into the Secret istio-certs. The exit status is what CI
+ * pipelines use: 1 when any resource is invalid. Called by main.c. */
+#include "control/check.h"
 #include "config/compile.h"
 #include "config/load.h"
 #include "config/snapshot.h"
 #include "core/loop.h"
+#include "model/diag.h"
 #include "tls/tls.h"
+
+#include <stdlib.h>
 
 /* inject_istio_certs: the istio-certs Secret from <dir> as it is now; why there is none goes to
  * <out>. */
@@ -39,7 +44,7 @@ int pt_config_check(const char *dir, FILE *out)
 
     if (istio != NULL && istio[0] != '\0')
         inject_istio_certs(r, istio, env.namespace, out);
-    pt_snapshot_release(pt_compile(r, &env, 0, 0, &r->diag));
+    pt_snapshot_release(pt_compile(r, &env, 0, &r->diag));
     pt_diag_print(&r->diag, out);
     int status = r->diag.nerrors > 0 ? 1 : 0;
     pt_resources_free(r);
