@@ -85,7 +85,7 @@ static void check_request(const char *buf, size_t len, size_t k)
 
     check_head_end(buf, len, k, r);
     if (r <= 0) {
-        CHECK(is_status(r));
+        CHECK(is_status(r) || r == PT_NOTSUP); /* a Transfer-Encoding other than chunked: 501 */
         return;
     }
     CHECK((size_t)r <= len && r >= 4 && memcmp(buf + r - 4, "\r\n\r\n", 4) == 0);
@@ -128,7 +128,7 @@ static void check_response(const char *buf, size_t len, size_t k)
 
     check_head_end(buf, len, k, r);
     if (r <= 0) {
-        CHECK(is_status(r));
+        CHECK(is_status(r) || r == PT_NOTSUP); /* a Transfer-Encoding other than chunked: 501 */
         return;
     }
     CHECK((size_t)r <= len && memcmp(buf + r - 4, "\r\n\r\n", 4) == 0);
