@@ -725,6 +725,18 @@ def cmd_keepalive_check(a):
     return 0
 
 
+# ab speaks HTTP/1.0 (the syscall count and the handshake row): Portico serves it, as nginx and
+# HAProxy do, only with the Module's enable_http10 (its default is Emissary's 426).
+MODULE_HTTP10 = """---
+apiVersion: getambassador.io/v3alpha1
+kind: Module
+metadata:
+  name: ambassador
+spec:
+  config:
+    enable_http10: true
+"""
+
 LISTENER = """apiVersion: getambassador.io/v3alpha1
 kind: Listener
 metadata:
@@ -830,6 +842,7 @@ def cmd_portico_config(a):
         if a.mode == "mtls":
             m += "  tls: istio-upstream\n"
         f.write(m)
+        f.write(MODULE_HTTP10)
     return 0
 
 
