@@ -7,15 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static void put(struct pt_h1w *w, const char *s, size_t n)
-{
-    if ((size_t)(w->end - w->p) < n) {
-        w->overflow = true;
-        return;
-    }
-    memcpy(w->p, s, n);
-    w->p += n;
-}
+#define put pt_h1w__put
 
 #define put_lit(w, s) put((w), (s), sizeof(s) - 1)
 
@@ -51,12 +43,6 @@ void pt_h1w_status_line(struct pt_h1w *w, int status, struct pt_str reason)
     put_lit(w, "\r\n");
 }
 
-void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value)
-{
-    pt_h1w_header_begin(w, name);
-    put_str(w, value);
-    put_lit(w, "\r\n");
-}
 
 void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v)
 {
@@ -65,21 +51,8 @@ void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v)
     put_lit(w, "\r\n");
 }
 
-void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name)
-{
-    put_str(w, name);
-    put_lit(w, ": ");
-}
 
-void pt_h1w_value(struct pt_h1w *w, struct pt_str piece)
-{
-    put_str(w, piece);
-}
 
-void pt_h1w_header_end(struct pt_h1w *w)
-{
-    put_lit(w, "\r\n");
-}
 
 void pt_h1w_framing(struct pt_h1w *w, bool chunked, int64_t content_length)
 {
@@ -95,22 +68,6 @@ size_t pt_h1w_end(struct pt_h1w *w)
     return w->overflow ? 0 : (size_t)(w->p - w->start);
 }
 
-bool pt_http_hop_by_hop(struct pt_str n)
-{
-    switch (n.len) {
-    case 2:
-        return pt_str_caseeq(n, PT_STR_LIT("te"));
-    case 7:
-        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
-    case 10:
-        return pt_str_caseeq(n, PT_STR_LIT("connection")) || pt_str_caseeq(n, PT_STR_LIT("keep-alive"));
-    case 16:
-        return pt_str_caseeq(n, PT_STR_LIT("proxy-connection"));
-    case 17:
-        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
-    }
-    return false;
-}
 
 bool pt_http_connection_protected(struct pt_str n)
 {

@@ -7,6 +7,8 @@
 
 #include "http/h1-t.h"
 
+#include <string.h>
+
 /* A head being written into a caller's buffer; all-zero is unusable, see pt_h1w_init. */
 struct pt_h1w {
     char *start, *p, *end;
@@ -27,16 +29,16 @@ void pt_h1w_status_line(struct pt_h1w *w, int status, struct pt_str reason);
 
 /* pt_h1w_header: one header line. The caller has checked name and value (they come from a
  * parsed message or a checked configuration). */
-void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value);
+static inline void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value);
 
 /* pt_h1w_header_uint: a header whose value is the decimal <v>. */
 void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v);
 
 /* pt_h1w_header_begin / pt_h1w_value / pt_h1w_header_end: a header whose value is written in
  * pieces (a comma list, a path and its query). */
-void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name);
-void pt_h1w_value(struct pt_h1w *w, struct pt_str piece);
-void pt_h1w_header_end(struct pt_h1w *w);
+static inline void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name);
+static inline void pt_h1w_value(struct pt_h1w *w, struct pt_str piece);
+static inline void pt_h1w_header_end(struct pt_h1w *w);
 
 /* pt_h1w_framing: the header that delimits the body: "transfer-encoding: chunked" when
  * <chunked>, else "content-length: <content_length>" when it is >= 0, else none. */
@@ -47,7 +49,7 @@ size_t pt_h1w_end(struct pt_h1w *w);
 
 /* pt_http_hop_by_hop: a connection-specific header (RFC 9110 §7.6.1) that never crosses the
  * proxy: Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade. */
-bool pt_http_hop_by_hop(struct pt_str name);
+static inline bool pt_http_hop_by_hop(struct pt_str name);
 
 /* pt_http_connection_protected: a header a Connection option can never remove, because it
  * decides how the message is framed, where it goes or whether it switches protocols: Host,
@@ -67,5 +69,58 @@ const char *pt_reason_phrase(int status);
 
 /* pt_http_date: the IMF-fixdate of now, cached per second per thread (29 bytes). */
 struct pt_str pt_http_date(void);
+
+/* ---- inline bodies: these run for every header of every request ---- */
+
+/* pt_h1w__put: <n> bytes at <s>, or the sticky overflow. */
+static inline void pt_h1w__put(struct pt_h1w *w, const char *s, size_t n)
+{
+    if ((size_t)(w->end - w->p) < n) {
+        w->overflow = true;
+        return;
+    }
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+static inline void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name)
+{
+    pt_h1w__put(w, name.ptr, name.len);
+    pt_h1w__put(w, ": ", 2);
+}
+
+static inline void pt_h1w_value(struct pt_h1w *w, struct pt_str piece)
+{
+    pt_h1w__put(w, piece.ptr, piece.len);
+}
+
+static inline void pt_h1w_header_end(struct pt_h1w *w)
+{
+    pt_h1w__put(w, "\r\n", 2);
+}
+
+static inline void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value)
+{
+    pt_h1w_header_begin(w, name);
+    pt_h1w__put(w, value.ptr, value.len);
+    pt_h1w__put(w, "\r\n", 2);
+}
+
+static inline bool pt_http_hop_by_hop(struct pt_str n)
+{
+    switch (n.len) {
+    case 2:
+        return pt_str_caseeq(n, PT_STR_LIT("te"));
+    case 7:
+        return pt_str_caseeq(n, PT_STR_LIT("upgrade"));
+    case 10:
+        return pt_str_caseeq(n, PT_STR_LIT("connection")) || pt_str_caseeq(n, PT_STR_LIT("keep-alive"));
+    case 16:
+        return pt_str_caseeq(n, PT_STR_LIT("proxy-connection"));
+    case 17:
+        return pt_str_caseeq(n, PT_STR_LIT("transfer-encoding"));
+    }
+    return false;
+}
 
 #endif

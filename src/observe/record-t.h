@@ -31,8 +31,6 @@ struct pt_req_record {
     uint16_t peer_port;
     bool tls;
     const char *sni;                   /* the TLS server name; NULL: none */
-    char local_addr[PT_RECORD_ADDR_MAX];   /* "ip:port" it reached; "" unless the format asks */
-    char upstream_local_addr[PT_RECORD_ADDR_MAX]; /* the upstream connection's; same rule */
 
     /* What happened to it. */
     const struct pt_snapshot *snap;    /* its configuration (the log format, the log file) */
@@ -53,6 +51,10 @@ struct pt_req_record {
     struct pt_str_off lf_method, lf_path, lf_ua, lf_rid, lf_auth;
     struct pt_str_off lf_xff, lf_tfr, lf_ctype;
     struct pt_str_off lf_hdr[PT_RECORD_HEADERS];
+
+    /* Looked up only when the log format asks (a system call each); "" otherwise. */
+    char local_addr[PT_RECORD_ADDR_MAX];          /* "ip:port" the client connected to */
+    char upstream_local_addr[PT_RECORD_ADDR_MAX]; /* the upstream connection's */
     char log[PT_RECORD_LOG_MAX];
 };
 

@@ -40,8 +40,12 @@ static struct pt_stream *stream_new(struct pt_conn *c)
         w->free_streams = st->next_free;
     else if ((st = malloc(sizeof(*st))) == NULL)
         return NULL;
-    memset(st, 0, offsetof(struct pt_stream, rec)); /* the record's log[] is not read unset */
-    memset(&st->rec, 0, offsetof(struct pt_req_record, log));
+    /* Zeroed: what every request reads before writing (the trace context is written by
+     * pt_trace_start before use; the record's strings only up to what it keeps). */
+    memset(st, 0, offsetof(struct pt_stream, trace_cfg));
+    st->trace_cfg = NULL;
+    memset(&st->rec, 0, offsetof(struct pt_req_record, local_addr));
+    st->rec.local_addr[0] = st->rec.upstream_local_addr[0] = '\0';
     st->conn = c;
     st->w = w;
     st->snap = w->snap;
@@ -50,17 +54,15 @@ static struct pt_stream *stream_new(struct pt_conn *c)
     st->timer.cb = stream_on_route_timer;
     st->idle_timer.cb = stream_on_idle_timer;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    st->rec = (struct pt_req_record){
-        .peer_ip = c->peer_ip,
-        .peer_port = c->peer_port,
-        .tls = (c->flags & PT_CF_TLS) != 0,
-        .sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL,
-        .snap = st->snap,
-        .start_ms = pt_loop_now_ms(w->loop),
-        .start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
-        .flags = "-",
-        .upstream_ms = UINT32_MAX,
-    };
+    st->rec.peer_ip = c->peer_ip;
+    st->rec.peer_port = c->peer_port;
+    st->rec.tls = (c->flags & PT_CF_TLS) != 0;
+    st->rec.sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    st->rec.snap = st->snap;
+    st->rec.start_ms = pt_loop_now_ms(w->loop);
+    st->rec.start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    st->rec.flags = "-";
+    st->rec.upstream_ms = UINT32_MAX;
     return st;
 }
 
@@ -203,13 +205,14 @@ static bool stream_forward_request_body(struct pt_stream *st)
         if (c->in.len > 0) {
             bool done;
             struct iovec data[PT_BODY_RUNS];
-            struct pt_body_frame out = { .n = 0 };
+            struct pt_body_frame out; /* not zeroed: only its first out.n iovecs are read */
             int k;
             int64_t n = pt_body_take(&st->req_body, pt_buf_data(&c->in), c->in.len, false, data, &k, &done);
             if (n < 0) {
                 pt_stream_abort(st);
                 return false;
             }
+            out.n = 0;
             pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED, done);
             if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
                 return stream_up_on_error(st, "connection termination", NULL, "UC");
@@ -279,8 +282,9 @@ static int stream_hc_on_head(void *owner, const struct pt_h1_response *res)
 static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool end)
 {
     struct pt_stream *st = owner;
-    struct pt_body_frame f = { .n = 0 };
+    struct pt_body_frame f; /* not zeroed: only its first f.n iovecs are read */
 
+    f.n = 0;
     if (st->resp_head_len) {
         f.iov[f.n++] = (struct iovec){ st->w->scratch, st->resp_head_len };
         st->resp_head_len = 0;
