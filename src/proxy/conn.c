@@ -45,12 +45,8 @@ void pt_conn_close(struct pt_conn *c)
     }
     if (ls != NULL)
         pt_gauge_dec(&ls->downstream_cx_active);
-    if (c->ssl != NULL) {
-        SSL_shutdown(c->ssl);
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-    }
-    close(c->io.fd);
+    pt_sock_close(c->io.fd, c->ssl, true);
+    c->ssl = NULL;
     pt_buf_release(&w->bufs, &c->in);
     pt_buf_release(&w->bufs, &c->out);
     w->nconns--;
@@ -163,9 +159,7 @@ static void conn_linger(struct pt_conn *c)
     c->state = PT_CONN_CLOSING;
     if (c->out.len > 0)
         return; /* again when the output is flushed */
-    if (c->ssl != NULL)
-        SSL_shutdown(c->ssl);
-    shutdown(c->io.fd, SHUT_WR);
+    pt_sock_shutdown_write(c->io.fd, c->ssl);
     if (conn_drain(c)) {
         pt_conn_close(c);
         return;
@@ -309,13 +303,13 @@ static bool conn_detect_tls(struct pt_conn *c)
     struct pt_listener *l = pt_snapshot_find_listener(c->w->snap, c->port);
     struct pt_http_stats *hs;
     unsigned char b;
-    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
+    int n = pt_sock_peek_byte(c->io.fd, &b);
 
-    if (n == 0 || (n < 0 && errno != EAGAIN) || l == NULL) {
+    if (n == 0 || n == PT_IO || l == NULL) {
         pt_conn_close(c);
         return false;
     }
-    if (n < 0)
+    if (n == PT_AGAIN)
         return false;
     if (b != 0x16 || l->tls_ctx == NULL) {
         c->state = PT_CONN_HEAD;
@@ -440,14 +434,14 @@ void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
     if (c != NULL)
         w->free_conns = c->next;
     else if ((c = malloc(sizeof(*c))) == NULL) {
-        close(fd);
+        pt_sock_close(fd, NULL, false);
         return;
     }
     *c = (struct pt_conn){ .io = { fd, conn_on_event }, .w = w, .port = (uint16_t)ls->port };
     c->timer.cb = conn_on_timer;
     peer_text(c, peer);
     if (pt_loop_add(w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
-        close(fd);
+        pt_sock_close(fd, NULL, false);
         c->next = w->free_conns;
         w->free_conns = c;
         return;

@@ -1,12 +1,17 @@
-/* Reading and writing a connection that may be TLS: one place where the plain and the OpenSSL
- * paths meet, so the HTTP code never asks which it has. Used by proxy/http1.c and
- * proxy/upstream.c. */
+/* Every socket call of the data plane, in one narrow layer: accept, connect, read, write,
+ * peek, shut down, close, on connections that may be TLS, so that the HTTP code never asks
+ * which it has and never calls the kernel itself. Readiness comes from the worker's loop
+ * (core/loop.h) through each connection's callback. A completion-based backend (io_uring) would
+ * replace these functions and that notification, not the protocol code above them. Used by
+ * proxy/conn.c, proxy/upstream.c and proxy/worker.c. */
 #ifndef PT_PROXY_SOCKIO_H
 #define PT_PROXY_SOCKIO_H
 
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -105,6 +110,71 @@ static inline void pt_fd_local_addr(int fd, char *out)
     if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
         sa.ss_family = AF_UNSPEC;
     pt_sockaddr_format(&sa, out);
+}
+
+/* pt_sock_accept: the next connection waiting on listening socket <lfd> (non-blocking,
+ * close-on-exec), its peer in <peer>. Returns the fd, or -1 with errno (EAGAIN when none). */
+static inline int pt_sock_accept(int lfd, struct sockaddr_storage *peer)
+{
+    socklen_t plen = sizeof(*peer);
+    return accept4(lfd, (struct sockaddr *)peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+/* pt_sock_connect: a non-blocking TCP connection to <addr> (Nagle off). Returns the fd (with
+ * *<done> true when it connected at once, false when it is in progress or failed: the failure
+ * is then reported by pt_sock_connect_error once the loop says the socket is writable), or -1
+ * when no socket could be made. */
+static inline int pt_sock_connect(const struct sockaddr_storage *addr, socklen_t len, bool *done)
+{
+    int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    *done = false;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)addr, len) == 0)
+        *done = true;
+    return fd;
+}
+
+/* pt_sock_connect_error: the error of a connect that was in progress (0: connected). */
+static inline int pt_sock_connect_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return err;
+}
+
+/* pt_sock_peek_byte: the first byte waiting on <fd> without taking it. Returns 1, 0 at end
+ * of stream, PT_AGAIN or PT_IO. */
+static inline int pt_sock_peek_byte(int fd, unsigned char *b)
+{
+    ssize_t n = recv(fd, b, 1, MSG_PEEK);
+    if (n >= 0)
+        return (int)n;
+    return errno == EAGAIN ? PT_AGAIN : PT_IO;
+}
+
+/* pt_sock_shutdown_write: ends our side of the stream (TLS close_notify first), keeping the
+ * reading side open. */
+static inline void pt_sock_shutdown_write(int fd, SSL *ssl)
+{
+    if (ssl != NULL)
+        SSL_shutdown(ssl);
+    shutdown(fd, SHUT_WR);
+}
+
+/* pt_sock_close: closes <fd> and frees <ssl> (which may be NULL); <notify>: send TLS
+ * close_notify first. */
+static inline void pt_sock_close(int fd, SSL *ssl, bool notify)
+{
+    if (ssl != NULL) {
+        if (notify)
+            SSL_shutdown(ssl);
+        SSL_free(ssl);
+    }
+    close(fd);
 }
 
 #endif

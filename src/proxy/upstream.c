@@ -90,10 +90,6 @@ static void up_close(struct pt_upstream *up)
     if (up->state == PT_UP_IDLE)
         idle_unlink(up);
     pt_timer_cancel(&up->timer);
-    if (up->ssl != NULL) {
-        SSL_free(up->ssl);
-        up->ssl = NULL;
-    }
     {
         struct pt_cluster_stats *cs = pt_stats_cluster(w->st, up->cst_idx);
         if (cs != NULL) {
@@ -101,7 +97,8 @@ static void up_close(struct pt_upstream *up)
             pt_stats_inc(&cs->upstream_cx_destroy);
         }
     }
-    close(up->io.fd);
+    pt_sock_close(up->io.fd, up->ssl, false);
+    up->ssl = NULL;
     pt_buf_release(&w->bufs, &up->in);
     pt_buf_release(&w->bufs, &up->out);
     up->dead = true;
@@ -277,11 +274,10 @@ static void up_on_event(struct pt_io *io, uint32_t events)
         return;
     }
     if (up->state == PT_UP_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
+        int err;
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        err = pt_sock_connect_error(io->fd);
         struct pt_cluster_stats *cs = pt_stats_cluster(up->w->st, up->cst_idx);
         if (err != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
             char tfr[128];
@@ -343,7 +339,8 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
 {
     struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx);
     struct pt_upstream *up;
-    int fd, one = 1;
+    bool connected;
+    int fd;
 
     if (e == NULL)
         return NULL;
@@ -361,16 +358,15 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         return up;
     }
     *reused = false;
-    fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = pt_sock_connect(&ep->addr, ep->addrlen, &connected);
     if (fd < 0)
         return NULL;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (w->free_up != NULL) {
         up = w->free_up;
         w->free_up = up->idle_next;
         memset(up, 0, sizeof(*up));
     } else if ((up = calloc(1, sizeof(*up))) == NULL) {
-        close(fd);
+        pt_sock_close(fd, NULL, false);
         return NULL;
     }
     up->io.fd = fd;
@@ -388,12 +384,10 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
             pt_gauge_inc(&cs->upstream_cx_active);
         }
     }
-    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == 0)
-        up->state = PT_UP_BUSY;
-    else if (errno != EINPROGRESS)
-        up->state = PT_UP_CONNECTING; /* reported through EPOLLERR right away */
+    if (connected)
+        up->state = PT_UP_BUSY; /* else connecting; a failure is reported through EPOLLERR */
     if (pt_loop_add(w->loop, &up->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
-        close(fd);
+        pt_sock_close(fd, NULL, false);
         up->idle_next = w->free_up;
         w->free_up = up;
         return NULL;

@@ -11,6 +11,7 @@
  * spinning on a queue it cannot take from), counts it and warns at most every
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
+#include "proxy/sockio.h"
 #include "observe/logformat.h"
 #include "model/snapshot-t.h" /* struct pt_listen_sock */
 #include "cluster/lb.h"
@@ -125,7 +126,7 @@ static void accept_overflow(struct listen_io *li, int fd)
     struct pt_listener_stats *ls = pt_stats_listener(w->st, l ? l->stats_idx : PT_STATS_IDX_NONE);
     uint32_t missed;
 
-    close(fd);
+    pt_sock_close(fd, NULL, false);
     if (ls != NULL)
         pt_stats_inc(&ls->downstream_cx_overflow);
     if (may_warn(&slots[w->id], w, &missed))
@@ -142,8 +143,7 @@ static void on_accept(struct pt_io *io, uint32_t events)
         return; /* reported with the others of this wake-up, before the pause */
     for (int i = 0; i < PT_ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
-        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = pt_sock_accept(io->fd, &peer);
         if (fd < 0) {
             switch (errno) {
             case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
