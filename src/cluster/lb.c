@@ -2,7 +2,7 @@
  * snapshot, the choice of an endpoint per request, and the counts a request's end updates. It
  * does not connect, pool or retry (proxy/upstream.c does), and it runs no health checks: it
  * only holds the health that pt_lb_set_health() is told. Called by proxy/worker.c (adopt),
- * proxy/session.c (pick) and proxy/http1.c (release).
+ * proxy/session.c (pick) and proxy/stream.c (release).
  *
  * Where a policy goes: pick_endpoint() switches on the cluster's policy. A policy is a function
  * (struct pt_lb_cluster *, n, use_health, ctx) -> index that honours use_health (skip endpoints

@@ -79,7 +79,8 @@ static inline void pt_h1w__put(struct pt_h1w *w, const char *s, size_t n)
         w->overflow = true;
         return;
     }
-    memcpy(w->p, s, n);
+    if (n != 0) /* an empty slice may have no pointer at all */
+        memcpy(w->p, s, n);
     w->p += n;
 }
 

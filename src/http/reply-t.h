@@ -15,7 +15,7 @@ enum pt_http_reply_conn {
 /* The head of one local reply. Every slice is the caller's and only read. */
 struct pt_http_reply {
     int status;                 /* 100..999 */
-    struct pt_str reason;       /* reason phrase, may be empty */
+    struct pt_str reason;       /* reason phrase; empty: the standard one */
     uint64_t content_length;    /* always written: the body's exact length */
     bool text_plain;            /* content-type: text/plain */
     struct pt_str date;         /* IMF-fixdate; empty: no date header */

@@ -34,7 +34,7 @@ void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
 void pt_conn_free_dead(struct pt_worker *w);
 void pt_conn_run_ready(struct pt_worker *w);   /* connections whose next head is waiting */
 void pt_stream_run_ready(struct pt_worker *w); /* streams to send again (RETRY) */
-void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
+void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
 
 /* Upstream connections (proxy/upstream.c). pt_up_acquire returns a connection of <ep> (pooled
  * unless <fresh>) that the caller then owns (up->ops, up->owner); pt_up_release gives it back

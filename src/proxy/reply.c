@@ -3,7 +3,7 @@
  * "no healthy upstream", 503 "upstream connect error or disconnect/reset before headers. ...",
  * 504 "upstream request timeout", 400 "Bad Request" for malformed requests (the connection is
  * then closed), and the 301 of a Host's insecure Redirect. This file decides what a reply says;
- * http/reply.c writes its head, bounded. Called by proxy/http1.c and proxy/session.c. */
+ * http/reply.c writes its head, bounded. Called by proxy/stream.c and proxy/session.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "observe/logformat.h"

@@ -1,9 +1,11 @@
-/* Routing one request and writing the heads each side sees. Dispatch parses the head, picks the
- * Host (virtual host) and route, applies the Listener's security model and the Host's insecure
- * action, chooses an endpoint round-robin, and writes the upstream request head with the
- * headers Envoy adds (x-forwarded-for/-proto, x-request-id, x-envoy-original-path,
- * x-envoy-expected-rq-timeout-ms). The response side drops hop-by-hop headers and adds
- * x-envoy-upstream-service-time and server. Called by proxy/http1.c. */
+/* Routing one request and deciding the heads each side sees. Dispatch parses the head,
+ * normalizes the path, checks SNI against Host, picks the Host (virtual host) and route,
+ * applies the Listener's security model, the Host's insecure action and what fails closed,
+ * chooses an endpoint (cluster/lb.c), and has the upstream request head written (http/h1write.h)
+ * with the headers Envoy adds (x-forwarded-for/-proto, x-request-id, x-envoy-original-path,
+ * x-envoy-expected-rq-timeout-ms) and the framing Portico parsed. The response side drops
+ * hop-by-hop headers and adds x-envoy-upstream-service-time and server. Called by
+ * proxy/stream.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"

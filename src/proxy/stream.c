@@ -130,7 +130,7 @@ static void stream_request_end(struct pt_stream *st)
     pt_lb_release(&w->lb, &st->lb_pick, lb_outcome(st));
     w->inflight--;
     s->wref[w->id].inflight--;
-    pt_ds_snapshot_done(w, s);
+    pt_worker_snapshot_done(w, s);
 }
 
 /* stream_observe: the request is over: its spans and its access-log line, once. */

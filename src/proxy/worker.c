@@ -237,7 +237,7 @@ static void retire(struct pt_worker *w, struct pt_snapshot *s)
     w->retiring[w->nretiring++] = s;
 }
 
-void pt_ds_snapshot_done(struct pt_worker *w, struct pt_snapshot *s)
+void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s)
 {
     if (s == w->snap || s->wref[w->id].inflight != 0)
         return;

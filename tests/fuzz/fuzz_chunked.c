@@ -11,16 +11,10 @@
 #include <stdlib.h>
 
 #include "http/h1.h"
+#include "fuzz.h"
 
 #define MAXBUF 16384
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 /* One way of reading a body: its verdict, where it ended, what it decoded. */
 struct outcome {

@@ -8,16 +8,10 @@
 #include <stdlib.h>
 
 #include "http/h1.h"
+#include "fuzz.h"
 
 #define MAXH 32
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static const struct pt_h1_limits small = { .max_head_bytes = 64, .max_headers = 4 };
 

@@ -12,14 +12,8 @@
 #include <string.h>
 
 #include "http/path.h"
+#include "fuzz.h"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static int hexval(unsigned char c)
 {

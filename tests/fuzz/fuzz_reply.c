@@ -1,4 +1,4 @@
-// fuzz-sources: src/http/reply.c src/http/h1.c src/core/common.c
+// fuzz-sources: src/http/reply.c src/http/h1write.c src/http/h1.c src/core/common.c
 /* libFuzzer target for src/http/reply.c, the local-reply head builder. The input picks the
  * status, the content length, the flags, the buffer size and the reason/date/location values
  * (bytes of the input, so CR, LF and NUL come up). Checks: the result is a length within the
@@ -11,17 +11,11 @@
 
 #include "http/h1.h"
 #include "http/reply.h"
+#include "fuzz.h"
 
 #define GUARD 32
 #define BIG (256 * 1024)
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 /* take: the next <n> bytes of the input as a slice (fewer at its end). */
 static struct pt_str take(const uint8_t **p, size_t *left, size_t n)

@@ -11,16 +11,10 @@
 #include <strings.h>
 
 #include "http/h1.h"
+#include "fuzz.h"
 
 #define MAXH 64
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static bool name_eq(struct pt_str n, const char *lit)
 {

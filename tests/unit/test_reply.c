@@ -35,7 +35,7 @@ static void test_plain_replies(void **state)
                 "server: envoy\r\nconnection: close\r\n\r\n");
     expect_head(&(struct pt_http_reply){ .status = 400, .content_length = 18446744073709551615ull,
                                          .connection = PT_HTTP_REPLY_CONN_KEEP_ALIVE },
-                "HTTP/1.1 400 \r\ncontent-length: 18446744073709551615\r\nserver: envoy\r\n"
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: 18446744073709551615\r\nserver: envoy\r\n"
                 "connection: keep-alive\r\n\r\n");
 }
 
