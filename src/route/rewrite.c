@@ -159,11 +159,12 @@ int pt_route_rewrite(const struct pt_route *r, const struct pt_route_req *req, c
     }
     if (len < 0)
         return len;
-    if (req->query.len > 0) {
+    if (req->query.ptr != NULL) { /* a '?' with nothing after it is kept too, as Envoy does */
         if ((size_t)len + 1 + req->query.len >= cap)
             return PT_TOOBIG;
         out[len++] = '?';
-        memcpy(out + len, req->query.ptr, req->query.len);
+        if (req->query.len)
+            memcpy(out + len, req->query.ptr, req->query.len);
         len += (int)req->query.len;
     }
     out[len] = '\0';

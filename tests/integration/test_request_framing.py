@@ -236,6 +236,14 @@ def test_http10_without_host_is_routed_with_a_host(processes, tmp_path):
 
 # ---- 6. absolute-form and SNI/Host ---------------------------------------------------------
 
+def test_empty_query_is_kept(raw):
+    """A bare '?' reaches the backend as sent (Envoy keeps it; it used to be dropped)."""
+    r = exchange(raw.port, b"GET /backend/q? HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert r.status == 200
+    line, _, _ = split_head(raw.backend.streams[-1])
+    assert line == b"GET /q? HTTP/1.1"
+
+
 def test_absolute_form_target_replaces_host(raw):
     r = exchange(raw.port, b"GET http://abs.example:8080/backend/abs?q=1 HTTP/1.1\r\n"
                            b"Host: other.example\r\n\r\n")
