@@ -78,9 +78,6 @@ void pt_stream_local_reply_done(struct pt_stream *st);
  * connection closes. */
 void pt_stream_abort(struct pt_stream *st);
 
-/* pt_stream_unqueue: takes a stream in the RETRY state off the worker's ready list. */
-void pt_stream_unqueue(struct pt_stream *st);
-
 /* pt_stream_touch: bytes moved for the request: its idle timeout starts again. */
 static inline void pt_stream_touch(struct pt_stream *st)
 {

@@ -27,6 +27,7 @@ static const struct pt_hc_ops stream_hc_ops;
 static void stream_on_route_timer(struct pt_timer *t);
 static void stream_on_idle_timer(struct pt_timer *t);
 static bool stream_up_on_error(void *owner, const char *reason, const char *tfr, const char *flags);
+static void stream_unqueue(struct pt_stream *st);
 
 /* stream_new: a stream from the worker's free list (or a new one), empty but for what every
  * request has: its connection, its snapshot, its start, the connection's facts for the log. */
@@ -163,7 +164,7 @@ static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reu
     pt_hc_finish(&st->hc, upstream_reusable);
     stream_request_end(st);
     if (st->state == PT_ST_RETRY)
-        pt_stream_unqueue(st);
+        stream_unqueue(st);
     st->next_free = w->free_streams;
     w->free_streams = st;
     pt_conn_stream_end(c, close_after);
@@ -371,7 +372,8 @@ int pt_stream_connect(struct pt_stream *st, bool fresh)
 
 /* ---- retries ------------------------------------------------------------------------------ */
 
-void pt_stream_unqueue(struct pt_stream *st)
+/* stream_unqueue: takes a stream in the RETRY state off the worker's ready list. */
+static void stream_unqueue(struct pt_stream *st)
 {
     struct pt_stream **pp = &st->w->ready_streams;
 
@@ -404,7 +406,7 @@ static void stream_time_out(struct pt_stream *st, int status, struct pt_str body
         return;
     }
     if (st->state == PT_ST_RETRY)
-        pt_stream_unqueue(st);
+        stream_unqueue(st);
     pt_stream_release_upstream(st);
     pt_reply_local(st, status, body, flags);
 }
