@@ -204,7 +204,7 @@ struct pt_stream {
     uint8_t retries;                /* sent again on a new connection (at most once) */
     struct pt_h1_request req;       /* slices of conn->in, which is not compacted meanwhile */
     const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
-    struct pt_body req_body, resp_body;
+    struct pt_body req_body;        /* the request body's framing (the response's: hc.body) */
     struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
