@@ -183,10 +183,13 @@ void pt_stream_abort(struct pt_stream *st)
 {
     struct pt_conn *c = st->conn;
 
+    if (!(c->flags & PT_CF_DEAD)) {
+        pt_conn_close(c); /* marks it dead, then comes back here for the stream */
+        return;
+    }
     if (st->rec.status == 0)
         st->rec.flags = "DC";
     stream_end(st, true, false);
-    pt_conn_close(c);
 }
 
 void pt_stream_release_upstream(struct pt_stream *st)
@@ -325,8 +328,7 @@ static void stream_hc_on_error(void *owner, const char *reason, const char *tfr,
 
 bool pt_stream_upstream_failed(struct pt_stream *st, const char *reason, const char *tfr, const char *flags)
 {
-    pt_hc_finish(&st->hc, false);
-    return stream_up_on_error(st, reason, tfr, flags);
+    return stream_up_on_error(st, reason, tfr, flags); /* it finishes the exchange first */
 }
 
 /* stream_up_on_error: the upstream exchange failed. Returns true when the stream goes on (a
