@@ -7,6 +7,20 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+size_t pt_u64_dec(uint64_t v, char *out)
+{
+    char tmp[20], *q = tmp + sizeof(tmp);
+    size_t n;
+
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    n = (size_t)(tmp + sizeof(tmp) - q);
+    memcpy(out, q, n);
+    return n;
+}
+
 const char *pt_strerror(int status)
 {
     switch (status) {

@@ -82,6 +82,9 @@ static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
     return true;
 }
 
+/* pt_u64_dec: <v> in decimal at <out> (at least 20 bytes, no NUL); returns its length. */
+size_t pt_u64_dec(uint64_t v, char *out);
+
 /* pt_header_find: the first of the <n> headers at <h> named <name> (case-insensitive), or NULL. */
 static inline const struct pt_header *pt_header_find(const struct pt_header *h, size_t n, struct pt_str name)
 {

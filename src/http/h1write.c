@@ -18,12 +18,8 @@ static void put_str(struct pt_h1w *w, struct pt_str s)
 
 static void put_uint(struct pt_h1w *w, uint64_t v)
 {
-    char tmp[24], *q = tmp + sizeof(tmp);
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(w, q, (size_t)(tmp + sizeof(tmp) - q));
+    char tmp[20];
+    put(w, tmp, pt_u64_dec(v, tmp));
 }
 
 void pt_h1w_request_line(struct pt_h1w *w, struct pt_str method, struct pt_str target)

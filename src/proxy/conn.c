@@ -13,6 +13,9 @@
 #include "config/snapshot.h"
 #include "core/log.h"
 #include "http/h1.h"
+#include "http/h1write.h"
+#include "http/body.h"
+#include "http/reply.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 static void conn_process(struct pt_conn *c);
+static const struct pt_down_ops h1_down_ops;
 
 void pt_conn_close(struct pt_conn *c)
 {
@@ -215,6 +219,37 @@ void pt_conn_stream_end(struct pt_conn *c, bool close_after)
         conn_ready(c);
 }
 
+/* conn_start_stream: the head of <head_len> bytes at the front of c->in (<= 0: bytes that cannot
+ * be a head) becomes a stream's request: parsed into the stream (its slices point into c->in,
+ * which is not compacted before the stream has read its body), then routed, or refused. */
+static void conn_start_stream(struct pt_conn *c, int head_len)
+{
+    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
+    struct pt_stream *st = pt_stream_new(c);
+    int r;
+
+    if (st == NULL) {
+        pt_conn_close(c); /* no memory for a request: shed it */
+        return;
+    }
+    c->stream = st;
+    c->state = PT_CONN_STREAM;
+    if (head_len <= 0) {
+        pt_reply_bad_request(st); /* a head that cannot be one */
+        return;
+    }
+    r = pt_h1_parse_request(pt_buf_data(&c->in), (size_t)head_len, &st->req, st->hdrs,
+                            PT_ARRAY_SIZE(st->hdrs), &lim);
+    if (r <= 0) {
+        pt_reply_refuse(st, r == PT_NOTSUP ? 501 : 400);
+        return;
+    }
+    pt_buf_consume(&c->in, (uint32_t)head_len);
+    if (!st->req.keep_alive)
+        st->flags |= PT_SF_CLOSE_AFTER;
+    pt_session_dispatch(st);
+}
+
 /* Reads request heads and starts a stream for each, until one is in progress or the socket
  * is drained. */
 static void conn_process(struct pt_conn *c)
@@ -229,15 +264,11 @@ static void conn_process(struct pt_conn *c)
             r = pt_h1_find_head_end(pt_buf_data(&c->in), c->in.len, &scanned, &lim);
             c->head_scanned = (uint32_t)scanned;
         }
-        if (r > 0) {
+        if (r != PT_AGAIN) {
             pt_timer_cancel(&c->timer);
             c->flags &= ~PT_CF_HEAD_TIMER;
             c->head_scanned = 0;
-            pt_stream_start(c, (size_t)r); /* the stream ends it, or it is in progress */
-            return;
-        }
-        if (r != PT_AGAIN) {
-            pt_stream_start(c, 0); /* a head that cannot be one: the stream answers 400 */
+            conn_start_stream(c, r); /* the stream ends it, or it is in progress */
             return;
         }
         if (!(c->flags & PT_CF_RD_PENDING))
@@ -406,6 +437,143 @@ static void conn_on_event(struct pt_io *io, uint32_t events)
         conn_on_readable(c, events);
 }
 
+/* ---- what a stream needs from an HTTP/1 connection (struct pt_down_ops) -------------------- */
+
+static int64_t h1_body(struct pt_stream *st, struct iovec *data, int *n, bool *done)
+{
+    struct pt_conn *c = st->conn;
+    int64_t used;
+
+    *n = 0;
+    *done = false;
+    while (c->in.len == 0) {
+        int r;
+        if (!(c->flags & PT_CF_RD_PENDING))
+            return 0;
+        r = pt_conn_fill(c);
+        if (r == 0 || r == PT_IO || r == PT_NOMEM)
+            return PT_IO; /* the client went away mid-body */
+        if (r == PT_AGAIN)
+            return 0;
+    }
+    used = pt_body_take(&st->req_body, pt_buf_data(&c->in), c->in.len, false, data, n, done);
+    return used < 0 ? PT_BADMSG : used;
+}
+
+static void h1_body_consume(struct pt_stream *st, int64_t used)
+{
+    pt_buf_consume(&st->conn->in, (uint32_t)used);
+}
+
+/* The interim answer, unless the client sent its body without waiting for it. */
+static int h1_expect_continue(struct pt_stream *st)
+{
+    struct iovec iov = { (void *)PT_H1_CONTINUE, sizeof(PT_H1_CONTINUE) - 1 };
+
+    if (st->conn->in.len > 0)
+        return 0;
+    return pt_conn_send(st->conn, &iov, 1) == PT_IO ? PT_IO : 0;
+}
+
+/* The head is written into the worker's scratch area (st->resp_head_len bytes) and leaves with
+ * the first body bytes, in one write. The body is framed for this client: as it came, chunked
+ * again with our sizes when its length is not known, or ended by the close for HTTP/1.0 or when
+ * the upstream's was. */
+static int h1_head(struct pt_stream *st, const struct pt_resp_head *h)
+{
+    struct pt_h1w b;
+    size_t len;
+
+    st->resp_chunked = false;
+    if (!h->body || h->status == 101 || h->content_length >= 0) {
+        /* as it is */
+    } else if (h->close_delimited || st->req.minor_version == 0) {
+        st->flags |= PT_SF_CLOSE_AFTER;
+    } else {
+        st->resp_chunked = true;
+    }
+    if (st->w->draining)
+        st->flags |= PT_SF_CLOSE_AFTER;
+    pt_h1w_init(&b, st->w->scratch, sizeof(st->w->scratch));
+    pt_h1w_status_line(&b, h->status, h->reason);
+    for (size_t i = 0; i < h->nheaders; i++)
+        pt_h1w_header(&b, h->headers[i].name, h->headers[i].value);
+    if (st->resp_chunked)
+        pt_h1w_framing(&b, true, -1);
+    if (h->status == 101) {
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("upgrade"));
+        pt_h1w_header(&b, PT_STR_LIT("upgrade"), h->upgrade);
+    } else if (st->flags & PT_SF_CLOSE_AFTER) {
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("close"));
+    } else if (st->req.minor_version == 0) {
+        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("keep-alive"));
+    }
+    len = pt_h1w_end(&b);
+    if (len == 0)
+        return PT_BADMSG;
+    st->resp_head_len = (uint32_t)len;
+    return 0;
+}
+
+static int h1_data(struct pt_stream *st, const struct iovec *data, int n, bool end)
+{
+    struct pt_body_frame f; /* not zeroed: only its first f.n iovecs are read */
+
+    f.n = 0;
+    if (st->resp_head_len) {
+        f.iov[f.n++] = (struct iovec){ st->w->scratch, st->resp_head_len };
+        st->resp_head_len = 0;
+    }
+    pt_body_frame(&f, data, n, st->resp_chunked, end);
+    return f.n > 0 ? pt_conn_send(st->conn, f.iov, f.n) : 0;
+}
+
+static bool h1_blocked(const struct pt_stream *st)
+{
+    return st->conn->out.len > 0;
+}
+
+static int h1_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body)
+{
+    struct pt_worker *w = st->w;
+    int n;
+
+    if (st->flags & PT_SF_CLOSE_AFTER)
+        r->connection = PT_HTTP_REPLY_CONN_CLOSE;
+    else if (st->req.minor_version == 0)
+        r->connection = PT_HTTP_REPLY_CONN_KEEP_ALIVE; /* a 1.0 client that asked for it */
+    else
+        r->connection = PT_HTTP_REPLY_CONN_NONE;
+    n = pt_http_reply_head(r, w->scratch, sizeof(w->scratch));
+    if (n <= 0)
+        return n == 0 ? PT_TOOBIG : n;
+    struct iovec iov[2] = { { w->scratch, (size_t)n }, { (void *)body.ptr, body.len } };
+    return pt_conn_send(st->conn, iov, body.len ? 2 : 1);
+}
+
+static void h1_end(struct pt_stream *st, int how)
+{
+    struct pt_conn *c = st->conn;
+
+    if (how == PT_DOWN_ABORT) {
+        c->stream = NULL;
+        pt_conn_close(c); /* a response cut short: only the close tells the client */
+    } else {
+        pt_conn_stream_end(c, how == PT_DOWN_CLOSE);
+    }
+}
+
+static const struct pt_down_ops h1_down_ops = {
+    .body = h1_body,
+    .body_consume = h1_body_consume,
+    .expect_continue = h1_expect_continue,
+    .head = h1_head,
+    .data = h1_data,
+    .blocked = h1_blocked,
+    .reply = h1_reply,
+    .end = h1_end,
+};
+
 /* peer_text: <peer>'s address as text into c->peer_ip, and its port. */
 static void peer_text(struct pt_conn *c, const struct sockaddr_storage *peer)
 {
@@ -437,7 +605,7 @@ void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
         pt_sock_close(fd, NULL, false);
         return;
     }
-    *c = (struct pt_conn){ .io = { fd, conn_on_event }, .w = w, .port = (uint16_t)ls->port };
+    *c = (struct pt_conn){ .io = { fd, conn_on_event }, .w = w, .down = &h1_down_ops, .port = (uint16_t)ls->port };
     c->timer.cb = conn_on_timer;
     peer_text(c, peer);
     if (pt_loop_add(w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "core/buf.h"
 #include "core/loop.h"
@@ -59,12 +60,63 @@ enum pt_conn_state {
 #define PT_CF_HEAD_TIMER  0x0040 /* the header timeout runs for the head being received */
 #define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
 
+struct pt_http_reply;
+
+/* The response head a stream sends its client, as the proxy decided it (proxy/session.c); the
+ * connection's protocol writes it (an HTTP/1 head, or an HTTP/2 HEADERS frame). Every slice is
+ * valid during the call that takes it only. */
+struct pt_resp_head {
+    int status;
+    struct pt_str reason;             /* HTTP/1's reason phrase; empty: the standard one */
+    const struct pt_header *headers;  /* end-to-end headers, in order */
+    size_t nheaders;
+    int64_t content_length;           /* of the body that follows; -1: not known */
+    bool body;                        /* a body follows (not for HEAD, 1xx, 204, 304) */
+    bool close_delimited;             /* the upstream ends the body by closing (HTTP/1) */
+    struct pt_str upgrade;            /* 101: the protocol switched to */
+};
+
+/* What a stream needs from the client connection that carries it, one table per protocol
+ * (HTTP/1: proxy/conn.c), so that streams, routing, observe/ and the upstream side are the same
+ * for every protocol. Each takes the stream; none calls back into it. */
+struct pt_down_ops {
+    /* body: request body data that is here, framing removed: up to PT_BODY_RUNS pieces into
+     * <data> (<*n> set), <*done> when it ends the body. Returns the amount to give to
+     * body_consume once the data was used (0: nothing now; the stream hears
+     * pt_stream_on_client_readable when more comes), PT_IO when the client went away, or
+     * PT_BADMSG when the body's framing is broken. */
+    int64_t (*body)(struct pt_stream *st, struct iovec *data, int *n, bool *done);
+    void (*body_consume)(struct pt_stream *st, int64_t used);
+    /* expect_continue: the request waits for "100 Continue" before sending its body.
+     * 0 or PT_IO. */
+    int (*expect_continue)(struct pt_stream *st);
+    /* head: the response head; it may wait to leave with the first data. 0, or PT_BADMSG
+     * when it cannot be written (too large). */
+    int (*head)(struct pt_stream *st, const struct pt_resp_head *h);
+    /* data: response body data (after head); <end> ends the response. 0 (all taken), PT_AGAIN
+     * (taken, but the client is slow: pt_stream_on_client_writable follows once it is out), or
+     * PT_IO (the client is gone). */
+    int (*data)(struct pt_stream *st, const struct iovec *iov, int n, bool end);
+    /* blocked: what the stream gave is not all out yet. */
+    bool (*blocked)(const struct pt_stream *st);
+    /* reply: a whole local response, head <r> and <body>. 0, PT_AGAIN, PT_IO as data, or
+     * PT_BADMSG / PT_TOOBIG when <r> cannot be written (nothing was sent). */
+    int (*reply)(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body);
+    /* end: the stream is over and freed after this call. <how>: PT_DOWN_DONE (the response
+     * is out), PT_DOWN_CLOSE (done, and the connection closes after it) or PT_DOWN_ABORT (cut
+     * short: the client must not take it for complete). */
+    void (*end)(struct pt_stream *st, int how);
+};
+
+enum { PT_DOWN_DONE = 0, PT_DOWN_CLOSE, PT_DOWN_ABORT };
+
 /* A client connection: what an idle keep-alive connection needs and nothing more. Buffers
  * exist only while bytes move (the worker's buffer pool); the request lives in its stream. */
 struct pt_conn {
     struct pt_io io;
     struct pt_worker *w;
     SSL *ssl;                       /* NULL: cleartext */
+    const struct pt_down_ops *down; /* its protocol, as its streams see it */
     struct pt_stream *stream;       /* the request in progress (HTTP/1: one at a time) */
     struct pt_buf in;               /* bytes from the client (owned; released when empty) */
     struct pt_buf out;              /* bytes for the client not yet written (owned) */
@@ -244,6 +296,9 @@ struct pt_worker {
      * never the request's array, which a retry rebuilds the request from. A head is handled
      * in one call, so one array per worker serves every connection. */
     struct pt_header resp_hdrs[PT_MAX_HEADERS_DEFAULT];
+    /* The headers of the response head being sent to a client (struct pt_resp_head): the
+     * upstream's that pass, and those the proxy adds. */
+    struct pt_header out_hdrs[PT_MAX_HEADERS_DEFAULT + 64];
     char tls_scratch[16384];        /* gathers a TLS write into one record */
     char pathbuf[8192];             /* a request path with its dot segments removed */
     struct pt_stats_worker *st;     /* this worker's counters (observe/stats.h) */

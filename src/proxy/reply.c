@@ -15,23 +15,12 @@
 #include <stdio.h>
 #include <time.h>
 
-/* reply_conn: the Connection header of a reply to <st>: close when the connection ends after it,
- * keep-alive for an HTTP/1.0 client that asked for it, none otherwise. */
-static enum pt_http_reply_conn reply_conn(const struct pt_stream *st)
-{
-    if (st->flags & PT_SF_CLOSE_AFTER)
-        return PT_HTTP_REPLY_CONN_CLOSE;
-    return st->req.minor_version == 0 ? PT_HTTP_REPLY_CONN_KEEP_ALIVE : PT_HTTP_REPLY_CONN_NONE;
-}
-
 /* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
- * redirect. The head is written in the worker's scratch area, which nothing else holds while a
- * local reply is made; one that does not fit (a Location longer than any request head can
- * carry) becomes a 400 instead. A reply to HEAD says its length and sends no body. */
+ * redirect. One that the connection cannot write (a Location longer than any head can carry)
+ * becomes a 400 instead. A reply to HEAD says its length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
                        const struct pt_str *location)
 {
-    struct pt_worker *w = st->w;
     struct pt_http_reply r = { .date = pt_http_date() };
     int n;
 
@@ -49,9 +38,10 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         r.reason = pt_str_c(pt_reason_phrase(status));
         r.content_length = body.len;
         r.text_plain = body.len != 0;
-        r.connection = reply_conn(st);
-        n = pt_http_reply_head(&r, w->scratch, sizeof(w->scratch));
-        if (n > 0 || status == 400)
+        st->rec.status = status;
+        st->rec.flags = flags;
+        n = st->conn->down->reply(st, &r, (st->flags & PT_SF_HEAD_METHOD) ? (struct pt_str){ 0 } : body);
+        if ((n != PT_BADMSG && n != PT_TOOBIG) || status == 400)
             break;
         pt_warn("local reply %d from %s does not fit (%s): answering 400", status, st->conn->peer_ip,
                 pt_strerror(n));
@@ -61,23 +51,14 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         memset(r.location, 0, sizeof(r.location));
         st->flags |= PT_SF_CLOSE_AFTER;
     }
-    if (n <= 0) { /* cannot happen: a 400 without a location always fits */
+    if (n != 0 && n != PT_AGAIN) { /* the client is gone (a 400 without a location always fits) */
         pt_stream_abort(st);
         return;
     }
-    st->rec.status = status;
-    st->rec.flags = flags;
-    if (st->flags & PT_SF_HEAD_METHOD)
-        body.len = 0;
     pt_stats_downstream_code(pt_stream_http_stats(st), status);
     if (st->flags & PT_SF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
         pt_stats_upstream_code(pt_stream_cluster_stats(st), status);
-    struct iovec iov[2] = { { w->scratch, (size_t)n }, { (void *)body.ptr, body.len } };
-    if (pt_conn_send(st->conn, iov, body.len ? 2 : 1) == PT_IO) {
-        pt_stream_abort(st);
-        return;
-    }
-    st->rec.bytes_tx = body.len;
+    st->rec.bytes_tx = (st->flags & PT_SF_HEAD_METHOD) ? 0 : body.len;
     pt_stream_local_reply_done(st);
 }
 

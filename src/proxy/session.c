@@ -437,12 +437,9 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         pt_reply_bad_request(st);
         return false;
     }
-    if (req->expect_continue && !(st->flags & PT_SF_REQ_DONE) && st->conn->in.len == 0) {
-        struct iovec iov = { (void *)PT_H1_CONTINUE, sizeof(PT_H1_CONTINUE) - 1 };
-        if (pt_conn_send(st->conn, &iov, 1) == PT_IO) {
-            pt_stream_abort(st);
-            return false;
-        }
+    if (req->expect_continue && !(st->flags & PT_SF_REQ_DONE) && st->conn->down->expect_continue(st) != 0) {
+        pt_stream_abort(st);
+        return false;
     }
     if (pt_stream_connect(st, fresh) != 0) {
         pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
@@ -457,10 +454,14 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         int64_t body = 0;
         out.iov[0] = (struct iovec){ w->scratch, hlen };
         out.n = 1;
-        if (!done && st->conn->in.len > 0) {
+        if (!done) {
             struct iovec data[PT_BODY_RUNS];
             int n;
-            body = pt_body_take(&st->req_body, pt_buf_data(&st->conn->in), st->conn->in.len, false, data, &n, &done);
+            body = st->conn->down->body(st, data, &n, &done);
+            if (body == PT_IO) {
+                pt_stream_abort(st);
+                return false;
+            }
             if (body < 0) {
                 pt_reply_bad_request(st);
                 return false;
@@ -469,7 +470,8 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         }
         if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
-        pt_buf_consume(&st->conn->in, (uint32_t)body);
+        if (body > 0)
+            st->conn->down->body_consume(st, body);
         st->rec.bytes_rx = st->req_body.payload;
         if (done)
             st->flags |= PT_SF_REQ_DONE;
@@ -511,10 +513,9 @@ void pt_session_retry(struct pt_stream *st)
     send_upstream(st, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
 }
 
-void pt_session_dispatch(struct pt_stream *st, size_t head_len)
+void pt_session_dispatch(struct pt_stream *st)
 {
     struct pt_worker *w = st->w;
-    struct pt_h1_limits lim = { pt_proxy_limits.max_head_bytes, pt_proxy_limits.max_headers };
     struct pt_h1_request *req = &st->req;
     const struct pt_route *route;
     struct pt_route_req rreq;
@@ -522,29 +523,11 @@ void pt_session_dispatch(struct pt_stream *st, size_t head_len)
     struct pt_str host;
     char request_id[37];
     const char *rid = NULL;
-    int r;
 
-    {
-        struct pt_http_stats *hs = pt_stream_http_stats(st);
-        if (hs != NULL) {
-            pt_stats_inc(&hs->downstream_rq_total);
-            pt_gauge_inc(&hs->downstream_rq_active); /* until the stream ends */
-            st->flags |= PT_SF_RQ_COUNTED;
-        }
-    }
-    r = pt_h1_parse_request(pt_buf_data(&st->conn->in), head_len, req, st->hdrs, PT_ARRAY_SIZE(st->hdrs), &lim);
-    if (r <= 0) {
-        pt_reply_refuse(st, r == PT_NOTSUP ? 501 : 400);
-        return;
-    }
-    /* The head's slices stay valid: the buffer is not compacted before the body is read. */
-    pt_buf_consume(&st->conn->in, (uint32_t)head_len);
     st->rec.minor_version = (uint8_t)req->minor_version;
     st->listener = pt_snapshot_find_listener(st->snap, st->conn->port);
     if (req->method_id == PT_H1_METHOD_HEAD)
         st->flags |= PT_SF_HEAD_METHOD;
-    if (!req->keep_alive)
-        st->flags |= PT_SF_CLOSE_AFTER;
     st->req_body = (struct pt_body){ 0 };
     if (req->chunked)
         st->req_body.kind = PT_BODY_CHUNKED; /* decoded, framed again for the upstream */
@@ -667,63 +650,52 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
 {
     struct pt_worker *w = st->w;
     const struct pt_route_action *a = st->rec.action;
-    struct pt_h1w b;
-    bool close_after;
+    struct pt_header *out = w->out_hdrs;
+    size_t n = 0, max = PT_ARRAY_SIZE(w->out_hdrs);
+    char ust[24];
+    struct pt_resp_head h = {
+        .status = res->status,
+        .reason = res->reason,
+        .headers = out,
+        .content_length = res->chunked ? -1 : res->content_length,
+        .body = pt_h1_response_has_body(st->flags & PT_SF_HEAD_METHOD, res->status),
+        .close_delimited = !res->chunked && res->content_length < 0,
+    };
 
     st->rec.status = res->status;
     st->rec.upstream_status = res->status;
     st->rec.upstream_ms = (uint32_t)(pt_loop_now_ms(w->loop) - st->upstream_start_ms);
     pt_accesslog_capture_response(&st->rec, res->headers, res->nheaders);
-    st->resp_chunked = false;
     if (res->status == 101) { /* what follows the head is the other protocol, both ways */
         struct pt_http_stats *hs = pt_stream_http_stats(st);
         if (hs != NULL)
             pt_gauge_inc(&hs->downstream_cx_upgrades_active); /* until observe_end */
         st->flags |= PT_SF_CLOSE_AFTER | PT_SF_TUNNEL;
-    } else if (!pt_h1_response_has_body(st->flags & PT_SF_HEAD_METHOD, res->status)) {
-        /* no body */
-    } else if (res->chunked && st->req.minor_version == 0) {
-        st->flags |= PT_SF_CLOSE_AFTER; /* HTTP/1.0 cannot read chunks: the close ends it */
-    } else if (res->chunked) {
-        st->resp_chunked = true; /* framed again, with sizes of Portico's */
-    } else if (res->content_length < 0) {
-        st->flags |= PT_SF_CLOSE_AFTER; /* the close ends it */
+        h.upgrade = find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade"));
     }
-    if (w->draining)
-        st->flags |= PT_SF_CLOSE_AFTER;
-    close_after = st->flags & PT_SF_CLOSE_AFTER;
-    pt_h1w_init(&b, w->scratch, sizeof(w->scratch));
-    pt_h1w_status_line(&b, res->status, res->reason);
-    for (size_t i = 0; i < res->nheaders; i++) {
-        struct pt_str n = res->headers[i].name;
-        if (pt_http_hop_by_hop(n))
+    for (size_t i = 0; i < res->nheaders && n < max; i++) {
+        struct pt_str nm = res->headers[i].name;
+        if (pt_http_hop_by_hop(nm))
             continue;
-        if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("server")))
+        if (nm.len == 6 && pt_str_caseeq(nm, PT_STR_LIT("server")))
             continue;
-        if (name_in(n, a->remove_resp, a->nremove_resp) || name_in_ops(n, a->add_resp, a->nadd_resp))
+        if (name_in(nm, a->remove_resp, a->nremove_resp) || name_in_ops(nm, a->add_resp, a->nadd_resp))
             continue;
-        pt_h1w_header(&b, n, res->headers[i].value);
+        out[n++] = res->headers[i];
     }
-    if (st->resp_chunked)
-        pt_h1w_framing(&b, true, -1);
-    pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-upstream-service-time"), st->rec.upstream_ms);
-    pt_h1w_header(&b, PT_STR_LIT("server"), PT_STR_LIT("envoy"));
+    if (n + 2 + a->nadd_resp > max)
+        return PT_BADMSG;
+    out[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-upstream-service-time"),
+                                   pt_str_make(ust, pt_u64_dec(st->rec.upstream_ms, ust)) };
+    out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };
     for (uint32_t i = 0; i < a->nadd_resp; i++)
-        pt_h1w_header(&b, a->add_resp[i].name, a->add_resp[i].value);
-    if (st->flags & PT_SF_TUNNEL) {
-        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("upgrade"));
-        pt_h1w_header(&b, PT_STR_LIT("upgrade"), find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade")));
-    } else if (close_after)
-        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("close"));
-    else if (st->req.minor_version == 0)
-        pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("keep-alive"));
-    size_t hlen = pt_h1w_end(&b);
-    if (hlen == 0)
+        out[n++] = (struct pt_header){ a->add_resp[i].name, a->add_resp[i].value };
+    h.nheaders = n;
+    if (st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;
     pt_stats_downstream_code(pt_stream_http_stats(st), res->status);
     pt_stats_upstream_code(pt_stream_cluster_stats(st), res->status);
     st->flags |= PT_SF_RESP_HEAD;
-    st->resp_head_len = (uint32_t)hlen;
     if (st->flags & PT_SF_TUNNEL) {
         /* The client's bytes now flow upstream until either side closes; the route timeout
          * gives way to the idle timeout (the Mapping's, else the connection's). */

@@ -26,15 +26,9 @@ int pt_conn_fill(struct pt_conn *c);
  * closes after its output when <close_after>. A no-op on a closed connection. */
 void pt_conn_stream_end(struct pt_conn *c, bool close_after);
 
-/* pt_conn_close: closes the client connection now (aborting its stream, if any); it is freed
- * after this loop iteration. */
+/* pt_conn_close: closes the client connection now (aborting its streams); it is freed after
+ * this loop iteration. */
 void pt_conn_close(struct pt_conn *c);
-
-/* pt_conn_blocked: the client is not taking bytes as fast as they come (output pending). */
-static inline bool pt_conn_blocked(const struct pt_conn *c)
-{
-    return c->out.len > 0;
-}
 
 /* pt_conn_keepalive_ms: how long an idle client connection stays open between requests. */
 static inline uint32_t pt_conn_keepalive_ms(const struct pt_conn *c)
@@ -46,9 +40,9 @@ static inline uint32_t pt_conn_keepalive_ms(const struct pt_conn *c)
 
 /* ---- a request (stream.c) ---- */
 
-/* pt_stream_start: a complete head of <head_len> bytes is at the front of c->in (0: bytes that
- * cannot be a head, answered 400): a stream takes it. */
-void pt_stream_start(struct pt_conn *c, size_t head_len);
+/* pt_stream_new: a new stream on <c> (counted as a request), for its connection to fill
+ * st->req (and st->hdrs) and hand to pt_session_dispatch; NULL when there is no memory. */
+struct pt_stream *pt_stream_new(struct pt_conn *c);
 
 /* pt_stream_on_client_readable / _writable: the client connection has bytes for the stream
  * (its body), or has written all the stream gave it. */
@@ -87,14 +81,13 @@ static inline void pt_stream_touch(struct pt_stream *st)
 
 /* ---- routing and heads (session.c) ---- */
 
-/* pt_session_dispatch: a complete head of <head_len> bytes is at the front of st->conn->in:
- * parse, route and start forwarding it, or answer it locally. */
-void pt_session_dispatch(struct pt_stream *st, size_t head_len);
+/* pt_session_dispatch: st->req is a parsed request head (its slices owned by the connection
+ * until the stream ends): route it and start forwarding it, or answer it locally. */
+void pt_session_dispatch(struct pt_stream *st);
 
-/* pt_session_response_head: the upstream's final response head <res> arrived: writes the
- * client's head into the worker's scratch area (st->resp_head_len bytes; it leaves with the
- * first body bytes) and decides how the body is framed for the client (st->resp_chunked).
- * Returns 0, or PT_BADMSG when the head does not fit. */
+/* pt_session_response_head: the upstream's final response head <res> arrived: decides the
+ * head the client gets (struct pt_resp_head) and gives it to the client's connection. Returns
+ * 0, or PT_BADMSG when it cannot be sent (too large). */
 int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *res);
 
 /* pt_session_can_retry / pt_session_retry: the pooled connection a request went out on closed

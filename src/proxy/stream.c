@@ -67,21 +67,17 @@ static struct pt_stream *stream_new(struct pt_conn *c)
     return st;
 }
 
-void pt_stream_start(struct pt_conn *c, size_t head_len)
+struct pt_stream *pt_stream_new(struct pt_conn *c)
 {
     struct pt_stream *st = stream_new(c);
+    struct pt_http_stats *hs;
 
-    if (st == NULL) {
-        pt_conn_close(c); /* no memory for a request: shed it */
-        return;
+    if (st != NULL && (hs = pt_stream_http_stats(st)) != NULL) {
+        pt_stats_inc(&hs->downstream_rq_total);
+        pt_gauge_inc(&hs->downstream_rq_active); /* until the stream ends */
+        st->flags |= PT_SF_RQ_COUNTED;
     }
-    c->stream = st;
-    c->state = PT_CONN_STREAM;
-    if (head_len == 0) {
-        pt_reply_bad_request(st); /* a head that cannot be one */
-        return;
-    }
-    pt_session_dispatch(st, head_len);
+    return st;
 }
 
 /* lb_outcome: how the request's upstream part ended, for pt_lb_release, read from its status
@@ -150,11 +146,10 @@ static void stream_observe(struct pt_stream *st)
     pt_session_observe_end(st);
 }
 
-/* stream_end: the stream is over; the connection goes on (or closes, <close_after>). */
-static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reusable)
+/* stream_end: the stream is over; its connection is told <how> (struct pt_down_ops end). */
+static void stream_end(struct pt_stream *st, int how, bool upstream_reusable)
 {
     struct pt_worker *w = st->w;
-    struct pt_conn *c = st->conn;
 
     pt_timer_cancel(&st->timer);
     pt_timer_cancel(&st->idle_timer);
@@ -165,9 +160,9 @@ static void stream_end(struct pt_stream *st, bool close_after, bool upstream_reu
     stream_request_end(st);
     if (st->state == PT_ST_RETRY)
         stream_unqueue(st);
+    st->conn->down->end(st, how);
     st->next_free = w->free_streams;
     w->free_streams = st;
-    pt_conn_stream_end(c, close_after);
 }
 
 /* stream_finish: the request and the response are both complete. */
@@ -176,20 +171,15 @@ static void stream_finish(struct pt_stream *st)
     bool reusable = (st->flags & PT_SF_REQ_DONE) && (st->flags & PT_SF_REQ_SENT);
 
     /* The rest of a request body cannot be skipped safely: the connection closes. */
-    stream_end(st, (st->flags & PT_SF_CLOSE_AFTER) || !(st->flags & PT_SF_REQ_DONE), reusable);
+    stream_end(st, (st->flags & PT_SF_CLOSE_AFTER) || !(st->flags & PT_SF_REQ_DONE) ? PT_DOWN_CLOSE : PT_DOWN_DONE,
+               reusable);
 }
 
 void pt_stream_abort(struct pt_stream *st)
 {
-    struct pt_conn *c = st->conn;
-
-    if (!(c->flags & PT_CF_DEAD)) {
-        pt_conn_close(c); /* marks it dead, then comes back here for the stream */
-        return;
-    }
     if (st->rec.status == 0)
         st->rec.flags = "DC";
-    stream_end(st, true, false);
+    stream_end(st, PT_DOWN_ABORT, false);
 }
 
 void pt_stream_release_upstream(struct pt_stream *st)
@@ -203,39 +193,29 @@ void pt_stream_release_upstream(struct pt_stream *st)
  * stream ended (the client went away, or the upstream failed and it was answered). */
 static bool stream_forward_request_body(struct pt_stream *st)
 {
-    struct pt_conn *c = st->conn;
+    const struct pt_down_ops *down = st->conn->down;
 
     while (!(st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc)) {
-        if (c->in.len > 0) {
-            bool done;
-            struct iovec data[PT_BODY_RUNS];
-            struct pt_body_frame out; /* not zeroed: only its first out.n iovecs are read */
-            int k;
-            int64_t n = pt_body_take(&st->req_body, pt_buf_data(&c->in), c->in.len, false, data, &k, &done);
-            if (n < 0) {
-                pt_stream_abort(st);
-                return false;
-            }
-            out.n = 0;
-            pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED, done);
-            if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
-                return stream_up_on_error(st, "connection termination", NULL, "UC");
-            pt_buf_consume(&c->in, (uint32_t)n);
-            st->rec.bytes_rx = st->req_body.payload;
-            if (done)
-                st->flags |= PT_SF_REQ_DONE;
-            pt_stream_touch(st);
-            continue;
-        }
-        if (!(c->flags & PT_CF_RD_PENDING))
-            return true;
-        int r = pt_conn_fill(c);
-        if (r == 0 || r == PT_IO || r == PT_NOMEM) {
-            pt_stream_abort(st); /* the client went away mid-body */
+        bool done;
+        struct iovec data[PT_BODY_RUNS];
+        struct pt_body_frame out; /* not zeroed: only its first out.n iovecs are read */
+        int k;
+        int64_t n = down->body(st, data, &k, &done);
+        if (n < 0) {
+            pt_stream_abort(st); /* the client went away, or broke the body's framing */
             return false;
         }
-        if (r == PT_AGAIN)
-            return true;
+        if (n == 0 && !done)
+            return true; /* more comes with pt_stream_on_client_readable */
+        out.n = 0;
+        pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED, done);
+        if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
+            return stream_up_on_error(st, "connection termination", NULL, "UC");
+        down->body_consume(st, n);
+        st->rec.bytes_rx = st->req_body.payload;
+        if (done)
+            st->flags |= PT_SF_REQ_DONE;
+        pt_stream_touch(st);
     }
     if ((st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
@@ -265,7 +245,7 @@ void pt_stream_local_reply_done(struct pt_stream *st)
     st->state = PT_ST_REPLIED;
     if (!(st->flags & PT_SF_REQ_DONE))
         st->flags |= PT_SF_CLOSE_AFTER;
-    if (!pt_conn_blocked(st->conn))
+    if (!st->conn->down->blocked(st))
         stream_finish(st);
 }
 
@@ -281,21 +261,15 @@ static int stream_hc_on_head(void *owner, const struct pt_h1_response *res)
     return PT_CLOSED;
 }
 
-/* Body data for the client, framed for it (see pt_session_response_head), after the head
- * when it has not left yet. */
+/* Body data for the client (its connection frames it), after the head. */
 static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool end)
 {
     struct pt_stream *st = owner;
-    struct pt_body_frame f; /* not zeroed: only its first f.n iovecs are read */
+    const struct pt_down_ops *down = st->conn->down;
+    int r = down->data(st, data, n, end);
 
-    f.n = 0;
-    if (st->resp_head_len) {
-        f.iov[f.n++] = (struct iovec){ st->w->scratch, st->resp_head_len };
-        st->resp_head_len = 0;
-    }
-    pt_body_frame(&f, data, n, st->resp_chunked, end);
     st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
-    if (f.n > 0 && pt_conn_send(st->conn, f.iov, f.n) == PT_IO) {
+    if (r == PT_IO) {
         pt_stream_abort(st);
         return PT_CLOSED;
     }
@@ -303,7 +277,7 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
         pt_stream_touch(st);
     if (end) {
         st->flags |= PT_SF_RESP_DONE;
-        if (!pt_conn_blocked(st->conn)) {
+        if (r == 0 && !down->blocked(st)) {
             stream_finish(st);
             return PT_CLOSED;
         }
@@ -311,7 +285,7 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
     }
     if ((st->flags & PT_SF_TUNNEL) && !(st->flags & PT_SF_REQ_DONE) && !stream_forward_request_body(st))
         return PT_CLOSED; /* the client's first bytes of the other protocol may be here already */
-    if (pt_conn_blocked(st->conn))
+    if (r == PT_AGAIN || down->blocked(st))
         pt_hc_pause(&st->hc); /* until the client has taken what it was given */
     return 0;
 }
