@@ -967,3 +967,8 @@ int pt_h1_chunked_decode(struct pt_h1_chunked *st, const char *buf, size_t len, 
 {
     return chunked_run(st, buf, len, consumed, data);
 }
+
+enum pt_h1_method pt_http_method_id(struct pt_str method)
+{
+    return method_id(method);
+}

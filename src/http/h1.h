@@ -84,4 +84,7 @@ static inline void pt_h1_chunked_skip(struct pt_h1_chunked *st, uint64_t n)
         st->_state = PT_H1_CHUNKED_DATA_CR;
 }
 
+/* pt_http_method_id: the well-known method <method> names (case-sensitive), or OTHER. */
+enum pt_h1_method pt_http_method_id(struct pt_str method);
+
 #endif

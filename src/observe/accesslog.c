@@ -330,7 +330,7 @@ static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const
         break;
     case PT_LOGOP_PROTOCOL:
         if (rec->lf_method.len)
-            set_plain(v, rec->minor_version ? "HTTP/1.1" : "HTTP/1.0", 8);
+            set_plain(v, pt_record_protocol(rec).ptr, pt_record_protocol(rec).len);
         break;
     case PT_LOGOP_RESPONSE_CODE: *v = (struct logval){ V_NUM, { 0 }, (uint64_t)rec->status }; break;
     case PT_LOGOP_RESPONSE_FLAGS: set_str(v, rec->flags ? rec->flags : "-"); v->kind = V_PLAIN; break;

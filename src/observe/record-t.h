@@ -42,7 +42,7 @@ struct pt_req_record {
     int status, upstream_status;       /* 0: none */
     const char *flags;                 /* Envoy response flags; "-": none */
     uint32_t upstream_ms;              /* x-envoy-upstream-service-time; UINT32_MAX: none */
-    uint8_t minor_version;             /* HTTP/1.<minor> */
+    uint8_t http_version;              /* 10, 11 or 20: HTTP/1.0, HTTP/1.1, HTTP/2 */
 
     /* Request values, copied: log = prefix '\0' suffix of the default line, then what a custom
      * format or the spans need (proxy/session.c keep_log_fields, observe/accesslog.c). */
@@ -65,5 +65,15 @@ struct pt_logsink {
     struct pt_loop *loop;
     int fd;                  /* the snapshot's log file, or stdout */
 };
+
+/* pt_record_protocol: the request's protocol as Envoy's %PROTOCOL% writes it. */
+static inline struct pt_str pt_record_protocol(const struct pt_req_record *rec)
+{
+    switch (rec->http_version) {
+    case 20: return PT_STR_LIT("HTTP/2");
+    case 10: return PT_STR_LIT("HTTP/1.0");
+    default: return PT_STR_LIT("HTTP/1.1");
+    }
+}
 
 #endif

@@ -80,9 +80,12 @@ struct pt_hist {
 #define PT_HTTP_COUNTERS(X)                                                                        \
     X(downstream_cx_total)        /* client connections accepted */                                \
     X(downstream_cx_destroy)      /* client connections closed */                                  \
+    X(downstream_cx_http2_total)  /* ... that spoke HTTP/2 */                                      \
     X(downstream_cx_rx_bytes_total) /* bytes read from clients */                                  \
     X(downstream_cx_tx_bytes_total) /* bytes written to clients */                                 \
     X(downstream_rq_total)        /* requests received (every request, local replies included) */ \
+    X(downstream_rq_http1_total)  /* ... over HTTP/1.x */                                          \
+    X(downstream_rq_http2_total)  /* ... over HTTP/2 */                                            \
     X(downstream_rq_completed)    /* requests answered */                                          \
     X(downstream_rq_timeout)      /* requests whose headers did not arrive in time */             \
     X(no_route)                   /* requests no route matched (404) */

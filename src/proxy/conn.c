@@ -36,12 +36,19 @@ void pt_conn_close(struct pt_conn *c)
     if (c->flags & PT_CF_DEAD)
         return;
     c->flags |= PT_CF_DEAD;
-    if (c->stream != NULL)
-        pt_stream_abort(c->stream); /* calls pt_conn_stream_end, which sees DEAD */
+    if (c->h2 != NULL) {
+        pt_h2_close(c); /* aborts its streams */
+        if (hs != NULL)
+            pt_gauge_dec(&hs->downstream_cx_http2_active);
+    } else {
+        if (c->stream != NULL)
+            pt_stream_abort(c->stream); /* its end sees DEAD */
+        if (hs != NULL)
+            pt_gauge_dec(&hs->downstream_cx_http1_active);
+    }
     pt_timer_cancel(&c->timer);
     if (hs != NULL) {
         pt_gauge_dec(&hs->downstream_cx_active);
-        pt_gauge_dec(&hs->downstream_cx_http1_active);
         if (c->ssl != NULL)
             pt_gauge_dec(&hs->downstream_cx_ssl_active);
         pt_stats_inc(&hs->downstream_cx_destroy);
@@ -70,8 +77,7 @@ void pt_conn_free_dead(struct pt_worker *w)
     }
 }
 
-/* Writes what is pending for the client. Returns 0 when all is out, PT_AGAIN, or PT_IO. */
-static int conn_flush(struct pt_conn *c)
+int pt_conn_flush(struct pt_conn *c)
 {
     while (c->out.len > 0) {
         struct iovec iov = { pt_buf_data(&c->out), c->out.len };
@@ -171,9 +177,7 @@ static void conn_linger(struct pt_conn *c)
     pt_timer_arm(c->w->loop, &c->timer, PT_LINGER_MS);
 }
 
-/* conn_ready: the next head is read from the worker's ready list (proxy/worker.c), after the
- * event that ended the last request has unwound: no call goes back into a stream's caller. */
-static void conn_ready(struct pt_conn *c)
+void pt_conn_ready(struct pt_conn *c)
 {
     if (c->flags & PT_CF_READY)
         return;
@@ -193,6 +197,8 @@ void pt_conn_run_ready(struct pt_worker *w)
             w->dead_conns = c;
         } else if (c->state == PT_CONN_HEAD) {
             conn_process(c);
+        } else if (c->state == PT_CONN_H2) {
+            pt_h2_run(c);
         }
     }
 }
@@ -216,7 +222,7 @@ void pt_conn_stream_end(struct pt_conn *c, bool close_after)
         pt_buf_release(&w->bufs, &c->in);
     pt_timer_arm(w->loop, &c->timer, pt_conn_keepalive_ms(c));
     if (c->in.len > 0 || (c->flags & PT_CF_RD_PENDING))
-        conn_ready(c);
+        pt_conn_ready(c);
 }
 
 /* conn_start_stream: the head of <head_len> bytes at the front of c->in (<= 0: bytes that cannot
@@ -250,6 +256,19 @@ static void conn_start_stream(struct pt_conn *c, int head_len)
     pt_session_dispatch(st);
 }
 
+/* conn_preface: whether c->in starts with HTTP/2's client preface (RFC 9113 §3.4: prior
+ * knowledge on a cleartext port, Envoy's AUTO codec): 1 when it does, -1 when it may (a part
+ * of it), 0 when it is HTTP/1. */
+static int conn_preface(const struct pt_conn *c)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t n = c->in.len < sizeof(preface) - 1 ? c->in.len : sizeof(preface) - 1;
+
+    if (memcmp(pt_buf_data(&c->in), preface, n) != 0)
+        return 0;
+    return n == sizeof(preface) - 1 ? 1 : -1;
+}
+
 /* Reads request heads and starts a stream for each, until one is in progress or the socket
  * is drained. */
 static void conn_process(struct pt_conn *c)
@@ -260,6 +279,16 @@ static void conn_process(struct pt_conn *c)
         size_t scanned = c->head_scanned;
         int r = PT_AGAIN;
 
+        if (c->in.len > 0 && pt_buf_data(&c->in)[0] == 'P' && c->ssl == NULL) {
+            int p = conn_preface(c);
+            if (p != 0) {
+                if (p > 0 && pt_h2_start(c) != 0)
+                    pt_conn_close(c);
+                if (p > 0)
+                    return;
+                goto read_more; /* a part of the preface: more is needed */
+            }
+        }
         if (c->in.len > 0) {
             r = pt_h1_find_head_end(pt_buf_data(&c->in), c->in.len, &scanned, &lim);
             c->head_scanned = (uint32_t)scanned;
@@ -271,6 +300,7 @@ static void conn_process(struct pt_conn *c)
             conn_start_stream(c, r); /* the stream ends it, or it is in progress */
             return;
         }
+    read_more:
         if (!(c->flags & PT_CF_RD_PENDING))
             break;
         if (pt_buf_reserve(&c->w->bufs, &c->in) != 0) {
@@ -312,8 +342,16 @@ static bool conn_handshake(struct pt_conn *c)
     ERR_clear_error();
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
+        const unsigned char *alpn;
+        unsigned int alpn_len;
         c->state = PT_CONN_HEAD;
         c->flags |= PT_CF_RD_PENDING; /* records may already wait behind the handshake */
+        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+        if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0) {
+            if (pt_h2_start(c) != 0)
+                pt_conn_close(c);
+            return false; /* the HTTP/2 connection reads on its own */
+        }
         return true;
     }
     switch (SSL_get_error(c->ssl, r)) {
@@ -369,13 +407,16 @@ static void conn_on_timer(struct pt_timer *t)
         if (hs != NULL)
             pt_stats_inc(&hs->downstream_rq_timeout);
     }
-    pt_conn_close(c);
+    if (c->state == PT_CONN_H2)
+        pt_h2_on_timer(c); /* a GOAWAY first */
+    else
+        pt_conn_close(c);
 }
 
 /* The output drained: a lingering connection closes, a stream may go on. */
 static void conn_on_writable(struct pt_conn *c)
 {
-    int r = conn_flush(c);
+    int r = pt_conn_flush(c);
 
     if (r == PT_IO) {
         pt_conn_close(c);
@@ -385,6 +426,8 @@ static void conn_on_writable(struct pt_conn *c)
         return;
     if (c->state == PT_CONN_CLOSING)
         conn_linger(c);
+    else if (c->state == PT_CONN_H2)
+        pt_h2_on_writable(c);
     else if (c->stream != NULL)
         pt_stream_on_client_writable(c->stream);
 }
@@ -399,6 +442,9 @@ static void conn_on_readable(struct pt_conn *c, uint32_t events)
         break;
     case PT_CONN_STREAM:
         pt_stream_on_client_readable(c->stream);
+        break;
+    case PT_CONN_H2:
+        pt_h2_on_readable(c);
         break;
     case PT_CONN_CLOSING:
         if (conn_drain(c) && c->out.len == 0)

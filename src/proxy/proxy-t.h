@@ -13,6 +13,7 @@
 #include "cluster/lb-t.h"
 #include "model/snapshot-t.h"
 #include "http/h1-t.h"
+#include "http/h2req.h"
 #include "observe/trace-t.h"
 #include "observe/stats-t.h"
 #include "observe/record-t.h"
@@ -48,6 +49,7 @@ enum pt_conn_state {
     PT_CONN_HANDSHAKE,  /* TLS handshake in progress */
     PT_CONN_STREAM,     /* a request is in progress (conn->stream) */
     PT_CONN_CLOSING,    /* flushing the last bytes and lingering, then close */
+    PT_CONN_H2,         /* HTTP/2: streams come and go on it (conn->h2, proxy/h2conn.c) */
 };
 
 /* Client connection flags, one bit each. */
@@ -118,6 +120,7 @@ struct pt_conn {
     SSL *ssl;                       /* NULL: cleartext */
     const struct pt_down_ops *down; /* its protocol, as its streams see it */
     struct pt_stream *stream;       /* the request in progress (HTTP/1: one at a time) */
+    struct pt_h2conn *h2;           /* HTTP/2 state (proxy/h2conn.c); NULL: HTTP/1 */
     struct pt_buf in;               /* bytes from the client (owned; released when empty) */
     struct pt_buf out;              /* bytes for the client not yet written (owned) */
     struct pt_timer timer;          /* TLS detect/handshake and head timeout, keep-alive idle,
@@ -243,6 +246,32 @@ struct pt_pool_entry {
     uint32_t nidle;
 };
 
+/* HTTP/2 stream flags (struct pt_h2s). */
+#define PT_H2S_HEAD_BAD     0x0001 /* the request head is malformed: answered 400 at its end */
+#define PT_H2S_HEAD_BIG     0x0002 /* ... or too large */
+#define PT_H2S_DISPATCH     0x0004 /* the head is complete: route it (from the connection's run) */
+#define PT_H2S_ROUTED       0x0008 /* dispatched: the stream has the request */
+#define PT_H2S_IN_END       0x0010 /* the client's END_STREAM arrived */
+#define PT_H2S_READABLE     0x0020 /* body data or its end arrived since the stream last read */
+#define PT_H2S_OUT_END      0x0040 /* the response's end was given */
+#define PT_H2S_OUT_END_SENT 0x0080 /* ... and framed (END_STREAM) */
+#define PT_H2S_NOTIFY       0x0100 /* tell the stream when nothing it gave is pending */
+#define PT_H2S_CLOSED       0x0200 /* nghttp2 closed the stream (reset, or both ends done) */
+#define PT_H2S_RESET        0x0400 /* ... before the stream was over: abort it */
+#define PT_H2S_HEAD_SUBMIT  0x0800 /* a response head was submitted */
+
+/* A stream's side of its HTTP/2 connection (proxy/h2conn.c); unused on HTTP/1. */
+struct pt_h2s {
+    int32_t id;
+    uint16_t flags;                 /* PT_H2S_* */
+    struct pt_buf head;             /* the request head's fields (http/h2req.h): the request's
+                                     * slices point here until the stream ends */
+    struct pt_buf in;               /* request body data not yet sent upstream */
+    struct pt_buf out;              /* response body data not yet framed */
+    struct pt_stream *next;         /* the connection's streams */
+    struct pt_h2req req;            /* the head being received */
+};
+
 /* A request: everything that lives as long as one request does, freed as one when it ends
  * (proxy/stream.c). It talks to its client connection through conn.c's functions and to its
  * upstream connection through the callbacks it gives upstream.c. */
@@ -271,6 +300,7 @@ struct pt_stream {
     struct pt_trace_ctx trace;
     struct pt_req_record rec;       /* what observe/ logs and traces */
     struct pt_stream *next_free;
+    struct pt_h2s h2;               /* HTTP/2 only; set by proxy/h2conn.c */
     struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
 };
 
@@ -290,6 +320,8 @@ struct pt_worker {
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;
     struct pt_lb_state lb;          /* load balancing for the clusters of snap (cluster/lb.h) */
+    struct nghttp2_session_callbacks *h2cbs; /* HTTP/2 (proxy/h2conn.c); made at first use */
+    struct nghttp2_option *h2opt;
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     /* The headers of the response head being handled (session.c pt_session_response_head):

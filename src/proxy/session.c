@@ -141,9 +141,13 @@ static void keep_log_fields(struct pt_stream *st, struct pt_str path, const char
     st->rec.lf_path = (struct pt_str_off){ (uint16_t)(p - st->rec.log), (uint16_t)pn };
     memcpy(p, path.ptr, pn);
     p += pn;
-    memcpy(p, " HTTP/1.1\"", 10);
-    p[8] = (char)('0' + req->minor_version);
-    p += 10;
+    {
+        struct pt_str proto = pt_record_protocol(&st->rec);
+        *p++ = ' ';
+        memcpy(p, proto.ptr, proto.len);
+        p += proto.len;
+        *p++ = '"';
+    }
     st->rec.log_mid = (uint16_t)(p - st->rec.log);
     *p++ = '\0';
     {
@@ -395,7 +399,7 @@ void pt_session_observe_end(struct pt_stream *st)
             .authority = log_slice(st, st->rec.lf_auth),
             .path = log_slice(st, st->rec.lf_path),
             .scheme = st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"),
-            .protocol = st->rec.minor_version ? PT_STR_LIT("HTTP/1.1") : PT_STR_LIT("HTTP/1.0"),
+            .protocol = pt_record_protocol(&st->rec),
             .user_agent = log_slice(st, st->rec.lf_ua),
             .request_id = log_slice(st, st->rec.lf_rid),
             .peer_ip = pt_str_c(st->conn->peer_ip),
@@ -524,7 +528,8 @@ void pt_session_dispatch(struct pt_stream *st)
     char request_id[37];
     const char *rid = NULL;
 
-    st->rec.minor_version = (uint8_t)req->minor_version;
+    if (st->rec.http_version == 0) /* HTTP/2 set it */
+        st->rec.http_version = (uint8_t)(10 + req->minor_version);
     st->listener = pt_snapshot_find_listener(st->snap, st->conn->port);
     if (req->method_id == PT_H1_METHOD_HEAD)
         st->flags |= PT_SF_HEAD_METHOD;

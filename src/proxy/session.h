@@ -22,6 +22,15 @@ int pt_conn_send(struct pt_conn *c, const struct iovec *iov, int iovcnt);
  * PT_IO or PT_NOMEM. */
 int pt_conn_fill(struct pt_conn *c);
 
+/* pt_conn_flush: writes what c->out holds. 0 when all is out, PT_AGAIN (the connection hears
+ * EPOLLOUT), or PT_IO. */
+int pt_conn_flush(struct pt_conn *c);
+
+/* pt_conn_ready: <c> runs from the worker's ready list (before the loop sleeps), after the
+ * event at hand has unwound: for HTTP/1, its next head; for HTTP/2, framing what its streams
+ * gave. No call goes back into a stream's caller. */
+void pt_conn_ready(struct pt_conn *c);
+
 /* pt_conn_stream_end: c's stream ended (it is freed); the connection reads the next head, or
  * closes after its output when <close_after>. A no-op on a closed connection. */
 void pt_conn_stream_end(struct pt_conn *c, bool close_after);
@@ -29,6 +38,17 @@ void pt_conn_stream_end(struct pt_conn *c, bool close_after);
 /* pt_conn_close: closes the client connection now (aborting its streams); it is freed after
  * this loop iteration. */
 void pt_conn_close(struct pt_conn *c);
+
+/* ---- HTTP/2 client connections (h2conn.c) ---- */
+
+/* pt_h2_start: <c> speaks HTTP/2 from now on (ALPN h2, or the preface at the front of c->in).
+ * 0, or PT_NOMEM. */
+int pt_h2_start(struct pt_conn *c);
+void pt_h2_on_readable(struct pt_conn *c);
+void pt_h2_on_writable(struct pt_conn *c); /* c->out is written */
+void pt_h2_run(struct pt_conn *c);         /* from the ready list */
+void pt_h2_on_timer(struct pt_conn *c);    /* idle: GOAWAY and close */
+void pt_h2_close(struct pt_conn *c);       /* the connection closes: its streams are aborted */
 
 /* pt_conn_keepalive_ms: how long an idle client connection stays open between requests. */
 static inline uint32_t pt_conn_keepalive_ms(const struct pt_conn *c)

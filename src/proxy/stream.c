@@ -74,6 +74,7 @@ struct pt_stream *pt_stream_new(struct pt_conn *c)
 
     if (st != NULL && (hs = pt_stream_http_stats(st)) != NULL) {
         pt_stats_inc(&hs->downstream_rq_total);
+        pt_stats_inc(c->h2 != NULL ? &hs->downstream_rq_http2_total : &hs->downstream_rq_http1_total);
         pt_gauge_inc(&hs->downstream_rq_active); /* until the stream ends */
         st->flags |= PT_SF_RQ_COUNTED;
     }

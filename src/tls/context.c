@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 
 #define PT_TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
-#define PT_TLS_DEFAULT_ALPN "http/1.1"
+#define PT_TLS_DEFAULT_ALPN "h2,http/1.1" /* terminating: HTTP/2 first, as browsers expect */
 #define PT_TLS_SESSION_TIMEOUT 7200 /* s: tickets outlive at most two key rotations */
 #define PT_TLS_CLIENT_SLOTS 64      /* saved client sessions per context, by upstream */
 
@@ -251,33 +251,6 @@ static int alpn_wire(const char *list, const char *dflt, unsigned char **out, si
     return 0;
 }
 
-/* drop_h2: removes h2 (and h2c) from a server's ALPN list: Portico terminates HTTP/1.1 only
- * until HTTP/2 lands, and advertising h2 would make clients speak a protocol nobody answers.
- * The default when nothing is left. */
-static void drop_h2(unsigned char **alpn, size_t *len)
-{
-    size_t i = 0, o = 0;
-    unsigned char *w = *alpn;
-    while (w != NULL && i < *len) {
-        size_t l = w[i];
-        bool h2 = (l == 2 && memcmp(w + i + 1, "h2", 2) == 0) || (l == 3 && memcmp(w + i + 1, "h2c", 3) == 0);
-        if (!h2) {
-            memmove(w + o, w + i, l + 1);
-            o += l + 1;
-        }
-        i += l + 1;
-    }
-    if (o == 0) {
-        free(w);
-        w = pt_xmalloc(9);
-        w[0] = 8;
-        memcpy(w + 1, "http/1.1", 8);
-        o = 9;
-    }
-    *alpn = w;
-    *len = o;
-}
-
 static int use_keypair(SSL_CTX *ctx, const struct pt_tls__keypair *kp, char *err,
                        size_t errlen)
 {
@@ -498,7 +471,6 @@ SSL_CTX *pt_tls_server_ctx_new(const struct pt_tls_settings *s, const struct pt_
         ctx = NULL;
         goto out;
     }
-    drop_h2(&sd->alpn, &sd->alpn_len);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     server_sessions(ctx, &kp, cas);
     if (m != NULL)

@@ -1,0 +1,628 @@
+/* A client connection speaking HTTP/2 (RFC 9113), framed by nghttp2: ALPN "h2" on a TLS
+ * listener, or the client preface on a cleartext one (prior knowledge, next to HTTP/1.1 on the
+ * same port). It carries many streams; each is a struct pt_stream like an HTTP/1 request, and
+ * sees this connection only through struct pt_down_ops, so routing, observe/ and the upstream
+ * side do not know the protocol. The socket, TLS, buffers and timers are conn.c's.
+ *
+ * nghttp2's callbacks only record what happened (a stream's head, its body data, its end, a
+ * reset) in the stream's struct pt_h2s; streams hear of it from h2_run_streams() once nghttp2
+ * has returned, and what streams give (heads, data, resets) is framed by h2_send() from the
+ * worker's ready list, never inside the stream's call. Request bodies are taken from the
+ * client's flow-control window only as the upstream takes them (nghttp2_session_consume), so a
+ * slow upstream slows its client and no one else. Called by proxy/conn.c. */
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+#include "core/log.h"
+#include "http/h1write.h"
+#include "http/reply.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdlib.h>
+
+#define H2_MAX_STREAMS 100               /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define H2_STREAM_WINDOW 65535           /* request body bytes buffered per stream at most */
+#define H2_CONN_WINDOW (1024 * 1024)     /* ... and per connection */
+#define H2_OUT_SOFT_MAX (64 * 1024)      /* response bytes a stream buffers before it pauses */
+#define H2_SEND_BATCH (64 * 1024)        /* framed bytes gathered before a write */
+
+struct pt_h2conn {
+    nghttp2_session *ng;
+    struct pt_conn *c;
+    struct pt_stream *streams;  /* open streams (st->h2.next) */
+    uint32_t nstreams;
+    bool in_recv;               /* inside nghttp2_session_mem_recv */
+};
+
+static const struct pt_down_ops h2_down_ops;
+
+static struct pt_stream *stream_of(struct pt_h2conn *h, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(h->ng, id);
+}
+
+/* h2_unlink: <st> leaves its connection's list and nghttp2 forgets it. */
+static void h2_unlink(struct pt_h2conn *h, struct pt_stream *st)
+{
+    struct pt_stream **pp = &h->streams;
+
+    while (*pp != NULL && *pp != st)
+        pp = &(*pp)->h2.next;
+    if (*pp == st) {
+        *pp = st->h2.next;
+        h->nstreams--;
+    }
+    if (!(st->h2.flags & PT_H2S_CLOSED))
+        nghttp2_session_set_stream_user_data(h->ng, st->h2.id, NULL);
+    pt_buf_release(&st->w->bufs, &st->h2.head);
+    pt_buf_release(&st->w->bufs, &st->h2.in);
+    pt_buf_release(&st->w->bufs, &st->h2.out);
+}
+
+/* ---- nghttp2's callbacks: record, never call into a stream -------------------------------- */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    struct pt_h2conn *h = user;
+    struct pt_stream *st;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    st = pt_stream_new(h->c);
+    if (st == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* no memory: the stream is refused */
+    st->h2 = (struct pt_h2s){ .id = frame->hd.stream_id, .next = h->streams };
+    st->h2.req.hdrs = st->hdrs;
+    st->h2.req.max_hdrs = PT_ARRAY_SIZE(st->hdrs);
+    st->rec.http_version = 20;
+    h->streams = st;
+    h->nstreams++;
+    nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
+    return 0;
+}
+
+/* head_store: room for <need> more bytes of the request head, up to the head limit. */
+static int head_store(struct pt_stream *st, size_t need)
+{
+    struct pt_buf *b = &st->h2.head;
+    size_t cap;
+
+    if (pt_buf_reserve(&st->w->bufs, b) != 0)
+        return PT_NOMEM;
+    if (b->cap - st->h2.req.used >= need)
+        return 0;
+    cap = st->h2.req.used + need + 1024;
+    if (cap > pt_proxy_limits.max_head_bytes + 1024)
+        return PT_TOOBIG;
+    b->len = (uint32_t)st->h2.req.used; /* what pt_buf_grow keeps */
+    return pt_buf_grow(&st->w->bufs, b, (uint32_t)cap);
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
+{
+    struct pt_stream *st = stream_of(user, frame->hd.stream_id);
+    struct pt_str n = pt_str_make((const char *)name, namelen), v = pt_str_make((const char *)value, valuelen);
+    int r;
+
+    if (st == NULL || (st->h2.flags & (PT_H2S_HEAD_BAD | PT_H2S_HEAD_BIG)))
+        return 0;
+    if (st->h2.flags & PT_H2S_DISPATCH) /* trailers: not passed on (an HTTP/1.1 upstream) */
+        return 0;
+    if ((r = head_store(st, namelen + valuelen)) == 0)
+        r = pt_h2req_add(&st->h2.req, st->h2.head.base, st->h2.head.cap, n, v);
+    if (r == PT_BADMSG)
+        st->h2.flags |= PT_H2S_HEAD_BAD;
+    else if (r != 0)
+        st->h2.flags |= PT_H2S_HEAD_BIG;
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    struct pt_stream *st;
+
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    if ((st = stream_of(user, frame->hd.stream_id)) == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS)
+        st->h2.flags |= PT_H2S_DISPATCH;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        st->h2.flags |= PT_H2S_IN_END | PT_H2S_READABLE;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    struct pt_stream *st = stream_of(user, id);
+    struct iovec iov = { (void *)data, len };
+
+    if (st == NULL || (st->flags & PT_SF_REQ_DONE)) {
+        nghttp2_session_consume_connection(ng, len); /* nobody reads it: not held against the window */
+        if (st != NULL)
+            nghttp2_session_consume_stream(ng, id, len);
+        return 0;
+    }
+    if (pt_buf_append_iov(&st->w->bufs, &st->h2.in, &iov, 1, len, 0) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->h2.flags |= PT_H2S_READABLE;
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user)
+{
+    struct pt_stream *st = stream_of(user, id);
+
+    if (st == NULL)
+        return 0;
+    st->h2.flags |= PT_H2S_CLOSED;
+    if (!(st->h2.flags & PT_H2S_OUT_END_SENT) || error_code != NGHTTP2_NO_ERROR)
+        st->h2.flags |= PT_H2S_RESET; /* the client reset it, or a protocol error did */
+    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    struct pt_stream *st;
+
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && (st = stream_of(user, frame->hd.stream_id)) != NULL)
+        st->h2.flags |= PT_H2S_OUT_END_SENT;
+    return 0;
+}
+
+/* The response body, framed from the stream's output buffer as the window allows. */
+static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *data_flags,
+                         nghttp2_data_source *source, void *user)
+{
+    struct pt_stream *st = stream_of(user, id);
+    size_t n;
+
+    if (st == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is gone: reset it */
+    n = st->h2.out.len < len ? st->h2.out.len : len;
+    if (n > 0) {
+        memcpy(buf, pt_buf_data(&st->h2.out), n);
+        pt_buf_consume(&st->h2.out, (uint32_t)n);
+    }
+    if (st->h2.out.len == 0) {
+        pt_buf_release(&st->w->bufs, &st->h2.out);
+        if (st->h2.flags & PT_H2S_OUT_END)
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        else if (n == 0)
+            return NGHTTP2_ERR_DEFERRED; /* resumed when the stream gives more */
+    }
+    return (ssize_t)n;
+}
+
+/* ---- the connection's work: framing, and telling streams -------------------------------- */
+
+/* h2_send: frames what nghttp2 has to send into c->out and writes it. False when the
+ * connection closed. */
+static bool h2_send(struct pt_h2conn *h)
+{
+    struct pt_conn *c = h->c;
+
+    for (;;) {
+        while (c->out.len < H2_SEND_BATCH) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h->ng, &data);
+            struct iovec iov;
+            if (n < 0) {
+                pt_conn_close(c);
+                return false;
+            }
+            if (n == 0)
+                break;
+            iov = (struct iovec){ (void *)data, (size_t)n };
+            if (pt_buf_append_iov(&c->w->bufs, &c->out, &iov, 1, (size_t)n, 0) != 0) {
+                pt_conn_close(c);
+                return false;
+            }
+        }
+        if (c->out.len == 0)
+            break;
+        int r = pt_conn_flush(c);
+        if (r == PT_IO) {
+            pt_conn_close(c);
+            return false;
+        }
+        if (r == PT_AGAIN)
+            return true; /* again from conn.c when the socket takes more */
+    }
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng)) {
+        pt_conn_close(c); /* a GOAWAY went both ways, or a connection error was sent */
+        return false;
+    }
+    return true;
+}
+
+/* h2_dispatch: the head of <st> is complete: the stream routes it, or it is refused. */
+static void h2_dispatch(struct pt_h2conn *h, struct pt_stream *st)
+{
+    int r = PT_BADMSG;
+
+    st->h2.flags = (uint16_t)((st->h2.flags & ~PT_H2S_DISPATCH) | PT_H2S_ROUTED);
+    if (!(st->h2.flags & (PT_H2S_HEAD_BAD | PT_H2S_HEAD_BIG))) {
+        r = head_store(st, (size_t)st->h2.req.cookie_bytes + 2 * st->h2.req.ncookies);
+        if (r == 0)
+            r = pt_h2req_finish(&st->h2.req, st->h2.head.base, st->h2.head.cap, &st->req);
+    }
+    if (r != 0) {
+        pt_reply_refuse(st, 400);
+        return;
+    }
+    if (st->h2.flags & PT_H2S_IN_END) {
+        st->req.content_length = 0; /* the head was all: no body */
+    } else if (st->req.content_length < 0) {
+        st->req.chunked = true; /* DATA frames until END_STREAM: chunked for an HTTP/1.1 upstream */
+    }
+    st->h2.flags &= (uint16_t)~PT_H2S_READABLE;
+    pt_session_dispatch(st);
+}
+
+/* h2_run_streams: each stream hears what happened to it since it last ran. */
+static void h2_run_streams(struct pt_h2conn *h)
+{
+    struct pt_stream *st, *next;
+
+    for (st = h->streams; st != NULL && !(h->c->flags & PT_CF_DEAD); st = next) {
+        next = st->h2.next; /* <st> may end in its turn, never another */
+        if (st->h2.flags & PT_H2S_RESET) {
+            pt_stream_abort(st);
+        } else if (st->h2.flags & PT_H2S_DISPATCH) {
+            h2_dispatch(h, st);
+        } else if ((st->h2.flags & PT_H2S_READABLE) && (st->h2.flags & PT_H2S_ROUTED)) {
+            st->h2.flags &= (uint16_t)~PT_H2S_READABLE;
+            pt_stream_on_client_readable(st);
+        } else if ((st->h2.flags & PT_H2S_NOTIFY) && !h2_down_ops.blocked(st)) {
+            st->h2.flags &= (uint16_t)~PT_H2S_NOTIFY;
+            pt_stream_on_client_writable(st);
+        }
+    }
+}
+
+/* h2_run: frames what is pending and tells streams, until neither has anything left. */
+static void h2_run(struct pt_h2conn *h)
+{
+    for (int round = 0; round < 8; round++) {
+        if (!h2_send(h))
+            return;
+        h2_run_streams(h);
+        if (h->c->flags & PT_CF_DEAD)
+            return;
+        if (!nghttp2_session_want_write(h->ng) || h->c->out.len > 0)
+            break;
+    }
+    if (nghttp2_session_want_write(h->ng) && h->c->out.len == 0)
+        pt_conn_ready(h->c); /* more to do: after the other connections' turn */
+    if (h->nstreams == 0 && !pt_timer_armed(&h->c->timer))
+        pt_timer_arm(h->c->w->loop, &h->c->timer, pt_conn_keepalive_ms(h->c));
+    else if (h->nstreams > 0)
+        pt_timer_cancel(&h->c->timer);
+}
+
+/* h2_kick: a stream gave something: it is framed from the worker's ready list. */
+static void h2_kick(struct pt_stream *st)
+{
+    pt_conn_ready(st->conn);
+}
+
+void pt_h2_on_readable(struct pt_conn *c)
+{
+    struct pt_h2conn *h = c->h2;
+
+    while (c->flags & PT_CF_RD_PENDING || c->in.len > 0) {
+        if (c->in.len == 0) {
+            int r = pt_conn_fill(c);
+            if (r == 0 || r == PT_IO || r == PT_NOMEM) {
+                pt_conn_close(c);
+                return;
+            }
+            if (r == PT_AGAIN)
+                break;
+        }
+        h->in_recv = true;
+        ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)pt_buf_data(&c->in), c->in.len);
+        h->in_recv = false;
+        if (n < 0) {
+            pt_debug("HTTP/2 from %s: %s", c->peer_ip, nghttp2_strerror((int)n));
+            pt_conn_close(c);
+            return;
+        }
+        pt_buf_consume(&c->in, (uint32_t)n);
+        h2_run_streams(h);
+        if (c->flags & PT_CF_DEAD)
+            return;
+    }
+    pt_buf_release(&c->w->bufs, &c->in);
+    h2_run(h);
+}
+
+void pt_h2_on_writable(struct pt_conn *c)
+{
+    h2_run(c->h2);
+}
+
+void pt_h2_run(struct pt_conn *c)
+{
+    h2_run(c->h2);
+}
+
+void pt_h2_on_timer(struct pt_conn *c)
+{
+    nghttp2_submit_goaway(c->h2->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2->ng),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    if (h2_send(c->h2))
+        pt_conn_close(c); /* idle: the GOAWAY says no stream was lost */
+}
+
+void pt_h2_close(struct pt_conn *c)
+{
+    struct pt_h2conn *h = c->h2;
+
+    while (h->streams != NULL)
+        pt_stream_abort(h->streams); /* each unlinks itself */
+    nghttp2_session_del(h->ng);
+    free(h);
+    c->h2 = NULL;
+}
+
+/* h2_setup: the worker's nghttp2 callbacks and options, made once and read-only after. */
+static int h2_setup(struct pt_worker *w)
+{
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+
+    if (w->h2cbs != NULL)
+        return 0;
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return PT_NOMEM;
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        return PT_NOMEM;
+    }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* consumed as the upstream takes it */
+    nghttp2_option_set_max_outbound_ack(opt, 1000);   /* a SETTINGS/PING flood ends the connection */
+    w->h2cbs = cbs;
+    w->h2opt = opt;
+    return 0;
+}
+
+int pt_h2_start(struct pt_conn *c)
+{
+    struct pt_h2conn *h;
+    nghttp2_settings_entry settings[] = {
+        { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS },
+        { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW },
+        { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, pt_proxy_limits.max_head_bytes },
+        { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+    };
+
+    if (h2_setup(c->w) != 0)
+        return PT_NOMEM;
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return PT_NOMEM;
+    h->c = c;
+    if (nghttp2_session_server_new2(&h->ng, c->w->h2cbs, h, c->w->h2opt) != 0) {
+        free(h);
+        return PT_NOMEM;
+    }
+    if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, settings, PT_ARRAY_SIZE(settings)) != 0 ||
+        nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW) != 0) {
+        nghttp2_session_del(h->ng);
+        free(h);
+        return PT_NOMEM;
+    }
+    c->h2 = h;
+    c->down = &h2_down_ops;
+    c->state = PT_CONN_H2;
+    c->flags &= ~PT_CF_HEAD_TIMER;
+    pt_timer_cancel(&c->timer);
+    {
+        struct pt_http_stats *hs = pt_conn_http_stats(c);
+        if (hs != NULL) {
+            pt_gauge_dec(&hs->downstream_cx_http1_active);
+            pt_gauge_inc(&hs->downstream_cx_http2_active);
+            pt_stats_inc(&hs->downstream_cx_http2_total);
+        }
+    }
+    pt_h2_on_readable(c); /* the preface, and what came with it */
+    return 0;
+}
+
+/* ---- what a stream needs from an HTTP/2 connection (struct pt_down_ops) -------------------- */
+
+static int64_t h2_body(struct pt_stream *st, struct iovec *data, int *n, bool *done)
+{
+    *n = 0;
+    *done = (st->h2.flags & PT_H2S_IN_END) != 0;
+    if (st->h2.in.len == 0)
+        return 0;
+    data[0] = (struct iovec){ pt_buf_data(&st->h2.in), st->h2.in.len };
+    *n = 1;
+    st->req_body.payload += st->h2.in.len;
+    return st->h2.in.len;
+}
+
+static void h2_body_consume(struct pt_stream *st, int64_t used)
+{
+    struct pt_h2conn *h = st->conn->h2;
+
+    pt_buf_consume(&st->h2.in, (uint32_t)used);
+    if (st->h2.in.len == 0)
+        pt_buf_release(&st->w->bufs, &st->h2.in);
+    nghttp2_session_consume(h->ng, st->h2.id, (size_t)used); /* the client may send more */
+    h2_kick(st);
+}
+
+static int h2_expect_continue(struct pt_stream *st)
+{
+    static const nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE } };
+
+    if (nghttp2_submit_headers(st->conn->h2->ng, NGHTTP2_FLAG_NONE, st->h2.id, NULL, nv, 1, NULL) != 0)
+        return PT_IO;
+    h2_kick(st);
+    return 0;
+}
+
+/* submit_head: the response head <nv> (<n> fields), with the body read from st->h2.out. */
+static int submit_head(struct pt_stream *st, const nghttp2_nv *nv, size_t n, bool body)
+{
+    nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
+
+    if (nghttp2_submit_response(st->conn->h2->ng, st->h2.id, nv, n, body ? &prd : NULL) != 0)
+        return PT_BADMSG;
+    st->h2.flags |= PT_H2S_HEAD_SUBMIT;
+    if (!body)
+        st->h2.flags |= PT_H2S_OUT_END;
+    h2_kick(st);
+    return 0;
+}
+
+/* nv_lower: a field for nghttp2, its name lower-cased into <buf> (HTTP/2 names are lower case;
+ * an HTTP/1.1 upstream may send any case). Returns the bytes of <buf> used, or 0 when full. */
+static size_t nv_lower(nghttp2_nv *nv, struct pt_str name, struct pt_str value, char *buf, size_t room)
+{
+    if (name.len > room)
+        return 0;
+    for (size_t i = 0; i < name.len; i++)
+        buf[i] = pt_lower(name.ptr[i]);
+    *nv = (nghttp2_nv){ (uint8_t *)buf, (uint8_t *)value.ptr, name.len, value.len, NGHTTP2_NV_FLAG_NONE };
+    return name.len ? name.len : 1;
+}
+
+static int h2_head(struct pt_stream *st, const struct pt_resp_head *hd)
+{
+    struct pt_worker *w = st->w;
+    nghttp2_nv nv[PT_ARRAY_SIZE(w->out_hdrs) + 1];
+    char status[4], *names = w->scratch;
+    size_t n = 0, used = 0;
+
+    if (hd->status < 200 || hd->status > 999 || hd->status == 101)
+        return PT_BADMSG; /* no upgrade on HTTP/2: the route never asks for one */
+    status[0] = (char)('0' + hd->status / 100);
+    status[1] = (char)('0' + hd->status / 10 % 10);
+    status[2] = (char)('0' + hd->status % 10);
+    nv[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE };
+    for (size_t i = 0; i < hd->nheaders; i++) {
+        size_t k = nv_lower(&nv[n++], hd->headers[i].name, hd->headers[i].value, names + used,
+                            sizeof(w->scratch) - used);
+        if (k == 0)
+            return PT_BADMSG;
+        used += k;
+    }
+    return submit_head(st, nv, n, hd->body);
+}
+
+/* give: response body bytes into the stream's output buffer. */
+static int give(struct pt_stream *st, const struct iovec *iov, int n, bool end)
+{
+    size_t total = 0;
+
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (total > 0 && pt_buf_append_iov(&st->w->bufs, &st->h2.out, iov, n, total, 0) != 0)
+        return PT_IO;
+    if (end)
+        st->h2.flags |= PT_H2S_OUT_END;
+    if ((total > 0 || end) && (st->h2.flags & PT_H2S_HEAD_SUBMIT) && !(st->h2.flags & PT_H2S_OUT_END_SENT))
+        nghttp2_session_resume_data(st->conn->h2->ng, st->h2.id);
+    h2_kick(st);
+    return 0;
+}
+
+static int h2_data(struct pt_stream *st, const struct iovec *iov, int n, bool end)
+{
+    if (give(st, iov, n, end) != 0)
+        return PT_IO;
+    if (st->h2.out.len >= H2_OUT_SOFT_MAX || end) {
+        st->h2.flags |= PT_H2S_NOTIFY;
+        return st->h2.out.len >= H2_OUT_SOFT_MAX ? PT_AGAIN : 0;
+    }
+    return 0;
+}
+
+static bool h2_blocked(const struct pt_stream *st)
+{
+    return st->h2.out.len > 0 || ((st->h2.flags & PT_H2S_OUT_END) && !(st->h2.flags & PT_H2S_OUT_END_SENT));
+}
+
+/* A local reply's head as HTTP/2 fields: the same fields its HTTP/1 head has (http/reply.c),
+ * without Connection. */
+static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body)
+{
+    char status[4], len[24], *loc = st->w->scratch;
+    size_t loclen = 0, n = 0;
+    nghttp2_nv nv[6];
+    struct iovec iov = { (void *)body.ptr, body.len };
+
+    if (r->status < 200 || r->status > 999)
+        return PT_BADMSG;
+    for (size_t i = 0; i < PT_ARRAY_SIZE(r->location); i++) {
+        if (loclen + r->location[i].len > sizeof(st->w->scratch))
+            return PT_TOOBIG;
+        memcpy(loc + loclen, r->location[i].ptr, r->location[i].len);
+        loclen += r->location[i].len;
+    }
+    if (memchr(loc, '\r', loclen) != NULL || memchr(loc, '\n', loclen) != NULL || memchr(loc, '\0', loclen) != NULL)
+        return PT_BADMSG;
+    status[0] = (char)('0' + r->status / 100);
+    status[1] = (char)('0' + r->status / 10 % 10);
+    status[2] = (char)('0' + r->status % 10);
+#define NV(nm, v, vl) (nghttp2_nv){ (uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NGHTTP2_NV_FLAG_NONE }
+    nv[n++] = NV(":status", status, 3);
+    nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
+    if (r->text_plain)
+        nv[n++] = NV("content-type", "text/plain", 10);
+    if (r->date.len)
+        nv[n++] = NV("date", r->date.ptr, r->date.len);
+    nv[n++] = NV("server", "envoy", 5);
+    if (loclen)
+        nv[n++] = NV("location", loc, loclen);
+#undef NV
+    if (submit_head(st, nv, n, body.len > 0) != 0)
+        return PT_BADMSG;
+    st->h2.flags |= PT_H2S_NOTIFY;
+    return body.len > 0 ? give(st, &iov, 1, true) : 0;
+}
+
+static void h2_end(struct pt_stream *st, int how)
+{
+    struct pt_h2conn *h = st->conn->h2;
+
+    if (h == NULL) /* the connection is being freed */
+        return;
+    if (!(st->h2.flags & PT_H2S_CLOSED)) {
+        if (how == PT_DOWN_ABORT)
+            nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->h2.id, NGHTTP2_INTERNAL_ERROR);
+        else if (!(st->h2.flags & PT_H2S_IN_END))
+            nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->h2.id, NGHTTP2_NO_ERROR); /* the rest of
+                                                                                                 * the body is not wanted */
+    }
+    h2_unlink(h, st);
+    if (!(st->conn->flags & PT_CF_DEAD)) {
+        if (st->w->draining && h->nstreams == 0)
+            nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ng),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+        pt_conn_ready(st->conn);
+    }
+}
+
+static const struct pt_down_ops h2_down_ops = {
+    .body = h2_body,
+    .body_consume = h2_body_consume,
+    .expect_continue = h2_expect_continue,
+    .head = h2_head,
+    .data = h2_data,
+    .blocked = h2_blocked,
+    .reply = h2_reply,
+    .end = h2_end,
+};
