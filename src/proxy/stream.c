@@ -286,7 +286,7 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
     }
     if ((st->flags & PT_SF_TUNNEL) && !(st->flags & PT_SF_REQ_DONE) && !stream_forward_request_body(st))
         return PT_CLOSED; /* the client's first bytes of the other protocol may be here already */
-    if (r == PT_AGAIN || down->blocked(st))
+    if (r == PT_AGAIN)
         pt_hc_pause(&st->hc); /* until the client has taken what it was given */
     return 0;
 }
