@@ -569,6 +569,8 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
     for (size_t i = 0; i < PT_ARRAY_SIZE(r->location); i++) {
         if (loclen + r->location[i].len > sizeof(st->w->scratch))
             return PT_TOOBIG;
+        if (r->location[i].len == 0)
+            continue; /* an empty piece may have no base at all */
         memcpy(loc + loclen, r->location[i].ptr, r->location[i].len);
         loclen += r->location[i].len;
     }
