@@ -128,6 +128,41 @@ static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
     return n == 0 || pt_lower(a.ptr[0]) == pt_lower(b.ptr[0]);
 }
 
+/* pt_memcpy_short: <n> bytes from <s> to <d> (apart). For the short names and values of heads
+ * and log lines: up to 32 bytes move as two overlapping words (or pairs of 16) inline, instead
+ * of a call to memcpy; longer ones call it. <s> is not read when <n> is 0. */
+static inline void pt_memcpy_short(char *d, const char *s, size_t n)
+{
+    if (n >= 16) {
+        if (n > 32) {
+            memcpy(d, s, n);
+            return;
+        }
+        char a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + n - 16, b, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n > 0) {
+        char a = s[0], b = s[n / 2], c = s[n - 1];
+        d[0] = a;
+        d[n / 2] = b;
+        d[n - 1] = c;
+    }
+}
+
 /* pt_header_find: the first of the <n> headers at <h> named <name> (case-insensitive), or NULL. */
 static inline const struct pt_header *pt_header_find(const struct pt_header *h, size_t n, struct pt_str name)
 {

@@ -434,8 +434,25 @@ static int parse_field_line(const char **pp, const char *eol, struct pt_header *
 {
     const char *p = *pp, *s = p;
 
-    while (tchar[(uint8_t)*p])
-        p++;
+    /* Four bytes per step: a byte is read only after the one before it was tchar, hence not
+     * the LF at eol. */
+    for (;;) {
+        if (!tchar[(uint8_t)p[0]])
+            break;
+        if (!tchar[(uint8_t)p[1]]) {
+            p += 1;
+            break;
+        }
+        if (!tchar[(uint8_t)p[2]]) {
+            p += 2;
+            break;
+        }
+        if (!tchar[(uint8_t)p[3]]) {
+            p += 3;
+            break;
+        }
+        p += 4;
+    }
     if (p == s || *p != ':')
         return PT_BADMSG;
     h->name = pt_str_make(s, (size_t)(p - s));

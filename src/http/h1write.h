@@ -72,39 +72,8 @@ struct pt_str pt_http_date(void);
 
 /* ---- inline bodies: these run for every header of every request ---- */
 
-/* pt_h1w__copy: <n> bytes from <s> to <d> (apart). Names and values are short: up to 32 bytes
- * move as two overlapping words (or pairs of 16) inline, instead of a call to memcpy. */
-static inline void pt_h1w__copy(char *d, const char *s, size_t n)
-{
-    if (n >= 16) {
-        if (n > 32) {
-            memcpy(d, s, n);
-            return;
-        }
-        char a[16], b[16];
-        memcpy(a, s, 16);
-        memcpy(b, s + n - 16, 16);
-        memcpy(d, a, 16);
-        memcpy(d + n - 16, b, 16);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
-    } else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        memcpy(d, &a, 4);
-        memcpy(d + n - 4, &b, 4);
-    } else if (n > 0) {
-        char a = s[0], b = s[n / 2], c = s[n - 1];
-        d[0] = a;
-        d[n / 2] = b;
-        d[n - 1] = c;
-    }
-}
+/* pt_h1w__copy: <n> bytes from <s> to <d> (apart); see pt_memcpy_short. */
+#define pt_h1w__copy pt_memcpy_short
 
 /* pt_h1w__room: whether <n> more bytes fit; if not, the sticky overflow. */
 static inline bool pt_h1w__room(struct pt_h1w *w, size_t n)
