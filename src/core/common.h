@@ -96,7 +96,7 @@ static inline uint64_t pt__load2(const char *p)
 /* pt__lower8: pt_lower() on each byte of <x> at once. With h = x & 0x7f.. (no byte carries into
  * the next: h + 0x3f <= 0xbe), a byte's top bit in h + (0x80 - 'A') says h >= 'A' and in
  * h + (0x80 - 'Z' - 1) says h > 'Z'; bytes of 0x80 and above are left alone, as pt_lower does. */
-static inline uint64_t pt__lower8(uint64_t x)
+static inline __attribute__((always_inline)) uint64_t pt__lower8(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ULL, top = 0x8080808080808080ULL;
     uint64_t h = x & ~top;
@@ -107,7 +107,7 @@ static inline uint64_t pt__lower8(uint64_t x)
 /* pt_str_caseeq: ASCII case-insensitive equality. Compares 8 bytes per step (the last step
  * overlaps the one before); a shorter string is read as overlapping 4-, 2- or 1-byte pieces.
  * Against a literal, the literal's half folds to constants. */
-static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
+static inline __attribute__((always_inline)) bool pt_str_caseeq(struct pt_str a, struct pt_str b)
 {
     size_t n = a.len;
 
