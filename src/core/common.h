@@ -71,15 +71,96 @@ static inline char pt_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
 }
 
-/* pt_str_caseeq: ASCII case-insensitive equality. */
-static inline bool pt_str_caseeq(struct pt_str a, struct pt_str b)
+/* pt__load8, pt__load4, pt__load2: <n> unaligned bytes at <p>, zero-extended. */
+static inline uint64_t pt__load8(const char *p)
 {
-    if (a.len != b.len)
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+static inline uint64_t pt__load4(const char *p)
+{
+    uint32_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+static inline uint64_t pt__load2(const char *p)
+{
+    uint16_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+/* pt__lower8: pt_lower() on each byte of <x> at once. With h = x & 0x7f.. (no byte carries into
+ * the next: h + 0x3f <= 0xbe), a byte's top bit in h + (0x80 - 'A') says h >= 'A' and in
+ * h + (0x80 - 'Z' - 1) says h > 'Z'; bytes of 0x80 and above are left alone, as pt_lower does. */
+static inline __attribute__((always_inline)) uint64_t pt__lower8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, top = 0x8080808080808080ULL;
+    uint64_t h = x & ~top;
+    uint64_t upper = (h + ones * (0x80 - 'A')) & ~(h + ones * (0x80 - 'Z' - 1)) & ~x & top;
+    return x | (upper >> 2);
+}
+
+/* pt_str_caseeq: ASCII case-insensitive equality. Compares 8 bytes per step (the last step
+ * overlaps the one before); a shorter string is read as overlapping 4-, 2- or 1-byte pieces.
+ * Against a literal, the literal's half folds to constants. */
+static inline __attribute__((always_inline)) bool pt_str_caseeq(struct pt_str a, struct pt_str b)
+{
+    size_t n = a.len;
+
+    if (n != b.len)
         return false;
-    for (size_t i = 0; i < a.len; i++)
-        if (pt_lower(a.ptr[i]) != pt_lower(b.ptr[i]))
-            return false;
-    return true;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (pt__lower8(pt__load8(a.ptr + i)) != pt__lower8(pt__load8(b.ptr + i)))
+                return false;
+        return pt__lower8(pt__load8(a.ptr + n - 8)) == pt__lower8(pt__load8(b.ptr + n - 8));
+    }
+    if (n >= 4)
+        return pt__lower8(pt__load4(a.ptr) | pt__load4(a.ptr + n - 4) << 32) ==
+               pt__lower8(pt__load4(b.ptr) | pt__load4(b.ptr + n - 4) << 32);
+    if (n >= 2)
+        return pt__lower8(pt__load2(a.ptr) | pt__load2(a.ptr + n - 2) << 16) ==
+               pt__lower8(pt__load2(b.ptr) | pt__load2(b.ptr + n - 2) << 16);
+    return n == 0 || pt_lower(a.ptr[0]) == pt_lower(b.ptr[0]);
+}
+
+/* pt_memcpy_short: <n> bytes from <s> to <d> (apart). For the short names and values of heads
+ * and log lines: up to 32 bytes move as two overlapping words (or pairs of 16) inline, instead
+ * of a call to memcpy; longer ones call it. <s> is not read when <n> is 0. */
+static inline void pt_memcpy_short(char *d, const char *s, size_t n)
+{
+    if (n >= 16) {
+        if (n > 32) {
+            memcpy(d, s, n);
+            return;
+        }
+        char a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + n - 16, b, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n > 0) {
+        char a = s[0], b = s[n / 2], c = s[n - 1];
+        d[0] = a;
+        d[n / 2] = b;
+        d[n - 1] = c;
+    }
 }
 
 /* pt_u64_dec: <v> in decimal at <out> (at least 20 bytes, no NUL); returns its length. */

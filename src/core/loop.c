@@ -192,20 +192,25 @@ static void run_timers(struct pt_loop *loop)
     loop->in_timers = false;
 }
 
-/* Milliseconds until the next non-empty slot, or -1 when no timer is armed. */
+/* Milliseconds until the next non-empty slot, or -1 when no timer is armed. The bitmap is read
+ * a word at a time from the current slot on: the lowest set bit at or after it is the next
+ * slot (ctz), and a turn visits at most PT_WHEEL_SLOTS / 64 + 1 words. */
 static int next_timeout(const struct pt_loop *loop)
 {
-    for (uint64_t i = 0; i < PT_WHEEL_SLOTS; i++) {
-        size_t slot = (loop->wheel_tick + i) % PT_WHEEL_SLOTS;
-        uint64_t word = loop->used[slot / 64];
-        if (word == 0) {
-            i += 63 - (slot % 64); /* skip the rest of an empty word */
-            continue;
-        }
-        if (word & (1ull << (slot % 64))) {
+    size_t start = (size_t)(loop->wheel_tick % PT_WHEEL_SLOTS);
+    uint64_t i = 0;
+
+    while (i < PT_WHEEL_SLOTS) {
+        size_t slot = (start + i) % PT_WHEEL_SLOTS;
+        uint64_t word = loop->used[slot / 64] >> (slot % 64); /* this slot is bit 0 */
+        if (word != 0) {
+            i += (uint64_t)__builtin_ctzll(word);
+            if (i >= PT_WHEEL_SLOTS) /* the bit is the start slot's word's, a turn ahead */
+                break;
             uint64_t at = (loop->wheel_tick + i) * PT_WHEEL_TICK_MS;
             return at <= loop->now_ms ? 0 : (int)(at - loop->now_ms);
         }
+        i += 64 - (slot % 64); /* the rest of this word is empty */
     }
     return -1;
 }

@@ -78,27 +78,49 @@ static uint64_t load8(const char *p)
     return x;
 }
 
-/* skip_value: past field value bytes from <p> (<= <eol>, where it stops at the latest). */
+/* first_hit: the offset of the lowest byte flagged in the non-zero mask <m> of ANY_BELOW /
+ * ANY_ZERO. The lowest flag is always a true hit (a borrow only runs upwards), so the bytes
+ * before it passed the test. */
+static size_t first_hit(uint64_t m)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8;
+#else
+    return (size_t)__builtin_clzll(m) / 8;
+#endif
+}
+
+/* skip_value: past field value bytes from <p> (<= <eol>, where it stops at the latest). An
+ * HTAB, the one control byte a value may hold, resumes the word loop after it. */
 static const char *skip_value(const char *p, const char *eol)
 {
-    for (; eol - p >= 8; p += 8) {
+    while (eol - p >= 8) {
         uint64_t x = load8(p);
-        if (ANY_BELOW(x, 0x20) | ANY_ZERO(x ^ BYTES(0x7f))) /* CTL (HTAB too) or DEL */
-            break;
+        uint64_t m = ANY_BELOW(x, 0x20) | ANY_ZERO(x ^ BYTES(0x7f)); /* CTL (HTAB too) or DEL */
+        if (m == 0) {
+            p += 8;
+            continue;
+        }
+        p += first_hit(m);
+        if (*p != '\t')
+            return p;
+        p++;
     }
     while (vchar[(uint8_t)*p])
         p++;
     return p;
 }
 
-/* skip_target: past request-target bytes from <p> (<= <eol>, where it stops at the latest). */
+/* skip_target: past request-target bytes from <p> (<= <eol>, where it stops at the latest).
+ * Every byte a word flags is outside target_char. */
 static const char *skip_target(const char *p, const char *eol)
 {
     for (; eol - p >= 8; p += 8) {
         uint64_t x = load8(p);
-        if (ANY_BELOW(x, 0x21) | (x & BYTES(0x80)) | ANY_ZERO(x ^ BYTES(0x7f)) |
-            ANY_ZERO(x ^ BYTES('#')))
-            break;
+        uint64_t m = ANY_BELOW(x, 0x21) | (x & BYTES(0x80)) | ANY_ZERO(x ^ BYTES(0x7f)) |
+                     ANY_ZERO(x ^ BYTES('#'));
+        if (m != 0)
+            return p + first_hit(m);
     }
     while (target_char[(uint8_t)*p])
         p++;
@@ -166,8 +188,24 @@ static bool is_ows(char c)
 /* name_is: case-insensitive comparison of <n> with the lowercase literal <lit> of <len> bytes.
  * Folding with |0x20 is exact here: it only conflates a letter, digit, '-', ':' or '/' with a
  * control byte, and callers pass only bytes already checked to be tchar, target or field bytes. */
-static bool name_is(const char *n, const char *lit, size_t len)
+static inline bool name_is(const char *n, const char *lit, size_t len)
 {
+    const uint64_t fold = BYTES(0x20);
+
+    if (len >= 8) { /* 8 bytes per step, the last step overlapping the one before */
+        for (size_t i = 0; i + 8 < len; i += 8)
+            if ((load8(n + i) | fold) != load8(lit + i))
+                return false;
+        return (load8(n + len - 8) | fold) == load8(lit + len - 8);
+    }
+    if (len >= 4) { /* two 4-byte pieces, overlapping when len < 8 */
+        uint32_t a, b, la, lb;
+        memcpy(&a, n, 4);
+        memcpy(&b, n + len - 4, 4);
+        memcpy(&la, lit, 4);
+        memcpy(&lb, lit + len - 4, 4);
+        return ((a | (uint32_t)fold) == la) & ((b | (uint32_t)fold) == lb);
+    }
     for (size_t i = 0; i < len; i++)
         if ((n[i] | 0x20) != lit[i])
             return false;
@@ -396,8 +434,25 @@ static int parse_field_line(const char **pp, const char *eol, struct pt_header *
 {
     const char *p = *pp, *s = p;
 
-    while (tchar[(uint8_t)*p])
-        p++;
+    /* Four bytes per step: a byte is read only after the one before it was tchar, hence not
+     * the LF at eol. */
+    for (;;) {
+        if (!tchar[(uint8_t)p[0]])
+            break;
+        if (!tchar[(uint8_t)p[1]]) {
+            p += 1;
+            break;
+        }
+        if (!tchar[(uint8_t)p[2]]) {
+            p += 2;
+            break;
+        }
+        if (!tchar[(uint8_t)p[3]]) {
+            p += 3;
+            break;
+        }
+        p += 4;
+    }
     if (p == s || *p != ':')
         return PT_BADMSG;
     h->name = pt_str_make(s, (size_t)(p - s));

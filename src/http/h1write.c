@@ -16,12 +16,6 @@ static void put_str(struct pt_h1w *w, struct pt_str s)
     put(w, s.ptr, s.len);
 }
 
-static void put_uint(struct pt_h1w *w, uint64_t v)
-{
-    char tmp[20];
-    put(w, tmp, pt_u64_dec(v, tmp));
-}
-
 void pt_h1w_request_line(struct pt_h1w *w, struct pt_str method, struct pt_str target)
 {
     put_str(w, method);
@@ -32,23 +26,27 @@ void pt_h1w_request_line(struct pt_h1w *w, struct pt_str method, struct pt_str t
 
 void pt_h1w_status_line(struct pt_h1w *w, int status, struct pt_str reason)
 {
-    put_lit(w, "HTTP/1.1 ");
-    put_uint(w, (uint64_t)status);
-    put_lit(w, " ");
-    put_str(w, reason.len ? reason : pt_str_c(pt_reason_phrase(status)));
-    put_lit(w, "\r\n");
+    if (reason.len == 0)
+        reason = pt_str_c(pt_reason_phrase(status));
+    if (status < 100 || status > 999) {
+        put_lit(w, "HTTP/1.1 ");
+        pt_h1w__uint(w, (uint64_t)status);
+        put_lit(w, " ");
+        put_str(w, reason);
+        put_lit(w, "\r\n");
+        return;
+    }
+    if (!pt_h1w__room(w, 15 + reason.len))
+        return;
+    memcpy(w->p, "HTTP/1.1 ", 9);
+    w->p[9] = (char)('0' + status / 100);
+    w->p[10] = (char)('0' + status / 10 % 10);
+    w->p[11] = (char)('0' + status % 10);
+    w->p[12] = ' ';
+    pt_h1w__copy(w->p + 13, reason.ptr, reason.len);
+    memcpy(w->p + 13 + reason.len, "\r\n", 2);
+    w->p += 15 + reason.len;
 }
-
-
-void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v)
-{
-    pt_h1w_header_begin(w, name);
-    put_uint(w, v);
-    put_lit(w, "\r\n");
-}
-
-
-
 
 void pt_h1w_framing(struct pt_h1w *w, bool chunked, int64_t content_length)
 {

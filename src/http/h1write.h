@@ -32,7 +32,7 @@ void pt_h1w_status_line(struct pt_h1w *w, int status, struct pt_str reason);
 static inline void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value);
 
 /* pt_h1w_header_uint: a header whose value is the decimal <v>. */
-void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v);
+static inline void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v);
 
 /* pt_h1w_header_begin / pt_h1w_value / pt_h1w_header_end: a header whose value is written in
  * pieces (a comma list, a path and its query). */
@@ -72,22 +72,46 @@ struct pt_str pt_http_date(void);
 
 /* ---- inline bodies: these run for every header of every request ---- */
 
+/* pt_h1w__copy: <n> bytes from <s> to <d> (apart); see pt_memcpy_short. */
+#define pt_h1w__copy pt_memcpy_short
+
+/* pt_h1w__room: whether <n> more bytes fit; if not, the sticky overflow. */
+static inline bool pt_h1w__room(struct pt_h1w *w, size_t n)
+{
+    if (PT_LIKELY((size_t)(w->end - w->p) >= n))
+        return true;
+    w->overflow = true;
+    return false;
+}
+
 /* pt_h1w__put: <n> bytes at <s>, or the sticky overflow. */
 static inline void pt_h1w__put(struct pt_h1w *w, const char *s, size_t n)
 {
-    if ((size_t)(w->end - w->p) < n) {
-        w->overflow = true;
+    if (!pt_h1w__room(w, n))
         return;
-    }
-    if (n != 0) /* an empty slice may have no pointer at all */
-        memcpy(w->p, s, n);
+    pt_h1w__copy(w->p, s, n); /* an empty slice may have no pointer at all: not read */
     w->p += n;
+}
+
+/* pt_h1w__uint: the decimal digits of <v>, or the sticky overflow. */
+static inline void pt_h1w__uint(struct pt_h1w *w, uint64_t v)
+{
+    char tmp[24], *q = tmp + sizeof(tmp);
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    pt_h1w__put(w, q, (size_t)(tmp + sizeof(tmp) - q));
 }
 
 static inline void pt_h1w_header_begin(struct pt_h1w *w, struct pt_str name)
 {
-    pt_h1w__put(w, name.ptr, name.len);
-    pt_h1w__put(w, ": ", 2);
+    if (!pt_h1w__room(w, name.len + 2))
+        return;
+    pt_h1w__copy(w->p, name.ptr, name.len);
+    w->p[name.len] = ':';
+    w->p[name.len + 1] = ' ';
+    w->p += name.len + 2;
 }
 
 static inline void pt_h1w_value(struct pt_h1w *w, struct pt_str piece)
@@ -97,14 +121,37 @@ static inline void pt_h1w_value(struct pt_h1w *w, struct pt_str piece)
 
 static inline void pt_h1w_header_end(struct pt_h1w *w)
 {
-    pt_h1w__put(w, "\r\n", 2);
+    if (!pt_h1w__room(w, 2))
+        return;
+    w->p[0] = '\r';
+    w->p[1] = '\n';
+    w->p += 2;
 }
 
+/* pt_h1w_header: one bound check for the whole line (a line that does not fit is not written;
+ * the overflow discards the head anyway). */
 static inline void pt_h1w_header(struct pt_h1w *w, struct pt_str name, struct pt_str value)
 {
+    char *p = w->p;
+
+    if (!pt_h1w__room(w, name.len + value.len + 4))
+        return;
+    pt_h1w__copy(p, name.ptr, name.len);
+    p += name.len;
+    p[0] = ':';
+    p[1] = ' ';
+    pt_h1w__copy(p + 2, value.ptr, value.len);
+    p += 2 + value.len;
+    p[0] = '\r';
+    p[1] = '\n';
+    w->p = p + 2;
+}
+
+static inline void pt_h1w_header_uint(struct pt_h1w *w, struct pt_str name, uint64_t v)
+{
     pt_h1w_header_begin(w, name);
-    pt_h1w__put(w, value.ptr, value.len);
-    pt_h1w__put(w, "\r\n", 2);
+    pt_h1w__uint(w, v);
+    pt_h1w_header_end(w);
 }
 
 static inline bool pt_http_hop_by_hop(struct pt_str n)

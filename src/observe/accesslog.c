@@ -48,12 +48,28 @@ static void on_flush_timer(struct pt_timer *t)
 
 static char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    pt_memcpy_short(p, s, n);
     return p + n;
 }
 
+/* put_uint: <v> in decimal; the common small values without the loop. */
 static char *put_uint(char *p, uint64_t v)
 {
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        p[0] = (char)('0' + v / 10);
+        p[1] = (char)('0' + v % 10);
+        return p + 2;
+    }
+    if (v < 1000) {
+        p[0] = (char)('0' + v / 100);
+        p[1] = (char)('0' + v / 10 % 10);
+        p[2] = (char)('0' + v % 10);
+        return p + 3;
+    }
     char tmp[24], *q = tmp + sizeof(tmp);
     do {
         *--q = (char)('0' + v % 10);

@@ -126,6 +126,59 @@ static void test_h1write_exact_and_bounded(void **state)
     assert_memory_equal(small + 20, "ZZZZ", 4);
 }
 
+/* Header lines of every name and value length from 0 to 40 (each copy path: bytes, 4-, 8- and
+ * 16-byte pieces, memcpy): exact bytes; and a buffer one byte short of each line overflows
+ * without writing past its end. */
+static void test_h1write_every_length(void **state)
+{
+    char src[41], buf[128], want[128];
+
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (char)('a' + i % 26);
+    for (size_t nl = 1; nl <= 40; nl++) {
+        for (size_t vl = 0; vl <= 40; vl++) {
+            struct pt_h1w w;
+            int n = snprintf(want, sizeof(want), "%.*s: %.*s\r\n", (int)nl, src, (int)vl, src + 1);
+            assert_true(n > 0 && (size_t)n < sizeof(want));
+            pt_h1w_init(&w, buf, sizeof(buf));
+            pt_h1w_header(&w, pt_str_make(src, nl), pt_str_make(src + 1, vl));
+            assert_int_equal(w.p - buf, n);
+            assert_memory_equal(buf, want, (size_t)n);
+            memset(buf, 'Z', sizeof(buf));
+            pt_h1w_init(&w, buf, (size_t)n - 1);
+            pt_h1w_header(&w, pt_str_make(src, nl), pt_str_make(src + 1, vl));
+            assert_int_equal(pt_h1w_end(&w), 0);
+            assert_int_equal(buf[n - 1], 'Z');
+        }
+    }
+}
+
+/* pt_str_caseeq agrees with a byte-wise ASCII fold for every pair of bytes at every position of
+ * strings of 1 to 17 bytes (each word path), and for strings of different lengths. */
+static void test_caseeq_every_byte(void **state)
+{
+    char a[17], b[17];
+
+    for (size_t n = 1; n <= sizeof(a); n++) {
+        for (int x = 0; x < 256; x++) {
+            for (int y = 0; y < 256; y++) {
+                size_t k = (size_t)(x * 7 + y) % n;
+                memset(a, 'q', n);
+                memset(b, 'Q', n);
+                a[k] = (char)x;
+                b[k] = (char)y;
+                bool want = pt_lower((char)x) == pt_lower((char)y);
+                if (pt_str_caseeq(pt_str_make(a, n), pt_str_make(b, n)) != want)
+                    fail_msg("n %zu, byte %zu: 0x%02x vs 0x%02x", n, k, x, y);
+            }
+        }
+    }
+    assert_true(pt_str_caseeq(PT_STR_LIT(""), PT_STR_LIT("")));
+    assert_false(pt_str_caseeq(PT_STR_LIT("Host"), PT_STR_LIT("hos")));
+    assert_true(pt_str_caseeq(PT_STR_LIT("X-Envoy-Expected-RQ-Timeout-Ms"), PT_STR_LIT("x-envoy-expected-rq-timeout-ms")));
+    assert_false(pt_str_caseeq(PT_STR_LIT("x-envoy-expected-rq-timeout-ms"), PT_STR_LIT("x-envoy-expected-rq-timeout-mt")));
+}
+
 static void test_header_rules(void **state)
 {
     struct pt_header h[4] = { { PT_STR_LIT("Host"), PT_STR_LIT("a") },
@@ -155,6 +208,8 @@ int main(void)
         cmocka_unit_test(test_frame_chunked_and_plain),
         cmocka_unit_test(test_h1write_exact_and_bounded),
         cmocka_unit_test(test_header_rules),
+        cmocka_unit_test(test_h1write_every_length),
+        cmocka_unit_test(test_caseeq_every_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  * executable's pt_now_ms() binds to, and answers CLOCK_MONOTONIC from g_fake_ms while g_fake is
  * set (otherwise it asks the kernel). Those tests call pt_loop_run_once(loop, 0), so epoll never
  * sleeps, and can step time 1 ms at a time. Tests about sleeping and waking use the real clock;
- * the longest one waits 5 s for a timer longer than a wheel turn.
+ * the longest one waits 5 s for a timer longer than a wheel turn. It also defines epoll_wait():
+ * with the fake clock it records the timeout the loop asked for and never sleeps.
  * Tests named test_fixed_* pin bugs that were found here and fixed (see their comments). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +46,17 @@ int clock_gettime(clockid_t id, struct timespec *ts)
         return 0;
     }
     return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+static int g_epoll_timeout; /* the last timeout asked for while the clock is fake */
+
+int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+    if (g_fake) {
+        g_epoll_timeout = timeout;
+        timeout = 0;
+    }
+    return (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, NULL, 8);
 }
 
 /* step: moves the fake clock <ms> forward and runs one iteration that does not sleep. */
@@ -803,6 +816,39 @@ static void test_sleeps_until_next_timer(void **state)
     assert_true(iterations <= 3);
 }
 
+/* The sleep is exactly the time to the first tick of the one armed timer, wherever its slot
+ * lies from the current one: every delay of a turn, in every 64-slot word of the bitmap and
+ * in the current slot's word behind it (a delay of almost a turn). No timer: -1. A fresh loop
+ * for each, as a cancelled timer leaves its slot marked until the wheel passes it. */
+static void test_sleep_reaches_every_slot(void **state)
+{
+    uint64_t base = g_fake_ms;
+
+    for (uint64_t start = 0; start < 70; start += 23) {
+        for (uint64_t d = 1; d < TURN_MS; d += 3) {
+            struct rec r = { .id = 1 };
+            struct pt_loop *loop;
+            uint64_t now, tick;
+
+            g_fake_ms = base + start * TICK_MS + 1;
+            assert_non_null(loop = pt_loop_new());
+            pt_loop_run_once(loop, -1);
+            assert_int_equal(g_epoll_timeout, -1);
+            now = pt_loop_now_ms(loop);
+            tick = (now + d + TICK_MS - 1) / TICK_MS;
+            rec_arm(loop, &r, d);
+            pt_loop_run_once(loop, -1);
+            if (g_epoll_timeout != (int)(tick * TICK_MS - now))
+                fail_msg("delay %llu at %llu: slept %d, expected %llu", (unsigned long long)d,
+                         (unsigned long long)now, g_epoll_timeout,
+                         (unsigned long long)(tick * TICK_MS - now));
+            assert_int_equal(r.fires, 0);
+            pt_timer_cancel(&r.t);
+            pt_loop_free(loop);
+        }
+    }
+}
+
 static void test_max_wait_bounds_the_sleep(void **state)
 {
     struct pt_loop *loop = *state;
@@ -849,6 +895,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         FAKE(test_timers_fire_in_order_never_early),
+        FAKE(test_sleep_reaches_every_slot),
         FAKE(test_timer_longer_than_a_turn_fires_once_on_time),
         FAKE(test_cancel_prevents_firing),
         FAKE(test_rearm_moves_the_timer),
