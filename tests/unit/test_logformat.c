@@ -333,7 +333,7 @@ static void request(struct fixture *fx, const char *ua)
     ds->log_len = ds->log_used = (uint16_t)(p - ds->log);
     ds->lf_tfr = ds->lf_ctype = (struct pt_str_off){ 0 };
     ds->log_nhdr = 0;
-    ds->minor_version = 1;
+    ds->http_version = 11;
     ds->start_realtime_ms = 1795665990641ull;
     ds->start_ms = pt_loop_now_ms(fx->w.loop) - 7;
     ds->end_ms = ds->start_ms + 7;
@@ -476,7 +476,7 @@ static void test_render_failure_and_local_reply(void **state)
     request(fx, "curl/8.0");
     fx->ds->status = 503, fx->ds->upstream_status = 0, fx->ds->flags = "UF", fx->ds->upstream_local_addr[0] = '\0';
     fx->ds->upstream_ms = UINT32_MAX;
-    fx->ds->minor_version = 0;
+    fx->ds->http_version = 10;
     pt_accesslog_keep(fx->ds, PT_STR_LIT("delayed connect error: Connection refused"), &fx->ds->lf_tfr);
     assert_string_equal(render_with(fx, text_ok("%PROTOCOL% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON% "
                                                 "%UPSTREAM_LOCAL_ADDRESS% %RESP(CONTENT-TYPE)% %REQ(:SCHEME)% "

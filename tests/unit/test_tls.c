@@ -381,9 +381,17 @@ static void test_handshake_default_alpn(void **state)
     assert_string_equal(SSL_get_version(k.c), "TLSv1.3");
     conn_free(&k);
 
-    /* a client offering h2 and http/1.1 gets http/1.1, the default server list */
+    /* a client offering http/1.1 and h2 gets h2: the default server list prefers it */
     SSL *c = client_ssl(cctx, NULL);
-    SSL_set_alpn_protos(c, (const unsigned char *)"\x02h2\x08http/1.1", 12);
+    SSL_set_alpn_protos(c, (const unsigned char *)"\x08http/1.1\x02h2", 12);
+    assert_true(run(&k, c, sctx));
+    SSL_get0_alpn_selected(k.c, &alpn, &len);
+    assert_int_equal(len, 2);
+    assert_memory_equal(alpn, "h2", 2);
+    conn_free(&k);
+    /* ... and one offering only http/1.1 gets it */
+    c = client_ssl(cctx, NULL);
+    SSL_set_alpn_protos(c, (const unsigned char *)"\x08http/1.1", 9);
     assert_true(run(&k, c, sctx));
     SSL_get0_alpn_selected(k.c, &alpn, &len);
     assert_int_equal(len, 8);
@@ -539,7 +547,8 @@ static void test_sni_handshake(void **state)
     SSL_set_alpn_protos(c, (const unsigned char *)"\x08http/1.1\x02h2", 12);
     assert_true(run(&k, c, l.ctx));
     SSL_get0_alpn_selected(k.c, &alpn, &len);
-    assert_int_equal(len, 8); /* h2 is never offered while Portico speaks HTTP/1.1 only */
+    assert_int_equal(len, 2); /* "h2,http/1.1" as written: the server's order wins */
+    assert_memory_equal(alpn, "h2", 2);
     conn_free(&k);
     listener_free(&l);
 
