@@ -84,6 +84,10 @@ int pt_h2req_add(struct pt_h2req *r, char *store, size_t cap, struct pt_str name
         return PT_BADMSG;
     if (!pseudo && pt_str_eq(name, PT_STR_LIT("te")) && !pt_str_eq(value, PT_STR_LIT("trailers")))
         return PT_BADMSG;
+    if (!pseudo && value.len == 0 && pt_str_eq(name, PT_STR_LIT("cookie"))) {
+        r->regular = true;
+        return 0; /* an empty crumb: nothing to join */
+    }
     if (!pseudo && r->nhdrs >= r->max_hdrs)
         return PT_TOOBIG;
     if (cap - r->used < name.len + value.len || name.len + value.len > UINT32_MAX / 2)
