@@ -150,6 +150,7 @@ struct pt_conn {
 #define PT_SF_CLOSE_AFTER  0x0800 /* the connection must close after this response */
 #define PT_SF_ENDED        0x1000 /* observed and logged; only freeing is left */
 #define PT_SF_RQ_COUNTED   0x2000 /* counted in downstream_rq_total/_active */
+#define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {

@@ -534,6 +534,7 @@ void pt_session_dispatch(struct pt_stream *st)
     char request_id[37];
     const char *rid = NULL;
 
+    st->flags |= PT_SF_PARSED;
     if (st->rec.http_version == 0) /* HTTP/2 set it */
         st->rec.http_version = (uint8_t)(10 + req->minor_version);
     st->listener = pt_snapshot_find_listener(st->snap, st->conn->port);
