@@ -106,7 +106,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 
     if (st == NULL || (st->h2.flags & (PT_H2S_HEAD_BAD | PT_H2S_HEAD_BIG)))
         return 0;
-    if (st->h2.flags & PT_H2S_DISPATCH) /* trailers: not passed on (an HTTP/1.1 upstream) */
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) /* trailers: not passed on (an HTTP/1.1 upstream) */
         return 0;
     if ((r = head_store(st, namelen + valuelen)) == 0)
         r = pt_h2req_add(&st->h2.req, st->h2.head.base, st->h2.head.cap, n, v);
@@ -125,8 +125,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return 0;
     if ((st = stream_of(user, frame->hd.stream_id)) == NULL)
         return 0;
-    if (frame->hd.type == NGHTTP2_HEADERS)
-        st->h2.flags |= PT_H2S_DISPATCH;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->h2.flags |= PT_H2S_DISPATCH; /* the head; a later HEADERS is trailers */
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            st->h2.flags |= PT_H2S_NO_BODY;
+    }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         st->h2.flags |= PT_H2S_IN_END | PT_H2S_READABLE;
     return 0;
@@ -252,7 +255,7 @@ static void h2_dispatch(struct pt_h2conn *h, struct pt_stream *st)
         pt_reply_refuse(st, 400);
         return;
     }
-    if (st->h2.flags & PT_H2S_IN_END) {
+    if (st->h2.flags & PT_H2S_NO_BODY) {
         st->req.content_length = 0; /* the head was all: no body */
     } else if (st->req.content_length < 0) {
         st->req.chunked = true; /* DATA frames until END_STREAM: chunked for an HTTP/1.1 upstream */

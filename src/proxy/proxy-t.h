@@ -261,6 +261,7 @@ struct pt_pool_entry {
 #define PT_H2S_CLOSED       0x0200 /* nghttp2 closed the stream (reset, or both ends done) */
 #define PT_H2S_RESET        0x0400 /* ... before the stream was over: abort it */
 #define PT_H2S_HEAD_SUBMIT  0x0800 /* a response head was submitted */
+#define PT_H2S_NO_BODY      0x1000 /* the request's HEADERS ended the stream */
 
 /* A stream's side of its HTTP/2 connection (proxy/h2conn.c); unused on HTTP/1. */
 struct pt_h2s {

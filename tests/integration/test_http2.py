@@ -321,3 +321,21 @@ def test_grpc_client_sees_unavailable_when_no_backend_answers(processes, tmp_pat
     r = Client(edge.http).unary(timeout=5)
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
     assert "upstream connect error" in r.details, r
+
+
+def test_request_trailers_are_dropped_not_taken_for_a_new_head(processes, tmp_path, quote_backend):
+    """Trailers after a request body are a second HEADERS block on the stream: not a new request
+    head (the stream is routed once) and, for an HTTP/1.1 upstream, not forwarded."""
+    edge = edge_for(processes, tmp_path, quote_backend)
+    with H2Raw(edge.http) as c:
+        sids = [c.request("/backend/echo", method="POST", authority="x", body=b"x" * 3000,
+                          trailers=[("x-trailer", "t" * 200)]) for _ in range(3)]
+        rs = [c.wait_response(s) for s in sids]
+        after = c.request("/backend/", authority="x")
+        assert c.wait_response(after).status == 200
+    for r in rs:
+        assert r.status == 200, r
+        j, h = echo(r.body)
+        assert j["body_length"] == 3000 and "x-trailer" not in h
+    lines = wait_access(edge, lambda l: l.count("/backend/echo") >= 3)
+    assert sum("/backend/echo" in l for l in lines) == 3, lines   # one log line per stream
