@@ -84,6 +84,10 @@ int pt_h2req_add(struct pt_h2req *r, char *store, size_t cap, struct pt_str name
         return PT_BADMSG;
     if (!pseudo && pt_str_eq(name, PT_STR_LIT("te")) && !pt_str_eq(value, PT_STR_LIT("trailers")))
         return PT_BADMSG;
+    if (!pseudo && value.len == 0 && pt_str_eq(name, PT_STR_LIT("cookie"))) {
+        r->regular = true;
+        return 0; /* an empty crumb: nothing to join */
+    }
     if (!pseudo && r->nhdrs >= r->max_hdrs)
         return PT_TOOBIG;
     if (cap - r->used < name.len + value.len || name.len + value.len > UINT32_MAX / 2)
@@ -170,6 +174,7 @@ static int index_fields(struct pt_h1_request *req)
         { "user-agent", offsetof(struct pt_h1_request, idx_user_agent) },
         { "host", offsetof(struct pt_h1_request, idx_host) },
         { "content-length", offsetof(struct pt_h1_request, idx_content_length) },
+        { "content-type", offsetof(struct pt_h1_request, idx_content_type) },
     };
 
     for (size_t k = 0; k < req->nheaders; k++) {
@@ -224,6 +229,7 @@ int pt_h2req_finish(struct pt_h2req *r, char *store, size_t cap, struct pt_h1_re
         .idx_connection = -1, .idx_te_header = -1, .idx_x_forwarded_for = -1,
         .idx_x_forwarded_proto = -1, .idx_x_request_id = -1, .idx_user_agent = -1,
         .idx_host = -1, .idx_content_length = -1, .idx_transfer_encoding = -1, .idx_upgrade = -1,
+        .idx_content_type = -1,
     };
     if (!(r->pseudo & PS_METHOD) || req->method.len == 0)
         return PT_BADMSG;

@@ -235,7 +235,7 @@ static struct pt_str without_port(const char *addr)
 /* %DOWNSTREAM_REMOTE_ADDRESS% into <buf>. */
 static void remote_addr(const struct pt_req_record *rec, struct logval *v, char *buf)
 {
-    size_t n = rec->peer_ip ? strlen(rec->peer_ip) : 0;
+    size_t n = rec->peer_ip ? rec->peer_ip_len : 0;
     bool v6 = n && memchr(rec->peer_ip, ':', n) != NULL;
     char *p = buf;
 
@@ -302,7 +302,7 @@ static void connection_value(struct pt_req_record *rec, uint8_t op, struct logva
     case PT_LOGOP_UPSTREAM_TRANSPORT_FAILURE_REASON: set_slice(v, rec, rec->lf_tfr); break;
     case PT_LOGOP_DOWNSTREAM_REMOTE_ADDRESS: remote_addr(rec, v, buf); break;
     case PT_LOGOP_DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT:
-        set_plain(v, rec->peer_ip, rec->peer_ip ? strlen(rec->peer_ip) : 0);
+        set_plain(v, rec->peer_ip, rec->peer_ip ? rec->peer_ip_len : 0);
         break;
     case PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS:
         set_plain(v, rec->local_addr, strlen(rec->local_addr));

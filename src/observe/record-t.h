@@ -28,6 +28,7 @@ struct pt_str_off {
 struct pt_req_record {
     /* The connection it came on (set by the proxy when the request starts). */
     const char *peer_ip;               /* the client's address, without port */
+    uint8_t peer_ip_len;
     uint16_t peer_port;
     bool tls;
     const char *sni;                   /* the TLS server name; NULL: none */

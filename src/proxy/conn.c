@@ -643,6 +643,7 @@ static void peer_text(struct pt_conn *c, const struct sockaddr_storage *peer)
         inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
         c->peer_port = ntohs(s4->sin_port);
     }
+    c->peer_ip_len = (uint8_t)strlen(c->peer_ip); /* once: every request logs and forwards it */
 }
 
 void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,

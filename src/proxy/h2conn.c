@@ -740,9 +740,9 @@ static bool h2_blocked(const struct pt_stream *st)
  * without Connection. */
 static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body)
 {
-    char status[4], len[24], *loc = st->w->scratch;
+    char status[4], len[24], gs[4], *loc = st->w->scratch;
     size_t loclen = 0, n = 0;
-    nghttp2_nv nv[6];
+    nghttp2_nv nv[8];
     struct iovec iov = { (void *)body.ptr, body.len };
 
     if (r->status < 200 || r->status > 999)
@@ -763,8 +763,14 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
 #define NV(nm, v, vl) (nghttp2_nv){ (uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NGHTTP2_NV_FLAG_NONE }
     nv[n++] = NV(":status", status, 3);
     nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
-    if (r->text_plain)
+    if (r->grpc) { /* trailers-only (http/reply-t.h) */
+        nv[n++] = NV("content-type", "application/grpc", 16);
+        nv[n++] = NV("grpc-status", gs, pt_u64_dec((uint64_t)r->grpc_status, gs));
+        if (r->grpc_message.len)
+            nv[n++] = NV("grpc-message", r->grpc_message.ptr, r->grpc_message.len);
+    } else if (r->text_plain) {
         nv[n++] = NV("content-type", "text/plain", 10);
+    }
     if (r->date.len)
         nv[n++] = NV("date", r->date.ptr, r->date.len);
     nv[n++] = NV("server", "envoy", 5);

@@ -133,6 +133,7 @@ struct pt_conn {
     uint16_t port;                  /* the listener port it arrived on */
     uint16_t peer_port;
     uint8_t state;                  /* enum pt_conn_state */
+    uint8_t peer_ip_len;
     char peer_ip[46];               /* INET6_ADDRSTRLEN */
 };
 
@@ -149,6 +150,7 @@ struct pt_conn {
 #define PT_SF_CLOSE_AFTER  0x0800 /* the connection must close after this response */
 #define PT_SF_ENDED        0x1000 /* observed and logged; only freeing is left */
 #define PT_SF_RQ_COUNTED   0x2000 /* counted in downstream_rq_total/_active */
+#define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -294,6 +296,7 @@ struct pt_stream {
     struct pt_timer idle_timer;     /* the stream idle timeout (idle_ms) */
     uint32_t idle_ms;               /* Mapping idle_timeout_ms, else the stream idle timeout, or
                                      * the tunnel's; 0: none */
+    uint64_t active_ms;             /* when bytes last moved (pt_stream_touch) */
     uint64_t upstream_start_ms;
     struct pt_lb_pick lb_pick;      /* the endpoint pick to release when the request ends */
     const struct pt_trace_config *trace_cfg; /* set while a trace context is active */

@@ -39,24 +39,21 @@ static bool name_in_ops(struct pt_str name, const struct pt_hdr_op *ops, uint32_
     return false;
 }
 
-/* Writes a version-4 UUID from the worker's PRNG into out (36 bytes). */
+/* Writes a version-4 UUID from the worker's PRNG into out (36 bytes): two hex digits per byte
+ * from a table, in the 8-4-4-4-12 layout. */
 static void make_request_id(struct pt_worker *w, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const uint8_t at[16] = { 0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34 };
     uint64_t a = pt_worker_rand(w), c = pt_worker_rand(w);
     unsigned char bytes[16];
-    int k = 0;
 
     memcpy(bytes, &a, 8);
     memcpy(bytes + 8, &c, 8);
     bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
     bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[k++] = '-';
-        out[k++] = hex[bytes[i] >> 4];
-        out[k++] = hex[bytes[i] & 15];
-    }
+    for (int i = 0; i < 16; i++)
+        memcpy(out + at[i], pt_hex_pairs + 2 * bytes[i], 2);
+    out[8] = out[13] = out[18] = out[23] = '-';
 }
 
 /* find_header: the value of the first header <name> in <h>, empty when there is none. */
@@ -108,7 +105,7 @@ static char *log_field(char *p, char *end, struct pt_str s)
     if ((size_t)(end - p) < n + 3)
         return p;
     *p++ = '"';
-    memcpy(p, s.ptr, n);
+    pt_memcpy_short(p, s.ptr, n);
     p += n;
     *p++ = '"';
     return p;
@@ -154,7 +151,7 @@ static void keep_log_fields(struct pt_stream *st, struct pt_str path, const char
         /* %REQ(X-FORWARDED-FOR)% is logged as forwarded: with the client address appended. */
         struct pt_str xff = header_at(req, req->idx_x_forwarded_for);
         char buf[320];
-        size_t pl = strlen(st->conn->peer_ip), xl = xff.len > 256 ? 256 : xff.len;
+        size_t pl = st->conn->peer_ip_len, xl = xff.len > 256 ? 256 : xff.len;
         if (xl) {
             memcpy(buf, xff.ptr, xl);
             buf[xl++] = ',';
@@ -343,7 +340,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
             pt_h1w_value(&b, PT_STR_LIT(","));
         }
     }
-    pt_h1w_value(&b, pt_str_c(st->conn->peer_ip));
+    pt_h1w_value(&b, pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len));
     pt_h1w_header_end(&b);
     if (!keep_xfp || req->idx_x_forwarded_proto < 0)
         pt_h1w_header(&b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
@@ -402,7 +399,7 @@ void pt_session_observe_end(struct pt_stream *st)
             .protocol = pt_record_protocol(&st->rec),
             .user_agent = log_slice(st, st->rec.lf_ua),
             .request_id = log_slice(st, st->rec.lf_rid),
-            .peer_ip = pt_str_c(st->conn->peer_ip),
+            .peer_ip = pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len),
             .upstream_address = st->rec.endpoint ? pt_str_c(st->rec.endpoint->name) : (struct pt_str){ 0 },
             .cluster_name = a ? pt_str_c(a->cluster->name) : (struct pt_str){ 0 },
             .stats_name = a ? pt_str_c(a->cluster->stats_name) : (struct pt_str){ 0 },
@@ -528,6 +525,7 @@ void pt_session_dispatch(struct pt_stream *st)
     char request_id[37];
     const char *rid = NULL;
 
+    st->flags |= PT_SF_PARSED;
     if (st->rec.http_version == 0) /* HTTP/2 set it */
         st->rec.http_version = (uint8_t)(10 + req->minor_version);
     st->listener = pt_snapshot_find_listener(st->snap, st->conn->port);
@@ -708,6 +706,7 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
         st->flags &= ~(PT_SF_REQ_DONE | PT_SF_REQ_SENT);
         pt_timer_cancel(&st->timer);
         st->idle_ms = a->idle_timeout_ms ? a->idle_timeout_ms : pt_proxy_limits.idle_timeout_ms;
+        pt_timer_cancel(&st->idle_timer); /* armed for the other timeout */
         pt_stream_touch(st);
     }
     return 0;

@@ -98,11 +98,15 @@ void pt_stream_local_reply_done(struct pt_stream *st);
  * connection closes. */
 void pt_stream_abort(struct pt_stream *st);
 
-/* pt_stream_touch: bytes moved for the request: its idle timeout starts again. */
+/* pt_stream_touch: bytes moved for the request: its idle timeout starts again. The timer is
+ * not moved for each touch: when it fires, it looks at the last one (stream.c). */
 static inline void pt_stream_touch(struct pt_stream *st)
 {
-    if (st->idle_ms != 0)
-        pt_timer_arm(st->w->loop, &st->idle_timer, st->idle_ms);
+    if (st->idle_ms != 0) {
+        st->active_ms = pt_loop_now_ms(st->w->loop);
+        if (!pt_timer_armed(&st->idle_timer))
+            pt_timer_arm(st->w->loop, &st->idle_timer, st->idle_ms);
+    }
 }
 
 /* ---- routing and heads (session.c) ---- */

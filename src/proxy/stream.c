@@ -56,6 +56,7 @@ static struct pt_stream *stream_new(struct pt_conn *c)
     st->idle_timer.cb = stream_on_idle_timer;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     st->rec.peer_ip = c->peer_ip;
+    st->rec.peer_ip_len = c->peer_ip_len;
     st->rec.peer_port = c->peer_port;
     st->rec.tls = (c->flags & PT_CF_TLS) != 0;
     st->rec.sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
@@ -393,7 +394,12 @@ static void stream_time_out(struct pt_stream *st, int status, struct pt_str body
 static void stream_on_idle_timer(struct pt_timer *t)
 {
     struct pt_stream *st = pt_container_of(t, struct pt_stream, idle_timer);
+    uint64_t idle = pt_loop_now_ms(st->w->loop) - st->active_ms;
 
+    if (idle < st->idle_ms) { /* bytes moved since it was armed */
+        pt_timer_arm(st->w->loop, &st->idle_timer, st->idle_ms - (uint32_t)idle);
+        return;
+    }
     stream_time_out(st, (st->flags & PT_SF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
 }
 
