@@ -346,8 +346,12 @@ def cmd_h2load(a):
         raise RuntimeError(f"h2load warm-up failed ({rc}):\n{out[-2000:]}")
     n = a.requests or max(1000, int(round(w["rps"] * a.seconds, -3)))
     conns = upstream_conns(a.upstream_port) if a.upstream_port else None
-    werr = "" if w.get("succeeded") == w["requests"] and w.get("s2xx") == w["requests"] else \
-        f"  (warm-up: {w.get('succeeded')} of {w['requests']} succeeded, {w.get('s2xx')} 2xx!)"
+    # A -D run stops with requests in flight: a response whose head arrived may be counted in
+    # 2xx without being done, so only failures and non-2xx answers count here.
+    wbad = sum(w.get(k, 0) for k in ("failed", "errored", "timeout", "s3xx", "s4xx", "s5xx"))
+    werr = f"  (warm-up: {w.get('failed', 0)} failed, {w.get('errored', 0)} errored, " \
+        f"{w.get('timeout', 0)} timeout, 3xx/4xx/5xx {w.get('s3xx', 0)}/{w.get('s4xx', 0)}/" \
+        f"{w.get('s5xx', 0)}!)" if wbad else ""
     print(f"  {a.label:<14} warm-up {a.warmup} s: {w['rps']:.0f} req/s over {w.get('protocol')};"
           f" {fmt(conns, 'd')} upstream connections open; {n} requests per measured run{werr}",
           flush=True)
