@@ -9,6 +9,12 @@ Subcommands:
                                              connection, one full handshake and one request per
                                              request; ab never resumes a session); record
                                              handshakes/s and the CPU of P per handshake
+  h2load LABEL URL --pids P [--backend-pid B] [--upstream-port N]
+                                             HTTP/2 (h2c, prior knowledge): h2load -c50 -m10
+                                             after a 2 s warm-up, a fixed -n per run; record
+                                             req/s, mean latency and CPU per request as for
+                                             wrk; a run where a request failed or was not 2xx
+                                             is INVALID
   strace LABEL URL --pids P                  count the syscalls of P during an `ab -k` run
   idle LABEL URL --pid P [--conns N] [--window W] [--workers-only]
                                              user-space memory per idle keep-alive connection:
@@ -16,8 +22,10 @@ Subcommands:
                                              connections that each made one request and stay
                                              open (method: the comment above cmd_idle)
   haproxy-info SOCKET                        a few counters of HAProxy's `show info` as JSON
-  wait-http URL [--timeout S] [--pid P]      wait until URL answers 200 (exit 1 if not,
-                                             or as soon as P exits)
+  wait-http URL [--timeout S] [--pid P] [--h2]
+                                             wait until URL answers 200 (exit 1 if not,
+                                             or as soon as P exits); --h2: over HTTP/2 with
+                                             prior knowledge (curl)
   portico-config DIR --port N --backend-port N [--mappings N] [--mode M] [--certs DIR]
                  [--upstream-port N] [--collector-port N]
                                              write a Portico config for the benchmark; M is
@@ -158,37 +166,42 @@ def run(cmd, timeout):
     return p.returncode, out
 
 
-def wrk_once(url, seconds, connections, pids, backend_pids):
-    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-           "--latency", url]
-    before_children = os.times()  # wrk's own CPU arrives in children_* once it is reaped
+def run_measured(cmd, timeout, pids, backend_pids):
+    """Runs client <cmd> (bounded by <timeout> s) and measures around it: returns (returncode,
+    output, acct) where acct holds the wall time and the CPU seconds the process trees of
+    <pids> (the proxy) and <backend_pids> used, the client's own CPU and /proc/stat before and
+    after, for cpu_per_request()."""
+    before_children = os.times()  # the client's own CPU arrives in children_* once it is reaped
     stat0 = cpu_lines()
     cpu0 = tree_cpu_seconds(pids)
     bcpu0 = tree_cpu_seconds(backend_pids) if backend_pids else 0.0
     t0 = time.monotonic()
-    rc, out = run(cmd, timeout=seconds + 30)
+    rc, out = run(cmd, timeout=timeout)
     wall = time.monotonic() - t0
     cpu1 = tree_cpu_seconds(pids)
     bcpu1 = tree_cpu_seconds(backend_pids) if backend_pids else 0.0
     stat1 = cpu_lines()
     after_children = os.times()
-    if rc != 0:
-        raise RuntimeError(f"wrk failed ({rc}):\n{out}")
-    r = parse_wrk(out)
-    if not r.get("requests"):
-        raise RuntimeError(f"could not parse wrk output:\n{out}")
-    n = r["requests"]
     client_cpu = ((after_children.children_user + after_children.children_system) -
                   (before_children.children_user + before_children.children_system))
-    r.update({
+    return rc, out, {"wall": wall, "cpu": cpu1 - cpu0, "bcpu": bcpu1 - bcpu0,
+                     "has_backend": bool(backend_pids), "client_cpu": client_cpu,
+                     "stat0": stat0, "stat1": stat1}
+
+
+def cpu_per_request(acct, n):
+    """The per-request CPU fields of a result from run_measured()'s <acct> and <n> requests."""
+    wall, cpu, bcpu, client_cpu = acct["wall"], acct["cpu"], acct["bcpu"], acct["client_cpu"]
+    stat0, stat1 = acct["stat0"], acct["stat1"]
+    r = {
         "wall_seconds": wall,
-        "cpu_seconds": cpu1 - cpu0,
-        "cpu_us_per_req": (cpu1 - cpu0) * 1e6 / n,
-        "cpu_util": (cpu1 - cpu0) / wall,
-        "backend_cpu_us_per_req": (bcpu1 - bcpu0) * 1e6 / n if backend_pids else None,
+        "cpu_seconds": cpu,
+        "cpu_us_per_req": cpu * 1e6 / n,
+        "cpu_util": cpu / wall,
+        "backend_cpu_us_per_req": bcpu * 1e6 / n if acct["has_backend"] else None,
         "client_cpu_us_per_req": client_cpu * 1e6 / n,
-        "client_side_util": (client_cpu + bcpu1 - bcpu0) / wall,
-    })
+        "client_side_util": (client_cpu + bcpu) / wall,
+    }
     # Softirq time (loopback TCP processing) is charged to no process. It runs on the sending
     # core, so the proxy core's softirq is mostly the proxy's own traffic.
     core = f"cpu{PROXY_CPU}"
@@ -198,8 +211,21 @@ def wrk_once(url, seconds, connections, pids, backend_pids):
     # Everything busy on the machine that is not ours: other processes share the CPUs.
     irq_all = sum(stat1["cpu"][i] - stat0["cpu"][i] for i in (5, 6)) / CLK_TCK
     busy_all = (busy_ticks(stat1["cpu"]) - busy_ticks(stat0["cpu"])) / CLK_TCK
-    ours = (cpu1 - cpu0) + (bcpu1 - bcpu0) + client_cpu + irq_all
+    ours = cpu + bcpu + client_cpu + irq_all
     r["others_util"] = max(0.0, busy_all - ours) / wall
+    return r
+
+
+def wrk_once(url, seconds, connections, pids, backend_pids):
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+           "--latency", url]
+    rc, out, acct = run_measured(cmd, seconds + 30, pids, backend_pids)
+    if rc != 0:
+        raise RuntimeError(f"wrk failed ({rc}):\n{out}")
+    r = parse_wrk(out)
+    if not r.get("requests"):
+        raise RuntimeError(f"could not parse wrk output:\n{out}")
+    r.update(cpu_per_request(acct, r["requests"]))
     return r
 
 
@@ -239,6 +265,138 @@ def cmd_wrk(a):
               "socket_errors": sum(r["socket_errors"] for r in runs)}
     for k in keys:
         vals = [r[k] for r in runs if r.get(k) is not None]
+        result[k] = statistics.median(vals) if vals else None
+    if a.extra:
+        result.update(json.loads(a.extra))
+    append(result)
+    return 0
+
+
+# ---- HTTP/2 from clients: h2load (the h2 row) ----
+
+def parse_h2load(text):
+    """The counts of an h2load run: requests (done), started, succeeded, failed, errored,
+    timeout, status codes 2xx..5xx, seconds, rps, the mean and max time for a request in us,
+    and the application protocol it spoke."""
+    r = {}
+    m = re.search(r"^finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", text, re.M)
+    if m:
+        r["h2load_seconds"] = to_us(m.group(1), m.group(2)) / 1e6
+        r["rps"] = float(m.group(3))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if m:
+        for k, v in zip(("total", "started", "requests", "succeeded", "failed", "errored",
+                         "timeout"), m.groups()):
+            r[k] = int(v)
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    if m:
+        for k, v in zip(("s2xx", "s3xx", "s4xx", "s5xx"), m.groups()):
+            r[k] = int(v)
+    m = re.search(r"^time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+"
+                  r"([\d.]+)(us|ms|s)", text, re.M)
+    if m:
+        r["max_us"] = to_us(m.group(3), m.group(4))
+        r["mean_us"] = to_us(m.group(5), m.group(6))
+    m = re.search(r"^Application protocol: (\S+)", text, re.M)
+    r["protocol"] = m.group(1) if m else None
+    return r
+
+
+def h2load_problem(r, n):
+    """Why h2load run <r> of <n> requests does not count (not every request answered 2xx over
+    h2c), or None."""
+    if r.get("protocol") != "h2c":
+        return f"protocol {r.get('protocol')!r}, not h2c"
+    if "succeeded" not in r or "s2xx" not in r:
+        return "h2load printed no request counts"
+    if r["succeeded"] != n or r["s2xx"] != n:
+        return (f"{r['succeeded']} of {n} requests succeeded, {r['s2xx']} 2xx "
+                f"({r.get('failed', 0)} failed, {r.get('errored', 0)} errored, "
+                f"{r.get('timeout', 0)} timeout; 3xx/4xx/5xx {r.get('s3xx', 0)}/"
+                f"{r.get('s4xx', 0)}/{r.get('s5xx', 0)})")
+    return None
+
+
+def h2load_cmd(a, url, volume):
+    """h2load on the client CPU: <a.clients> connections x <a.streams> concurrent streams, h2c
+    with prior knowledge (http:// URL), one thread; <volume> is ["-n", N] or ["-D", S]."""
+    return ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{a.clients}", f"-m{a.streams}",
+            *volume, url]
+
+
+def upstream_conns(port):
+    """Established connections to 127.0.0.1:<port> (the proxy's to its upstream)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True, timeout=10).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def cmd_h2load(a):
+    """Warm-up (h2load -D <warmup>), then <runs> measured runs of a fixed request count: -n
+    from the warm-up's rate x <seconds> (or --requests), so that every request started is also
+    finished and checked (a -D run stops with up to clients x streams requests in flight, which
+    the proxy served but h2load does not count). A run counts when h2load spoke h2c and every
+    request succeeded with a 2xx; otherwise it is INVALID (kept, and the row is marked)."""
+    pids = [int(p) for p in a.pids.split(",")]
+    bpids = [int(p) for p in a.backend_pid.split(",")] if a.backend_pid else []
+    rc, out = run(h2load_cmd(a, a.url, ["-D", str(a.warmup)]), timeout=a.warmup + 30)
+    w = parse_h2load(out)
+    if rc != 0 or not w.get("requests"):
+        raise RuntimeError(f"h2load warm-up failed ({rc}):\n{out[-2000:]}")
+    n = a.requests or max(1000, int(round(w["rps"] * a.seconds, -3)))
+    conns = upstream_conns(a.upstream_port) if a.upstream_port else None
+    # A -D run stops with requests in flight: a response whose head arrived may be counted in
+    # 2xx without being done, so only failures and non-2xx answers count here.
+    wbad = sum(w.get(k, 0) for k in ("failed", "errored", "timeout", "s3xx", "s4xx", "s5xx"))
+    werr = f"  (warm-up: {w.get('failed', 0)} failed, {w.get('errored', 0)} errored, " \
+        f"{w.get('timeout', 0)} timeout, 3xx/4xx/5xx {w.get('s3xx', 0)}/{w.get('s4xx', 0)}/" \
+        f"{w.get('s5xx', 0)}!)" if wbad else ""
+    print(f"  {a.label:<14} warm-up {a.warmup} s: {w['rps']:.0f} req/s over {w.get('protocol')};"
+          f" {fmt(conns, 'd')} upstream connections open; {n} requests per measured run{werr}",
+          flush=True)
+    runs = []
+    for i in range(a.runs):
+        timeout = max(60, 4 * a.seconds + 30)
+        rc, out, acct = run_measured(h2load_cmd(a, a.url, ["-n", str(n)]), timeout, pids, bpids)
+        r = parse_h2load(out)
+        if rc != 0 or not r.get("requests"):
+            r.setdefault("requests", 0)
+            r["problem"] = f"h2load failed ({'timeout' if rc == -1 else rc}): {out[-300:]!r}"
+            r["rps"] = r.get("rps", 0.0)
+        else:
+            r["problem"] = h2load_problem(r, n)
+            r.update(cpu_per_request(acct, r["requests"]))
+        r["n"] = n
+        runs.append(r)
+        if "cpu_us_per_req" in r:
+            print(f"  {a.label:<14} run {i + 1}/{a.runs}: {r['rps']:>9.0f} req/s  "
+                  f"mean {r.get('mean_us', 0):7.0f} us  max {r.get('max_us', 0):7.0f} us  "
+                  f"cpu {r['cpu_us_per_req']:6.2f} us/req ({r['cpu_util'] * 100:3.0f}% of a core)"
+                  f"  others {r['others_util'] * 100:3.0f}%  {r['succeeded']}/{n} succeeded, "
+                  f"{r['s2xx']} 2xx" + (f"  INVALID: {r['problem']}" if r["problem"] else ""),
+                  flush=True)
+        else:
+            print(f"  {a.label:<14} run {i + 1}/{a.runs}: INVALID: {r['problem']}", flush=True)
+    measured = [r for r in runs if "cpu_us_per_req" in r]
+    if not measured:
+        raise RuntimeError(f"{a.label}: no h2load run completed")
+    keys = ["rps", "mean_us", "max_us", "cpu_us_per_req", "cpu_util", "backend_cpu_us_per_req",
+            "client_cpu_us_per_req", "client_side_util", "core_softirq_us_per_req",
+            "others_util"]
+    bad = [f"run {i + 1}: {r['problem']}" for i, r in enumerate(runs) if r["problem"]]
+    result = {"label": a.label, "kind": "h2load", "runs": len(runs), "url": a.url,
+              "clients": a.clients, "streams": a.streams, "requests_per_run": n,
+              "warmup_seconds": a.warmup, "warmup": {k: w.get(k) for k in (
+                  "rps", "requests", "succeeded", "s2xx", "protocol")},
+              "upstream_conns": conns,
+              "requests": sum(r["requests"] for r in runs),
+              "succeeded": sum(r.get("succeeded", 0) for r in runs),
+              "s2xx": sum(r.get("s2xx", 0) for r in runs),
+              "invalid_runs": bad,
+              "per_run_cpu_us_per_req": [r["cpu_us_per_req"] for r in measured]}
+    for k in keys:
+        vals = [r[k] for r in measured if r.get(k) is not None]
         result[k] = statistics.median(vals) if vals else None
     if a.extra:
         result.update(json.loads(a.extra))
@@ -672,6 +830,16 @@ def cmd_wait_http(a):
         if a.pid and not alive(a.pid):
             print(f"  process {a.pid} exited before {a.url} answered", file=sys.stderr)
             return 1
+        if a.h2:
+            # HTTP/2 with prior knowledge: the h2 row's nginx and HAProxy listeners speak no
+            # HTTP/1.1, and a 200 over HTTP/1.1 would not show that h2c works.
+            rc, out = run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "1",
+                           "-o", "/dev/null", "-w", "%{http_code} %{http_version}", a.url], 5)
+            if rc == 0 and out.strip() == "200 2":
+                return 0
+            last = f"curl --http2-prior-knowledge: {out.strip()!r} (exit {rc})"
+            time.sleep(0.1)
+            continue
         try:
             ctx = ssl._create_unverified_context() if a.url.startswith("https:") else None
             with urllib.request.urlopen(a.url, timeout=1, context=ctx) as r:
@@ -857,13 +1025,14 @@ def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
-ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-mtls", "mtls"),
+ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-h2", "h2"), ("-mtls", "mtls"),
                 ("-idle", "idle"), ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"))
 
 
 def group_of(label):
     """The row of a result label: portico/nginx/haproxy/direct/portico-10k are the plain HTTP
-    row; <proxy>-https, -hs, -mtls and portico-notrace/-trace the TLS and tracing rows."""
+    row; <proxy>-https, -hs, -h2, -mtls and portico-notrace/-trace the TLS, HTTP/2 and tracing
+    rows."""
     for suffix, group in ROW_SUFFIXES:
         if label.endswith(suffix):
             return group
@@ -887,7 +1056,10 @@ def ratio_lines(rows, notes, suffix, what="CPU us/req", rate="req/s"):
 
 
 def invalid(r):
-    """Why result <r> does not measure proxying (a failed keep-alive check), or None."""
+    """Why result <r> does not measure proxying (a failed keep-alive check, an h2load run with
+    a failed or non-2xx request), or None."""
+    if r.get("invalid_runs"):
+        return "INVALID: " + "; ".join(r["invalid_runs"])
     c = r.get("keepalive_check")
     if c and not c.get("ok"):
         return f"INVALID: 3 GETs on one keep-alive connection were answered {c['statuses']}"
@@ -929,7 +1101,7 @@ def print_section(title, labels, rows, strace, notes, backend_hdr="backend us/re
 
 
 def cmd_table(a):
-    rows, ab, strace, notes, idle = {}, {}, {}, {}, {}
+    rows, ab, strace, notes, idle, rows_h2 = {}, {}, {}, {}, {}, {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             for line in f:
@@ -938,6 +1110,8 @@ def cmd_table(a):
                     rows[r["label"]] = r
                 elif r["kind"] == "ab":
                     ab[r["label"]] = r
+                elif r["kind"] == "h2load":
+                    rows_h2[r["label"]] = r
                 elif r["kind"] == "strace":
                     strace[r["label"]] = r
                 elif r["kind"] == "note":
@@ -1046,6 +1220,40 @@ def cmd_table(a):
               "holds.")
         hs = {lb: ab[lb] for lb in present if lb in ab}
         ratio_lines(hs, notes, "-hs", "CPU us/handshake", "handshakes/s")
+
+    # 2b. HTTP/2 from clients
+    h2 = rows_h2
+    labels = [f"{p}-h2" for p in proxies]
+    present = [lb for lb in labels if lb in h2 or lb in notes]
+    if present:
+        first = next((h2[lb] for lb in present if lb in h2), {})
+        print()
+        print(f"HTTP/2 from clients (h2load -c{first.get('clients', '?')} "
+              f"-m{first.get('streams', '?')}: h2c with prior knowledge, "
+              f"{first.get('clients', '?')} connections x {first.get('streams', '?')} streams;\n"
+              f"HTTP/1.1 keep-alive to the backend; a fixed -n of requests per run, all checked)")
+        hdr = (f"{'target':<16} {'req/s':>8} {'mean us':>7} {'max us':>7} {'CPU us/req':>10} "
+               f"{'CPU %':>5} {'+softirq':>8} {'backend us/req':>14} {'upstream':>8} "
+               f"{'others %':>8} {'2xx/requests':>16}")
+        print(hdr)
+        print("-" * len(hdr))
+        for lb in present:
+            if lb not in h2:
+                print(f"{lb:<16} skipped: {notes[lb]['message']}")
+                continue
+            r = h2[lb]
+            print(f"{lb:<16} {r['rps']:>8.0f} {fmt(r['mean_us'], '7.0f'):>7} "
+                  f"{fmt(r['max_us'], '7.0f'):>7} {r['cpu_us_per_req']:>10.2f} "
+                  f"{r['cpu_util'] * 100:>4.0f}% {fmt(r.get('core_softirq_us_per_req'), '8.2f'):>8} "
+                  f"{fmt(r['backend_cpu_us_per_req'], '14.2f'):>14} "
+                  f"{fmt(r.get('upstream_conns'), '8d'):>8} "
+                  f"{fmt(r.get('others_util') is not None and r['others_util'] * 100, '7.0f')}% "
+                  f"{str(r['s2xx']) + '/' + str(r['requests']):>16}"
+                  + (f"\n{'':<16} {invalid(r)}" if invalid(r) else ""))
+        print("mean/max us  h2load's time for a request (no percentiles); latency includes "
+              "queueing.\n"
+              "upstream     proxy->backend connections open after the warm-up.")
+        ratio_lines(h2, notes, "-h2")
 
     # 3. mTLS to the upstream
     labels = [f"{p}-mtls" for p in proxies]
@@ -1202,6 +1410,24 @@ def main():
     h.add_argument("url")
     h.add_argument("--timeout", type=float, default=10)
     h.add_argument("--pid", type=int, default=0, help="give up as soon as this process exits")
+    h.add_argument("--h2", action="store_true",
+                   help="HTTP/2 with prior knowledge (curl): 200 over HTTP/2 required")
+    h2 = sub.add_parser("h2load")
+    h2.add_argument("label")
+    h2.add_argument("url")
+    h2.add_argument("--pids", required=True, help="comma-separated root pids of the target")
+    h2.add_argument("--backend-pid", default="")
+    h2.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 10)),
+                    help="target length of a measured run (sets -n from the warm-up's rate)")
+    h2.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_H2_REQUESTS", 0)),
+                    help="fixed -n per measured run (default: from --seconds)")
+    h2.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (h2load -D)")
+    h2.add_argument("--clients", type=int, default=50)
+    h2.add_argument("--streams", type=int, default=10, help="concurrent streams per connection")
+    h2.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 1)))
+    h2.add_argument("--upstream-port", type=int, default=0,
+                    help="count established connections to it after the warm-up")
+    h2.add_argument("--extra", default="", help="JSON object merged into the result")
     c = sub.add_parser("portico-config")
     c.add_argument("dir")
     c.add_argument("--port", type=int, required=True)
@@ -1224,7 +1450,7 @@ def main():
     if a.cmd == "note":
         append({"label": a.label, "kind": "note", "message": a.message})
         return 0
-    return {"wrk": cmd_wrk, "ab": cmd_ab, "idle": cmd_idle, "haproxy-info": cmd_haproxy_info,
+    return {"wrk": cmd_wrk, "ab": cmd_ab, "h2load": cmd_h2load, "idle": cmd_idle, "haproxy-info": cmd_haproxy_info,
             "keepalive-check": cmd_keepalive_check,
             "strace": cmd_strace, "wait-http": cmd_wait_http,
             "portico-config": cmd_portico_config, "table": cmd_table}[a.cmd](a)

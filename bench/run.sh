@@ -7,6 +7,13 @@
 #   https      TLS 1.3 termination, keep-alive: wrk over https, plaintext keep-alive upstream
 #   handshake  full TLS 1.3 handshakes: ab without -k (a new connection, full handshake and one
 #              request each; ab never resumes); handshakes/s and CPU us per handshake
+#   h2         HTTP/2 from clients: h2load -c50 -m10 (50 connections x 10 concurrent streams,
+#              h2c with prior knowledge on the cleartext port: Portico's HTTP Listener, nginx
+#              `listen ... http2`, HAProxy `bind ... proto h2`), HTTP/1.1 keep-alive upstream.
+#              A 2 s warm-up (h2load -D 2), then BENCH_RUNS runs of a fixed request count (-n:
+#              the warm-up's rate x BENCH_SECONDS, or BENCH_H2_REQUESTS) so that every request
+#              is finished and counted; a run in which a request failed or was not 2xx is marked
+#              INVALID. req/s, mean latency, CPU us per request
 #   mtls       plaintext keep-alive client side; TLS with a client certificate to an HAProxy
 #              "sidecar" (verify required, ALPN istio,http/1.1) on CPU 1 in front of the backend
 #   tracing    Portico only: the http row without and with a TracingService (Zipkin, 100%
@@ -34,9 +41,10 @@
 #   BENCH_PROXIES="portico nginx haproxy"
 #   BENCH_STRACE=1          also count syscalls per request: strace -c -f during ab -k -n 20000 -c 50
 #   BENCH_MAPPINGS=10000    Mappings in the second Portico run (0 skips it)
-#   BENCH_ROWS="http,https,handshake,mtls,tracing,idle"
+#   BENCH_ROWS="http,https,handshake,h2,mtls,tracing,idle"
 #   BENCH_TLS_KEY=ec        ec (ECDSA P-256) or rsa (RSA-2048) for every certificate of the run
 #   BENCH_HS_CONCURRENCY=20 ab -c for the handshake row
+#   BENCH_H2_REQUESTS=      h2load -n of every measured h2 run (default: from the warm-up)
 #   BENCH_IDLE_CONNS=2000   connections of the idle row (BENCH_RUNS fresh proxies each)
 #   BENCH_IDLE_WINDOW=1     GETs in flight at once while the idle row opens its connections
 #                           (1: one after the other; 2000: all at once, which adds the peak
@@ -59,7 +67,7 @@ BACKEND_PORT=$((PROXY_PORT + 1))
 SIDECAR_PORT=$((PROXY_PORT + 2))
 COLLECTOR_PORT=$((PROXY_PORT + 3))
 ADMIN_PORT=$((PROXY_PORT + 9))
-ROWS=${BENCH_ROWS:-http,https,handshake,mtls,tracing,idle}
+ROWS=${BENCH_ROWS:-http,https,handshake,h2,mtls,tracing,idle}
 RUNS=${BENCH_RUNS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 IDLE_WINDOW=${BENCH_IDLE_WINDOW:-1}
@@ -189,8 +197,8 @@ tls_probe() {
 
 for r in ${ROWS//,/ }; do
     case $r in
-    http | https | handshake | mtls | tracing | idle) ;;
-    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, mtls, tracing, idle)" ;;
+    http | https | handshake | h2 | mtls | tracing | idle) ;;
+    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, h2, mtls, tracing, idle)" ;;
     esac
 done
 case $TLS_KEY in ec | rsa) ;; *) die "BENCH_TLS_KEY must be ec or rsa" ;; esac
@@ -202,10 +210,15 @@ fi
 if has_row handshake && ! command -v ab >/dev/null; then
     die "ab is not installed (handshake row; apache2-utils)"
 fi
+if has_row h2; then
+    command -v h2load >/dev/null || die "h2load is not installed (h2 row; nghttp2-client)"
+    command -v curl >/dev/null || die "curl is not installed (h2 row: the HTTP/2 start check)"
+fi
 if has_row tracing && ! command -v cc >/dev/null; then
     die "cc is not installed (tracing row builds bench/zipkin-sink.c)"
 fi
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+[[ ${BENCH_H2_REQUESTS:-1} =~ ^[1-9][0-9]*$ ]] || die "BENCH_H2_REQUESTS must be a positive integer"
 if has_row idle; then
     [[ $IDLE_CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_CONNS must be a positive integer"
     [[ $IDLE_WINDOW =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_WINDOW must be a positive integer"
@@ -242,6 +255,7 @@ done
 log "== Portico benchmark: $(date -u +%FT%TZ), $(uname -r), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 log "   wrk -t1 -c50 -d${BENCH_SECONDS}s (HTTP/1.1 keep-alive) on CPU $CLIENT_CPU with the backend; proxy alone on CPU $PROXY_CPU, 1 worker"
 log "   $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $(nginx -v 2>&1 || echo 'nginx: absent'); $(haproxy -v 2>/dev/null | sed -n 1p | cut -d' ' -f1-3 || echo 'haproxy: absent')"
+has_row h2 && log "   $(h2load --version 2>&1 | head -1) (h2 row)"
 log "   rows: $ROWS"
 if has_row https || has_row handshake || has_row mtls; then
     make_certs
@@ -311,6 +325,14 @@ measure_proxy() {
             "$URL" >/dev/null 2>&1 || log "  $label: ab warm-up failed"
         "${MEASURE[@]}" ab "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
             --concurrency "$HS_CONC" --extra "$extra"
+        return 0
+    fi
+    if [ "$ROW" = h2 ]; then
+        # measure.py warms up, counts the upstream connections, then measures; h2load reports
+        # 2xx apart from other statuses, so no keep-alive check is needed.
+        "${MEASURE[@]}" h2load "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
+            --upstream-port "$UPSTREAM_PORT" --extra "$extra" ||
+            log "  $label: h2load measurement failed (exit status $?)"
         return 0
     fi
     # wrk takes 3xx for success: check first that a reused connection is still answered 200.
@@ -386,10 +408,12 @@ stop_proxy() {
 started() {
     local label=$1 logf=$2
     STARTED+=("$PROXY_PID")
-    if "${MEASURE[@]}" wait-http "$URL" --timeout "${3:-15}" --pid "$PROXY_PID"; then
+    local h2=()
+    [ "$ROW" = h2 ] && h2=(--h2)
+    if "${MEASURE[@]}" wait-http "$URL" --timeout "${3:-15}" --pid "$PROXY_PID" "${h2[@]}"; then
         return 0
     fi
-    log "  $label: SKIPPED: it does not answer 200 on $URL (log: $logf)"
+    log "  $label: SKIPPED: it does not answer 200${h2:+ over HTTP/2 (prior knowledge)} on $URL (log: $logf)"
     tail -5 "$logf" 2>/dev/null | sed 's/^/    | /'
     "${MEASURE[@]}" note "$label" "did not answer 200 on $URL (see $logf)"
     stop_proxy
@@ -402,18 +426,20 @@ row_suffix() {
     http) echo "" ;;
     https) echo "-https" ;;
     handshake) echo "-hs" ;;
+    h2) echo "-h2" ;;
     mtls) echo "-mtls" ;;
     idle) echo "-idle" ;;
     esac
 }
 
-# row_template NAME: bench/NAME.in for http, bench/NAME-https.in (https, handshake) or
-# bench/NAME-mtls.in.
+# row_template NAME: bench/NAME.in for http, bench/NAME-https.in (https, handshake),
+# bench/NAME-h2.in or bench/NAME-mtls.in.
 row_template() {
     local base=${1%.*} ext=${1##*.}
     case $ROW in
     http | idle) echo "bench/$1.in" ;;
     https | handshake) echo "bench/$base-https.$ext.in" ;;
+    h2) echo "bench/$base-h2.$ext.in" ;;
     mtls) echo "bench/$base-mtls.$ext.in" ;;
     esac
 }
@@ -481,7 +507,7 @@ bench_portico() {
 portico_mode() {
     case $ROW in
     handshake) echo https ;;
-    idle) echo http ;;
+    idle | h2) echo http ;; # h2: the HTTP Listener takes h2c with prior knowledge
     *) echo "$ROW" ;;
     esac
 }
@@ -527,6 +553,13 @@ if has_row handshake; then
     log "== Full TLS handshakes (ab -c$HS_CONC -t$BENCH_SECONDS, no keep-alive, no resumption)"
     URL=$HTTPS_URL UPSTREAM_PORT=$BACKEND_PORT
     run_row handshake
+fi
+
+if has_row h2; then
+    log ""
+    log "== HTTP/2 from clients (h2load -c50 -m10, h2c with prior knowledge; HTTP/1.1 keep-alive upstream)"
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT
+    run_row h2
 fi
 
 if has_row mtls; then
