@@ -56,7 +56,7 @@ static const char usage[] =
     "  --max-connections N   downstream connections per worker (default 100000)\n"
     "  --upstream-idle-timeout-ms N  a pooled upstream connection closes after this idle\n"
     "                        (default 60000)\n"
-    "  --upstream-max-idle N pooled connections per upstream endpoint and worker (default 128;\n"
+    "  --upstream-max-idle N pooled connections per upstream endpoint and worker (default 1024;\n"
     "                        0: no reuse)\n"
     "  --upstream-max-lifetime-ms N  an upstream connection is not reused after this long\n"
     "                        (default 0: no limit)\n"

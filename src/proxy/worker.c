@@ -34,7 +34,7 @@ struct pt_proxy_limits pt_proxy_limits = {
     .idle_timeout_ms = 300000,
     .stream_idle_timeout_ms = 300000,
     .upstream_idle_ms = 60000,
-    .max_idle_per_endpoint = 128,
+    .max_idle_per_endpoint = 1024, /* Envoy's max_connections circuit breaker */
     .max_connections = 100000,
 };
 
