@@ -11,19 +11,24 @@ enum { PS_METHOD = 1, PS_PATH = 2, PS_AUTHORITY = 4, PS_SCHEME = 8 };
 
 #define OFF(p, store) ((uint32_t)((p) - (store)))
 
+/* lower_tchar: the bytes of a lower-case token (RFC 9110 §5.6.2 tchar without A-Z). */
+static const uint8_t lower_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
+    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 /* name_ok: a lower-case token (RFC 9110 §5.6.2, RFC 9113 §8.2.1). */
 static bool name_ok(struct pt_str n)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
+    unsigned bad = n.len == 0;
 
-    if (n.len == 0)
-        return false;
-    for (size_t i = 0; i < n.len; i++) {
-        char c = n.ptr[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c != '\0' && strchr(extra, c) != NULL)))
-            return false;
-    }
-    return true;
+    for (size_t i = 0; i < n.len; i++)
+        bad |= lower_tchar[(uint8_t)n.ptr[i]] ^ 1u;
+    return !bad;
 }
 
 /* value_ok: visible bytes, SP, HTAB and obs-text, not starting or ending with whitespace. */
@@ -41,13 +46,18 @@ static bool value_ok(struct pt_str v)
 /* connection_specific: a field HTTP/2 does not carry (RFC 9113 §8.2.2). */
 static bool connection_specific(struct pt_str n)
 {
-    static const struct pt_str names[] = { PT_STR_LIT("connection"), PT_STR_LIT("keep-alive"),
-                                           PT_STR_LIT("proxy-connection"), PT_STR_LIT("transfer-encoding"),
-                                           PT_STR_LIT("upgrade") };
-    for (size_t i = 0; i < PT_ARRAY_SIZE(names); i++)
-        if (pt_str_eq(n, names[i]))
-            return true;
-    return false;
+    switch (n.len) {
+    case 7:
+        return pt_str_eq(n, PT_STR_LIT("upgrade"));
+    case 10:
+        return pt_str_eq(n, PT_STR_LIT("connection")) || pt_str_eq(n, PT_STR_LIT("keep-alive"));
+    case 16:
+        return pt_str_eq(n, PT_STR_LIT("proxy-connection"));
+    case 17:
+        return pt_str_eq(n, PT_STR_LIT("transfer-encoding"));
+    default:
+        return false;
+    }
 }
 
 static int pseudo_add(struct pt_h2req *r, struct pt_str name, uint32_t at[2], uint32_t vlen)
@@ -82,9 +92,9 @@ int pt_h2req_add(struct pt_h2req *r, char *store, size_t cap, struct pt_str name
         return PT_BADMSG;
     if (!pseudo && connection_specific(name))
         return PT_BADMSG;
-    if (!pseudo && pt_str_eq(name, PT_STR_LIT("te")) && !pt_str_eq(value, PT_STR_LIT("trailers")))
+    if (!pseudo && name.len == 2 && pt_str_eq(name, PT_STR_LIT("te")) && !pt_str_eq(value, PT_STR_LIT("trailers")))
         return PT_BADMSG;
-    if (!pseudo && value.len == 0 && pt_str_eq(name, PT_STR_LIT("cookie"))) {
+    if (!pseudo && value.len == 0 && name.len == 6 && pt_str_eq(name, PT_STR_LIT("cookie"))) {
         r->regular = true;
         return 0; /* an empty crumb: nothing to join */
     }
@@ -106,7 +116,7 @@ int pt_h2req_add(struct pt_h2req *r, char *store, size_t cap, struct pt_str name
         r->hdrs[r->nhdrs].name = pt_str_make((const char *)(uintptr_t)at[0], name.len);
         r->hdrs[r->nhdrs].value = pt_str_make((const char *)(uintptr_t)(at[0] + name.len), value.len);
         r->nhdrs++;
-        if (pt_str_eq(name, PT_STR_LIT("cookie"))) {
+        if (name.len == 6 && pt_str_eq(name, PT_STR_LIT("cookie"))) {
             r->ncookies++;
             r->cookie_bytes += (uint32_t)value.len;
         }
