@@ -339,3 +339,25 @@ def test_request_trailers_are_dropped_not_taken_for_a_new_head(processes, tmp_pa
         assert j["body_length"] == 3000 and "x-trailer" not in h
     lines = wait_access(edge, lambda l: l.count("/backend/echo") >= 3)
     assert sum("/backend/echo" in l for l in lines) == 3, lines   # one log line per stream
+
+
+def test_route_timeout_and_rewrite_on_h2(processes, tmp_path, quote_backend):
+    """The Mapping's timeout_ms and rewrite hold for HTTP/2 streams as for HTTP/1.1: 504
+    "upstream request timeout" (flag UT) for the slow stream, while another stream on the same
+    connection is answered, rewritten."""
+    edge = start_portico(processes, tmp_path,
+                         mapping_yaml("slow", f"127.0.0.1:{quote_backend.port}", prefix="/slow/",
+                                      extra="  timeout_ms: 300\n  rewrite: /delay/\n"),
+                         mapping_yaml("rw", f"127.0.0.1:{quote_backend.port}", prefix="/rw/",
+                                      extra="  rewrite: /echo/\n"))
+    with H2Raw(edge.http) as c:
+        slow = c.request("/slow/2000", authority="x")
+        rw = c.request("/rw/abc?q=1", authority="x")
+        r_rw = c.wait_response(rw)
+        t0 = time.monotonic()
+        r_slow = c.wait_response(slow)
+    assert r_rw.status == 200 and echo(r_rw.body)[0]["path"] == "/echo/abc?q=1"
+    assert (r_slow.status, r_slow.body) == (504, b"upstream request timeout")
+    assert time.monotonic() - t0 < 1.5
+    lines = wait_access(edge, lambda l: "/slow/2000" in l)
+    assert any('"GET /slow/2000 HTTP/2" 504 UT' in l for l in lines), lines
