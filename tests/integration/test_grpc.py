@@ -14,7 +14,8 @@ import grpc
 import pytest
 
 from grpc_peer import Client, payload, request, start_server
-from tlsenv import (issue, make_ca, mapping_yaml, secret_yaml, start_portico, tlscontext_yaml)
+from tlsenv import (host_yaml, issue, make_ca, mapping_yaml, secret_yaml, start_portico,
+                    start_tls_upstream, tlscontext_yaml)
 
 
 def grpc_mapping(name, service, prefix="/portico.peer.Peer/", extra="", tls=None):
@@ -256,3 +257,74 @@ def test_second_connection_when_the_first_is_full(processes, tmp_path):
     assert all(r is not None and r.ok for r in results), results
     peers = {p for _, p, _ in peer.calls()}
     assert len(peers) == 3, peers
+
+
+# ---- TLS both sides ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = make_ca("Portico gRPC Test CA")
+    return {"ca": ca,
+            "edge": issue(ca, "grpc.example", dns=["grpc.example"]),
+            "up": issue(ca, "peer.example", dns=["peer.example"], ips=["127.0.0.1"])}
+
+
+def tls_edge(processes, tmp_path, pki, service, ctx_fields, tls="up-ctx"):
+    return start_portico(
+        processes, tmp_path,
+        secret_yaml("edge-cert", pki["edge"].chain_pem, pki["edge"].key_pem),
+        host_yaml("grpc", "grpc.example", "  tlsSecret:\n    name: edge-cert\n"),
+        secret_yaml("up-ca", ca=pki["ca"].cert_pem, type="Opaque"),
+        tlscontext_yaml("up-ctx", **ctx_fields),
+        grpc_mapping("grpc", service, tls=tls))
+
+
+@pytest.mark.parametrize("ctx_fields", [{"alpn_protocols": "h2", "ca_secret": "up-ca"},
+                                        {"ca_secret": "up-ca"}],
+                         ids=["alpn-h2", "h2-offered-for-grpc"])
+def test_tls_client_to_tls_grpc_upstream(processes, tmp_path, pki, ctx_fields):
+    """client TLS h2 -> Portico (HTTPS listener) -> TLS h2 server, verified with the CA; h2 is
+    offered by the TLSContext, or by Portico itself for a grpc Mapping."""
+    peer = start_server(processes, tls=pki["up"])
+    edge = tls_edge(processes, tmp_path, pki, f"127.0.0.1:{peer.port}", ctx_fields)
+    c = Client(edge.https, ca=pki["ca"], server_name="grpc.example")
+    r = c.unary(payload_size=100, echo_metadata=True, metadata=(("x-k", "v"),))
+    assert r.ok, r
+    assert r.replies[0].payload == payload(100, 0)
+    assert r.trailer("x-k") == "v" and r.header("x-k") == "v"
+    r = c.bidi([request(tag=f"b{i}", payload_size=5) for i in range(5)], lockstep=True)
+    assert r.ok and [x.tag for x in r.replies] == [f"b{i}" for i in range(5)], r
+    r = c.server_stream(replies=3, fail_code=grpc.StatusCode.PERMISSION_DENIED.value[0], fail_message="nope")
+    assert r.code == grpc.StatusCode.PERMISSION_DENIED and r.details == "nope" and len(r.replies) == 3, r
+    assert metric(edge, "envoy_cluster_upstream_cx_http2_total") == 1
+
+
+def test_grpc_to_http1_only_tls_backend_is_503_uf(processes, tmp_path, pki, quote_backend):
+    """The backend's TLS selects http/1.1 (or nothing): never HTTP/2 assumed; the request fails
+    as a connection failure with the reason."""
+    up = start_tls_upstream(processes, tmp_path / "up", quote_backend.port, pki["up"],
+                            alpn="http/1.1")
+    edge = tls_edge(processes, tmp_path, pki, f"127.0.0.1:{up.port}", {"ca_secret": "up-ca"})
+    from h2raw import H2Raw
+    with H2Raw(edge.https, tls=True, server_name="grpc.example") as c:
+        sid = c.request("/portico.peer.Peer/Unary", method="POST", authority="grpc.example",
+                        headers=[("content-type", "application/grpc"), ("te", "trailers")],
+                        body=grpc_frame(b""))
+        resp = c.wait_response(sid, timeout=5)
+    assert resp.status == 503, resp
+    text = resp.body.decode()
+    assert "remote connection failure" in text, text
+    assert text.endswith("transport failure reason: ALPN: the upstream selected no protocol; "
+                         "h2 is required"), text
+    lines = wait_log(edge, lambda ln: " 503 UF " in ln)
+    assert any(" 503 UF " in ln for ln in lines), lines
+
+
+def test_grpc_and_http1_mappings_of_one_service_are_two_clusters(processes, tmp_path, quote_backend):
+    """The same service with and without grpc: the HTTP/1 route still speaks HTTP/1.1."""
+    edge = start_portico(processes, tmp_path,
+                         mapping_yaml("plain", f"127.0.0.1:{quote_backend.port}"),
+                         grpc_mapping("grpc", f"127.0.0.1:{quote_backend.port}", prefix="/g/"))
+    r = edge.get("/backend/")
+    assert r.status_code == 200, r.text
+    assert metric(edge, "envoy_cluster_upstream_cx_http2_total") == 0
