@@ -118,9 +118,12 @@ static void x_unlink(struct pt_h2up *h, struct pt_h2x *x)
 /* fields_at: the stored fields from byte <off>, <n> of them, as headers in <out> (<max>). */
 static size_t fields_at(const struct pt_h2x *x, uint32_t off, uint32_t n, struct pt_header *out, size_t max)
 {
-    const char *p = pt_buf_data(&x->fields) + off;
+    const char *p;
     size_t k = 0;
 
+    if (n == 0)
+        return 0;
+    p = pt_buf_data(&x->fields) + off;
     for (; k < n && k < max; k++) {
         uint32_t nl, vl;
         memcpy(&nl, p, 4);
@@ -379,7 +382,7 @@ static int x_deliver(struct pt_h2up *h, struct pt_h2x *x, bool always)
     bool end = (x->flags & H2X_IN_END) != 0;
     bool trailers = end && (x->flags & H2X_TRAILERS);
     uint32_t n = x->in.len;
-    struct iovec iov = { pt_buf_data(&x->in), n };
+    struct iovec iov = { n > 0 ? pt_buf_data(&x->in) : NULL, n };
 
     if (x->flags & H2X_END_GIVEN)
         return 0;
@@ -603,29 +606,29 @@ static const struct pt_up_ops h2up_up_ops = {
     .on_error = h2up_on_error,
 };
 
-/* h2_callbacks: the worker's nghttp2 client callbacks and options, made once. */
-static nghttp2_session_callbacks *h2_callbacks(nghttp2_option **opt)
+/* h2_callbacks: the worker's nghttp2 client callbacks and options, made once and read-only
+ * after. NULL without memory. */
+static nghttp2_session_callbacks *h2_callbacks(struct pt_worker *w)
 {
-    static __thread nghttp2_session_callbacks *cbs;
-    static __thread nghttp2_option *o;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *o;
 
-    if (cbs == NULL) {
-        if (nghttp2_session_callbacks_new(&cbs) != 0)
-            return NULL;
-        if (nghttp2_option_new(&o) != 0) {
-            nghttp2_session_callbacks_del(cbs);
-            cbs = NULL;
-            return NULL;
-        }
-        nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-        nghttp2_option_set_no_auto_window_update(o, 1); /* consumed as the owner takes it */
-        nghttp2_option_set_max_outbound_ack(o, 1000);   /* a SETTINGS/PING flood ends it */
+    if (w->h2up_cbs != NULL)
+        return w->h2up_cbs;
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return NULL;
+    if (nghttp2_option_new(&o) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        return NULL;
     }
-    *opt = o;
-    return cbs;
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(o, 1); /* consumed as the owner takes it */
+    nghttp2_option_set_max_outbound_ack(o, 1000);   /* a SETTINGS/PING flood ends it */
+    w->h2up_opt = o;
+    return w->h2up_cbs = cbs;
 }
 
 /* h2up_new: a new connection to <ep> of <c>. NULL when it cannot be made. */
@@ -636,14 +639,13 @@ static struct pt_h2up *h2up_new(struct pt_worker *w, const struct pt_cluster *c,
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2UP_STREAM_WINDOW },
         { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, pt_proxy_limits.max_head_bytes },
     };
-    nghttp2_option *opt;
-    nghttp2_session_callbacks *cbs = h2_callbacks(&opt);
+    nghttp2_session_callbacks *cbs = h2_callbacks(w);
     struct pt_h2up *h = cbs ? calloc(1, sizeof(*h)) : NULL;
     bool reused;
 
     if (h == NULL)
         return NULL;
-    if (nghttp2_session_client_new2(&h->ng, cbs, h, opt) != 0) {
+    if (nghttp2_session_client_new2(&h->ng, cbs, h, w->h2up_opt) != 0) {
         free(h);
         return NULL;
     }

@@ -343,6 +343,8 @@ struct pt_worker {
     struct pt_lb_state lb;          /* load balancing for the clusters of snap (cluster/lb.h) */
     struct nghttp2_session_callbacks *h2cbs; /* HTTP/2 (proxy/h2conn.c); made at first use */
     struct nghttp2_option *h2opt;
+    struct nghttp2_session_callbacks *h2up_cbs; /* HTTP/2 upstreams (proxy/h2client.c) */
+    struct nghttp2_option *h2up_opt;
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     /* The headers of the response head being handled (session.c pt_session_response_head):
