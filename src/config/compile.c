@@ -504,6 +504,7 @@ static void compile_listeners(struct compile_ctx *c, struct pt_vhost **vhosts, c
         l->protocol = lr->protocol;
         l->security_model = lr->security_model;
         l->l7_depth = lr->l7_depth;
+        l->h2_max_streams = lr->h2_max_streams > 0 ? (uint32_t)lr->h2_max_streams : PT_H2_MAX_STREAMS_DEFAULT;
         l->stats_prefix = pt_xstrdup(lr->stats_prefix ? lr->stats_prefix
                                      : lr->protocol == PT_PROTO_HTTPS ? "ingress_https" : "ingress_http");
         {

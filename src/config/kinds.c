@@ -584,6 +584,7 @@ static const struct pt_config__field listener_fields[] = {
     F_IGN("ambassador_id"),
     F_STR("statsPrefix", T, stats_prefix),
     F_INT("l7Depth", T, l7_depth, 0, INT_MAX),
+    F_INT("http2MaxConcurrentStreams", T, h2_max_streams, 1, INT_MAX),
     F_OBJ("hostBinding", host_binding_fields),
     F_END,
 };

@@ -7,18 +7,37 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+const char pt_hex_pairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 size_t pt_u64_dec(uint64_t v, char *out)
 {
-    char tmp[20], *q = tmp + sizeof(tmp);
-    size_t n;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536"
+                                "37383940414243444546474849505152535455565758596061626364656667686970717273"
+                                "7475767778798081828384858687888990919293949596979899";
+    char b[20];
+    size_t i = sizeof(b);
 
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    n = (size_t)(tmp + sizeof(tmp) - q);
-    memcpy(out, q, n);
-    return n;
+    while (v >= 100) { /* two digits per division */
+        i -= 2;
+        memcpy(b + i, pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        i -= 2;
+        memcpy(b + i, pairs + 2 * v, 2);
+    } else {
+        b[--i] = (char)('0' + v);
+    }
+    memcpy(out, b + i, sizeof(b) - i);
+    return sizeof(b) - i;
 }
 
 const char *pt_strerror(int status)

@@ -163,6 +163,9 @@ static inline void pt_memcpy_short(char *d, const char *s, size_t n)
     }
 }
 
+/* pt_hex_pairs: the two lower-case hex digits of byte b at pt_hex_pairs + 2 * b. */
+extern const char pt_hex_pairs[513];
+
 /* pt_u64_dec: <v> in decimal at <out> (at least 20 bytes, no NUL); returns its length. */
 size_t pt_u64_dec(uint64_t v, char *out);
 

@@ -74,6 +74,7 @@ struct pt_h1_request {
     int idx_content_length;
     int idx_transfer_encoding;
     int idx_upgrade;
+    int idx_content_type;
 };
 
 /* A parsed response head; same lifetime rules as struct pt_h1_request. */

@@ -140,6 +140,7 @@ enum hdr_kind {
     H_X_FORWARDED_FOR,
     H_X_FORWARDED_PROTO,
     H_X_REQUEST_ID,
+    H_CONTENT_TYPE,
     H_USER_AGENT,
     H_MAX,
 };
@@ -334,7 +335,7 @@ static enum hdr_kind classify(struct pt_str n)
     case 10:
         return IS("connection") ? H_CONNECTION : IS("user-agent") ? H_USER_AGENT : H_OTHER;
     case 12:
-        return IS("x-request-id") ? H_X_REQUEST_ID : H_OTHER;
+        return IS("x-request-id") ? H_X_REQUEST_ID : IS("content-type") ? H_CONTENT_TYPE : H_OTHER;
     case 14:
         return IS("content-length") ? H_CONTENT_LENGTH : H_OTHER;
     case 15:
@@ -656,6 +657,7 @@ static int request_semantics(struct pt_h1_request *req, const struct fields *f)
     req->idx_content_length = f->idx[H_CONTENT_LENGTH];
     req->idx_transfer_encoding = f->idx[H_TRANSFER_ENCODING];
     req->idx_upgrade = f->idx[H_UPGRADE];
+    req->idx_content_type = f->idx[H_CONTENT_TYPE];
     return 0;
 }
 

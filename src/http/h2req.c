@@ -174,6 +174,7 @@ static int index_fields(struct pt_h1_request *req)
         { "user-agent", offsetof(struct pt_h1_request, idx_user_agent) },
         { "host", offsetof(struct pt_h1_request, idx_host) },
         { "content-length", offsetof(struct pt_h1_request, idx_content_length) },
+        { "content-type", offsetof(struct pt_h1_request, idx_content_type) },
     };
 
     for (size_t k = 0; k < req->nheaders; k++) {
@@ -228,6 +229,7 @@ int pt_h2req_finish(struct pt_h2req *r, char *store, size_t cap, struct pt_h1_re
         .idx_connection = -1, .idx_te_header = -1, .idx_x_forwarded_for = -1,
         .idx_x_forwarded_proto = -1, .idx_x_request_id = -1, .idx_user_agent = -1,
         .idx_host = -1, .idx_content_length = -1, .idx_transfer_encoding = -1, .idx_upgrade = -1,
+        .idx_content_type = -1,
     };
     if (!(r->pseudo & PS_METHOD) || req->method.len == 0)
         return PT_BADMSG;

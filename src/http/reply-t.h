@@ -21,6 +21,11 @@ struct pt_http_reply {
     struct pt_str date;         /* IMF-fixdate; empty: no date header */
     struct pt_str location[4];  /* written joined as one location header; all empty: none */
     enum pt_http_reply_conn connection;
+    /* A gRPC request's local reply (Envoy's): trailers-only, content-type application/grpc,
+     * with grpc-status and grpc-message (percent-encoded already; empty: none). */
+    bool grpc;
+    int grpc_status;
+    struct pt_str grpc_message;
 };
 
 #endif

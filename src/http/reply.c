@@ -28,7 +28,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
 
     pt_h1w_init(&w, out, cap > INT_MAX ? INT_MAX : cap);
 
-    if (r->status < 100 || r->status > 999 || !field_ok(r->reason) || !field_ok(r->date))
+    if (r->status < 100 || r->status > 999 || !field_ok(r->reason) || !field_ok(r->date) ||
+        !field_ok(r->grpc_message) || r->grpc_status < 0 || r->grpc_status > 16)
         return PT_BADMSG;
     for (size_t i = 0; i < PT_ARRAY_SIZE(r->location); i++) {
         if (!field_ok(r->location[i]))
@@ -37,8 +38,14 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
     }
     pt_h1w_status_line(&w, r->status, r->reason);
     pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
-    if (r->text_plain)
+    if (r->grpc) {
+        pt_h1w_header(&w, PT_STR_LIT("content-type"), PT_STR_LIT("application/grpc"));
+        pt_h1w_header_uint(&w, PT_STR_LIT("grpc-status"), (uint64_t)r->grpc_status);
+        if (r->grpc_message.len)
+            pt_h1w_header(&w, PT_STR_LIT("grpc-message"), r->grpc_message);
+    } else if (r->text_plain) {
         pt_h1w_header(&w, PT_STR_LIT("content-type"), PT_STR_LIT("text/plain"));
+    }
     if (r->date.len != 0)
         pt_h1w_header(&w, PT_STR_LIT("date"), r->date);
     pt_h1w_header(&w, PT_STR_LIT("server"), PT_STR_LIT("envoy"));

@@ -58,6 +58,7 @@ struct pt_listener_res {
     enum pt_security_model security_model;
     const char *stats_prefix; /* NULL: ingress_http / ingress_https */
     int l7_depth;
+    int h2_max_streams;      /* http2MaxConcurrentStreams; 0: absent (the default) */
     /* hostBinding: namespace.from = SELF|ALL|SELECTOR, selector labels */
     bool bind_ns_all;        /* from: ALL (also the default when hostBinding is missing) */
     bool bind_ns_self;       /* from: SELF; both false: SELECTOR or no namespace.from */

@@ -88,12 +88,15 @@ struct pt_listen_sock {
     int fds[];           /* one per worker */
 };
 
+#define PT_H2_MAX_STREAMS_DEFAULT 100 /* Listener http2MaxConcurrentStreams when absent */
+
 struct pt_listener {
     char *name;                 /* "ns/name" */
     int port;
     enum pt_listener_proto protocol;
     enum pt_security_model security_model;
     int l7_depth;
+    uint32_t h2_max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS of its HTTP/2 connections */
     char *stats_prefix;         /* ingress_http / ingress_https / statsPrefix */
     uint32_t stats_prefix_idx;  /* pt_stats_prefix_index(stats_prefix); set when applied, 0 before */
     uint32_t stats_idx;         /* pt_stats_listener_index("0.0.0.0_<port>"); likewise */

@@ -71,44 +71,21 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 
 #define JW_LIT(w, s) jw_raw((w), (s), sizeof(s) - 1)
 
-/* jw_u64: decimal, two digits per division. */
+/* jw_u64: decimal. */
 static void jw_u64(struct jw *w, uint64_t v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536"
-                                "37383940414243444546474849505152535455565758596061626364656667686970717273"
-                                "7475767778798081828384858687888990919293949596979899";
     char b[20];
-    size_t i = sizeof(b);
 
-    while (v >= 100) {
-        i -= 2;
-        memcpy(b + i, pairs + 2 * (v % 100), 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        i -= 2;
-        memcpy(b + i, pairs + 2 * v, 2);
-    } else {
-        b[--i] = (char)('0' + v);
-    }
-    jw_raw(w, b + i, sizeof(b) - i);
+    jw_raw(w, b, pt_u64_dec(v, b));
 }
 
 /* jw_hex64: 16 lowercase hex digits, a byte (two digits from a table) at a time. */
 static void jw_hex64(struct jw *w, uint64_t v)
 {
-    static const char pairs[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-                                "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-                                "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-                                "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-                                "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-                                "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-                                "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-                                "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
     char b[16];
 
     for (int i = 14; i >= 0; i -= 2, v >>= 8)
-        memcpy(b + i, pairs + 2 * (v & 255), 2);
+        memcpy(b + i, pt_hex_pairs + 2 * (v & 255), 2);
     jw_raw(w, b, sizeof(b));
 }
 

@@ -177,6 +177,14 @@ static void conn_linger(struct pt_conn *c)
     pt_timer_arm(c->w->loop, &c->timer, PT_LINGER_MS);
 }
 
+void pt_conn_linger(struct pt_conn *c)
+{
+    if (c->flags & PT_CF_DEAD)
+        return;
+    pt_timer_arm(c->w->loop, &c->timer, PT_LINGER_MS); /* bounds the wait for c->out too */
+    conn_linger(c);
+}
+
 void pt_conn_ready(struct pt_conn *c)
 {
     if (c->flags & PT_CF_READY)

@@ -12,6 +12,8 @@
  * slow upstream slows its client and no one else. Called by proxy/conn.c. */
 #include "proxy/proxy.h"
 #include "proxy/session.h"
+#include "config/snapshot.h"
+#include "model/snapshot-t.h"
 #include "core/log.h"
 #include "http/h1write.h"
 #include "http/reply.h"
@@ -19,11 +21,24 @@
 #include <nghttp2/nghttp2.h>
 #include <stdlib.h>
 
-#define H2_MAX_STREAMS 100               /* SETTINGS_MAX_CONCURRENT_STREAMS */
 #define H2_STREAM_WINDOW 65535           /* request body bytes buffered per stream at most */
 #define H2_CONN_WINDOW (1024 * 1024)     /* ... and per connection */
 #define H2_OUT_SOFT_MAX (64 * 1024)      /* response bytes a stream buffers before it pauses */
 #define H2_SEND_BATCH (64 * 1024)        /* framed bytes gathered before a write */
+#define H2_RESETS_MAX 200                /* streams reset by the client ... */
+#define H2_RESETS_WINDOW_MS 1000         /* ... within this, at most (CVE-2023-44487) */
+#define H2_HEAD_BOMB 4                   /* a header block decoding to this many times the head
+                                          * limit ends the connection (an HPACK bomb) */
+#define H2_MAX_CONTINUATIONS 8           /* CONTINUATION frames after a HEADERS (CVE-2024-27316) */
+#define H2_MAX_OUTBOUND_ACK 1000         /* SETTINGS/PING ACKs queued unsent: a flood */
+#define H2_RECENT_RESETS 16              /* ids of streams we reset while the client was sending */
+
+/* What the connection's timer is counting (struct pt_h2conn.timer). */
+enum h2_timer {
+    H2_T_NONE = 0, /* streams are open and no head is in progress: their own timers count */
+    H2_T_HEAD,     /* a header block (or the first request) must complete: the header timeout */
+    H2_T_IDLE,     /* no stream: the keep-alive idle timeout */
+};
 
 struct pt_h2conn {
     nghttp2_session *ng;
@@ -31,6 +46,18 @@ struct pt_h2conn {
     struct pt_stream *streams;  /* open streams (st->h2.next) */
     uint32_t nstreams;
     bool in_recv;               /* inside nghttp2_session_mem_recv */
+    bool head_open;             /* a header block began and its END_HEADERS has not come */
+    bool served;                /* a request head was complete (the first request is in) */
+    uint8_t timer;              /* enum h2_timer: what c->timer counts */
+    uint32_t fail_code;         /* a callback's verdict: GOAWAY with this code (0: none) */
+    uint64_t hdr_bytes;         /* decoded size of the header block in progress (RFC 9113
+                                 * §6.5.2: name + value + 32 per field) */
+    int32_t max_sid;            /* highest stream id a client HEADERS opened */
+    uint32_t resets;            /* streams reset by the client in the window since ... */
+    uint64_t resets_since_ms;
+    int32_t recent_rst[H2_RECENT_RESETS]; /* streams we reset before their client's end: a
+                                 * late HEADERS (trailers) on one is no error */
+    uint8_t recent_pos;
 };
 
 static const struct pt_down_ops h2_down_ops;
@@ -60,6 +87,74 @@ static void h2_unlink(struct pt_h2conn *h, struct pt_stream *st)
 }
 
 /* ---- nghttp2's callbacks: record, never call into a stream -------------------------------- */
+
+/* h2_refuse: a callback's verdict on the client: the connection ends with a GOAWAY of <code>,
+ * framed by h2_fail once nghttp2 has returned. Returns what the callback returns. */
+static int h2_refuse(struct pt_h2conn *h, uint32_t code)
+{
+    if (h->fail_code == 0)
+        h->fail_code = code;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+/* h2_count_reset: a stream was cut short by the client (its RST_STREAM, or a stream error it
+ * caused). Rapid reset (CVE-2023-44487): more than H2_RESETS_MAX within H2_RESETS_WINDOW_MS
+ * ends the connection (ENHANCE_YOUR_CALM). Returns what the callback returns. */
+static int h2_count_reset(struct pt_h2conn *h)
+{
+    uint64_t now = pt_loop_now_ms(h->c->w->loop);
+
+    if (now - h->resets_since_ms >= H2_RESETS_WINDOW_MS) {
+        h->resets_since_ms = now;
+        h->resets = 0;
+    }
+    if (++h->resets > H2_RESETS_MAX)
+        return h2_refuse(h, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+}
+
+/* h2_known: whether a HEADERS on <id>, not above the highest id opened, may come: on a stream
+ * nghttp2 still holds (open, or closed and remembered: it judges), or on one reset by this
+ * side not long ago (the client's trailers may have crossed the RST_STREAM). */
+static bool h2_known(const struct pt_h2conn *h, int32_t id)
+{
+    if (nghttp2_session_find_stream(h->ng, id) != NULL)
+        return true;
+    for (size_t i = 0; i < H2_RECENT_RESETS; i++)
+        if (h->recent_rst[i] == id)
+            return true;
+    return false;
+}
+
+/* Every frame's header: tracks the header block in progress (head_open, hdr_bytes), and
+ * refuses a HEADERS reopening a closed or skipped stream id (RFC 9113 §5.1.1: PROTOCOL_ERROR;
+ * nghttp2 would ignore it). */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
+{
+    struct pt_h2conn *h = user;
+
+    if (hd->type != NGHTTP2_HEADERS && hd->type != NGHTTP2_CONTINUATION) {
+        h->head_open = false;
+        return 0;
+    }
+    h->head_open = !(hd->flags & NGHTTP2_FLAG_END_HEADERS);
+    if (hd->type == NGHTTP2_CONTINUATION)
+        return 0;
+    h->hdr_bytes = 0;
+    if (!(hd->stream_id & 1))
+        return 0; /* nghttp2 refuses it */
+    if (hd->stream_id <= h->max_sid && !h2_known(h, hd->stream_id))
+        return h2_refuse(h, NGHTTP2_PROTOCOL_ERROR);
+    if (hd->stream_id > h->max_sid)
+        h->max_sid = hd->stream_id;
+    return 0;
+}
+
+/* A frame nghttp2 refused: on a stream, the client made it fail (counted as a reset). */
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int error, void *user)
+{
+    return frame->hd.stream_id != 0 ? h2_count_reset(user) : 0;
+}
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
@@ -101,13 +196,19 @@ static int head_store(struct pt_stream *st, size_t need)
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
 {
-    struct pt_stream *st = stream_of(user, frame->hd.stream_id);
+    struct pt_h2conn *h = user;
+    struct pt_stream *st = stream_of(h, frame->hd.stream_id);
     struct pt_str n = pt_str_make((const char *)name, namelen), v = pt_str_make((const char *)value, valuelen);
     int r;
 
+    /* What the block decodes to, kept or not: far beyond the advertised limit (an HPACK bomb
+     * references a large table entry thousands of times), the connection ends. */
+    h->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
+    if (h->hdr_bytes > (uint64_t)H2_HEAD_BOMB * pt_proxy_limits.max_head_bytes)
+        return h2_refuse(h, NGHTTP2_ENHANCE_YOUR_CALM);
     if (st == NULL || (st->h2.flags & (PT_H2S_HEAD_BAD | PT_H2S_HEAD_BIG)))
         return 0;
-    if (st->h2.flags & PT_H2S_DISPATCH) /* trailers: not passed on (an HTTP/1.1 upstream) */
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) /* trailers: not passed on (an HTTP/1.1 upstream) */
         return 0;
     if ((r = head_store(st, namelen + valuelen)) == 0)
         r = pt_h2req_add(&st->h2.req, st->h2.head.base, st->h2.head.cap, n, v);
@@ -120,14 +221,24 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
+    struct pt_h2conn *h = user;
     struct pt_stream *st;
 
+    if (frame->hd.type == NGHTTP2_RST_STREAM)
+        return h2_count_reset(h);
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+        h->head_open = false;
+        h->served = true;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     if ((st = stream_of(user, frame->hd.stream_id)) == NULL)
         return 0;
-    if (frame->hd.type == NGHTTP2_HEADERS)
-        st->h2.flags |= PT_H2S_DISPATCH;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->h2.flags |= PT_H2S_DISPATCH; /* the head; a later HEADERS is trailers */
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            st->h2.flags |= PT_H2S_NO_BODY;
+    }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         st->h2.flags |= PT_H2S_IN_END | PT_H2S_READABLE;
     return 0;
@@ -165,7 +276,13 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
+    struct pt_h2conn *h = user;
     struct pt_stream *st;
+
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        h->recent_rst[h->recent_pos] = frame->hd.stream_id;
+        h->recent_pos = (uint8_t)((h->recent_pos + 1) % H2_RECENT_RESETS);
+    }
 
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && (st = stream_of(user, frame->hd.stream_id)) != NULL)
         st->h2.flags |= PT_H2S_OUT_END_SENT;
@@ -222,8 +339,37 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 
 /* ---- the connection's work: framing, and telling streams -------------------------------- */
 
+/* h2_finish: the connection is over (its GOAWAY is in c->out, or sent): its streams end and
+ * it closes gracefully, so that the client reads the GOAWAY before the close. */
+static void h2_finish(struct pt_h2conn *h)
+{
+    while (h->streams != NULL)
+        pt_stream_abort(h->streams); /* each unlinks itself */
+    h->timer = H2_T_NONE;
+    pt_conn_linger(h->c);
+}
+
+/* h2_fail: nghttp2 gave up on the connection (a flood, too many CONTINUATIONs, a callback's
+ * verdict): a GOAWAY of <code> is written after what is framed already (c->out holds whole
+ * frames), past the ACKs a flood left queued in nghttp2, and the connection ends. */
+static void h2_fail(struct pt_h2conn *h, uint32_t code)
+{
+    struct pt_conn *c = h->c;
+    uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(h->ng);
+    uint8_t f[17] = { 0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0,
+                      (uint8_t)(last >> 24), (uint8_t)(last >> 16), (uint8_t)(last >> 8), (uint8_t)last,
+                      (uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8), (uint8_t)code };
+    struct iovec iov = { f, sizeof(f) };
+
+    if (pt_buf_append_iov(&c->w->bufs, &c->out, &iov, 1, sizeof(f), 0) != 0 || pt_conn_flush(c) == PT_IO) {
+        pt_conn_close(c);
+        return;
+    }
+    h2_finish(h);
+}
+
 /* h2_send: frames what nghttp2 has to send into c->out and writes it. False when the
- * connection closed. */
+ * connection closed or is closing. */
 static bool h2_send(struct pt_h2conn *h)
 {
     struct pt_conn *c = h->c;
@@ -256,7 +402,7 @@ static bool h2_send(struct pt_h2conn *h)
             return true; /* again from conn.c when the socket takes more */
     }
     if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng)) {
-        pt_conn_close(c); /* a GOAWAY went both ways, or a connection error was sent */
+        h2_finish(h); /* a GOAWAY went both ways, or a connection error was sent */
         return false;
     }
     return true;
@@ -274,11 +420,11 @@ static void h2_dispatch(struct pt_h2conn *h, struct pt_stream *st)
             r = pt_h2req_finish(&st->h2.req, st->h2.head.base, st->h2.head.cap, &st->req);
     }
     if (r != 0) {
-        pt_reply_refuse(st, 400);
+        pt_reply_refuse(st, (st->h2.flags & PT_H2S_HEAD_BIG) || r == PT_TOOBIG ? 431 : 400);
         return;
     }
-    if ((st->h2.flags & PT_H2S_IN_END) && st->h2.in.len == 0) {
-        st->req.content_length = 0; /* the head was all: no body (its DATA may have come with it) */
+    if (st->h2.flags & PT_H2S_NO_BODY) {
+        st->req.content_length = 0; /* the head was all: no body */
     } else if (st->req.content_length < 0) {
         st->req.chunked = true; /* DATA frames until END_STREAM: chunked for an HTTP/1.1 upstream */
     }
@@ -307,6 +453,24 @@ static void h2_run_streams(struct pt_h2conn *h)
     }
 }
 
+/* h2_timer_update: the connection's timer counts what matters now: a header block in
+ * progress, or a first request still to come, has the header timeout (from its start); a
+ * connection without streams, the keep-alive idle timeout; streams time themselves. */
+static void h2_timer_update(struct pt_h2conn *h)
+{
+    struct pt_conn *c = h->c;
+    enum h2_timer want = h->head_open || !h->served ? H2_T_HEAD : h->nstreams == 0 ? H2_T_IDLE : H2_T_NONE;
+
+    if (want == h->timer && (want == H2_T_NONE || pt_timer_armed(&c->timer)))
+        return;
+    h->timer = (uint8_t)want;
+    if (want == H2_T_NONE)
+        pt_timer_cancel(&c->timer);
+    else
+        pt_timer_arm(c->w->loop, &c->timer,
+                     want == H2_T_HEAD ? pt_proxy_limits.header_timeout_ms : pt_conn_keepalive_ms(c));
+}
+
 /* h2_run: frames what is pending and tells streams, until neither has anything left. */
 static void h2_run(struct pt_h2conn *h)
 {
@@ -321,10 +485,7 @@ static void h2_run(struct pt_h2conn *h)
     }
     if (nghttp2_session_want_write(h->ng) && h->c->out.len == 0)
         pt_conn_ready(h->c); /* more to do: after the other connections' turn */
-    if (h->nstreams == 0 && !pt_timer_armed(&h->c->timer))
-        pt_timer_arm(h->c->w->loop, &h->c->timer, pt_conn_keepalive_ms(h->c));
-    else if (h->nstreams > 0)
-        pt_timer_cancel(&h->c->timer);
+    h2_timer_update(h);
 }
 
 /* h2_kick: a stream gave something: it is framed from the worker's ready list. */
@@ -351,8 +512,15 @@ void pt_h2_on_readable(struct pt_conn *c)
         ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)pt_buf_data(&c->in), c->in.len);
         h->in_recv = false;
         if (n < 0) {
-            pt_debug("HTTP/2 from %s: %s", c->peer_ip, nghttp2_strerror((int)n));
-            pt_conn_close(c);
+            uint32_t code = h->fail_code;
+            if (code == 0)
+                code = n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
+                               n == NGHTTP2_ERR_TOO_MANY_SETTINGS ? NGHTTP2_ENHANCE_YOUR_CALM
+                       : n == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? NGHTTP2_PROTOCOL_ERROR
+                                                           : NGHTTP2_INTERNAL_ERROR;
+            pt_debug("HTTP/2 from %s: %s: GOAWAY %s", c->peer_ip, nghttp2_strerror((int)n),
+                     nghttp2_http2_strerror(code));
+            h2_fail(h, code);
             return;
         }
         pt_buf_consume(&c->in, (uint32_t)n);
@@ -374,12 +542,22 @@ void pt_h2_run(struct pt_conn *c)
     h2_run(c->h2);
 }
 
+/* The header timeout (a header block, or the first request, not complete in time) or the
+ * idle timeout: a GOAWAY, then a graceful close. */
 void pt_h2_on_timer(struct pt_conn *c)
 {
-    nghttp2_submit_goaway(c->h2->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2->ng),
+    struct pt_h2conn *h = c->h2;
+
+    if (h->timer == H2_T_HEAD) {
+        struct pt_http_stats *hs = pt_conn_http_stats(c);
+        if (hs != NULL && h->head_open)
+            pt_stats_inc(&hs->downstream_rq_timeout);
+    }
+    h->timer = H2_T_NONE;
+    nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ng),
                           NGHTTP2_NO_ERROR, NULL, 0);
-    if (h2_send(c->h2))
-        pt_conn_close(c); /* idle: the GOAWAY says no stream was lost */
+    if (h2_send(h))
+        h2_finish(h);
 }
 
 void pt_h2_close(struct pt_conn *c)
@@ -407,6 +585,8 @@ static int h2_setup(struct pt_worker *w)
         nghttp2_session_callbacks_del(cbs);
         return PT_NOMEM;
     }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
@@ -414,7 +594,8 @@ static int h2_setup(struct pt_worker *w)
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_option_set_no_auto_window_update(opt, 1); /* consumed as the upstream takes it */
-    nghttp2_option_set_max_outbound_ack(opt, 1000);   /* a SETTINGS/PING flood ends the connection */
+    nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK); /* a SETTINGS/PING flood: h2_fail */
+    nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
     w->h2cbs = cbs;
     w->h2opt = opt;
     return 0;
@@ -423,8 +604,10 @@ static int h2_setup(struct pt_worker *w)
 int pt_h2_start(struct pt_conn *c)
 {
     struct pt_h2conn *h;
+    struct pt_listener *l = pt_snapshot_find_listener(c->w->snap, c->port);
     nghttp2_settings_entry settings[] = {
-        { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS },
+        { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+          l != NULL && l->h2_max_streams ? l->h2_max_streams : PT_H2_MAX_STREAMS_DEFAULT },
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW },
         { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, pt_proxy_limits.max_head_bytes },
         { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
@@ -436,6 +619,7 @@ int pt_h2_start(struct pt_conn *c)
     if (h == NULL)
         return PT_NOMEM;
     h->c = c;
+    h->resets_since_ms = pt_loop_now_ms(c->w->loop);
     if (nghttp2_session_server_new2(&h->ng, c->w->h2cbs, h, c->w->h2opt) != 0) {
         free(h);
         return PT_NOMEM;
@@ -598,9 +782,9 @@ static bool h2_blocked(const struct pt_stream *st)
  * without Connection. */
 static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body)
 {
-    char status[4], len[24], *loc = st->w->scratch;
+    char status[4], len[24], gs[4], *loc = st->w->scratch;
     size_t loclen = 0, n = 0;
-    nghttp2_nv nv[6];
+    nghttp2_nv nv[8];
     struct iovec iov = { (void *)body.ptr, body.len };
 
     if (r->status < 200 || r->status > 999)
@@ -621,8 +805,14 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
 #define NV(nm, v, vl) (nghttp2_nv){ (uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NGHTTP2_NV_FLAG_NONE }
     nv[n++] = NV(":status", status, 3);
     nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
-    if (r->text_plain)
+    if (r->grpc) { /* trailers-only (http/reply-t.h) */
+        nv[n++] = NV("content-type", "application/grpc", 16);
+        nv[n++] = NV("grpc-status", gs, pt_u64_dec((uint64_t)r->grpc_status, gs));
+        if (r->grpc_message.len)
+            nv[n++] = NV("grpc-message", r->grpc_message.ptr, r->grpc_message.len);
+    } else if (r->text_plain) {
         nv[n++] = NV("content-type", "text/plain", 10);
+    }
     if (r->date.len)
         nv[n++] = NV("date", r->date.ptr, r->date.len);
     nv[n++] = NV("server", "envoy", 5);

@@ -154,7 +154,8 @@ struct pt_conn {
 #define PT_SF_CLOSE_AFTER  0x0800 /* the connection must close after this response */
 #define PT_SF_ENDED        0x1000 /* observed and logged; only freeing is left */
 #define PT_SF_RQ_COUNTED   0x2000 /* counted in downstream_rq_total/_active */
-#define PT_SF_GRPC_DEADLINE 0x4000 /* the route timer is the request's grpc-timeout (shorter than
+#define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
+#define PT_SF_GRPC_DEADLINE 0x8000 /* the route timer is the request's grpc-timeout (shorter than
                                     * the route timeout): its expiry is gRPC's DEADLINE_EXCEEDED */
 
 /* What a stream is doing (proxy/stream.c). */
@@ -275,6 +276,7 @@ struct pt_pool_entry {
 #define PT_H2S_CLOSED       0x0200 /* nghttp2 closed the stream (reset, or both ends done) */
 #define PT_H2S_RESET        0x0400 /* ... before the stream was over: abort it */
 #define PT_H2S_HEAD_SUBMIT  0x0800 /* a response head was submitted */
+#define PT_H2S_NO_BODY      0x1000 /* the request's HEADERS ended the stream */
 
 /* A stream's side of its HTTP/2 connection (proxy/h2conn.c); unused on HTTP/1. */
 struct pt_h2s {

@@ -15,13 +15,64 @@
 #include <stdio.h>
 #include <time.h>
 
+/* grpc_request: the request is gRPC (content-type application/grpc, +proto..., ;params), so
+ * its local replies are gRPC's, as Envoy sends them. gRPC-Web is not. */
+static bool grpc_request(const struct pt_stream *st)
+{
+    struct pt_str ct;
+
+    if (!(st->flags & PT_SF_PARSED) || st->req.idx_content_type < 0)
+        return false;
+    ct = st->req.headers[st->req.idx_content_type].value;
+    return ct.len >= 16 && pt_str_caseeq(pt_str_make(ct.ptr, 16), PT_STR_LIT("application/grpc")) &&
+           (ct.len == 16 || ct.ptr[16] == '+' || ct.ptr[16] == ';');
+}
+
+/* grpc_status: the gRPC status of a local reply of HTTP <status>, as Envoy maps it. */
+static int grpc_status(int status)
+{
+    switch (status) {
+    case 400: return 13; /* INTERNAL */
+    case 401: return 16; /* UNAUTHENTICATED */
+    case 403: return 7;  /* PERMISSION_DENIED */
+    case 404: return 12; /* UNIMPLEMENTED */
+    case 429:
+    case 502:
+    case 503:
+    case 504: return 14; /* UNAVAILABLE */
+    default: return 2;   /* UNKNOWN */
+    }
+}
+
+/* grpc_message: <text> percent-encoded for grpc-message (bytes outside 0x20-0x7e, and '%'),
+ * into <out> (3 * text.len bytes). */
+static struct pt_str grpc_message(struct pt_str text, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+
+    for (size_t i = 0; i < text.len; i++) {
+        unsigned char c = (unsigned char)text.ptr[i];
+        if (c < 0x20 || c > 0x7e || c == '%') {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    return pt_str_make(out, n);
+}
+
 /* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
- * redirect. One that the connection cannot write (a Location longer than any head can carry)
+ * redirect. A gRPC request gets it as gRPC status and message in a trailers-only response. One that the connection cannot write (a Location longer than any head can carry)
  * becomes a 400 instead. A reply to HEAD says its length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
                        const struct pt_str *location)
 {
     struct pt_http_reply r = { .date = pt_http_date() };
+    char msg[3 * 512];
+    bool grpc = grpc_request(st);
     int n;
 
     if (st->flags & PT_SF_RESP_HEAD) {
@@ -38,7 +89,17 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         r.reason = pt_str_c(pt_reason_phrase(status));
         r.content_length = body.len;
         r.text_plain = body.len != 0;
-        st->rec.status = status;
+        if (grpc) { /* HTTP 200, the outcome in grpc-status */
+            r.grpc = true;
+            r.grpc_status = grpc_status(status);
+            r.grpc_message = grpc_message(pt_str_make(body.ptr, body.len > 512 ? 512 : body.len), msg);
+            r.status = 200;
+            r.reason = PT_STR_LIT("OK");
+            r.content_length = 0;
+            r.text_plain = false;
+            body.len = 0;
+        }
+        st->rec.status = r.status;
         st->rec.flags = flags;
         n = st->conn->down->reply(st, &r, (st->flags & PT_SF_HEAD_METHOD) ? (struct pt_str){ 0 } : body);
         if ((n != PT_BADMSG && n != PT_TOOBIG) || status == 400)
@@ -55,9 +116,9 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         pt_stream_abort(st);
         return;
     }
-    pt_stats_downstream_code(pt_stream_http_stats(st), status);
+    pt_stats_downstream_code(pt_stream_http_stats(st), r.status);
     if (st->flags & PT_SF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
-        pt_stats_upstream_code(pt_stream_cluster_stats(st), status);
+        pt_stats_upstream_code(pt_stream_cluster_stats(st), r.status);
     st->rec.bytes_tx = (st->flags & PT_SF_HEAD_METHOD) ? 0 : body.len;
     pt_stream_local_reply_done(st);
 }

@@ -35,6 +35,12 @@ void pt_conn_ready(struct pt_conn *c);
  * closes after its output when <close_after>. A no-op on a closed connection. */
 void pt_conn_stream_end(struct pt_conn *c, bool close_after);
 
+/* pt_conn_linger: closes the client connection gracefully: once c->out is written (within
+ * PT_LINGER_MS), our side ends and what the client still sends is read and dropped for a
+ * moment, so that its last frames (an HTTP/2 GOAWAY) are not destroyed by a reset. The caller
+ * has ended the connection's streams. */
+void pt_conn_linger(struct pt_conn *c);
+
 /* pt_conn_close: closes the client connection now (aborting its streams); it is freed after
  * this loop iteration. */
 void pt_conn_close(struct pt_conn *c);

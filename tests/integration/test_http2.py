@@ -269,3 +269,73 @@ def test_idle_h2_connection_gets_goaway(processes, tmp_path, quote_backend):
         g = c.wait_goaway(timeout=3)
         assert g.error_code == 0 and g.last_stream_id == sid
         assert c.wait_closed(timeout=3)
+
+
+# ---- gRPC requests answered by Portico itself -------------------------------------------------------
+
+def test_grpc_local_replies_are_trailers_only(processes, tmp_path, quote_backend):
+    """Envoy's local reply to a gRPC request: HTTP 200, content-type application/grpc, the outcome
+    in grpc-status (404 -> 12 UNIMPLEMENTED, 503 -> 14 UNAVAILABLE) and grpc-message, no body,
+    on HTTP/2 and HTTP/1.1 alike."""
+    edge = edge_for(processes, tmp_path, quote_backend,
+                    mapping_yaml("dead", "127.0.0.1:1", prefix="/dead/"))
+    grpc_hdrs = [("content-type", "application/grpc"), ("te", "trailers")]
+    with H2Raw(edge.http) as c:
+        nr = c.request("/pkg.Svc/Method", method="POST", authority="x", headers=grpc_hdrs, body=b"")
+        uf = c.request("/dead/pkg.Svc/M", method="POST", authority="x",
+                       headers=[("content-type", "application/grpc+proto")], body=b"")
+        plain = c.request("/nothing", authority="x")
+        r_nr, r_uf, r_plain = c.wait_response(nr), c.wait_response(uf), c.wait_response(plain)
+        end_frames = [f for f in c.frames if f.stream_id == nr]
+    assert (r_nr.status, r_nr.body) == (200, b""), r_nr
+    assert r_nr.header("content-type") == "application/grpc"
+    assert r_nr.header("grpc-status") == "12" and r_nr.header("grpc-message") is None
+    # trailers-only: one HEADERS with END_STREAM (then at most a RST_STREAM NO_ERROR when the
+    # request's own END_STREAM had not arrived yet)
+    assert end_frames[0].name == "HEADERS" and end_frames[0].flags & 0x1, end_frames
+    assert all(f.name == "RST_STREAM" and f.payload == b"\0\0\0\0" for f in end_frames[1:]), end_frames
+    assert r_uf.status == 200 and r_uf.header("grpc-status") == "14"
+    assert r_uf.header("grpc-message").startswith("upstream connect error or disconnect/reset before headers.")
+    assert (r_plain.status, r_plain.header("grpc-status")) == (404, None)
+    # HTTP/1.1
+    import socket
+    s = socket.create_connection(("127.0.0.1", edge.http), timeout=5)
+    s.sendall(b"POST /pkg.Svc/Method HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\n"
+              b"content-length: 0\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    s.close()
+    head = data.split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("HTTP/1.1 200 OK\r\n"), head
+    assert "content-type: application/grpc\r\n" in head and "grpc-status: 12\r\n" in head
+    assert "content-length: 0\r\n" in head
+
+
+def test_grpc_client_sees_unavailable_when_no_backend_answers(processes, tmp_path, quote_backend):
+    """A real gRPC client (python3-grpcio) over h2c: a route whose backend refuses connections
+    gives UNAVAILABLE with Envoy's message; an unknown service UNIMPLEMENTED."""
+    from grpc_peer import Client
+    import grpc
+    edge = edge_for(processes, tmp_path, quote_backend, mapping_yaml("dead", "127.0.0.1:1", prefix="/"))
+    r = Client(edge.http).unary(timeout=5)
+    assert r.code == grpc.StatusCode.UNAVAILABLE, r
+    assert "upstream connect error" in r.details, r
+
+
+def test_request_trailers_are_dropped_not_taken_for_a_new_head(processes, tmp_path, quote_backend):
+    """Trailers after a request body are a second HEADERS block on the stream: not a new request
+    head (the stream is routed once) and, for an HTTP/1.1 upstream, not forwarded."""
+    edge = edge_for(processes, tmp_path, quote_backend)
+    with H2Raw(edge.http) as c:
+        sids = [c.request("/backend/echo", method="POST", authority="x", body=b"x" * 3000,
+                          trailers=[("x-trailer", "t" * 200)]) for _ in range(3)]
+        rs = [c.wait_response(s) for s in sids]
+        after = c.request("/backend/", authority="x")
+        assert c.wait_response(after).status == 200
+    for r in rs:
+        assert r.status == 200, r
+        j, h = echo(r.body)
+        assert j["body_length"] == 3000 and "x-trailer" not in h
+    lines = wait_access(edge, lambda l: l.count("/backend/echo") >= 3)
+    assert sum("/backend/echo" in l for l in lines) == 3, lines   # one log line per stream

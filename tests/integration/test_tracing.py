@@ -834,6 +834,22 @@ def test_span_tags_follow_envoy(edge, collectors, echo):
     assert "error" not in router["tags"]
 
 
+def test_span_protocol_of_an_http2_request(edge, collectors, echo):
+    """An HTTP/2 stream's spans say http.protocol HTTP/2 (and the upstream still gets B3)."""
+    from h2raw import H2Raw
+    col = collectors()
+    e = edge(tracing_service(col.port))
+    with H2Raw(e.port) as c:
+        sid = c.request("/h2/x", authority=e.authority)
+        r = c.wait_response(sid)
+    assert r.status == 200, r
+    up = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+    hcm, router = split(col.wait_trace(up["x-b3-traceid"], pad=e.pad))
+    assert hcm["tags"]["http.protocol"] == "HTTP/2"
+    assert router["tags"]["http.protocol"] == "HTTP/2"
+    assert hcm["tags"]["http.url"] == f"http://{e.authority}/h2/x"
+
+
 def test_router_span_peer_address_is_the_upstream_address(edge, collectors, echo):
     col = collectors()
     e = edge(tracing_service(col.port))

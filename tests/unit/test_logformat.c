@@ -272,6 +272,7 @@ static int setup(void **state)
     fx->up_port = fx->client_port; /* the client end stands in for an upstream connection */
     fx->ds->snap = &fx->snap;
     fx->ds->peer_ip = "127.0.0.1";
+    fx->ds->peer_ip_len = 9;
     fx->ds->peer_port = (uint16_t)fx->client_port;
     fx->cluster = (struct pt_cluster){ .name = "cluster_quote_default", .stats_name = "quote" };
     fx->action = (struct pt_route_action){ .cluster = &fx->cluster };
@@ -456,6 +457,7 @@ static void test_render_ipv6_addresses(void **state)
     addr_of(sfd, fx->ds->local_addr);
     addr_of(cfd, fx->ds->upstream_local_addr);
     fx->ds->peer_ip = "::1";
+    fx->ds->peer_ip_len = 3;
     fx->ds->peer_port = (uint16_t)port_of(cfd, true);
     snprintf(want, sizeof(want), "[::1]:%d ::1 [::1]:%d ::1 [::1]:%d\n", port_of(cfd, true), ntohs(a.sin6_port),
              port_of(cfd, true));

@@ -22,6 +22,21 @@ static void expect_head(const struct pt_http_reply *r, const char *want)
         fail_msg("got %d \"%.*s\", want \"%s\"", n, n > 0 ? n : 0, out, want);
 }
 
+static void test_grpc_reply(void **state)
+{
+    (void)state;
+    expect_head(&(struct pt_http_reply){ .status = 200, .reason = PT_STR_LIT("OK"), .grpc = true, .grpc_status = 14,
+                                         .grpc_message = PT_STR_LIT("no healthy upstream") },
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\n"
+                "grpc-message: no healthy upstream\r\nserver: envoy\r\n\r\n");
+    char out[256];
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .grpc = true, .grpc_status = 17 },
+                                        out, sizeof(out)), PT_BADMSG);
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .grpc = true,
+                                                                 .grpc_message = PT_STR_LIT("a\r\nb") },
+                                        out, sizeof(out)), PT_BADMSG);
+}
+
 static void test_plain_replies(void **state)
 {
     (void)state;
@@ -108,7 +123,7 @@ static void test_bad_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_replies),
+        cmocka_unit_test(test_plain_replies), cmocka_unit_test(test_grpc_reply),
         cmocka_unit_test(test_redirect),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_bad_values),
