@@ -34,6 +34,7 @@ struct compile_ctx {
     bool *route_bad;   /* per Mapping: its route was rejected (reported once) */
     struct pt_service_index services;
     struct pt_strmap clusters_by_name;
+    struct pt_strmap h2_clusters_by_name; /* those of grpc Mappings */
     struct pt_strmap client_ctx; /* origination contexts by TLSContext name ("" = null context) */
     struct pt_route_action **mapping_action;
     json_t *rejected;  /* Mapping errors found here */
@@ -128,10 +129,13 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     struct pt_snapshot *s = c->snap;
     char *name = cluster_name(ref->qualified, !ref->tls ? NULL : m->tls && strcmp(m->tls, "true") != 0 ? m->tls : "",
                               m->meta.namespace);
+    /* An HTTP/2 (grpc) cluster keeps Emissary's name but is a cluster of its own: HTTP/1 and
+     * HTTP/2 Mappings of one service never share one. */
+    struct pt_strmap *map = m->grpc ? &c->h2_clusters_by_name : &c->clusters_by_name;
     struct pt_cluster *cl;
 
     *added = false;
-    cl = pt_strmap_get(&c->clusters_by_name, name, strlen(name));
+    cl = pt_strmap_get(map, name, strlen(name));
     if (cl != NULL) {
         if (cl->connect_timeout_ms != (uint32_t)m->connect_timeout_ms) {
             char obj[512];
@@ -151,10 +155,11 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->host = pt_xstrdup(ref->host);
     cl->port = ref->port;
     cl->tls = ref->tls;
+    cl->http2 = m->grpc;
     cl->connect_timeout_ms = (uint32_t)m->connect_timeout_ms;
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
-    pt_strmap_put(&c->clusters_by_name, cl->name, strlen(cl->name), cl);
+    pt_strmap_put(map, cl->name, strlen(cl->name), cl);
     *added = true;
     return cl;
 }
@@ -748,6 +753,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     free(c.mapping_action);
     pt_service_index_free(&c.services);
     pt_strmap_free(&c.clusters_by_name);
+    pt_strmap_free(&c.h2_clusters_by_name);
     pt_strmap_foreach(&c.client_ctx, free_ctx, NULL);
     pt_strmap_free(&c.client_ctx);
     return s;

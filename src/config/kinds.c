@@ -356,6 +356,7 @@ static const struct pt_config__field mapping_fields[] = {
     F_LIST("allow_upgrade", T, allow_upgrade, nallow_upgrade),
     F_BOOL("use_websocket", T, use_websocket),
     F_BOOL("bypass_auth", T, bypass_auth),
+    F_BOOL("grpc", T, grpc),
     F_FN("shadow", read_unenforced, 0),
     F_FN("host_redirect", read_unenforced, 1),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */

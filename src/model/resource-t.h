@@ -150,6 +150,7 @@ struct pt_mapping_res {
     size_t nallow_upgrade;
     bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
     bool bypass_auth;             /* requests pass while an AuthService denies (fail closed) */
+    bool grpc;                    /* the service speaks HTTP/2 (h2c, or ALPN h2 with TLS) */
 };
 
 struct pt_service_port {

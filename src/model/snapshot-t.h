@@ -36,6 +36,7 @@ struct pt_cluster {
     char *host;              /* service host name, for auto_host_rewrite */
     int port;
     bool tls;                /* originate TLS */
+    bool http2;              /* speak HTTP/2 to it (Mapping grpc: true; proxy/h2client.c) */
     struct ssl_ctx_st *tls_ctx; /* origination context (owned reference) */
     char *sni;               /* SNI to send, only when the TLSContext sets `sni` */
     struct pt_endpoint *endpoints;

@@ -58,6 +58,7 @@ struct pt_hist {
     X(upstream_rq_timeout)        /* requests that hit the route timeout (504) */                  \
     X(upstream_rq_rx_reset)       /* upstream reset or closed mid-response */                      \
     X(upstream_cx_total)          /* upstream connections opened */                               \
+    X(upstream_cx_http2_total)    /* ... of them HTTP/2 (grpc Mappings) */                         \
     X(upstream_cx_connect_fail)   /* connects that failed (refused, reset, timeout) */             \
     X(upstream_cx_connect_timeout) /* connects that timed out (also counted in _fail) */           \
     X(upstream_cx_none_healthy)   /* requests that found no endpoint (503) */                      \

@@ -83,6 +83,7 @@ static void h2_unlink(struct pt_h2conn *h, struct pt_stream *st)
     pt_buf_release(&st->w->bufs, &st->h2.head);
     pt_buf_release(&st->w->bufs, &st->h2.in);
     pt_buf_release(&st->w->bufs, &st->h2.out);
+    pt_buf_release(&st->w->bufs, &st->h2.trailers);
 }
 
 /* ---- nghttp2's callbacks: record, never call into a stream -------------------------------- */
@@ -288,6 +289,27 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     return 0;
 }
 
+/* submit_trailers: the trailers h2_trailers kept, as the HEADERS that ends the stream. */
+static int submit_trailers(nghttp2_session *ng, struct pt_stream *st)
+{
+    nghttp2_nv nv[PT_MAX_HEADERS_DEFAULT];
+    const char *p = pt_buf_data(&st->h2.trailers);
+    size_t n = 0;
+    int r;
+
+    for (; n < st->h2.ntrailers && n < PT_ARRAY_SIZE(nv); n++) {
+        uint32_t nl, vl;
+        memcpy(&nl, p, 4);
+        memcpy(&vl, p + 4, 4);
+        nv[n] = (nghttp2_nv){ (uint8_t *)p + 8, (uint8_t *)p + 8 + nl, nl, vl, NGHTTP2_NV_FLAG_NONE };
+        p += 8 + nl + vl;
+    }
+    r = nghttp2_submit_trailer(ng, st->h2.id, nv, n); /* copied */
+    pt_buf_release(&st->w->bufs, &st->h2.trailers);
+    st->h2.ntrailers = 0;
+    return r;
+}
+
 /* The response body, framed from the stream's output buffer as the window allows. */
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *data_flags,
                          nghttp2_data_source *source, void *user)
@@ -304,8 +326,11 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     }
     if (st->h2.out.len == 0) {
         pt_buf_release(&st->w->bufs, &st->h2.out);
-        if (st->h2.flags & PT_H2S_OUT_END)
+        if (st->h2.flags & PT_H2S_OUT_END) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (st->h2.ntrailers > 0 && submit_trailers(ng, st) == 0)
+                *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
+        }
         else if (n == 0)
             return NGHTTP2_ERR_DEFERRED; /* resumed when the stream gives more */
     }
@@ -703,7 +728,8 @@ static int h2_head(struct pt_stream *st, const struct pt_resp_head *hd)
             return PT_BADMSG;
         used += k;
     }
-    return submit_head(st, nv, n, hd->body);
+    return submit_head(st, nv, n, hd->body && hd->content_length != 0); /* a trailers-only
+                                                                           * gRPC answer stays one */
 }
 
 /* give: response body bytes into the stream's output buffer. */
@@ -730,6 +756,19 @@ static int h2_data(struct pt_stream *st, const struct iovec *iov, int n, bool en
     if (st->h2.out.len >= H2_OUT_SOFT_MAX || end) {
         st->h2.flags |= PT_H2S_NOTIFY;
         return st->h2.out.len >= H2_OUT_SOFT_MAX ? PT_AGAIN : 0;
+    }
+    return 0;
+}
+
+/* h2_trailers: the response's trailers, kept until the body's end is framed (read_body). */
+static int h2_trailers(struct pt_stream *st, const struct pt_header *h, size_t n)
+{
+    for (size_t i = 0; i < n && i < PT_MAX_HEADERS_DEFAULT; i++) {
+        uint32_t nl = (uint32_t)h[i].name.len, vl = (uint32_t)h[i].value.len;
+        struct iovec iov[4] = { { &nl, 4 }, { &vl, 4 }, { (void *)h[i].name.ptr, nl }, { (void *)h[i].value.ptr, vl } };
+        if (pt_buf_append_iov(&st->w->bufs, &st->h2.trailers, iov, 4, 8 + (size_t)nl + vl, 0) != 0)
+            return PT_IO;
+        st->h2.ntrailers++;
     }
     return 0;
 }
@@ -815,6 +854,7 @@ static const struct pt_down_ops h2_down_ops = {
     .head = h2_head,
     .data = h2_data,
     .blocked = h2_blocked,
+    .trailers = h2_trailers,
     .reply = h2_reply,
     .end = h2_end,
 };

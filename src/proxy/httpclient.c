@@ -18,9 +18,13 @@ int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *
                 bool head_request, bool allow_101)
 {
     bool reused = false;
-    struct pt_upstream *up = pt_up_acquire(w, c, ep, fresh, &reused);
+    struct pt_upstream *up;
 
-    if (up == NULL)
+    if (c->http2) {
+        *hc = (struct pt_hc){ .ops = ops, .owner = owner, .state = PT_HC_HEAD, .head_request = head_request };
+        return pt_hc__h2_start(hc, w, c, ep, fresh);
+    }
+    if ((up = pt_up_acquire(w, c, ep, fresh, &reused)) == NULL)
         return PT_IO;
     *hc = (struct pt_hc){ .up = up, .ops = ops, .owner = owner, .state = PT_HC_HEAD,
                           .head_request = head_request, .allow_101 = allow_101, .reused = reused };
@@ -29,13 +33,24 @@ int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *
     return 0;
 }
 
-int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt)
+int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end)
 {
+    if (hc->h2 != NULL)
+        return pt_hc__h2_send(hc, iov, iovcnt, end);
     return pt_up_send(hc->up, iov, iovcnt);
+}
+
+int pt_hc_fd(const struct pt_hc *hc)
+{
+    if (hc->h2 != NULL)
+        return pt_hc__h2_fd(hc);
+    return hc->up != NULL ? hc->up->io.fd : -1;
 }
 
 void pt_hc_finish(struct pt_hc *hc, bool reusable)
 {
+    if (hc->h2 != NULL)
+        pt_hc__h2_finish(hc); /* the stream ends; its connection stays for the others */
     if (hc->up != NULL)
         pt_up_release(hc->up, reusable && hc->state == PT_HC_DONE && hc->keepalive);
     hc->up = NULL;
@@ -50,7 +65,9 @@ void pt_hc_pause(struct pt_hc *hc)
 void pt_hc_resume(struct pt_hc *hc)
 {
     hc->paused = false;
-    if (hc->up != NULL)
+    if (hc->h2 != NULL)
+        pt_hc__h2_resume(hc);
+    else if (hc->up != NULL)
         pt_up_resume(hc->up); /* from the worker's ready list, not from inside the caller */
 }
 

@@ -1,12 +1,13 @@
-/* The upstream HTTP/1.1 client: one request/response exchange (struct pt_hc, embedded in whoever
+/* The upstream HTTP client: one request/response exchange (struct pt_hc, embedded in whoever
  * makes the call: a proxied request today, an auth or rate-limit call, a health check or a
  * shadow tomorrow) on a connection from the per-worker pool (proxy/upstream.c). The caller
  * sends the request's bytes; the client parses the response into the worker's response header
  * array (never the request's), removes the body's framing, and reports through the callbacks
  * the caller gave: on_head, then on_body (always at least once after on_head, in the same
  * turn, so a head can leave together with the first body bytes), or on_error. It never calls
- * anything but those callbacks, and never from inside a call the caller made. Types are in
- * proxy/proxy-t.h. */
+ * anything but those callbacks, and never from inside a call the caller made. A cluster that
+ * speaks HTTP/2 (a grpc Mapping) gets an HTTP/2 stream instead (proxy/h2client.c), with the
+ * same calls and the same reports, and on_trailers. Types are in proxy/proxy-t.h. */
 #ifndef PT_PROXY_HTTPCLIENT_H
 #define PT_PROXY_HTTPCLIENT_H
 
@@ -22,16 +23,39 @@ int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *
                 const struct pt_endpoint *ep, bool fresh, const struct pt_hc_ops *ops, void *owner,
                 bool head_request, bool allow_101);
 
-/* pt_hc_send: hands request bytes (head and/or body, framed by the caller) to the connection.
- * Returns 0 (all written), PT_AGAIN (some kept until the socket takes them: on_writable
- * follows) or PT_IO (the connection failed; the caller decides, pt_hc_finish next). */
-int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt);
+/* pt_hc_send: hands request bytes (head and/or body, framed by the caller) to the connection;
+ * the first call's iov[0] is the whole request head as proxy/session.c writes it (HTTP/1.1;
+ * an HTTP/2 exchange reads its fields from it), and a body goes unframed to an HTTP/2
+ * exchange (pt_hc_chunked). <end>: the request is complete with these bytes (HTTP/2 ends its
+ * stream). Returns 0 (all written), PT_AGAIN (some kept until the socket takes them:
+ * on_writable follows) or PT_IO (the connection failed; the caller decides, pt_hc_finish
+ * next). */
+int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end);
+
+/* pt_hc_active: <hc> has a connection (or stream) to send on. */
+static inline bool pt_hc_active(const struct pt_hc *hc)
+{
+    return hc->up != NULL || hc->h2 != NULL;
+}
+
+/* pt_hc_chunked: a request body of unknown length is sent chunked (HTTP/1.1), or as it is
+ * (HTTP/2 frames it). */
+static inline bool pt_hc_chunked(const struct pt_hc *hc)
+{
+    return hc->h2 == NULL;
+}
 
 /* pt_hc_send_blocked: bytes handed to pt_hc_send are still waiting for the socket. */
+bool pt_hc__h2_send_blocked(const struct pt_hc *hc);
 static inline bool pt_hc_send_blocked(const struct pt_hc *hc)
 {
+    if (hc->h2 != NULL)
+        return pt_hc__h2_send_blocked(hc);
     return hc->up != NULL && hc->up->out.len > 0;
 }
+
+/* pt_hc_fd: the socket of <hc>'s connection (for its local address), or -1. */
+int pt_hc_fd(const struct pt_hc *hc);
 
 /* pt_hc_pause / pt_hc_resume: the owner cannot take body bytes now / can again (the client it
  * forwards them to is slow). Paused, the client reads no more than its buffer holds. */
@@ -50,5 +74,13 @@ static inline bool pt_hc_reused(const struct pt_hc *hc)
 {
     return hc->reused;
 }
+
+/* ---- the HTTP/2 exchange (proxy/h2client.c), behind the calls above ---- */
+int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
+                    const struct pt_endpoint *ep, bool fresh);
+int pt_hc__h2_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end);
+void pt_hc__h2_resume(struct pt_hc *hc);
+void pt_hc__h2_finish(struct pt_hc *hc);
+int pt_hc__h2_fd(const struct pt_hc *hc);
 
 #endif

@@ -104,6 +104,10 @@ struct pt_down_ops {
     /* reply: a whole local response, head <r> and <body>. 0, PT_AGAIN, PT_IO as data, or
      * PT_BADMSG / PT_TOOBIG when <r> cannot be written (nothing was sent). */
     int (*reply)(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body);
+    /* trailers: the response's trailer fields <h> (<n>), before the data call that ends it;
+     * valid during the call only. 0, or PT_IO when the client is gone. NULL: the protocol has
+     * no trailers to give (HTTP/1: they are dropped, as Envoy does for HTTP/1 clients). */
+    int (*trailers)(struct pt_stream *st, const struct pt_header *h, size_t n);
     /* end: the stream is over and freed after this call. <how>: PT_DOWN_DONE (the response
      * is out), PT_DOWN_CLOSE (done, and the connection closes after it) or PT_DOWN_ABORT (cut
      * short: the client must not take it for complete). */
@@ -151,6 +155,8 @@ struct pt_conn {
 #define PT_SF_ENDED        0x1000 /* observed and logged; only freeing is left */
 #define PT_SF_RQ_COUNTED   0x2000 /* counted in downstream_rq_total/_active */
 #define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
+#define PT_SF_GRPC_DEADLINE 0x8000 /* the route timer is the request's grpc-timeout (shorter than
+                                    * the route timeout): its expiry is gRPC's DEADLINE_EXCEEDED */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -218,6 +224,10 @@ struct pt_hc_ops {
      * come), valid during the call; <end>: the response is complete. Called at least once right
      * after on_head, maybe with nothing. 0 or PT_CLOSED, as on_head. */
     int (*on_body)(void *owner, const struct iovec *iov, int n, bool end);
+    /* on_trailers: the response's trailer fields (HTTP/2 upstreams), after the last body data
+     * and before the on_body that ends the response; valid during the call. 0 or PT_CLOSED, as
+     * on_head. */
+    int (*on_trailers)(void *owner, const struct pt_header *h, size_t n);
     /* on_writable: what pt_hc_send kept is written; more may follow. */
     void (*on_writable)(void *owner);
     /* on_error: the exchange failed: Envoy's reset <reason>, the transport failure <tfr> (or
@@ -225,9 +235,13 @@ struct pt_hc_ops {
     void (*on_error)(void *owner, const char *reason, const char *tfr, const char *flags);
 };
 
+struct pt_h2x;
+struct pt_h2up;
+
 /* One request/response exchange on an upstream connection. All-zero is an idle exchange. */
 struct pt_hc {
-    struct pt_upstream *up;      /* its connection while it has one */
+    struct pt_upstream *up;      /* its connection while it has one (HTTP/1.1) */
+    struct pt_h2x *h2;           /* its stream while it has one (HTTP/2: proxy/h2client.c) */
     const struct pt_hc_ops *ops;
     void *owner;
     struct pt_body body;         /* how the response body is delimited */
@@ -246,6 +260,7 @@ struct pt_pool_entry {
     SSL_CTX *tls;                   /* origination context (part of the key); NULL: plaintext */
     struct pt_upstream idle_head;   /* circular list of idle connections (sentinel) */
     uint32_t nidle;
+    struct pt_h2up *h2_conns;       /* its HTTP/2 connections, busy or idle (proxy/h2client.c) */
 };
 
 /* HTTP/2 stream flags (struct pt_h2s). */
@@ -271,6 +286,9 @@ struct pt_h2s {
                                      * slices point here until the stream ends */
     struct pt_buf in;               /* request body data not yet sent upstream */
     struct pt_buf out;              /* response body data not yet framed */
+    struct pt_buf trailers;         /* the response's trailers until the body's end is framed:
+                                     * [u32 name length][u32 value length][name][value]... */
+    uint32_t ntrailers;
     struct pt_stream *next;         /* the connection's streams */
     struct pt_h2req req;            /* the head being received */
 };
@@ -321,11 +339,14 @@ struct pt_worker {
     struct pt_conn *free_conns, *dead_conns, *ready_conns;
     struct pt_stream *free_streams, *ready_streams;
     struct pt_upstream *free_up, *dead_up, *ready_ups;
+    struct pt_h2up *ready_h2ups;    /* HTTP/2 upstream connections with work, or dead to free */
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;
     struct pt_lb_state lb;          /* load balancing for the clusters of snap (cluster/lb.h) */
     struct nghttp2_session_callbacks *h2cbs; /* HTTP/2 (proxy/h2conn.c); made at first use */
     struct nghttp2_option *h2opt;
+    struct nghttp2_session_callbacks *h2up_cbs; /* HTTP/2 upstreams (proxy/h2client.c) */
+    struct nghttp2_option *h2up_opt;
     uint64_t rng[2];
     char scratch[PT_MAX_HEAD_BYTES_DEFAULT + 8192]; /* heads being built */
     /* The headers of the response head being handled (session.c pt_session_response_head):

@@ -43,6 +43,13 @@ void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a r
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
                                   const struct pt_endpoint *ep, bool fresh, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
+/* pt_up_pool: the pool entry of <ep> for <c>'s TLS context (its HTTP/2 connections live there
+ * too), or NULL without memory. */
+struct pt_pool_entry *pt_up_pool(struct pt_worker *w, const struct pt_cluster *c,
+                                 const struct pt_endpoint *ep);
+/* HTTP/2 upstream connections (proxy/h2client.c): their work from the worker's ready list,
+ * and the dead ones freed. */
+void pt_h2up_run_ready(struct pt_worker *w);
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt);
 void pt_up_resume(struct pt_upstream *up);
 void pt_up_run_ready(struct pt_worker *w);

@@ -370,6 +370,35 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     return pt_h1w_end(&b);
 }
 
+/* grpc_timeout_ms: the request's grpc-timeout ("1-8 digits" and a unit: H, M, S, m, u, n) in
+ * milliseconds, rounded up; 0 when it has none or it is malformed (ignored, as gRPC servers
+ * do). */
+static uint32_t grpc_timeout_ms(const struct pt_h1_request *req)
+{
+    struct pt_str v = find_header(req->headers, req->nheaders, PT_STR_LIT("grpc-timeout"));
+    uint64_t n = 0, ms;
+
+    if (v.len < 2 || v.len > 9)
+        return 0;
+    for (size_t i = 0; i + 1 < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return 0;
+        n = n * 10 + (uint64_t)(v.ptr[i] - '0');
+    }
+    switch (v.ptr[v.len - 1]) {
+    case 'H': ms = n * 3600000; break;
+    case 'M': ms = n * 60000; break;
+    case 'S': ms = n * 1000; break;
+    case 'm': ms = n; break;
+    case 'u': ms = (n + 999) / 1000; break;
+    case 'n': ms = (n + 999999) / 1000000; break;
+    default: return 0;
+    }
+    if (ms == 0)
+        ms = 1; /* "0m" is a deadline already past: at once */
+    return ms > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)ms;
+}
+
 /* pick_endpoint: an endpoint of <c> for <st> (cluster/lb.h); its pick is released when the
  * stream ends, or before a retry picks again. */
 static const struct pt_endpoint *pick_endpoint(struct pt_stream *st, const struct pt_cluster *c)
@@ -467,9 +496,9 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
                 pt_reply_bad_request(st);
                 return false;
             }
-            pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED, done);
+            pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
         }
-        if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
+        if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
         if (body > 0)
             st->conn->down->body_consume(st, body);
@@ -640,8 +669,15 @@ void pt_session_dispatch(struct pt_stream *st)
     st->route = route;
     if (!send_upstream(st, &rreq, rid, false))
         return;
-    if (st->rec.action->timeout_ms)
-        pt_timer_arm(w->loop, &st->timer, st->rec.action->timeout_ms);
+    {
+        uint32_t t = st->rec.action->timeout_ms, g;
+        if (st->rec.action->cluster->http2 && (g = grpc_timeout_ms(req)) != 0 && (t == 0 || g < t)) {
+            t = g; /* the client's deadline comes first */
+            st->flags |= PT_SF_GRPC_DEADLINE;
+        }
+        if (t)
+            pt_timer_arm(w->loop, &st->timer, t);
+    }
     st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
     pt_stream_touch(st);
     st->state = PT_ST_UPSTREAM;

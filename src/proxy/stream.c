@@ -143,8 +143,8 @@ static void stream_observe(struct pt_stream *st)
     st->rec.end_ms = pt_loop_now_ms(st->w->loop);
     if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_LOCAL_ADDR))
         pt_fd_local_addr(st->conn->io.fd, st->rec.local_addr);
-    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR) && st->hc.up != NULL)
-        pt_fd_local_addr(st->hc.up->io.fd, st->rec.upstream_local_addr);
+    if (f != NULL && (f->needs & PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR) && pt_hc_fd(&st->hc) >= 0)
+        pt_fd_local_addr(pt_hc_fd(&st->hc), st->rec.upstream_local_addr);
     pt_session_observe_end(st);
 }
 
@@ -197,7 +197,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
 {
     const struct pt_down_ops *down = st->conn->down;
 
-    while (!(st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc)) {
+    while (!(st->flags & PT_SF_REQ_DONE) && pt_hc_active(&st->hc) && !pt_hc_send_blocked(&st->hc)) {
         bool done;
         struct iovec data[PT_BODY_RUNS];
         struct pt_body_frame out; /* not zeroed: only its first out.n iovecs are read */
@@ -210,8 +210,8 @@ static bool stream_forward_request_body(struct pt_stream *st)
         if (n == 0 && !done)
             return true; /* more comes with pt_stream_on_client_readable */
         out.n = 0;
-        pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED, done);
-        if (pt_hc_send(&st->hc, out.iov, out.n) == PT_IO)
+        pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+        if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
             return stream_up_on_error(st, "connection termination", NULL, "UC");
         down->body_consume(st, n);
         st->rec.bytes_rx = st->req_body.payload;
@@ -219,7 +219,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
             st->flags |= PT_SF_REQ_DONE;
         pt_stream_touch(st);
     }
-    if ((st->flags & PT_SF_REQ_DONE) && st->hc.up != NULL && !pt_hc_send_blocked(&st->hc))
+    if ((st->flags & PT_SF_REQ_DONE) && pt_hc_active(&st->hc) && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
     return true;
 }
@@ -292,6 +292,19 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
     return 0;
 }
 
+/* The response's trailers (an HTTP/2 upstream): to the client when its protocol has them. */
+static int stream_hc_on_trailers(void *owner, const struct pt_header *h, size_t n)
+{
+    struct pt_stream *st = owner;
+    const struct pt_down_ops *down = st->conn->down;
+
+    if (down->trailers != NULL && down->trailers(st, h, n) != 0) {
+        pt_stream_abort(st);
+        return PT_CLOSED;
+    }
+    return 0;
+}
+
 static void stream_hc_on_writable(void *owner)
 {
     stream_forward_request_body(owner);
@@ -336,6 +349,7 @@ static bool stream_up_on_error(void *owner, const char *reason, const char *tfr,
 static const struct pt_hc_ops stream_hc_ops = {
     .on_head = stream_hc_on_head,
     .on_body = stream_hc_on_body,
+    .on_trailers = stream_hc_on_trailers,
     .on_writable = stream_hc_on_writable,
     .on_error = stream_hc_on_error,
 };

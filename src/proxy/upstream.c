@@ -84,6 +84,11 @@ static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endp
     return e;
 }
 
+struct pt_pool_entry *pt_up_pool(struct pt_worker *w, const struct pt_cluster *c, const struct pt_endpoint *ep)
+{
+    return pool_find(w, ep, c->tls_ctx);
+}
+
 static void idle_unlink(struct pt_upstream *up)
 {
     up->idle_prev->idle_next = up->idle_next;

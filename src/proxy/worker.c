@@ -274,10 +274,12 @@ static void before_sleep(struct pt_loop *loop, void *arg)
 
     /* Work deferred so that no callback runs inside its caller: the next head of connections
      * whose request ended, streams to send again, upstream reads the consumer resumed. */
-    while (w->ready_conns != NULL || w->ready_streams != NULL || w->ready_ups != NULL) {
+    while (w->ready_conns != NULL || w->ready_streams != NULL || w->ready_ups != NULL ||
+           w->ready_h2ups != NULL) {
         pt_conn_run_ready(w);
         pt_stream_run_ready(w);
         pt_up_run_ready(w);
+        pt_h2up_run_ready(w);
     }
     pt_conn_free_dead(w);
     pt_up_free_dead(w);

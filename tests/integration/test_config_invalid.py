@@ -40,6 +40,7 @@ def test_bad_mapping_is_rejected_alone(processes, tmp_path, quote_backend):
     ({"prefix": "/x/", "service": "127.0.0.1:9", "precedence": "high"}, "precedence"),
     ({"prefix": "/x/", "service": "127.0.0.1:9", "case_sensitive": "maybe"}, "case_sensitive"),
     ({"prefix": "/x/", "service": "127.0.0.1:9", "headers": "x-a"}, "headers"),
+    ({"prefix": "/x/", "service": "127.0.0.1:9", "grpc": "sometimes"}, "grpc"),
     ({"hostname": None, "prefix": "/x/", "service": "127.0.0.1:9", "host": "*.example.com"},
      "host"),                                                         # `*` in an exact host
     pytest.param({"prefix": "/x/(", "service": "127.0.0.1:9", "prefix_regex": True}, "prefix"),

@@ -562,7 +562,7 @@ static void start(struct fx *f, struct rec *r, const char *req, bool fresh, bool
     assert_int_equal(pt_hc_start(&r->hc, f->w, &f->c, &f->ep, fresh, &rec_ops, r, head, allow_101),
                      0);
     struct iovec iov = { (void *)req, strlen(req) };
-    r->send_rc = pt_hc_send(&r->hc, &iov, 1);
+    r->send_rc = pt_hc_send(&r->hc, &iov, 1, false);
     assert_true(r->send_rc == 0 || r->send_rc == PT_AGAIN);
 }
 
@@ -764,7 +764,7 @@ static void test_send_blocked_writable(void **state)
     be_start(f, script, 1);
     start(f, r, head, false, false, false); /* the head alone: queued until connected */
     struct iovec iov = { body, blen };
-    int rc = pt_hc_send(&r->hc, &iov, 1);
+    int rc = pt_hc_send(&r->hc, &iov, 1, false);
     free(body); /* what the socket did not take was copied */
     assert_int_equal(rc, PT_AGAIN);
     assert_true(pt_hc_send_blocked(&r->hc));
@@ -1126,7 +1126,7 @@ static void test_101_tunnel(void **state)
     assert_int_equal(r->status, 101);
     assert_string_equal(r->headers, "Connection: Upgrade\nUpgrade: websocket\n");
     struct iovec iov = { "ping", 4 };
-    int rc = pt_hc_send(&r->hc, &iov, 1);
+    int rc = pt_hc_send(&r->hc, &iov, 1, false);
     assert_true(rc == 0 || rc == PT_AGAIN);
     assert_true(run_until(f, rec_done, r, WAIT_MS));
     assert_ev(r, "HB*E");
