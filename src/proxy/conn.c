@@ -1,11 +1,13 @@
-/* A client connection speaking HTTP/1.1: the socket, TLS (detected on HTTPS listeners, which
- * take cleartext too), the input and output buffers, reading request heads and handing each to
- * a new stream (proxy/stream.c), writing what the stream sends, keep-alive between requests and
- * the lingering close after the last. It knows nothing of routing or upstreams. One request at a
- * time: pipelined requests wait in the input buffer until the stream before them has ended.
- * What an idle connection holds is struct pt_conn alone; its buffers go back to the worker's
- * pool as soon as they are empty. Called by proxy/worker.c (accept, the ready list) and by
- * proxy/stream.c (send, read more of the body, the stream's end). */
+/* A client connection: the socket, TLS (detected on HTTPS listeners, which take cleartext too;
+ * ALPN h2 hands the connection to proxy/h2conn.c), the input and output buffers, and HTTP/1.1:
+ * reading request heads (or HTTP/2's preface, which also hands it over), parsing each into a new
+ * stream (proxy/stream.c), writing what the stream gives through the HTTP/1 protocol table
+ * (struct pt_down_ops), keep-alive between requests and the lingering close after the last. It
+ * knows nothing of routing or upstreams. One request at a time: pipelined requests wait in the
+ * input buffer until the stream before them has ended. What an idle connection holds is struct
+ * pt_conn alone; its buffers go back to the worker's pool as soon as they are empty. Called by
+ * proxy/worker.c (accept, the ready list), by proxy/stream.c through the protocol table, and by
+ * proxy/h2conn.c (fill, flush, linger, close). */
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/sockio.h"
