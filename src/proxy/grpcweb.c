@@ -159,10 +159,10 @@ static int gw_emit(struct pt_stream *st, const struct iovec *iov, int n, bool pa
             if (take > left)
                 take = left;
             used += pt_b64enc_run(&st->gw.enc, p, take, last, out + used);
+            if (last)
+                break; /* the padding: nothing was taken */
             p += take;
             left -= take;
-            if (last)
-                break;
         }
     }
     {
