@@ -729,6 +729,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         s->http.enable_http10 = m->enable_http10;
         s->http.merge_slashes = m->merge_slashes;
         s->http.reject_escaped_slashes = m->reject_requests_with_escaped_slashes;
+        s->http.enable_grpc_web = m->enable_grpc_web;
         if (m->listener_idle_timeout_ms > 0)
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }

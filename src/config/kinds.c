@@ -735,6 +735,7 @@ static const struct pt_config__field module_config_fields[] = {
     F_BOOL("enable_http10", T, enable_http10),
     F_BOOL("merge_slashes", T, merge_slashes),
     F_BOOL("reject_requests_with_escaped_slashes", T, reject_requests_with_escaped_slashes),
+    F_BOOL("enable_grpc_web", T, enable_grpc_web),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
     F_IGN("ip_deny"),
     F_END,

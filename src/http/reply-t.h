@@ -26,6 +26,7 @@ struct pt_http_reply {
     bool grpc;
     int grpc_status;
     struct pt_str grpc_message;
+    struct pt_str grpc_content_type; /* empty: application/grpc (gRPC-Web: its own) */
 };
 
 #endif

@@ -39,7 +39,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
     pt_h1w_status_line(&w, r->status, r->reason);
     pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
     if (r->grpc) {
-        pt_h1w_header(&w, PT_STR_LIT("content-type"), PT_STR_LIT("application/grpc"));
+        pt_h1w_header(&w, PT_STR_LIT("content-type"),
+                      r->grpc_content_type.len ? r->grpc_content_type : PT_STR_LIT("application/grpc"));
         pt_h1w_header_uint(&w, PT_STR_LIT("grpc-status"), (uint64_t)r->grpc_status);
         if (r->grpc_message.len)
             pt_h1w_header(&w, PT_STR_LIT("grpc-message"), r->grpc_message);

@@ -255,6 +255,7 @@ struct pt_module_res {
     bool enable_http10;
     bool merge_slashes;
     bool reject_requests_with_escaped_slashes;
+    bool enable_grpc_web;
 };
 
 /* A problem found while loading or validating. */

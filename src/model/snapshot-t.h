@@ -117,6 +117,7 @@ struct pt_http_opts {
     bool enable_http10;          /* serve HTTP/1.0 requests (else 426 Upgrade Required) */
     bool merge_slashes;          /* "//" in a path becomes "/" before matching */
     bool reject_escaped_slashes; /* a path with %2F or %5C gets 400 */
+    bool enable_grpc_web;        /* gRPC-Web requests are translated to gRPC (proxy/grpcweb.c) */
     uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
                                         * --idle-timeout-ms default */
     /* Fail closed on what cannot be enforced yet (config/resources.c reports each as an error): */

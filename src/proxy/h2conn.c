@@ -806,7 +806,10 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
     nv[n++] = NV(":status", status, 3);
     nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
     if (r->grpc) { /* trailers-only (http/reply-t.h) */
-        nv[n++] = NV("content-type", "application/grpc", 16);
+        if (r->grpc_content_type.len)
+            nv[n++] = NV("content-type", r->grpc_content_type.ptr, r->grpc_content_type.len);
+        else
+            nv[n++] = NV("content-type", "application/grpc", 16);
         nv[n++] = NV("grpc-status", gs, pt_u64_dec((uint64_t)r->grpc_status, gs));
         if (r->grpc_message.len)
             nv[n++] = NV("grpc-message", r->grpc_message.ptr, r->grpc_message.len);

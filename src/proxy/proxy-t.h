@@ -14,6 +14,7 @@
 #include "model/snapshot-t.h"
 #include "http/h1-t.h"
 #include "http/h2req.h"
+#include "http/grpcweb.h"
 #include "observe/trace-t.h"
 #include "observe/stats-t.h"
 #include "observe/record-t.h"
@@ -293,6 +294,15 @@ struct pt_h2s {
     struct pt_h2req req;            /* the head being received */
 };
 
+/* A gRPC-Web request's translation (Module enable_grpc_web, proxy/grpcweb.c); kind NONE: the
+ * request is not translated. */
+struct pt_gw {
+    uint8_t kind;                   /* enum pt_grpcweb_kind of the request's body */
+    bool text_resp;                 /* the response body goes base64 (-text asked for) */
+    struct pt_b64dec dec;           /* the request body's base64, across pieces */
+    struct pt_b64enc enc;           /* the response body's, across pieces */
+};
+
 /* A request: everything that lives as long as one request does, freed as one when it ends
  * (proxy/stream.c). It talks to its client connection through conn.c's functions and to its
  * upstream connection through the callbacks it gives upstream.c. */
@@ -308,6 +318,7 @@ struct pt_stream {
     const struct pt_route *route;   /* the matched route (NULL before, or a local reply) */
     struct pt_body req_body;        /* the request body's framing (the response's: hc.body) */
     struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
+    struct pt_gw gw;                /* gRPC-Web translation state */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
     bool resp_chunked;              /* the body goes to the client chunked (framed here) */
@@ -358,6 +369,10 @@ struct pt_worker {
     struct pt_header out_hdrs[PT_MAX_HEADERS_DEFAULT + 64];
     char tls_scratch[16384];        /* gathers a TLS write into one record */
     char pathbuf[8192];             /* a request path with its dot segments removed */
+    /* gRPC-Web (proxy/grpcweb.c): [0] a request body piece decoded from base64, or a response's
+     * trailer frame; [1] response bytes encoded in base64. Filled and handed on (copied) in one
+     * call. */
+    uint8_t gwbuf[2][16384];
     struct pt_stats_worker *st;     /* this worker's counters (observe/stats.h) */
     struct pt_trace_worker *trace;  /* this worker's span ring */
     struct pt_logsink log;          /* access log lines waiting for write */

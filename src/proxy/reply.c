@@ -6,6 +6,7 @@
  * http/reply.c writes its head, bounded. Called by proxy/stream.c and proxy/session.c. */
 #include "proxy/session.h"
 #include "proxy/proxy.h"
+#include "proxy/grpcweb.h"
 #include "observe/logformat.h"
 #include "core/log.h"
 #include "http/reply.h"
@@ -15,14 +16,17 @@
 #include <stdio.h>
 #include <time.h>
 
-/* grpc_request: the request is gRPC (content-type application/grpc, +proto..., ;params), so
- * its local replies are gRPC's, as Envoy sends them. gRPC-Web is not. */
+/* grpc_request: the request is gRPC (content-type application/grpc, +proto..., ;params), or
+ * gRPC-Web translated by the Module's enable_grpc_web, so its local replies are gRPC's, as
+ * Envoy sends them. Untranslated gRPC-Web is not. */
 static bool grpc_request(const struct pt_stream *st)
 {
     struct pt_str ct;
 
     if (!(st->flags & PT_SF_PARSED) || st->req.idx_content_type < 0)
         return false;
+    if (st->gw.kind) /* gRPC-Web being translated (Module enable_grpc_web) */
+        return true;
     ct = st->req.headers[st->req.idx_content_type].value;
     return ct.len >= 16 && pt_str_caseeq(pt_str_make(ct.ptr, 16), PT_STR_LIT("application/grpc")) &&
            (ct.len == 16 || ct.ptr[16] == '+' || ct.ptr[16] == ';');
@@ -71,7 +75,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
                        const struct pt_str *location)
 {
     struct pt_http_reply r = { .date = pt_http_date() };
-    char msg[3 * 512];
+    char msg[3 * 512], gwct[64];
     bool grpc = grpc_request(st);
     int n;
 
@@ -93,6 +97,8 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
             r.grpc = true;
             r.grpc_status = grpc_status(status);
             r.grpc_message = grpc_message(pt_str_make(body.ptr, body.len > 512 ? 512 : body.len), msg);
+            if (st->gw.kind)
+                r.grpc_content_type = pt_gw_response_type(st, gwct, sizeof(gwct));
             r.status = 200;
             r.reason = PT_STR_LIT("OK");
             r.content_length = 0;

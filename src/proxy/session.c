@@ -9,6 +9,7 @@
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"
+#include "proxy/grpcweb.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
@@ -321,7 +322,14 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
             continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
+        if (st->gw.kind && (int)i == req->idx_content_type)
+            continue; /* gRPC-Web goes up as gRPC: written below */
         pt_h1w_header(&b, n, req->headers[i].value);
+    }
+    if (st->gw.kind) {
+        char ct[64];
+        pt_h1w_header(&b, PT_STR_LIT("content-type"), pt_gw_upstream_type(st, ct, sizeof(ct)));
+        pt_h1w_header(&b, PT_STR_LIT("te"), PT_STR_LIT("trailers"));
     }
     if (a->host_rewrite.len)
         pt_h1w_header(&b, PT_STR_LIT("host"), a->host_rewrite);
@@ -362,7 +370,10 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     if (st->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
         b.p += pt_trace_inject(&st->trace, b.p, (size_t)(b.end - b.p));
     /* the framing Portico parsed, never a header the client sent */
-    pt_h1w_framing(&b, req->chunked, req->content_length);
+    if (st->gw.kind) /* no length: a -text body shrinks as it is decoded */
+        pt_h1w_framing(&b, st->req_body.kind != PT_BODY_NONE, -1);
+    else
+        pt_h1w_framing(&b, req->chunked, req->content_length);
     if (st->flags & PT_SF_UPGRADE) {
         pt_h1w_header(&b, PT_STR_LIT("connection"), PT_STR_LIT("upgrade"));
         pt_h1w_header(&b, PT_STR_LIT("upgrade"), find_header(req->headers, req->nheaders, PT_STR_LIT("upgrade")));
@@ -496,9 +507,20 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
                 pt_reply_bad_request(st);
                 return false;
             }
-            pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+            if (st->gw.kind) {
+                int r = pt_gw_send(st, &out.iov[0], data, n, done);
+                if (r == PT_BADMSG) {
+                    pt_reply_local(st, 400, PT_STR_LIT(PT_GW_BAD_BASE64), "-");
+                    return false;
+                }
+                if (r == PT_IO)
+                    return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
+                out.n = 0; /* sent */
+            } else {
+                pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+            }
         }
-        if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
+        if (out.n > 0 && pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
         if (body > 0)
             st->conn->down->body_consume(st, body);
@@ -604,6 +626,7 @@ void pt_session_dispatch(struct pt_stream *st)
         pt_reply_bad_request(st);
         return;
     }
+    pt_gw_begin(st); /* Module enable_grpc_web: its replies from here on are gRPC-Web's */
     rreq = route_req(req);
     if (st->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
         pt_reply_local(st, 403, PT_STR_LIT("RBAC: access denied"), "-");
@@ -691,7 +714,7 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     const struct pt_route_action *a = st->rec.action;
     struct pt_header *out = w->out_hdrs;
     size_t n = 0, max = PT_ARRAY_SIZE(w->out_hdrs);
-    char ust[24];
+    char ust[24], gwct[64];
     struct pt_resp_head h = {
         .status = res->status,
         .reason = res->reason,
@@ -720,10 +743,20 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
             continue;
         if (name_in(nm, a->remove_resp, a->nremove_resp) || name_in_ops(nm, a->add_resp, a->nadd_resp))
             continue;
+        if (st->gw.kind && ((nm.len == 12 && pt_str_caseeq(nm, PT_STR_LIT("content-type"))) ||
+                            (nm.len == 14 && pt_str_caseeq(nm, PT_STR_LIT("content-length")))))
+            continue; /* gRPC-Web's, below */
         out[n++] = res->headers[i];
     }
-    if (n + 2 + a->nadd_resp > max)
+    if (n + 4 + a->nadd_resp > max)
         return PT_BADMSG;
+    if (st->gw.kind) {
+        out[n++] = (struct pt_header){ PT_STR_LIT("content-type"), pt_gw_response_type(st, gwct, sizeof(gwct)) };
+        if (res->content_length == 0) /* trailers-only: grpc-status stays in the head */
+            out[n++] = (struct pt_header){ PT_STR_LIT("content-length"), PT_STR_LIT("0") };
+        else
+            h.content_length = -1; /* the trailer frame and base64 change the length */
+    }
     out[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-upstream-service-time"),
                                    pt_str_make(ust, pt_u64_dec(st->rec.upstream_ms, ust)) };
     out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };

@@ -11,6 +11,7 @@
 #include "proxy/session.h"
 #include "proxy/sockio.h"
 #include "proxy/httpclient.h"
+#include "proxy/grpcweb.h"
 #include "http/h1.h"
 #include "http/body.h"
 #include "cluster/lb.h"
@@ -209,10 +210,20 @@ static bool stream_forward_request_body(struct pt_stream *st)
         }
         if (n == 0 && !done)
             return true; /* more comes with pt_stream_on_client_readable */
-        out.n = 0;
-        pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
-        if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
-            return stream_up_on_error(st, "connection termination", NULL, "UC");
+        if (st->gw.kind) { /* gRPC-Web: decoded on its way */
+            int r = pt_gw_send(st, NULL, data, k, done);
+            if (r == PT_BADMSG) {
+                pt_reply_local(st, 400, PT_STR_LIT(PT_GW_BAD_BASE64), "-"); /* or cut, after a head */
+                return false;
+            }
+            if (r == PT_IO)
+                return stream_up_on_error(st, "connection termination", NULL, "UC");
+        } else {
+            out.n = 0;
+            pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+            if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
+                return stream_up_on_error(st, "connection termination", NULL, "UC");
+        }
         down->body_consume(st, n);
         st->rec.bytes_rx = st->req_body.payload;
         if (done)
@@ -268,7 +279,7 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
 {
     struct pt_stream *st = owner;
     const struct pt_down_ops *down = st->conn->down;
-    int r = down->data(st, data, n, end);
+    int r = st->gw.kind ? pt_gw_data(st, data, n, end) : down->data(st, data, n, end);
 
     st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
     if (r == PT_IO) {
@@ -298,6 +309,13 @@ static int stream_hc_on_trailers(void *owner, const struct pt_header *h, size_t 
     struct pt_stream *st = owner;
     const struct pt_down_ops *down = st->conn->down;
 
+    if (st->gw.kind) { /* into the body, as gRPC-Web's trailer frame */
+        if (pt_gw_trailers(st, h, n) == PT_IO) {
+            pt_stream_abort(st);
+            return PT_CLOSED;
+        }
+        return 0;
+    }
     if (down->trailers != NULL && down->trailers(st, h, n) != 0) {
         pt_stream_abort(st);
         return PT_CLOSED;
