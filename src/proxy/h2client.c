@@ -429,7 +429,10 @@ static void x_run(struct pt_h2up *h, struct pt_h2x *x)
         hc->ops->on_writable(hc->owner);
         return;
     }
-    if ((x->flags & H2X_CLOSED) && !(x->flags & H2X_END_GIVEN) && !(x->flags & H2X_HEAD)) {
+    /* A stream that ended cleanly (END_STREAM, closed without error) is no reset: what its
+     * owner has not taken yet (it was paused) waits for it. */
+    if ((x->flags & H2X_CLOSED) && !(x->flags & H2X_END_GIVEN) && !(x->flags & H2X_HEAD) &&
+        !((x->flags & H2X_IN_END) && x->error_code == NGHTTP2_NO_ERROR)) {
         const char *reason = "remote reset", *flags = "UR";
         if (x->flags & H2X_BAD)
             reason = "protocol error", flags = "UPE";

@@ -332,3 +332,27 @@ def test_grpc_and_http1_mappings_of_one_service_are_two_clusters(processes, tmp_
     r = edge.get("/backend/")
     assert r.status_code == 200, r.text
     assert metric(edge, "envoy_cluster_upstream_cx_http2_total") == 0
+
+
+def test_response_complete_upstream_while_the_client_is_slow(edge):
+    """The client takes nothing for a while (window 0): Portico pauses the upstream stream, which
+    meanwhile ends cleanly (all data, trailers, END_STREAM, closed). That is no reset: once the
+    client opens its window it gets every byte and the trailers (it got RST_STREAM
+    INTERNAL_ERROR)."""
+    import struct
+    from h2raw import H2Raw
+    from grpc_peer import pb
+    msg = request(payload_size=100000).SerializeToString()
+    body = b"\0" + struct.pack(">I", len(msg)) + msg
+    with H2Raw(edge.http, auto_window=False, settings={4: 0}, timeout=10) as c:  # INITIAL_WINDOW_SIZE 0
+        sid = c.request("/portico.peer.Peer/ServerStream", method="POST", authority="x",
+                        headers=[("content-type", "application/grpc"), ("te", "trailers")], body=body)
+        c.wait_frame(type=1, stream_id=sid)        # the response head
+        time.sleep(0.5)                            # the upstream finishes meanwhile
+        c.update_settings({4: 1 << 20})
+        c.window_update(1 << 24)
+        r = c.wait_response(sid)
+    assert r.reset is None and r.status == 200, r
+    assert dict(r.trailers or []).get("grpc-status") == "0", r
+    reply = pb.Reply.FromString(r.body[5:])
+    assert reply.payload == payload(100000, 0)
