@@ -120,6 +120,35 @@ static inline int pt_buf_append_iov(struct pt_buf_pool *pool, struct pt_buf *b, 
     return 0;
 }
 
+/* Header fields kept in a buffer (HTTP/2 trailers, an upstream's head): each is
+ * [u32 name length][u32 value length][name][value]. */
+
+/* pt_fields_append: appends <name>: <value> to <b>. Returns 0 or PT_NOMEM. */
+static inline int pt_fields_append(struct pt_buf_pool *pool, struct pt_buf *b, struct pt_str name, struct pt_str value)
+{
+    uint32_t nl = (uint32_t)name.len, vl = (uint32_t)value.len;
+    struct iovec iov[4] = { { &nl, 4 }, { &vl, 4 }, { (void *)name.ptr, name.len }, { (void *)value.ptr, value.len } };
+
+    return pt_buf_append_iov(pool, b, iov, 4, 8 + name.len + value.len, 0);
+}
+
+/* pt_fields_read: the first <n> fields kept in <b> from byte <off>, as headers into <out> (at
+ * most <max>; they point into <b>). Returns how many. */
+static inline size_t pt_fields_read(const struct pt_buf *b, uint32_t off, size_t n, struct pt_header *out, size_t max)
+{
+    const char *p = b->base + b->off + off;
+    size_t k = 0;
+
+    for (; k < n && k < max; k++) {
+        uint32_t nl, vl;
+        memcpy(&nl, p, 4);
+        memcpy(&vl, p + 4, 4);
+        out[k] = (struct pt_header){ pt_str_make(p + 8, nl), pt_str_make(p + 8 + nl, vl) };
+        p += 8 + nl + vl;
+    }
+    return k;
+}
+
 /* pt_buf_pool_drain: frees every pooled block (thread exit). */
 static inline void pt_buf_pool_drain(struct pt_buf_pool *pool)
 {

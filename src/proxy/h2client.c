@@ -82,6 +82,8 @@ struct pt_h2x {
                                   * [u32 name length][u32 value length][name][value]... */
     struct pt_buf in;            /* response data not yet given to the owner */
     struct pt_buf out;           /* request body not yet framed */
+    struct pt_buf trailers;      /* the request's trailers (core/buf.h fields), sent at its end */
+    uint32_t ntrailers;
 };
 
 static const struct pt_up_ops h2up_up_ops;
@@ -95,6 +97,7 @@ static void x_free(struct pt_worker *w, struct pt_h2x *x)
     pt_buf_release(&w->bufs, &x->fields);
     pt_buf_release(&w->bufs, &x->in);
     pt_buf_release(&w->bufs, &x->out);
+    pt_buf_release(&w->bufs, &x->trailers);
     free(x);
 }
 
@@ -230,6 +233,23 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     return 0;
 }
 
+/* x_submit_trailers: the request's trailers, as the HEADERS that ends the stream. */
+static int x_submit_trailers(struct pt_h2up *h, struct pt_h2x *x)
+{
+    struct pt_header f[PT_MAX_HEADERS_DEFAULT];
+    nghttp2_nv nv[PT_MAX_HEADERS_DEFAULT];
+    size_t n = pt_fields_read(&x->trailers, 0, x->ntrailers, f, PT_ARRAY_SIZE(f));
+    int r;
+
+    for (size_t i = 0; i < n; i++)
+        nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
+                              NGHTTP2_NV_FLAG_NONE };
+    r = nghttp2_submit_trailer(h->ng, x->id, nv, n); /* copied */
+    pt_buf_release(&h->w->bufs, &x->trailers);
+    x->ntrailers = 0;
+    return r;
+}
+
 /* The request body, framed from the stream's buffer as the window allows. */
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *data_flags,
                          nghttp2_data_source *source, void *user)
@@ -250,6 +270,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         x->flags |= H2X_DRAINED;
         if (x->flags & H2X_OUT_END) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (x->ntrailers > 0 && x_submit_trailers(h, x) == 0)
+                *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
         } else if (n == 0) {
             x->flags |= H2X_DEFERRED;
             return NGHTTP2_ERR_DEFERRED; /* resumed when the owner gives more */
@@ -749,7 +771,7 @@ static int x_submit(struct pt_h2up *h, struct pt_h2x *x, const struct iovec *hea
         nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
                               NGHTTP2_NV_FLAG_NONE };
     id = nghttp2_submit_request(h->ng, NULL, nv, (size_t)n,
-                                (x->flags & H2X_OUT_END) && x->out.len == 0 ? NULL : &prd, x);
+                                (x->flags & H2X_OUT_END) && x->out.len == 0 && x->ntrailers == 0 ? NULL : &prd, x);
     if (id < 0) {
         h->flags |= H2U_NO_NEW; /* stream ids ran out, or no memory: the next goes elsewhere */
         return PT_IO;
@@ -784,6 +806,18 @@ int pt_hc__h2_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool e
     }
     h2up_queue(h);
     return x->out.len > 0 ? PT_AGAIN : 0;
+}
+
+int pt_hc__h2_trailers(struct pt_hc *hc, const struct pt_header *t, size_t n)
+{
+    struct pt_h2x *x = hc->h2;
+
+    for (size_t i = 0; i < n && i < PT_MAX_HEADERS_DEFAULT; i++) {
+        if (pt_fields_append(&x->w->bufs, &x->trailers, t[i].name, t[i].value) != 0)
+            return PT_IO;
+        x->ntrailers++;
+    }
+    return 0;
 }
 
 bool pt_hc__h2_send_blocked(const struct pt_hc *hc)

@@ -84,6 +84,7 @@ static void h2_unlink(struct pt_h2conn *h, struct pt_stream *st)
     pt_buf_release(&st->w->bufs, &st->h2.in);
     pt_buf_release(&st->w->bufs, &st->h2.out);
     pt_buf_release(&st->w->bufs, &st->h2.trailers);
+    pt_buf_release(&st->w->bufs, &st->h2.req_trailers);
 }
 
 /* ---- nghttp2's callbacks: record, never call into a stream -------------------------------- */
@@ -208,8 +209,15 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         return h2_refuse(h, NGHTTP2_ENHANCE_YOUR_CALM);
     if (st == NULL || (st->h2.flags & (PT_H2S_HEAD_BAD | PT_H2S_HEAD_BIG)))
         return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) /* trailers: not passed on (an HTTP/1.1 upstream) */
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) { /* trailers: kept for an HTTP/2 upstream */
+        if (st->h2.req_trailers.len + 8 + namelen + valuelen > pt_proxy_limits.max_head_bytes ||
+            st->h2.nreq_trailers >= PT_MAX_HEADERS_DEFAULT)
+            return 0; /* beyond the head limit: dropped */
+        if (pt_fields_append(&st->w->bufs, &st->h2.req_trailers, n, v) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->h2.nreq_trailers++;
         return 0;
+    }
     if ((r = head_store(st, namelen + valuelen)) == 0)
         r = pt_h2req_add(&st->h2.req, st->h2.head.base, st->h2.head.cap, n, v);
     if (r == PT_BADMSG)
@@ -292,18 +300,14 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
 /* submit_trailers: the trailers h2_trailers kept, as the HEADERS that ends the stream. */
 static int submit_trailers(nghttp2_session *ng, struct pt_stream *st)
 {
+    struct pt_header f[PT_MAX_HEADERS_DEFAULT];
     nghttp2_nv nv[PT_MAX_HEADERS_DEFAULT];
-    const char *p = pt_buf_data(&st->h2.trailers);
-    size_t n = 0;
+    size_t n = pt_fields_read(&st->h2.trailers, 0, st->h2.ntrailers, f, PT_ARRAY_SIZE(f));
     int r;
 
-    for (; n < st->h2.ntrailers && n < PT_ARRAY_SIZE(nv); n++) {
-        uint32_t nl, vl;
-        memcpy(&nl, p, 4);
-        memcpy(&vl, p + 4, 4);
-        nv[n] = (nghttp2_nv){ (uint8_t *)p + 8, (uint8_t *)p + 8 + nl, nl, vl, NGHTTP2_NV_FLAG_NONE };
-        p += 8 + nl + vl;
-    }
+    for (size_t i = 0; i < n; i++)
+        nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
+                              NGHTTP2_NV_FLAG_NONE };
     r = nghttp2_submit_trailer(ng, st->h2.id, nv, n); /* copied */
     pt_buf_release(&st->w->bufs, &st->h2.trailers);
     st->h2.ntrailers = 0;
@@ -764,13 +768,16 @@ static int h2_data(struct pt_stream *st, const struct iovec *iov, int n, bool en
 static int h2_trailers(struct pt_stream *st, const struct pt_header *h, size_t n)
 {
     for (size_t i = 0; i < n && i < PT_MAX_HEADERS_DEFAULT; i++) {
-        uint32_t nl = (uint32_t)h[i].name.len, vl = (uint32_t)h[i].value.len;
-        struct iovec iov[4] = { { &nl, 4 }, { &vl, 4 }, { (void *)h[i].name.ptr, nl }, { (void *)h[i].value.ptr, vl } };
-        if (pt_buf_append_iov(&st->w->bufs, &st->h2.trailers, iov, 4, 8 + (size_t)nl + vl, 0) != 0)
+        if (pt_fields_append(&st->w->bufs, &st->h2.trailers, h[i].name, h[i].value) != 0)
             return PT_IO;
         st->h2.ntrailers++;
     }
     return 0;
+}
+
+static size_t h2_req_trailers(struct pt_stream *st, struct pt_header *out, size_t max)
+{
+    return st->h2.nreq_trailers ? pt_fields_read(&st->h2.req_trailers, 0, st->h2.nreq_trailers, out, max) : 0;
 }
 
 static bool h2_blocked(const struct pt_stream *st)
@@ -858,6 +865,7 @@ static const struct pt_down_ops h2_down_ops = {
     .data = h2_data,
     .blocked = h2_blocked,
     .trailers = h2_trailers,
+    .req_trailers = h2_req_trailers,
     .reply = h2_reply,
     .end = h2_end,
 };

@@ -40,6 +40,11 @@ int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end)
     return pt_up_send(hc->up, iov, iovcnt);
 }
 
+int pt_hc_trailers(struct pt_hc *hc, const struct pt_header *t, size_t n)
+{
+    return hc->h2 != NULL && n > 0 ? pt_hc__h2_trailers(hc, t, n) : 0;
+}
+
 int pt_hc_fd(const struct pt_hc *hc)
 {
     if (hc->h2 != NULL)

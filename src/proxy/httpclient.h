@@ -32,6 +32,11 @@ int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *
  * next). */
 int pt_hc_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end);
 
+/* pt_hc_trailers: the request's trailer fields <t> (<n>), given before the pt_hc_send that
+ * ends the request. An HTTP/2 exchange sends them after the body; HTTP/1.1 drops them (as
+ * Envoy does). 0, or PT_IO. */
+int pt_hc_trailers(struct pt_hc *hc, const struct pt_header *t, size_t n);
+
 /* pt_hc_active: <hc> has a connection (or stream) to send on. */
 static inline bool pt_hc_active(const struct pt_hc *hc)
 {
@@ -79,6 +84,7 @@ static inline bool pt_hc_reused(const struct pt_hc *hc)
 int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
                     const struct pt_endpoint *ep, bool fresh);
 int pt_hc__h2_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end);
+int pt_hc__h2_trailers(struct pt_hc *hc, const struct pt_header *t, size_t n);
 void pt_hc__h2_resume(struct pt_hc *hc);
 void pt_hc__h2_finish(struct pt_hc *hc);
 int pt_hc__h2_fd(const struct pt_hc *hc);

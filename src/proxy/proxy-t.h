@@ -109,6 +109,10 @@ struct pt_down_ops {
      * valid during the call only. 0, or PT_IO when the client is gone. NULL: the protocol has
      * no trailers to give (HTTP/1: they are dropped, as Envoy does for HTTP/1 clients). */
     int (*trailers)(struct pt_stream *st, const struct pt_header *h, size_t n);
+    /* req_trailers: the request's trailer fields, once body gave <done>, into <out> (at most
+     * <max>, valid until the stream ends). Returns how many. NULL: the protocol has none to
+     * give (HTTP/1: a chunked body's trailers are dropped, as Envoy does). */
+    size_t (*req_trailers)(struct pt_stream *st, struct pt_header *out, size_t max);
     /* end: the stream is over and freed after this call. <how>: PT_DOWN_DONE (the response
      * is out), PT_DOWN_CLOSE (done, and the connection closes after it) or PT_DOWN_ABORT (cut
      * short: the client must not take it for complete). */
@@ -290,6 +294,8 @@ struct pt_h2s {
     struct pt_buf trailers;         /* the response's trailers until the body's end is framed:
                                      * [u32 name length][u32 value length][name][value]... */
     uint32_t ntrailers;
+    struct pt_buf req_trailers;     /* the request's trailers (same layout), for an HTTP/2 upstream */
+    uint32_t nreq_trailers;
     struct pt_stream *next;         /* the connection's streams */
     struct pt_h2req req;            /* the head being received */
 };

@@ -520,7 +520,8 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
                 pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
             }
         }
-        if (out.n > 0 && pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
+        if ((done && !st->gw.kind && pt_stream_pass_trailers(st) != 0) ||
+            (out.n > 0 && pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO))
             return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
         if (body > 0)
             st->conn->down->body_consume(st, body);

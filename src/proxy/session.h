@@ -80,6 +80,10 @@ void pt_stream_on_client_writable(struct pt_stream *st);
  * connection could be made. */
 int pt_stream_connect(struct pt_stream *st, bool fresh);
 
+/* pt_stream_pass_trailers: the request's body is done: its trailers (an HTTP/2 client's) go to
+ * its exchange, before the send that ends it. 0, or PT_IO. */
+int pt_stream_pass_trailers(struct pt_stream *st);
+
 /* pt_stream_release_upstream: <st> lets its upstream connection go (closed: its exchange is
  * not finished). */
 void pt_stream_release_upstream(struct pt_stream *st);

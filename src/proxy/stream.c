@@ -221,7 +221,7 @@ static bool stream_forward_request_body(struct pt_stream *st)
         } else {
             out.n = 0;
             pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
-            if (pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
+            if ((done && pt_stream_pass_trailers(st) != 0) || pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
                 return stream_up_on_error(st, "connection termination", NULL, "UC");
         }
         down->body_consume(st, n);
@@ -233,6 +233,16 @@ static bool stream_forward_request_body(struct pt_stream *st)
     if ((st->flags & PT_SF_REQ_DONE) && pt_hc_active(&st->hc) && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
     return true;
+}
+
+int pt_stream_pass_trailers(struct pt_stream *st)
+{
+    const struct pt_down_ops *down = st->conn->down;
+    size_t n;
+
+    if (down->req_trailers == NULL || (n = down->req_trailers(st, st->w->out_hdrs, PT_ARRAY_SIZE(st->w->out_hdrs))) == 0)
+        return 0;
+    return pt_hc_trailers(&st->hc, st->w->out_hdrs, n);
 }
 
 void pt_stream_on_client_readable(struct pt_stream *st)

@@ -356,3 +356,78 @@ def test_response_complete_upstream_while_the_client_is_slow(edge):
     assert dict(r.trailers or []).get("grpc-status") == "0", r
     reply = pb.Reply.FromString(r.body[5:])
     assert reply.payload == payload(100000, 0)
+
+
+class _H2EchoServer:
+    """A cleartext HTTP/2 server (Debian's python3-h2, server side) that answers each request
+    with its body length and the trailers it received, in the response head."""
+
+    def __init__(self):
+        import socket
+        import h2.config
+        import h2.connection
+        import h2.events
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+
+        def serve(conn):
+            c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            c.initiate_connection()
+            conn.sendall(c.data_to_send())
+            bodies, trailers = {}, {}
+            conn.settimeout(5)
+            while not self.stop:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for ev in c.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        bodies[ev.stream_id] = bodies.get(ev.stream_id, 0) + len(ev.data)
+                        c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        trailers[ev.stream_id] = [(k.decode(), v.decode()) for k, v in ev.headers]
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        got = ";".join(f"{k}={v}" for k, v in trailers.get(ev.stream_id, []))
+                        c.send_headers(ev.stream_id, [(":status", "200"), ("x-body", str(bodies.get(ev.stream_id, 0))),
+                                                      ("x-trailers", got or "-")], end_stream=True)
+                conn.sendall(c.data_to_send())
+
+        def accept():
+            while not self.stop:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_request_trailers_reach_an_http2_upstream(processes, tmp_path):
+    """Trailers an HTTP/2 client sends after its body go on to an HTTP/2 upstream (gRPC's
+    "trailers in both directions"), after the body and ending the stream; with no body too."""
+    from h2raw import H2Raw
+    srv = _H2EchoServer()
+    try:
+        edge = start_portico(processes, tmp_path, grpc_mapping("h2", f"127.0.0.1:{srv.port}", prefix="/t/"))
+        with H2Raw(edge.http) as c:
+            a = c.request("/t/a", method="POST", authority="x", body=b"y" * 70000,
+                          trailers=[("x-checksum", "abc"), ("x-two", "2")])
+            b = c.request("/t/b", method="POST", authority="x", body=b"", trailers=[("x-only", "1")])
+            plain = c.request("/t/c", method="POST", authority="x", body=b"zz")
+            ra, rb, rc = c.wait_response(a), c.wait_response(b), c.wait_response(plain)
+        assert (ra.status, ra.header("x-body"), ra.header("x-trailers")) == (200, "70000", "x-checksum=abc;x-two=2"), ra
+        assert (rb.status, rb.header("x-body"), rb.header("x-trailers")) == (200, "0", "x-only=1"), rb
+        assert (rc.status, rc.header("x-body"), rc.header("x-trailers")) == (200, "2", "-"), rc
+    finally:
+        srv.close()
