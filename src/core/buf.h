@@ -136,9 +136,12 @@ static inline int pt_fields_append(struct pt_buf_pool *pool, struct pt_buf *b, s
  * most <max>; they point into <b>). Returns how many. */
 static inline size_t pt_fields_read(const struct pt_buf *b, uint32_t off, size_t n, struct pt_header *out, size_t max)
 {
-    const char *p = b->base + b->off + off;
+    const char *p;
     size_t k = 0;
 
+    if (n == 0)
+        return 0; /* an empty buffer may have no storage */
+    p = b->base + b->off + off;
     for (; k < n && k < max; k++) {
         uint32_t nl, vl;
         memcpy(&nl, p, 4);

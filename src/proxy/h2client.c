@@ -118,25 +118,6 @@ static void x_unlink(struct pt_h2up *h, struct pt_h2x *x)
     x->conn = NULL;
 }
 
-/* fields_at: the stored fields from byte <off>, <n> of them, as headers in <out> (<max>). */
-static size_t fields_at(const struct pt_h2x *x, uint32_t off, uint32_t n, struct pt_header *out, size_t max)
-{
-    const char *p;
-    size_t k = 0;
-
-    if (n == 0)
-        return 0;
-    p = pt_buf_data(&x->fields) + off;
-    for (; k < n && k < max; k++) {
-        uint32_t nl, vl;
-        memcpy(&nl, p, 4);
-        memcpy(&vl, p + 4, 4);
-        out[k] = (struct pt_header){ pt_str_make(p + 8, nl), pt_str_make(p + 8 + nl, vl) };
-        p += 8 + nl + vl;
-    }
-    return k;
-}
-
 /* ---- nghttp2's callbacks: record, never call an owner ------------------------------------ */
 
 static struct pt_h2x *x_of(struct pt_h2up *h, int32_t id)
@@ -149,9 +130,6 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 {
     struct pt_h2up *h = user;
     struct pt_h2x *x = x_of(h, frame->hd.stream_id);
-    uint32_t nl = (uint32_t)namelen, vl = (uint32_t)valuelen;
-    struct iovec iov[3] = { { &nl, 4 }, { &vl, 4 }, { (void *)name, namelen } };
-    struct iovec v = { (void *)value, valuelen };
 
     if (x == NULL || (x->flags & H2X_BAD))
         return 0;
@@ -167,8 +145,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         return 0; /* nghttp2 let it through: no other pseudo-field goes on */
     if (x->fields.len + 8 + namelen + valuelen > pt_proxy_limits.max_head_bytes ||
         x->nfields - x->head_nfields >= PT_MAX_HEADERS_DEFAULT ||
-        pt_buf_append_iov(&h->w->bufs, &x->fields, iov, 3, 8 + namelen, 0) != 0 ||
-        pt_buf_append_iov(&h->w->bufs, &x->fields, &v, 1, valuelen, 0) != 0) {
+        pt_fields_append(&h->w->bufs, &x->fields, pt_str_make((const char *)name, namelen),
+                         pt_str_make((const char *)value, valuelen)) != 0) {
         x->flags |= H2X_BAD;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
     }
@@ -378,7 +356,7 @@ static int x_report_head(struct pt_h2up *h, struct pt_h2x *x)
                                   .idx_content_length = -1, .idx_transfer_encoding = -1 };
 
     x->flags = (x->flags & ~H2X_HEAD) | H2X_HEAD_DONE;
-    res.nheaders = fields_at(x, 0, x->head_nfields, w->resp_hdrs, PT_ARRAY_SIZE(w->resp_hdrs));
+    res.nheaders = pt_fields_read(&x->fields, 0, x->head_nfields, w->resp_hdrs, PT_ARRAY_SIZE(w->resp_hdrs));
     for (size_t i = 0; i < res.nheaders; i++) {
         struct pt_str n = res.headers[i].name, v = res.headers[i].value;
         if (n.len == 14 && memcmp(n.ptr, "content-length", 14) == 0 && v.len > 0 && v.len < 19) {
@@ -424,7 +402,7 @@ static int x_deliver(struct pt_h2up *h, struct pt_h2x *x, bool always)
         return 0;
     {
         struct pt_worker *w = h->w;
-        size_t nt = fields_at(x, x->head_bytes, x->nfields - x->head_nfields, w->resp_hdrs,
+        size_t nt = pt_fields_read(&x->fields, x->head_bytes, x->nfields - x->head_nfields, w->resp_hdrs,
                               PT_ARRAY_SIZE(w->resp_hdrs));
         x->flags |= H2X_END_GIVEN;
         hc->state = PT_HC_DONE;
