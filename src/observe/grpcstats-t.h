@@ -58,6 +58,7 @@ struct pt_grpc_table {
 /* A request's gRPC counting (struct pt_stream gs). */
 struct pt_grpc_call {
     bool on;                       /* a gRPC request counted by grpc_stats */
+    bool generic;                  /* counted in the generic series whatever its method */
     int16_t status;                /* the final grpc-status; -1: none seen yet */
     struct pt_grpc_msgs req, resp; /* the messages of each direction (http/grpcmsg.h) */
 };

@@ -106,7 +106,7 @@ void pt_grpcstats_end(struct pt_stats_worker *w, const struct pt_grpcstats_cfg *
         return; /* nothing to count: no series is made for it */
     if ((t = table(w, cluster_idx)) == NULL)
         return;
-    name = method_name(path);
+    name = gc->generic ? (struct pt_str){ 0 } : method_name(path);
     if (name.len != 0 && !cfg->all_methods && !allowed(cfg, name))
         name.len = 0;
     c = series(t, name);

@@ -18,11 +18,15 @@
 #include "observe/grpcstats-t.h"
 
 /* pt_grpcstats_begin: starts counting request <gc> when <cfg> is on and the request is gRPC
- * (<grpc>: its content-type is application/grpc[+...], or gRPC-Web being translated). */
-static inline void pt_grpcstats_begin(struct pt_grpc_call *gc, const struct pt_grpcstats_cfg *cfg, bool grpc)
+ * (<grpc>: its content-type is application/grpc[+...], or gRPC-Web being translated).
+ * <path_kept>: the request's path stays valid until the request ends (false: a normalized path
+ * in a shared buffer; the call then counts in the generic series). */
+static inline void pt_grpcstats_begin(struct pt_grpc_call *gc, const struct pt_grpcstats_cfg *cfg, bool grpc,
+                                      bool path_kept)
 {
     if (cfg->on && grpc) {
         gc->on = true;
+        gc->generic = !path_kept;
         gc->status = -1;
     }
 }

@@ -204,6 +204,8 @@ static bool words_nonzero(const void *p, size_t size);
  * as Envoy's tag extractor does: envoy_grpc_bridge_service and _method). The generic series has
  * the cluster label only. The service label is the whole service name, dots included (Envoy's
  * regex would cut a dotted name at its first dot). */
+/* emit_grpc_one: family <f>'s series of one gRPC entry <c> of <cluster> (<svc> NULL: the
+ * generic series); a histogram only once it has samples. */
 static void emit_grpc_one(struct render *r, const struct family *f, const char *cluster, const char *svc,
                           const char *method, const struct pt_grpc_counts *c)
 {

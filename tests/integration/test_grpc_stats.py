@@ -173,3 +173,40 @@ def test_bad_grpc_stats_is_a_config_error(tmp_path, cfg, needle):
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{f}:") and "Module/default/ambassador: " in lines[0], lines
     assert needle in lines[0], lines
+
+
+def test_grpc_web_text_counted_decoded(processes, tmp_path, peer):
+    """A gRPC-Web -text call (Module enable_grpc_web) is counted as the gRPC call it becomes:
+    its request message counted after base64 decoding, the upstream's messages before
+    encoding."""
+    from grpc_peer import pb
+    from test_grpc_web import web_call
+    edge = start_portico(processes, tmp_path, grpc_mapping(peer.port), dump(doc(
+        "Module", "ambassador", {"config": {"enable_grpc_web": True, "grpc_stats": {"all_methods": True}}})))
+    r = web_call(edge, "ServerStream", pb.Request(replies=3, payload_size=20000), text=True)
+    assert r.status == 200, r
+    cl = cluster_of(edge)
+    wait_lines(edge, [series("total", cl, "ServerStream") + " 1",
+                      series("success", cl, "ServerStream") + " 1",
+                      series("request_message_count", cl, "ServerStream") + " 1",
+                      series("response_message_count", cl, "ServerStream") + " 3"])
+
+
+def test_normalized_path_counts_under_the_normalized_method(processes, tmp_path, peer):
+    """The method is read from the :path after normalization ("/./" removed), as Envoy's filter
+    sees it behind its connection manager. (A gRPC client would have cleaned the path itself:
+    raw HTTP/2.)"""
+    from h2raw import H2Raw
+    edge = start_portico(processes, tmp_path, grpc_mapping(peer.port), module({"all_methods": True}))
+    msg = request(payload_size=5).SerializeToString()
+    with H2Raw(edge.http) as c:
+        sid = c.request(f"/{SVC}/./Unary", method="POST", authority="x",
+                        headers=[("content-type", "application/grpc"), ("te", "trailers")],
+                        body=b"\x00" + len(msg).to_bytes(4, "big") + msg)
+        resp = c.wait_response(sid, timeout=5)
+    assert resp.status == 200, resp
+    cl = cluster_of(edge)
+    lines = wait_lines(edge, [series("total", cl, "Unary") + " 1",
+                              series("request_message_count", cl, "Unary") + " 1",
+                              series("response_message_count", cl, "Unary") + " 1"])
+    assert not [l for l in lines if "/./" in l or 'method="."' in l], lines
