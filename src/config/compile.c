@@ -662,6 +662,25 @@ static void compile_log(struct compile_ctx *c, const struct pt_module_res *m)
     lc->fmt = compile_log_format(c, m, json);
 }
 
+/* compile_grpc_stats: the Module's grpc_stats into <g>: its allowlist as "service/method"
+ * names (config/kinds.c checked their number and lengths). */
+static void compile_grpc_stats(struct pt_grpcstats_cfg *g, const struct pt_module_res *m)
+{
+    memset(g, 0, sizeof(*g));
+    g->on = m->grpc_stats;
+    g->all_methods = m->grpc_stats_all_methods;
+    g->upstream_stats = m->grpc_stats_upstream;
+    for (size_t i = 0; i < m->ngrpc_stats_services; i++) {
+        const struct pt_grpc_stats_service *sv = &m->grpc_stats_services[i];
+        for (size_t k = 0; k < sv->nmethod_names && g->n < PT_GRPCSTATS_SLOTS; k++) {
+            int n = snprintf(g->m[g->n].name, sizeof(g->m[g->n].name), "%s/%s", sv->name, sv->method_names[k]);
+            if (n < 0 || (size_t)n >= sizeof(g->m[g->n].name))
+                continue; /* rejected by the Module's check */
+            g->m[g->n++].len = (uint16_t)n;
+        }
+    }
+}
+
 const struct pt_module_res *pt_compile_module(const struct pt_resources *r)
 {
     const struct pt_module_res *last = NULL;
@@ -730,6 +749,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         s->http.merge_slashes = m->merge_slashes;
         s->http.reject_escaped_slashes = m->reject_requests_with_escaped_slashes;
         s->http.enable_grpc_web = m->enable_grpc_web;
+        compile_grpc_stats(&s->http.grpc_stats, m);
         if (m->listener_idle_timeout_ms > 0)
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }

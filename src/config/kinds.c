@@ -12,11 +12,13 @@
 #include "core/arena.h"
 #include "core/common.h"
 #include "core/strmap.h"
+#include "observe/grpcstats-t.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #define OFF(T, m) offsetof(T, m)
@@ -724,6 +726,91 @@ static void tracing_check(struct pt_config__obj *c, void *obj, const struct pt_y
 
 static const char *const log_types[] = { "text", "json", "typed_json", NULL };
 
+#define T struct pt_grpc_stats_service
+static const struct pt_config__field grpc_stats_service_fields[] = {
+    F_STR_REQ("name", T, name),
+    F_LIST("method_names", T, method_names, nmethod_names),
+    F_END,
+};
+#undef T
+
+#define T struct pt_module_res
+static const struct pt_config__field grpc_stats_fields[] = {
+    F_BOOL("all_methods", T, grpc_stats_all_methods),
+    F_OBJLIST("services", T, grpc_stats_services, ngrpc_stats_services, struct pt_grpc_stats_service,
+              grpc_stats_service_fields),
+    F_BOOL("upstream_stats", T, grpc_stats_upstream),
+    F_END,
+};
+#undef T
+
+/* read_grpc_stats: the Module's grpc_stats mapping (Envoy's grpc_stats filter is on when it
+ * is given, even empty). */
+static void read_grpc_stats(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    struct pt_module_res *m = base;
+
+    (void)f;
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", path);
+        return;
+    }
+    m->grpc_stats = true;
+    pt_config__read_fields(c, val, grpc_stats_fields, base, path);
+}
+
+/* grpc_name_ok: a gRPC service or method name that can be part of a :path: not empty, no '/',
+ * printable ASCII. */
+static bool grpc_name_ok(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s; s++)
+        if (*s == '/' || *s <= ' ' || *s > '~')
+            return false;
+    return true;
+}
+
+/* module_check: grpc_stats' services must name methods that can be counted: at most
+ * PT_GRPCSTATS_SLOTS of them, each "service/method" at most PT_GRPCSTATS_NAME_MAX bytes;
+ * all_methods and services exclude each other (a oneof in Envoy's filter). */
+static void module_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
+{
+    const struct pt_module_res *m = obj;
+    const struct pt_ynode *gs = pt_ynode_get(pt_ynode_get(body, "config"), "grpc_stats");
+    const struct pt_ynode *list = pt_ynode_get(gs, "services");
+    size_t total = 0;
+
+    if (!m->grpc_stats)
+        return;
+    if (m->grpc_stats_all_methods && m->ngrpc_stats_services > 0)
+        pt_config__err(c, list, "grpc_stats: all_methods and services exclude each other");
+    for (size_t i = 0; i < m->ngrpc_stats_services; i++) {
+        const struct pt_grpc_stats_service *sv = &m->grpc_stats_services[i];
+        const struct pt_ynode *at = list && list->type == PT_YNODE_SEQ ? list->items[i] : NULL;
+        if (sv->name == NULL)
+            continue; /* reported as a missing field */
+        if (!grpc_name_ok(sv->name))
+            pt_config__err(c, at, "grpc_stats.services[%zu].name: \"%s\" is not a gRPC service name "
+                           "(not empty, no '/', no spaces)", i, sv->name);
+        for (size_t k = 0; k < sv->nmethod_names; k++) {
+            const char *mn = sv->method_names[k];
+            if (!grpc_name_ok(mn))
+                pt_config__err(c, at, "grpc_stats.services[%zu].method_names[%zu]: \"%s\" is not a "
+                               "gRPC method name (not empty, no '/', no spaces)", i, k, mn ? mn : "");
+            else if (strlen(sv->name) + 1 + strlen(mn) > PT_GRPCSTATS_NAME_MAX)
+                pt_config__err(c, at, "grpc_stats.services[%zu].method_names[%zu]: \"%s/%s\" is longer "
+                               "than %u bytes", i, k, sv->name, mn, PT_GRPCSTATS_NAME_MAX);
+            total++;
+        }
+    }
+    if (total > PT_GRPCSTATS_SLOTS)
+        pt_config__err(c, list, "grpc_stats.services: %zu methods listed, at most %u can be counted",
+                       total, PT_GRPCSTATS_SLOTS);
+}
+
 #define T struct pt_module_res
 static const struct pt_config__field module_config_fields[] = {
     { .name = "envoy_log_type", .type = PT_F_STRENUM, .off = OFF(T, envoy_log_type),
@@ -736,6 +823,7 @@ static const struct pt_config__field module_config_fields[] = {
     F_BOOL("merge_slashes", T, merge_slashes),
     F_BOOL("reject_requests_with_escaped_slashes", T, reject_requests_with_escaped_slashes),
     F_BOOL("enable_grpc_web", T, enable_grpc_web),
+    F_FN("grpc_stats", read_grpc_stats, 0),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
     F_IGN("ip_deny"),
     F_END,
@@ -984,7 +1072,8 @@ static const struct pt_config__kind kinds[] = {
     { .name = "TracingService", .fields = tracing_fields, .size = sizeof(struct pt_tracing_res),
       RES(tracing, ntracing), .init = tracing_init, .check = tracing_check },
     { .name = "Module", .fields = module_fields, .size = sizeof(struct pt_module_res),
-      RES(modules, nmodules), .init = module_init },
+      RES(modules, nmodules), .init = module_init,
+      .check = module_check },
     { .name = "Service", .core = true, .api = "v1", .fields = service_fields,
       .size = sizeof(struct pt_service_res), RES(services, nservices), .check = service_check },
     { .name = "Endpoints", .core = true, .api = "v1", .root_body = true, .fields = endpoints_fields,

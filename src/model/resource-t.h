@@ -242,6 +242,13 @@ struct pt_tracing_res {
     size_t ntag_headers;
 };
 
+/* One entry of the Module's grpc_stats.services (Envoy's individual_method_stats_allowlist). */
+struct pt_grpc_stats_service {
+    const char *name;           /* the gRPC service, e.g. "helloworld.Greeter" */
+    const char **method_names;  /* its methods, e.g. "SayHello" */
+    size_t nmethod_names;
+};
+
 /* The `ambassador` Module: only the fields Portico uses. */
 struct pt_module_res {
     struct pt_meta meta;
@@ -256,6 +263,11 @@ struct pt_module_res {
     bool merge_slashes;
     bool reject_requests_with_escaped_slashes;
     bool enable_grpc_web;
+    bool grpc_stats;                /* grpc_stats is given: the gRPC counters are on */
+    bool grpc_stats_all_methods;    /* grpc_stats.all_methods */
+    bool grpc_stats_upstream;       /* grpc_stats.upstream_stats */
+    struct pt_grpc_stats_service *grpc_stats_services; /* grpc_stats.services */
+    size_t ngrpc_stats_services;
 };
 
 /* A problem found while loading or validating. */

@@ -15,6 +15,7 @@
 
 #include "core/common.h"
 #include "model/resource-t.h"
+#include "observe/grpcstats-t.h"
 
 struct ssl_ctx_st; /* SSL_CTX */
 
@@ -118,6 +119,7 @@ struct pt_http_opts {
     bool merge_slashes;          /* "//" in a path becomes "/" before matching */
     bool reject_escaped_slashes; /* a path with %2F or %5C gets 400 */
     bool enable_grpc_web;        /* gRPC-Web requests are translated to gRPC (proxy/grpcweb.c) */
+    struct pt_grpcstats_cfg grpc_stats; /* Module grpc_stats (observe/grpcstats.h) */
     uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
                                         * --idle-timeout-ms default */
     /* Fail closed on what cannot be enforced yet (config/resources.c reports each as an error): */

@@ -13,6 +13,7 @@
 #include "observe/metrics.h"
 #include "observe/trace.h"
 #include "observe/stats.h"
+#include "observe/grpcstats.h"
 #include "model/snapshot-t.h"
 
 #include <inttypes.h>
@@ -43,6 +44,7 @@ struct cluster_ent {
     bool in_snapshot;
     uint64_t membership_total, membership_healthy;
     struct pt_cluster_sum sum;
+    struct pt_grpcstats_sum *grpc; /* Module grpc_stats' series, or NULL */
 };
 
 struct http_ent {
@@ -193,6 +195,74 @@ static void emit_cluster_field(struct render *r, const struct family *f)
             put_hist(r, CLUSTER_LABEL, r->clusters[i].name, (const struct pt_hist *)p);
         else
             put_word(r, CLUSTER_LABEL, r->clusters[i].name, p);
+    }
+}
+
+static bool words_nonzero(const void *p, size_t size);
+
+/* emit_grpc: Module grpc_stats (Envoy's cluster.<c>.grpc[.<service>.<method>].<stat>, tagged
+ * as Envoy's tag extractor does: envoy_grpc_bridge_service and _method). The generic series has
+ * the cluster label only. The service label is the whole service name, dots included (Envoy's
+ * regex would cut a dotted name at its first dot). */
+/* emit_grpc_one: family <f>'s series of one gRPC entry <c> of <cluster> (<svc> NULL: the
+ * generic series); a histogram only once it has samples. */
+static void emit_grpc_one(struct render *r, const struct family *f, const char *cluster, const char *svc,
+                          const char *method, const struct pt_grpc_counts *c)
+{
+    const char *p = (const char *)c + f->off;
+    const struct pt_hist *h = (const struct pt_hist *)p;
+    uint64_t cum = 0;
+
+    if (f->type != FT_HISTOGRAM) {
+        open_series(r, "");
+        label(r, CLUSTER_LABEL, cluster);
+        if (svc != NULL) {
+            label(r, "envoy_grpc_bridge_method", method);
+            label(r, "envoy_grpc_bridge_service", svc);
+        }
+        close_u64(r, *(const uint64_t *)p);
+        return;
+    }
+    for (int i = 0; i < PT_HIST_NBUCKETS; i++)
+        cum += h->bucket[i];
+    if (cum == 0)
+        return; /* no upstream_stats, or no sample yet */
+    cum = 0;
+    for (int i = 0; i <= PT_HIST_NBUCKETS + 1; i++) {
+        if (i < PT_HIST_NBUCKETS)
+            cum += h->bucket[i];
+        open_series(r, i < PT_HIST_NBUCKETS ? "_bucket" : i == PT_HIST_NBUCKETS ? "_sum" : "_count");
+        label(r, CLUSTER_LABEL, cluster);
+        if (svc != NULL) {
+            label(r, "envoy_grpc_bridge_method", method);
+            label(r, "envoy_grpc_bridge_service", svc);
+        }
+        if (i < PT_HIST_NBUCKETS) {
+            label(r, "le", le_names[i]);
+            close_u64(r, cum);
+        } else if (i == PT_HIST_NBUCKETS) {
+            close_ms(r, h->sum_us);
+        } else {
+            close_u64(r, cum);
+        }
+    }
+}
+
+static void emit_grpc(struct render *r, const struct family *f)
+{
+    for (uint32_t i = 0; i < r->nclusters; i++) {
+        const struct pt_grpcstats_sum *g = r->clusters[i].grpc;
+        if (g == NULL)
+            continue;
+        if (words_nonzero(&g->generic, sizeof(g->generic)))
+            emit_grpc_one(r, f, r->clusters[i].name, NULL, NULL, &g->generic);
+        for (uint32_t k = 0; k < g->n; k++) {
+            char svc[PT_GRPCSTATS_NAME_MAX + 1];
+            const struct pt_grpcstats_ent *e = &g->ent[k];
+            memcpy(svc, e->name, e->svc_len);
+            svc[e->svc_len] = '\0';
+            emit_grpc_one(r, f, r->clusters[i].name, svc, e->name + e->svc_len + 1, &e->c);
+        }
     }
 }
 
@@ -382,11 +452,16 @@ static void emit_admin_rejected(struct render *r, const struct family *f)
 #define LISTENER_COUNTER(field) LISTENER_FAMILY(field, FT_COUNTER)
 #define LISTENER_GAUGE(field) LISTENER_FAMILY(field, FT_GAUGE)
 
+#define GRPC_COUNTER(field)                                                                        \
+    { "envoy_cluster_grpc_" #field, FT_COUNTER, emit_grpc, offsetof(struct pt_grpc_counts, field) },
+
 static const struct family families[] = {
     PT_CLUSTER_COUNTERS(CLUSTER_COUNTER)
     PT_CLUSTER_GAUGES(CLUSTER_GAUGE)
     PT_CLUSTER_HISTS(CLUSTER_HIST)
     { "envoy_cluster_upstream_rq_xx", FT_COUNTER, emit_cluster_classes, 0 },
+    PT_GRPC_COUNTERS(GRPC_COUNTER)
+    { "envoy_cluster_grpc_upstream_rq_time", FT_HISTOGRAM, emit_grpc, offsetof(struct pt_grpc_counts, upstream_rq_time) },
     { "envoy_cluster_upstream_rq", FT_COUNTER, emit_cluster_codes, 0 },
     { "envoy_cluster_membership_healthy", FT_GAUGE, emit_cluster_membership, 0 },
     { "envoy_cluster_membership_total", FT_GAUGE, emit_cluster_membership, 1 },
@@ -482,6 +557,7 @@ static int collect_clusters(struct render *r)
         if (!used[idx] && e->sum.ncodes == 0 && !words_nonzero(&e->sum.s, sizeof(e->sum.s)))
             continue;
         e->name = pt_stats__name(PT_STATS_CLUSTER, idx);
+        e->grpc = pt_grpcstats__sum(idx);
         e->in_snapshot = used[idx];
         e->membership_total = members[idx];
         e->membership_healthy = members[idx]; /* no health checking yet: every endpoint counts */
@@ -595,6 +671,8 @@ char *pt_metrics__render_with(const struct pt_snapshot *s, const struct pt_reloa
         if (fclose(r.f) != 0)
             rc = PT_NOMEM;
     }
+    for (uint32_t i = 0; i < r.nclusters; i++)
+        free(r.clusters[i].grpc);
     free(r.clusters);
     free(r.https);
     free(r.listeners);

@@ -147,6 +147,8 @@ struct pt_stats_worker {
     void *_cluster_pages[PT_STATS_CLUSTER_PAGES];   /* struct pt_cluster_stats[PT_STATS_PAGE] */
     void *_http_pages[PT_STATS_HTTP_PAGES];         /* struct pt_http_stats[PT_STATS_PAGE] */
     void *_listener_pages[PT_STATS_LISTENER_PAGES]; /* struct pt_listener_stats[PT_STATS_PAGE] */
+    void *_grpc_pages[PT_STATS_CLUSTER_PAGES];      /* struct pt_grpc_table *[PT_STATS_PAGE]
+                                                     * (Module grpc_stats, observe/grpcstats.c) */
 };
 
 /* The registries of stats names, one per scope (stats.c). */

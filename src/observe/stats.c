@@ -5,6 +5,7 @@
  * Counting itself is inline in observe/stats.h; nothing here runs per request except the
  * first count against a new page. */
 #include "observe/stats.h"
+#include "observe/grpcstats.h"
 #include "core/log.h"
 #include "core/strmap.h"
 
@@ -143,6 +144,7 @@ void pt_stats_worker_free(struct pt_stats_worker *w)
     free_pages(w->_cluster_pages, PT_STATS_CLUSTER_PAGES);
     free_pages(w->_http_pages, PT_STATS_HTTP_PAGES);
     free_pages(w->_listener_pages, PT_STATS_LISTENER_PAGES);
+    pt_grpcstats__free(w);
     free(w);
 }
 
@@ -333,4 +335,14 @@ void pt_stats__server(struct pt_stats_server *out)
     for (int i = 0; i < PT_STATS_MAX_WORKERS; i++)
         if (atomic_load_explicit(&workers[i], memory_order_relaxed) != NULL)
             out->nworkers++;
+}
+
+struct pt_stats_worker *pt_stats__worker(int i)
+{
+    return i >= 0 && i < PT_STATS_MAX_WORKERS ? atomic_load_explicit(&workers[i], memory_order_acquire) : NULL;
+}
+
+int pt_stats__workers_end(void)
+{
+    return atomic_load(&workers_end);
 }

@@ -119,6 +119,11 @@ void pt_stats__sum_cluster(uint32_t idx, struct pt_cluster_sum *out);
 void pt_stats__sum_http(uint32_t idx, struct pt_http_stats *out);
 void pt_stats__sum_listener(uint32_t idx, struct pt_listener_stats *out);
 
+/* pt_stats__worker, pt_stats__workers_end: the block registered in slot <i> (NULL: none), and
+ * one past the highest slot ever registered (observe/grpcstats.c sums its own tables). */
+struct pt_stats_worker *pt_stats__worker(int i);
+int pt_stats__workers_end(void);
+
 /* pt_stats__server: the values set by the functions above. */
 struct pt_stats_server {
     const char *version;

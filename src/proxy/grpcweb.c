@@ -8,6 +8,7 @@
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"
 #include "http/body.h"
+#include "observe/grpcstats.h"
 
 #define GW_SUFFIX_MAX 32 /* a longer "+format" is not kept */
 
@@ -79,6 +80,8 @@ static int gw_up(struct pt_stream *st, const struct iovec *head, const void *p, 
     out.n = 0;
     if (head != NULL)
         out.iov[out.n++] = *head;
+    if (st->gs.on && len > 0) /* Module grpc_stats: the decoded messages */
+        pt_grpcstats_feed(&st->gs, true, &data, 1);
     pt_body_frame(&out, &data, len > 0 ? 1 : 0, pt_hc_chunked(&st->hc), done);
     return pt_hc_send(&st->hc, out.iov, out.n, done);
 }
@@ -95,6 +98,8 @@ int pt_gw_send(struct pt_stream *st, const struct iovec *head, const struct iove
         out.n = 0;
         if (head != NULL)
             out.iov[out.n++] = *head;
+        if (st->gs.on) /* Module grpc_stats */
+            pt_grpcstats_feed(&st->gs, true, data, k);
         pt_body_frame(&out, data, k, pt_hc_chunked(&st->hc), done);
         return pt_hc_send(&st->hc, out.iov, out.n, done);
     }

@@ -17,6 +17,7 @@
 #include "http/grpcweb.h"
 #include "observe/trace-t.h"
 #include "observe/stats-t.h"
+#include "observe/grpcstats-t.h"
 #include "observe/record-t.h"
 
 #define PT_MAX_HEADERS_DEFAULT 100
@@ -325,6 +326,7 @@ struct pt_stream {
     struct pt_body req_body;        /* the request body's framing (the response's: hc.body) */
     struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
     struct pt_gw gw;                /* gRPC-Web translation state */
+    struct pt_grpc_call gs;         /* Module grpc_stats: this call's counting */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
     bool resp_chunked;              /* the body goes to the client chunked (framed here) */

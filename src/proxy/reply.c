@@ -7,6 +7,7 @@
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/grpcweb.h"
+#include "observe/grpcstats.h"
 #include "observe/logformat.h"
 #include "core/log.h"
 #include "http/reply.h"
@@ -16,10 +17,10 @@
 #include <stdio.h>
 #include <time.h>
 
-/* grpc_request: the request is gRPC (content-type application/grpc, +proto..., ;params), or
+/* pt_reply_grpc_request: the request is gRPC (content-type application/grpc, +proto..., ;params), or
  * gRPC-Web translated by the Module's enable_grpc_web, so its local replies are gRPC's, as
  * Envoy sends them. Untranslated gRPC-Web is not. */
-static bool grpc_request(const struct pt_stream *st)
+bool pt_reply_grpc_request(const struct pt_stream *st)
 {
     struct pt_str ct;
 
@@ -76,7 +77,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
 {
     struct pt_http_reply r = { .date = pt_http_date() };
     char msg[3 * 512], gwct[64];
-    bool grpc = grpc_request(st);
+    bool grpc = pt_reply_grpc_request(st);
     int n;
 
     if (st->flags & PT_SF_RESP_HEAD) {
@@ -123,6 +124,8 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         return;
     }
     pt_stats_downstream_code(pt_stream_http_stats(st), r.status);
+    if (r.grpc) /* Module grpc_stats: Envoy's filter sees local replies too */
+        pt_grpcstats_local(&st->gs, r.grpc_status);
     if (st->flags & PT_SF_UP_ACTIVE) /* the router's own replies count for the cluster, as Envoy */
         pt_stats_upstream_code(pt_stream_cluster_stats(st), r.status);
     st->rec.bytes_tx = (st->flags & PT_SF_HEAD_METHOD) ? 0 : body.len;

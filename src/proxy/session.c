@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
+#include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
@@ -517,6 +518,8 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
                     return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
                 out.n = 0; /* sent */
             } else {
+                if (st->gs.on) /* Module grpc_stats (gRPC-Web: counted decoded, proxy/grpcweb.c) */
+                    pt_grpcstats_feed(&st->gs, true, data, n);
                 pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
             }
         }
@@ -628,6 +631,8 @@ void pt_session_dispatch(struct pt_stream *st)
         return;
     }
     pt_gw_begin(st); /* Module enable_grpc_web: its replies from here on are gRPC-Web's */
+    pt_grpcstats_begin(&st->gs, &st->snap->http.grpc_stats, pt_reply_grpc_request(st),
+                       !(req->path.ptr >= st->w->pathbuf && req->path.ptr < st->w->pathbuf + sizeof(st->w->pathbuf)));
     rreq = route_req(req);
     if (st->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
         pt_reply_local(st, 403, PT_STR_LIT("RBAC: access denied"), "-");
@@ -766,6 +771,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     h.nheaders = n;
     if (st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;
+    if (st->gs.on) /* Module grpc_stats: a trailers-only answer's grpc-status */
+        pt_grpcstats_status(&st->gs, res->headers, res->nheaders);
     pt_stats_downstream_code(pt_stream_http_stats(st), res->status);
     pt_stats_upstream_code(pt_stream_cluster_stats(st), res->status);
     st->flags |= PT_SF_RESP_HEAD;

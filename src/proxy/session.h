@@ -137,6 +137,10 @@ void pt_session_observe_end(struct pt_stream *st);
 
 /* Local replies (reply.c), each sent with Envoy's status, body and response flags. */
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags);
+
+/* pt_reply_grpc_request: the request is gRPC (content-type application/grpc[+...][;...]), or
+ * gRPC-Web being translated: its local replies are gRPC's (proxy/reply.c). */
+bool pt_reply_grpc_request(const struct pt_stream *st);
 void pt_reply_bad_request(struct pt_stream *st);
 /* pt_reply_refuse: answers a request Portico will not serve (400, 421, 426, 501...) with the
  * reason phrase as body, flag DPE, and closes the connection after it. */

@@ -12,6 +12,7 @@
 #include "proxy/sockio.h"
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
+#include "observe/grpcstats.h"
 #include "http/h1.h"
 #include "http/body.h"
 #include "cluster/lb.h"
@@ -127,6 +128,10 @@ static void stream_request_end(struct pt_stream *st)
                 pt_hist_record_ms(&cs->upstream_rq_time, (double)(now - st->upstream_start_ms));
         }
     }
+    if (st->gs.on && st->rec.action != NULL) /* Module grpc_stats: the call is counted now */
+        pt_grpcstats_end(w->st, &s->http.grpc_stats, &st->gs, st->rec.action->cluster->stats_idx, st->req.path,
+                         (st->flags & PT_SF_UP_ACTIVE) && st->rec.upstream_status != 0 && (st->flags & PT_SF_RESP_DONE)
+                             ? (double)(now - st->upstream_start_ms) : -1.0);
     pt_lb_release(&w->lb, &st->lb_pick, lb_outcome(st));
     w->inflight--;
     s->wref[w->id].inflight--;
@@ -219,6 +224,8 @@ static bool stream_forward_request_body(struct pt_stream *st)
             if (r == PT_IO)
                 return stream_up_on_error(st, "connection termination", NULL, "UC");
         } else {
+            if (st->gs.on) /* Module grpc_stats */
+                pt_grpcstats_feed(&st->gs, true, data, k);
             out.n = 0;
             pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
             if ((done && pt_stream_pass_trailers(st) != 0) || pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
@@ -289,7 +296,11 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
 {
     struct pt_stream *st = owner;
     const struct pt_down_ops *down = st->conn->down;
-    int r = st->gw.kind ? pt_gw_data(st, data, n, end) : down->data(st, data, n, end);
+    int r;
+
+    if (st->gs.on) /* Module grpc_stats: the upstream's messages, before any gRPC-Web encoding */
+        pt_grpcstats_feed(&st->gs, false, data, n);
+    r = st->gw.kind ? pt_gw_data(st, data, n, end) : down->data(st, data, n, end);
 
     st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
     if (r == PT_IO) {
@@ -319,6 +330,8 @@ static int stream_hc_on_trailers(void *owner, const struct pt_header *h, size_t 
     struct pt_stream *st = owner;
     const struct pt_down_ops *down = st->conn->down;
 
+    if (st->gs.on) /* Module grpc_stats */
+        pt_grpcstats_status(&st->gs, h, n);
     if (st->gw.kind) { /* into the body, as gRPC-Web's trailer frame */
         if (pt_gw_trailers(st, h, n) == PT_IO) {
             pt_stream_abort(st);
