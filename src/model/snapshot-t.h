@@ -15,7 +15,6 @@
 
 #include "core/common.h"
 #include "model/resource-t.h"
-#include "observe/grpcstats-t.h"
 
 struct ssl_ctx_st; /* SSL_CTX */
 
@@ -114,12 +113,28 @@ struct pt_logfmt;
 
 /* HTTP options of the `ambassador` Module that the request path reads. All-zero is Emissary's
  * default. */
+#define PT_GRPCSTATS_SLOTS 32u     /* named series per cluster and worker; also the most
+                                    * service/method pairs grpc_stats.services may list */
+#define PT_GRPCSTATS_NAME_MAX 128u /* "service/method", longer ones count as generic */
+
+/* The Module's grpc_stats, compiled (in the snapshot's pt_http_opts). */
+struct pt_grpcstats_cfg {
+    bool on;                       /* grpc_stats is given */
+    bool all_methods;              /* every method gets its series (first come, bounded) */
+    bool upstream_stats;           /* upstream_rq_time too */
+    uint8_t n;                     /* allowlisted methods in m */
+    struct {
+        uint16_t len;
+        char name[PT_GRPCSTATS_NAME_MAX]; /* "service/method", not NUL-terminated */
+    } m[PT_GRPCSTATS_SLOTS];
+};
+
 struct pt_http_opts {
     bool enable_http10;          /* serve HTTP/1.0 requests (else 426 Upgrade Required) */
     bool merge_slashes;          /* "//" in a path becomes "/" before matching */
     bool reject_escaped_slashes; /* a path with %2F or %5C gets 400 */
     bool enable_grpc_web;        /* gRPC-Web requests are translated to gRPC (proxy/grpcweb.c) */
-    struct pt_grpcstats_cfg grpc_stats; /* Module grpc_stats (observe/grpcstats.h) */
+    struct pt_grpcstats_cfg grpc_stats; /* Module grpc_stats (observe/grpcstats.h counts) */
     uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
                                         * --idle-timeout-ms default */
     /* Fail closed on what cannot be enforced yet (config/resources.c reports each as an error): */

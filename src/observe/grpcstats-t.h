@@ -11,22 +11,7 @@
 
 #include "observe/stats-t.h"
 #include "http/grpcmsg.h"
-
-#define PT_GRPCSTATS_SLOTS 32u     /* named series per cluster and worker; also the most
-                                    * service/method pairs grpc_stats.services may list */
-#define PT_GRPCSTATS_NAME_MAX 128u /* "service/method", longer ones count as generic */
-
-/* The Module's grpc_stats, compiled (in the snapshot's pt_http_opts). */
-struct pt_grpcstats_cfg {
-    bool on;                       /* grpc_stats is given */
-    bool all_methods;              /* every method gets its series (first come, bounded) */
-    bool upstream_stats;           /* upstream_rq_time too */
-    uint8_t n;                     /* allowlisted methods in m */
-    struct {
-        uint16_t len;
-        char name[PT_GRPCSTATS_NAME_MAX]; /* "service/method", not NUL-terminated */
-    } m[PT_GRPCSTATS_SLOTS];
-};
+#include "model/snapshot-t.h" /* struct pt_grpcstats_cfg, PT_GRPCSTATS_SLOTS */
 
 /* The statistics of one series, as X-macro lists (metrics.c makes the families from them):
  * envoy_cluster_grpc_<field>. */
