@@ -716,7 +716,7 @@ static void tracing_check(struct pt_config__obj *c, void *obj, const struct pt_y
         const struct pt_custom_tag *ct = &t->custom_tags[i];
         int sources = (ct->literal != NULL) + (ct->env_name != NULL) + (ct->header_name != NULL);
         if (sources != 1 && ct->tag != NULL)
-            pt_config__err(c, list && list->type == PT_YNODE_SEQ ? list->items[i] : NULL,
+            pt_config__err(c, list && list->type == PT_YNODE_SEQ && i < list->nitems ? list->items[i] : NULL,
                            "custom_tags[%zu]: exactly one of literal, environment and "
                            "request_header", i);
     }
