@@ -491,48 +491,12 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         pt_trace_upstream_begin(&st->trace); /* once: a retry keeps the first start */
     st->upstream_start_ms = st->rec.start_ms;
     {
-        bool done = st->flags & PT_SF_REQ_DONE;
-        struct pt_body_frame out;
-        int64_t body = 0;
+        struct pt_body_frame out; /* the head, then what of the body is here */
+        bool goes_on;
         out.iov[0] = (struct iovec){ w->scratch, hlen };
         out.n = 1;
-        if (!done) {
-            struct iovec data[PT_BODY_RUNS];
-            int n;
-            body = st->conn->down->body(st, data, &n, &done);
-            if (body == PT_IO) {
-                pt_stream_abort(st);
-                return false;
-            }
-            if (body < 0) {
-                pt_reply_bad_request(st);
-                return false;
-            }
-            if (st->gw.kind) {
-                int r = pt_gw_send(st, &out.iov[0], data, n, done);
-                if (r == PT_BADMSG) {
-                    pt_reply_local(st, 400, PT_STR_LIT(PT_GW_BAD_BASE64), "-");
-                    return false;
-                }
-                if (r == PT_IO)
-                    return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
-                out.n = 0; /* sent */
-            } else {
-                if (st->gs.on) /* Module grpc_stats (gRPC-Web: counted decoded, proxy/grpcweb.c) */
-                    pt_grpcstats_feed(&st->gs, true, data, n);
-                pt_body_frame(&out, data, n, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
-            }
-        }
-        if ((done && !st->gw.kind && pt_stream_pass_trailers(st) != 0) ||
-            (out.n > 0 && pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO))
-            return pt_stream_upstream_failed(st, "connection termination", NULL, "UC");
-        if (body > 0)
-            st->conn->down->body_consume(st, body);
-        st->rec.bytes_rx = st->req_body.payload;
-        if (done)
-            st->flags |= PT_SF_REQ_DONE;
-        if (done && !pt_hc_send_blocked(&st->hc))
-            st->flags |= PT_SF_REQ_SENT;
+        if (pt_stream_send_request(st, &out, true, &goes_on) < 0)
+            return goes_on;
     }
     return true;
 }

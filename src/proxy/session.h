@@ -80,6 +80,15 @@ void pt_stream_on_client_writable(struct pt_stream *st);
  * connection could be made. */
 int pt_stream_connect(struct pt_stream *st, bool fresh);
 
+/* pt_stream_send_request: one step of the request's way up: what <out> holds already (the
+ * request head, or nothing), then the body data the client's connection has now (framed for
+ * the exchange, or decoded from gRPC-Web), and at the body's end its trailers. Returns 1 when
+ * something went, 0 when nothing is here yet (and <out> was empty), -1 when the stream
+ * stopped: a body the client broke is answered 400 when <bad_body_400> (else cut), a failed
+ * send is the exchange's error and <*goes_on> tells whether a retry was queued. */
+struct pt_body_frame;
+int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool bad_body_400, bool *goes_on);
+
 /* pt_stream_pass_trailers: the request's body is done: its trailers (an HTTP/2 client's) go to
  * its exchange, before the send that ends it. 0, or PT_IO. */
 int pt_stream_pass_trailers(struct pt_stream *st);

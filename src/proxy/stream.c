@@ -197,45 +197,71 @@ void pt_stream_release_upstream(struct pt_stream *st)
 
 /* ---- the request body: client -> upstream ------------------------------------------------- */
 
+int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool bad_body_400, bool *goes_on)
+{
+    const struct pt_down_ops *down = st->conn->down;
+    bool done = (st->flags & PT_SF_REQ_DONE) != 0;
+    int64_t used = 0;
+    int r = 0;
+
+    *goes_on = false;
+    if (!done) {
+        struct iovec data[PT_BODY_RUNS];
+        int k;
+        used = down->body(st, data, &k, &done);
+        if (used == PT_BADMSG && bad_body_400) {
+            pt_reply_bad_request(st);
+            return -1;
+        }
+        if (used < 0) {
+            pt_stream_abort(st); /* the client went away, or broke the body's framing */
+            return -1;
+        }
+        if (used == 0 && !done && out->n == 0)
+            return 0; /* more comes with pt_stream_on_client_readable */
+        if (st->gw.kind) { /* gRPC-Web: decoded on its way (with the head, if any) */
+            r = pt_gw_send(st, out->n ? &out->iov[0] : NULL, data, k, done);
+            if (r == PT_BADMSG) {
+                pt_reply_local(st, 400, PT_STR_LIT(PT_GW_BAD_BASE64), "-"); /* or cut, after a head */
+                return -1;
+            }
+            out->n = 0; /* sent */
+        } else {
+            if (st->gs.on) /* Module grpc_stats (gRPC-Web: counted decoded, proxy/grpcweb.c) */
+                pt_grpcstats_feed(&st->gs, true, data, k);
+            pt_body_frame(out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+        }
+    }
+    if (r == PT_IO || (done && !st->gw.kind && pt_stream_pass_trailers(st) != 0) ||
+        ((out->n > 0 || (done && !st->gw.kind)) && pt_hc_send(&st->hc, out->iov, out->n, done) == PT_IO)) {
+        *goes_on = stream_up_on_error(st, "connection termination", NULL, "UC");
+        return -1;
+    }
+    if (used > 0)
+        down->body_consume(st, used);
+    st->rec.bytes_rx = st->req_body.payload;
+    if (done)
+        st->flags |= PT_SF_REQ_DONE;
+    if (done && !pt_hc_send_blocked(&st->hc))
+        st->flags |= PT_SF_REQ_SENT;
+    pt_stream_touch(st);
+    return 1;
+}
+
 /* Sends request body bytes upstream as long as the upstream takes them. Returns false when the
  * stream ended (the client went away, or the upstream failed and it was answered). */
 static bool stream_forward_request_body(struct pt_stream *st)
 {
-    const struct pt_down_ops *down = st->conn->down;
-
     while (!(st->flags & PT_SF_REQ_DONE) && pt_hc_active(&st->hc) && !pt_hc_send_blocked(&st->hc)) {
-        bool done;
-        struct iovec data[PT_BODY_RUNS];
         struct pt_body_frame out; /* not zeroed: only its first out.n iovecs are read */
-        int k;
-        int64_t n = down->body(st, data, &k, &done);
-        if (n < 0) {
-            pt_stream_abort(st); /* the client went away, or broke the body's framing */
-            return false;
-        }
-        if (n == 0 && !done)
-            return true; /* more comes with pt_stream_on_client_readable */
-        if (st->gw.kind) { /* gRPC-Web: decoded on its way */
-            int r = pt_gw_send(st, NULL, data, k, done);
-            if (r == PT_BADMSG) {
-                pt_reply_local(st, 400, PT_STR_LIT(PT_GW_BAD_BASE64), "-"); /* or cut, after a head */
-                return false;
-            }
-            if (r == PT_IO)
-                return stream_up_on_error(st, "connection termination", NULL, "UC");
-        } else {
-            if (st->gs.on) /* Module grpc_stats */
-                pt_grpcstats_feed(&st->gs, true, data, k);
-            out.n = 0;
-            pt_body_frame(&out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
-            if ((done && pt_stream_pass_trailers(st) != 0) || pt_hc_send(&st->hc, out.iov, out.n, done) == PT_IO)
-                return stream_up_on_error(st, "connection termination", NULL, "UC");
-        }
-        down->body_consume(st, n);
-        st->rec.bytes_rx = st->req_body.payload;
-        if (done)
-            st->flags |= PT_SF_REQ_DONE;
-        pt_stream_touch(st);
+        bool goes_on;
+        int r;
+        out.n = 0;
+        r = pt_stream_send_request(st, &out, false, &goes_on);
+        if (r == 0)
+            return true;
+        if (r < 0)
+            return goes_on;
     }
     if ((st->flags & PT_SF_REQ_DONE) && pt_hc_active(&st->hc) && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
