@@ -20,6 +20,7 @@
 #include "proxy/proxy.h"
 #include "core/log.h"
 #include "http/h2head.h"
+#include "proxy/h2fields.h"
 
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -211,23 +212,6 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     return 0;
 }
 
-/* x_submit_trailers: the request's trailers, as the HEADERS that ends the stream. */
-static int x_submit_trailers(struct pt_h2up *h, struct pt_h2x *x)
-{
-    struct pt_header f[PT_MAX_HEADERS_DEFAULT];
-    nghttp2_nv nv[PT_MAX_HEADERS_DEFAULT];
-    size_t n = pt_fields_read(&x->trailers, 0, x->ntrailers, f, PT_ARRAY_SIZE(f));
-    int r;
-
-    for (size_t i = 0; i < n; i++)
-        nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
-                              NGHTTP2_NV_FLAG_NONE };
-    r = nghttp2_submit_trailer(h->ng, x->id, nv, n); /* copied */
-    pt_buf_release(&h->w->bufs, &x->trailers);
-    x->ntrailers = 0;
-    return r;
-}
-
 /* The request body, framed from the stream's buffer as the window allows. */
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *data_flags,
                          nghttp2_data_source *source, void *user)
@@ -248,7 +232,7 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         x->flags |= H2X_DRAINED;
         if (x->flags & H2X_OUT_END) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (x->ntrailers > 0 && x_submit_trailers(h, x) == 0)
+            if (x->ntrailers > 0 && pt_h2_submit_trailer(h->ng, x->id, &h->w->bufs, &x->trailers, &x->ntrailers) == 0)
                 *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
         } else if (n == 0) {
             x->flags |= H2X_DEFERRED;
@@ -745,9 +729,7 @@ static int x_submit(struct pt_h2up *h, struct pt_h2x *x, const struct iovec *hea
 
     if (n < 0)
         return PT_IO;
-    for (int i = 0; i < n; i++)
-        nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
-                              NGHTTP2_NV_FLAG_NONE };
+    pt_h2_nv(nv, f, (size_t)n);
     id = nghttp2_submit_request(h->ng, NULL, nv, (size_t)n,
                                 (x->flags & H2X_OUT_END) && x->out.len == 0 && x->ntrailers == 0 ? NULL : &prd, x);
     if (id < 0) {

@@ -12,6 +12,7 @@
  * slow upstream slows its client and no one else. Called by proxy/conn.c. */
 #include "proxy/proxy.h"
 #include "proxy/session.h"
+#include "proxy/h2fields.h"
 #include "config/snapshot.h"
 #include "model/snapshot-t.h"
 #include "core/log.h"
@@ -297,23 +298,6 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     return 0;
 }
 
-/* submit_trailers: the trailers h2_trailers kept, as the HEADERS that ends the stream. */
-static int submit_trailers(nghttp2_session *ng, struct pt_stream *st)
-{
-    struct pt_header f[PT_MAX_HEADERS_DEFAULT];
-    nghttp2_nv nv[PT_MAX_HEADERS_DEFAULT];
-    size_t n = pt_fields_read(&st->h2.trailers, 0, st->h2.ntrailers, f, PT_ARRAY_SIZE(f));
-    int r;
-
-    for (size_t i = 0; i < n; i++)
-        nv[i] = (nghttp2_nv){ (uint8_t *)f[i].name.ptr, (uint8_t *)f[i].value.ptr, f[i].name.len, f[i].value.len,
-                              NGHTTP2_NV_FLAG_NONE };
-    r = nghttp2_submit_trailer(ng, st->h2.id, nv, n); /* copied */
-    pt_buf_release(&st->w->bufs, &st->h2.trailers);
-    st->h2.ntrailers = 0;
-    return r;
-}
-
 /* The response body, framed from the stream's output buffer as the window allows. */
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *data_flags,
                          nghttp2_data_source *source, void *user)
@@ -332,7 +316,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         pt_buf_release(&st->w->bufs, &st->h2.out);
         if (st->h2.flags & PT_H2S_OUT_END) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (st->h2.ntrailers > 0 && submit_trailers(ng, st) == 0)
+            if (st->h2.ntrailers > 0 &&
+                pt_h2_submit_trailer(ng, st->h2.id, &st->w->bufs, &st->h2.trailers, &st->h2.ntrailers) == 0)
                 *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
         }
         else if (n == 0)
@@ -716,15 +701,13 @@ static int h2_head(struct pt_stream *st, const struct pt_resp_head *hd)
 {
     struct pt_worker *w = st->w;
     nghttp2_nv nv[PT_ARRAY_SIZE(w->out_hdrs) + 1];
-    char status[4], *names = w->scratch;
+    char status[20], *names = w->scratch;
     size_t n = 0, used = 0;
 
     if (hd->status < 200 || hd->status > 999 || hd->status == 101)
         return PT_BADMSG; /* no upgrade on HTTP/2: the route never asks for one */
-    status[0] = (char)('0' + hd->status / 100);
-    status[1] = (char)('0' + hd->status / 10 % 10);
-    status[2] = (char)('0' + hd->status % 10);
-    nv[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE };
+    nv[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, pt_u64_dec((uint64_t)hd->status, status),
+                            NGHTTP2_NV_FLAG_NONE };
     for (size_t i = 0; i < hd->nheaders; i++) {
         size_t k = nv_lower(&nv[n++], hd->headers[i].name, hd->headers[i].value, names + used,
                             sizeof(w->scratch) - used);
@@ -789,7 +772,7 @@ static bool h2_blocked(const struct pt_stream *st)
  * without Connection. */
 static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str body)
 {
-    char status[4], len[24], gs[4], *loc = st->w->scratch;
+    char status[20], len[20], gs[20], *loc = st->w->scratch;
     size_t loclen = 0, n = 0;
     nghttp2_nv nv[8];
     struct iovec iov = { (void *)body.ptr, body.len };
@@ -806,11 +789,8 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
     }
     if (memchr(loc, '\r', loclen) != NULL || memchr(loc, '\n', loclen) != NULL || memchr(loc, '\0', loclen) != NULL)
         return PT_BADMSG;
-    status[0] = (char)('0' + r->status / 100);
-    status[1] = (char)('0' + r->status / 10 % 10);
-    status[2] = (char)('0' + r->status % 10);
 #define NV(nm, v, vl) (nghttp2_nv){ (uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NGHTTP2_NV_FLAG_NONE }
-    nv[n++] = NV(":status", status, 3);
+    nv[n++] = NV(":status", status, pt_u64_dec((uint64_t)r->status, status));
     nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
     if (r->grpc) { /* trailers-only (http/reply-t.h) */
         if (r->grpc_content_type.len)

@@ -70,8 +70,9 @@ static struct pt_str grpc_message(struct pt_str text, char *out)
 }
 
 /* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
- * redirect. A gRPC request gets it as gRPC status and message in a trailers-only response. One that the connection cannot write (a Location longer than any head can carry)
- * becomes a 400 instead. A reply to HEAD says its length and sends no body. */
+ * redirect. A gRPC request gets it as gRPC status and message in a trailers-only response.
+ * One that the connection cannot write (a Location longer than any head can carry) becomes a
+ * 400 instead. A reply to HEAD says its length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
                        const struct pt_str *location)
 {
