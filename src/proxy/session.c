@@ -595,8 +595,9 @@ void pt_session_dispatch(struct pt_stream *st)
         return;
     }
     pt_gw_begin(st); /* Module enable_grpc_web: its replies from here on are gRPC-Web's */
-    pt_grpcstats_begin(&st->gs, &st->snap->http.grpc_stats, pt_reply_grpc_request(st),
-                       !(req->path.ptr >= st->w->pathbuf && req->path.ptr < st->w->pathbuf + sizeof(st->w->pathbuf)));
+    if (st->snap->http.grpc_stats.on) /* Module grpc_stats (the gRPC check costs a call: only then) */
+        pt_grpcstats_begin(&st->gs, &st->snap->http.grpc_stats, pt_reply_grpc_request(st),
+                           !(req->path.ptr >= st->w->pathbuf && req->path.ptr < st->w->pathbuf + sizeof(st->w->pathbuf)));
     rreq = route_req(req);
     if (st->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
         pt_reply_local(st, 403, PT_STR_LIT("RBAC: access denied"), "-");
