@@ -17,6 +17,8 @@
 #               HTTP rules; OpenSSL contexts; route tables; DNS and load balancing; counters,
 #               access-log formats, tracing (libraries that compile and the data plane both use)
 #   0 core      event loop, timers, buffers, strings, logging
+#     pb        the C that protoc-c generates from proto/ (in the build folder, "pb/..."): a
+#               library below everything, it includes nothing of src/
 # src/quote/, the example backend, stands alone. An allowed exception is listed in ALLOW below,
 # with the reason and the file that makes it; it is the only way to cross the rule.
 # This script prints the include graph (`--graph`) or checks it: an include that points up, a
@@ -25,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LEVELS="core:0 model:1 http:1 tls:1 route:1 cluster:1 observe:1 config:2 proxy:3 sources:3
+LEVELS="core:0 pb:0 model:1 http:1 tls:1 route:1 cluster:1 observe:1 config:2 proxy:3 sources:3
 control:4 admin:5 main:6"
 
 # "from to file" edges that may break the rule, each with why.
