@@ -38,6 +38,8 @@ struct compile_ctx {
     struct pt_strmap client_ctx; /* origination contexts by TLSContext name ("" = null context) */
     struct pt_route_action **mapping_action;
     json_t *rejected;  /* Mapping errors found here */
+    const struct pt_module_res *module;  /* the ambassador Module, or NULL */
+    const char *rl_domain;               /* the RateLimitService's domain; NULL: none */
 };
 
 static void reject(struct compile_ctx *c, const struct pt_meta *m, const char *fmt, ...)
@@ -90,15 +92,16 @@ static bool listener_takes_host(const struct pt_listener_res *l, const struct pt
     return labels_match(l->bind_selector, l->nbind_selector, &h->meta);
 }
 
-/* Emissary's cluster name: "cluster_" + service [+ "_otls_" + ctx] + "_" + namespace, with
- * non-alphanumerics as '_', and names over 60 characters shortened with a SHA-1. */
-static char *cluster_name(const char *service, const char *tls_ctx, const char *ns)
+/* Emissary's cluster name: "cluster_" [+ marker + "_"] + service [+ "_otls_" + ctx] + "_" +
+ * namespace, with non-alphanumerics as '_', and names over 60 characters shortened with a
+ * SHA-1. The marker tells what uses it ("extauth" for the AuthService); NULL for Mappings. */
+static char *cluster_name(const char *marker, const char *service, const char *tls_ctx, const char *ns)
 {
     char buf[1024], *p;
     /* "otls" marks TLS origination (tls_ctx "" for the null context: tls: true, https://), so a
      * TLS and a cleartext Mapping of one service never share a cluster. */
-    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s_%s", service, tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "",
-             tls_ctx ? tls_ctx : "", ns);
+    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s", marker ? marker : "", marker ? "_" : "", service,
+             tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns);
     for (p = buf; *p; p++)
         if (!isalnum((unsigned char)*p))
             *p = '_';
@@ -123,26 +126,40 @@ static char *stats_name(const char *service)
     return out;
 }
 
-static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struct pt_mapping_res *m,
-                                              const struct pt_service_ref *ref, bool *added)
+/* What a resource asks of the cluster it sends to. */
+struct cluster_want {
+    const char *marker;          /* in the cluster's name: "extauth"; NULL for Mappings */
+    const struct pt_service_ref *ref;
+    const char *tls;             /* the resource's tls: a TLSContext name, "true", or NULL */
+    const char *service;         /* as written */
+    const char *stats_name;      /* NULL: from the service */
+    const struct pt_meta *meta;  /* the resource, for messages */
+    bool http2;
+    int connect_timeout_ms;
+};
+
+/* find_or_add_cluster: the cluster named for <w> (Emissary's name), made when it is new
+ * (*added). An HTTP/2 (grpc) cluster keeps Emissary's name but is a cluster of its own: HTTP/1
+ * and HTTP/2 users of one service never share one. */
+static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struct cluster_want *w, bool *added)
 {
     struct pt_snapshot *s = c->snap;
-    char *name = cluster_name(ref->qualified, !ref->tls ? NULL : m->tls && strcmp(m->tls, "true") != 0 ? m->tls : "",
-                              m->meta.namespace);
-    /* An HTTP/2 (grpc) cluster keeps Emissary's name but is a cluster of its own: HTTP/1 and
-     * HTTP/2 Mappings of one service never share one. */
-    struct pt_strmap *map = m->grpc ? &c->h2_clusters_by_name : &c->clusters_by_name;
+    const struct pt_service_ref *ref = w->ref;
+    char *name = cluster_name(w->marker, ref->qualified,
+                              !ref->tls ? NULL : w->tls && strcmp(w->tls, "true") != 0 ? w->tls : "",
+                              w->meta->namespace);
+    struct pt_strmap *map = w->http2 ? &c->h2_clusters_by_name : &c->clusters_by_name;
     struct pt_cluster *cl;
 
     *added = false;
     cl = pt_strmap_get(map, name, strlen(name));
     if (cl != NULL) {
-        if (cl->connect_timeout_ms != (uint32_t)m->connect_timeout_ms) {
+        if (cl->connect_timeout_ms != (uint32_t)w->connect_timeout_ms) {
             char obj[512];
-            snprintf(obj, sizeof(obj), "Mapping/%s/%s", m->meta.namespace, m->meta.name);
-            pt_diag_add(c->diag, PT_DIAG_NOTICE, &m->meta.origin, obj,
-                        "connect_timeout_ms %d differs from another Mapping of cluster %s, which uses %u",
-                        m->connect_timeout_ms, name, cl->connect_timeout_ms);
+            snprintf(obj, sizeof(obj), "%s/%s/%s", w->meta->kind, w->meta->namespace, w->meta->name);
+            pt_diag_add(c->diag, PT_DIAG_NOTICE, &w->meta->origin, obj,
+                        "connect_timeout_ms %d differs from another user of cluster %s, which uses %u",
+                        w->connect_timeout_ms, name, cl->connect_timeout_ms);
         }
         free(name);
         return cl;
@@ -150,13 +167,13 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl = pt_xcalloc(1, sizeof(*cl));
     cl->id = s->nclusters;
     cl->name = name;
-    cl->stats_name = m->stats_name ? pt_xstrdup(m->stats_name) : stats_name(ref->qualified);
-    cl->service = pt_xstrdup(m->service);
+    cl->stats_name = w->stats_name ? pt_xstrdup(w->stats_name) : stats_name(ref->qualified);
+    cl->service = pt_xstrdup(w->service);
     cl->host = pt_xstrdup(ref->host);
     cl->port = ref->port;
     cl->tls = ref->tls;
-    cl->http2 = m->grpc;
-    cl->connect_timeout_ms = (uint32_t)m->connect_timeout_ms;
+    cl->http2 = w->http2;
+    cl->connect_timeout_ms = (uint32_t)w->connect_timeout_ms;
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
     pt_strmap_put(map, cl->name, strlen(cl->name), cl);
@@ -164,11 +181,63 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     return cl;
 }
 
+/* The labels of one rate-limit descriptor: the Module's defaults, then a group's own. */
+struct rl_src {
+    const struct pt_rl_group *defaults, *group;
+};
+
+static const char *default_label_domain(const struct compile_ctx *c)
+{
+    return c->module && c->module->default_label_domain ? c->module->default_label_domain : "ambassador";
+}
+
+static const struct pt_rl_group *default_labels(const struct compile_ctx *c, const char *domain)
+{
+    for (size_t i = 0; c->module && i < c->module->ndefault_labels; i++)
+        if (c->module->default_labels[i].domain && strcmp(c->module->default_labels[i].domain, domain) == 0 &&
+            c->module->default_labels[i].ngroups == 1)
+            return &c->module->default_labels[i].groups[0];
+    return NULL;
+}
+
+/* rl_sources: <m>'s rate-limit descriptors for the RateLimitService's domain, as Emissary
+ * builds them (IRHTTPMappingGroup, V3RateLimitAction): each label group of that domain with
+ * the Module's default labels of the domain before its own; a Mapping without labels gets the
+ * defaults of the default domain alone. Into <out> (NULL: counted only). */
+static size_t rl_sources(const struct compile_ctx *c, const struct pt_mapping_res *m, struct rl_src *out)
+{
+    const struct pt_rl_group *defaults;
+    size_t n = 0;
+
+    if (c->rl_domain == NULL)
+        return 0;
+    defaults = default_labels(c, c->rl_domain);
+    if (m->nlabels == 0) {
+        if (defaults == NULL || strcmp(c->rl_domain, default_label_domain(c)) != 0)
+            return 0;
+        if (out != NULL)
+            out[0] = (struct rl_src){ NULL, defaults };
+        return 1;
+    }
+    for (size_t i = 0; i < m->nlabels; i++) {
+        if (m->labels[i].domain == NULL || strcmp(m->labels[i].domain, c->rl_domain) != 0)
+            continue;
+        for (size_t g = 0; g < m->labels[i].ngroups; g++) {
+            if (out != NULL)
+                out[n] = (struct rl_src){ defaults, &m->labels[i].groups[g] };
+            n++;
+        }
+    }
+    return n;
+}
+
 /* One allocation holds the action and everything it points to. */
 static struct pt_route_action *make_action(struct compile_ctx *c, const struct pt_mapping_res *m,
                                            struct pt_cluster *cl)
 {
     size_t need = sizeof(struct pt_route_action), off;
+    size_t nrl = rl_sources(c, m, NULL);
+    struct rl_src *rl = pt_xcalloc(nrl + 1, sizeof(*rl));
     struct pt_route_action *a;
     char *mem;
 
@@ -187,6 +256,18 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
     for (size_t i = 0; i < m->nallow_upgrade; i++)
         need += STRSZ(m->allow_upgrade[i]);
     need += STRSZ(m->host_rewrite) + strlen(m->meta.namespace) + strlen(m->meta.name) + 2;
+    need += m->nauth_context_extensions * sizeof(struct pt_hdr_op);
+    for (size_t i = 0; i < m->nauth_context_extensions; i++)
+        need += STRSZ(m->auth_context_extensions[i].key) + STRSZ(m->auth_context_extensions[i].value);
+    rl_sources(c, m, rl);
+    need += nrl * sizeof(struct pt_rl_descriptor);
+    for (size_t i = 0; i < nrl; i++) {
+        const struct pt_rl_group *gs[2] = { rl[i].defaults, rl[i].group };
+        for (int k = 0; k < 2; k++)
+            for (size_t j = 0; gs[k] && j < gs[k]->nlabels; j++)
+                need += sizeof(struct pt_rl_entry) + STRSZ(gs[k]->labels[j].key) + STRSZ(gs[k]->labels[j].value);
+    }
+    need += 8 * (nrl + 3); /* alignment of the arrays that follow strings */
     mem = pt_xcalloc(1, need);
     a = (struct pt_route_action *)mem;
     off = sizeof(*a);
@@ -230,6 +311,31 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
             ((char *)a->upgrades[i].ptr)[k] = pt_lower(a->upgrades[i].ptr[k]);
     if (m->host_rewrite)
         COPY(a->host_rewrite, m->host_rewrite);
+    off = (off + 7) & ~(size_t)7; /* arrays after strings */
+    a->auth_ctx = (struct pt_hdr_op *)TAKE(m->nauth_context_extensions * sizeof(struct pt_hdr_op));
+    for (size_t i = 0; i < m->nauth_context_extensions; i++) {
+        COPY(a->auth_ctx[i].name, m->auth_context_extensions[i].key);
+        COPY(a->auth_ctx[i].value, m->auth_context_extensions[i].value ? m->auth_context_extensions[i].value : "");
+    }
+    a->nauth_ctx = (uint32_t)m->nauth_context_extensions;
+    off = (off + 7) & ~(size_t)7;
+    a->rl = (struct pt_rl_descriptor *)TAKE(nrl * sizeof(struct pt_rl_descriptor));
+    for (size_t i = 0; i < nrl; i++) {
+        const struct pt_rl_group *gs[2] = { rl[i].defaults, rl[i].group };
+        struct pt_rl_descriptor *d = &a->rl[a->nrl++];
+        size_t ne = (gs[0] ? gs[0]->nlabels : 0) + gs[1]->nlabels;
+        off = (off + 7) & ~(size_t)7;
+        d->entries = (struct pt_rl_entry *)TAKE(ne * sizeof(struct pt_rl_entry));
+        for (int k = 0; k < 2; k++)
+            for (size_t j = 0; gs[k] && j < gs[k]->nlabels; j++) {
+                struct pt_rl_entry *e = &d->entries[d->nentries++];
+                e->kind = (uint8_t)gs[k]->labels[j].kind;
+                COPY(e->key, gs[k]->labels[j].key);
+                if (gs[k]->labels[j].value)
+                    COPY(e->value, gs[k]->labels[j].value);
+            }
+    }
+    free(rl);
     {
         char *d = TAKE(strlen(m->meta.namespace) + strlen(m->meta.name) + 2);
         sprintf(d, "%s/%s", m->meta.namespace, m->meta.name);
@@ -256,12 +362,13 @@ static const struct pt_tlscontext_res *find_tlscontext(const struct pt_resources
     return NULL;
 }
 
-/* The origination context of a Mapping's `tls:` (or https:// service): one per TLSContext per
- * compile, shared by its clusters. NULL after reporting why: an unknown or unusable context is
- * an error on the Mapping, never a silent fall back to plaintext. */
-static SSL_CTX *origination_ctx(struct compile_ctx *c, const struct pt_mapping_res *m)
+/* The origination context of a `tls:` (a TLSContext name, "true", or NULL with an https://
+ * service) of the resource <meta>: one per TLSContext per compile, shared by its clusters.
+ * NULL after reporting why: an unknown or unusable context is an error on the resource, never
+ * a silent fall back to plaintext. */
+static SSL_CTX *origination_ctx(struct compile_ctx *c, const char *tls, const struct pt_meta *meta)
 {
-    const char *name = m->tls && strcmp(m->tls, "true") != 0 ? m->tls : "";
+    const char *name = tls && strcmp(tls, "true") != 0 ? tls : "";
     const struct pt_tlscontext_res *tc = NULL;
     SSL_CTX *ctx = pt_strmap_get(&c->client_ctx, name, strlen(name));
     char err[256];
@@ -269,17 +376,38 @@ static SSL_CTX *origination_ctx(struct compile_ctx *c, const struct pt_mapping_r
     if (ctx != NULL)
         return ctx;
     if (name[0] != '\0' && (tc = find_tlscontext(c->res, name)) == NULL) {
-        reject(c, &m->meta, "tls: Originate-TLS context %s is not defined", name);
+        reject(c, meta, "tls: Originate-TLS context %s is not defined", name);
         return NULL;
     }
-    ctx = pt_tls_client_ctx_new(tc ? &tc->tls : NULL, c->res, tc ? tc->meta.namespace : m->meta.namespace, err,
+    ctx = pt_tls_client_ctx_new(tc ? &tc->tls : NULL, c->res, tc ? tc->meta.namespace : meta->namespace, err,
                                 sizeof(err));
     if (ctx == NULL) {
-        reject(c, &m->meta, "tls: TLSContext %s: %s", name[0] ? name : "(null)", err);
+        reject(c, meta, "tls: TLSContext %s: %s", name[0] ? name : "(null)", err);
         return NULL;
     }
     pt_strmap_put(&c->client_ctx, name[0] ? tc->meta.name : "", strlen(name), ctx);
     return ctx;
+}
+
+/* service_cluster: the cluster for <w>, with its origination context and endpoints when it is
+ * new. A TLS context that cannot be built (unknown, or its Secret missing: Istio's certificates
+ * may not be written yet) leaves the cluster without endpoints until it can: never plaintext,
+ * and its users do not vanish meanwhile (a route answers 503). */
+static struct pt_cluster *service_cluster(struct compile_ctx *c, const struct cluster_want *w)
+{
+    SSL_CTX *tls = w->ref->tls ? origination_ctx(c, w->tls, w->meta) : NULL;
+    bool added;
+    struct pt_cluster *cl = find_or_add_cluster(c, w, &added);
+
+    if (added && tls != NULL) {
+        const char *sni = pt_tls_client_ctx_sni(tls);
+        SSL_CTX_up_ref(tls);
+        cl->tls_ctx = tls;
+        cl->sni = sni ? pt_xstrdup(sni) : NULL;
+    }
+    if (added && !(w->ref->tls && cl->tls_ctx == NULL))
+        pt_service_resolve_indexed(w->ref, c->res, &c->services, cl, c->diag, w->meta);
+    return cl;
 }
 
 static void compile_mappings(struct compile_ctx *c)
@@ -295,7 +423,6 @@ static void compile_mappings(struct compile_ctx *c)
         struct pt_service_ref ref;
         char err[256];
         struct pt_cluster *cl;
-        bool added;
 
         if (pt_service_parse(m->service, m->meta.namespace, c->env->namespace, m->tls != NULL, &ref, err,
                              sizeof(err)) != 0) {
@@ -303,19 +430,10 @@ static void compile_mappings(struct compile_ctx *c)
             c->mapping_bad[i] = true;
             continue;
         }
-        /* A TLS context that cannot be built (unknown, or its Secret missing: Istio's
-         * certificates may not be written yet) leaves the route answering 503 until it can:
-         * never plaintext, and the route does not vanish meanwhile. */
-        SSL_CTX *tls = ref.tls ? origination_ctx(c, m) : NULL;
-        cl = find_or_add_cluster(c, m, &ref, &added);
-        if (added && tls != NULL) {
-            const char *sni = pt_tls_client_ctx_sni(tls);
-            SSL_CTX_up_ref(tls);
-            cl->tls_ctx = tls;
-            cl->sni = sni ? pt_xstrdup(sni) : NULL;
-        }
-        if (added && !(ref.tls && cl->tls_ctx == NULL)) /* else no endpoints: "no healthy upstream" */
-            pt_service_resolve_indexed(&ref, r, &c->services, cl, c->diag, &m->meta);
+        cl = service_cluster(c, &(struct cluster_want){ .ref = &ref, .tls = m->tls, .service = m->service,
+                                                        .stats_name = m->stats_name, .meta = &m->meta,
+                                                        .http2 = m->grpc,
+                                                        .connect_timeout_ms = m->connect_timeout_ms });
         c->mapping_action[i] = make_action(c, m, cl);
         if (m->timeout_ms < 0)
             c->mapping_action[i]->timeout_ms = module_timeout >= 0 ? (uint32_t)module_timeout : 3000;
@@ -614,6 +732,223 @@ static void compile_tracing(struct compile_ctx *c)
         reject(c, &t->meta, "%s", err);
 }
 
+/* ---- AuthService, RateLimitService ---------------------------------------------------------- */
+
+/* Emissary's (v3httpfilter.py) headers a check always allows, before the AuthService's own. */
+static const char *const auth_default_request_headers[] = {
+    "authorization", "cookie", "from", "proxy-authorization", "user-agent", "x-forwarded-for",
+    "x-forwarded-host", "x-forwarded-proto",
+};
+static const char *const auth_default_authorization_headers[] = {
+    "location", "authorization", "proxy-authenticate", "set-cookie", "www-authenticate",
+};
+
+/* A list of lowercase header names without duplicates, being gathered. */
+struct name_set {
+    char **v;
+    size_t n;
+};
+
+static void name_set_add(struct name_set *ns, const char *name)
+{
+    char *low = pt_xstrdup(name);
+    for (char *p = low; *p; p++)
+        *p = pt_lower(*p);
+    for (size_t i = 0; i < ns->n; i++)
+        if (strcmp(ns->v[i], low) == 0) {
+            free(low);
+            return;
+        }
+    ns->v = pt_xrealloc(ns->v, (ns->n + 1) * sizeof(*ns->v));
+    ns->v[ns->n++] = low;
+}
+
+static void name_set_free(struct name_set *ns)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        free(ns->v[i]);
+    free(ns->v);
+}
+
+/* Fills a one-block configuration: strings copied behind the struct, at *off in mem. */
+static struct pt_str block_str(char *mem, size_t *off, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(mem + *off, s, n + 1);
+    *off += n + 1;
+    return pt_str_make(mem + *off - n - 1, n);
+}
+
+/* auth_differs: the AuthService <b> asks for something <a> (the one in force) does not, on a
+ * setting only one AuthService can give: its name, or NULL when they agree. */
+static const char *auth_differs(const struct pt_authservice_res *a, const struct pt_authservice_res *b)
+{
+#define STR_DIFF(f) ((a->f == NULL) != (b->f == NULL) || (a->f && strcmp(a->f, b->f) != 0))
+    if (STR_DIFF(auth_service))
+        return "auth_service";
+    if (STR_DIFF(path_prefix))
+        return "path_prefix";
+    if (STR_DIFF(proto) || STR_DIFF(protocol_version))
+        return "proto";
+    if (STR_DIFF(tls))
+        return "tls";
+    if (a->timeout_ms != b->timeout_ms)
+        return "timeout_ms";
+    if (a->include_body_max_bytes != b->include_body_max_bytes ||
+        a->include_body_allow_partial != b->include_body_allow_partial)
+        return "include_body";
+    if (a->failure_mode_allow != b->failure_mode_allow)
+        return "failure_mode_allow";
+    if (a->status_on_error != b->status_on_error)
+        return "status_on_error";
+    if (a->nadd_auth_headers != b->nadd_auth_headers)
+        return "add_auth_headers";
+    for (size_t i = 0; i < a->nadd_auth_headers; i++)
+        if (strcmp(a->add_auth_headers[i].key, b->add_auth_headers[i].key) != 0 ||
+            strcmp(a->add_auth_headers[i].value, b->add_auth_headers[i].value) != 0)
+            return "add_auth_headers";
+    return NULL;
+#undef STR_DIFF
+}
+
+/* compile_auth: the AuthServices, merged as Emissary merges them into one ext_authz filter:
+ * the first (in load order) gives the service and the settings; another that asks for a
+ * different one is an error and takes no part; the allowed header lists are the union of all
+ * (with Emissary's defaults). An AuthService that could not be read, or whose service cannot
+ * be parsed, fails closed: every request is answered 500, as Emissary's Lua stand-in does. */
+static void compile_auth(struct compile_ctx *c)
+{
+    const struct pt_resources *r = c->res;
+    const struct pt_authservice_res *a;
+    struct name_set req = { 0 }, ans = { 0 };
+    struct pt_service_ref ref;
+    struct pt_auth_config *ac;
+    struct pt_cluster *cl;
+    char err[256], l5d[300] = "";
+    size_t need, off, nadd;
+    char *mem;
+
+    c->snap->http.auth_broken = r->nauth_invalid > 0;
+    if (r->nauthservices == 0)
+        return;
+    a = &r->authservices[0];
+    for (size_t i = 0; i < PT_ARRAY_SIZE(auth_default_request_headers); i++)
+        name_set_add(&req, auth_default_request_headers[i]);
+    for (size_t i = 0; i < PT_ARRAY_SIZE(auth_default_authorization_headers); i++)
+        name_set_add(&ans, auth_default_authorization_headers[i]);
+    for (size_t i = 0; i < r->nauthservices; i++) {
+        const struct pt_authservice_res *b = &r->authservices[i];
+        const char *d = auth_differs(a, b);
+        if (d != NULL) {
+            reject(c, &b->meta, "AuthService cannot support multiple %s values; using AuthService %s/%s's", d,
+                   a->meta.namespace, a->meta.name);
+            continue;
+        }
+        for (size_t k = 0; k < b->nallowed_request_headers; k++)
+            name_set_add(&req, b->allowed_request_headers[k]);
+        for (size_t k = 0; k < b->nallowed_authorization_headers; k++)
+            name_set_add(&ans, b->allowed_authorization_headers[k]);
+    }
+    if (pt_service_parse(a->auth_service, a->meta.namespace, c->env->namespace, a->tls != NULL, &ref, err,
+                         sizeof(err)) != 0) {
+        reject(c, &a->meta, "auth_service: %s; every request is answered 500 until it is fixed", err);
+        c->snap->http.auth_broken = true;
+        goto out;
+    }
+    cl = service_cluster(c, &(struct cluster_want){ .marker = "extauth", .ref = &ref, .tls = a->tls,
+                                                    .service = a->auth_service, .stats_name = a->stats_name,
+                                                    .meta = &a->meta, .http2 = strcmp(a->proto, "grpc") == 0,
+                                                    .connect_timeout_ms = 3000 });
+    if (a->add_linkerd_headers) { /* Emissary: l5d-dst-override: host:port of the service */
+        int n = snprintf(l5d, sizeof(l5d), "%s:%d", ref.host, cl->port ? cl->port : ref.tls ? 443 : 80);
+        if (n < 0 || (size_t)n >= sizeof(l5d))
+            l5d[0] = '\0';
+    }
+    nadd = a->nadd_auth_headers + (l5d[0] != '\0');
+    need = sizeof(*ac) + (req.n + ans.n) * sizeof(struct pt_str) + nadd * sizeof(struct pt_hdr_op);
+    need += (a->path_prefix ? strlen(a->path_prefix) : 0) + 1 + strlen(l5d) + 16 + sizeof("l5d-dst-override");
+    for (size_t i = 0; i < req.n; i++)
+        need += strlen(req.v[i]) + 1;
+    for (size_t i = 0; i < ans.n; i++)
+        need += strlen(ans.v[i]) + 1;
+    for (size_t i = 0; i < a->nadd_auth_headers; i++)
+        need += strlen(a->add_auth_headers[i].key) + strlen(a->add_auth_headers[i].value) + 2;
+    mem = pt_xcalloc(1, need);
+    ac = (struct pt_auth_config *)mem;
+    off = sizeof(*ac);
+    ac->allowed_req = (struct pt_str *)(mem + off);
+    off += req.n * sizeof(struct pt_str);
+    ac->allowed_auth = (struct pt_str *)(mem + off);
+    off += ans.n * sizeof(struct pt_str);
+    ac->add = (struct pt_hdr_op *)(mem + off);
+    off += nadd * sizeof(struct pt_hdr_op);
+    for (size_t i = 0; i < req.n; i++)
+        ac->allowed_req[ac->nallowed_req++] = block_str(mem, &off, req.v[i]);
+    for (size_t i = 0; i < ans.n; i++)
+        ac->allowed_auth[ac->nallowed_auth++] = block_str(mem, &off, ans.v[i]);
+    for (size_t i = 0; i < a->nadd_auth_headers; i++) {
+        ac->add[ac->nadd].name = block_str(mem, &off, a->add_auth_headers[i].key);
+        ac->add[ac->nadd++].value = block_str(mem, &off, a->add_auth_headers[i].value);
+    }
+    if (l5d[0] != '\0') {
+        ac->add[ac->nadd].name = block_str(mem, &off, "l5d-dst-override");
+        ac->add[ac->nadd++].value = block_str(mem, &off, l5d);
+    }
+    ac->path_prefix = block_str(mem, &off, a->path_prefix ? a->path_prefix : "");
+    ac->cluster = cl;
+    ac->grpc = cl->http2;
+    ac->failure_mode_allow = a->failure_mode_allow;
+    ac->allow_partial = a->include_body_allow_partial;
+    ac->status_on_error = (uint16_t)a->status_on_error;
+    ac->timeout_ms = (uint32_t)a->timeout_ms;
+    ac->max_body = a->include_body_max_bytes;
+    c->snap->http.auth = ac;
+out:
+    name_set_free(&req);
+    name_set_free(&ans);
+}
+
+/* compile_rls: the RateLimitService (only one may exist, as in Emissary): its gRPC cluster and
+ * settings; its domain picks the Mapping labels that apply (compile_mappings runs after). */
+static void compile_rls(struct compile_ctx *c)
+{
+    const struct pt_resources *r = c->res;
+    const struct pt_ratelimitservice_res *rs;
+    struct pt_service_ref ref;
+    struct pt_rls_config *rc;
+    const char *domain;
+    char err[256], src[600];
+    size_t off;
+
+    if (r->nratelimitservices == 0)
+        return;
+    for (size_t i = 1; i < r->nratelimitservices; i++)
+        reject(c, &r->ratelimitservices[i].meta, "only one RateLimitService is supported; %s/%s is used",
+               r->ratelimitservices[0].meta.namespace, r->ratelimitservices[0].meta.name);
+    rs = &r->ratelimitservices[0];
+    if (pt_service_parse(rs->service, rs->meta.namespace, c->env->namespace, rs->tls != NULL, &ref, err,
+                         sizeof(err)) != 0) {
+        reject(c, &rs->meta, "service: %s", err);
+        return;
+    }
+    domain = rs->domain ? rs->domain : default_label_domain(c);
+    snprintf(src, sizeof(src), "%.256s-%.256s",
+             c->env->ambassador_id_raw && c->env->ambassador_id_raw[0] ? c->env->ambassador_id_raw : "ambassador",
+             c->env->namespace);
+    rc = pt_xcalloc(1, sizeof(*rc) + strlen(domain) + strlen(src) + 2);
+    off = sizeof(*rc);
+    rc->domain = block_str((char *)rc, &off, domain);
+    rc->source_cluster = block_str((char *)rc, &off, src);
+    rc->cluster = service_cluster(c, &(struct cluster_want){ .ref = &ref, .tls = rs->tls, .service = rs->service,
+                                                             .stats_name = rs->stats_name, .meta = &rs->meta,
+                                                             .http2 = true, .connect_timeout_ms = 3000 });
+    rc->timeout_ms = (uint32_t)rs->timeout_ms;
+    rc->failure_mode_deny = rs->failure_mode_deny;
+    rc->resource_exhausted = rs->use_resource_exhausted_code;
+    c->snap->http.rls = rc;
+    c->rl_domain = rc->domain.ptr;
+}
+
 /* The access-log format of the `ambassador` Module <m>: NULL for Emissary's default text line
  * (its hand-written fast path), else a compiled program. A format that does not compile is
  * reported on the Module and the default for the log type is used. */
@@ -727,6 +1062,9 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         c.env = &defaults;
     }
     pt_service_index_build(&c.services, r);
+    c.module = pt_compile_module(r);
+    compile_auth(&c);
+    compile_rls(&c);
     compile_mappings(&c);
     vhosts = pt_xcalloc(r->nhosts + 1, sizeof(*vhosts));
     hres = pt_xcalloc(r->nhosts + 1, sizeof(*hres));
@@ -753,7 +1091,6 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         if (m->listener_idle_timeout_ms > 0)
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }
-    s->http.auth_deny = r->nauthservices > 0;
     s->http.ip_deny_all = r->ip_policy;
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;

@@ -138,7 +138,7 @@ struct pt_config__kind {
     void (*check)(struct pt_config__obj *c, void *obj, const struct pt_ynode *body);
 };
 
-#define PT_CONFIG__NKINDS 10
+#define PT_CONFIG__NKINDS 12
 
 /* Scratch space that holds any one resource while it is read. */
 union pt_config__any_res {
@@ -152,21 +152,16 @@ union pt_config__any_res {
     struct pt_endpoints_res endpoints;
     struct pt_endpointslice_res endpointslice;
     struct pt_secret_res secret;
+    struct pt_authservice_res authservice;
+    struct pt_ratelimitservice_res ratelimitservice;
 };
 
 /* pt_config__find_kind: the kind called <name>, or NULL. */
 const struct pt_config__kind *pt_config__find_kind(const char *name);
 
-/* A getambassador.io kind that Portico knows of but does not implement (kinds.c). */
-struct pt_config__unimplemented {
-    const char *name;
-    bool error;          /* ignoring it would fail open: an error, with <message> */
-    bool auth;           /* counts in pt_resources.nauthservices (requests fail closed) */
-    const char *message;
-};
-
-/* pt_config__find_unimplemented: the unimplemented kind called <name>, or NULL. */
-const struct pt_config__unimplemented *pt_config__find_unimplemented(const char *name);
+/* pt_config__unimplemented: <name> is a getambassador.io kind Portico knows of but does not
+ * implement (kinds.c). */
+bool pt_config__unimplemented(const char *name);
 
 /* pt_config__kind_index: <k>'s position, 0 .. PT_CONFIG__NKINDS - 1. */
 size_t pt_config__kind_index(const struct pt_config__kind *k);

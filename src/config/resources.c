@@ -405,9 +405,9 @@ static void note_ip_policy(struct pt_config__loader *l, struct pt_config__obj *c
     }
 }
 
-/* add_resource: a Kubernetes object of a kind Portico reads, from the metadata on. */
-static void add_resource(struct pt_config__loader *l, struct pt_config__obj *c,
-                         const struct pt_config__kind *k, const char *api, const struct pt_ynode *root)
+/* read_resource: a Kubernetes object of a kind Portico reads, from the metadata on. */
+static void read_resource(struct pt_config__loader *l, struct pt_config__obj *c,
+                          const struct pt_config__kind *k, const char *api, const struct pt_ynode *root)
 {
     union pt_config__any_res obj;
     struct pt_meta *m = (struct pt_meta *)&obj;
@@ -445,35 +445,14 @@ static void add_resource(struct pt_config__loader *l, struct pt_config__obj *c,
         append(l, k, &obj);
 }
 
-/* add_unimplemented: an object of a getambassador.io kind Portico does not implement. Harmless
- * kinds get a notice. The others are an error when the object is for this Portico (same
- * filters as add_resource; an object too broken to tell counts as ours), and an AuthService is
- * counted so that requests fail closed. */
-static void add_unimplemented(struct pt_config__loader *l, struct pt_config__obj *c,
-                              const struct pt_config__unimplemented *u, const char *api,
-                              const struct pt_ynode *root)
+/* add_resource: read_resource, and an AuthService for this Portico that has errors (even one
+ * too broken to tell whose it is) is counted: requests fail closed while it is there. */
+static void add_resource(struct pt_config__loader *l, struct pt_config__obj *c,
+                         const struct pt_config__kind *k, const char *api, const struct pt_ynode *root)
 {
-    struct pt_meta m = { .kind = u->name };
-
-    if (!u->error) {
-        pt_config__notice(c, NULL, "%s is not supported by this build; ignored", u->name);
-        return;
-    }
-    c->object = u->name;
-    if (read_meta(c, root, &m)) {
-        const struct pt_ypair *sp = find_pair(root, "spec");
-        c->object = object_name(l->arena, u->name, &m);
-        if (l->single_namespace && strcmp(m.namespace, l->namespace) != 0)
-            return;
-        if (!ambassador_id_matches(l, c, sp ? sp->value : NULL, &m) && c->nerrors == 0) {
-            pt_debug("config: %s: %s is for another ambassador_id; skipped", c->file, c->object);
-            return;
-        }
-        check_version(c, api, root);
-    }
-    if (u->auth)
-        l->r->nauthservices++;
-    pt_config__err(c, NULL, "%s", u->message);
+    read_resource(l, c, k, api, root);
+    if (c->nerrors > 0 && strcmp(k->name, "AuthService") == 0)
+        l->r->nauth_invalid++;
 }
 
 static void add_object(struct pt_config__loader *l, const char *file, const struct pt_ynode *root,
@@ -516,9 +495,9 @@ static void add_object(struct pt_config__loader *l, const char *file, const stru
         return;
     }
     c.object = loose_object_name(l->arena, kind, root);
-    const struct pt_config__unimplemented *u = pt_config__find_unimplemented(kind);
-    if (u != NULL && strncmp(api, AMBASSADOR_GROUP, strlen(AMBASSADOR_GROUP)) == 0) {
-        add_unimplemented(l, &c, u, api, root);
+    if (pt_config__unimplemented(kind) && strncmp(api, AMBASSADOR_GROUP, strlen(AMBASSADOR_GROUP)) == 0) {
+        /* none of them can let through what Emissary would stop */
+        pt_config__notice(&c, NULL, "%s is not supported by this build; ignored", kind);
         return;
     }
     const struct pt_config__kind *k = lookup_kind(&c, api, kind, root);

@@ -57,6 +57,8 @@ static void snapshot_free(struct pt_snapshot *s)
     }
     for (uint32_t i = 0; i < s->nactions; i++)
         free(s->actions[i]); /* one block: header ops and strings live behind the struct */
+    free(s->http.auth);      /* one block each, too; their clusters are in s->clusters */
+    free(s->http.rls);
     free(s->actions);
     free(s->log.format);
     free(s->log.path);

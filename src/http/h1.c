@@ -301,7 +301,7 @@ static bool list_next(struct pt_str *rest, struct pt_str *elem)
     return true;
 }
 
-static bool is_token(struct pt_str s)
+bool pt_http_token(struct pt_str s)
 {
     if (s.len == 0)
         return false;
@@ -357,7 +357,7 @@ static int note_connection(struct fields *f, struct pt_str v)
     while (list_next(&v, &e)) {
         if (e.len == 0)
             continue;
-        if (!is_token(e))
+        if (!pt_http_token(e))
             return PT_BADMSG;
         if (TOKEN_IS(e, "close"))
             f->conn_close = true;
@@ -380,7 +380,7 @@ static int note_transfer_encoding(struct fields *f, struct pt_str v)
     struct pt_str e;
 
     while (list_next(&v, &e)) {
-        if (!is_token(e))
+        if (!pt_http_token(e))
             return PT_BADMSG;
         f->te_codings++;
         if (TOKEN_IS(e, "chunked"))

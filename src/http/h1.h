@@ -87,4 +87,7 @@ static inline void pt_h1_chunked_skip(struct pt_h1_chunked *st, uint64_t n)
 /* pt_http_method_id: the well-known method <method> names (case-sensitive), or OTHER. */
 enum pt_h1_method pt_http_method_id(struct pt_str method);
 
+/* pt_http_token: <s> is a non-empty RFC 9110 token (a method, a field name). */
+bool pt_http_token(struct pt_str s);
+
 #endif

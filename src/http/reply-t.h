@@ -27,6 +27,13 @@ struct pt_http_reply {
     int grpc_status;
     struct pt_str grpc_message;
     struct pt_str grpc_content_type; /* empty: application/grpc (gRPC-Web: its own) */
+    /* Headers a policy service asked for (an AuthService's denial, a RateLimitService's 429),
+     * after the standard ones: lowercase names, checked by the caller (no framing or
+     * hop-by-hop field). A content-type among them replaces text/plain. */
+    const struct pt_header *headers;
+    size_t nheaders;
 };
+
+#define PT_HTTP_REPLY_MAX_HEADERS 64 /* of those */
 
 #endif

@@ -110,6 +110,35 @@ struct pt_tlscontext_res {
     struct pt_tls_settings tls;
 };
 
+/* One rate-limit label (Emissary's MappingLabelSpecifier, Envoy's RateLimit.Action). */
+enum pt_rl_label_kind {
+    PT_RL_GENERIC_KEY = 0,    /* key (default "generic_key") = value */
+    PT_RL_REQUEST_HEADERS,    /* key = the request's header <header>; absent: no descriptor */
+    PT_RL_REMOTE_ADDRESS,     /* remote_address = the client's address */
+    PT_RL_SOURCE_CLUSTER,     /* source_cluster = Portico's own cluster name */
+    PT_RL_DESTINATION_CLUSTER, /* destination_cluster = the route's cluster */
+};
+
+struct pt_rl_label {
+    enum pt_rl_label_kind kind;
+    const char *key;
+    const char *value;            /* generic_key's value, or request_headers' header name */
+};
+
+/* A label group: one descriptor sent to the RateLimitService (Envoy's RateLimit). */
+struct pt_rl_group {
+    const char *name;
+    struct pt_rl_label *labels;
+    size_t nlabels;
+};
+
+/* A domain's label groups (Mapping labels, Module default_labels). */
+struct pt_rl_domain {
+    const char *domain;
+    struct pt_rl_group *groups;
+    size_t ngroups;
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -149,8 +178,12 @@ struct pt_mapping_res {
     const char **allow_upgrade;   /* protocols a request may upgrade to ("websocket") */
     size_t nallow_upgrade;
     bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
-    bool bypass_auth;             /* requests pass while an AuthService denies (fail closed) */
+    bool bypass_auth;             /* no AuthService check for its requests */
     bool grpc;                    /* the service speaks HTTP/2 (h2c, or ALPN h2 with TLS) */
+    struct pt_kv *auth_context_extensions; /* given to a gRPC AuthService (context_extensions) */
+    size_t nauth_context_extensions;
+    struct pt_rl_domain *labels;  /* rate-limit label groups, by domain */
+    size_t nlabels;
 };
 
 struct pt_service_port {
@@ -242,6 +275,44 @@ struct pt_tracing_res {
     size_t ntag_headers;
 };
 
+/* AuthService (Envoy's ext_authz as Emissary configures it). */
+#define PT_AUTH_MAX_BODY (16 * 1024 * 1024) /* include_body.max_bytes at most */
+struct pt_authservice_res {
+    struct pt_meta meta;
+    const char *auth_service;     /* [scheme://]host[:port] (required) */
+    const char *path_prefix;      /* HTTP: put before the request's path */
+    const char *tls;              /* TLSContext name, "true" (no context); NULL: cleartext */
+    const char *proto;            /* "http" (default) or "grpc" */
+    const char *protocol_version; /* "v2" (default) or "v3"; grpc needs v3 */
+    int timeout_ms;               /* default 5000 */
+    const char **allowed_request_headers;
+    size_t nallowed_request_headers;
+    const char **allowed_authorization_headers;
+    size_t nallowed_authorization_headers;
+    struct pt_kv *add_auth_headers;
+    size_t nadd_auth_headers;
+    bool allow_request_body;      /* old spelling of include_body {4096, allow_partial} */
+    int include_body_max_bytes;   /* include_body.max_bytes; -1: no include_body */
+    bool include_body_allow_partial;
+    bool failure_mode_allow;
+    int status_on_error;          /* status_on_error.code; default 403 */
+    const char *stats_name;
+    bool add_linkerd_headers;
+};
+
+/* RateLimitService (Envoy's ratelimit filter as Emissary configures it). */
+struct pt_ratelimitservice_res {
+    struct pt_meta meta;
+    const char *service;          /* required */
+    const char *domain;           /* NULL: the Module's default_label_domain, else "ambassador" */
+    const char *tls;
+    const char *protocol_version; /* must be v3 */
+    int timeout_ms;               /* default 20 */
+    bool failure_mode_deny;
+    bool use_resource_exhausted_code; /* grpc.use_resource_exhausted_code */
+    const char *stats_name;
+};
+
 /* One entry of the Module's grpc_stats.services (Envoy's individual_method_stats_allowlist). */
 struct pt_grpc_stats_service {
     const char *name;           /* the gRPC service, e.g. "helloworld.Greeter" */
@@ -268,6 +339,9 @@ struct pt_module_res {
     bool grpc_stats_upstream;       /* grpc_stats.upstream_stats */
     struct pt_grpc_stats_service *grpc_stats_services; /* grpc_stats.services */
     size_t ngrpc_stats_services;
+    const char *default_label_domain; /* NULL: "ambassador" */
+    struct pt_rl_domain *default_labels; /* by domain; each has one group ("defaults") */
+    size_t ndefault_labels;
 };
 
 /* A problem found while loading or validating. */
@@ -300,10 +374,13 @@ struct pt_resources {
     struct pt_secret_res *secrets;      size_t nsecrets;
     struct pt_tracing_res *tracing;     size_t ntracing;
     struct pt_module_res *modules;      size_t nmodules;
-    /* What Portico cannot enforce yet, so must fail closed on (each is also an error in diag):
-     * AuthServices for this Portico, valid or not (requests without bypass_auth get 403), and
-     * whether the ambassador Module sets ip_allow or ip_deny (every request gets 403). */
-    size_t nauthservices;
+    struct pt_authservice_res *authservices; size_t nauthservices;
+    struct pt_ratelimitservice_res *ratelimitservices; size_t nratelimitservices;
+    /* What must fail closed (each is also an error in diag): an AuthService for this Portico
+     * that could not be read (every request gets Emissary's 500 "AuthService is
+     * misconfigured"), and whether the ambassador Module sets ip_allow or ip_deny, which
+     * Portico cannot enforce yet (every request gets 403). */
+    size_t nauth_invalid;
     bool ip_policy;
     struct pt_diag diag;
     void *_arena;

@@ -52,6 +52,20 @@ struct pt_hdr_op {
     bool append;
 };
 
+/* One entry of a rate-limit descriptor (Envoy's RateLimit.Action, compiled from a label). */
+struct pt_rl_entry {
+    uint8_t kind;               /* enum pt_rl_label_kind */
+    struct pt_str key;
+    struct pt_str value;        /* generic_key's value; request_headers' header name */
+};
+
+/* A descriptor a request sends its RateLimitService: one label group of the Mapping, the
+ * Module's default labels first. */
+struct pt_rl_descriptor {
+    struct pt_rl_entry *entries;
+    uint32_t nentries;
+};
+
 /* What a matched route does: the route module returns it as the opaque action. */
 struct pt_route_action {
     struct pt_cluster *cluster;
@@ -64,7 +78,9 @@ struct pt_route_action {
     struct pt_hdr_op *add_resp;  uint32_t nadd_resp;
     struct pt_str *remove_resp;  uint32_t nremove_resp;
     struct pt_str *upgrades;     uint32_t nupgrades; /* allow_upgrade, lowercase */
-    bool bypass_auth;           /* served while pt_http_opts.auth_deny is set */
+    bool bypass_auth;           /* no AuthService check */
+    struct pt_hdr_op *auth_ctx;  uint32_t nauth_ctx; /* auth_context_extensions */
+    struct pt_rl_descriptor *rl; uint32_t nrl;       /* labels of the RateLimitService's domain */
     const char *mapping;        /* "ns/name", for diag */
 };
 
@@ -129,6 +145,32 @@ struct pt_grpcstats_cfg {
     } m[PT_GRPCSTATS_SLOTS];
 };
 
+/* The AuthService, compiled (proxy/auth.c runs it). Names are lowercase. */
+struct pt_auth_config {
+    struct pt_cluster *cluster;  /* the auth service (in snapshot->clusters) */
+    bool grpc;                   /* envoy.service.auth.v3.Authorization/Check; else HTTP */
+    bool failure_mode_allow;     /* an error lets the request through */
+    bool allow_partial;          /* a body over max_body is cut (else 413) */
+    uint16_t status_on_error;    /* the answer when the check fails (default 403) */
+    uint32_t timeout_ms;         /* 0: none */
+    int32_t max_body;            /* include_body.max_bytes; -1: the body is not sent */
+    struct pt_str path_prefix;
+    struct pt_str *allowed_req;  uint32_t nallowed_req;  /* request headers an HTTP check gets */
+    struct pt_str *allowed_auth; uint32_t nallowed_auth; /* answer headers the request (allowed)
+                                                          * or the client (denied) gets */
+    struct pt_hdr_op *add;       uint32_t nadd;          /* add_auth_headers, l5d-dst-override */
+};
+
+/* The RateLimitService, compiled (proxy/ratelimit.c). */
+struct pt_rls_config {
+    struct pt_cluster *cluster;  /* in snapshot->clusters */
+    struct pt_str domain;
+    uint32_t timeout_ms;         /* 0: none */
+    bool failure_mode_deny;      /* an error answers 500 (else the request passes) */
+    bool resource_exhausted;     /* gRPC clients get RESOURCE_EXHAUSTED (else UNAVAILABLE) */
+    struct pt_str source_cluster; /* "<AMBASSADOR_ID>-<namespace>", Envoy's node cluster */
+};
+
 struct pt_http_opts {
     bool enable_http10;          /* serve HTTP/1.0 requests (else 426 Upgrade Required) */
     bool merge_slashes;          /* "//" in a path becomes "/" before matching */
@@ -137,8 +179,10 @@ struct pt_http_opts {
     struct pt_grpcstats_cfg grpc_stats; /* Module grpc_stats (observe/grpcstats.h counts) */
     uint32_t listener_idle_timeout_ms; /* keep-alive idle of client connections; 0: the
                                         * --idle-timeout-ms default */
-    /* Fail closed on what cannot be enforced yet (config/resources.c reports each as an error): */
-    bool auth_deny;              /* an AuthService exists: 403 (flag UAEX) unless bypass_auth */
+    struct pt_auth_config *auth; /* the AuthService; NULL: none */
+    struct pt_rls_config *rls;   /* the RateLimitService; NULL: none */
+    /* Fail closed (config/resources.c and compile.c report each as an error): */
+    bool auth_broken;            /* an AuthService is invalid: 500 "AuthService is misconfigured" */
     bool ip_deny_all;            /* the Module has ip_allow/ip_deny: 403 "RBAC: access denied" */
 };
 

@@ -64,7 +64,15 @@ struct pt_hist {
     X(upstream_cx_none_healthy)   /* requests that found no endpoint (503) */                      \
     X(upstream_cx_destroy)        /* upstream connections closed */                                \
     X(upstream_cx_rx_bytes_total) /* bytes read from upstreams */                                  \
-    X(upstream_cx_tx_bytes_total) /* bytes written to upstreams */
+    X(upstream_cx_tx_bytes_total) /* bytes written to upstreams */                                 \
+    X(ext_authz_ok)               /* AuthService checks of its requests: allowed */                \
+    X(ext_authz_denied)           /* ... denied */                                                 \
+    X(ext_authz_error)            /* ... failed (no answer, a 5xx) */                              \
+    X(ext_authz_failure_mode_allowed) /* ... failed, and let through (failure_mode_allow) */       \
+    X(ratelimit_ok)               /* RateLimitService calls of its requests: under the limit */    \
+    X(ratelimit_over_limit)       /* ... over the limit (429) */                                   \
+    X(ratelimit_error)            /* ... failed */                                                 \
+    X(ratelimit_failure_mode_allowed) /* ... failed, and let through (no failure_mode_deny) */
 
 /* Cluster gauges: incremented and decremented by the same worker; summed at scrape. */
 #define PT_CLUSTER_GAUGES(X)                                                                       \
@@ -89,7 +97,11 @@ struct pt_hist {
     X(downstream_rq_http2_total)  /* ... over HTTP/2 */                                            \
     X(downstream_rq_completed)    /* requests answered */                                          \
     X(downstream_rq_timeout)      /* requests whose headers did not arrive in time */             \
-    X(no_route)                   /* requests no route matched (404) */
+    X(no_route)                   /* requests no route matched (404) */                            \
+    X(ext_authz_ok)               /* AuthService checks: allowed */                                \
+    X(ext_authz_denied)           /* ... denied */                                                 \
+    X(ext_authz_error)            /* ... failed */                                                 \
+    X(ext_authz_failure_mode_allowed) /* ... failed, and let through */
 
 #define PT_HTTP_GAUGES(X)                                                                          \
     X(downstream_cx_active)       /* open client connections */                                    \

@@ -163,6 +163,7 @@ struct pt_conn {
 #define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
 #define PT_SF_GRPC_DEADLINE 0x8000 /* the route timer is the request's grpc-timeout (shorter than
                                     * the route timeout): its expiry is gRPC's DEADLINE_EXCEEDED */
+#define PT_SF_CONTINUED   0x10000 /* "100 Continue" was sent (the AuthService wanted the body) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -170,6 +171,7 @@ enum pt_stream_state {
     PT_ST_UPSTREAM,    /* forwarding: the request goes up, the response comes down */
     PT_ST_RETRY,       /* its pooled upstream connection died unused: it goes again, once */
     PT_ST_REPLIED,     /* a local reply is being written */
+    PT_ST_POLICY,      /* its AuthService or RateLimitService decides (proxy/policy.h) */
 };
 
 /* Upstream connection states. */
@@ -243,6 +245,7 @@ struct pt_hc_ops {
 
 struct pt_h2x;
 struct pt_h2up;
+struct pt_call;
 
 /* One request/response exchange on an upstream connection. All-zero is an idle exchange. */
 struct pt_hc {
@@ -327,6 +330,14 @@ struct pt_stream {
     struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
     struct pt_gw gw;                /* gRPC-Web translation state */
     struct pt_grpc_call gs;         /* Module grpc_stats: this call's counting */
+    /* AuthService and RateLimitService (proxy/policy.h): */
+    struct pt_call *call;           /* the policy call running, or NULL */
+    struct pt_call *edits[2];       /* ended calls whose header edits apply: [0] the
+                                     * AuthService's, [1] the RateLimitService's */
+    char *held;                     /* request body taken from the client for the AuthService,
+                                     * sent upstream before the rest (malloc'd) */
+    uint32_t held_len, held_cap;
+    bool held_end;                  /* the body ended within it */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
     bool resp_chunked;              /* the body goes to the client chunked (framed here) */
@@ -358,6 +369,7 @@ struct pt_worker {
     struct pt_conn *free_conns, *dead_conns, *ready_conns;
     struct pt_stream *free_streams, *ready_streams;
     struct pt_upstream *free_up, *dead_up, *ready_ups;
+    struct pt_call *free_calls;     /* policy calls (proxy/call.h) */
     struct pt_h2up *ready_h2ups;    /* HTTP/2 upstream connections with work, or dead to free */
     struct pt_pool_entry **pools;   /* open hash of endpoints */
     uint32_t npools_cap, npools_used;

@@ -69,14 +69,23 @@ static struct pt_str grpc_message(struct pt_str text, char *out)
     return pt_str_make(out, n);
 }
 
-/* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
- * redirect. A gRPC request gets it as gRPC status and message in a trailers-only response.
- * One that the connection cannot write (a Location longer than any head can carry) becomes a
- * 400 instead. A reply to HEAD says its length and sends no body. */
+/* What a local reply carries beyond its status and body. */
+struct reply_extra {
+    const struct pt_str *location;  /* four pieces joined: a redirect; NULL: none */
+    const struct pt_header *headers; /* a policy service's (http/reply-t.h) */
+    size_t nheaders;
+    int grpc_status;                /* for a gRPC request; 0: mapped from the status */
+};
+
+/* Sends a complete local response, with <x> (NULL: nothing more). A gRPC request gets it as
+ * gRPC status and message in a trailers-only response. One that the connection cannot write
+ * (a Location longer than any head can carry) becomes a 400 instead. A reply to HEAD says its
+ * length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
-                       const struct pt_str *location)
+                       const struct reply_extra *x)
 {
     struct pt_http_reply r = { .date = pt_http_date() };
+    const struct pt_str *location = x ? x->location : NULL;
     char msg[3 * 512], gwct[64];
     bool grpc = pt_reply_grpc_request(st);
     int n;
@@ -90,14 +99,18 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         st->flags |= PT_SF_CLOSE_AFTER;
     if (location != NULL)
         memcpy(r.location, location, sizeof(r.location));
+    if (x != NULL && x->nheaders != 0) {
+        r.headers = x->headers;
+        r.nheaders = x->nheaders;
+    }
     for (;;) {
         r.status = status;
         r.reason = pt_str_c(pt_reason_phrase(status));
         r.content_length = body.len;
-        r.text_plain = body.len != 0;
+        r.text_plain = body.len != 0 && !pt_header_find(r.headers, r.nheaders, PT_STR_LIT("content-type"));
         if (grpc) { /* HTTP 200, the outcome in grpc-status */
             r.grpc = true;
-            r.grpc_status = grpc_status(status);
+            r.grpc_status = x && x->grpc_status ? x->grpc_status : grpc_status(status);
             r.grpc_message = grpc_message(pt_str_make(body.ptr, body.len > 512 ? 512 : body.len), msg);
             if (st->gw.kind)
                 r.grpc_content_type = pt_gw_response_type(st, gwct, sizeof(gwct));
@@ -118,6 +131,8 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         body = PT_STR_LIT("Bad Request");
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
+        r.headers = NULL;
+        r.nheaders = 0;
         st->flags |= PT_SF_CLOSE_AFTER;
     }
     if (n != 0 && n != PT_AGAIN) { /* the client is gone (a 400 without a location always fits) */
@@ -136,6 +151,13 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags)
 {
     send_reply(st, status, body, flags, NULL);
+}
+
+void pt_reply_policy(struct pt_stream *st, int status, const struct pt_header *h, size_t n, struct pt_str body,
+                     int grpc_status, const char *flags)
+{
+    send_reply(st, status, body, flags,
+               &(struct reply_extra){ .headers = h, .nheaders = n, .grpc_status = grpc_status });
 }
 
 void pt_reply_bad_request(struct pt_stream *st)
@@ -173,7 +195,8 @@ void pt_reply_redirect_https(struct pt_stream *st)
     if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
         host.len -= 3;
     send_reply(st, 301, (struct pt_str){ 0 }, "-",
-               (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path, query });
+               &(struct reply_extra){ .location = (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path,
+                                                                            query } });
 }
 
 void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,

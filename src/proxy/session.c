@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
+#include "proxy/policy.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -281,6 +282,27 @@ static bool request_is_secure(const struct pt_stream *st, const struct pt_listen
     return st->rec.tls != 0;
 }
 
+void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bool xff, bool xfp)
+{
+    const struct pt_h1_request *req = &st->req;
+
+    if (xff) {
+        pt_h1w_header_begin(b, PT_STR_LIT("x-forwarded-for"));
+        for (size_t i = req->idx_x_forwarded_for >= 0 ? (size_t)req->idx_x_forwarded_for : req->nheaders;
+             i < req->nheaders; i++) {
+            struct pt_str n = req->headers[i].name;
+            if (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for")) && req->headers[i].value.len) {
+                pt_h1w_value(b, req->headers[i].value); /* several headers are one comma list */
+                pt_h1w_value(b, PT_STR_LIT(","));
+            }
+        }
+        pt_h1w_value(b, pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len));
+        pt_h1w_header_end(b);
+    }
+    if (xfp)
+        pt_h1w_header(b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+}
+
 /* Writes the upstream request head into the worker's scratch area; returns its length or 0. */
 static size_t build_request_head(struct pt_stream *st, const struct pt_route *route,
                                  const struct pt_route_req *rreq, const char *request_id)
@@ -323,6 +345,8 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
             continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
+        if (pt_policy_has_edits(st) && pt_policy_replaces(st, n))
+            continue; /* the AuthService's (or RateLimitService's) value instead */
         if (st->gw.kind && (int)i == req->idx_content_type)
             continue; /* gRPC-Web goes up as gRPC: written below */
         pt_h1w_header(&b, n, req->headers[i].value);
@@ -340,19 +364,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
         pt_h1w_header(&b, PT_STR_LIT("host"), req->authority);
     else if (req->idx_host < 0) /* HTTP/1.0 without Host: the service's name */
         pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
-    pt_h1w_header_begin(&b, PT_STR_LIT("x-forwarded-for"));
-    for (size_t i = req->idx_x_forwarded_for >= 0 ? (size_t)req->idx_x_forwarded_for : req->nheaders;
-         i < req->nheaders; i++) {
-        struct pt_str n = req->headers[i].name;
-        if (n.len == 15 && pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for")) && req->headers[i].value.len) {
-            pt_h1w_value(&b, req->headers[i].value); /* several headers are one comma list */
-            pt_h1w_value(&b, PT_STR_LIT(","));
-        }
-    }
-    pt_h1w_value(&b, pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len));
-    pt_h1w_header_end(&b);
-    if (!keep_xfp || req->idx_x_forwarded_proto < 0)
-        pt_h1w_header(&b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+    pt_session_write_forwarded(st, &b, true, !keep_xfp || req->idx_x_forwarded_proto < 0);
     if (request_id)
         pt_h1w_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
     if (rewritten) {
@@ -366,6 +378,8 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     }
     if (a->timeout_ms)
         pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"), a->timeout_ms);
+    if (pt_policy_has_edits(st))
+        pt_policy_write_request_headers(st, &b);
     for (uint32_t i = 0; i < a->nadd_req; i++)
         pt_h1w_header(&b, a->add_req[i].name, a->add_req[i].value);
     if (st->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
@@ -479,7 +493,8 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         pt_reply_bad_request(st);
         return false;
     }
-    if (req->expect_continue && !(st->flags & PT_SF_REQ_DONE) && st->conn->down->expect_continue(st) != 0) {
+    if (req->expect_continue && !(st->flags & (PT_SF_REQ_DONE | PT_SF_CONTINUED)) &&
+        st->conn->down->expect_continue(st) != 0) {
         pt_stream_abort(st);
         return false;
     }
@@ -521,16 +536,60 @@ bool pt_session_can_retry(const struct pt_stream *st)
     return req->idx_x_request_id >= 0 || st->rec.lf_rid.len == 36;
 }
 
+/* made_request_id: the x-request-id Portico made for the request (the client sent none), as
+ * the log kept it, into <rid> (37 bytes); NULL when the client sent one. */
+static const char *made_request_id(const struct pt_stream *st, char *rid)
+{
+    if (st->req.idx_x_request_id >= 0)
+        return NULL;
+    memcpy(rid, st->rec.log + st->rec.lf_rid.off, 36);
+    rid[36] = '\0';
+    return rid;
+}
+
 void pt_session_retry(struct pt_stream *st)
 {
-    const struct pt_h1_request *req = &st->req;
-    struct pt_route_req rreq = route_req(req);
+    struct pt_route_req rreq = route_req(&st->req);
     char rid[37];
 
-    if (req->idx_x_request_id < 0) /* the id made for this request, as the log kept it */
-        memcpy(rid, st->rec.log + st->rec.lf_rid.off, 36);
     st->flags &= ~PT_SF_REQ_SENT;
-    send_upstream(st, &rreq, req->idx_x_request_id < 0 ? rid : NULL, true);
+    send_upstream(st, &rreq, made_request_id(st, rid), true);
+}
+
+/* forward: the routed request goes to its cluster: counted, sent upstream with what of its body
+ * is here, its route timeout (or gRPC deadline) and idle timeout started. */
+static void forward(struct pt_stream *st, const struct pt_route_req *rreq, const char *rid)
+{
+    struct pt_worker *w = st->w;
+    struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
+
+    if (cs != NULL) {
+        pt_stats_inc(&cs->upstream_rq_total);
+        pt_gauge_inc(&cs->upstream_rq_active);
+        st->flags |= PT_SF_UP_ACTIVE;
+        if (st->rec.action->cluster->nendpoints == 0)
+            pt_stats_inc(&cs->upstream_cx_none_healthy);
+    }
+    if (st->rec.action->cluster->nendpoints == 0) {
+        pt_reply_local(st, 503, PT_STR_LIT("no healthy upstream"), "UH");
+        return;
+    }
+    if (!send_upstream(st, rreq, rid, false))
+        return;
+    {
+        uint32_t t = st->rec.action->timeout_ms, g;
+        if (st->rec.action->cluster->http2 && (g = grpc_timeout_ms(&st->req)) != 0 && (t == 0 || g < t)) {
+            t = g; /* the client's deadline comes first */
+            st->flags |= PT_SF_GRPC_DEADLINE;
+        }
+        if (t)
+            pt_timer_arm(w->loop, &st->timer, t);
+    }
+    st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
+    pt_stream_touch(st);
+    st->state = PT_ST_UPSTREAM;
+    if (!(st->flags & PT_SF_REQ_DONE))
+        pt_stream_on_client_readable(st); /* more body may already be here */
 }
 
 void pt_session_dispatch(struct pt_stream *st)
@@ -633,10 +692,7 @@ void pt_session_dispatch(struct pt_stream *st)
         return;
     }
     st->rec.action = pt_route_action(route);
-    if (st->snap->http.auth_deny && !st->rec.action->bypass_auth) { /* AuthService: fail closed */
-        pt_reply_local(st, 403, (struct pt_str){ 0 }, "UAEX");
-        return;
-    }
+    st->route = route;
     if (req->upgrade) {
         int up = upgrade_check(st);
         if (up < 0) {
@@ -646,37 +702,19 @@ void pt_session_dispatch(struct pt_stream *st)
         if (up > 0)
             st->flags |= PT_SF_UPGRADE;
     }
-    {
-        struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
-        if (cs != NULL) {
-            pt_stats_inc(&cs->upstream_rq_total);
-            pt_gauge_inc(&cs->upstream_rq_active);
-            st->flags |= PT_SF_UP_ACTIVE;
-            if (st->rec.action->cluster->nendpoints == 0)
-                pt_stats_inc(&cs->upstream_cx_none_healthy);
-        }
-    }
-    if (st->rec.action->cluster->nendpoints == 0) {
-        pt_reply_local(st, 503, PT_STR_LIT("no healthy upstream"), "UH");
+    if (pt_policy_wanted(st)) {
+        pt_policy_start(st); /* pt_session_proceed when the checks let it go on */
         return;
     }
-    st->route = route;
-    if (!send_upstream(st, &rreq, rid, false))
-        return;
-    {
-        uint32_t t = st->rec.action->timeout_ms, g;
-        if (st->rec.action->cluster->http2 && (g = grpc_timeout_ms(req)) != 0 && (t == 0 || g < t)) {
-            t = g; /* the client's deadline comes first */
-            st->flags |= PT_SF_GRPC_DEADLINE;
-        }
-        if (t)
-            pt_timer_arm(w->loop, &st->timer, t);
-    }
-    st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
-    pt_stream_touch(st);
-    st->state = PT_ST_UPSTREAM;
-    if (!(st->flags & PT_SF_REQ_DONE))
-        pt_stream_on_client_readable(st); /* more body may already be here */
+    forward(st, &rreq, rid);
+}
+
+void pt_session_proceed(struct pt_stream *st)
+{
+    struct pt_route_req rreq = route_req(&st->req);
+    char rid[37];
+
+    forward(st, &rreq, made_request_id(st, rid));
 }
 
 int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *res)
@@ -733,6 +771,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };
     for (uint32_t i = 0; i < a->nadd_resp; i++)
         out[n++] = (struct pt_header){ a->add_resp[i].name, a->add_resp[i].value };
+    if (pt_policy_has_edits(st)) /* the AuthService's or RateLimitService's response headers */
+        n += pt_policy_response_headers(st, out + n, max - n);
     h.nheaders = n;
     if (st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;

@@ -128,6 +128,16 @@ static inline void pt_stream_touch(struct pt_stream *st)
  * until the stream ends): route it and start forwarding it, or answer it locally. */
 void pt_session_dispatch(struct pt_stream *st);
 
+/* pt_session_proceed: the request's checks (proxy/policy.h) let it go on: it is sent upstream
+ * (or answered 503 when its cluster has no endpoint). */
+void pt_session_proceed(struct pt_stream *st);
+
+/* pt_session_write_forwarded: x-forwarded-for (<xff>: the client's list with its address
+ * appended) and x-forwarded-proto (<xfp>: the connection's scheme) as the upstream sees them,
+ * into <b>. */
+struct pt_h1w;
+void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bool xff, bool xfp);
+
 /* pt_session_response_head: the upstream's final response head <res> arrived: decides the
  * head the client gets (struct pt_resp_head) and gives it to the client's connection. Returns
  * 0, or PT_BADMSG when it cannot be sent (too large). */
@@ -146,6 +156,13 @@ void pt_session_observe_end(struct pt_stream *st);
 
 /* Local replies (reply.c), each sent with Envoy's status, body and response flags. */
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags);
+
+/* pt_reply_policy: the answer of a policy service (an AuthService's denial or error, a
+ * RateLimitService's 429): <status>, the headers <h> (<n>, at most PT_HTTP_REPLY_MAX_HEADERS,
+ * checked with pt_policy_header_ok) and <body>; a gRPC request gets <grpc_status> (0: mapped
+ * from <status>). */
+void pt_reply_policy(struct pt_stream *st, int status, const struct pt_header *h, size_t n, struct pt_str body,
+                     int grpc_status, const char *flags);
 
 /* pt_reply_grpc_request: the request is gRPC (content-type application/grpc[+...][;...]), or
  * gRPC-Web being translated: its local replies are gRPC's (proxy/reply.c). */

@@ -12,6 +12,7 @@
 #include "proxy/sockio.h"
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
+#include "proxy/policy.h"
 #include "observe/grpcstats.h"
 #include "http/h1.h"
 #include "http/body.h"
@@ -165,6 +166,8 @@ static void stream_end(struct pt_stream *st, int how, bool upstream_reusable)
         pt_trace_upstream_end(&st->trace);
     stream_observe(st);
     pt_hc_finish(&st->hc, upstream_reusable);
+    if (st->call != NULL || st->held != NULL || pt_policy_has_edits(st))
+        pt_policy_end(st);
     stream_request_end(st);
     if (st->state == PT_ST_RETRY)
         stream_unqueue(st);
@@ -193,6 +196,10 @@ void pt_stream_abort(struct pt_stream *st)
 void pt_stream_release_upstream(struct pt_stream *st)
 {
     pt_hc_finish(&st->hc, false);
+    if (st->call != NULL) { /* answered while a check runs: the check is given up */
+        pt_call_cancel(st->call);
+        st->call = NULL;
+    }
 }
 
 /* ---- the request body: client -> upstream ------------------------------------------------- */
@@ -200,15 +207,22 @@ void pt_stream_release_upstream(struct pt_stream *st)
 int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool bad_body_400, bool *goes_on)
 {
     const struct pt_down_ops *down = st->conn->down;
-    bool done = (st->flags & PT_SF_REQ_DONE) != 0;
+    bool done = (st->flags & PT_SF_REQ_DONE) != 0, held = false;
     int64_t used = 0;
     int r = 0;
 
     *goes_on = false;
     if (!done) {
         struct iovec data[PT_BODY_RUNS];
-        int k;
-        used = down->body(st, data, &k, &done);
+        int k = 0;
+        if (st->held != NULL) { /* what the AuthService saw goes first (proxy/policy.c) */
+            held = true;
+            if (st->held_len != 0)
+                data[k++] = (struct iovec){ st->held, st->held_len };
+            done = st->held_end;
+        } else {
+            used = down->body(st, data, &k, &done);
+        }
         if (used == PT_BADMSG && bad_body_400) {
             pt_reply_bad_request(st);
             return -1;
@@ -217,7 +231,7 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
             pt_stream_abort(st); /* the client went away, or broke the body's framing */
             return -1;
         }
-        if (used == 0 && !done && out->n == 0)
+        if (used == 0 && !held && !done && out->n == 0)
             return 0; /* more comes with pt_stream_on_client_readable */
         if (st->gw.kind) { /* gRPC-Web: decoded on its way (with the head, if any) */
             r = pt_gw_send(st, out->n ? &out->iov[0] : NULL, data, k, done);
@@ -239,6 +253,11 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
     }
     if (used > 0)
         down->body_consume(st, used);
+    if (held) { /* sent: the rest comes from the client */
+        free(st->held);
+        st->held = NULL;
+        st->held_len = st->held_cap = 0;
+    }
     st->rec.bytes_rx = st->req_body.payload;
     if (done)
         st->flags |= PT_SF_REQ_DONE;
@@ -280,7 +299,9 @@ int pt_stream_pass_trailers(struct pt_stream *st)
 
 void pt_stream_on_client_readable(struct pt_stream *st)
 {
-    if (!(st->flags & PT_SF_REQ_DONE))
+    if (st->state == PT_ST_POLICY)
+        pt_policy_on_client_readable(st); /* its checks run: the body waits (or is gathered) */
+    else if (!(st->flags & PT_SF_REQ_DONE))
         stream_forward_request_body(st);
     /* else the bytes wait (RD_PENDING stays set): a pipelined request, read after this one */
 }

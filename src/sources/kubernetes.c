@@ -71,11 +71,10 @@ static const struct kind kinds[] = {
     {"TLSContext", AMB, "tlscontexts", NULL, true, false},
     {"TracingService", AMB, "tracingservices", NULL, true, false},
     {"Module", AMB, "modules", NULL, true, false},
-    /* Kinds Portico does not implement, watched so that none goes unseen: AuthService and
-     * RateLimitService are errors (requests fail closed while an AuthService exists), the
-     * others notices (config/kinds.c). Emissary's CRDs, all served as v3alpha1. */
-    {"AuthService", AMB, "authservices", NULL, true, true},
-    {"RateLimitService", AMB, "ratelimitservices", NULL, true, true},
+    {"AuthService", AMB, "authservices", NULL, true, false},
+    {"RateLimitService", AMB, "ratelimitservices", NULL, true, false},
+    /* Kinds Portico does not implement, watched so that none goes unseen: a notice each
+     * (config/kinds.c). Emissary's CRDs, all served as v3alpha1. */
     {"LogService", AMB, "logservices", NULL, true, true},
     {"TCPMapping", AMB, "tcpmappings", NULL, true, true},
     {"KubernetesEndpointResolver", AMB, "kubernetesendpointresolvers", NULL, true, true},

@@ -1,0 +1,286 @@
+/* Policy calls (proxy/call.h): a stream's request to its AuthService or RateLimitService, on
+ * the same upstream client as proxied requests. The answer is copied into the call's own memory
+ * as it comes (the client's slices live only during its callbacks), bounded by
+ * PT_CALL_MAX_ANSWER; the exchange is finished (its connection back to the pool, or its HTTP/2
+ * stream closed) before the caller hears of the result, so a caller that goes on to proxy the
+ * request finds the connection free. The cluster's request counters and its endpoint's
+ * outcome are kept as for proxied requests. */
+#include "proxy/call.h"
+#include "proxy/httpclient.h"
+#include "proxy/pbuf.h"
+#include "http/h1write.h"
+#include "cluster/lb.h"
+#include "observe/stats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct pt_hc_ops call_hc_ops;
+
+/* call_keep: copies <s> into the call's memory (PT_CALL_MAX_ANSWER bytes, taken at the first
+ * use and kept with the call on the free list, so slices never move); false when the answer
+ * is too large. */
+static bool call_keep(struct pt_call *call, struct pt_str s, struct pt_str *out)
+{
+    if (s.len > PT_CALL_MAX_ANSWER - call->used)
+        return false;
+    if (call->mem == NULL && (call->mem = malloc(PT_CALL_MAX_ANSWER)) == NULL)
+        return false;
+    if (s.len != 0)
+        memcpy(call->mem + call->used, s.ptr, s.len);
+    *out = pt_str_make(call->mem + call->used, s.len);
+    call->used += (uint32_t)s.len;
+    return true;
+}
+
+/* call_keep_fields: copies the fields <h> into <out> (at most PT_CALL_MAX_FIELDS), names
+ * lowercase. */
+static bool call_keep_fields(struct pt_call *call, const struct pt_header *h, size_t n, struct pt_header *out,
+                             uint32_t *nout)
+{
+    for (size_t i = 0; i < n && *nout < PT_CALL_MAX_FIELDS; i++) {
+        struct pt_header *f = &out[*nout];
+        if (!call_keep(call, h[i].name, &f->name) || !call_keep(call, h[i].value, &f->value))
+            return false;
+        for (size_t k = 0; k < f->name.len; k++)
+            ((char *)f->name.ptr)[k] = pt_lower(f->name.ptr[k]);
+        (*nout)++;
+    }
+    return true;
+}
+
+bool pt_call_edit(struct pt_call *call, int op, struct pt_str name, struct pt_str value)
+{
+    struct pt_call_edit *e;
+
+    if (call->nedits >= PT_CALL_MAX_FIELDS)
+        return false;
+    e = &call->edits[call->nedits];
+    if (!call_keep(call, name, &e->name) || !call_keep(call, value, &e->value))
+        return false;
+    for (size_t k = 0; k < e->name.len; k++)
+        ((char *)e->name.ptr)[k] = pt_lower(e->name.ptr[k]);
+    e->op = (uint8_t)op;
+    call->nedits++;
+    return true;
+}
+
+static struct pt_cluster_stats *call_stats(const struct pt_call *call)
+{
+    return pt_stats_cluster(call->st->w->st, call->cluster->stats_idx);
+}
+
+/* call_end: the call is over with <result>: its exchange finished (the connection reused when
+ * the answer was whole), its timer stopped, its endpoint told, and the caller told. */
+static void call_end(struct pt_call *call, int result)
+{
+    struct pt_cluster_stats *cs = call_stats(call);
+    enum pt_lb_outcome outcome = result == PT_CALL_OK ? (call->status >= 500 ? PT_LB_HTTP_5XX : PT_LB_SUCCESS)
+                                 : result == PT_CALL_TIMEOUT ? PT_LB_TIMEOUT : PT_LB_RESET;
+
+    pt_hc_finish(&call->hc, result == PT_CALL_OK);
+    pt_timer_cancel(&call->timer);
+    pt_lb_release(&call->st->w->lb, &call->pick, outcome);
+    if (cs != NULL) {
+        pt_gauge_dec(&cs->upstream_rq_active);
+        if (result == PT_CALL_OK) {
+            pt_stats_upstream_code(cs, call->status);
+            pt_hist_record_ms(&cs->upstream_rq_time,
+                              (double)(pt_loop_now_ms(call->st->w->loop) - call->start_ms));
+        } else if (result == PT_CALL_TIMEOUT) {
+            pt_stats_inc(&cs->upstream_rq_timeout);
+        }
+    }
+    call->ended = true;
+    call->done(call->st, call, result);
+}
+
+static int call_on_head(void *owner, const struct pt_h1_response *res)
+{
+    struct pt_call *call = owner;
+
+    call->status = res->status;
+    if (!call_keep_fields(call, res->headers, res->nheaders, call->headers, &call->nheaders)) {
+        call_end(call, PT_CALL_FAILED);
+        return PT_CLOSED;
+    }
+    return 0;
+}
+
+static int call_on_body(void *owner, const struct iovec *iov, int n, bool end)
+{
+    struct pt_call *call = owner;
+
+    for (int i = 0; i < n; i++) {
+        struct pt_str piece;
+        if (!call_keep(call, pt_str_make(iov[i].iov_base, iov[i].iov_len), &piece)) {
+            call_end(call, PT_CALL_FAILED);
+            return PT_CLOSED;
+        }
+        if (call->body.len == 0)
+            call->body.ptr = piece.ptr;
+        call->body.len += piece.len; /* contiguous: nothing else is kept after the head */
+    }
+    if (!end)
+        return 0;
+    call_end(call, PT_CALL_OK);
+    return PT_CLOSED;
+}
+
+static int call_on_trailers(void *owner, const struct pt_header *h, size_t n)
+{
+    struct pt_call *call = owner;
+
+    if (!call_keep_fields(call, h, n, call->trailers, &call->ntrailers)) {
+        call_end(call, PT_CALL_FAILED);
+        return PT_CLOSED;
+    }
+    return 0;
+}
+
+static void call_on_writable(void *owner)
+{
+    (void)owner; /* the whole request was handed over at the start */
+}
+
+static void call_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
+{
+    struct pt_call *call = owner;
+
+    (void)reason, (void)tfr, (void)flags;
+    call_end(call, PT_CALL_FAILED);
+}
+
+static const struct pt_hc_ops call_hc_ops = {
+    .on_head = call_on_head,
+    .on_body = call_on_body,
+    .on_trailers = call_on_trailers,
+    .on_writable = call_on_writable,
+    .on_error = call_on_error,
+};
+
+static void call_on_timer(struct pt_timer *t)
+{
+    struct pt_call *call = pt_container_of(t, struct pt_call, timer);
+
+    call_end(call, call->send_failed ? PT_CALL_FAILED : PT_CALL_TIMEOUT);
+}
+
+struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, struct pt_str head,
+                              struct pt_str body, uint32_t timeout_ms, pt_call_done_fn done)
+{
+    struct pt_worker *w = st->w;
+    struct pt_call *call = w->free_calls;
+    struct pt_cluster_stats *cs;
+    struct iovec iov[2] = { { (void *)head.ptr, head.len }, { (void *)body.ptr, body.len } };
+
+    if (call != NULL)
+        w->free_calls = call->next_free;
+    else if ((call = calloc(1, sizeof(*call))) == NULL)
+        return NULL;
+    call->st = st;
+    call->done = done;
+    call->cluster = c;
+    call->ended = call->send_failed = false;
+    call->status = 0;
+    call->nheaders = call->ntrailers = call->nedits = 0;
+    call->body = (struct pt_str){ 0 };
+    call->used = 0;
+    call->hc = (struct pt_hc){ 0 };
+    call->timer.cb = call_on_timer;
+    call->start_ms = pt_loop_now_ms(w->loop);
+    cs = pt_stats_cluster(w->st, c->stats_idx);
+    if (cs != NULL) {
+        pt_stats_inc(&cs->upstream_rq_total);
+        if (c->nendpoints == 0)
+            pt_stats_inc(&cs->upstream_cx_none_healthy);
+    }
+    call->ep = c->nendpoints ? pt_lb_pick(&w->lb, c, NULL, &call->pick) : NULL;
+    if (call->ep == NULL ||
+        pt_hc_start(&call->hc, w, c, call->ep, false, &call_hc_ops, call, false, false) != 0) {
+        pt_lb_release(&w->lb, &call->pick, PT_LB_CONNECT_FAILURE);
+        call->hc = (struct pt_hc){ 0 };
+        pt_call_free(call);
+        return NULL;
+    }
+    if (cs != NULL)
+        pt_gauge_inc(&cs->upstream_rq_active);
+    if (timeout_ms != 0)
+        pt_timer_arm(w->loop, &call->timer, timeout_ms);
+    call->send_failed = pt_hc_send(&call->hc, iov, body.len ? 2 : 1, true) == PT_IO;
+    if (call->send_failed) /* reported from the loop, never from inside the caller's call */
+        pt_timer_arm(w->loop, &call->timer, 0);
+    return call;
+}
+
+size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, struct pt_str extra,
+                         char *out, size_t cap)
+{
+    struct pt_h1w b;
+    size_t n;
+
+    pt_h1w_init(&b, out, cap);
+    pt_h1w_request_line(&b, PT_STR_LIT("POST"), path);
+    pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(c->name)); /* Envoy's gRPC client: the cluster */
+    pt_h1w_header(&b, PT_STR_LIT("content-type"), PT_STR_LIT("application/grpc"));
+    if (timeout_ms != 0) {
+        char t[64]; /* pt_h1w_header copies in words: room to spare */
+        size_t tl = pt_u64_dec(timeout_ms, t);
+        t[tl++] = 'm';
+        pt_h1w_header(&b, PT_STR_LIT("grpc-timeout"), pt_str_make(t, tl));
+    }
+    n = pt_h1w_end(&b);
+    if (n == 0 || extra.len > cap - n)
+        return 0;
+    memmove(out + n - 2 + extra.len, out + n - 2, 2); /* the extra lines before the blank one */
+    memcpy(out + n - 2, extra.ptr, extra.len);
+    return n + extra.len;
+}
+
+bool pt_call_grpc_message(const struct pt_call *call, struct pt_str *msg)
+{
+    struct pt_str gs = pt_call_trailer(call, PT_STR_LIT("grpc-status"));
+
+    return call->status == 200 && gs.len == 1 && gs.ptr[0] == '0' && pt_pbuf_unframe(call->body, msg);
+}
+
+static struct pt_str field_find(const struct pt_header *h, uint32_t n, struct pt_str name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (h[i].name.len == name.len && memcmp(h[i].name.ptr, name.ptr, name.len) == 0)
+            return h[i].value;
+    return (struct pt_str){ 0 };
+}
+
+struct pt_str pt_call_header(const struct pt_call *call, struct pt_str name)
+{
+    return field_find(call->headers, call->nheaders, name);
+}
+
+struct pt_str pt_call_trailer(const struct pt_call *call, struct pt_str name)
+{
+    struct pt_str v = field_find(call->trailers, call->ntrailers, name);
+    return v.ptr != NULL ? v : pt_call_header(call, name);
+}
+
+void pt_call_cancel(struct pt_call *call)
+{
+    struct pt_cluster_stats *cs = call_stats(call);
+
+    if (!call->ended) {
+        pt_hc_finish(&call->hc, false);
+        pt_timer_cancel(&call->timer);
+        pt_lb_release(&call->st->w->lb, &call->pick, PT_LB_CANCELLED);
+        if (cs != NULL)
+            pt_gauge_dec(&cs->upstream_rq_active);
+    }
+    pt_call_free(call);
+}
+
+void pt_call_free(struct pt_call *call)
+{
+    struct pt_worker *w = call->st->w;
+
+    call->next_free = w->free_calls;
+    w->free_calls = call;
+}
