@@ -118,7 +118,7 @@ static void http_done(struct pt_stream *st, struct pt_call *call, int result)
     }
     for (uint32_t i = 0; i < call->nheaders; i++) {
         const struct pt_header *f = &call->headers[i];
-        if (f->name.len == 29 && pt_str_caseeq(f->name, PT_STR_LIT("x-envoy-auth-headers-to-remove"))) {
+        if (pt_str_caseeq(f->name, PT_STR_LIT("x-envoy-auth-headers-to-remove"))) {
             size_t k = 0;
             struct pt_str item;
             while ((item = pt_http_list_next(f->value, &k)).len != 0)

@@ -1,0 +1,230 @@
+"""AuthService `proto: grpc`, `protocol_version: v3` (issue 12, points 2, 3, 6, 7):
+envoy.service.auth.v3.Authorization/Check against a real gRPC server (policy_peer, python3-grpcio
+from the repository's proto/): the CheckRequest's attributes, OkHttpResponse header mutations
+(set, append, remove, response headers), DeniedHttpResponse relayed (403 by default), errors,
+timeouts, failure_mode_allow, TLS to the auth service, several AuthServices merged, and calls
+multiplexed on few HTTP/2 connections."""
+
+import socket
+import threading
+
+import pytest
+import requests
+
+from conftest import free_port, start_quote
+from policy_peer import start_authz
+from tlsenv import issue, make_ca, mapping_yaml, secret_yaml, start_portico, tlscontext_yaml
+
+
+def auth_yaml(port, name="authentication", extra="", service=None):
+    return f"""\
+---
+apiVersion: getambassador.io/v3alpha1
+kind: AuthService
+metadata:
+  name: {name}
+spec:
+  auth_service: "{service or f'127.0.0.1:{port}'}"
+  proto: grpc
+  protocol_version: v3
+{extra}"""
+
+
+@pytest.fixture
+def echo(processes):
+    return start_quote(processes, "--echo")
+
+
+@pytest.fixture
+def authz(processes):
+    return start_authz(processes)
+
+
+def start(processes, tmp_path, echo, *auth_docs, mapping_extra=""):
+    return start_portico(processes, tmp_path, *auth_docs,
+                         mapping_yaml("echo", f"127.0.0.1:{echo.port}", prefix="/backend/", extra=mapping_extra),
+                         mapping_yaml("open", f"127.0.0.1:{echo.port}", prefix="/open/",
+                                      extra="  bypass_auth: true\n"))
+
+
+def up_headers(r):
+    return [(k.lower(), v) for k, v in r.json()["headers"]]
+
+
+def header(hs, name):
+    return [v for k, v in hs if k == name]
+
+
+def metric(edge, name, label=""):
+    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") and label in l)
+
+
+def test_check_request_attributes(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port),
+                 mapping_extra="  auth_context_extensions:\n    team: blue\n    tier: gold\n")
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/x?y=1",
+                     headers={"X-Custom": "v1", "Authorization": "Bearer a"}, timeout=5)
+    assert r.status_code == 200, r.text
+    (c,) = authz.wait_records(1)
+    assert c["method"] == "GET"
+    assert c["path"] == "/backend/x?y=1"
+    assert c["host"] == f"127.0.0.1:{edge.http}"
+    assert c["scheme"] == "http"
+    assert c["protocol"] == "HTTP/1.1"
+    assert c["source"]["address"] == "127.0.0.1"
+    assert c["source"]["port"] > 0
+    assert c["destination"]["address"] == "127.0.0.1"
+    assert c["destination"]["port"] == edge.http
+    h = c["headers"]
+    assert h["x-custom"] == "v1"
+    assert h["authorization"] == "Bearer a"
+    assert h[":method"] == "GET" and h[":path"] == "/backend/x?y=1"
+    assert h[":authority"] == f"127.0.0.1:{edge.http}"
+    assert h["x-forwarded-proto"] == "http"
+    assert len(h["x-request-id"]) == 36
+    assert c["context_extensions"] == {"team": "blue", "tier": "gold"}
+    assert c["body"] == ""
+
+
+def test_ok_header_mutations(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/",
+                     headers={"x-user": "mallory", "x-multi": "a", "x-gone": "1",
+                              "x-auth-header": "x-user=alice",
+                              "x-auth-append-header": "x-multi=b",
+                              "x-auth-remove-header": "x-gone",
+                              "x-auth-response-header": "x-from-auth=yes"}, timeout=5)
+    assert r.status_code == 200
+    up = up_headers(r)
+    assert header(up, "x-user") == ["alice"]
+    assert header(up, "x-multi") == ["a", "b"]
+    assert header(up, "x-gone") == []
+    assert r.headers["x-from-auth"] == "yes"
+    assert metric(edge, "envoy_cluster_ext_authz_ok") == 1
+
+
+def test_denied_default_403_and_custom(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-auth-decision": "deny-bare"}, timeout=5)
+    assert r.status_code == 403
+    assert r.text == ""
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/",
+                     headers={"x-auth-decision": "deny", "x-auth-status": "418", "x-auth-body": "teapot",
+                              "x-auth-header": "x-reason=brewing, content-type=application/x-tea"}, timeout=5)
+    assert r.status_code == 418
+    assert r.text == "teapot"
+    assert r.headers["x-reason"] == "brewing"
+    assert r.headers["content-type"] == "application/x-tea"
+    assert metric(edge, "envoy_cluster_ext_authz_denied") == 2
+
+
+def test_error_and_failure_mode_allow(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port, extra="  timeout_ms: 300\n"))
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-auth-decision": "error"}, timeout=5)
+    assert r.status_code == 403
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-auth-sleep-ms": "3000"}, timeout=5)
+    assert r.status_code == 403
+    assert metric(edge, "envoy_cluster_ext_authz_error") == 2
+    edge2 = start(processes, tmp_path / "b", echo,
+                  auth_yaml(authz.port, extra="  timeout_ms: 300\n  failure_mode_allow: true\n"))
+    r = requests.get(f"http://127.0.0.1:{edge2.http}/backend/", headers={"x-auth-decision": "error"}, timeout=5)
+    assert r.status_code == 200
+    assert metric(edge2, "envoy_cluster_ext_authz_failure_mode_allowed") == 1
+
+
+def test_include_body(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo,
+                 auth_yaml(authz.port, extra="  include_body:\n    max_bytes: 8\n    allow_partial: true\n"))
+    r = requests.post(f"http://127.0.0.1:{edge.http}/backend/", data=b"hello world, all of it", timeout=5)
+    assert r.status_code == 200
+    (c,) = authz.wait_records(1)
+    assert c["body"] == "hello wo"
+    assert c["headers"]["x-envoy-auth-partial-body"] == "true"
+    assert r.json()["body_length"] == 22
+
+
+def test_grpc_v2_is_an_error(processes, tmp_path):
+    (tmp_path / "a.yaml").write_text(auth_yaml(1).replace("  protocol_version: v3\n", ""))
+    import subprocess
+    from conftest import binary
+    out = subprocess.run([binary("portico"), "check", str(tmp_path)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1
+    assert "a.yaml:" in out.stdout + out.stderr
+    assert 'protocol_version v2 is unsupported, protocol_version must be "v3"' in out.stdout + out.stderr
+
+
+def test_tls_to_auth_service(processes, tmp_path, echo):
+    ca = make_ca("auth-ca")
+    leaf = issue(ca, "authz.test", dns=["authz.test"], ips=["127.0.0.1"])
+    authz = start_authz(processes, tls=leaf)
+    tls_docs = secret_yaml("auth-ca", ca=ca.cert_pem, type="Opaque") + tlscontext_yaml(
+        "auth-upstream", ca_secret="auth-ca", sni="authz.test")
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port, extra="  tls: auth-upstream\n"), tls_docs)
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-auth-decision": "deny"}, timeout=5)
+    assert r.status_code == 403
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", timeout=5)
+    assert r.status_code == 200
+    assert len(authz.records()) == 2
+
+
+def test_several_auth_services_merge(processes, tmp_path, echo, authz):
+    a = auth_yaml(authz.port, name="one", extra="  timeout_ms: 1000\n")
+    b = auth_yaml(authz.port, name="two", extra="  timeout_ms: 1000\n")
+    c = auth_yaml(authz.port, name="three", extra="  timeout_ms: 2000\n")
+    edge = start(processes, tmp_path, echo, a, b, c)
+    diag = requests.get(f"http://127.0.0.1:{edge.admin}/ambassador/v0/diag/?json=true", timeout=5).json()
+    msgs = [e["message"] for e in diag["errors"]]
+    assert any("AuthService cannot support multiple timeout_ms values" in m for m in msgs), msgs
+    assert requests.get(f"http://127.0.0.1:{edge.http}/backend/", timeout=5).status_code == 200
+    assert requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-auth-decision": "deny"},
+                        timeout=5).status_code == 403
+
+
+def test_concurrent_checks_multiplexed_and_1000_judged(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    errors = []
+
+    def worker(k):
+        s = requests.Session()
+        for i in range(250):
+            deny = (i + k) % 4 == 0
+            r = s.get(f"http://127.0.0.1:{edge.http}/backend/",
+                      headers={"x-auth-decision": "deny" if deny else "allow", "x-auth-header": f"x-user=w{k}-{i}"},
+                      timeout=10)
+            if r.status_code != (403 if deny else 200):
+                errors.append((k, i, r.status_code))
+            elif not deny and header(up_headers(r), "x-user") != [f"w{k}-{i}"]:
+                errors.append((k, i, "header"))
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    recs = authz.wait_records(1000)
+    assert len({rec["peer"] for rec in recs}) <= 2  # one HTTP/2 connection carries the checks
+
+
+def test_grpc_client_denied_gets_grpc_status(processes, tmp_path, authz):
+    from grpc_peer import Client, start_server
+    peer = start_server(processes)
+    edge = start_portico(processes, tmp_path, auth_yaml(authz.port),
+                         mapping_yaml("grpc", f"127.0.0.1:{peer.port}", prefix="/portico.peer.Peer/",
+                                      extra="  rewrite: \"\"\n  grpc: true\n"))
+    r = Client(edge.http).unary(metadata=(("x-auth-decision", "deny"),))
+    assert r.code.name == "PERMISSION_DENIED"
+    r = Client(edge.http).unary(tag="ok")
+    assert r.ok
+
+
+def test_auth_over_http2_client(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    import subprocess
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                          "-H", "x-auth-decision: deny", f"http://127.0.0.1:{edge.http}/backend/"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout == "403"
+    (c,) = authz.wait_records(1)
+    assert c["protocol"] == "HTTP/2"
