@@ -1,12 +1,12 @@
-"""Fail closed, never open, on what Portico cannot enforce yet (issue 9, point 11).
+"""Fail closed, never open, on what Portico cannot enforce (issue 9, point 11; issue 12).
 
-AuthService, RateLimitService, Module ip_allow/ip_deny, and Mappings with shadow or
-host_redirect are errors (FILE:LINE: Kind/ns/name: message, in the log at error level, in diag,
-`portico check` exits 1). Ignoring an AuthService or an IP policy would let traffic through
-unchecked, so while one exists the data plane denies: 403 with an empty body and response flag
-UAEX (Envoy's ext_authz when its service fails) unless the Mapping sets bypass_auth: true, and
-403 "RBAC: access denied" for every request while the Module has ip_allow/ip_deny. Kinds that
-weaken nothing (LogService, TCPMapping, resolvers, DevPortal) are notices naming the kind."""
+Module ip_allow/ip_deny, and Mappings with shadow or host_redirect are errors (FILE:LINE:
+Kind/ns/name: message, in the log at error level, in diag, `portico check` exits 1). Ignoring
+an IP policy would let traffic through unchecked, so while one exists every request gets 403
+"RBAC: access denied". An AuthService that cannot be read is an error too, and while it is
+there every request is answered 500 with Emissary's JSON ("the ir.auth AuthService is
+misconfigured"), as Emissary's Lua stand-in for the filter does. Kinds that weaken nothing
+(LogService, TCPMapping, resolvers, DevPortal) are notices naming the kind."""
 
 import re
 import socket
@@ -22,8 +22,6 @@ DENIED_AUTH = (b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\ndate: DATE\r\n"
 DENIED_RBAC = (b"HTTP/1.1 403 Forbidden\r\ncontent-length: 19\r\ncontent-type: text/plain\r\n"
                b"date: DATE\r\nserver: envoy\r\n\r\nRBAC: access denied")
 
-AUTH_MSG = ("AuthService is not supported by this build: requests are denied with 403 unless "
-            "their Mapping sets bypass_auth: true, until the AuthService is removed")
 
 
 def auth_service(name="auth", **spec):
@@ -63,10 +61,6 @@ def get(path, host="a.example"):
 # ---- portico check -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad,needle,message", [
-    (auth_service(), "apiVersion", f"AuthService/default/auth: {AUTH_MSG}"),
-    (doc("RateLimitService", "rl", {"service": "rl:8081"}), "apiVersion",
-     "RateLimitService/default/rl: RateLimitService is not supported by this build: requests "
-     "are not rate limited"),
     (module(ip_allow=[{"peer": "127.0.0.1"}]), "ip_allow",
      "Module/default/ambassador: config.ip_allow: not supported by this build: every request is "
      "denied with 403 until ip_allow and ip_deny are removed"),
@@ -79,7 +73,7 @@ def get(path, host="a.example"):
     (mapping("hr", "/hr/", "127.0.0.1:9", host_redirect=True), "host_redirect",
      "Mapping/default/hr: host_redirect: not supported by this build; the Mapping is not served "
      "(Emissary would answer with a redirect)"),
-], ids=["AuthService", "RateLimitService", "ip_allow", "ip_deny", "shadow", "host_redirect"])
+], ids=["ip_allow", "ip_deny", "shadow", "host_redirect"])
 def test_check_unenforceable_is_an_error(tmp_path, bad, needle, message):
     f = tmp_path / "c.yaml"
     f.write_text(dump(bad, mapping("good", "/good/", "127.0.0.1:9")))
@@ -111,61 +105,33 @@ def test_check_shadow_false_and_other_ambassador_ids_are_fine(tmp_path):
 
 # ---- portico run: the data plane fails closed ---------------------------------------------
 
-def test_authservice_denies_unless_bypass_auth(processes, tmp_path, quote_backend):
+def misconfigured(body_rid):
+    body = ('{\n  "message": "the ir.auth AuthService is misconfigured; see the logs for more '
+            'information",\n  "request_id": "%s",\n  "status_code": 500\n}\n' % body_rid).encode()
+    return (b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: %d\r\ndate: DATE\r\nserver: envoy\r\n"
+            b"content-type: application/json\r\n\r\n" % len(body)) + body
+
+
+def test_invalid_authservice_fails_closed(processes, tmp_path, quote_backend):
+    """An AuthService that is broken (no name here) is still an AuthService someone wanted:
+    every request gets Emissary's 500, bypass_auth or not, until it is fixed or removed."""
     svc = f"127.0.0.1:{quote_backend.port}"
     px = Portico(processes, tmp_path)
     px.write("routes.yaml", dump(mapping("closed", "/backend/", svc),
                                  mapping("open", "/open/", svc, bypass_auth=True)))
-    f = px.write("auth.yaml", dump(auth_service()))
+    f = px.write("auth.yaml", "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\n"
+                              "metadata: {namespace: team}\nspec: {auth_service: extauth}\n")
     px.start()
-    assert exchange(px.port, get("/backend/")) == DENIED_AUTH
-    r = px.get("/open/")
-    assert r.status == 200 and r.json()["server"] == quote_backend.name
-    # a request that matches no Mapping is still 404
-    assert exchange(px.port, get("/nowhere/")).startswith(b"HTTP/1.1 404 Not Found\r\n")
-    lines = wait_access_lines(px, 3)
-    denied = [m for _, m in lines if m and m["path"] == "/backend/"]
-    assert [(m["code"], m["flags"], m["upstream"]) for m in denied] == [("403", "UAEX", "-")]
-    want = f"{f}:{line_of(f, 'apiVersion')}: AuthService/default/auth: {AUTH_MSG}"
-    assert re.search(r"portico error: " + re.escape(want), px.log()), px.log()
-    errs = px.diag()["errors"]
-    assert [(e["object"], e["message"]) for e in errs] == [("AuthService/default/auth", AUTH_MSG)]
-    # the way out: remove the AuthService (or set bypass_auth on the Mappings that may pass)
+    for path in ("/backend/", "/open/"):
+        got = exchange(px.port, get(path) .replace(b"\r\n\r\n", b"\r\nx-request-id: rid-1\r\n\r\n"))
+        assert got == misconfigured("rid-1"), got
+    lines = wait_access_lines(px, 2)
+    assert [(m["code"], m["flags"]) for _, m in lines if m] == [("500", "UAEX")] * 2
+    assert re.search(r"portico error: " + re.escape(f"{f}:") + r"1: AuthService: metadata.name: required",
+                     px.log()), px.log()
     px.remove("auth.yaml")
     px.wait_status("/backend/", 200)
     assert px.diag()["errors"] == []
-
-
-def test_invalid_authservice_still_fails_closed(processes, tmp_path, quote_backend):
-    """An AuthService that is broken (no name here) is still an AuthService someone wanted."""
-    px = Portico(processes, tmp_path)
-    px.write("routes.yaml", dump(mapping("closed", "/backend/", f"127.0.0.1:{quote_backend.port}")))
-    px.write("auth.yaml", "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\n"
-                          "metadata: {namespace: team}\nspec: {auth_service: extauth}\n")
-    px.start()
-    assert exchange(px.port, get("/backend/")) == DENIED_AUTH
-    msgs = [e["message"] for e in px.diag()["errors"]]
-    assert msgs == ["metadata.name: required", AUTH_MSG], msgs
-
-
-def test_keepalive_connection_is_denied_request_by_request(processes, tmp_path, quote_backend):
-    """The 403 is a normal reply: the connection stays usable, and a bypass_auth route on it
-    still passes."""
-    svc = f"127.0.0.1:{quote_backend.port}"
-    px = Portico(processes, tmp_path)
-    px.write("routes.yaml", dump(mapping("closed", "/backend/", svc),
-                                 mapping("open", "/open/", svc, bypass_auth=True),
-                                 auth_service()))
-    px.start()
-    with socket.create_connection(("127.0.0.1", px.port), timeout=5) as s:
-        s.sendall(get("/backend/") + get("/open/"))
-        data = b""
-        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
-            chunk = s.recv(65536)
-            assert chunk, data
-            data += chunk
-    data = DATE_RX.sub(b"\r\ndate: DATE\r\n", data)
-    assert data.startswith(DENIED_AUTH + b"HTTP/1.1 200 OK\r\n"), data
 
 
 def test_ip_allow_denies_every_request(processes, tmp_path, quote_backend):
