@@ -399,7 +399,7 @@ static void read_labels(struct pt_config__obj *c, const struct pt_config__field 
                         const char *path)
 {
     struct pt_rl_domain *d;
-    char p[PT_PATH_MAX];
+    char p[PT_PATH_MAX], gp[PT_PATH_MAX];
 
     if (val->type != PT_YNODE_MAP) {
         pt_config__err(c, key, "%s: expected a mapping of domain to label groups", path);
@@ -419,8 +419,8 @@ static void read_labels(struct pt_config__obj *c, const struct pt_config__field 
             d[i].groups = pt_arena_alloc_array(c->arena, 1, sizeof(*d[i].groups));
             d[i].groups[0].name = "defaults";
             d[i].ngroups = 1;
-            pt_config__path(p, sizeof(p), p, "defaults");
-            read_label_list(c, l, &d[i].groups[0], p);
+            pt_config__path(gp, sizeof(gp), p, "defaults");
+            read_label_list(c, l, &d[i].groups[0], gp);
             continue;
         }
         if (groups->type != PT_YNODE_SEQ) {
@@ -430,15 +430,15 @@ static void read_labels(struct pt_config__obj *c, const struct pt_config__field 
         d[i].groups = pt_arena_alloc_array(c->arena, groups->nitems, sizeof(*d[i].groups));
         for (size_t g = 0; g < groups->nitems; g++) {
             const struct pt_ynode *gn = groups->items[g];
-            char gp[PT_PATH_MAX];
-            snprintf(gp, sizeof(gp), "%.200s[%zu]", p, g);
+            char ip[PT_PATH_MAX];
+            snprintf(ip, sizeof(ip), "%.200s[%zu]", p, g);
             if (gn->type != PT_YNODE_MAP || gn->npairs != 1) {
-                pt_config__err(c, gn, "%s: expected a mapping with one key (the group's name)", gp);
+                pt_config__err(c, gn, "%s: expected a mapping with one key (the group's name)", ip);
                 continue;
             }
             struct pt_rl_group *rg = &d[i].groups[d[i].ngroups++];
-            rg->name = pt_config__string(c, gn->pairs[0].key, gn->pairs[0].key, gp);
-            pt_config__path(gp, sizeof(gp), gp, rg->name ? rg->name : "?");
+            rg->name = pt_config__string(c, gn->pairs[0].key, gn->pairs[0].key, ip);
+            pt_config__path(gp, sizeof(gp), ip, rg->name ? rg->name : "?");
             read_label_list(c, gn->pairs[0].value, rg, gp);
         }
     }

@@ -62,8 +62,8 @@ class Edge:
         self.http = http
         self.admin = admin
 
-    def get(self, path="/backend/"):
-        return requests.get(f"http://127.0.0.1:{self.http}{path}", timeout=5)
+    def get(self, path="/backend/", headers=None):
+        return requests.get(f"http://127.0.0.1:{self.http}{path}", headers=headers, timeout=5)
 
     def ready(self):
         try:
@@ -446,34 +446,39 @@ def test_every_getambassador_kind_is_watched(api, edge):
         assert res in wanted
 
 
-def test_authservice_fails_closed(api, edge):
-    """An AuthService from the API (before this, never even seen): 403 with flag UAEX for every
-    Mapping without bypass_auth, an error in diag, and back to normal once it is deleted. A
-    TCPMapping is a notice naming its kind."""
-    api.apply_many([mapping("open", "/open/", bypass_auth=True),
+def test_auth_and_ratelimit_services_from_the_api(processes, api, edge):
+    """An AuthService and a RateLimitService from the API take effect like the other kinds
+    (real peers behind them), and stop when deleted. A TCPMapping is a notice naming its kind."""
+    from policy_peer import start_authz, start_ratelimit
+    authz, rls = start_authz(processes), start_ratelimit(processes)
+    labels = {"ambassador": [{"g": [{"request_headers": {"key": "k", "header_name": "x-limit"}}]}]}
+    api.apply_many([mapping("open", "/open/", bypass_auth=True, labels=labels),
                     {"apiVersion": AMB, "kind": "TCPMapping",
                      "metadata": {"name": "tcp", "namespace": "default"},
                      "spec": {"port": 9000, "service": "quote:80"}}])
     wait_until("the open Mapping", lambda: edge.get("/open/").status_code == 200)
-    api.apply({"apiVersion": AMB, "kind": "AuthService",
-               "metadata": {"name": "auth", "namespace": "default"},
-               "spec": {"auth_service": "extauth:3000", "proto": "http"}})
-    with RawConn(edge.http) as c:
-        follow(c, "/backend/", lambda r: r.status == 403, "the AuthService")
-        c.send(b"GET /backend/ HTTP/1.1\r\nHost: a\r\n\r\n")
-        r = c.read_response()
-        assert (r.status, r.body, r.header("content-length")) == (403, b"", "0")
-        c.request("GET", "/open/")
-        assert c.read_response().status == 200
+    api.apply_many([{"apiVersion": AMB, "kind": "AuthService",
+                     "metadata": {"name": "auth", "namespace": "default"},
+                     "spec": {"auth_service": f"127.0.0.1:{authz.port}", "proto": "grpc",
+                              "protocol_version": "v3"}},
+                    {"apiVersion": AMB, "kind": "RateLimitService",
+                     "metadata": {"name": "rl", "namespace": "default"},
+                     "spec": {"service": f"127.0.0.1:{rls.port}", "protocol_version": "v3",
+                              "timeout_ms": 1000}}])
+    deny = {"x-auth-decision": "deny"}
+    wait_until("the AuthService", lambda: edge.get("/backend/", headers=deny).status_code == 403, 5)
+    assert edge.get("/backend/").status_code == 200
+    assert edge.get("/open/", headers=deny).status_code == 200  # bypass_auth
+    wait_until("the RateLimitService",
+               lambda: edge.get("/open/", headers={"x-limit": "over"}).status_code == 429, 5)
+    assert authz.records() and rls.records()
     d = edge.diag()
-    assert [(e["location"].split(":")[0], e["object"], e["message"]) for e in d["errors"]] == [
-        ("kubernetes", "AuthService/default/auth",
-         "AuthService is not supported by this build: requests are denied with 403 unless their "
-         "Mapping sets bypass_auth: true, until the AuthService is removed")], d["errors"]
+    assert d["errors"] == [], d["errors"]
     assert any(n["object"] == "TCPMapping/default/tcp" and
                n["message"] == "TCPMapping is not supported by this build; ignored"
                for n in d["notices"]), d["notices"]
-    wait_until("the access log's UAEX", lambda: re.search(r'"GET /backend/ HTTP/1.1" 403 UAEX ',
-                                                         edge.proc.log()), 3)
     api.delete("AuthService", "default", "auth")
-    wait_until("the AuthService gone", lambda: edge.get("/backend/").status_code == 200, 5)
+    api.delete("RateLimitService", "default", "rl")
+    wait_until("the AuthService gone", lambda: edge.get("/backend/", headers=deny).status_code == 200, 5)
+    wait_until("the RateLimitService gone",
+               lambda: edge.get("/open/", headers={"x-limit": "over"}).status_code == 200, 5)

@@ -849,19 +849,16 @@ static void test_fixed_cluster_names_unique(void **state)
  * everything. Without them, nothing is denied. */
 static void test_fail_closed_switches(void **state)
 {
+    /* an AuthService that cannot be read: every request is answered 500 (auth_broken) */
     struct pt_resources *r = load_fmt(
-        MAPPING("closed", "hostname: '*', prefix: /closed/, service: q")
-        MAPPING("open", "hostname: '*', prefix: /open/, service: q, bypass_auth: true")
+        MAPPING("m", "hostname: '*', prefix: /m/, service: q")
         "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
-        "spec: {auth_service: x}\n");
+        "spec: {auth_service: x, proto: grpc}\n");
     struct pt_snapshot *s = compile(r, NULL);
-    const struct pt_vhost *vh = s->vhosts[0];
 
-    assert_true(s->http.auth_deny);
-    assert_false(s->http.ip_deny_all);
-    assert_false(route(vh, "/closed/", "h")->bypass_auth);
-    assert_true(route(vh, "/open/", "h")->bypass_auth);
-    assert_diag(&r->diag, "t.yaml:11: AuthService/default/a: AuthService is not supported");
+    assert_true(s->http.auth_broken);
+    assert_null(s->http.auth);
+    assert_diag(&r->diag, "t.yaml:6: AuthService/default/a: protocol_version v2 is unsupported");
     pt_snapshot_release(s);
     pt_resources_free(r);
 
@@ -869,19 +866,127 @@ static void test_fail_closed_switches(void **state)
                  "apiVersion: getambassador.io/v3alpha1\nkind: Module\n"
                  "metadata: {name: ambassador}\nspec: {config: {ip_deny: [{peer: 10.0.0.1}]}}\n");
     s = compile(r, NULL);
-    assert_false(s->http.auth_deny);
+    assert_false(s->http.auth_broken);
     assert_true(s->http.ip_deny_all);
     assert_errors(&r->diag, 1);
     pt_snapshot_release(s);
     pt_resources_free(r);
 
+    /* one for another Portico is not ours, broken or not */
     r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
                  "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
-                 "spec: {ambassador_id: [other], auth_service: x}\n");
+                 "spec: {ambassador_id: [other], auth_service: x, proto: grpc}\n");
     s = compile(r, NULL);
-    assert_false(s->http.auth_deny);
-    assert_false(s->http.ip_deny_all);
+    assert_false(s->http.auth_broken);
+    assert_null(s->http.auth);
     assert_errors(&r->diag, 0);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+}
+
+static bool has_name(const struct pt_str *list, uint32_t n, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (pt_str_eq(list[i], pt_str_c(name)))
+            return true;
+    return false;
+}
+
+static void test_authservices_merge(void **state)
+{
+    struct pt_resources *r = load_fmt(
+        MAPPING("m", "hostname: '*', prefix: /m/, service: q, auth_context_extensions: {k: v}")
+        "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
+        "spec: {auth_service: 'auth:3000', path_prefix: /ext, allowed_request_headers: [X-One],"
+        " add_auth_headers: {x-add: '1'}, include_body: {max_bytes: 10, allow_partial: true}}\n---\n"
+        "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: b}\n"
+        "spec: {auth_service: 'auth:3000', path_prefix: /ext, allowed_request_headers: [x-two],"
+        " allowed_authorization_headers: [X-User], add_auth_headers: {x-add: '1'},"
+        " include_body: {max_bytes: 10, allow_partial: true}}\n---\n"
+        "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: c}\n"
+        "spec: {auth_service: 'other:3000'}\n");
+    struct pt_snapshot *s = compile(r, NULL);
+    const struct pt_auth_config *ac = s->http.auth;
+    const struct pt_route_action *a = route(s->vhosts[0], "/m/", "h");
+
+    assert_non_null(ac);
+    assert_false(s->http.auth_broken);
+    assert_string_equal(ac->cluster->name, "cluster_extauth_auth_3000_default");
+    assert_false(ac->grpc);
+    assert_true(pt_str_eq(ac->path_prefix, PT_STR_LIT("/ext")));
+    assert_int_equal(ac->timeout_ms, 5000);
+    assert_int_equal(ac->status_on_error, 403);
+    assert_int_equal(ac->max_body, 10);
+    assert_true(ac->allow_partial);
+    assert_true(has_name(ac->allowed_req, ac->nallowed_req, "x-one"));
+    assert_true(has_name(ac->allowed_req, ac->nallowed_req, "x-two"));
+    assert_true(has_name(ac->allowed_req, ac->nallowed_req, "x-forwarded-proto"));
+    assert_true(has_name(ac->allowed_auth, ac->nallowed_auth, "x-user"));
+    assert_true(has_name(ac->allowed_auth, ac->nallowed_auth, "set-cookie"));
+    assert_int_equal(ac->nadd, 1);
+    assert_true(pt_str_eq(ac->add[0].name, PT_STR_LIT("x-add")));
+    assert_errors(&r->diag, 1);
+    assert_diag(&r->diag, "AuthService/default/c: AuthService cannot support multiple auth_service values");
+    assert_int_equal(a->nauth_ctx, 1);
+    assert_true(pt_str_eq(a->auth_ctx[0].name, PT_STR_LIT("k")) && pt_str_eq(a->auth_ctx[0].value, PT_STR_LIT("v")));
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+}
+
+static void test_ratelimit_descriptors(void **state)
+{
+    struct pt_resources *r = load_fmt(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\n"
+        "spec: {config: {default_labels: {ambassador: {defaults: [remote_address]},"
+        " other: {defaults: [{generic_key: {value: o}}]}}}}\n---\n"
+        "apiVersion: getambassador.io/v3alpha1\nkind: RateLimitService\nmetadata: {name: rl}\n"
+        "spec: {service: 'rl:8081', protocol_version: v3}\n---\n"
+        MAPPING("a", "hostname: '*', prefix: /a/, service: q, labels: {ambassador: ["
+                "{g1: [{generic_key: {value: one}}, {request_headers: {key: u, header_name: x-user}}]},"
+                "{g2: [destination_cluster, {x-h: {header: X-H}}]}], nope: [{g: [lit]}]}")
+        MAPPING("b", "hostname: '*', prefix: /b/, service: q")
+        MAPPING("c", "hostname: '*', prefix: /c/, service: q, labels: {other: [{g: [{generic_key: {value: z}}]}]}"));
+    struct pt_snapshot *s = compile(r, NULL);
+    const struct pt_route_action *a = route(s->vhosts[0], "/a/", "h"), *b = route(s->vhosts[0], "/b/", "h"),
+                                 *c = route(s->vhosts[0], "/c/", "h");
+
+    assert_errors(&r->diag, 0);
+    assert_non_null(s->http.rls);
+    assert_true(pt_str_eq(s->http.rls->domain, PT_STR_LIT("ambassador")));
+    assert_true(pt_str_eq(s->http.rls->source_cluster, PT_STR_LIT("ambassador-default")));
+    assert_true(s->http.rls->cluster->http2);
+    assert_string_equal(s->http.rls->cluster->name, "cluster_rl_8081_default");
+    assert_int_equal(s->http.rls->timeout_ms, 20);
+    /* a: two descriptors, each with the domain's default label first */
+    assert_int_equal(a->nrl, 2);
+    assert_int_equal(a->rl[0].nentries, 3);
+    assert_int_equal(a->rl[0].entries[0].kind, PT_RL_REMOTE_ADDRESS);
+    assert_int_equal(a->rl[0].entries[1].kind, PT_RL_GENERIC_KEY);
+    assert_true(pt_str_eq(a->rl[0].entries[1].key, PT_STR_LIT("generic_key")));
+    assert_true(pt_str_eq(a->rl[0].entries[1].value, PT_STR_LIT("one")));
+    assert_int_equal(a->rl[0].entries[2].kind, PT_RL_REQUEST_HEADERS);
+    assert_true(pt_str_eq(a->rl[0].entries[2].key, PT_STR_LIT("u")));
+    assert_true(pt_str_eq(a->rl[0].entries[2].value, PT_STR_LIT("x-user")));
+    assert_int_equal(a->rl[1].nentries, 3);
+    assert_int_equal(a->rl[1].entries[1].kind, PT_RL_DESTINATION_CLUSTER);
+    assert_int_equal(a->rl[1].entries[2].kind, PT_RL_REQUEST_HEADERS); /* the v2 shorthand */
+    assert_true(pt_str_eq(a->rl[1].entries[2].key, PT_STR_LIT("x-h")));
+    assert_true(pt_str_eq(a->rl[1].entries[2].value, PT_STR_LIT("X-H")));
+    /* b: no labels: the defaults of the default domain alone */
+    assert_int_equal(b->nrl, 1);
+    assert_int_equal(b->rl[0].nentries, 1);
+    /* c: labels of another domain only */
+    assert_int_equal(c->nrl, 0);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    r = load_fmt("apiVersion: getambassador.io/v3alpha1\nkind: RateLimitService\nmetadata: {name: rl}\n"
+                 "spec: {service: 'rl:8081'}\n---\n"
+                 MAPPING("a", "hostname: '*', prefix: /a/, service: q, labels: {ambassador: [{g: [{bad: 1}]}]}"));
+    s = compile(r, NULL);
+    assert_null(s->http.rls);
+    assert_diag(&r->diag, "RateLimitService/default/rl: protocol_version v2 is unsupported");
+    assert_diag(&r->diag, "Mapping/default/a: labels.ambassador[0].g[0]: expected a mapping with one key");
     pt_snapshot_release(s);
     pt_resources_free(r);
 }
@@ -935,6 +1040,8 @@ int main(void)
         cmocka_unit_test(test_fixed_cluster_names_unique),
         cmocka_unit_test(test_fixed_zero_env_crashes),
         cmocka_unit_test(test_fail_closed_switches),
+        cmocka_unit_test(test_authservices_merge),
+        cmocka_unit_test(test_ratelimit_descriptors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
