@@ -1029,3 +1029,23 @@ enum pt_h1_method pt_http_method_id(struct pt_str method)
 {
     return method_id(method);
 }
+
+static void rebase(struct pt_str *s, const char *lo, size_t len, char *to)
+{
+    if (s->ptr != NULL && s->ptr >= lo && s->ptr < lo + len)
+        s->ptr = to + (s->ptr - lo);
+}
+
+void pt_h1_request_rebase(struct pt_h1_request *req, const char *lo, size_t len, char *to)
+{
+    rebase(&req->method, lo, len, to);
+    rebase(&req->target, lo, len, to);
+    rebase(&req->path, lo, len, to);
+    rebase(&req->query, lo, len, to);
+    rebase(&req->authority, lo, len, to);
+    rebase(&req->host, lo, len, to);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        rebase(&req->headers[i].name, lo, len, to);
+        rebase(&req->headers[i].value, lo, len, to);
+    }
+}

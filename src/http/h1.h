@@ -90,4 +90,8 @@ enum pt_h1_method pt_http_method_id(struct pt_str method);
 /* pt_http_token: <s> is a non-empty RFC 9110 token (a method, a field name). */
 bool pt_http_token(struct pt_str s);
 
+/* pt_h1_request_rebase: the slices of <req> that lie in [<lo>, <lo> + <len>) now point at the
+ * same offsets from <to> (the caller copied those bytes there). */
+void pt_h1_request_rebase(struct pt_h1_request *req, const char *lo, size_t len, char *to);
+
 #endif

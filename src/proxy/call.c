@@ -143,11 +143,29 @@ static void call_on_writable(void *owner)
     (void)owner; /* the whole request was handed over at the start */
 }
 
+/* call_send: hands the kept request to the exchange; false when it failed at once. */
+static bool call_send(struct pt_call *call)
+{
+    /* iov[0] is the head alone: an HTTP/2 exchange reads its fields from it */
+    struct iovec iov[2] = { { call->req, call->req_head }, { call->req + call->req_head, call->req_len - call->req_head } };
+    return pt_hc_send(&call->hc, iov, iov[1].iov_len ? 2 : 1, true) != PT_IO;
+}
+
 static void call_on_error(void *owner, const char *reason, const char *tfr, const char *flags)
 {
     struct pt_call *call = owner;
+    bool stale = pt_hc_reused(&call->hc) && call->status == 0 && !call->retried && strcmp(flags, "UC") == 0;
 
-    (void)reason, (void)tfr, (void)flags;
+    (void)reason, (void)tfr;
+    /* A pooled connection that closes before any answer was most likely closed by the service
+     * as we reused it: the request goes again on a new one, once, as proxied requests do. */
+    if (stale) {
+        pt_hc_finish(&call->hc, false);
+        call->retried = true;
+        if (pt_hc_start(&call->hc, call->st->w, call->cluster, call->ep, true, &call_hc_ops, call, false, false) == 0 &&
+            call_send(call))
+            return;
+    }
     call_end(call, PT_CALL_FAILED);
 }
 
@@ -172,16 +190,31 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     struct pt_worker *w = st->w;
     struct pt_call *call = w->free_calls;
     struct pt_cluster_stats *cs;
-    struct iovec iov[2] = { { (void *)head.ptr, head.len }, { (void *)body.ptr, body.len } };
+    size_t len = head.len + body.len;
 
     if (call != NULL)
         w->free_calls = call->next_free;
     else if ((call = calloc(1, sizeof(*call))) == NULL)
         return NULL;
+    if (len > call->req_cap) { /* kept until the answer: a stale pooled connection resends it */
+        char *m = realloc(call->req, len);
+        if (m == NULL) {
+            call->st = st;
+            pt_call_free(call);
+            return NULL;
+        }
+        call->req = m;
+        call->req_cap = (uint32_t)len;
+    }
+    memcpy(call->req, head.ptr, head.len);
+    if (body.len != 0)
+        memcpy(call->req + head.len, body.ptr, body.len);
+    call->req_len = (uint32_t)len;
+    call->req_head = (uint32_t)head.len;
     call->st = st;
     call->done = done;
     call->cluster = c;
-    call->ended = call->send_failed = false;
+    call->ended = call->send_failed = call->retried = false;
     call->status = 0;
     call->nheaders = call->ntrailers = call->nedits = 0;
     call->body = (struct pt_str){ 0 };
@@ -207,7 +240,7 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
         pt_gauge_inc(&cs->upstream_rq_active);
     if (timeout_ms != 0)
         pt_timer_arm(w->loop, &call->timer, timeout_ms);
-    call->send_failed = pt_hc_send(&call->hc, iov, body.len ? 2 : 1, true) == PT_IO;
+    call->send_failed = !call_send(call);
     if (call->send_failed) /* reported from the loop, never from inside the caller's call */
         pt_timer_arm(w->loop, &call->timer, 0);
     return call;
@@ -281,6 +314,11 @@ void pt_call_free(struct pt_call *call)
 {
     struct pt_worker *w = call->st->w;
 
+    if (call->req_cap > PT_CALL_MAX_ANSWER) { /* a large body: not kept on the free list */
+        free(call->req);
+        call->req = NULL;
+        call->req_cap = 0;
+    }
     call->next_free = w->free_calls;
     w->free_calls = call;
 }

@@ -44,6 +44,9 @@ struct pt_call {
     uint64_t start_ms;
     bool ended;                   /* done was called (or is about to be) */
     bool send_failed;             /* the request could not be handed over: fails at once */
+    bool retried;                 /* sent again on a new connection (the pooled one was stale) */
+    char *req;                    /* the request's bytes, until the answer (malloc'd, kept) */
+    uint32_t req_len, req_cap, req_head; /* req_head: the head's length, the body after it */
     /* The answer: */
     int status;
     struct pt_header headers[PT_CALL_MAX_FIELDS];

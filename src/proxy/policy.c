@@ -66,8 +66,69 @@ static void misconfigured(struct pt_stream *st)
     pt_reply_policy(st, 500, &ct, 1, pt_str_make(body, (size_t)n), 0, "UAEX");
 }
 
+/* slices_in: the extent [*lo, *hi) of <req>'s slices that lie in [<base>, <base> + <cap>). */
+static void slices_in(const struct pt_h1_request *req, const char *base, size_t cap, const char **lo,
+                      const char **hi)
+{
+    const struct pt_str *s[] = { &req->method, &req->target, &req->path, &req->query, &req->authority, &req->host };
+
+    *lo = base + cap;
+    *hi = base;
+#define SPAN(x)                                                                      \
+    do {                                                                             \
+        if ((x)->ptr != NULL && (x)->ptr >= base && (x)->ptr < base + cap) {         \
+            if ((x)->ptr < *lo)                                                      \
+                *lo = (x)->ptr;                                                      \
+            if ((x)->ptr + (x)->len > *hi)                                           \
+                *hi = (x)->ptr + (x)->len;                                           \
+        }                                                                            \
+    } while (0)
+    for (size_t i = 0; i < PT_ARRAY_SIZE(s); i++)
+        SPAN(s[i]);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        SPAN(&req->headers[i].name);
+        SPAN(&req->headers[i].value);
+    }
+#undef SPAN
+}
+
+/* keep_head: the request's head is copied into memory of the stream's own (st->head_copy):
+ * while the checks run, the client connection may reuse the buffer the head lies in (HTTP/1:
+ * the body an AuthService asks for is read into it), and other requests w->pathbuf, where a
+ * normalized path may be. False without memory. */
+static bool keep_head(struct pt_stream *st)
+{
+    struct pt_h1_request *req = &st->req;
+    const char *bases[2] = { st->conn->in.base, st->w->pathbuf };
+    size_t caps[2] = { st->conn->in.base ? st->conn->in.cap : 0, sizeof(st->w->pathbuf) };
+    const char *lo[2], *hi[2];
+    size_t len[2], total = 0;
+
+    for (int i = 0; i < 2; i++) {
+        slices_in(req, bases[i], caps[i], &lo[i], &hi[i]);
+        len[i] = hi[i] > lo[i] ? (size_t)(hi[i] - lo[i]) : 0;
+        total += len[i];
+    }
+    if (total == 0)
+        return true; /* HTTP/2: the stream's own buffer already */
+    if ((st->head_copy = malloc(total)) == NULL)
+        return false;
+    for (int i = 0, at = 0; i < 2; at += (int)len[i], i++) {
+        if (len[i] == 0)
+            continue;
+        memcpy(st->head_copy + at, lo[i], len[i]);
+        pt_h1_request_rebase(req, lo[i], len[i], st->head_copy + at);
+    }
+    return true;
+}
+
 void pt_policy_start(struct pt_stream *st)
 {
+    if (!keep_head(st)) {
+        pt_reply_local(st, 503, PT_STR_LIT("upstream connect error or disconnect/reset before headers. "
+                                           "reset reason: overflow"), "UO");
+        return;
+    }
     st->state = PT_ST_POLICY;
     st->idle_ms = pt_proxy_limits.stream_idle_timeout_ms;
     pt_stream_touch(st);

@@ -31,8 +31,9 @@ void pt_policy_start(struct pt_stream *st);
 /* pt_policy_on_client_readable: request body arrived while the checks run. */
 void pt_policy_on_client_readable(struct pt_stream *st);
 
-/* pt_policy_end: <st> ends or answers: a running call is given up, kept answers and the held
- * body are released. */
+/* pt_policy_end: <st> ends: a running call is given up, kept answers and the held body are
+ * released (the head's copy, st->head_copy, is the stream's to free last: its request is read
+ * until the end). */
 void pt_policy_end(struct pt_stream *st);
 
 /* pt_policy_header_ok: a header an answer may put on a request or a reply: a token name, a

@@ -338,6 +338,8 @@ struct pt_stream {
                                      * sent upstream before the rest (malloc'd) */
     uint32_t held_len, held_cap;
     bool held_end;                  /* the body ended within it */
+    char *head_copy;                /* the request's head, copied while the checks run (its
+                                     * slices point here then; malloc'd) */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
     bool resp_chunked;              /* the body goes to the client chunked (framed here) */

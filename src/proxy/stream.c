@@ -169,6 +169,10 @@ static void stream_end(struct pt_stream *st, int how, bool upstream_reusable)
     if (st->call != NULL || st->held != NULL || pt_policy_has_edits(st))
         pt_policy_end(st);
     stream_request_end(st);
+    if (st->head_copy != NULL) { /* the request's head while its checks ran (proxy/policy.c) */
+        free(st->head_copy);
+        st->head_copy = NULL;
+    }
     if (st->state == PT_ST_RETRY)
         stream_unqueue(st);
     st->conn->down->end(st, how);
