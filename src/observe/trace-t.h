@@ -107,6 +107,11 @@ struct pt_trace_head {
 #define PT_TRACE_F_SAMPLED 0x02 /* the spans will be reported */
 #define PT_TRACE_F_PARENT  0x04 /* the request carried a span context: the HCM span has a parent */
 #define PT_TRACE_F_DEBUG   0x08 /* the b3 header's sampling flag was 'd' */
+/* Record flags only (struct pt_trace_record, never a context): */
+#define PT_TRACE_F_CALL    0x10 /* a call span (pt_trace_call_end), not a request's two spans */
+#define PT_TRACE_F_CALL_HTTP 0x20 /* ... of an HTTP call (else gRPC): the tags of Envoy's HTTP
+                                   * async client instead of its gRPC client's */
+#define PT_TRACE_F_ERROR   0x40 /* ... that failed: error=true */
 
 /* Why a request is traced, as Envoy's trace reason (x-request-id character 14). */
 enum pt_trace_reason {
@@ -134,6 +139,48 @@ struct pt_trace_ctx {
     uint16_t tag_off[PT_TRACE_MAX_HDR_TAGS];
     uint16_t tag_len[PT_TRACE_MAX_HDR_TAGS]; /* PT_TRACE_ABSENT: header not present */
     char buf[PT_TRACE_CAPTURE_BYTES];
+};
+
+/* The trace context of one call that a request makes to a policy service (AuthService,
+ * RateLimitService), set by pt_trace_call_begin and owned by the caller's call object: a copy of
+ * what the call span needs, so that the span does not depend on the request's context (a call
+ * may end before or after its request's spans are recorded). All-zero: not traced. */
+struct pt_trace_call {
+    uint64_t trace_hi, trace_lo; /* the request's trace id */
+    uint64_t parent_id;          /* the request's HCM span: the call span's parent */
+    uint64_t span_id;            /* the call span: what the service sees in x-b3-spanid */
+    uint64_t start_us;           /* epoch microseconds of the call start (sampled only) */
+    uint64_t start_mono_us;      /* the same instant on the monotonic clock */
+    uint64_t end_mono_us;        /* 0: pt_trace_call_end ends the span when it is called */
+    uint32_t flags;              /* PT_TRACE_F_ACTIVE, _SAMPLED, _DEBUG of the request */
+};
+
+/* Which of Envoy's async clients a call span looks like: its tags. */
+enum pt_trace_call_kind {
+    PT_TRACE_CALL_GRPC = 0, /* the gRPC client (ext_authz gRPC, ratelimit): upstream_cluster,
+                             * upstream_address (when given), component, the caller's tags, error */
+    PT_TRACE_CALL_HTTP,     /* the HTTP client (ext_authz HTTP): the caller's tags, then the
+                             * router span's upstream tags */
+};
+
+#define PT_TRACE_CALL_TAGS 4 /* caller tags per call span */
+
+/* What the caller knows when a call ends. Slices need only live during pt_trace_call_end;
+ * empty ones are left out of the span (or written as Envoy's default, noted per field). */
+struct pt_trace_call_info {
+    struct pt_str cluster;          /* Envoy's cluster name ("cluster_extauth_auth_default"):
+                                     * the span is "async <cluster> egress", tag upstream_cluster */
+    struct pt_str upstream_address; /* "ip:port" of the endpoint used; empty: none (no
+                                     * connection). gRPC: upstream_address; HTTP: also
+                                     * peer.address, as the router span */
+    struct pt_str stats_name;       /* HTTP: upstream_cluster.name; empty: <cluster> */
+    struct pt_str response_flags;   /* HTTP: Envoy short flags (UF, UT); empty: "-" */
+    int status;                     /* HTTP: the answer's status (http.status_code); 0: none */
+    uint8_t kind;                   /* enum pt_trace_call_kind */
+    bool error;                     /* error=true (HTTP: also for status 0 and 5xx, as Envoy) */
+    int ntags;                      /* caller tags, 0..PT_TRACE_CALL_TAGS; an empty value is
+                                     * left out */
+    struct pt_str tag_key[PT_TRACE_CALL_TAGS], tag_value[PT_TRACE_CALL_TAGS];
 };
 
 /* What the data plane knows when a request ends. Slices need only live during pt_trace_finish;
@@ -179,15 +226,18 @@ enum pt_trace_field {
 
 #define PT_TRACE_MAX_TAGS (PT_TRACE_MAX_FIXED_TAGS + PT_TRACE_MAX_HDR_TAGS)
 
-/* One finished, sampled request: both spans' data, strings copied into buf. Written by the
- * worker into its ring slot, read in place by the exporter. */
+/* One finished, sampled request (both spans' data) or, with PT_TRACE_F_CALL, one call span,
+ * strings copied into buf. Written by the worker into its ring slot, read in place by the
+ * exporter. A call record uses the child fields for the call span (span_id is its parent, the
+ * HCM span), upstream_status for the HTTP status, and the CLUSTER, STATS_NAME, UP_ADDRESS and
+ * FLAGS strings; its tags are the caller's. */
 struct pt_trace_record {
     uint64_t trace_hi, trace_lo, parent_id, span_id, child_id;
     uint64_t start_us, duration_us;             /* HCM span */
     uint64_t child_start_us, child_duration_us; /* router span; child_duration_us 0: none */
     uint64_t bytes_received, bytes_sent;
     int32_t status, upstream_status;
-    uint32_t flags;                             /* PT_TRACE_F_* of the context */
+    uint32_t flags;                             /* PT_TRACE_F_* of the context, and record flags */
     uint16_t used;
     uint16_t ntags;
     uint16_t str_off[PT_TRF_COUNT], str_len[PT_TRF_COUNT];

@@ -4,7 +4,8 @@
  * sees, and handing finished requests to the exporter through a per-worker single-producer,
  * single-consumer ring. Nothing here allocates, locks or makes a system call on the request
  * path (clock_gettime is a vDSO call). Encoding and sending are in observe/zipkin.c; the data
- * plane (proxy/) calls this file, and config compilation calls pt_trace_config_new. */
+ * plane (proxy/) calls this file, and config compilation calls pt_trace_config_new. The spans
+ * of a request's calls to policy services (pt_trace_call_*) go through the same ring. */
 #include "observe/trace.h"
 
 #include <arpa/inet.h>
@@ -645,24 +646,41 @@ static char *put_lit(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, s) put_lit((p), (s), sizeof(s) - 1)
 
-size_t pt_trace_inject(const struct pt_trace_ctx *ctx, char *out, size_t cap)
+/* put_b3: the four x-b3-* lines of span <span> (parent <parent>) into <out>, which has room for
+ * PT_TRACE_INJECT_MAX bytes; returns the length. */
+static size_t put_b3(char *out, uint64_t trace_hi, uint64_t trace_lo, uint64_t span, uint64_t parent,
+                     bool sampled)
 {
     char *p = out;
 
-    if (!(ctx->flags & PT_TRACE_F_ACTIVE) || cap < PT_TRACE_INJECT_MAX)
-        return 0;
     p = PUT_LIT(p, "x-b3-traceid: ");
-    if (ctx->trace_hi != 0)
-        p = put_hex64(p, ctx->trace_hi);
-    p = put_hex64(p, ctx->trace_lo);
+    if (trace_hi != 0)
+        p = put_hex64(p, trace_hi);
+    p = put_hex64(p, trace_lo);
     p = PUT_LIT(p, "\r\nx-b3-spanid: ");
-    p = put_hex64(p, ctx->child_id);
+    p = put_hex64(p, span);
     p = PUT_LIT(p, "\r\nx-b3-parentspanid: ");
-    p = put_hex64(p, ctx->span_id);
+    p = put_hex64(p, parent);
     p = PUT_LIT(p, "\r\nx-b3-sampled: ");
-    *p++ = ctx->flags & PT_TRACE_F_SAMPLED ? '1' : '0';
+    *p++ = sampled ? '1' : '0';
     p = PUT_LIT(p, "\r\n");
     return (size_t)(p - out);
+}
+
+size_t pt_trace_inject(const struct pt_trace_ctx *ctx, char *out, size_t cap)
+{
+    if (!(ctx->flags & PT_TRACE_F_ACTIVE) || cap < PT_TRACE_INJECT_MAX)
+        return 0;
+    return put_b3(out, ctx->trace_hi, ctx->trace_lo, ctx->child_id, ctx->span_id,
+                  ctx->flags & PT_TRACE_F_SAMPLED);
+}
+
+size_t pt_trace_call_inject(const struct pt_trace_call *call, char *out, size_t cap)
+{
+    if (!(call->flags & PT_TRACE_F_ACTIVE) || cap < PT_TRACE_INJECT_MAX)
+        return 0;
+    return put_b3(out, call->trace_hi, call->trace_lo, call->span_id, call->parent_id,
+                  call->flags & PT_TRACE_F_SAMPLED);
 }
 
 bool pt_trace_is_b3_header(struct pt_str n)
@@ -786,23 +804,112 @@ static void rec_fill(struct pt_trace_record *rec, const struct pt_trace_config *
     rec_tags(rec, cfg, ctx);
 }
 
+/* ring_slot: the slot the worker writes next, or NULL when the ring is full (then <nspans> are
+ * counted as dropped). The record becomes visible with ring_push. */
+static struct pt_trace_record *ring_slot(struct pt_trace_worker *tw, uint64_t nspans)
+{
+    uint32_t head = atomic_load_explicit(&tw->_head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&tw->_tail, memory_order_acquire);
+
+    if (head - tail >= PT_TRACE_RING_SLOTS) {
+        uint64_t d = atomic_load_explicit(&tw->_dropped, memory_order_relaxed);
+        atomic_store_explicit(&tw->_dropped, d + nspans, memory_order_relaxed);
+        return NULL;
+    }
+    return &tw->_slots[head & RING_MASK];
+}
+
+static void ring_push(struct pt_trace_worker *tw)
+{
+    uint32_t head = atomic_load_explicit(&tw->_head, memory_order_relaxed);
+    atomic_store_explicit(&tw->_head, head + 1, memory_order_release);
+}
+
 void pt_trace_finish(struct pt_trace_worker *tw, const struct pt_trace_config *cfg,
                      struct pt_trace_ctx *ctx, const struct pt_trace_request_info *info)
 {
-    uint32_t flags = ctx->flags, head, tail;
-    uint64_t now;
+    uint32_t flags = ctx->flags;
+    struct pt_trace_record *rec;
 
     ctx->flags = 0;
     if (!(flags & PT_TRACE_F_SAMPLED) || tw == NULL)
         return;
-    head = atomic_load_explicit(&tw->_head, memory_order_relaxed);
-    tail = atomic_load_explicit(&tw->_tail, memory_order_acquire);
-    if (head - tail >= PT_TRACE_RING_SLOTS) {
-        uint64_t d = atomic_load_explicit(&tw->_dropped, memory_order_relaxed);
-        atomic_store_explicit(&tw->_dropped, d + (ctx->up_start_mono_us ? 2 : 1), memory_order_relaxed);
+    if ((rec = ring_slot(tw, ctx->up_start_mono_us ? 2 : 1)) == NULL)
         return;
+    rec_fill(rec, cfg, ctx, flags, info, clock_us(CLOCK_MONOTONIC));
+    ring_push(tw);
+}
+
+/* --- calls to policy services --------------------------------------------------------------- */
+
+uint64_t pt_trace_call_begin(struct pt_trace_worker *tw, const struct pt_trace_ctx *ctx,
+                             struct pt_trace_call *call)
+{
+    call->flags = 0;
+    call->span_id = 0;
+    if (tw == NULL || !(ctx->flags & PT_TRACE_F_ACTIVE))
+        return 0;
+    call->trace_hi = ctx->trace_hi;
+    call->trace_lo = ctx->trace_lo;
+    call->parent_id = ctx->span_id;
+    call->span_id = rng_next(tw);
+    call->flags = ctx->flags & (PT_TRACE_F_ACTIVE | PT_TRACE_F_SAMPLED | PT_TRACE_F_DEBUG);
+    call->start_us = call->start_mono_us = call->end_mono_us = 0;
+    if (call->flags & PT_TRACE_F_SAMPLED) {
+        /* on the request's epoch base, as the router span: the spans nest as the clocks say */
+        uint64_t now = clock_us(CLOCK_MONOTONIC);
+        call->start_mono_us = now;
+        call->start_us = ctx->start_us + (now > ctx->start_mono_us ? now - ctx->start_mono_us : 0);
     }
-    now = clock_us(CLOCK_MONOTONIC);
-    rec_fill(&tw->_slots[head & RING_MASK], cfg, ctx, flags, info, now);
-    atomic_store_explicit(&tw->_head, head + 1, memory_order_release);
+    return call->span_id;
+}
+
+/* call_fill: a call record: the call span in the child fields, the HCM span as its parent. */
+static void call_fill(struct pt_trace_record *rec, const struct pt_trace_call *call, uint32_t flags,
+                      const struct pt_trace_call_info *info, uint64_t end)
+{
+    bool http = info->kind == PT_TRACE_CALL_HTTP;
+    int ntags = info->ntags < 0 ? 0 : info->ntags > PT_TRACE_CALL_TAGS ? PT_TRACE_CALL_TAGS : info->ntags;
+
+    rec->trace_hi = call->trace_hi;
+    rec->trace_lo = call->trace_lo;
+    rec->parent_id = 0;
+    rec->span_id = call->parent_id;
+    rec->child_id = call->span_id;
+    rec->flags = flags | PT_TRACE_F_CALL | (http ? PT_TRACE_F_CALL_HTTP : 0) |
+                 (info->error ? PT_TRACE_F_ERROR : 0);
+    rec->start_us = rec->child_start_us = call->start_us;
+    rec->duration_us = 0;
+    rec->child_duration_us = end > call->start_mono_us ? end - call->start_mono_us : 1;
+    rec->bytes_received = rec->bytes_sent = 0;
+    rec->status = 0;
+    rec->upstream_status = http ? info->status : 0;
+    rec->used = 0;
+    memset(rec->str_off, 0, sizeof(rec->str_off));
+    memset(rec->str_len, 0, sizeof(rec->str_len));
+    rec_field(rec, PT_TRF_CLUSTER, info->cluster, 256);
+    rec_field(rec, PT_TRF_UP_ADDRESS, info->upstream_address, 80);
+    if (http) {
+        rec_field(rec, PT_TRF_STATS_NAME, info->stats_name.len ? info->stats_name : info->cluster, 256);
+        rec_field(rec, PT_TRF_FLAGS, info->response_flags, 64);
+    }
+    rec->ntags = 0;
+    for (int i = 0; i < ntags; i++)
+        if (info->tag_key[i].len > 0)
+            rec_tag(rec, info->tag_key[i], info->tag_value[i]);
+}
+
+void pt_trace_call_end(struct pt_trace_worker *tw, struct pt_trace_call *call,
+                       const struct pt_trace_call_info *info)
+{
+    uint32_t flags = call->flags;
+    struct pt_trace_record *rec;
+
+    call->flags = 0;
+    if (!(flags & PT_TRACE_F_SAMPLED) || tw == NULL)
+        return;
+    if ((rec = ring_slot(tw, 1)) == NULL)
+        return;
+    call_fill(rec, call, flags, info, call->end_mono_us ? call->end_mono_us : clock_us(CLOCK_MONOTONIC));
+    ring_push(tw);
 }

@@ -8,6 +8,9 @@
  *                                         sampled}; pt_trace_inject() appends ours
  *   upstream      pt_trace_upstream_begin() / pt_trace_upstream_end()  router span timing
  *   request end   pt_trace_finish()       copy both spans into the worker's ring
+ *   policy call   pt_trace_call_begin() / pt_trace_call_inject() / pt_trace_call_end(): a
+ *                 third span, child of the HCM span, for each AuthService or RateLimitService
+ *                 call, in the ring on its own (before or after the request's)
  * Control thread: pt_trace_config_new() at compile time, pt_trace_worker_new() per worker,
  * pt_zipkin_start() once, pt_zipkin_set_config() after each published configuration. */
 #ifndef PT_OBSERVE_TRACE_H
@@ -88,6 +91,34 @@ void pt_trace_upstream_end(struct pt_trace_ctx *ctx);
 void pt_trace_finish(struct pt_trace_worker *tw, const struct pt_trace_config *cfg,
                      struct pt_trace_ctx *ctx, const struct pt_trace_request_info *info);
 
+/* pt_trace_call_begin: a call of <ctx>'s request to a policy service starts. Fills <call>
+ * (the caller's, e.g. inside its call object) with the request's trace id, a new span id from
+ * <tw>'s generator whose parent is the HCM span, the request's sampling and, when sampled, the
+ * start time. Returns the call's span id, or 0 (and <call> all-zero flags) when the request is
+ * not traced (<ctx> not active, <tw> NULL): then pt_trace_call_inject and pt_trace_call_end do
+ * nothing. May be called any number of times while <ctx> is active (one span per call); <call>
+ * does not refer to <ctx> afterwards. */
+uint64_t pt_trace_call_begin(struct pt_trace_worker *tw, const struct pt_trace_ctx *ctx,
+                             struct pt_trace_call *call);
+
+/* pt_trace_call_inject: writes the headers the policy service must see into <out>, in the
+ * call's request head, as pt_trace_inject does for the upstream:
+ *   "x-b3-traceid: <16|32 hex>\r\nx-b3-spanid: <call span>\r\n"
+ *   "x-b3-parentspanid: <HCM span>\r\nx-b3-sampled: <1|0>\r\n"
+ * Returns the bytes written (no NUL), or 0 when <call> is not traced or <cap> is smaller than
+ * PT_TRACE_INJECT_MAX. The caller must not copy the client's x-b3-* headers into the call. */
+size_t pt_trace_call_inject(const struct pt_trace_call *call, char *out, size_t cap);
+
+/* pt_trace_call_end: the call ended (answer, failure, timeout, or given up). When <call> is
+ * sampled, copies its span into <tw>'s ring: CLIENT, named "async <info->cluster> egress",
+ * parent the HCM span, from the call's start to call->end_mono_us (0: now), with the tags of
+ * <info> (see struct pt_trace_call_info; the TracingService's custom tags are not applied, as
+ * Envoy's async clients do not). A full ring drops it and counts it in
+ * pt_zipkin_spans_dropped(). Always leaves call->flags 0, so a second call records nothing.
+ * No allocation, no lock. */
+void pt_trace_call_end(struct pt_trace_worker *tw, struct pt_trace_call *call,
+                       const struct pt_trace_call_info *info);
+
 /* pt_trace_reason_char: Envoy's x-request-id trace-reason character for <ctx>: '9' sampling,
  * 'b' client, '4' none. For callers that pack the reason into x-request-id at position 14. */
 char pt_trace_reason_char(const struct pt_trace_ctx *ctx);
@@ -141,8 +172,9 @@ static inline struct pt_str pt_trace__rec_str(const struct pt_trace_record *rec,
 }
 
 /* pt_zipkin__encode_span: one span of <rec> as a JSON v2 object (no brackets) into <out>: the
- * HCM span when <child> is false, the router span when true. <cfg> gives localEndpoint. Returns
- * the length, or 0 when <cap> is too small or the router span does not exist. */
+ * HCM span when <child> is false, the router span when true; for a call record
+ * (PT_TRACE_F_CALL) the call span when true, nothing when false. <cfg> gives localEndpoint.
+ * Returns the length, or 0 when <cap> is too small or the span does not exist. */
 size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt_trace_record *rec,
                               bool child, char *out, size_t cap);
 

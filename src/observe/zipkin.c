@@ -7,6 +7,9 @@
  * encoded straight into the body of the next POST; when it is full and no POST can start,
  * finished requests wait in the workers' rings (which drop, and count, what does not fit).
  *
+ * A record is a request's two spans (HCM and router) or, for a call the request made to a policy
+ * service, that call's span alone.
+ *
  * The POSTs are libcurl transfers on the control loop (core/curlm.h).
  * The exporter is one static object because its API (trace.h) has no handle; only the control
  * thread touches it. The counters are atomics so any thread may read them. */
@@ -346,8 +349,19 @@ static void tag_url(struct tags *t, const struct pt_trace_record *rec)
     JW_LIT(t->w, "\"");
 }
 
-/* tags_common: Envoy's HttpTracerUtility::setCommonTags, then the custom tags. */
-static void tags_common(struct tags *t, const struct pt_trace_record *rec, int status)
+/* tags_custom: the record's own tags (custom tags of a request, the caller's of a call). */
+static void tags_custom(struct tags *t, const struct pt_trace_record *rec)
+{
+    for (unsigned i = 0; i < rec->ntags; i++) {
+        JW_LIT(t->w, ",");
+        jw_str(t->w, rec_tag(rec, 2 * i));
+        JW_LIT(t->w, ":");
+        jw_str(t->w, rec_tag(rec, 2 * i + 1));
+    }
+}
+
+/* tags_set_common: Envoy's HttpTracerUtility::setCommonTags; <error> also marks the span. */
+static void tags_set_common(struct tags *t, const struct pt_trace_record *rec, int status, bool error)
 {
     tag(t, TAG_COMPONENT, S("proxy"));
     if (F(CLUSTER).len > 0) {
@@ -356,14 +370,15 @@ static void tags_common(struct tags *t, const struct pt_trace_record *rec, int s
     }
     tag_u64(t, TAG_STATUS_CODE, status > 0 ? (uint64_t)status : 0);
     tag(t, TAG_RESPONSE_FLAGS, F(FLAGS).len ? F(FLAGS) : S("-"));
-    if (status <= 0 || (status >= 500 && status < 600))
+    if (error || status <= 0 || (status >= 500 && status < 600))
         tag(t, TAG_ERROR, S("true"));
-    for (unsigned i = 0; i < rec->ntags; i++) {
-        JW_LIT(t->w, ",");
-        jw_str(t->w, rec_tag(rec, 2 * i));
-        JW_LIT(t->w, ":");
-        jw_str(t->w, rec_tag(rec, 2 * i + 1));
-    }
+}
+
+/* tags_common: setCommonTags, then the custom tags. */
+static void tags_common(struct tags *t, const struct pt_trace_record *rec, int status)
+{
+    tags_set_common(t, rec, status, false);
+    tags_custom(t, rec);
 }
 
 /* tags_hcm: Envoy's finalizeDownstreamSpan and HttpTracerImpl::startSpan tags. */
@@ -394,8 +409,42 @@ static void tags_router(struct tags *t, const struct pt_trace_record *rec)
     tags_common(t, rec, rec->upstream_status);
 }
 
+/* tags_call: a call span, in the order Envoy's async clients set the tags. The gRPC client
+ * (Grpc::AsyncRequestImpl) sets upstream_cluster (upstream_address in newer versions) and
+ * component when the call starts, then grpc.status_code and error, and the filter its own tags
+ * (the caller's, grpc.status_code among them); the HTTP client (Http::AsyncRequestSharedImpl)
+ * lets the filter tag first (onBeforeFinalizeUpstreamSpan), then finalizes the span as the
+ * router's upstream span. Its protocol is always HTTP/1.1: Envoy's async client never sets it. */
+static void tags_call(struct tags *t, const struct pt_trace_record *rec)
+{
+    bool error = rec->flags & PT_TRACE_F_ERROR;
+
+    if (!(rec->flags & PT_TRACE_F_CALL_HTTP)) {
+        tag(t, TAG_UPSTREAM_CLUSTER, F(CLUSTER));
+        tag(t, TAG_UPSTREAM_ADDRESS, F(UP_ADDRESS));
+        tag(t, TAG_COMPONENT, S("proxy"));
+        tags_custom(t, rec);
+        if (error)
+            tag(t, TAG_ERROR, S("true"));
+        return;
+    }
+    tags_custom(t, rec);
+    tag(t, TAG_PROTOCOL, S("HTTP/1.1"));
+    if (F(UP_ADDRESS).len > 0) {
+        tag(t, TAG_UPSTREAM_ADDRESS, F(UP_ADDRESS));
+        tag(t, TAG_PEER_ADDRESS, F(UP_ADDRESS));
+    }
+    tags_set_common(t, rec, rec->upstream_status, error);
+}
+
 static void span_name(struct jw *w, const struct pt_trace_record *rec, bool child)
 {
+    if (rec->flags & PT_TRACE_F_CALL) {
+        JW_LIT(w, ",\"name\":\"async ");
+        jw_name(w, F(CLUSTER));
+        JW_LIT(w, " egress\"");
+        return;
+    }
     if (!child) {
         if (F(AUTHORITY).len > 0) {
             JW_LIT(w, ",\"name\":\"");
@@ -434,7 +483,7 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
     uint64_t dur = child ? rec->child_duration_us : rec->duration_us;
     size_t tags_at;
 
-    if (child && rec->child_duration_us == 0)
+    if (child ? rec->child_duration_us == 0 : (rec->flags & PT_TRACE_F_CALL) != 0)
         return 0;
     if (dur == 0)
         dur = 1;
@@ -461,7 +510,9 @@ size_t pt_zipkin__encode_span(const struct pt_trace_config *cfg, const struct pt
     jw_u64(&w, ts + dur);
     JW_LIT(&w, ",\"value\":\"cr\"}],\"tags\":");
     tags_at = w.len;
-    if (child)
+    if (rec->flags & PT_TRACE_F_CALL)
+        tags_call(&t, rec);
+    else if (child)
         tags_router(&t, rec);
     else
         tags_hcm(&t, rec);
@@ -721,18 +772,20 @@ static void queue_span(const struct pt_trace_record *rec, bool child)
     maybe_flush(false); /* as Envoy's reporter: at min_flush_spans, not per request */
 }
 
-/* take_record: both spans of a finished request, the router span first as Envoy finishes it. */
+/* take_record: both spans of a finished request, the router span first as Envoy finishes it;
+ * or the one span of a call. */
 static void take_record(const struct pt_trace_record *rec)
 {
-    bool child = rec->child_duration_us != 0;
+    bool child = rec->child_duration_us != 0, hcm = !(rec->flags & PT_TRACE_F_CALL);
 
     if (zk->cfg == NULL) {
-        count_dropped(child ? 2 : 1);
+        count_dropped((child ? 1 : 0) + (hcm ? 1 : 0));
         return;
     }
     if (child)
         queue_span(rec, true);
-    queue_span(rec, false);
+    if (hcm)
+        queue_span(rec, false);
 }
 
 /* drain: empties every worker's ring, as long as the next POST has room; true when a ring was

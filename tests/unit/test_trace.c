@@ -1,8 +1,9 @@
 /* Unit tests for observe/trace.c and observe/zipkin.c: B3 extraction (single and multi header,
  * malformed input), sampling as Envoy decides it (statistically), ids, x-b3 injection, span
  * JSON checked against zipkin2-api.yaml by parsing it back with jansson, custom tags and
- * tag_headers, the worker ring, and the exporter end to end against a small HTTP collector on
- * 127.0.0.1 driven by the same pt_loop (one that answers 202, one that never answers). */
+ * tag_headers, the spans of calls to policy services (exact JSON, their B3 lines), the worker
+ * ring, and the exporter end to end against a small HTTP collector on 127.0.0.1 driven by the
+ * same pt_loop (one that answers 202, one that never answers). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -749,6 +750,316 @@ static void test_ring_full_drops(void **state)
     pt_trace_config_release(cfg);
 }
 
+/* --- calls to policy services --------------------------------------------------------------- */
+
+#define CALL_EPOCH 1700000000123456ull /* the request's start, epoch us (fixed for exact JSON) */
+#define CALL_MONO 5000000ull           /* the same instant, monotonic */
+
+/* call_encode: the call record at the head of the ring as JSON into <out> (NUL-terminated);
+ * pops it. The HCM encoding of a call record is empty. */
+static size_t call_encode(const struct pt_trace_config *cfg, char *out, size_t cap)
+{
+    const struct pt_trace_record *rec = pt_trace__ring_peek(WID);
+    size_t n;
+
+    assert_non_null(rec);
+    assert_true(rec->flags & PT_TRACE_F_CALL);
+    assert_int_equal(pt_zipkin__encode_span(cfg, rec, false, out, cap), 0);
+    n = pt_zipkin__encode_span(cfg, rec, true, out, cap - 1);
+    assert_true(n > 0);
+    out[n] = '\0';
+    for (size_t c = n - 1; c + 8 > n; c--) /* a buffer one byte short: nothing */
+        assert_int_equal(pt_zipkin__encode_span(cfg, rec, true, out + n + 1, c), 0);
+    pt_trace__ring_pop(WID);
+    return n;
+}
+
+/* call_start: a sampled request continuing a known 128-bit context, with fixed clocks. */
+static void call_start(const struct pt_trace_config *cfg, struct pt_trace_ctx *ctx)
+{
+    assert_true(start(cfg, ctx, "b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1", NULL));
+    ctx->start_us = CALL_EPOCH;
+    ctx->start_mono_us = CALL_MONO;
+}
+
+/* call_times: the call ran from +250 us to +1500 us of the request (begin read the clock; the
+ * test fixes it, keeping begin's epoch arithmetic, which is checked here). */
+static void call_times(struct pt_trace_call *call)
+{
+    assert_true(call->start_mono_us >= CALL_MONO);
+    assert_int_equal(call->start_us, CALL_EPOCH + (call->start_mono_us - CALL_MONO));
+    call->start_mono_us = CALL_MONO + 250;
+    call->start_us = CALL_EPOCH + 250;
+    call->end_mono_us = CALL_MONO + 1500;
+}
+
+static void test_call_span_grpc_json(void **state)
+{
+    struct pt_custom_tag tags[] = { { .tag = "env", .literal = "prod" } };
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_ctx ctx;
+    struct pt_trace_call call;
+    struct pt_trace_call_info ci = {
+        .cluster = PT_STR_LIT("cluster_extauth_auth_default"),
+        .upstream_address = PT_STR_LIT("127.0.0.1:3000"),
+        .kind = PT_TRACE_CALL_GRPC,
+        .ntags = 2,
+        .tag_key = { PT_STR_LIT("grpc.status_code"), PT_STR_LIT("ext_authz_status") },
+        .tag_value = { PT_STR_LIT("0"), PT_STR_LIT("ext_authz_ok") },
+    };
+    char out[4096], want[4096];
+    uint64_t id;
+
+    res_defaults(&r);
+    r.custom_tags = tags; /* not for call spans: Envoy's async clients use no custom tags */
+    r.ncustom_tags = 1;
+    cfg = make_cfg(&r, 0);
+    ring_clear();
+    call_start(cfg, &ctx);
+    id = pt_trace_call_begin(g_tw, &ctx, &call);
+    assert_true(id != 0 && id != ctx.span_id && id != ctx.child_id);
+    assert_int_equal(call.span_id, id);
+    call_times(&call);
+    pt_trace_call_end(g_tw, &call, &ci);
+    assert_int_equal(call.flags, 0);
+    pt_trace_call_end(g_tw, &call, &ci); /* a second end records nothing */
+    assert_int_equal(pt_trace__ring_fill(WID), 1);
+    call_encode(cfg, out, sizeof(out));
+    snprintf(want, sizeof(want),
+             "{\"traceId\":\"80f198ee56343ba864fe8b2a57d3eff7\",\"parentId\":\"%016llx\",\"id\":\"%016llx\","
+             "\"kind\":\"CLIENT\",\"name\":\"async cluster_extauth_auth_default egress\","
+             "\"timestamp\":1700000000123706,\"duration\":1250,"
+             "\"localEndpoint\":{\"serviceName\":\"ambassador-default\",\"ipv4\":\"10.0.0.7\"},"
+             "\"annotations\":[{\"timestamp\":1700000000124956,\"value\":\"cr\"}],"
+             "\"tags\":{\"upstream_cluster\":\"cluster_extauth_auth_default\","
+             "\"upstream_address\":\"127.0.0.1:3000\",\"component\":\"proxy\","
+             "\"grpc.status_code\":\"0\",\"ext_authz_status\":\"ext_authz_ok\"}}",
+             (unsigned long long)ctx.span_id, (unsigned long long)id);
+    assert_string_equal(out, want);
+
+    /* a failed rate-limit call: error=true after the caller's tags; no address, no connection */
+    assert_true(pt_trace_call_begin(g_tw, &ctx, &call) != id);
+    call_times(&call);
+    ci = (struct pt_trace_call_info){
+        .cluster = PT_STR_LIT("cluster_ratelimit_default"),
+        .error = true,
+        .ntags = 3,
+        .tag_key = { PT_STR_LIT("grpc.status_code"), PT_STR_LIT("empty"), PT_STR_LIT("ratelimit_status") },
+        .tag_value = { PT_STR_LIT("14"), PT_STR_LIT(""), PT_STR_LIT("error") },
+    };
+    pt_trace_call_end(g_tw, &call, &ci);
+    call_encode(cfg, out, sizeof(out));
+    snprintf(want, sizeof(want),
+             "{\"traceId\":\"80f198ee56343ba864fe8b2a57d3eff7\",\"parentId\":\"%016llx\",\"id\":\"%016llx\","
+             "\"kind\":\"CLIENT\",\"name\":\"async cluster_ratelimit_default egress\","
+             "\"timestamp\":1700000000123706,\"duration\":1250,"
+             "\"localEndpoint\":{\"serviceName\":\"ambassador-default\",\"ipv4\":\"10.0.0.7\"},"
+             "\"annotations\":[{\"timestamp\":1700000000124956,\"value\":\"cr\"}],"
+             "\"tags\":{\"upstream_cluster\":\"cluster_ratelimit_default\",\"component\":\"proxy\","
+             "\"grpc.status_code\":\"14\",\"ratelimit_status\":\"error\",\"error\":\"true\"}}",
+             (unsigned long long)ctx.span_id, (unsigned long long)call.span_id);
+    assert_string_equal(out, want);
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    ring_clear();
+    pt_trace_config_release(cfg);
+}
+
+static void test_call_span_http_json(void **state)
+{
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_ctx ctx;
+    struct pt_trace_call call;
+    struct pt_trace_call_info ci = {
+        .cluster = PT_STR_LIT("Cluster_ExtAuth_auth_default"), /* the name is lowercased */
+        .upstream_address = PT_STR_LIT("10.1.2.3:8080"),
+        .status = 403,
+        .kind = PT_TRACE_CALL_HTTP,
+        .ntags = 2,
+        .tag_key = { PT_STR_LIT("ext_authz_status"), PT_STR_LIT("ext_authz_http_status") },
+        .tag_value = { PT_STR_LIT("ext_authz_unauthorized"), PT_STR_LIT("403") },
+    };
+    char out[4096], want[4096];
+
+    res_defaults(&r);
+    cfg = make_cfg(&r, 0);
+    ring_clear();
+    call_start(cfg, &ctx);
+    ctx.flags |= PT_TRACE_F_DEBUG; /* as b3 "-d": the call span says it too */
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    call_times(&call);
+    pt_trace_call_end(g_tw, &call, &ci);
+    call_encode(cfg, out, sizeof(out));
+    snprintf(want, sizeof(want),
+             "{\"traceId\":\"80f198ee56343ba864fe8b2a57d3eff7\",\"parentId\":\"%016llx\",\"id\":\"%016llx\","
+             "\"kind\":\"CLIENT\",\"name\":\"async cluster_extauth_auth_default egress\","
+             "\"timestamp\":1700000000123706,\"duration\":1250,\"debug\":true,"
+             "\"localEndpoint\":{\"serviceName\":\"ambassador-default\",\"ipv4\":\"10.0.0.7\"},"
+             "\"annotations\":[{\"timestamp\":1700000000124956,\"value\":\"cr\"}],"
+             "\"tags\":{\"ext_authz_status\":\"ext_authz_unauthorized\",\"ext_authz_http_status\":\"403\","
+             "\"http.protocol\":\"HTTP/1.1\",\"upstream_address\":\"10.1.2.3:8080\","
+             "\"peer.address\":\"10.1.2.3:8080\",\"component\":\"proxy\","
+             "\"upstream_cluster\":\"Cluster_ExtAuth_auth_default\","
+             "\"upstream_cluster.name\":\"Cluster_ExtAuth_auth_default\",\"http.status_code\":\"403\","
+             "\"response_flags\":\"-\"}}",
+             (unsigned long long)ctx.span_id, (unsigned long long)call.span_id);
+    assert_string_equal(out, want);
+
+    /* a timeout: no answer, status 0, flags, error; a caller tag replaces a standard one */
+    ctx.flags &= ~PT_TRACE_F_DEBUG;
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    call_times(&call);
+    ci = (struct pt_trace_call_info){
+        .cluster = PT_STR_LIT("cluster_extauth_auth_default"),
+        .stats_name = PT_STR_LIT("auth"),
+        .response_flags = PT_STR_LIT("UT"),
+        .kind = PT_TRACE_CALL_HTTP,
+        .ntags = 9, /* more than PT_TRACE_CALL_TAGS: the first 4 */
+        .tag_key = { PT_STR_LIT("ext_authz_status"), PT_STR_LIT("component"), PT_STR_LIT("a"), PT_STR_LIT("b") },
+        .tag_value = { PT_STR_LIT("ext_authz_error"), PT_STR_LIT("auth"), PT_STR_LIT("1"), PT_STR_LIT("2") },
+    };
+    pt_trace_call_end(g_tw, &call, &ci);
+    call_encode(cfg, out, sizeof(out));
+    snprintf(want, sizeof(want),
+             "{\"traceId\":\"80f198ee56343ba864fe8b2a57d3eff7\",\"parentId\":\"%016llx\",\"id\":\"%016llx\","
+             "\"kind\":\"CLIENT\",\"name\":\"async cluster_extauth_auth_default egress\","
+             "\"timestamp\":1700000000123706,\"duration\":1250,"
+             "\"localEndpoint\":{\"serviceName\":\"ambassador-default\",\"ipv4\":\"10.0.0.7\"},"
+             "\"annotations\":[{\"timestamp\":1700000000124956,\"value\":\"cr\"}],"
+             "\"tags\":{\"ext_authz_status\":\"ext_authz_error\",\"component\":\"auth\",\"a\":\"1\",\"b\":\"2\","
+             "\"http.protocol\":\"HTTP/1.1\",\"upstream_cluster\":\"cluster_extauth_auth_default\","
+             "\"upstream_cluster.name\":\"auth\",\"http.status_code\":\"0\",\"response_flags\":\"UT\","
+             "\"error\":\"true\"}}",
+             (unsigned long long)ctx.span_id, (unsigned long long)call.span_id);
+    assert_string_equal(out, want);
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    ring_clear();
+    pt_trace_config_release(cfg);
+}
+
+static void test_call_inject(void **state)
+{
+    struct pt_trace_call call = { 0 };
+    char out[PT_TRACE_INJECT_MAX + 1];
+    size_t n;
+
+    assert_int_equal(pt_trace_call_inject(&call, out, sizeof(out)), 0); /* all-zero: not traced */
+    call.flags = PT_TRACE_F_ACTIVE | PT_TRACE_F_SAMPLED;
+    call.trace_hi = 0x463ac35c9f6413adull;
+    call.trace_lo = 0x48485a3953bb6124ull;
+    call.parent_id = 0x00f067aa0ba902b7ull;
+    call.span_id = 0x5b4185666d50f68bull;
+    n = pt_trace_call_inject(&call, out, sizeof(out));
+    out[n] = '\0';
+    assert_string_equal(out, "x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124\r\n"
+                             "x-b3-spanid: 5b4185666d50f68b\r\n"
+                             "x-b3-parentspanid: 00f067aa0ba902b7\r\n"
+                             "x-b3-sampled: 1\r\n");
+    call.trace_hi = 0;
+    call.flags = PT_TRACE_F_ACTIVE;
+    n = pt_trace_call_inject(&call, out, sizeof(out));
+    out[n] = '\0';
+    assert_string_equal(out, "x-b3-traceid: 48485a3953bb6124\r\n"
+                             "x-b3-spanid: 5b4185666d50f68b\r\n"
+                             "x-b3-parentspanid: 00f067aa0ba902b7\r\n"
+                             "x-b3-sampled: 0\r\n");
+    assert_int_equal(pt_trace_call_inject(&call, out, PT_TRACE_INJECT_MAX - 1), 0);
+}
+
+/* What begin takes from a real request, and when nothing is recorded. */
+static void test_call_context(void **state)
+{
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_ctx ctx;
+    struct pt_trace_call call;
+    struct pt_trace_call_info ci = { .cluster = PT_STR_LIT("cluster_ratelimit_default") };
+    char out[PT_TRACE_INJECT_MAX + 1], want[PT_TRACE_INJECT_MAX + 1];
+    size_t n;
+
+    res_defaults(&r);
+    cfg = make_cfg(&r, 0);
+    ring_clear();
+
+    /* a sampled request: the call's B3 lines name the call span and the HCM span */
+    assert_true(start(cfg, &ctx, "x-b3-traceid", "48485a3953bb6124", "x-b3-spanid", "a2fb4a1d1a96d312", NULL));
+    assert_true(pt_trace_call_begin(g_tw, &ctx, &call) != 0);
+    n = pt_trace_call_inject(&call, out, sizeof(out));
+    out[n] = '\0';
+    snprintf(want, sizeof(want),
+             "x-b3-traceid: 48485a3953bb6124\r\nx-b3-spanid: %016llx\r\n"
+             "x-b3-parentspanid: %016llx\r\nx-b3-sampled: 1\r\n",
+             (unsigned long long)call.span_id, (unsigned long long)ctx.span_id);
+    assert_string_equal(out, want);
+    /* the request's spans first, the call's after: the call owns its context */
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    pt_trace_call_end(g_tw, &call, &ci);
+    assert_int_equal(pt_trace__ring_fill(WID), 2);
+    assert_false(pt_trace__ring_peek(WID)->flags & PT_TRACE_F_CALL);
+    pt_trace__ring_pop(WID);
+    assert_true(pt_trace__ring_peek(WID)->flags & PT_TRACE_F_CALL);
+    assert_true(pt_trace__ring_peek(WID)->child_duration_us >= 1);
+    ring_clear();
+
+    /* unsampled: ids and "x-b3-sampled: 0" for the service, no span */
+    assert_true(start(cfg, &ctx, "x-b3-sampled", "0", NULL));
+    assert_true(pt_trace_call_begin(g_tw, &ctx, &call) != 0);
+    n = pt_trace_call_inject(&call, out, sizeof(out));
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "\r\nx-b3-sampled: 0\r\n"));
+    pt_trace_call_end(g_tw, &call, &ci);
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    assert_int_equal(pt_trace__ring_fill(WID), 0);
+
+    /* not traced (tracing off, or a malformed incoming context): nothing at all */
+    assert_false(start(NULL, &ctx, NULL));
+    assert_int_equal(pt_trace_call_begin(g_tw, &ctx, &call), 0);
+    assert_int_equal(pt_trace_call_inject(&call, out, sizeof(out)), 0);
+    pt_trace_call_end(g_tw, &call, &ci);
+    assert_false(start(cfg, &ctx, "b3", "not-a-context", NULL));
+    assert_int_equal(pt_trace_call_begin(g_tw, &ctx, &call), 0);
+    assert_int_equal(pt_trace_call_inject(&call, out, sizeof(out)), 0);
+    pt_trace_call_end(g_tw, &call, &ci);
+    assert_true(start(cfg, &ctx, NULL));
+    assert_int_equal(pt_trace_call_begin(NULL, &ctx, &call), 0); /* no worker state */
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    ring_clear();
+    pt_trace_config_release(cfg);
+}
+
+static void test_call_ring_full_drops(void **state)
+{
+    struct pt_tracing_res r;
+    struct pt_trace_config *cfg;
+    struct pt_trace_request_info in;
+    struct pt_trace_ctx ctx;
+    struct pt_trace_call call;
+    struct pt_trace_call_info ci = { .cluster = PT_STR_LIT("cluster_extauth_auth_default") };
+    uint64_t dropped;
+
+    res_defaults(&r);
+    cfg = make_cfg(&r, 0);
+    ring_clear();
+    info_defaults(&in);
+    for (int i = 0; i < PT_TRACE_RING_SLOTS - 1; i++)
+        finish_one(cfg, &in);
+    assert_true(start(cfg, &ctx, NULL));
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    pt_trace_call_end(g_tw, &call, &ci); /* the last slot */
+    assert_int_equal(pt_trace__ring_fill(WID), PT_TRACE_RING_SLOTS);
+    dropped = pt_zipkin_spans_dropped();
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    pt_trace_call_end(g_tw, &call, &ci);
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped, 1); /* one span */
+    pt_trace_finish(g_tw, cfg, &ctx, &in);
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped, 2);
+    assert_int_equal(pt_trace__ring_fill(WID), PT_TRACE_RING_SLOTS);
+    ring_clear();
+    pt_trace_config_release(cfg);
+}
+
 /* --- the ring across threads ---------------------------------------------------------------- */
 
 #define SPSC_N 200000
@@ -1240,6 +1551,59 @@ static void test_export_backpressure(void **state)
     pt_loop_free(g_loop);
 }
 
+/* Call spans go out with the request's, in the order they were recorded (a call ends before
+ * its request), and count as one span each. */
+static void test_export_call_spans(void **state)
+{
+    struct collector *c;
+    struct pt_trace_request_info in;
+    struct pt_trace_config *cfg = export_start(true, 2000, &c, &in);
+    struct pt_trace_call_info ci = {
+        .cluster = PT_STR_LIT("cluster_extauth_auth_default"),
+        .ntags = 1,
+        .tag_key = { PT_STR_LIT("ext_authz_status") },
+        .tag_value = { PT_STR_LIT("ext_authz_ok") },
+    };
+    uint64_t sent0 = pt_zipkin_spans_sent(), dropped0 = pt_zipkin_spans_dropped();
+    struct pt_trace_ctx ctx;
+    struct pt_trace_call call;
+    json_t *arr, *s;
+    char id[17];
+
+    assert_true(start(cfg, &ctx, NULL));
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    pt_trace_call_end(g_tw, &call, &ci);
+    pt_trace_upstream_begin(&ctx);
+    pt_trace_finish(g_tw, cfg, &ctx, &in);
+    finish_one(cfg, &in); /* 5 spans: one POST */
+    assert_true(RUN_UNTIL(c->nreq >= 1 && pt_zipkin_spans_sent() - sent0 == 5, 2000));
+    arr = request_body(c, 0);
+    assert_int_equal(json_array_size(arr), 5);
+    s = json_array_get(arr, 0);
+    assert_string_equal(jstr(s, "name"), "async cluster_extauth_auth_default egress");
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)call.span_id);
+    assert_string_equal(jstr(s, "id"), id);
+    assert_string_equal(jstr(s, "parentId"), jstr(json_array_get(arr, 2), "id")); /* the HCM span */
+    assert_string_equal(jstr(s, "traceId"), jstr(json_array_get(arr, 2), "traceId"));
+    assert_string_equal(tagv(s, "ext_authz_status"), "ext_authz_ok");
+    assert_string_equal(jstr(json_array_get(arr, 1), "name"), "router quote_default egress");
+    assert_string_equal(jstr(json_array_get(arr, 2), "name"), "example.com");
+    json_decref(arr);
+
+    /* tracing off: a call span still handed over is dropped and counted once */
+    pt_zipkin_set_config(NULL);
+    assert_true(start(cfg, &ctx, NULL));
+    pt_trace_call_begin(g_tw, &ctx, &call);
+    pt_trace_call_end(g_tw, &call, &ci);
+    pt_trace_finish(g_tw, cfg, &ctx, &(struct pt_trace_request_info){ .status = 200 });
+    assert_true(RUN_UNTIL(pt_trace__ring_fill(WID) == 0, 1000));
+    assert_int_equal(pt_zipkin_spans_dropped() - dropped0, 2);
+    pt_zipkin_stop();
+    pt_trace_config_release(cfg);
+    collector_free(c);
+    pt_loop_free(g_loop);
+}
+
 static int group_setup(void **state)
 {
     g_tw = pt_trace_worker_new(WID);
@@ -1267,12 +1631,18 @@ int main(void)
         cmocka_unit_test(test_spans_escape_positions),
         cmocka_unit_test(test_custom_tags_and_tag_headers),
         cmocka_unit_test(test_ring_full_drops),
+        cmocka_unit_test(test_call_span_grpc_json),
+        cmocka_unit_test(test_call_span_http_json),
+        cmocka_unit_test(test_call_inject),
+        cmocka_unit_test(test_call_context),
+        cmocka_unit_test(test_call_ring_full_drops),
         cmocka_unit_test(test_ring_threads),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_seed_yaml),
         cmocka_unit_test(test_export_batches),
         cmocka_unit_test(test_export_stuck_collector),
         cmocka_unit_test(test_export_backpressure),
+        cmocka_unit_test(test_export_call_spans),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
