@@ -44,6 +44,15 @@ static void count(struct pt_stream *st, enum auth_outcome o, bool allowed_anyway
 #undef BOTH
 }
 
+/* grpc_status_tag: a gRPC call's span says its grpc-status first, as Envoy's. */
+static void grpc_status_tag(struct pt_call *call)
+{
+    struct pt_str gs = pt_call_trailer(call, PT_STR_LIT("grpc-status"));
+
+    if (call->cluster->http2 && gs.len != 0)
+        pt_call_tag(call, "grpc.status_code", gs);
+}
+
 /* auth_error: the check failed: the request goes on with failure_mode_allow, else it is
  * answered status_on_error with an empty body. */
 static void auth_error(struct pt_stream *st, struct pt_call *call)
@@ -52,8 +61,11 @@ static void auth_error(struct pt_stream *st, struct pt_call *call)
 
     if (st->call == call)
         st->call = NULL;
-    if (call != NULL)
+    if (call != NULL) {
+        grpc_status_tag(call);
+        pt_call_tag(call, "ext_authz_status", PT_STR_LIT("ext_authz_error"));
         pt_call_free(call);
+    }
     count(st, AUTH_ERROR, ac->failure_mode_allow);
     if (ac->failure_mode_allow) {
         pt_policy_passed(st, NULL, 0);
@@ -68,6 +80,8 @@ static void auth_denied(struct pt_stream *st, struct pt_call *call, int status, 
 {
     st->call = NULL;
     count(st, AUTH_DENIED, false);
+    grpc_status_tag(call);
+    pt_call_tag(call, "ext_authz_status", PT_STR_LIT("ext_authz_unauthorized"));
     pt_reply_policy(st, status, h, n, body, 0, "UAEX");
     pt_call_free(call); /* after the reply: <h> and <body> live in it */
 }
@@ -131,6 +145,7 @@ static void http_done(struct pt_stream *st, struct pt_call *call, int result)
         }
     }
     count(st, AUTH_OK, false);
+    pt_call_tag(call, "ext_authz_status", PT_STR_LIT("ext_authz_ok"));
     pt_policy_passed(st, call, 0);
 }
 
@@ -291,5 +306,7 @@ void pt_auth_grpc_done(struct pt_stream *st, struct pt_call *call, int result)
         return;
     }
     count(st, AUTH_OK, false);
+    grpc_status_tag(call);
+    pt_call_tag(call, "ext_authz_status", PT_STR_LIT("ext_authz_ok"));
     pt_policy_passed(st, call, 0);
 }

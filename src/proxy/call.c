@@ -11,6 +11,7 @@
 #include "http/h1write.h"
 #include "cluster/lb.h"
 #include "observe/stats.h"
+#include "observe/trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +71,58 @@ static struct pt_cluster_stats *call_stats(const struct pt_call *call)
     return pt_stats_cluster(call->st->w->st, call->cluster->stats_idx);
 }
 
+/* call_span: the call's span goes to the worker's ring (when its request is sampled). */
+static void call_span(struct pt_call *call, struct pt_worker *w, int result, bool canceled)
+{
+    struct pt_trace_call_info info = {
+        .cluster = pt_str_c(call->cluster->name),
+        .upstream_address = call->ep ? pt_str_c(call->ep->name) : (struct pt_str){ 0 },
+        .stats_name = pt_str_c(call->cluster->stats_name),
+        .response_flags = result == PT_CALL_TIMEOUT ? PT_STR_LIT("UT")
+                          : result == PT_CALL_FAILED && call->status == 0 ? PT_STR_LIT("UF") : (struct pt_str){ 0 },
+        .status = call->status,
+        .kind = call->cluster->http2 ? PT_TRACE_CALL_GRPC : PT_TRACE_CALL_HTTP,
+        .error = result != PT_CALL_OK && !canceled,
+    };
+
+    if (call->trace.flags == 0)
+        return;
+    for (uint8_t i = 0; i < call->ntags; i++) {
+        info.tag_key[info.ntags] = pt_str_c(call->tag_key[i]);
+        info.tag_value[info.ntags++] = call->tag_value[i];
+    }
+    if (canceled && info.ntags < PT_TRACE_CALL_TAGS) {
+        info.tag_key[info.ntags] = PT_STR_LIT("canceled");
+        info.tag_value[info.ntags++] = PT_STR_LIT("true");
+    }
+    pt_trace_call_end(w->trace, &call->trace, &info);
+}
+
+void pt_call_tag(struct pt_call *call, const char *key, struct pt_str value)
+{
+    if (call->ntags < PT_TRACE_CALL_TAGS) {
+        call->tag_key[call->ntags] = key;
+        call->tag_value[call->ntags++] = value;
+    }
+}
+
+static void call_release(struct pt_call *call, struct pt_worker *w)
+{
+    if (call->req_cap > PT_CALL_MAX_ANSWER) { /* a large body: not kept on the free list */
+        free(call->req);
+        call->req = NULL;
+        call->req_cap = 0;
+    }
+    call->next_free = w->free_calls;
+    w->free_calls = call;
+}
+
 /* call_end: the call is over with <result>: its exchange finished (the connection reused when
- * the answer was whole), its timer stopped, its endpoint told, and the caller told. */
+ * the answer was whole), its timer stopped, its endpoint told, the caller told, and its span
+ * recorded. */
 static void call_end(struct pt_call *call, int result)
 {
+    struct pt_worker *w = call->st->w; /* the stream may end in done */
     struct pt_cluster_stats *cs = call_stats(call);
     enum pt_lb_outcome outcome = result == PT_CALL_OK ? (call->status >= 500 ? PT_LB_HTTP_5XX : PT_LB_SUCCESS)
                                  : result == PT_CALL_TIMEOUT ? PT_LB_TIMEOUT : PT_LB_RESET;
@@ -92,7 +141,12 @@ static void call_end(struct pt_call *call, int result)
         }
     }
     call->ended = true;
+    call->in_done = true;
     call->done(call->st, call, result);
+    call->in_done = false;
+    call_span(call, w, result, false);
+    if (call->free_pending)
+        call_release(call, w);
 }
 
 static int call_on_head(void *owner, const struct pt_h1_response *res)
@@ -190,12 +244,16 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     struct pt_worker *w = st->w;
     struct pt_call *call = w->free_calls;
     struct pt_cluster_stats *cs;
-    size_t len = head.len + body.len;
+    size_t len = head.len + body.len + PT_TRACE_INJECT_MAX;
+    size_t hl = head.len;
 
     if (call != NULL)
         w->free_calls = call->next_free;
     else if ((call = calloc(1, sizeof(*call))) == NULL)
         return NULL;
+    call->trace = (struct pt_trace_call){ 0 };
+    call->ntags = 0;
+    call->in_done = call->free_pending = false;
     if (len > call->req_cap) { /* kept until the answer: a stale pooled connection resends it */
         char *m = realloc(call->req, len);
         if (m == NULL) {
@@ -207,10 +265,16 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
         call->req_cap = (uint32_t)len;
     }
     memcpy(call->req, head.ptr, head.len);
+    if (st->trace_cfg != NULL && head.len >= 2 && pt_trace_call_begin(w->trace, &st->trace, &call->trace) != 0) {
+        /* the call's span context, before the head's blank line */
+        hl = head.len - 2 + pt_trace_call_inject(&call->trace, call->req + head.len - 2, PT_TRACE_INJECT_MAX);
+        memcpy(call->req + hl, "\r\n", 2);
+        hl += 2;
+    }
     if (body.len != 0)
-        memcpy(call->req + head.len, body.ptr, body.len);
-    call->req_len = (uint32_t)len;
-    call->req_head = (uint32_t)head.len;
+        memcpy(call->req + hl, body.ptr, body.len);
+    call->req_len = (uint32_t)(hl + body.len);
+    call->req_head = (uint32_t)hl;
     call->st = st;
     call->done = done;
     call->cluster = c;
@@ -306,19 +370,15 @@ void pt_call_cancel(struct pt_call *call)
         pt_lb_release(&call->st->w->lb, &call->pick, PT_LB_CANCELLED);
         if (cs != NULL)
             pt_gauge_dec(&cs->upstream_rq_active);
+        call_span(call, call->st->w, PT_CALL_FAILED, true);
     }
     pt_call_free(call);
 }
 
 void pt_call_free(struct pt_call *call)
 {
-    struct pt_worker *w = call->st->w;
-
-    if (call->req_cap > PT_CALL_MAX_ANSWER) { /* a large body: not kept on the free list */
-        free(call->req);
-        call->req = NULL;
-        call->req_cap = 0;
-    }
-    call->next_free = w->free_calls;
-    w->free_calls = call;
+    if (call->in_done)
+        call->free_pending = true; /* after its span, in call_end */
+    else
+        call_release(call, call->st->w);
 }

@@ -9,6 +9,7 @@
 #define PT_PROXY_CALL_H
 
 #include "proxy/proxy.h"
+#include "observe/trace-t.h"
 
 /* How a call ended. */
 enum pt_call_result {
@@ -30,7 +31,8 @@ struct pt_call_edit {
 
 /* done: <call> ended with <result> (enum pt_call_result). Called from the call's connection
  * or timer, never from inside pt_call_start; the caller frees the call (pt_call_free) when it
- * is done reading it, in done or later. */
+ * is done reading it, in done or later. The call's span is recorded when done returns, with
+ * the tags done gave it. */
 typedef void (*pt_call_done_fn)(struct pt_stream *st, struct pt_call *call, int result);
 
 struct pt_call {
@@ -45,6 +47,12 @@ struct pt_call {
     bool ended;                   /* done was called (or is about to be) */
     bool send_failed;             /* the request could not be handed over: fails at once */
     bool retried;                 /* sent again on a new connection (the pooled one was stale) */
+    bool in_done;                 /* done runs: a pt_call_free waits until it returned */
+    bool free_pending;
+    struct pt_trace_call trace;   /* the call's span (observe/trace.h); all-zero: not traced */
+    uint8_t ntags;                /* the span's tags the caller gave (pt_call_tag) */
+    const char *tag_key[PT_TRACE_CALL_TAGS];
+    struct pt_str tag_value[PT_TRACE_CALL_TAGS];
     char *req;                    /* the request's bytes, until the answer (malloc'd, kept) */
     uint32_t req_len, req_cap, req_head; /* req_head: the head's length, the body after it */
     /* The answer: */
@@ -88,6 +96,10 @@ bool pt_call_grpc_message(const struct pt_call *call, struct pt_str *msg);
 /* pt_call_edit: appends an edit (<op>, <name>, <value>) to <call>, its strings copied into the
  * call (the name lowercased). False when it does not fit. */
 bool pt_call_edit(struct pt_call *call, int op, struct pt_str name, struct pt_str value);
+
+/* pt_call_tag: a tag for the call's span (at most PT_TRACE_CALL_TAGS; <value> must live until
+ * the call is freed, as the call's own answer does), given in done. */
+void pt_call_tag(struct pt_call *call, const char *key, struct pt_str value);
 
 /* pt_call_cancel: the stream ends while its call runs: the exchange is given up (its
  * connection closed), no callback follows, and the call is freed. */

@@ -109,13 +109,24 @@ static struct pt_str request(struct pt_pbuf *b, const struct pt_stream *st)
     return pt_str_make((const char *)out, len + 5);
 }
 
+/* status_tag: the span of <call> says its grpc-status (then ratelimit_status, when known). */
+static void status_tag(struct pt_call *call)
+{
+    struct pt_str gs = pt_call_trailer(call, PT_STR_LIT("grpc-status"));
+
+    if (gs.len != 0)
+        pt_call_tag(call, "grpc.status_code", gs);
+}
+
 /* failed: the service could not answer: the request goes on, unless failure_mode_deny. */
 static void failed(struct pt_stream *st, struct pt_call *call)
 {
     if (st->call == call)
         st->call = NULL;
-    if (call != NULL)
+    if (call != NULL) {
+        status_tag(call);
         pt_call_free(call);
+    }
     count(st, c_error);
     if (st->snap->http.rls->failure_mode_deny) {
         pt_reply_policy(st, 500, NULL, 0, (struct pt_str){ 0 }, 0, "RLSE");
@@ -159,6 +170,8 @@ static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
         h[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-ratelimited"), PT_STR_LIT("true") };
         st->call = NULL;
         count(st, c_over);
+        status_tag(call);
+        pt_call_tag(call, "ratelimit_status", PT_STR_LIT("over_limit"));
         pt_reply_policy(st, 429, h, n, pt_str_make((const char *)r->raw_body.data, r->raw_body.len),
                         rc->resource_exhausted ? 8 : 14, "RL");
         pt_call_free(call);
@@ -179,6 +192,8 @@ static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
             return;
         }
     count(st, c_ok);
+    status_tag(call);
+    pt_call_tag(call, "ratelimit_status", PT_STR_LIT("ok"));
     pt_policy_passed(st, call, 1);
 }
 

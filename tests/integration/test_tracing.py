@@ -1155,3 +1155,60 @@ def test_odd_header_values_stay_valid_json(edge, collectors):
         assert isinstance(tags.get("x-latin1"), str) and tags["x-latin1"].startswith("caf")
         long_value = values["x-long"].decode()
         assert long_value.startswith(tags["x-long"]) and len(tags["x-long"]) >= 256
+
+
+# ---------------------------------------------------------------------------------------------
+# Spans of the calls to policy services (issue 12, point 7)
+
+def test_auth_call_span_http(edge, collectors, processes):
+    """An HTTP AuthService check is a CLIENT child span of the HCM span, "async <auth cluster>
+    egress", before the router span; the auth service gets its B3 context, never the client's."""
+    from policy_peer import start_http_auth
+    col = collectors()
+    auth = start_http_auth(processes)
+    extra = ("apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
+             f"spec: {{auth_service: '127.0.0.1:{auth.port}'}}\n")
+    e = edge(tracing_service(col.port), extra=extra)
+    up = e.upstream("/hello", headers={"x-b3-traceid": "a" * 16, "x-b3-spanid": "b" * 16, "x-b3-sampled": "1"})
+    trace_id = one(up, "x-b3-traceid")
+    spans = col.wait_trace(trace_id, pad=e.pad, count=3)
+    auth_cluster = f"cluster_extauth_127_0_0_1_{auth.port}_default"
+    hcm = next(s for s in spans if s["name"] == e.authority)
+    router = next(s for s in spans if s["name"].startswith("router "))
+    call = next(s for s in spans if s["name"] == f"async {auth_cluster} egress")
+    assert span_errors(call) == []
+    assert call["kind"] == "CLIENT" and call["traceId"] == trace_id
+    assert call["parentId"] == hcm["id"]
+    assert call["tags"]["upstream_cluster"] == auth_cluster
+    assert call["tags"]["ext_authz_status"] == "ext_authz_ok"
+    assert call["tags"]["http.status_code"] == "200"
+    assert call["timestamp"] + call["duration"] <= router["timestamp"] + 1000
+    seen = {k.lower(): v for k, v in auth.records()[0]["headers"]}
+    assert seen["x-b3-traceid"] == trace_id and seen["x-b3-sampled"] == "1"
+    assert seen["x-b3-spanid"] == call["id"] and seen["x-b3-parentspanid"] == hcm["id"]
+    assert one(up, "x-b3-spanid") == router["id"] != call["id"]
+
+
+def test_ratelimit_and_grpc_auth_call_spans(edge, collectors, processes):
+    from policy_peer import start_authz
+    col = collectors()
+    peer = start_authz(processes, ratelimit=True)
+    extra = ("apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
+             f"spec: {{auth_service: '127.0.0.1:{peer.port}', proto: grpc, protocol_version: v3}}\n---\n"
+             "apiVersion: getambassador.io/v3alpha1\nkind: RateLimitService\nmetadata: {name: r}\n"
+             f"spec: {{service: '127.0.0.1:{peer.port}', protocol_version: v3, timeout_ms: 1000}}\n---\n"
+             "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\n"
+             "spec: {config: {default_labels: {ambassador: {defaults: [remote_address]}}}}\n")
+    e = edge(tracing_service(col.port), extra=extra)
+    trace_id = one(e.upstream("/hello", headers={"x-client-trace-id": "t1"}), "x-b3-traceid")
+    spans = col.wait_trace(trace_id, pad=e.pad, count=4)
+    names = sorted(s["name"] for s in spans)
+    auth_span = next(s for s in spans if s["name"].startswith("async cluster_extauth_"))
+    rl_span = next(s for s in spans if s["name"] == f"async cluster_127_0_0_1_{peer.port}_default egress")
+    assert len(spans) == 4, names
+    for s in (auth_span, rl_span):
+        assert span_errors(s) == [] and s["kind"] == "CLIENT"
+        assert s["tags"]["grpc.status_code"] == "0"
+    assert auth_span["tags"]["ext_authz_status"] == "ext_authz_ok"
+    assert rl_span["tags"]["ratelimit_status"] == "ok"
+    assert auth_span["timestamp"] <= rl_span["timestamp"]
