@@ -27,6 +27,12 @@ struct pt_http_reply {
     int grpc_status;
     struct pt_str grpc_message;
     struct pt_str grpc_content_type; /* empty: application/grpc (gRPC-Web: its own) */
+    /* More fields, written after location in this order (CORS, http/cors.h); names and values
+     * are checked like the rest. At most PT_HTTP_REPLY_EXTRA_MAX. */
+    const struct pt_header *extra;
+    size_t nextra;
 };
+
+#define PT_HTTP_REPLY_EXTRA_MAX 8
 
 #endif

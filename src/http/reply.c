@@ -36,6 +36,12 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
             return PT_BADMSG;
         location |= r->location[i].len != 0;
     }
+    if (r->nextra > PT_HTTP_REPLY_EXTRA_MAX)
+        return PT_BADMSG;
+    for (size_t i = 0; i < r->nextra; i++)
+        if (r->extra[i].name.len == 0 || !field_ok(r->extra[i].name) || !field_ok(r->extra[i].value) ||
+            memchr(r->extra[i].name.ptr, ':', r->extra[i].name.len) != NULL)
+            return PT_BADMSG;
     pt_h1w_status_line(&w, r->status, r->reason);
     pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
     if (r->grpc) {
@@ -56,6 +62,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
             pt_h1w_value(&w, r->location[i]);
         pt_h1w_header_end(&w);
     }
+    for (size_t i = 0; i < r->nextra; i++)
+        pt_h1w_header(&w, r->extra[i].name, r->extra[i].value);
     if (r->connection == PT_HTTP_REPLY_CONN_CLOSE)
         pt_h1w_header(&w, PT_STR_LIT("connection"), PT_STR_LIT("close"));
     else if (r->connection == PT_HTTP_REPLY_CONN_KEEP_ALIVE)

@@ -110,6 +110,21 @@ struct pt_tlscontext_res {
     struct pt_tls_settings tls;
 };
 
+/* A CORS policy (Mapping `cors`, Module `ambassador` `cors`), as Emissary's ircors.py reads it
+ * for Envoy's CorsPolicy. The lists are joined with ", " when compiled (http/cors.h). */
+struct pt_cors_res {
+    const char **origins;         /* exact origins ("*" allows any); a string is split at ',' */
+    size_t norigins;
+    const char **methods;         /* Access-Control-Allow-Methods */
+    size_t nmethods;
+    const char **headers;         /* Access-Control-Allow-Headers */
+    size_t nheaders;
+    const char **exposed_headers; /* Access-Control-Expose-Headers */
+    size_t nexposed_headers;
+    bool credentials;             /* Access-Control-Allow-Credentials: true */
+    const char *max_age;          /* Access-Control-Max-Age, as written; NULL: none */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -151,6 +166,14 @@ struct pt_mapping_res {
     bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
     bool bypass_auth;             /* requests pass while an AuthService denies (fail closed) */
     bool grpc;                    /* the service speaks HTTP/2 (h2c, or ALPN h2 with TLS) */
+    struct pt_cors_res *cors;     /* NULL: the Module's, if any */
+    /* host_redirect: answered with a redirect to `service` (no cluster); the rest only then */
+    bool host_redirect;
+    const char *path_redirect;    /* replaces the path */
+    const char *prefix_redirect;  /* replaces the matched prefix */
+    const char *regex_redirect_pattern;      /* rewrites the path (RE2 substitution syntax) */
+    const char *regex_redirect_substitution;
+    int redirect_response_code;   /* 301 (default), 302, 303, 307 or 308 */
 };
 
 struct pt_service_port {
@@ -268,6 +291,7 @@ struct pt_module_res {
     bool grpc_stats_upstream;       /* grpc_stats.upstream_stats */
     struct pt_grpc_stats_service *grpc_stats_services; /* grpc_stats.services */
     size_t ngrpc_stats_services;
+    struct pt_cors_res *cors;       /* the default CORS policy of Mappings without one */
 };
 
 /* A problem found while loading or validating. */

@@ -7,6 +7,9 @@
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/grpcweb.h"
+#include "proxy/cors.h"
+#include "http/cors.h"
+#include "route/route.h"
 #include "observe/grpcstats.h"
 #include "observe/logformat.h"
 #include "core/log.h"
@@ -70,16 +73,25 @@ static struct pt_str grpc_message(struct pt_str text, char *out)
 }
 
 /* Sends a complete local response. <location> (four pieces joined, or NULL) makes it a
- * redirect. A gRPC request gets it as gRPC status and message in a trailers-only response.
+ * redirect. <extra> (<nextra>) are more fields, a CORS preflight's: that answer is sent as is,
+ * never as gRPC (Envoy's CORS filter writes it itself). A request whose Origin a CORS policy
+ * allowed gets its Access-Control-* fields (Envoy's CORS filter sees local replies too). A
+ * gRPC request gets it as gRPC status and message in a trailers-only response.
  * One that the connection cannot write (a Location longer than any head can carry) becomes a
  * 400 instead. A reply to HEAD says its length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
-                       const struct pt_str *location)
+                       const struct pt_str *location, const struct pt_header *extra, size_t nextra)
 {
-    struct pt_http_reply r = { .date = pt_http_date() };
+    struct pt_http_reply r = { .date = pt_http_date(), .extra = extra, .nextra = nextra };
+    struct pt_header cors[PT_CORS_MAX_RESPONSE_HEADERS];
     char msg[3 * 512], gwct[64];
-    bool grpc = pt_reply_grpc_request(st);
+    bool grpc = nextra == 0 && pt_reply_grpc_request(st);
     int n;
+
+    if (nextra == 0 && (st->flags & PT_SF_CORS)) {
+        r.extra = cors;
+        r.nextra = pt_cors_filter_headers(st, cors);
+    }
 
     if (st->flags & PT_SF_RESP_HEAD) {
         pt_stream_abort(st);
@@ -118,6 +130,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         body = PT_STR_LIT("Bad Request");
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
+        r.nextra = 0;
         st->flags |= PT_SF_CLOSE_AFTER;
     }
     if (n != 0 && n != PT_AGAIN) { /* the client is gone (a 400 without a location always fits) */
@@ -135,7 +148,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
 
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags)
 {
-    send_reply(st, status, body, flags, NULL);
+    send_reply(st, status, body, flags, NULL, NULL, 0);
 }
 
 void pt_reply_bad_request(struct pt_stream *st)
@@ -158,7 +171,7 @@ void pt_reply_refuse(struct pt_stream *st, int status)
         st->rec.log_mid = (uint16_t)(sizeof(prefix) - 1);
         st->rec.log_len = st->rec.log_used = (uint16_t)(sizeof(prefix) + sizeof(suffix) - 1);
     }
-    send_reply(st, status, pt_str_c(text), "DPE", NULL);
+    send_reply(st, status, pt_str_c(text), "DPE", NULL, NULL, 0);
 }
 
 void pt_reply_redirect_https(struct pt_stream *st)
@@ -173,7 +186,46 @@ void pt_reply_redirect_https(struct pt_stream *st)
     if (host.len > 3 && memcmp(host.ptr + host.len - 3, ":80", 3) == 0)
         host.len -= 3;
     send_reply(st, 301, (struct pt_str){ 0 }, "-",
-               (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path, query });
+               (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path, query }, NULL, 0);
+}
+
+void pt_reply_headers(struct pt_stream *st, int status, const struct pt_header *h, size_t n)
+{
+    send_reply(st, status, (struct pt_str){ 0 }, "-", NULL, h, n);
+}
+
+void pt_reply_route_redirect(struct pt_stream *st, const struct pt_route *route,
+                             const struct pt_route_req *rreq)
+{
+    const struct pt_route_action *a = pt_route_action(route);
+    const struct pt_redirect *rd = a->redirect;
+    /* The query with its '?' (always in front of it in the buffer it lies in, as above). */
+    struct pt_str query = rreq->query.ptr ? pt_str_make(rreq->query.ptr - 1, rreq->query.len + 1)
+                                          : (struct pt_str){ 0 };
+    struct pt_str loc[4] = { rd->scheme, rd->host, rreq->path, query };
+    char buf[8192];
+
+    if (loc[0].len == 0) /* Envoy: the request's own scheme */
+        loc[0] = st->rec.tls ? PT_STR_LIT("https://") : PT_STR_LIT("http://");
+    if (rd->path.len) { /* path_redirect; its own query wins over the request's */
+        loc[2] = rd->path;
+        if (rd->path_has_query)
+            loc[3] = (struct pt_str){ 0 };
+    } else if (rd->rewrite) { /* prefix_redirect / regex_redirect: "path?query" */
+        bool changed;
+        int len = pt_route_rewrite(route, rreq, buf + 1, sizeof(buf) - 1, &changed);
+        if (len == PT_TOOBIG) {
+            pt_reply_bad_request(st);
+            return;
+        }
+        if (len >= 0) { /* else (a regex that left nothing) the path stays, as Envoy's does */
+            bool slash = len > 0 && buf[1] == '/';
+            buf[0] = '/'; /* Envoy puts a '/' in front of a path that has none */
+            loc[2] = pt_str_make(slash ? buf + 1 : buf, (size_t)len + !slash);
+            loc[3] = (struct pt_str){ 0 };
+        }
+    }
+    send_reply(st, rd->status, (struct pt_str){ 0 }, "-", loc, NULL, 0);
 }
 
 void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,
@@ -191,5 +243,5 @@ void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const cha
         n = (int)sizeof(prefix) - 1;
     if (tfr != NULL) /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
         pt_accesslog_keep(&st->rec, pt_str_c(tfr), &st->rec.lf_tfr);
-    send_reply(st, status, pt_str_make(body, (size_t)n), flags, NULL);
+    send_reply(st, status, pt_str_make(body, (size_t)n), flags, NULL, NULL, 0);
 }

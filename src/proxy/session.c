@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
+#include "proxy/cors.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -632,7 +633,16 @@ void pt_session_dispatch(struct pt_stream *st)
         pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
-    st->rec.action = pt_route_action(route);
+    {
+        const struct pt_route_action *a = pt_route_action(route);
+        if (a->redirect != NULL) { /* host_redirect: answered here, no upstream, no cluster */
+            pt_reply_route_redirect(st, route, &rreq);
+            return;
+        }
+        st->rec.action = a;
+        if (a->cors != NULL && pt_cors_filter_request(st, a->cors))
+            return; /* a preflight, answered here */
+    }
     if (st->snap->http.auth_deny && !st->rec.action->bypass_auth) { /* AuthService: fail closed */
         pt_reply_local(st, 403, (struct pt_str){ 0 }, "UAEX");
         return;
@@ -733,6 +743,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };
     for (uint32_t i = 0; i < a->nadd_resp; i++)
         out[n++] = (struct pt_header){ a->add_resp[i].name, a->add_resp[i].value };
+    if ((st->flags & PT_SF_CORS) && pt_cors_filter_response(st, out, &n, max) != 0)
+        return PT_BADMSG; /* the route's CORS policy allowed the Origin */
     h.nheaders = n;
     if (st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;
