@@ -364,8 +364,11 @@ static void cors_wire(struct pt_config__obj *c, const struct pt_ynode *val,
     for (size_t k = 0; k < 3; k++) {
         for (size_t i = 0; i < counts[k]; i++) {
             int n = snprintf(p, sizeof(p), "%s.%s[%zu]", path, names[k], i);
+            const struct pt_ynode *at = pt_ynode_get(val, names[k]);
+            if (at != NULL && at->type == PT_YNODE_SEQ && i < at->nitems)
+                at = at->items[i]; /* the item's own line */
             if (lists[k][i] != NULL && n > 0 && (size_t)n < sizeof(p))
-                pt_config__wire_value(c, pt_ynode_get(val, names[k]), p, lists[k][i]);
+                pt_config__wire_value(c, at, p, lists[k][i]);
         }
     }
     if (cr->max_age != NULL) {
