@@ -12,6 +12,7 @@
 #include "core/loop.h"
 #include "model/diag.h"
 #include "route/route.h"
+#include "http/cors.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/logformat.h"
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct compile_ctx {
     const struct pt_resources *res;
@@ -410,9 +412,43 @@ static struct pt_cluster *service_cluster(struct compile_ctx *c, const struct cl
     return cl;
 }
 
+/* redirect_compile: the redirect a host_redirect Mapping answers with (Emissary's v3route.py):
+ * its service is the host, an http:// or https:// in front of it the scheme. One block. */
+static struct pt_redirect *redirect_compile(const struct pt_mapping_res *m)
+{
+    const char *host = m->service, *path = m->path_redirect;
+    struct pt_str scheme = { 0 };
+    size_t hl, pl = path ? strlen(path) : 0;
+    struct pt_redirect *rd;
+    char *p;
+
+    if (strncasecmp(host, "https://", 8) == 0)
+        scheme = PT_STR_LIT("https://"), host += 8;
+    else if (strncasecmp(host, "http://", 7) == 0)
+        scheme = PT_STR_LIT("http://"), host += 7;
+    hl = strlen(host);
+    rd = pt_xcalloc(1, sizeof(*rd) + hl + pl + 1);
+    p = (char *)(rd + 1);
+    rd->status = m->redirect_response_code;
+    rd->scheme = scheme;
+    memcpy(p, host, hl);
+    rd->host = pt_str_make(p, hl);
+    p += hl;
+    if (pl) { /* Envoy puts a '/' in front of a path that has none */
+        size_t off = path[0] != '/';
+        p[0] = '/';
+        memcpy(p + off, path, pl);
+        rd->path = pt_str_make(p, pl + off);
+        rd->path_has_query = strchr(path, '?') != NULL;
+    }
+    rd->rewrite = !pl && (m->prefix_redirect != NULL || m->regex_redirect_pattern != NULL);
+    return rd;
+}
+
 static void compile_mappings(struct compile_ctx *c)
 {
     const struct pt_resources *r = c->res;
+    const struct pt_module_res *mod = pt_compile_module(r);
     int module_timeout = -1;
 
     for (size_t i = 0; i < r->nmodules; i++)
@@ -424,6 +460,11 @@ static void compile_mappings(struct compile_ctx *c)
         char err[256];
         struct pt_cluster *cl;
 
+        if (m->host_redirect) { /* answered with a redirect: no cluster (irhttpmappinggroup.py) */
+            c->mapping_action[i] = make_action(c, m, NULL);
+            c->mapping_action[i]->redirect = redirect_compile(m);
+            continue;
+        }
         if (pt_service_parse(m->service, m->meta.namespace, c->env->namespace, m->tls != NULL, &ref, err,
                              sizeof(err)) != 0) {
             reject(c, &m->meta, "service: %s", err);
@@ -435,6 +476,8 @@ static void compile_mappings(struct compile_ctx *c)
                                                         .http2 = m->grpc,
                                                         .connect_timeout_ms = m->connect_timeout_ms });
         c->mapping_action[i] = make_action(c, m, cl);
+        if (m->cors != NULL || (mod != NULL && mod->cors != NULL)) /* the Module's is the default */
+            c->mapping_action[i]->cors = pt_cors_compile(m->cors ? m->cors : mod->cors);
         if (m->timeout_ms < 0)
             c->mapping_action[i]->timeout_ms = module_timeout >= 0 ? (uint32_t)module_timeout : 3000;
     }
@@ -452,7 +495,10 @@ static void on_route_reject(void *ctx, size_t idx, const char *message)
     if (rc->c->route_bad[m])
         return; /* one report per Mapping, however many Hosts it is in */
     rc->c->route_bad[m] = true;
-    reject(rc->c, &rc->specs_mapping[idx]->meta, "%s", message);
+    if (rc->specs_mapping[idx]->host_redirect && strncmp(message, "regex_rewrite", 13) == 0)
+        reject(rc->c, &rc->specs_mapping[idx]->meta, "regex_redirect%s", message + 13);
+    else /* a redirect's rewrite is its regex_redirect (make_vhost) */
+        reject(rc->c, &rc->specs_mapping[idx]->meta, "%s", message);
 }
 
 static struct pt_vhost *make_vhost(struct compile_ctx *c, const struct pt_host_res *h, bool synthesized)
@@ -482,6 +528,11 @@ static struct pt_vhost *make_vhost(struct compile_ctx *c, const struct pt_host_r
             .rewrite = m->rewrite, .regex_rewrite_pattern = m->regex_rewrite_pattern,
             .regex_rewrite_substitution = m->regex_rewrite_substitution, .action = c->mapping_action[i],
         };
+        if (m->host_redirect) { /* the route's rewrite makes the redirect's path */
+            specs[n].rewrite = m->prefix_redirect;
+            specs[n].regex_rewrite_pattern = m->regex_redirect_pattern;
+            specs[n].regex_rewrite_substitution = m->regex_redirect_substitution;
+        }
         owners[n++] = m;
     }
     vh->routes = pt_route_table_build_partial(specs, n, on_route_reject, &rc);

@@ -453,12 +453,109 @@ static void read_labels(struct pt_config__obj *c, const struct pt_config__field 
     }
 }
 
+/* ---- CORS (Mapping and Module) -------------------------------------------------------------- */
+
+/* cors.origins: a list of origins, or one string of them separated by ',' (Emissary's
+ * CommaSeparated form). Blanks around each are dropped, and so are empty ones. */
+static void read_cors_origins(struct pt_config__obj *c, const struct pt_config__field *f,
+                              const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                              const char *path)
+{
+    struct pt_cors_res *cr = base;
+    char p[PT_PATH_MAX];
+
+    if (val->type == PT_YNODE_SEQ) {
+        cr->origins = pt_arena_alloc_array(c->arena, val->nitems, sizeof(*cr->origins));
+        for (size_t i = 0; i < val->nitems; i++) {
+            int n = snprintf(p, sizeof(p), "%s[%zu]", path, i);
+            const char *o = pt_config__string(c, val->items[i], val->items[i],
+                                              n > 0 && (size_t)n < sizeof(p) ? p : path);
+            if (o != NULL && *o != '\0')
+                cr->origins[cr->norigins++] = o;
+        }
+        return;
+    }
+    const char *s = pt_config__string(c, key, val, path);
+    if (s == NULL)
+        return;
+    cr->origins = pt_arena_alloc_array(c->arena, strlen(s) / 2 + 1, sizeof(*cr->origins));
+    for (const char *q = s;;) {
+        const char *end = strchr(q, ','), *stop = end ? end : q + strlen(q);
+        while (q < stop && (*q == ' ' || *q == '\t'))
+            q++;
+        while (stop > q && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        if (stop > q)
+            cr->origins[cr->norigins++] = pt_arena_strndup(c->arena, q, (size_t)(stop - q));
+        if (end == NULL)
+            break;
+        q = end + 1;
+    }
+}
+
+#define T struct pt_cors_res
+static const struct pt_config__field cors_fields[] = {
+    F_FN("origins", read_cors_origins, 0),
+    F_LIST("methods", T, methods, nmethods),
+    F_LIST("headers", T, headers, nheaders),
+    F_LIST("exposed_headers", T, exposed_headers, nexposed_headers),
+    F_BOOL("credentials", T, credentials),
+    F_STR("max_age", T, max_age),
+    F_END,
+};
+#undef T
+
+/* cors_wire: each value of <cr> that is written into a response head must be a field value
+ * (config/wire.c). */
+static void cors_wire(struct pt_config__obj *c, const struct pt_ynode *val,
+                      const struct pt_cors_res *cr, const char *path)
+{
+    static const char *const names[] = { "methods", "headers", "exposed_headers" };
+    const char *const *lists[] = { cr->methods, cr->headers, cr->exposed_headers };
+    size_t counts[] = { cr->nmethods, cr->nheaders, cr->nexposed_headers };
+    char p[PT_PATH_MAX];
+
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t i = 0; i < counts[k]; i++) {
+            int n = snprintf(p, sizeof(p), "%s.%s[%zu]", path, names[k], i);
+            const struct pt_ynode *at = pt_ynode_get(val, names[k]);
+            if (at != NULL && at->type == PT_YNODE_SEQ && i < at->nitems)
+                at = at->items[i]; /* the item's own line */
+            if (lists[k][i] != NULL && n > 0 && (size_t)n < sizeof(p))
+                pt_config__wire_value(c, at, p, lists[k][i]);
+        }
+    }
+    if (cr->max_age != NULL) {
+        pt_config__path(p, sizeof(p), path, "max_age");
+        pt_config__wire_value(c, pt_ynode_get(val, "max_age"), p, cr->max_age);
+    }
+}
+
+/* cors: a CORS policy (Envoy's CorsPolicy); f->arg 0 = a Mapping's, 1 = the Module's default. */
+static void read_cors(struct pt_config__obj *c, const struct pt_config__field *f,
+                      const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                      const char *path)
+{
+    struct pt_cors_res *cr;
+
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", path);
+        return;
+    }
+    cr = pt_arena_alloc(c->arena, sizeof(*cr));
+    pt_config__read_fields(c, val, cors_fields, cr, path);
+    cors_wire(c, val, cr, path);
+    if (f->arg)
+        ((struct pt_module_res *)base)->cors = cr;
+    else
+        ((struct pt_mapping_res *)base)->cors = cr;
+}
+
 /* ---- Mapping -------------------------------------------------------------------------------- */
 
-/* shadow, host_redirect: Portico cannot do what they ask (copy the traffic to the service and
- * drop its answers; answer with a redirect), and serving the Mapping as a plain route would do
- * something else entirely: it would take half the live traffic, or proxy instead of
- * redirecting. So they are errors, and the Mapping is not served. `false` asks for nothing. */
+/* shadow: Portico cannot do what it asks (copy the traffic to the service and drop its
+ * answers), and serving the Mapping as a plain route would take half the live traffic. So it
+ * is an error, and the Mapping is not served. `false` asks for nothing. */
 static void read_unenforced(struct pt_config__obj *c, const struct pt_config__field *f,
                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
                             const char *path)
@@ -466,15 +563,38 @@ static void read_unenforced(struct pt_config__obj *c, const struct pt_config__fi
     bool b;
     if (val->plain && pt_config__scalar_bool(val, &b) && !b)
         return;
-    pt_config__err(c, key, "%s: not supported by this build; the Mapping is not served (%s)",
-                   path, f->arg ? "Emissary would answer with a redirect"
-                                : "Emissary would copy its requests to the service");
+    pt_config__err(c, key, "%s: not supported by this build; the Mapping is not served "
+                   "(Emissary would copy its requests to the service)", path);
+}
+
+/* redirect_response_code: what Envoy's RedirectAction can send. Emissary logs an error and
+ * sends 301 for anything else; a redirect with another status than asked is rejected here. */
+static void read_redirect_code(struct pt_config__obj *c, const struct pt_config__field *f,
+                               const struct pt_ynode *key, const struct pt_ynode *val,
+                               void *base, const char *path)
+{
+    struct pt_mapping_res *m = base;
+    long v;
+
+    if (pt_config__scalar_long(val, &v) && (v == 301 || v == 302 || v == 303 || v == 307 || v == 308))
+        m->redirect_response_code = (int)v;
+    else if (pt_config__is_string(val))
+        pt_config__err(c, key, "%s: expected one of 301, 302, 303, 307, 308 (got \"%.64s\")", path,
+                       val->str);
+    else
+        pt_config__err(c, key, "%s: expected one of 301, 302, 303, 307, 308", path);
 }
 
 #define T struct pt_mapping_res
 static const struct pt_config__field regex_rewrite_fields[] = {
     F_STR_REQ("pattern", T, regex_rewrite_pattern),
     F_STR("substitution", T, regex_rewrite_substitution),
+    F_END,
+};
+
+static const struct pt_config__field regex_redirect_fields[] = {
+    F_STR_REQ("pattern", T, regex_redirect_pattern),
+    F_STR("substitution", T, regex_redirect_substitution),
     F_END,
 };
 
@@ -516,7 +636,12 @@ static const struct pt_config__field mapping_fields[] = {
     F_FN("labels", read_labels, 0),
     F_BOOL("grpc", T, grpc),
     F_FN("shadow", read_unenforced, 0),
-    F_FN("host_redirect", read_unenforced, 1),
+    F_BOOL("host_redirect", T, host_redirect),
+    F_STR("path_redirect", T, path_redirect),
+    F_STR("prefix_redirect", T, prefix_redirect),
+    F_OBJ("regex_redirect", regex_redirect_fields),
+    F_FN("redirect_response_code", read_redirect_code, 0),
+    F_FN("cors", read_cors, 0),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -531,6 +656,7 @@ static void mapping_init(void *obj)
     m->connect_timeout_ms = 3000;
     m->idle_timeout_ms = -1;
     m->weight = -1;
+    m->redirect_response_code = 301;
 }
 
 static bool has_authority_match(const struct pt_mapping_res *m)
@@ -615,11 +741,70 @@ static void mapping_wire(struct pt_config__obj *c, struct pt_mapping_res *m,
                                "regex_rewrite.substitution", m->regex_rewrite_substitution);
 }
 
+/* exclusive: Emissary's rule for two redirect paths set at once: the first named wins, and the
+ * other is dropped with a message (an error in Emissary, which still serves the Mapping). */
+static void exclusive(struct pt_config__obj *c, const struct pt_ynode *body, const char *keep,
+                      const char *kept, const char *drop, const char **dropped)
+{
+    if (kept == NULL || *dropped == NULL)
+        return;
+    pt_config__notice(c, pt_ynode_get(body, drop),
+                      "Cannot specify both %s and %s. Using %s and ignoring %s.", keep, drop, keep,
+                      drop);
+    *dropped = NULL;
+}
+
+/* mapping_redirect: host_redirect's fields. Without host_redirect Emissary writes no redirect,
+ * so they mean nothing; with it, at most one of path_redirect, prefix_redirect and
+ * regex_redirect applies, and every value that goes into the Location header must be safe
+ * there. */
+static void mapping_redirect(struct pt_config__obj *c, struct pt_mapping_res *m,
+                             const struct pt_ynode *body)
+{
+    static const char *const fields[] = { "path_redirect", "prefix_redirect", "regex_redirect",
+                                           "redirect_response_code" };
+    const struct pt_ynode *rr = pt_ynode_get(body, "regex_redirect");
+
+    if (!m->host_redirect) {
+        for (size_t i = 0; i < PT_ARRAY_SIZE(fields); i++)
+            if (pt_ynode_get(body, fields[i]) != NULL && !pt_ynode_is_null(pt_ynode_get(body, fields[i])))
+                pt_config__notice(c, pt_ynode_get(body, fields[i]),
+                                  "%s is ignored without host_redirect: true", fields[i]);
+        m->path_redirect = m->prefix_redirect = NULL;
+        m->regex_redirect_pattern = m->regex_redirect_substitution = NULL;
+        return;
+    }
+    exclusive(c, body, "path_redirect", m->path_redirect, "prefix_redirect", &m->prefix_redirect);
+    exclusive(c, body, "path_redirect", m->path_redirect, "regex_redirect",
+              &m->regex_redirect_pattern);
+    exclusive(c, body, "prefix_redirect", m->prefix_redirect, "regex_redirect",
+              &m->regex_redirect_pattern);
+    if (m->path_redirect != NULL)
+        pt_config__wire_target(c, pt_ynode_get(body, "path_redirect"), "path_redirect",
+                               m->path_redirect);
+    if (m->prefix_redirect != NULL)
+        pt_config__wire_target(c, pt_ynode_get(body, "prefix_redirect"), "prefix_redirect",
+                               m->prefix_redirect);
+    if (m->regex_redirect_pattern != NULL) {
+        pt_config__wire_no_ctl(c, pt_ynode_get(rr, "pattern"), "regex_redirect.pattern",
+                               m->regex_redirect_pattern);
+        if (m->regex_redirect_substitution == NULL)
+            m->regex_redirect_substitution = "";
+        else
+            pt_config__wire_target(c, pt_ynode_get(rr, "substitution"),
+                                   "regex_redirect.substitution", m->regex_redirect_substitution);
+    }
+    if (m->cors != NULL)
+        pt_config__notice(c, pt_ynode_get(body, "cors"),
+                          "cors is ignored with host_redirect: the redirect is the answer");
+}
+
 static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
 {
     struct pt_mapping_res *m = obj;
     mapping_hosts(c, m, body);
     mapping_wire(c, m, body);
+    mapping_redirect(c, m, body);
     if (m->regex_rewrite_pattern != NULL) {
         if (m->regex_rewrite_substitution == NULL)
             m->regex_rewrite_substitution = "";
@@ -1117,6 +1302,7 @@ static const struct pt_config__field module_config_fields[] = {
     F_FN("grpc_stats", read_grpc_stats, 0),
     F_STR("default_label_domain", T, default_label_domain),
     F_FN("default_labels", read_labels, 1),
+    F_FN("cors", read_cors, 1),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
     F_IGN("ip_deny"),
     F_END,

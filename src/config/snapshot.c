@@ -55,8 +55,11 @@ static void snapshot_free(struct pt_snapshot *s)
         free(s->tracing_cluster->endpoints);
         free(s->tracing_cluster);
     }
-    for (uint32_t i = 0; i < s->nactions; i++)
+    for (uint32_t i = 0; i < s->nactions; i++) {
+        free(s->actions[i]->cors);
+        free(s->actions[i]->redirect);
         free(s->actions[i]); /* one block: header ops and strings live behind the struct */
+    }
     free(s->http.auth);      /* one block each, too; their clusters are in s->clusters */
     free(s->http.rls);
     free(s->actions);

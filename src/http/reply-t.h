@@ -27,13 +27,14 @@ struct pt_http_reply {
     int grpc_status;
     struct pt_str grpc_message;
     struct pt_str grpc_content_type; /* empty: application/grpc (gRPC-Web: its own) */
-    /* Headers a policy service asked for (an AuthService's denial, a RateLimitService's 429),
-     * after the standard ones: lowercase names, checked by the caller (no framing or
-     * hop-by-hop field). A content-type among them replaces text/plain. */
-    const struct pt_header *headers;
-    size_t nheaders;
+    /* More fields, written after location in this order: a policy service's (an AuthService's
+     * denial, a RateLimitService's 429) or a CORS policy's (http/cors.h). Lowercase token
+     * names, values checked like the rest; the caller leaves out framing and hop-by-hop fields.
+     * A content-type among them replaces text/plain. At most PT_HTTP_REPLY_EXTRA_MAX. */
+    const struct pt_header *extra;
+    size_t nextra;
 };
 
-#define PT_HTTP_REPLY_MAX_HEADERS 64 /* of those */
+#define PT_HTTP_REPLY_EXTRA_MAX 64
 
 #endif

@@ -37,10 +37,10 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
             return PT_BADMSG;
         location |= r->location[i].len != 0;
     }
-    if (r->nheaders > PT_HTTP_REPLY_MAX_HEADERS)
+    if (r->nextra > PT_HTTP_REPLY_EXTRA_MAX)
         return PT_BADMSG;
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (!pt_http_token(r->headers[i].name) || !field_ok(r->headers[i].value))
+    for (size_t i = 0; i < r->nextra; i++)
+        if (!pt_http_token(r->extra[i].name) || !field_ok(r->extra[i].value))
             return PT_BADMSG;
     pt_h1w_status_line(&w, r->status, r->reason);
     pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
@@ -62,8 +62,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
             pt_h1w_value(&w, r->location[i]);
         pt_h1w_header_end(&w);
     }
-    for (size_t i = 0; i < r->nheaders; i++)
-        pt_h1w_header(&w, r->headers[i].name, r->headers[i].value);
+    for (size_t i = 0; i < r->nextra; i++)
+        pt_h1w_header(&w, r->extra[i].name, r->extra[i].value);
     if (r->connection == PT_HTTP_REPLY_CONN_CLOSE)
         pt_h1w_header(&w, PT_STR_LIT("connection"), PT_STR_LIT("close"));
     else if (r->connection == PT_HTTP_REPLY_CONN_KEEP_ALIVE)

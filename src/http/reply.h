@@ -10,7 +10,8 @@
  * <cap> (or in INT_MAX), or PT_BADMSG when a status is outside 100..999 or a value holds a
  * control byte (CR, LF, NUL...) that would break the head. On an error nothing in <out> may be
  * used, though bytes within <cap> may have been written. Header order: content-length,
- * content-type, date, server: envoy, location, connection (as Envoy's local replies). */
+ * content-type, date, server: envoy, location, the extra fields, connection (as Envoy's local
+ * replies). */
 int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap);
 
 #endif

@@ -139,6 +139,21 @@ struct pt_rl_domain {
     size_t ngroups;
 };
 
+/* A CORS policy (Mapping `cors`, Module `ambassador` `cors`), as Emissary's ircors.py reads it
+ * for Envoy's CorsPolicy. The lists are joined with ", " when compiled (http/cors.h). */
+struct pt_cors_res {
+    const char **origins;         /* exact origins ("*" allows any); a string is split at ',' */
+    size_t norigins;
+    const char **methods;         /* Access-Control-Allow-Methods */
+    size_t nmethods;
+    const char **headers;         /* Access-Control-Allow-Headers */
+    size_t nheaders;
+    const char **exposed_headers; /* Access-Control-Expose-Headers */
+    size_t nexposed_headers;
+    bool credentials;             /* Access-Control-Allow-Credentials: true */
+    const char *max_age;          /* Access-Control-Max-Age, as written; NULL: none */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -184,6 +199,14 @@ struct pt_mapping_res {
     size_t nauth_context_extensions;
     struct pt_rl_domain *labels;  /* rate-limit label groups, by domain */
     size_t nlabels;
+    struct pt_cors_res *cors;     /* NULL: the Module's, if any */
+    /* host_redirect: answered with a redirect to `service` (no cluster); the rest only then */
+    bool host_redirect;
+    const char *path_redirect;    /* replaces the path */
+    const char *prefix_redirect;  /* replaces the matched prefix */
+    const char *regex_redirect_pattern;      /* rewrites the path (RE2 substitution syntax) */
+    const char *regex_redirect_substitution;
+    int redirect_response_code;   /* 301 (default), 302, 303, 307 or 308 */
 };
 
 struct pt_service_port {
@@ -342,6 +365,7 @@ struct pt_module_res {
     const char *default_label_domain; /* NULL: "ambassador" */
     struct pt_rl_domain *default_labels; /* by domain; each has one group ("defaults") */
     size_t ndefault_labels;
+    struct pt_cors_res *cors;       /* the default CORS policy of Mappings without one */
 };
 
 /* A problem found while loading or validating. */

@@ -66,6 +66,30 @@ struct pt_rl_descriptor {
     uint32_t nentries;
 };
 
+/* A route's CORS policy, compiled once from a Mapping's (or the Module's) `cors` by
+ * http/cors.c as Envoy's CorsPolicy: one block, strings behind the struct. */
+struct pt_cors {
+    struct pt_str *origins;      /* exact, case-sensitive */
+    uint32_t norigins;
+    bool any_origin;             /* "*" is one of them: every Origin is allowed (and echoed) */
+    bool credentials;            /* Access-Control-Allow-Credentials: true */
+    struct pt_str allow_methods; /* "GET, POST"; "*": the preflight's own method is echoed */
+    struct pt_str allow_headers; /* likewise; "*": Access-Control-Request-Headers is echoed */
+    struct pt_str expose_headers;
+    struct pt_str max_age;       /* empty: none */
+};
+
+/* A host_redirect Mapping's answer, Envoy's RedirectAction as Emissary writes it: Location is
+ * <scheme><host><path><query>, and no upstream is contacted. One block, strings behind it. */
+struct pt_redirect {
+    int status;           /* 301 (default), 302, 303, 307, 308 */
+    struct pt_str scheme; /* "http://" or "https://" from the service; empty: the request's */
+    struct pt_str host;   /* the service without its scheme: host[:port] */
+    struct pt_str path;   /* path_redirect ("/" in front when it had none); empty: none */
+    bool path_has_query;  /* path_redirect carries its own query: the request's is dropped */
+    bool rewrite;         /* prefix_redirect / regex_redirect: the route's rewrite makes the path */
+};
+
 /* What a matched route does: the route module returns it as the opaque action. */
 struct pt_route_action {
     struct pt_cluster *cluster;
@@ -82,6 +106,9 @@ struct pt_route_action {
     struct pt_hdr_op *auth_ctx;  uint32_t nauth_ctx; /* auth_context_extensions */
     struct pt_rl_descriptor *rl; uint32_t nrl;       /* labels of the RateLimitService's domain */
     const char *mapping;        /* "ns/name", for diag */
+    struct pt_cors *cors;       /* the Mapping's CORS policy, else the Module's; NULL: none
+                                 * (owned; http/cors.h) */
+    struct pt_redirect *redirect; /* host_redirect: answered with this; cluster is NULL (owned) */
 };
 
 /* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */

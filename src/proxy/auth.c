@@ -121,7 +121,7 @@ static void http_done(struct pt_stream *st, struct pt_call *call, int result)
         return;
     }
     if (call->status != 200) { /* Envoy: only a 200 allows */
-        struct pt_header h[PT_HTTP_REPLY_MAX_HEADERS];
+        struct pt_header h[PT_HTTP_REPLY_EXTRA_MAX];
         size_t n = 0;
         for (uint32_t i = 0; i < call->nheaders && n < PT_ARRAY_SIZE(h); i++)
             if (http_denied_header(ac, call->headers[i].name) &&

@@ -11,7 +11,7 @@
 struct pt_authgrpc_answer {
     bool ok;                    /* status OK: the request goes on (its edits are in the call) */
     int status;                 /* denied: the HTTP status (403 unless the answer gives one) */
-    struct pt_header headers[PT_HTTP_REPLY_MAX_HEADERS]; /* denied: for the client */
+    struct pt_header headers[PT_HTTP_REPLY_EXTRA_MAX]; /* denied: for the client */
     size_t nheaders;
     struct pt_str body;         /* denied: for the client */
 };

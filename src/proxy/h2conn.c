@@ -774,10 +774,10 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
 {
     char status[20], len[20], gs[20], *loc = st->w->scratch;
     size_t loclen = 0, n = 0;
-    nghttp2_nv nv[8 + PT_HTTP_REPLY_MAX_HEADERS];
+    nghttp2_nv nv[8 + PT_HTTP_REPLY_EXTRA_MAX];
     struct iovec iov = { (void *)body.ptr, body.len };
 
-    if (r->status < 200 || r->status > 999 || r->nheaders > PT_HTTP_REPLY_MAX_HEADERS)
+    if (r->status < 200 || r->status > 999 || r->nextra > PT_HTTP_REPLY_EXTRA_MAX)
         return PT_BADMSG;
     for (size_t i = 0; i < PT_ARRAY_SIZE(r->location); i++) {
         if (loclen + r->location[i].len > sizeof(st->w->scratch))
@@ -808,9 +808,9 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
     nv[n++] = NV("server", "envoy", 5);
     if (loclen)
         nv[n++] = NV("location", loc, loclen);
-    for (size_t i = 0; i < r->nheaders; i++) /* lowercase, checked by the proxy (http/reply-t.h) */
-        nv[n++] = (nghttp2_nv){ (uint8_t *)r->headers[i].name.ptr, (uint8_t *)r->headers[i].value.ptr,
-                                r->headers[i].name.len, r->headers[i].value.len, NGHTTP2_NV_FLAG_NONE };
+    for (size_t i = 0; i < r->nextra; i++) /* lower-case names (http/cors.h), values as parsed */
+        nv[n++] = (nghttp2_nv){ (uint8_t *)r->extra[i].name.ptr, (uint8_t *)r->extra[i].value.ptr,
+                                r->extra[i].name.len, r->extra[i].value.len, NGHTTP2_NV_FLAG_NONE };
 #undef NV
     if (submit_head(st, nv, n, body.len > 0) != 0)
         return PT_BADMSG;

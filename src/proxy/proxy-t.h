@@ -22,6 +22,8 @@
 
 #define PT_MAX_HEADERS_DEFAULT 100
 #define PT_MAX_HEAD_BYTES_DEFAULT (60 * 1024)
+#define PT_CORS_ORIGIN_MAX 320 /* the longest Origin echoed when a CORS policy allows any (an
+                                * origin is scheme://host:port; a longer one is not allowed) */
 #define PT_LINGER_MS 2000 /* reading what a client still sends after our last response */
 
 /* Limits and timeouts that every listener uses; each has a command-line/env knob. */
@@ -164,6 +166,8 @@ struct pt_conn {
 #define PT_SF_GRPC_DEADLINE 0x8000 /* the route timer is the request's grpc-timeout (shorter than
                                     * the route timeout): its expiry is gRPC's DEADLINE_EXCEEDED */
 #define PT_SF_CONTINUED   0x10000 /* "100 Continue" was sent (the AuthService wanted the body) */
+#define PT_SF_CORS     0x80000000u /* the route's CORS policy allowed the Origin: st->cors_origin
+                                    * is echoed in the response head (proxy/cors.c) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -356,6 +360,11 @@ struct pt_stream {
     struct pt_stream *next_free;
     struct pt_h2s h2;               /* HTTP/2 only; set by proxy/h2conn.c */
     struct pt_header hdrs[PT_MAX_HEADERS_DEFAULT];
+    /* CORS (proxy/cors.c), valid only under PT_SF_CORS: the allowed Origin, a slice of the
+     * route's policy (an exact origin) or of cors_buf (a copy, when any origin is allowed): the
+     * request's head may move before the response comes. */
+    struct pt_str cors_origin;
+    char cors_buf[PT_CORS_ORIGIN_MAX];
 };
 
 struct pt_worker {

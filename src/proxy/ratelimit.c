@@ -157,7 +157,7 @@ static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
     }
     call->used += (uint32_t)b.used;
     if (r->overall_code == ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__CODE__OVER_LIMIT) {
-        struct pt_header h[PT_HTTP_REPLY_MAX_HEADERS];
+        struct pt_header h[PT_HTTP_REPLY_EXTRA_MAX];
         size_t n = 0;
         for (size_t i = 0; i < r->n_response_headers_to_add && n + 1 < PT_ARRAY_SIZE(h); i++) {
             Envoy__Config__Core__V3__HeaderValue *v = r->response_headers_to_add[i];

@@ -7,6 +7,9 @@
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/grpcweb.h"
+#include "proxy/cors.h"
+#include "http/cors.h"
+#include "route/route.h"
 #include "observe/grpcstats.h"
 #include "observe/logformat.h"
 #include "core/log.h"
@@ -72,24 +75,34 @@ static struct pt_str grpc_message(struct pt_str text, char *out)
 /* What a local reply carries beyond its status and body. */
 struct reply_extra {
     const struct pt_str *location;  /* four pieces joined: a redirect; NULL: none */
-    const struct pt_header *headers; /* a policy service's (http/reply-t.h) */
+    const struct pt_header *headers; /* more fields: a policy service's, or a CORS preflight's */
     size_t nheaders;
+    bool preflight;                 /* a CORS preflight: sent as is, never as gRPC (Envoy's CORS
+                                     * filter writes it itself) */
     int grpc_status;                /* for a gRPC request; 0: mapped from the status */
 };
 
-/* Sends a complete local response, with <x> (NULL: nothing more). A gRPC request gets it as
- * gRPC status and message in a trailers-only response. One that the connection cannot write
- * (a Location longer than any head can carry) becomes a 400 instead. A reply to HEAD says its
- * length and sends no body. */
+/* Sends a complete local response, with <x> (NULL: nothing more). A request whose Origin a CORS
+ * policy allowed gets its Access-Control-* fields too (Envoy's CORS filter sees local replies).
+ * A gRPC request gets it as gRPC status and message in a trailers-only response. One that the
+ * connection cannot write (a Location longer than any head can carry) becomes a 400 instead. A
+ * reply to HEAD says its length and sends no body. */
 static void send_reply(struct pt_stream *st, int status, struct pt_str body, const char *flags,
                        const struct reply_extra *x)
 {
     struct pt_http_reply r = { .date = pt_http_date() };
-    const struct pt_str *location = x ? x->location : NULL;
+    struct pt_header fields[PT_HTTP_REPLY_EXTRA_MAX];
     char msg[3 * 512], gwct[64];
-    bool grpc = pt_reply_grpc_request(st);
+    bool grpc = !(x && x->preflight) && pt_reply_grpc_request(st);
+    size_t nf = 0;
     int n;
 
+    for (size_t i = 0; x != NULL && i < x->nheaders && nf < PT_ARRAY_SIZE(fields); i++)
+        fields[nf++] = x->headers[i];
+    if (!(x && x->preflight) && (st->flags & PT_SF_CORS) && nf + PT_CORS_MAX_RESPONSE_HEADERS <= PT_ARRAY_SIZE(fields))
+        nf += pt_cors_filter_headers(st, fields + nf);
+    r.extra = fields;
+    r.nextra = nf;
     if (st->flags & PT_SF_RESP_HEAD) {
         pt_stream_abort(st);
         return;
@@ -97,17 +110,13 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
     pt_stream_release_upstream(st);
     if (!(st->flags & PT_SF_REQ_DONE) || st->w->draining)
         st->flags |= PT_SF_CLOSE_AFTER;
-    if (location != NULL)
-        memcpy(r.location, location, sizeof(r.location));
-    if (x != NULL && x->nheaders != 0) {
-        r.headers = x->headers;
-        r.nheaders = x->nheaders;
-    }
+    if (x != NULL && x->location != NULL)
+        memcpy(r.location, x->location, sizeof(r.location));
     for (;;) {
         r.status = status;
         r.reason = pt_str_c(pt_reason_phrase(status));
         r.content_length = body.len;
-        r.text_plain = body.len != 0 && !pt_header_find(r.headers, r.nheaders, PT_STR_LIT("content-type"));
+        r.text_plain = body.len != 0 && !pt_header_find(r.extra, r.nextra, PT_STR_LIT("content-type"));
         if (grpc) { /* HTTP 200, the outcome in grpc-status */
             r.grpc = true;
             r.grpc_status = x && x->grpc_status ? x->grpc_status : grpc_status(status);
@@ -131,8 +140,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         body = PT_STR_LIT("Bad Request");
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
-        r.headers = NULL;
-        r.nheaders = 0;
+        r.nextra = 0;
         st->flags |= PT_SF_CLOSE_AFTER;
     }
     if (n != 0 && n != PT_AGAIN) { /* the client is gone (a 400 without a location always fits) */
@@ -197,6 +205,45 @@ void pt_reply_redirect_https(struct pt_stream *st)
     send_reply(st, 301, (struct pt_str){ 0 }, "-",
                &(struct reply_extra){ .location = (const struct pt_str[4]){ PT_STR_LIT("https://"), host, req->path,
                                                                             query } });
+}
+
+void pt_reply_headers(struct pt_stream *st, int status, const struct pt_header *h, size_t n)
+{
+    send_reply(st, status, (struct pt_str){ 0 }, "-", &(struct reply_extra){ .headers = h, .nheaders = n, .preflight = true });
+}
+
+void pt_reply_route_redirect(struct pt_stream *st, const struct pt_route *route,
+                             const struct pt_route_req *rreq)
+{
+    const struct pt_route_action *a = pt_route_action(route);
+    const struct pt_redirect *rd = a->redirect;
+    /* The query with its '?' (always in front of it in the buffer it lies in, as above). */
+    struct pt_str query = rreq->query.ptr ? pt_str_make(rreq->query.ptr - 1, rreq->query.len + 1)
+                                          : (struct pt_str){ 0 };
+    struct pt_str loc[4] = { rd->scheme, rd->host, rreq->path, query };
+    char buf[8192];
+
+    if (loc[0].len == 0) /* Envoy: the request's own scheme */
+        loc[0] = st->rec.tls ? PT_STR_LIT("https://") : PT_STR_LIT("http://");
+    if (rd->path.len) { /* path_redirect; its own query wins over the request's */
+        loc[2] = rd->path;
+        if (rd->path_has_query)
+            loc[3] = (struct pt_str){ 0 };
+    } else if (rd->rewrite) { /* prefix_redirect / regex_redirect: "path?query" */
+        bool changed;
+        int len = pt_route_rewrite(route, rreq, buf + 1, sizeof(buf) - 1, &changed);
+        if (len == PT_TOOBIG) {
+            pt_reply_bad_request(st);
+            return;
+        }
+        if (len >= 0) { /* else (a regex that left nothing) the path stays, as Envoy's does */
+            bool slash = len > 0 && buf[1] == '/';
+            buf[0] = '/'; /* Envoy puts a '/' in front of a path that has none */
+            loc[2] = pt_str_make(slash ? buf + 1 : buf, (size_t)len + !slash);
+            loc[3] = (struct pt_str){ 0 };
+        }
+    }
+    send_reply(st, rd->status, (struct pt_str){ 0 }, "-", &(struct reply_extra){ .location = loc });
 }
 
 void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,

@@ -11,6 +11,7 @@
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
 #include "proxy/policy.h"
+#include "proxy/cors.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -691,8 +692,17 @@ void pt_session_dispatch(struct pt_stream *st)
         pt_reply_local(st, 404, (struct pt_str){ 0 }, "NR");
         return;
     }
-    st->rec.action = pt_route_action(route);
     st->route = route;
+    {
+        const struct pt_route_action *a = pt_route_action(route);
+        if (a->redirect != NULL) { /* host_redirect: answered here, no upstream, no cluster */
+            pt_reply_route_redirect(st, route, &rreq);
+            return;
+        }
+        st->rec.action = a;
+        if (a->cors != NULL && pt_cors_filter_request(st, a->cors))
+            return; /* a preflight, answered here */
+    }
     if (req->upgrade) {
         int up = upgrade_check(st);
         if (up < 0) {
@@ -773,6 +783,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
         out[n++] = (struct pt_header){ a->add_resp[i].name, a->add_resp[i].value };
     if (pt_policy_has_edits(st)) /* the AuthService's or RateLimitService's response headers */
         n += pt_policy_response_headers(st, out + n, max - n);
+    if ((st->flags & PT_SF_CORS) && pt_cors_filter_response(st, out, &n, max) != 0)
+        return PT_BADMSG; /* the route's CORS policy allowed the Origin */
     h.nheaders = n;
     if (st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;

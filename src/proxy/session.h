@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include "proxy/proxy.h"
+#include "route/route-t.h"
 
 /* ---- the client connection (conn.c) ---- */
 
@@ -158,7 +159,7 @@ void pt_session_observe_end(struct pt_stream *st);
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags);
 
 /* pt_reply_policy: the answer of a policy service (an AuthService's denial or error, a
- * RateLimitService's 429): <status>, the headers <h> (<n>, at most PT_HTTP_REPLY_MAX_HEADERS,
+ * RateLimitService's 429): <status>, the headers <h> (<n>, at most PT_HTTP_REPLY_EXTRA_MAX,
  * checked with pt_policy_header_ok) and <body>; a gRPC request gets <grpc_status> (0: mapped
  * from <status>). */
 void pt_reply_policy(struct pt_stream *st, int status, const struct pt_header *h, size_t n, struct pt_str body,
@@ -172,6 +173,15 @@ void pt_reply_bad_request(struct pt_stream *st);
  * reason phrase as body, flag DPE, and closes the connection after it. */
 void pt_reply_refuse(struct pt_stream *st, int status);
 void pt_reply_redirect_https(struct pt_stream *st);
+/* pt_reply_headers: a local reply of <status> with an empty body and the fields <h> (<n>, at
+ * most PT_HTTP_REPLY_EXTRA_MAX) after the usual ones, never as gRPC (a CORS preflight's). */
+void pt_reply_headers(struct pt_stream *st, int status, const struct pt_header *h, size_t n);
+/* pt_reply_route_redirect: answers with the redirect of <route> (a host_redirect Mapping's
+ * action): Location is its scheme (else the request's) and host, then path_redirect, or the
+ * path <rreq> has after the route's rewrite (prefix_redirect, regex_redirect), or the request's
+ * path, and the request's query unless path_redirect has its own. Empty body, flag "-". */
+void pt_reply_route_redirect(struct pt_stream *st, const struct pt_route *route,
+                             const struct pt_route_req *rreq);
 void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const char *tfr,
                              const char *flags);
 

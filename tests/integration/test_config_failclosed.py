@@ -1,12 +1,12 @@
 """Fail closed, never open, on what Portico cannot enforce (issue 9, point 11; issue 12).
 
-Module ip_allow/ip_deny, and Mappings with shadow or host_redirect are errors (FILE:LINE:
-Kind/ns/name: message, in the log at error level, in diag, `portico check` exits 1). Ignoring
-an IP policy would let traffic through unchecked, so while one exists every request gets 403
-"RBAC: access denied". An AuthService that cannot be read is an error too, and while it is
-there every request is answered 500 with Emissary's JSON ("the ir.auth AuthService is
-misconfigured"), as Emissary's Lua stand-in for the filter does. Kinds that weaken nothing
-(LogService, TCPMapping, resolvers, DevPortal) are notices naming the kind."""
+Module ip_allow/ip_deny, and Mappings with shadow are errors (FILE:LINE: Kind/ns/name:
+message, in the log at error level, in diag, `portico check` exits 1). Ignoring an IP policy
+would let traffic through unchecked, so while one exists every request gets 403 "RBAC: access
+denied". An AuthService that cannot be read is an error too, and while it is there every
+request is answered 500 with Emissary's JSON ("the ir.auth AuthService is misconfigured"), as
+Emissary's Lua stand-in for the filter does. Kinds that weaken nothing (LogService, TCPMapping,
+resolvers, DevPortal) are notices naming the kind."""
 
 import re
 import socket
@@ -70,10 +70,7 @@ def get(path, host="a.example"):
     (mapping("sh", "/sh/", "127.0.0.1:9", shadow=True), "shadow",
      "Mapping/default/sh: shadow: not supported by this build; the Mapping is not served "
      "(Emissary would copy its requests to the service)"),
-    (mapping("hr", "/hr/", "127.0.0.1:9", host_redirect=True), "host_redirect",
-     "Mapping/default/hr: host_redirect: not supported by this build; the Mapping is not served "
-     "(Emissary would answer with a redirect)"),
-], ids=["ip_allow", "ip_deny", "shadow", "host_redirect"])
+], ids=["ip_allow", "ip_deny", "shadow"])
 def test_check_unenforceable_is_an_error(tmp_path, bad, needle, message):
     f = tmp_path / "c.yaml"
     f.write_text(dump(bad, mapping("good", "/good/", "127.0.0.1:9")))
@@ -165,18 +162,16 @@ def test_ip_deny_denies_every_request(processes, tmp_path, quote_backend):
     assert exchange(px.port, get("/backend/")) == DENIED_RBAC
 
 
-def test_shadow_and_host_redirect_mappings_are_not_served(processes, tmp_path, quote_backend):
+def test_shadow_mappings_are_not_served(processes, tmp_path, quote_backend):
     """Today's alternative would be worse than nothing: a shadow Mapping taking half the live
-    traffic of its prefix, a redirect Mapping proxying instead of redirecting."""
+    traffic of its prefix. (host_redirect is served now: test_redirects.py.)"""
     other = f"127.0.0.1:{quote_backend.port}"
     px = Portico(processes, tmp_path)
     px.write("routes.yaml", dump(
         mapping("main", "/backend/", other),
-        mapping("shadow", "/backend/", "127.0.0.1:9", shadow=True),
-        mapping("redirect", "/redirect/", other, host_redirect=True, path_redirect="/x")))
+        mapping("shadow", "/backend/", "127.0.0.1:9", shadow=True)))
     px.start()
     for _ in range(20):
         assert px.status("/backend/") == 200
-    assert exchange(px.port, get("/redirect/")).startswith(b"HTTP/1.1 404 Not Found\r\n")
     objs = sorted(e["object"] for e in px.diag()["errors"])
-    assert objs == ["Mapping/default/redirect", "Mapping/default/shadow"]
+    assert objs == ["Mapping/default/shadow"]

@@ -120,6 +120,34 @@ static void test_bad_values(void **state)
                                         out, sizeof(out)), 56);
 }
 
+/* Extra fields (a CORS preflight's) come after location, in order, and are checked like the
+ * rest: a name must be a non-empty name without ':', a value must not break the head. */
+static void test_extra_fields(void **state)
+{
+    const struct pt_header two[] = { { PT_STR_LIT("access-control-allow-origin"), PT_STR_LIT("http://a") },
+                                     { PT_STR_LIT("access-control-max-age"), PT_STR_LIT("60") } };
+    struct pt_header bad[1];
+    char out[256];
+    (void)state;
+    expect_head(&(struct pt_http_reply){ .status = 200, .reason = PT_STR_LIT("OK"), .date = date,
+                                         .extra = two, .nextra = 2, .connection = PT_HTTP_REPLY_CONN_CLOSE },
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\ndate: Mon, 07 Dec 2026 08:00:00 GMT\r\n"
+                "server: envoy\r\naccess-control-allow-origin: http://a\r\naccess-control-max-age: 60\r\n"
+                "connection: close\r\n\r\n");
+    bad[0] = (struct pt_header){ PT_STR_LIT("x"), PT_STR_LIT("a\r\nb") };
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .extra = bad, .nextra = 1 },
+                                        out, sizeof(out)), PT_BADMSG);
+    bad[0] = (struct pt_header){ PT_STR_LIT("x:y"), PT_STR_LIT("v") };
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .extra = bad, .nextra = 1 },
+                                        out, sizeof(out)), PT_BADMSG);
+    bad[0] = (struct pt_header){ { 0 }, PT_STR_LIT("v") };
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .extra = bad, .nextra = 1 },
+                                        out, sizeof(out)), PT_BADMSG);
+    assert_int_equal(pt_http_reply_head(&(struct pt_http_reply){ .status = 200, .extra = two,
+                                                                 .nextra = PT_HTTP_REPLY_EXTRA_MAX + 1 },
+                                        out, sizeof(out)), PT_BADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_redirect),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_extra_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
