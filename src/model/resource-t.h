@@ -110,6 +110,18 @@ struct pt_tlscontext_res {
     struct pt_tls_settings tls;
 };
 
+/* One error_response_overrides rule (Module or Mapping), as read: exactly one of text_format,
+ * json_format, text_format_source (read into text_format by config/kinds.c). */
+struct pt_error_override_res {
+    int on_status_code;           /* 400..599 */
+    const char *text_format;
+    struct pt_kv *json_format;    /* key -> format string */
+    size_t njson_format;
+    bool json;                    /* json_format was given */
+    const char *text_format_source; /* the file's name, as written */
+    const char *content_type;     /* NULL: text/plain, or application/json for json_format */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -151,6 +163,9 @@ struct pt_mapping_res {
     bool use_websocket;           /* deprecated spelling of allow_upgrade: [websocket] */
     bool bypass_auth;             /* requests pass while an AuthService denies (fail closed) */
     bool grpc;                    /* the service speaks HTTP/2 (h2c, or ALPN h2 with TLS) */
+    struct pt_error_override_res *error_response_overrides; /* replace the Module's */
+    size_t nerror_response_overrides;
+    bool bypass_error_response_overrides;
 };
 
 struct pt_service_port {
@@ -268,6 +283,8 @@ struct pt_module_res {
     bool grpc_stats_upstream;       /* grpc_stats.upstream_stats */
     struct pt_grpc_stats_service *grpc_stats_services; /* grpc_stats.services */
     size_t ngrpc_stats_services;
+    struct pt_error_override_res *error_response_overrides;
+    size_t nerror_response_overrides;
 };
 
 /* A problem found while loading or validating. */

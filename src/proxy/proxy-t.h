@@ -163,6 +163,8 @@ struct pt_conn {
 #define PT_SF_PARSED       0x4000 /* st->req holds a parsed request (dispatched) */
 #define PT_SF_GRPC_DEADLINE 0x8000 /* the route timer is the request's grpc-timeout (shorter than
                                     * the route timeout): its expiry is gRPC's DEADLINE_EXCEEDED */
+#define PT_SF_BODY_REPLACED 0x10000 /* error_response_overrides sent another body whole: the
+                                     * upstream's is read and dropped (proxy/session.c) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {

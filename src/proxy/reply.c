@@ -7,6 +7,7 @@
 #include "proxy/session.h"
 #include "proxy/proxy.h"
 #include "proxy/grpcweb.h"
+#include "proxy/format.h"
 #include "observe/grpcstats.h"
 #include "observe/logformat.h"
 #include "core/log.h"
@@ -77,8 +78,9 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
                        const struct pt_str *location)
 {
     struct pt_http_reply r = { .date = pt_http_date() };
-    char msg[3 * 512], gwct[64];
+    char msg[3 * 512], gwct[64], obody[PT_FORMAT_BODY_MAX];
     bool grpc = pt_reply_grpc_request(st);
+    const struct pt_error_override *eo;
     int n;
 
     if (st->flags & PT_SF_RESP_HEAD) {
@@ -90,6 +92,12 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         st->flags |= PT_SF_CLOSE_AFTER;
     if (location != NULL)
         memcpy(r.location, location, sizeof(r.location));
+    if (!grpc && (eo = pt_format_override(st, status)) != NULL) { /* error_response_overrides */
+        st->rec.status = status;
+        st->rec.flags = flags;
+        body = pt_str_make(obody, pt_format_error_body(st, eo, NULL, 0, obody, sizeof(obody)));
+        r.content_type = pt_str_c(eo->content_type);
+    }
     for (;;) {
         r.status = status;
         r.reason = pt_str_c(pt_reason_phrase(status));
@@ -116,6 +124,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
                 pt_strerror(n));
         status = 400;
         body = PT_STR_LIT("Bad Request");
+        r.content_type = (struct pt_str){ 0 };
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
         st->flags |= PT_SF_CLOSE_AFTER;
