@@ -232,7 +232,8 @@ static int header_slot(struct compiler *c, const char *name, uint16_t keep)
             break;
     if (i == f->nheaders) {
         if (f->nheaders == PT_LOGFMT_MAX_HEADERS) {
-            fail(c, "more than %d distinct headers in REQ() and RESP()", PT_LOGFMT_MAX_HEADERS);
+            fail(c, "more than %d distinct %s", PT_LOGFMT_MAX_HEADERS,
+                 (c->flags & PT_LOGFMT_LIVE) ? "headers in REQ() and RESP()" : "request headers in REQ()");
             return -1;
         }
         /* Offsets, not pointers: the text area may still move. Fixed up in finish(). */
