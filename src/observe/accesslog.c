@@ -499,8 +499,12 @@ static const struct pt_logitem *put_json_value(struct pt_req_record *rec, const 
 static void render(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
                    struct line *l)
 {
-    const struct pt_logitem *it = f->items, *end = f->items + f->nitems;
+    const struct pt_logitem *it, *end;
 
+    if (f->nitems == 0)
+        return; /* an empty value: no items at all */
+    it = f->items;
+    end = f->items + f->nitems;
     while (it < end) {
         if (it->op == PT_LOGOP_TEXT) {
             lput(l, f->text + it->off, it->len);
