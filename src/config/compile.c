@@ -16,6 +16,9 @@
 #include "tls/tls.h"
 #include "observe/trace.h"
 #include "observe/logformat.h"
+#include "observe/record-t.h"
+
+#define PT_ERROR_KEEP_MAX PT_RECORD_XHEADERS
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -233,6 +236,88 @@ static size_t rl_sources(const struct compile_ctx *c, const struct pt_mapping_re
     return n;
 }
 
+/* value_format: compiles a header value with '%' (checked in config/kinds.c); a value whose
+ * only escapes are "%%" becomes its text again (written in place: it only gets shorter). */
+static struct pt_logfmt *value_format(struct pt_str *value)
+{
+    char err[256];
+    struct pt_logfmt *f;
+    struct pt_str text;
+
+    if (memchr(value->ptr, '%', value->len) == NULL)
+        return NULL;
+    f = pt_logfmt_compile_value(value->ptr, PT_LOGFMT_LIVE | PT_LOGFMT_OMIT_EMPTY, err, sizeof(err));
+    if (f == NULL || !pt_logfmt_is_text(f, &text))
+        return f;
+    memcpy((char *)value->ptr, text.ptr, text.len);
+    ((char *)value->ptr)[text.len] = '\0';
+    value->len = text.len;
+    pt_logfmt_free(f);
+    return NULL;
+}
+
+/* keep_names: adds the header names <f> reads (lower case, in f's text) to the list <*keep>,
+ * once each, at most PT_RECORD_XHEADERS (observe/record-t.h). */
+static void keep_names(struct pt_str **keep, uint32_t *n, const struct pt_logfmt *f)
+{
+    for (uint8_t i = 0; f != NULL && i < f->nheaders; i++) {
+        uint32_t k = 0;
+        while (k < *n && !pt_str_eq((*keep)[k], f->headers[i]))
+            k++;
+        if (k < *n || *n >= PT_ERROR_KEEP_MAX)
+            continue;
+        *keep = pt_xrealloc(*keep, (*n + 1) * sizeof(**keep));
+        (*keep)[(*n)++] = f->headers[i];
+    }
+}
+
+/* compile_overrides: error_response_overrides rules into <out> (their formats compiled in
+ * config/kinds.c already; one that fails here is left out). */
+static void compile_overrides(struct pt_error_overrides *out, const struct pt_error_override_res *r, size_t n)
+{
+    char err[256];
+
+    out->rules = pt_xcalloc(n + 1, sizeof(*out->rules));
+    for (size_t i = 0; i < n; i++) {
+        struct pt_error_override *o = &out->rules[out->n];
+        if (r[i].json)
+            o->body = pt_logfmt_compile_json_value(r[i].json_format, r[i].njson_format, PT_LOGFMT_LIVE, err,
+                                                   sizeof(err));
+        else if (r[i].text_format != NULL)
+            o->body = pt_logfmt_compile_value(r[i].text_format, PT_LOGFMT_LIVE, err, sizeof(err));
+        if (o->body == NULL)
+            continue;
+        o->status = r[i].on_status_code;
+        o->content_type = pt_xstrdup(r[i].content_type ? r[i].content_type
+                                     : r[i].json ? "application/json" : "text/plain");
+        keep_names(&out->keep, &out->nkeep, o->body);
+        out->n++;
+    }
+}
+
+/* finish_actions: each Mapping's action learns which error_response_overrides it gets (its
+ * own, else the Module's, none with bypass_error_response_overrides) and which request headers
+ * its response side reads; run once the Module is compiled. */
+static void finish_actions(struct compile_ctx *c)
+{
+    for (size_t i = 0; i < c->res->nmappings; i++) {
+        const struct pt_mapping_res *m = &c->res->mappings[i];
+        struct pt_route_action *a = c->mapping_action[i];
+        if (a == NULL)
+            continue;
+        if (m->bypass_error_response_overrides)
+            a->error_overrides = NULL;
+        else if (a->own_overrides.n > 0)
+            a->error_overrides = &a->own_overrides;
+        else if (c->snap->error_overrides.n > 0)
+            a->error_overrides = &c->snap->error_overrides;
+        for (uint32_t k = 0; k < a->nadd_resp; k++)
+            keep_names(&a->resp_keep, &a->nresp_keep, a->add_resp[k].fmt);
+        for (uint32_t k = 0; a->error_overrides != NULL && k < a->error_overrides->n; k++)
+            keep_names(&a->resp_keep, &a->nresp_keep, a->error_overrides->rules[k].body);
+    }
+}
+
 /* One allocation holds the action and everything it points to. */
 static struct pt_route_action *make_action(struct compile_ctx *c, const struct pt_mapping_res *m,
                                            struct pt_cluster *cl)
@@ -290,12 +375,15 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
         COPY(a->add_req[i].name, m->add_request_headers[i].name);
         COPY(a->add_req[i].value, m->add_request_headers[i].value);
         a->add_req[i].append = m->add_request_headers[i].append;
+        a->add_req[i].fmt = value_format(&a->add_req[i].value);
+        a->dynamic_req |= a->add_req[i].fmt != NULL;
     }
     a->nadd_req = (uint32_t)m->nadd_request_headers;
     for (size_t i = 0; i < m->nadd_response_headers; i++) {
         COPY(a->add_resp[i].name, m->add_response_headers[i].name);
         COPY(a->add_resp[i].value, m->add_response_headers[i].value);
         a->add_resp[i].append = m->add_response_headers[i].append;
+        a->add_resp[i].fmt = value_format(&a->add_resp[i].value);
     }
     a->nadd_resp = (uint32_t)m->nadd_response_headers;
     for (size_t i = 0; i < m->nremove_request_headers; i++)
@@ -351,6 +439,8 @@ static struct pt_route_action *make_action(struct compile_ctx *c, const struct p
     a->bypass_auth = m->bypass_auth;
     a->timeout_ms = m->timeout_ms >= 0 ? (uint32_t)m->timeout_ms : 3000;
     a->idle_timeout_ms = m->idle_timeout_ms > 0 ? (uint32_t)m->idle_timeout_ms : 0;
+    if (m->nerror_response_overrides > 0 && !m->bypass_error_response_overrides)
+        compile_overrides(&a->own_overrides, m->error_response_overrides, m->nerror_response_overrides);
     c->snap->actions = pt_xrealloc(c->snap->actions, (c->snap->nactions + 1) * sizeof(*c->snap->actions));
     c->snap->actions[c->snap->nactions++] = a;
     return a;
@@ -1139,9 +1229,13 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         s->http.reject_escaped_slashes = m->reject_requests_with_escaped_slashes;
         s->http.enable_grpc_web = m->enable_grpc_web;
         compile_grpc_stats(&s->http.grpc_stats, m);
+        pt_snapshot_free_overrides(&s->error_overrides); /* a later `ambassador` Module wins */
+        if (m->nerror_response_overrides > 0)
+            compile_overrides(&s->error_overrides, m->error_response_overrides, m->nerror_response_overrides);
         if (m->listener_idle_timeout_ms > 0)
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }
+    finish_actions(&c);
     s->http.ip_deny_all = r->ip_policy;
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;

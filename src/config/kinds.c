@@ -13,6 +13,7 @@
 #include "core/common.h"
 #include "core/strmap.h"
 #include "observe/grpcstats-t.h"
+#include "observe/logformat.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -116,6 +117,22 @@ static const struct pt_config__field added_header_fields[] = {
     F_END,
 };
 
+/* check_header_format: a header value with '%' is an Envoy format string (Envoy's header
+ * formatter): an unknown operator or a stray '%' is an error, as Envoy rejects it. */
+static void check_header_format(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                                const char *value)
+{
+    char err[256];
+    struct pt_logfmt *f;
+
+    if (strchr(value, '%') == NULL)
+        return;
+    f = pt_logfmt_compile_value(value, PT_LOGFMT_LIVE | PT_LOGFMT_OMIT_EMPTY, err, sizeof(err));
+    if (f == NULL)
+        pt_config__err(c, at, "%s: %s", path, err);
+    pt_logfmt_free(f);
+}
+
 /* add_request_headers / add_response_headers: name -> "value" or {value, append}; f->arg 1 =
  * response. append defaults to true (Envoy's default). */
 static void read_added_headers(struct pt_config__obj *c, const struct pt_config__field *f,
@@ -141,8 +158,8 @@ static void read_added_headers(struct pt_config__obj *c, const struct pt_config_
         else
             h[i].value = pt_ynode_is_null(v) ? "" : pt_config__string(c, name, v, p);
         if (h[i].name != NULL && pt_config__wire_name(c, name, path, h[i].name, true) &&
-            h[i].value != NULL)
-            pt_config__wire_value(c, name, p, h[i].value);
+            h[i].value != NULL && pt_config__wire_value(c, name, p, h[i].value))
+            check_header_format(c, name, p, h[i].value);
     }
     if (f->arg) {
         m->add_response_headers = h;
@@ -505,6 +522,78 @@ static const struct pt_config__field cors_fields[] = {
 };
 #undef T
 
+/* ---- error_response_overrides (Mapping and Module) ------------------------------------------ */
+
+#define PT_ERROR_BODY_FILE_MAX (64 * 1024) /* text_format_source: the largest file read */
+
+/* text_format_source: {filename}; the file is read now, into text_format (Emissary reads it when
+ * it builds the configuration too). */
+static void read_format_source(struct pt_config__obj *c, const struct pt_config__field *f,
+                               const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                               const char *path)
+{
+    struct pt_error_override_res *r = base;
+    const struct pt_ynode *fn = val->type == PT_YNODE_MAP ? pt_ynode_get(val, "filename") : NULL;
+    const char *name = fn != NULL && pt_config__is_string(fn) ? pt_config__string(c, fn, fn, path) : NULL;
+    char *text;
+    size_t n;
+    FILE *fp;
+
+    if (name == NULL || val->npairs != 1) {
+        pt_config__err(c, key, "%s: must be an object with a single filename field", path);
+        return;
+    }
+    r->text_format_source = name;
+    if ((fp = fopen(name, "rb")) == NULL) {
+        pt_config__err(c, key, "%s: text_format_source field references a file that does not exist "
+                       "or cannot be read (%.128s)", path, name);
+        return;
+    }
+    text = pt_arena_alloc(c->arena, PT_ERROR_BODY_FILE_MAX + 1);
+    n = fread(text, 1, PT_ERROR_BODY_FILE_MAX + 1, fp);
+    fclose(fp);
+    if (n > PT_ERROR_BODY_FILE_MAX) {
+        pt_config__err(c, key, "%s: %.128s is larger than %d bytes", path, name, PT_ERROR_BODY_FILE_MAX);
+        return;
+    }
+    text[n] = '\0';
+    if (memchr(text, '\0', n) != NULL) {
+        pt_config__err(c, key, "%s: %.128s holds a NUL byte", path, name);
+        return;
+    }
+    r->text_format = text;
+}
+
+static void read_json_format(struct pt_config__obj *c, const struct pt_config__field *f,
+                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                             const char *path)
+{
+    struct pt_error_override_res *r = base;
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: json_format field must be an object", path);
+        return;
+    }
+    r->json = true;
+    pt_config__kvmap(c, key, val, &r->json_format, &r->njson_format, path);
+}
+
+#define T struct pt_error_override_res
+static const struct pt_config__field error_body_fields[] = {
+    F_STR("text_format", T, text_format),
+    F_FN("json_format", read_json_format, 0),
+    F_FN("text_format_source", read_format_source, 0),
+    F_STR("content_type", T, content_type),
+    F_END,
+};
+
+static const struct pt_config__field error_override_fields[] = {
+    { .name = "on_status_code", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, on_status_code),
+      .min = 400, .max = 599 },
+    { .name = "body", .type = PT_F_OBJECT, .flags = PT_F_REQUIRED, .sub = error_body_fields },
+    F_END,
+};
+#undef T
+
 /* cors_wire: each value of <cr> that is written into a response head must be a field value
  * (config/wire.c). */
 static void cors_wire(struct pt_config__obj *c, const struct pt_ynode *val,
@@ -549,6 +638,47 @@ static void read_cors(struct pt_config__obj *c, const struct pt_config__field *f
         ((struct pt_module_res *)base)->cors = cr;
     else
         ((struct pt_mapping_res *)base)->cors = cr;
+}
+
+/* check_error_overrides: the rules Emissary's IRErrorResponse accepts: one body format each,
+ * every operator known (the formats compile), a content type fit for a header. <list> is the
+ * YAML sequence, for lines. Any bad rule rejects the resource. */
+static void check_error_overrides(struct pt_config__obj *c, const struct pt_error_override_res *r, size_t n,
+                                  const struct pt_ynode *list)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct pt_ynode *at = list && list->type == PT_YNODE_SEQ && i < list->nitems ? list->items[i] : list;
+        int formats = (r[i].text_format != NULL && r[i].text_format_source == NULL) + r[i].json +
+                      (r[i].text_format_source != NULL);
+        char p[64], err[256];
+        struct pt_logfmt *f;
+
+        snprintf(p, sizeof(p), "error_response_overrides[%zu]", i);
+        if (r[i].on_status_code == 0)
+            continue; /* reported: required */
+        if (formats > 1) {
+            pt_config__err(c, at, "%s.body: only one of \"text_format\", \"json_format\", or "
+                           "\"text_format_source\" may be set, found %d of these fields set", p, formats);
+            continue;
+        }
+        if (formats == 0) {
+            if (pt_ynode_get(at, "body") != NULL && r[i].text_format_source == NULL)
+                pt_config__err(c, at, "%s.body: could not find a valid format field (text_format, "
+                               "json_format or text_format_source)", p);
+            continue;
+        }
+        if (r[i].content_type != NULL)
+            pt_config__wire_value(c, at, "content_type", r[i].content_type);
+        if (r[i].json)
+            f = pt_logfmt_compile_json_value(r[i].json_format, r[i].njson_format, PT_LOGFMT_LIVE, err, sizeof(err));
+        else if (r[i].text_format != NULL)
+            f = pt_logfmt_compile_value(r[i].text_format, PT_LOGFMT_LIVE, err, sizeof(err));
+        else
+            continue; /* text_format_source that could not be read: reported */
+        if (f == NULL)
+            pt_config__err(c, at, "%s.body: %s", p, err);
+        pt_logfmt_free(f);
+    }
 }
 
 /* ---- Mapping -------------------------------------------------------------------------------- */
@@ -642,6 +772,10 @@ static const struct pt_config__field mapping_fields[] = {
     F_OBJ("regex_redirect", regex_redirect_fields),
     F_FN("redirect_response_code", read_redirect_code, 0),
     F_FN("cors", read_cors, 0),
+    F_FN("host_redirect", read_unenforced, 1),
+    F_OBJLIST("error_response_overrides", T, error_response_overrides, nerror_response_overrides,
+              struct pt_error_override_res, error_override_fields),
+    F_BOOL("bypass_error_response_overrides", T, bypass_error_response_overrides),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -818,6 +952,8 @@ static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_y
     if (m->use_websocket)
         pt_config__notice(c, pt_ynode_get(body, "use_websocket"),
                           "use_websocket is deprecated; it means allow_upgrade: [websocket]");
+    check_error_overrides(c, m->error_response_overrides, m->nerror_response_overrides,
+                          pt_ynode_get(body, "error_response_overrides"));
 }
 
 /* ---- Host ----------------------------------------------------------------------------------- */
@@ -1259,6 +1395,8 @@ static void module_check(struct pt_config__obj *c, void *obj, const struct pt_yn
     const struct pt_ynode *list = pt_ynode_get(gs, "services");
     size_t total = 0;
 
+    check_error_overrides(c, m->error_response_overrides, m->nerror_response_overrides,
+                          pt_ynode_get(pt_ynode_get(body, "config"), "error_response_overrides"));
     if (!m->grpc_stats)
         return;
     if (m->grpc_stats_all_methods && m->ngrpc_stats_services > 0)
@@ -1303,6 +1441,8 @@ static const struct pt_config__field module_config_fields[] = {
     F_STR("default_label_domain", T, default_label_domain),
     F_FN("default_labels", read_labels, 1),
     F_FN("cors", read_cors, 1),
+    F_OBJLIST("error_response_overrides", T, error_response_overrides, nerror_response_overrides,
+              struct pt_error_override_res, error_override_fields),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
     F_IGN("ip_deny"),
     F_END,

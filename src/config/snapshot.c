@@ -56,10 +56,18 @@ static void snapshot_free(struct pt_snapshot *s)
         free(s->tracing_cluster);
     }
     for (uint32_t i = 0; i < s->nactions; i++) {
-        free(s->actions[i]->cors);
-        free(s->actions[i]->redirect);
-        free(s->actions[i]); /* one block: header ops and strings live behind the struct */
+        struct pt_route_action *a = s->actions[i];
+        for (uint32_t k = 0; k < a->nadd_req; k++)
+            pt_logfmt_free(a->add_req[k].fmt);
+        for (uint32_t k = 0; k < a->nadd_resp; k++)
+            pt_logfmt_free(a->add_resp[k].fmt);
+        pt_snapshot_free_overrides(&a->own_overrides);
+        free(a->resp_keep);
+        free(a->cors);
+        free(a->redirect);
+        free(a); /* one block: header ops and strings live behind the struct */
     }
+    pt_snapshot_free_overrides(&s->error_overrides);
     free(s->http.auth);      /* one block each, too; their clusters are in s->clusters */
     free(s->http.rls);
     free(s->actions);
@@ -73,6 +81,17 @@ static void snapshot_free(struct pt_snapshot *s)
 void pt_snapshot_ref(struct pt_snapshot *s)
 {
     atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+}
+
+void pt_snapshot_free_overrides(struct pt_error_overrides *o)
+{
+    for (uint32_t i = 0; i < o->n; i++) {
+        pt_logfmt_free(o->rules[i].body);
+        free(o->rules[i].content_type);
+    }
+    free(o->rules);
+    free(o->keep);
+    *o = (struct pt_error_overrides){ 0 };
 }
 
 void pt_snapshot_release(struct pt_snapshot *s)

@@ -6,6 +6,10 @@
 
 #include "model/snapshot-t.h"
 
+/* pt_snapshot_free_overrides: frees what compiled error_response_overrides <o> own and empties
+ * it (config/compile.c builds them). */
+void pt_snapshot_free_overrides(struct pt_error_overrides *o);
+
 /* pt_snapshot_ref / pt_snapshot_release: reference counting; the last release runs the
  * snapshot's on_free hook (what the control layer attached) and frees it, from whichever
  * thread it happens on. Releasing NULL does nothing. */

@@ -27,6 +27,8 @@ struct pt_http_reply {
     int grpc_status;
     struct pt_str grpc_message;
     struct pt_str grpc_content_type; /* empty: application/grpc (gRPC-Web: its own) */
+    struct pt_str content_type; /* not gRPC: written instead of text/plain (an
+                                 * error_response_overrides body's); empty: text_plain decides */
     /* More fields, written after location in this order: a policy service's (an AuthService's
      * denial, a RateLimitService's 429) or a CORS policy's (http/cors.h). Lowercase token
      * names, values checked like the rest; the caller leaves out framing and hop-by-hop fields.

@@ -30,7 +30,7 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
     pt_h1w_init(&w, out, cap > INT_MAX ? INT_MAX : cap);
 
     if (r->status < 100 || r->status > 999 || !field_ok(r->reason) || !field_ok(r->date) ||
-        !field_ok(r->grpc_message) || r->grpc_status < 0 || r->grpc_status > 16)
+        !field_ok(r->grpc_message) || !field_ok(r->content_type) || r->grpc_status < 0 || r->grpc_status > 16)
         return PT_BADMSG;
     for (size_t i = 0; i < PT_ARRAY_SIZE(r->location); i++) {
         if (!field_ok(r->location[i]))
@@ -50,6 +50,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
         pt_h1w_header_uint(&w, PT_STR_LIT("grpc-status"), (uint64_t)r->grpc_status);
         if (r->grpc_message.len)
             pt_h1w_header(&w, PT_STR_LIT("grpc-message"), r->grpc_message);
+    } else if (r->content_type.len) {
+        pt_h1w_header(&w, PT_STR_LIT("content-type"), r->content_type);
     } else if (r->text_plain) {
         pt_h1w_header(&w, PT_STR_LIT("content-type"), PT_STR_LIT("text/plain"));
     }

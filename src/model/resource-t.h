@@ -154,6 +154,18 @@ struct pt_cors_res {
     const char *max_age;          /* Access-Control-Max-Age, as written; NULL: none */
 };
 
+/* One error_response_overrides rule (Module or Mapping), as read: exactly one of text_format,
+ * json_format, text_format_source (read into text_format by config/kinds.c). */
+struct pt_error_override_res {
+    int on_status_code;           /* 400..599 */
+    const char *text_format;
+    struct pt_kv *json_format;    /* key -> format string */
+    size_t njson_format;
+    bool json;                    /* json_format was given */
+    const char *text_format_source; /* the file's name, as written */
+    const char *content_type;     /* NULL: text/plain, or application/json for json_format */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -207,6 +219,9 @@ struct pt_mapping_res {
     const char *regex_redirect_pattern;      /* rewrites the path (RE2 substitution syntax) */
     const char *regex_redirect_substitution;
     int redirect_response_code;   /* 301 (default), 302, 303, 307 or 308 */
+    struct pt_error_override_res *error_response_overrides; /* replace the Module's */
+    size_t nerror_response_overrides;
+    bool bypass_error_response_overrides;
 };
 
 struct pt_service_port {
@@ -366,6 +381,8 @@ struct pt_module_res {
     struct pt_rl_domain *default_labels; /* by domain; each has one group ("defaults") */
     size_t ndefault_labels;
     struct pt_cors_res *cors;       /* the default CORS policy of Mappings without one */
+    struct pt_error_override_res *error_response_overrides;
+    size_t nerror_response_overrides;
 };
 
 /* A problem found while loading or validating. */

@@ -46,10 +46,31 @@ struct pt_cluster {
     bool dns_pending;        /* its name has not had a first DNS answer yet */
 };
 
+struct pt_logfmt;
+
 struct pt_hdr_op {
     struct pt_str name;
-    struct pt_str value;
+    struct pt_str value;        /* the text as configured */
     bool append;
+    struct pt_logfmt *fmt;      /* the value has %...% operators: compiled (owned); NULL: the
+                                 * value is plain text, written as it is */
+};
+
+/* error_response_overrides, compiled: a response (upstream or local) whose status is one of
+ * these gets the rule's body instead of its own (proxy/format.c). */
+struct pt_error_override {
+    int status;
+    struct pt_logfmt *body;     /* owned */
+    char *content_type;         /* owned */
+};
+
+struct pt_error_overrides {
+    struct pt_error_override *rules;
+    uint32_t n;
+    /* Request headers (lower case, beyond those every request keeps) that the bodies or the
+     * response headers read with %REQ()%: kept when the request starts (owned). */
+    struct pt_str *keep;
+    uint32_t nkeep;
 };
 
 /* One entry of a rate-limit descriptor (Envoy's RateLimit.Action, compiled from a label). */
@@ -109,6 +130,14 @@ struct pt_route_action {
     struct pt_cors *cors;       /* the Mapping's CORS policy, else the Module's; NULL: none
                                  * (owned; http/cors.h) */
     struct pt_redirect *redirect; /* host_redirect: answered with this; cluster is NULL (owned) */
+    bool dynamic_req;           /* some add_req value has operators (fmt) */
+    /* The error_response_overrides its responses get: its own, the Module's, or none
+     * (bypass_error_response_overrides); also what add_resp's %REQ()% keeps. NULL: none. */
+    const struct pt_error_overrides *error_overrides;
+    struct pt_error_overrides own_overrides; /* the Mapping's own, when it has any */
+    struct pt_str *resp_keep;   /* request headers its response side reads (add_resp and
+                                 * error_overrides %REQ()%), kept when it is routed (owned) */
+    uint32_t nresp_keep;
 };
 
 /* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */
@@ -259,6 +288,7 @@ struct pt_snapshot {
     struct pt_route_action **actions; uint32_t nactions;
     struct pt_log_conf log;
     struct pt_http_opts http;
+    struct pt_error_overrides error_overrides; /* the Module's error_response_overrides */
     struct pt_trace_config *tracing;  /* the TracingService (owned reference), NULL: off */
     struct pt_cluster *tracing_cluster; /* its collector (owned) */
     char *diag_json;            /* diag document of this configuration (admin) */

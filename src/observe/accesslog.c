@@ -253,8 +253,32 @@ static void remote_addr(const struct pt_req_record *rec, struct logval *v, char 
     set_plain(v, buf, (size_t)(p - buf));
 }
 
-static void req_value(const struct pt_req_record *rec, uint8_t field, struct logval *v)
+/* A value format's header: from the message when the context has it, else from the copies
+ * the proxy kept in the record (rec->x_*) for the response side. */
+static void live_header(const struct pt_req_record *rec, struct pt_str name, const struct pt_header *h, size_t n,
+                        bool kept, struct logval *v)
 {
+    if (h != NULL) {
+        const struct pt_header *f = pt_header_find(h, n, name);
+        if (f != NULL && f->value.len)
+            *v = (struct logval){ V_STR, f->value, 0 };
+        return;
+    }
+    for (uint8_t i = 0; kept && i < rec->nx; i++)
+        if (pt_str_caseeq(rec->x_name[i], name)) {
+            set_slice(v, rec, rec->x_val[i]);
+            return;
+        }
+}
+
+static void req_value(const struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                      uint8_t field, struct logval *v)
+{
+    if (ctx != NULL && field >= PT_LOGREQ_HEADER) {
+        if (field - PT_LOGREQ_HEADER < f->nheaders)
+            live_header(rec, f->headers[field - PT_LOGREQ_HEADER], ctx->req, ctx->nreq, true, v);
+        return;
+    }
     switch (field) {
     case PT_LOGREQ_NONE: break;
     case PT_LOGREQ_METHOD: set_slice(v, rec, rec->lf_method); break;
@@ -273,8 +297,14 @@ static void req_value(const struct pt_req_record *rec, uint8_t field, struct log
     }
 }
 
-static void resp_value(const struct pt_req_record *rec, uint8_t field, struct logval *v, char *buf)
+static void resp_value(const struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                       uint8_t field, struct logval *v, char *buf)
 {
+    if (ctx != NULL && field >= PT_LOGRESP_HEADER) {
+        if (field - PT_LOGRESP_HEADER < f->nheaders && ctx->resp != NULL)
+            live_header(rec, f->headers[field - PT_LOGRESP_HEADER], ctx->resp, ctx->nresp, false, v);
+        return;
+    }
     switch (field) {
     case PT_LOGRESP_SERVICE_TIME:
         if (rec->upstream_ms != UINT32_MAX)
@@ -292,10 +322,44 @@ static void resp_value(const struct pt_req_record *rec, uint8_t field, struct lo
     }
 }
 
+/* The port of "ip:port" <addr> ("" when none). */
+static struct pt_str port_of(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    return colon != NULL && (colon == addr || colon[-1] == ']' || memchr(addr, ':', (size_t)(colon - addr)) == NULL)
+               ? pt_str_c(colon + 1) : (struct pt_str){ 0 };
+}
+
+/* The upstream's address operators; unset for request headers (the host is chosen after them,
+ * in Envoy). */
+static void upstream_value(const struct pt_req_record *rec, const struct pt_logctx *ctx, uint8_t op, struct logval *v)
+{
+    struct pt_str s;
+
+    if (rec->endpoint == NULL || (ctx != NULL && ctx->no_upstream))
+        return;
+    if (op == PT_LOGOP_UPSTREAM_REMOTE_ADDRESS)
+        s = pt_str_c(rec->endpoint->name);
+    else if (op == PT_LOGOP_UPSTREAM_REMOTE_PORT)
+        s = port_of(rec->endpoint->name);
+    else
+        s = without_port(rec->endpoint->name);
+    set_plain(v, s.ptr, s.len);
+}
+
 /* The operators about the connections: addresses, SNI, why the upstream one failed. */
 static void connection_value(struct pt_req_record *rec, uint8_t op, struct logval *v, char *buf)
 {
     switch (op) {
+    case PT_LOGOP_DOWNSTREAM_LOCAL_PORT: {
+        struct pt_str p = port_of(rec->local_addr);
+        set_plain(v, p.ptr, p.len);
+        break;
+    }
+    case PT_LOGOP_DOWNSTREAM_REMOTE_PORT:
+        if (rec->peer_port != 0)
+            set_plain(v, buf, (size_t)(put_uint(buf, rec->peer_port) - buf));
+        break;
     case PT_LOGOP_UPSTREAM_LOCAL_ADDRESS:
         set_plain(v, rec->upstream_local_addr, strlen(rec->upstream_local_addr));
         break;
@@ -316,9 +380,10 @@ static void connection_value(struct pt_req_record *rec, uint8_t op, struct logva
     }
 }
 
-/* The value of <it> for <rec>; <buf> (256 bytes) holds it when it is made here. */
-static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logitem *it,
-                     struct logval *v, char *buf)
+/* The value of <it> for <rec> (and <ctx>: a value format's, else NULL); <buf> (256 bytes)
+ * holds it when it is made here. */
+static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                     const struct pt_logitem *it, struct logval *v, char *buf)
 {
     const struct pt_route_action *a = rec->action;
 
@@ -335,14 +400,19 @@ static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const
                                                                          rec->start_realtime_ms, buf, 256)), 0 };
         break;
     case PT_LOGOP_REQ:
-        req_value(rec, it->field, v);
+        req_value(rec, f, ctx, it->field, v);
         if (v->kind == V_UNSET)
-            req_value(rec, it->alt, v);
+            req_value(rec, f, ctx, it->alt, v);
         break;
     case PT_LOGOP_RESP:
-        resp_value(rec, it->field, v, buf);
+        resp_value(rec, f, ctx, it->field, v, buf);
         if (v->kind == V_UNSET && it->alt)
-            resp_value(rec, it->alt, v, buf);
+            resp_value(rec, f, ctx, it->alt, v, buf);
+        break;
+    case PT_LOGOP_UPSTREAM_REMOTE_ADDRESS:
+    case PT_LOGOP_UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT:
+    case PT_LOGOP_UPSTREAM_REMOTE_PORT:
+        upstream_value(rec, ctx, it->op, v);
         break;
     case PT_LOGOP_PROTOCOL:
         if (rec->lf_method.len)
@@ -356,7 +426,7 @@ static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const
         *v = (struct logval){ V_NUM, { 0 }, rec->end_ms - rec->start_ms };
         break;
     case PT_LOGOP_UPSTREAM_HOST:
-        if (rec->endpoint != NULL)
+        if (rec->endpoint != NULL && (ctx == NULL || !ctx->no_upstream))
             set_plain(v, rec->endpoint->name, strlen(rec->endpoint->name));
         break;
     case PT_LOGOP_UPSTREAM_CLUSTER: /* Envoy's observability name: alt_stat_name */
@@ -372,17 +442,19 @@ static void op_value(struct pt_req_record *rec, const struct pt_logfmt *f, const
 }
 
 /* One operator as text, or inside a JSON string (<json>): unset is "-". */
-static void put_op(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logitem *it,
-                   struct line *l, bool json)
+static void put_op(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                   const struct pt_logitem *it, struct line *l, bool json)
 {
     char buf[256];
     struct logval v;
 
-    op_value(rec, f, it, &v, buf);
+    op_value(rec, f, ctx, it, &v, buf);
     if (v.kind == V_NUM)
         lput_uint(l, v.num);
-    else if (v.kind == V_UNSET)
+    else if (v.kind == V_UNSET && !(f->flags & PT_LOGFMT_OMIT_EMPTY))
         lput_c(l, '-');
+    else if (v.kind == V_UNSET)
+        return;
     else if (json && v.kind == V_STR)
         lput_json(l, v.s.ptr, v.s.len);
     else
@@ -392,12 +464,13 @@ static void put_op(struct pt_req_record *rec, const struct pt_logfmt *f, const s
 /* A JSON member's value: <n> items from <it>. One operator alone is typed (a number, a string
  * or null, as Envoy's JSON formatter); anything else is a string. Returns the next item. */
 static const struct pt_logitem *put_json_value(struct pt_req_record *rec, const struct pt_logfmt *f,
-                                               const struct pt_logitem *it, uint32_t n, struct line *l)
+                                               const struct pt_logctx *ctx, const struct pt_logitem *it,
+                                               uint32_t n, struct line *l)
 {
     if (n == 1 && it->op != PT_LOGOP_TEXT) {
         char buf[256];
         struct logval v;
-        op_value(rec, f, it, &v, buf);
+        op_value(rec, f, ctx, it, &v, buf);
         if (v.kind == V_NUM) {
             lput_uint(l, v.num);
         } else if (v.kind == V_UNSET) {
@@ -417,25 +490,30 @@ static const struct pt_logitem *put_json_value(struct pt_req_record *rec, const 
         if (it->op == PT_LOGOP_TEXT)
             lput(l, f->text + it->off, it->len); /* stored escaped */
         else
-            put_op(rec, f, it, l, true);
+            put_op(rec, f, ctx, it, l, true);
     }
     lput_c(l, '"');
     return it;
 }
 
-static void render(struct pt_req_record *rec, const struct pt_logfmt *f, struct line *l)
+static void render(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                   struct line *l)
 {
-    const struct pt_logitem *it = f->items, *end = f->items + f->nitems;
+    const struct pt_logitem *it, *end;
 
+    if (f->nitems == 0)
+        return; /* an empty value: no items at all */
+    it = f->items;
+    end = f->items + f->nitems;
     while (it < end) {
         if (it->op == PT_LOGOP_TEXT) {
             lput(l, f->text + it->off, it->len);
             it++;
         } else if (it->op == PT_LOGOP_KEY) {
             lput(l, f->text + it->off, it->len);
-            it = put_json_value(rec, f, it + 1, it->nvalue, l);
+            it = put_json_value(rec, f, ctx, it + 1, it->nvalue, l);
         } else {
-            put_op(rec, f, it, l, f->json);
+            put_op(rec, f, ctx, it, l, f->json);
             it++;
         }
     }
@@ -449,15 +527,25 @@ static void custom_line(struct pt_logsink *w, struct pt_req_record *rec, const s
     if (w->buf.cap - w->buf.len < PT_LOG_LINE_ROOM)
         pt_accesslog_flush(w);
     l = (struct line){ w->buf.base + w->buf.len, w->buf.base + w->buf.cap, false };
-    render(rec, f, &l);
+    render(rec, f, NULL, &l);
     if (l.full && w->buf.len > 0) {
         pt_accesslog_flush(w);
         l = (struct line){ w->buf.base, w->buf.base + w->buf.cap, false };
-        render(rec, f, &l);
+        render(rec, f, NULL, &l);
     }
     if (l.full && l.p > w->buf.base)
         l.p[-1] = '\n';
     w->buf.len = (uint32_t)(l.p - w->buf.base);
+}
+
+size_t pt_logfmt_render(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                        char *out, size_t cap, bool *cut)
+{
+    struct line l = { out, out + cap, false };
+
+    render(rec, f, ctx, &l);
+    *cut = l.full;
+    return (size_t)(l.p - out);
 }
 
 /* ---- Emissary's default line, and the buffer --------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_HEADER_MAX 256
 #define LIMIT_HEADER_MAX 1024
@@ -42,6 +43,36 @@ static const struct {
     { "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT, ARG_NONE },
     { "REQUESTED_SERVER_NAME", PT_LOGOP_REQUESTED_SERVER_NAME, ARG_NONE },
     { "DYNAMIC_METADATA", PT_LOGOP_DYNAMIC_METADATA, ARG_REQUIRED },
+    { "DOWNSTREAM_LOCAL_PORT", PT_LOGOP_DOWNSTREAM_LOCAL_PORT, ARG_NONE },
+    { "DOWNSTREAM_REMOTE_PORT", PT_LOGOP_DOWNSTREAM_REMOTE_PORT, ARG_NONE },
+    /* Portico takes no PROXY protocol and trusts no X-Forwarded-For for the address: the
+     * direct peer is the remote address. */
+    { "DOWNSTREAM_DIRECT_REMOTE_ADDRESS", PT_LOGOP_DOWNSTREAM_REMOTE_ADDRESS, ARG_NONE },
+    { "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT", PT_LOGOP_DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ARG_NONE },
+    { "DOWNSTREAM_DIRECT_REMOTE_PORT", PT_LOGOP_DOWNSTREAM_REMOTE_PORT, ARG_NONE },
+    { "UPSTREAM_REMOTE_ADDRESS", PT_LOGOP_UPSTREAM_REMOTE_ADDRESS, ARG_NONE },
+    { "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", PT_LOGOP_UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ARG_NONE },
+    { "UPSTREAM_REMOTE_PORT", PT_LOGOP_UPSTREAM_REMOTE_PORT, ARG_NONE },
+};
+
+/* Operators read once, when the format is compiled: their value becomes text (Envoy reads
+ * them when it builds the formatter too). */
+enum folded_op { FOLD_HOSTNAME = 1, FOLD_ENVIRONMENT };
+
+static const struct {
+    const char *name;
+    uint8_t fold;
+    uint8_t arg; /* enum arg_rule */
+} folded[] = {
+    { "HOSTNAME", FOLD_HOSTNAME, ARG_NONE },
+    { "ENVIRONMENT", FOLD_ENVIRONMENT, ARG_REQUIRED },
+};
+
+/* Envoy operators whose data Portico does not have: errors in value formats, so a header or
+ * body never silently lacks what the configuration asked for. */
+static const char *const unsupported_ops[] = {
+    "UPSTREAM_METADATA", "CLUSTER_METADATA", "FILTER_STATE", "UPSTREAM_FILTER_STATE",
+    "PER_REQUEST_STATE", "DYNAMIC_METADATA",
 };
 
 /* Request fields every format can read without a header slot. */
@@ -75,6 +106,7 @@ struct compiler {
     uint32_t items_cap;
     size_t text_len, text_cap;
     const char *key;   /* JSON: the key whose value is compiled, for messages */
+    unsigned flags;    /* PT_LOGFMT_LIVE, PT_LOGFMT_OMIT_EMPTY: a value format */
     char *err;
     size_t errlen;
     bool failed;
@@ -187,42 +219,58 @@ static void lower_copy(char *dst, const char *src, size_t n)
     dst[n] = '\0';
 }
 
-/* The field REQ() reads for the header <name> (lower case), adding a header slot if needed. */
-static uint8_t req_field(struct compiler *c, const char *name, uint16_t max_len)
+/* The header slot of <name> (lower case): its index in headers[], added when new; -1 after
+ * fail(). REQ() and RESP() of one name share a slot. */
+static int header_slot(struct compiler *c, const char *name, uint16_t keep)
 {
     struct pt_logfmt *f = c->f;
-    struct pt_str s = pt_str_c(name);
-    uint16_t keep = max_len ? max_len : DEFAULT_HEADER_MAX;
+    size_t len = strlen(name);
     uint8_t i;
 
-    if (keep > LIMIT_HEADER_MAX)
-        keep = LIMIT_HEADER_MAX;
-    for (i = 0; i < PT_ARRAY_SIZE(req_fields); i++)
-        if (strcmp(req_fields[i].name, name) == 0)
-            return req_fields[i].field;
     for (i = 0; i < f->nheaders; i++) /* names are still offsets into text (see finish()) */
-        if (f->headers[i].len == s.len && memcmp(f->text + (uintptr_t)f->headers[i].ptr, name, s.len) == 0)
+        if (f->headers[i].len == len && memcmp(f->text + (uintptr_t)f->headers[i].ptr, name, len) == 0)
             break;
     if (i == f->nheaders) {
         if (f->nheaders == PT_LOGFMT_MAX_HEADERS) {
-            fail(c, "more than %d distinct request headers in REQ()", PT_LOGFMT_MAX_HEADERS);
-            return PT_LOGREQ_NONE;
+            fail(c, "more than %d distinct %s", PT_LOGFMT_MAX_HEADERS,
+                 (c->flags & PT_LOGFMT_LIVE) ? "headers in REQ() and RESP()" : "request headers in REQ()");
+            return -1;
         }
         /* Offsets, not pointers: the text area may still move. Fixed up in finish(). */
-        f->headers[i] = (struct pt_str){ (const char *)(uintptr_t)text_add(c, name, s.len), s.len };
+        f->headers[i] = (struct pt_str){ (const char *)(uintptr_t)text_add(c, name, len), len };
         f->header_max[i] = 0;
         f->nheaders++;
     }
     if (f->header_max[i] < keep)
         f->header_max[i] = keep;
-    return (uint8_t)(PT_LOGREQ_HEADER + i);
+    return i;
+}
+
+/* The field REQ() reads for the header <name> (lower case), adding a header slot if needed. */
+static uint8_t req_field(struct compiler *c, const char *name, uint16_t max_len)
+{
+    uint16_t keep = max_len ? max_len : DEFAULT_HEADER_MAX;
+    int slot;
+
+    if (keep > LIMIT_HEADER_MAX)
+        keep = LIMIT_HEADER_MAX;
+    for (uint8_t i = 0; i < PT_ARRAY_SIZE(req_fields); i++)
+        if (strcmp(req_fields[i].name, name) == 0)
+            return req_fields[i].field;
+    slot = header_slot(c, name, keep);
+    return slot < 0 ? PT_LOGREQ_NONE : (uint8_t)(PT_LOGREQ_HEADER + slot);
 }
 
 static uint8_t resp_field(struct compiler *c, const char *name)
 {
     for (size_t i = 0; i < PT_ARRAY_SIZE(resp_fields); i++)
-        if (strcmp(resp_fields[i].name, name) == 0)
+        if (strcmp(resp_fields[i].name, name) == 0 &&
+            (!(c->flags & PT_LOGFMT_LIVE) || resp_fields[i].field != PT_LOGRESP_CONTENT_TYPE))
             return resp_fields[i].field;
+    if (c->flags & PT_LOGFMT_LIVE) { /* any header of the response itself */
+        int slot = header_slot(c, name, 0);
+        return slot < 0 ? PT_LOGRESP_OTHER : (uint8_t)(PT_LOGRESP_HEADER + slot);
+    }
     notice(c, "%%RESP(%s)%% is always unset: Portico keeps x-envoy-upstream-service-time, server "
               "and content-type", name);
     return PT_LOGRESP_OTHER;
@@ -256,6 +304,67 @@ static void header_args(struct compiler *c, struct pt_logitem *it, const char *c
     it->alt = fields[1];
 }
 
+static bool name_is(struct pt_str name, const char *s)
+{
+    return strlen(s) == name.len && memcmp(s, name.ptr, name.len) == 0;
+}
+
+/* unsupported: fails and returns true when <name> is an operator Portico has no data for. */
+static bool unsupported(struct compiler *c, struct pt_str name, size_t pos)
+{
+    for (size_t i = 0; i < PT_ARRAY_SIZE(unsupported_ops); i++)
+        if (name_is(name, unsupported_ops[i])) {
+            fail(c, "%%%s%% is not supported by Portico (it keeps no such metadata or state) at "
+                    "position %zu", unsupported_ops[i], pos);
+            return true;
+        }
+    return false;
+}
+
+/* An unset folded value: nothing, or "-" as the other operators print it. */
+static void literal_unset(struct compiler *c)
+{
+    if (!(c->flags & PT_LOGFMT_OMIT_EMPTY))
+        literal(c, "-", 1);
+}
+
+/* fold: when <name> is HOSTNAME or ENVIRONMENT(X), its value (cut to max_len) becomes text;
+ * returns whether it was one (after fail() for a bad parameter). */
+static bool fold(struct compiler *c, struct pt_str name, const struct pt_str *arg, uint32_t max_len, size_t pos)
+{
+    size_t i;
+    char buf[256];
+    const char *v = NULL;
+
+    for (i = 0; i < PT_ARRAY_SIZE(folded); i++)
+        if (name_is(name, folded[i].name))
+            break;
+    if (i == PT_ARRAY_SIZE(folded))
+        return false;
+    if ((folded[i].arg == ARG_NONE) != (arg == NULL) || (arg != NULL && (arg->len == 0 || arg->len >= sizeof(buf)))) {
+        fail(c, "%%%s%% %s (position %zu)", folded[i].name,
+             folded[i].arg == ARG_NONE ? "takes no parameter" : "needs a parameter", pos);
+        return true;
+    }
+    if (folded[i].fold == FOLD_HOSTNAME) {
+        if (gethostname(buf, sizeof(buf)) == 0) {
+            buf[sizeof(buf) - 1] = '\0';
+            v = buf;
+        }
+    } else {
+        memcpy(buf, arg->ptr, arg->len);
+        buf[arg->len] = '\0';
+        v = getenv(buf);
+    }
+    if (v == NULL || *v == '\0') {
+        literal_unset(c);
+        return true;
+    }
+    size_t n = strlen(v);
+    literal(c, v, max_len && n > max_len ? max_len : n);
+    return true;
+}
+
 /* One operator: name, optional (arg), optional :N; checks the parameter rule. */
 static void command(struct compiler *c, struct pt_str name, const struct pt_str *arg, uint32_t max_len,
                     size_t pos)
@@ -263,6 +372,10 @@ static void command(struct compiler *c, struct pt_str name, const struct pt_str 
     size_t i;
     struct pt_logitem *it;
 
+    if ((c->flags & PT_LOGFMT_LIVE) && unsupported(c, name, pos))
+        return;
+    if (fold(c, name, arg, max_len, pos))
+        return;
     for (i = 0; i < PT_ARRAY_SIZE(operators); i++)
         if (strlen(operators[i].name) == name.len && memcmp(operators[i].name, name.ptr, name.len) == 0)
             break;
@@ -381,6 +494,8 @@ static struct pt_logfmt *finish(struct compiler *c)
         uint8_t op = f->items[i].op;
         if (op == PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS || op == PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT)
             f->needs |= PT_LOGFMT_NEEDS_LOCAL_ADDR;
+        else if (op == PT_LOGOP_DOWNSTREAM_LOCAL_PORT)
+            f->needs |= PT_LOGFMT_NEEDS_LOCAL_ADDR;
         else if (op == PT_LOGOP_UPSTREAM_LOCAL_ADDRESS)
             f->needs |= PT_LOGFMT_NEEDS_UPSTREAM_LOCAL_ADDR;
     }
@@ -398,6 +513,26 @@ struct pt_logfmt *pt_logfmt_compile_text(const char *format, char *err, size_t e
     return finish(&c);
 }
 
+struct pt_logfmt *pt_logfmt_compile_value(const char *value, unsigned flags, char *err, size_t errlen)
+{
+    struct compiler c;
+
+    start(&c, false, err, errlen);
+    c.flags = flags;
+    c.f->flags = (uint8_t)flags;
+    compile_string(&c, value, strlen(value));
+    return finish(&c);
+}
+
+bool pt_logfmt_is_text(const struct pt_logfmt *f, struct pt_str *text)
+{
+    if (f->json || f->nitems > 1 || (f->nitems == 1 && f->items[0].op != PT_LOGOP_TEXT))
+        return false;
+    if (text != NULL)
+        *text = f->nitems ? pt_str_make(f->text + f->items[0].off, f->items[0].len) : (struct pt_str){ "", 0 };
+    return true;
+}
+
 static int cmp_kv_key(const void *a, const void *b)
 {
     return strcmp((*(const struct pt_kv *const *)a)->key, (*(const struct pt_kv *const *)b)->key);
@@ -405,10 +540,18 @@ static int cmp_kv_key(const void *a, const void *b)
 
 struct pt_logfmt *pt_logfmt_compile_json(const struct pt_kv *kv, size_t n, char *err, size_t errlen)
 {
+    return pt_logfmt_compile_json_value(kv, n, 0, err, errlen);
+}
+
+struct pt_logfmt *pt_logfmt_compile_json_value(const struct pt_kv *kv, size_t n, unsigned flags, char *err,
+                                               size_t errlen)
+{
     struct compiler c;
     const struct pt_kv **sorted = pt_xcalloc(n + 1, sizeof(*sorted));
 
     start(&c, true, err, errlen);
+    c.flags = flags;
+    c.f->flags = (uint8_t)flags;
     for (size_t i = 0; i < n; i++)
         sorted[i] = &kv[i];
     qsort(sorted, n, sizeof(*sorted), cmp_kv_key);

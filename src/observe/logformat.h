@@ -51,6 +51,11 @@ enum pt_logop {
     PT_LOGOP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT,
     PT_LOGOP_REQUESTED_SERVER_NAME,
     PT_LOGOP_DYNAMIC_METADATA,          /* never set in Portico */
+    PT_LOGOP_DOWNSTREAM_LOCAL_PORT,
+    PT_LOGOP_DOWNSTREAM_REMOTE_PORT,
+    PT_LOGOP_UPSTREAM_REMOTE_ADDRESS,   /* unset in request headers: no upstream chosen yet */
+    PT_LOGOP_UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT,
+    PT_LOGOP_UPSTREAM_REMOTE_PORT,
 };
 
 /* What %REQ(X)% reads. The first ones are kept for every request (proxy/session.c); names
@@ -73,6 +78,7 @@ enum pt_logresp {
     PT_LOGRESP_SERVICE_TIME,            /* x-envoy-upstream-service-time */
     PT_LOGRESP_SERVER,                  /* server: always "envoy" (Emissary's server_name) */
     PT_LOGRESP_CONTENT_TYPE,
+    PT_LOGRESP_HEADER,                  /* PT_LOGFMT_LIVE: + i names headers[i] */
 };
 
 /* One step. */
@@ -94,7 +100,24 @@ struct pt_logfmt {
     uint16_t header_max[PT_LOGFMT_MAX_HEADERS];   /* bytes of each kept: the largest `:N`, or 256 */
     uint8_t nheaders;
     uint8_t needs;                      /* PT_LOGFMT_NEEDS_*: what the proxy must look up */
+    uint8_t flags;                      /* PT_LOGFMT_LIVE, PT_LOGFMT_OMIT_EMPTY */
 };
+
+/* How a value format (pt_logfmt_compile_value) reads and writes. */
+#define PT_LOGFMT_LIVE       0x01 /* REQ()/RESP() of any header, read from the message itself
+                                   * (struct pt_logctx) or from the record's kept copies */
+#define PT_LOGFMT_OMIT_EMPTY 0x02 /* an unset value is empty, not "-" (Envoy's header values) */
+
+/* What a value format reads beyond the request's record (pt_logfmt_render). */
+struct pt_logctx {
+    const struct pt_header *req;  /* the request's headers; NULL: only what the record kept */
+    size_t nreq;
+    const struct pt_header *resp; /* the response's headers; NULL: none (yet) */
+    size_t nresp;
+    bool no_upstream;             /* request headers: Envoy has chosen no upstream host yet */
+};
+
+struct pt_req_record;
 
 /* Values a format uses that cost a system call: the proxy fills them into the request's record
  * (struct pt_req_record) only when its format says so. */
@@ -110,6 +133,29 @@ struct pt_logfmt *pt_logfmt_compile_text(const char *format, char *err, size_t e
 /* pt_logfmt_compile_json: compiles <n> key -> format pairs into one JSON object per line, keys
  * sorted byte-wise. Errors and notices as pt_logfmt_compile_text, the message naming the key. */
 struct pt_logfmt *pt_logfmt_compile_json(const struct pt_kv *kv, size_t n, char *err, size_t errlen);
+
+/* pt_logfmt_compile_value: compiles <value> as a header value or a response body: Envoy's
+ * format string, nothing appended, with <flags> (PT_LOGFMT_LIVE, PT_LOGFMT_OMIT_EMPTY). Operators
+ * Portico cannot fill (UPSTREAM_METADATA, DYNAMIC_METADATA, CLUSTER_METADATA, FILTER_STATE) are
+ * errors here; ENVIRONMENT(X) and HOSTNAME are read now and become text. Returns NULL with a
+ * message in <err>, or the program; a value without any operator compiles too (the caller
+ * keeps those as text: pt_logfmt_is_text). */
+struct pt_logfmt *pt_logfmt_compile_value(const char *value, unsigned flags, char *err, size_t errlen);
+
+/* pt_logfmt_compile_json_value: pt_logfmt_compile_json with the <flags> and the operator rules
+ * of pt_logfmt_compile_value (an error response's json_format body). */
+struct pt_logfmt *pt_logfmt_compile_json_value(const struct pt_kv *kv, size_t n, unsigned flags, char *err,
+                                               size_t errlen);
+
+/* pt_logfmt_is_text: whether <f> is only literal text (no operator): then <text> (NULL allowed)
+ * receives it. */
+bool pt_logfmt_is_text(const struct pt_logfmt *f, struct pt_str *text);
+
+/* pt_logfmt_render: writes <f> for <rec> (and <ctx>, NULL: the access log's values only) into
+ * <out> (<cap> bytes); returns the length, and sets *<cut> when the value did not fit (the bytes
+ * that fit are there). No allocation. */
+size_t pt_logfmt_render(struct pt_req_record *rec, const struct pt_logfmt *f, const struct pt_logctx *ctx,
+                        char *out, size_t cap, bool *cut);
 
 /* pt_logfmt_emissary_json: the keys Emissary logs for envoy_log_type json with no format
  * (reference/envoy-compat.md §2.3; the Datadog trace keys are left out). Never NULL. */

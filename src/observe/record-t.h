@@ -19,6 +19,7 @@ struct pt_endpoint;
 #define PT_RECORD_LOG_MAX 3072 /* request values kept for the log line and the spans */
 #define PT_RECORD_HEADERS 16   /* request headers a custom log format may name */
 #define PT_RECORD_ADDR_MAX 56  /* "[v6]:port" */
+#define PT_RECORD_XHEADERS 8   /* request headers kept for response-side value formats */
 
 /* Where a value kept in pt_req_record.log lies; len 0: unset. */
 struct pt_str_off {
@@ -52,6 +53,12 @@ struct pt_req_record {
     struct pt_str_off lf_method, lf_path, lf_ua, lf_rid, lf_auth;
     struct pt_str_off lf_xff, lf_tfr, lf_ctype;
     struct pt_str_off lf_hdr[PT_RECORD_HEADERS];
+    /* Request headers that response-side value formats read (%REQ(X)% in add_response_headers
+     * and error_response_overrides), kept when the request starts: its head may be gone by
+     * the time the response comes. Names point into the snapshot. */
+    uint8_t nx;
+    struct pt_str x_name[PT_RECORD_XHEADERS];
+    struct pt_str_off x_val[PT_RECORD_XHEADERS];
 
     /* Looked up only when the log format asks (a system call each); "" otherwise. */
     char local_addr[PT_RECORD_ADDR_MAX];          /* "ip:port" the client connected to */

@@ -800,6 +800,8 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
         nv[n++] = NV("grpc-status", gs, pt_u64_dec((uint64_t)r->grpc_status, gs));
         if (r->grpc_message.len)
             nv[n++] = NV("grpc-message", r->grpc_message.ptr, r->grpc_message.len);
+    } else if (r->content_type.len) {
+        nv[n++] = NV("content-type", r->content_type.ptr, r->content_type.len);
     } else if (r->text_plain) {
         nv[n++] = NV("content-type", "text/plain", 10);
     }

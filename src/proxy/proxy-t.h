@@ -168,6 +168,8 @@ struct pt_conn {
 #define PT_SF_CONTINUED   0x10000 /* "100 Continue" was sent (the AuthService wanted the body) */
 #define PT_SF_CORS     0x80000000u /* the route's CORS policy allowed the Origin: st->cors_origin
                                     * is echoed in the response head (proxy/cors.c) */
+#define PT_SF_BODY_REPLACED 0x20000 /* error_response_overrides sent another body whole: the
+                                     * upstream's is read and dropped (proxy/session.c) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {

@@ -10,6 +10,7 @@
 #include "proxy/cors.h"
 #include "http/cors.h"
 #include "route/route.h"
+#include "proxy/format.h"
 #include "observe/grpcstats.h"
 #include "observe/logformat.h"
 #include "core/log.h"
@@ -92,8 +93,9 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
 {
     struct pt_http_reply r = { .date = pt_http_date() };
     struct pt_header fields[PT_HTTP_REPLY_EXTRA_MAX];
-    char msg[3 * 512], gwct[64];
+    char msg[3 * 512], gwct[64], obody[PT_FORMAT_BODY_MAX];
     bool grpc = !(x && x->preflight) && pt_reply_grpc_request(st);
+    const struct pt_error_override *eo;
     size_t nf = 0;
     int n;
 
@@ -112,6 +114,12 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         st->flags |= PT_SF_CLOSE_AFTER;
     if (x != NULL && x->location != NULL)
         memcpy(r.location, x->location, sizeof(r.location));
+    if (!grpc && !(x && x->preflight) && (eo = pt_format_override(st, status)) != NULL) {
+        st->rec.status = status; /* error_response_overrides */
+        st->rec.flags = flags;
+        body = pt_str_make(obody, pt_format_error_body(st, eo, NULL, 0, obody, sizeof(obody)));
+        r.content_type = pt_str_c(eo->content_type);
+    }
     for (;;) {
         r.status = status;
         r.reason = pt_str_c(pt_reason_phrase(status));
@@ -138,6 +146,7 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
                 pt_strerror(n));
         status = 400;
         body = PT_STR_LIT("Bad Request");
+        r.content_type = (struct pt_str){ 0 };
         flags = "DPE";
         memset(r.location, 0, sizeof(r.location));
         r.nextra = 0;

@@ -12,6 +12,7 @@
 #include "proxy/grpcweb.h"
 #include "proxy/policy.h"
 #include "proxy/cors.h"
+#include "proxy/format.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -304,6 +305,22 @@ void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bo
         pt_h1w_header(b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
 }
 
+/* add_formatted_headers: the route's add_request_headers when some value has %...% operators
+ * (proxy/format.h): those are rendered for this request; one that comes out empty, too long or
+ * with CR/LF/NUL is left out. */
+static void add_formatted_headers(struct pt_stream *st, struct pt_h1w *b)
+{
+    const struct pt_route_action *a = st->rec.action;
+    char buf[PT_FORMAT_VALUE_MAX];
+
+    for (uint32_t i = 0; i < a->nadd_req; i++) {
+        struct pt_str v = a->add_req[i].value;
+        if (a->add_req[i].fmt != NULL && !pt_format_header(st, &a->add_req[i], NULL, 0, buf, sizeof(buf), &v))
+            continue;
+        pt_h1w_header(b, a->add_req[i].name, v);
+    }
+}
+
 /* Writes the upstream request head into the worker's scratch area; returns its length or 0. */
 static size_t build_request_head(struct pt_stream *st, const struct pt_route *route,
                                  const struct pt_route_req *rreq, const char *request_id)
@@ -381,8 +398,11 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
         pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"), a->timeout_ms);
     if (pt_policy_has_edits(st))
         pt_policy_write_request_headers(st, &b);
-    for (uint32_t i = 0; i < a->nadd_req; i++)
-        pt_h1w_header(&b, a->add_req[i].name, a->add_req[i].value);
+    if (a->dynamic_req)
+        add_formatted_headers(st, &b);
+    else
+        for (uint32_t i = 0; i < a->nadd_req; i++)
+            pt_h1w_header(&b, a->add_req[i].name, a->add_req[i].value);
     if (st->trace_cfg != NULL && b.end - b.p > PT_TRACE_INJECT_MAX)
         b.p += pt_trace_inject(&st->trace, b.p, (size_t)(b.end - b.p));
     /* the framing Portico parsed, never a header the client sent */
@@ -623,6 +643,8 @@ void pt_session_dispatch(struct pt_stream *st)
     }
     int path_status = normalize_target(st); /* first: the log and the trace see its result */
     keep_log_fields(st, req->target, rid);
+    if (st->snap->error_overrides.nkeep) /* the Module's error bodies read request headers */
+        pt_format_keep(st, st->snap->error_overrides.keep, st->snap->error_overrides.nkeep);
     st->trace_cfg = NULL;
     if (st->snap->tracing != NULL) {
         struct pt_trace_head th = { .headers = req->headers, .nheaders = req->nheaders, .method = req->method,
@@ -702,6 +724,8 @@ void pt_session_dispatch(struct pt_stream *st)
         st->rec.action = a;
         if (a->cors != NULL && pt_cors_filter_request(st, a->cors))
             return; /* a preflight, answered here */
+        if (a->nresp_keep) /* what its response side reads with %REQ()% */
+            pt_format_keep(st, a->resp_keep, a->nresp_keep);
     }
     if (req->upgrade) {
         int up = upgrade_check(st);
@@ -727,13 +751,61 @@ void pt_session_proceed(struct pt_stream *st)
     forward(st, &rreq, made_request_id(st, rid));
 }
 
+/* add_response_headers: the route's add_response_headers behind the <n> headers at <out>;
+ * values with %...% operators are rendered into <buf> (<cap> bytes, shared by all of them) and
+ * those that come out empty, too long or with CR/LF/NUL are left out. Returns the new count. */
+static size_t add_response_headers(struct pt_stream *st, const struct pt_h1_response *res, struct pt_header *out,
+                                   size_t n, char *buf, size_t cap)
+{
+    const struct pt_route_action *a = st->rec.action;
+    size_t used = 0;
+
+    for (uint32_t i = 0; i < a->nadd_resp; i++) {
+        struct pt_str v = a->add_resp[i].value;
+        if (a->add_resp[i].fmt != NULL) {
+            if (!pt_format_header(st, &a->add_resp[i], res->headers, res->nheaders, buf + used, cap - used, &v))
+                continue;
+            used += v.len;
+        }
+        out[n++] = (struct pt_header){ a->add_resp[i].name, v };
+    }
+    return n;
+}
+
+/* replace_body: sends the head <h> with the body of error_response_overrides rule <eo> instead
+ * of the upstream's (Emissary's response_map filter): its content-type and content-length, then
+ * the whole body; the upstream's body is read and dropped (PT_SF_BODY_REPLACED). Returns 0 or
+ * PT_BADMSG. */
+static int replace_body(struct pt_stream *st, const struct pt_error_override *eo, const struct pt_h1_response *res,
+                        struct pt_resp_head *h, size_t max)
+{
+    char body[PT_FORMAT_BODY_MAX], len[24];
+    struct pt_header *out = (struct pt_header *)h->headers;
+    size_t n = h->nheaders, blen = pt_format_error_body(st, eo, res->headers, res->nheaders, body, sizeof(body));
+    struct iovec iov = { body, blen };
+
+    if (n + 2 > max)
+        return PT_BADMSG;
+    out[n++] = (struct pt_header){ PT_STR_LIT("content-length"), pt_str_make(len, pt_u64_dec(blen, len)) };
+    out[n++] = (struct pt_header){ PT_STR_LIT("content-type"), pt_str_c(eo->content_type) };
+    h->nheaders = n;
+    h->content_length = (int64_t)blen;
+    h->close_delimited = false;
+    st->flags |= PT_SF_BODY_REPLACED;
+    if (st->conn->down->head(st, h) != 0)
+        return PT_BADMSG;
+    st->rec.bytes_tx = h->body ? blen : 0;
+    return st->conn->down->data(st, &iov, h->body && blen ? 1 : 0, true) == PT_IO ? PT_BADMSG : 0;
+}
+
 int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *res)
 {
     struct pt_worker *w = st->w;
     const struct pt_route_action *a = st->rec.action;
     struct pt_header *out = w->out_hdrs;
     size_t n = 0, max = PT_ARRAY_SIZE(w->out_hdrs);
-    char ust[24], gwct[64];
+    char ust[24], gwct[64], vbuf[PT_FORMAT_VALUE_MAX];
+    const struct pt_error_override *eo = NULL;
     struct pt_resp_head h = {
         .status = res->status,
         .reason = res->reason,
@@ -753,6 +825,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
             pt_gauge_inc(&hs->downstream_cx_upgrades_active); /* until observe_end */
         st->flags |= PT_SF_CLOSE_AFTER | PT_SF_TUNNEL;
         h.upgrade = find_header(res->headers, res->nheaders, PT_STR_LIT("upgrade"));
+    } else if (a->error_overrides != NULL && !st->gw.kind) {
+        eo = pt_format_override(st, res->status); /* error_response_overrides: another body */
     }
     for (size_t i = 0; i < res->nheaders && n < max; i++) {
         struct pt_str nm = res->headers[i].name;
@@ -762,9 +836,9 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
             continue;
         if (name_in(nm, a->remove_resp, a->nremove_resp) || name_in_ops(nm, a->add_resp, a->nadd_resp))
             continue;
-        if (st->gw.kind && ((nm.len == 12 && pt_str_caseeq(nm, PT_STR_LIT("content-type"))) ||
-                            (nm.len == 14 && pt_str_caseeq(nm, PT_STR_LIT("content-length")))))
-            continue; /* gRPC-Web's, below */
+        if ((st->gw.kind || eo != NULL) && ((nm.len == 12 && pt_str_caseeq(nm, PT_STR_LIT("content-type"))) ||
+                                            (nm.len == 14 && pt_str_caseeq(nm, PT_STR_LIT("content-length")))))
+            continue; /* gRPC-Web's, or the override's, below */
         out[n++] = res->headers[i];
     }
     if (n + 4 + a->nadd_resp > max)
@@ -779,14 +853,13 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     out[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-upstream-service-time"),
                                    pt_str_make(ust, pt_u64_dec(st->rec.upstream_ms, ust)) };
     out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };
-    for (uint32_t i = 0; i < a->nadd_resp; i++)
-        out[n++] = (struct pt_header){ a->add_resp[i].name, a->add_resp[i].value };
+    n = add_response_headers(st, res, out, n, vbuf, sizeof(vbuf));
     if (pt_policy_has_edits(st)) /* the AuthService's or RateLimitService's response headers */
         n += pt_policy_response_headers(st, out + n, max - n);
     if ((st->flags & PT_SF_CORS) && pt_cors_filter_response(st, out, &n, max) != 0)
         return PT_BADMSG; /* the route's CORS policy allowed the Origin */
     h.nheaders = n;
-    if (st->conn->down->head(st, &h) != 0)
+    if (eo != NULL ? replace_body(st, eo, res, &h, max) != 0 : st->conn->down->head(st, &h) != 0)
         return PT_BADMSG;
     if (st->gs.on) /* Module grpc_stats: a trailers-only answer's grpc-status */
         pt_grpcstats_status(&st->gs, res->headers, res->nheaders);

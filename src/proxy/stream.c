@@ -349,11 +349,16 @@ static int stream_hc_on_body(void *owner, const struct iovec *data, int n, bool 
     const struct pt_down_ops *down = st->conn->down;
     int r;
 
+    if (st->flags & PT_SF_BODY_REPLACED) { /* error_response_overrides sent its body already */
+        r = 0;
+        goto sent;
+    }
     if (st->gs.on) /* Module grpc_stats: the upstream's messages, before any gRPC-Web encoding */
         pt_grpcstats_feed(&st->gs, false, data, n);
     r = st->gw.kind ? pt_gw_data(st, data, n, end) : down->data(st, data, n, end);
 
     st->rec.bytes_tx = st->hc.body.payload; /* %BYTES_SENT%: body bytes, as Envoy counts */
+sent:
     if (r == PT_IO) {
         pt_stream_abort(st);
         return PT_CLOSED;

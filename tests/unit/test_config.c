@@ -1252,28 +1252,26 @@ static void test_unenforceable(void **state)
                                   "apiVersion: getambassador.io/v3alpha1\n"
                                   "kind: DevPortal\n"
                                   "metadata: {name: dp}\n");
-    assert_int_equal(r->nauthservices, 2);
+    assert_int_equal(r->nauthservices, 1); /* a1; the nameless one fails closed, counted */
+    assert_int_equal(r->nauth_invalid, 1);
+    assert_int_equal(r->nratelimitservices, 0); /* protocol_version v2: an error, not used */
     assert_true(r->ip_policy);
     assert_int_equal(r->nmodules, 1);
     assert_true(r->modules[0].enable_http10);
     assert_int_equal(r->nmappings, 1);
     assert_true(r->mappings[0].bypass_auth);
-    assert_errors(r, 6);
-    assert_diag(r, "t.yaml:1: AuthService/default/a1: AuthService is not supported by this "
-                   "build: requests are denied with 403 unless their Mapping sets bypass_auth: "
-                   "true, until the AuthService is removed\n");
+    assert_errors(r, 4);
+    assert_no_diag(r, "AuthService/default/a1");
     assert_diag(r, "t.yaml:6: AuthService: metadata.name: required\n");
-    assert_diag(r, "t.yaml:6: AuthService: AuthService is not supported");
     assert_no_diag(r, "AuthService/default/other");
-    assert_diag(r, "t.yaml:15: RateLimitService/default/rl: RateLimitService is not supported "
-                   "by this build: requests are not rate limited\n");
+    assert_diag(r, "t.yaml:15: RateLimitService/default/rl: protocol_version v2 is unsupported, "
+                   "protocol_version must be \"v3\"\n");
     assert_diag(r, "t.yaml:26: Module/default/ambassador: config.ip_allow: not supported by "
                    "this build: every request is denied with 403 until ip_allow and ip_deny are "
                    "removed\n");
     assert_no_diag(r, "config.ip_deny");
     assert_diag(r, "t.yaml:36: Mapping/default/m: shadow: not supported by this build; the "
                    "Mapping is not served (Emissary would copy its requests to the service)\n");
-    assert_no_diag(r, "host_redirect");
     assert_diag(r, "t.yaml:44: DevPortal/default/dp: notice: DevPortal is not supported by this "
                    "build; ignored\n");
     pt_resources_free(r);
@@ -1285,6 +1283,7 @@ static void test_unenforceable(void **state)
              "spec: {config: {ip_allow: null}}\n");
     assert_errors(r, 0);
     assert_int_equal(r->nauthservices, 0);
+    assert_int_equal(r->nauth_invalid, 0);
     assert_false(r->ip_policy);
     pt_resources_free(r);
 }

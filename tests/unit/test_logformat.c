@@ -437,6 +437,98 @@ static void test_render_every_operator_text(void **state)
     assert_string_equal(line, want);
 }
 
+/* Value formats (header values, error bodies): compiled with PT_LOGFMT_LIVE and rendered with
+ * pt_logfmt_render against live headers or the kept copies. */
+static struct pt_logfmt *value_ok(const char *v, unsigned flags)
+{
+    char err[256];
+    struct pt_logfmt *f = pt_logfmt_compile_value(v, flags, err, sizeof(err));
+    if (f == NULL)
+        fail_msg("\"%s\" did not compile: %s", v, err);
+    return f;
+}
+
+static const char *value_err(const char *v)
+{
+    static char err[256];
+    struct pt_logfmt *f = pt_logfmt_compile_value(v, PT_LOGFMT_LIVE | PT_LOGFMT_OMIT_EMPTY, err, sizeof(err));
+    if (f != NULL)
+        fail_msg("\"%s\" compiled", v);
+    return err;
+}
+
+static void test_value_formats(void **state)
+{
+    struct fixture *fx = *state;
+    struct pt_header req[] = { { PT_STR_LIT("X-In"), PT_STR_LIT("in-value") } };
+    struct pt_header resp[] = { { PT_STR_LIT("Content-Type"), PT_STR_LIT("text/x") } };
+    struct pt_logctx rq = { .req = req, .nreq = 1, .no_upstream = true }, rs = { .resp = resp, .nresp = 1 };
+    struct pt_logfmt *f;
+    struct pt_str text;
+    char out[512], want[256];
+    bool cut;
+    size_t n;
+
+    request(fx, "curl/8.0");
+    f = value_ok("%REQ(x-in)%|%REQ(x-none)%|%UPSTREAM_REMOTE_ADDRESS%|%UPSTREAM_HOST%|%DOWNSTREAM_REMOTE_PORT%|"
+                 "%DOWNSTREAM_LOCAL_PORT%|%RESP(content-type)%|%%", PT_LOGFMT_LIVE | PT_LOGFMT_OMIT_EMPTY);
+    /* Request side: live headers, no upstream yet, unset values empty. */
+    n = pt_logfmt_render(fx->ds, f, &rq, out, sizeof(out), &cut);
+    out[n] = '\0';
+    assert_false(cut);
+    snprintf(want, sizeof(want), "in-value||||%u|%d||%%", (unsigned)fx->ds->peer_port, fx->server_port);
+    assert_string_equal(out, want);
+    n = pt_logfmt_render(fx->ds, f, &rs, out, sizeof(out), &cut);
+    out[n] = '\0';
+    snprintf(want, sizeof(want), "||10.0.0.7:8080|10.0.0.7:8080|");
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, "|text/x|%"));
+    pt_logfmt_free(f);
+
+    /* The response side's %REQ()% reads what the proxy kept. */
+    f = value_ok("<%REQ(x-in)%>", PT_LOGFMT_LIVE);
+    fx->ds->nx = 1;
+    fx->ds->x_name[0] = PT_STR_LIT("x-in");
+    pt_accesslog_keep(fx->ds, PT_STR_LIT("kept"), &fx->ds->x_val[0]);
+    n = pt_logfmt_render(fx->ds, f, &rs, out, sizeof(out), &cut);
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "<kept>", 6);
+    fx->ds->nx = 0;
+    n = pt_logfmt_render(fx->ds, f, &rs, out, sizeof(out), &cut); /* not kept: "-" in a body */
+    assert_memory_equal(out, "<->", n);
+    n = pt_logfmt_render(fx->ds, f, &rs, out, 2, &cut);
+    assert_true(cut);
+    assert_int_equal(n, 2);
+    pt_logfmt_free(f);
+
+    /* Text only, "%%" escapes, and what folds at compile time. */
+    f = value_ok("50%% off", PT_LOGFMT_LIVE);
+    assert_true(pt_logfmt_is_text(f, &text));
+    assert_int_equal(text.len, 7);
+    assert_memory_equal(text.ptr, "50% off", 7);
+    pt_logfmt_free(f);
+    setenv("PT_TEST_ENV_VALUE", "from-env", 1);
+    f = value_ok("%ENVIRONMENT(PT_TEST_ENV_VALUE)%-%ENVIRONMENT(PT_TEST_ENV_UNSET_X)%", PT_LOGFMT_LIVE | PT_LOGFMT_OMIT_EMPTY);
+    assert_true(pt_logfmt_is_text(f, &text));
+    assert_int_equal(text.len, 9);
+    assert_memory_equal(text.ptr, "from-env-", 9);
+    pt_logfmt_free(f);
+    f = value_ok("%PROTOCOL%", PT_LOGFMT_LIVE);
+    assert_false(pt_logfmt_is_text(f, NULL));
+    pt_logfmt_free(f);
+
+    /* Errors: what Envoy rejects, and what Portico cannot fill. */
+    assert_non_null(strstr(value_err("%BOGUS%"), "unknown command operator %BOGUS%"));
+    assert_non_null(strstr(value_err("100%"), "bad syntax"));
+    assert_non_null(strstr(value_err("%REQ(x"), "bad syntax"));
+    assert_non_null(strstr(value_err("%UPSTREAM_METADATA([\"a\", \"b\"])%"), "not supported"));
+    assert_non_null(strstr(value_err("%DYNAMIC_METADATA(a:b)%"), "not supported"));
+    assert_non_null(strstr(value_err("%HOSTNAME(x)%"), "takes no parameter"));
+    assert_non_null(strstr(value_err("%ENVIRONMENT%"), "needs a parameter"));
+    /* The access log keeps accepting Emissary's default %DYNAMIC_METADATA(...)%. */
+    pt_logfmt_free(text_ok("%DYNAMIC_METADATA(istio.mixer:status)%"));
+}
+
 static void test_render_ipv6_addresses(void **state)
 {
     struct fixture *fx = *state;
@@ -725,6 +817,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_line_matches_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_render_every_operator_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_render_ipv6_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_formats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_render_failure_and_local_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_render_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_render_long_lines, setup, teardown),
