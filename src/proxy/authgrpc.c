@@ -221,7 +221,7 @@ struct pt_call *pt_authgrpc_check(struct pt_stream *st, const struct pt_auth_con
     if (need > b.cap && (b.base = malloc(need)) != NULL)
         b.cap = need;
     msg = check_request(&b, st, body, partial, ac->max_body >= 0);
-    hlen = pt_call_grpc_head(ac->cluster, PT_STR_LIT(CHECK_PATH), ac->timeout_ms, (struct pt_str){ 0 }, w->scratch,
+    hlen = pt_call_grpc_head(ac->cluster, PT_STR_LIT(CHECK_PATH), ac->timeout_ms, w->scratch,
                              4096);
     if (msg.len != 0 && hlen != 0)
         call = pt_call_start(st, ac->cluster, pt_str_make(w->scratch, hlen), msg, ac->timeout_ms, pt_auth_grpc_done);
@@ -247,7 +247,7 @@ static bool option_ok(const Envoy__Config__Core__V3__HeaderValueOption *o)
 
 int pt_authgrpc_read(struct pt_call *call, struct pt_authgrpc_answer *a)
 {
-    struct pt_pbuf b = { .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+    struct pt_pbuf b = { 0 };
     ProtobufCAllocator alloc = pt_pbuf_allocator(&b);
     Envoy__Service__Auth__V3__CheckResponse *r;
     struct pt_str msg;
@@ -255,8 +255,10 @@ int pt_authgrpc_read(struct pt_call *call, struct pt_authgrpc_answer *a)
     memset(a, 0, offsetof(struct pt_authgrpc_answer, headers));
     a->nheaders = 0;
     a->body = (struct pt_str){ 0 };
-    if (!pt_call_grpc_message(call, &msg) ||
-        (r = envoy__service__auth__v3__check_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) == NULL)
+    if (!pt_call_grpc_message(call, &msg))
+        return -1;
+    b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+    if ((r = envoy__service__auth__v3__check_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) == NULL)
         return -1;
     call->used += (uint32_t)b.used; /* the answer's strings stay with the call */
     if (r->http_response_case == ENVOY__SERVICE__AUTH__V3__CHECK_RESPONSE__HTTP_RESPONSE_ERROR_RESPONSE)

@@ -310,11 +310,9 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     return call;
 }
 
-size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, struct pt_str extra,
-                         char *out, size_t cap)
+size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, char *out, size_t cap)
 {
     struct pt_h1w b;
-    size_t n;
 
     pt_h1w_init(&b, out, cap);
     pt_h1w_request_line(&b, PT_STR_LIT("POST"), path);
@@ -326,12 +324,7 @@ size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_
         t[tl++] = 'm';
         pt_h1w_header(&b, PT_STR_LIT("grpc-timeout"), pt_str_make(t, tl));
     }
-    n = pt_h1w_end(&b);
-    if (n == 0 || extra.len > cap - n)
-        return 0;
-    memmove(out + n - 2 + extra.len, out + n - 2, 2); /* the extra lines before the blank one */
-    memcpy(out + n - 2, extra.ptr, extra.len);
-    return n + extra.len;
+    return pt_h1w_end(&b);
 }
 
 bool pt_call_grpc_message(const struct pt_call *call, struct pt_str *msg)

@@ -84,10 +84,9 @@ struct pt_str pt_call_header(const struct pt_call *call, struct pt_str name);
 struct pt_str pt_call_trailer(const struct pt_call *call, struct pt_str name);
 
 /* pt_call_grpc_head: the request head of a gRPC call to <c>'s method <path>
- * ("/package.Service/Method") with the deadline <timeout_ms> (0: none) and <extra> header lines
- * (CRLF-ended, or empty), into <out> (<cap> bytes). 0 when it does not fit. */
-size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, struct pt_str extra,
-                         char *out, size_t cap);
+ * ("/package.Service/Method") with the deadline <timeout_ms> (0: none), into <out> (<cap>
+ * bytes). 0 when it does not fit. */
+size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, char *out, size_t cap);
 
 /* pt_call_grpc_message: the answer of an ended gRPC call is a success (HTTP 200, grpc-status
  * 0) carrying one uncompressed message, whose bytes go to <msg>. */

@@ -144,14 +144,16 @@ static bool value_ok(const Envoy__Config__Core__V3__HeaderValue *h)
 static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
 {
     const struct pt_rls_config *rc = st->snap->http.rls;
-    struct pt_pbuf b = { .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+    struct pt_pbuf b = { 0 };
     ProtobufCAllocator alloc = pt_pbuf_allocator(&b);
-    Envoy__Service__Ratelimit__V3__RateLimitResponse *r;
+    Envoy__Service__Ratelimit__V3__RateLimitResponse *r = NULL;
     struct pt_str msg;
 
-    if (result != PT_CALL_OK || !pt_call_grpc_message(call, &msg) ||
-        (r = envoy__service__ratelimit__v3__rate_limit_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) ==
-            NULL) {
+    if (result == PT_CALL_OK && pt_call_grpc_message(call, &msg)) { /* unpacked in the call's spare memory */
+        b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+        r = envoy__service__ratelimit__v3__rate_limit_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr);
+    }
+    if (r == NULL) {
         failed(st, call);
         return;
     }
@@ -207,7 +209,7 @@ bool pt_ratelimit_start(struct pt_stream *st)
 
     if (msg.len == 0 && !b.full)
         return false; /* no descriptor: no call, as Envoy */
-    hlen = pt_call_grpc_head(rc->cluster, PT_STR_LIT(RLS_PATH), rc->timeout_ms, (struct pt_str){ 0 }, w->scratch, 4096);
+    hlen = pt_call_grpc_head(rc->cluster, PT_STR_LIT(RLS_PATH), rc->timeout_ms, w->scratch, 4096);
     if (msg.len == 0 || hlen == 0 ||
         (st->call = pt_call_start(st, rc->cluster, pt_str_make(w->scratch, hlen), msg, rc->timeout_ms, rls_done)) ==
             NULL) {
