@@ -29,7 +29,8 @@ SEED_CANDIDATES = [Path(p) for p in (os.environ.get("PORTICO_SEED_DOC"),) if p] 
     Path("/work/shared/seed/istio-integration.md"),
 ]
 SEED_DOC = next((p for p in SEED_CANDIDATES if p.exists()), None)
-PORTICO_KINDS = {"Listener", "Host", "Mapping", "TLSContext", "TracingService", "Module"}
+PORTICO_KINDS = {"Listener", "Host", "Mapping", "TLSContext", "TracingService", "Module",
+                 "AuthService", "RateLimitService"}
 
 # The guide's getambassador.io resources ($productNamespace$ -> ambassador), used when the seed
 # document is not beside the repository; test_seed_resources_are_the_guides checks them.
@@ -448,10 +449,40 @@ def test_validator_rejects_and_prunes_like_the_api_server():
     assert errs("Module", {"config": {"cluster_request_timeout_ms": 5000,
                                       "diagnostics": {"enabled": False}}}) == []
     assert errs("Module", {"config": {"cluster_request_timeout_ms": "5s"}})
+    # AuthService, RateLimitService: tls is a TLSContext name or true; rate-limit labels and
+    # the auth context extensions are kept as written (v2 shorthands included)
+    auth = {"auth_service": "auth:3000", "proto": "grpc", "protocol_version": "v3",
+            "include_body": {"max_bytes": 4096, "allow_partial": True},
+            "status_on_error": {"code": 503}, "add_auth_headers": {"x-a": "1"}}
+    assert errs("AuthService", dict(auth, tls=True)) == []
+    assert errs("AuthService", dict(auth, tls="upstream-ctx")) == []
+    assert errs("AuthService", {"proto": "http"})                                 # required
+    assert errs("AuthService", dict(auth, proto="grpcs"))                         # enum
+    assert errs("AuthService", dict(auth, status_on_error={"code": 600}))         # range
+    assert errs("AuthService", dict(auth, include_body={"allow_partial": True}))  # required
+    assert errs("AuthService", dict(auth, circuit_breakers=[]))                   # pruned
+    rls = {"service": "rls:8081", "protocol_version": "v3", "domain": "d",
+           "grpc": {"use_resource_exhausted_code": True}}
+    assert errs("RateLimitService", dict(rls, tls=False)) == []
+    assert errs("RateLimitService", dict(rls, timeout_ms=-1))
+    assert errs("RateLimitService", dict(rls, protocol_version="v4"))
+    labels = {"ambassador": [{"by_ip": [{"remote_address": {"key": "remote_address"}},
+                                        {"request_headers": {"key": "k", "header_name": "x-k",
+                                                             "omit_if_not_present": True}},
+                                        "v2-shorthand", {"k": {"header": "x-k"}}]}]}
+    assert errs("Mapping", {"prefix": "/", "service": "a", "labels": labels, "bypass_auth": True,
+                            "auth_context_extensions": {"tenant": "t1"}}) == []
+    assert errs("Mapping", {"prefix": "/", "service": "a", "labels": {"d": {"g": []}}})
+    assert errs("Mapping", {"prefix": "/", "service": "a",
+                            "auth_context_extensions": {"n": 1}})
+    assert errs("Module", {"config": {"default_label_domain": "d", "default_labels": {
+        "d": {"defaults": [{"generic_key": {"value": "v"}}, "remote_address"]}}}}) == []
+    assert errs("Module", {"config": {"default_labels": {"d": [{"defaults": []}]}}})
 
 
 DOC_SECTIONS = {"6.1": ["Listener"], "6.2": ["Host"], "6.3": ["Mapping"],
-                "6.4": ["TLSContext", "Host.tls"], "6.5": ["TracingService"], "6.6": ["Module"]}
+                "6.4": ["TLSContext", "Host.tls"], "6.5": ["TracingService"], "6.6": ["Module"],
+                "6.10": ["AuthService"], "6.11": ["RateLimitService"]}
 FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\])?)*$")
 
 
@@ -473,7 +504,7 @@ def schema_at(node, path):
 
 
 def test_crds_declare_every_field_the_configuration_reference_lists():
-    """Every field in docs/configuration.md §6.1-6.6 exists in the CRD, so the API server does
+    """Every field in docs/configuration.md §6.1-6.6, 6.10 and 6.11 exists in the CRD, so the API server does
     not prune what Portico reads."""
     text = (REPO / "docs" / "configuration.md").read_text()
     schemas = {k: crd_schema(c)["properties"]["spec"] for k, c in crds().items()}
