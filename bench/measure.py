@@ -1107,7 +1107,7 @@ def fmt(v, spec, none="-"):
 
 ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-h2", "h2"), ("-mtls", "mtls"),
                 ("-idle", "idle"), ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"),
-                ("-noauth", "auth"), ("-auth", "auth"), ("-auth-body", "auth"),
+                ("-noauth", "auth"), ("-auth", "auth"), ("-authbody", "auth"),
                 ("-norl", "ratelimit"), ("-rl", "ratelimit"))
 
 
@@ -1407,12 +1407,12 @@ def added_cost(rows, name, off_label, on_label, what):
 def policy_tables(rows, strace, notes):
     """The auth and ratelimit rows: CPU per request without and with the policy call, and the
     added cost."""
-    labels = ["portico-noauth", "portico-auth", "portico-auth-body", "nginx-noauth",
-              "nginx-auth", "nginx-auth-body", "haproxy-auth"]
+    labels = ["portico-noauth", "portico-auth", "portico-authbody", "nginx-noauth",
+              "nginx-auth", "nginx-authbody", "haproxy-auth"]
     if print_section("External authorization over HTTP (wrk -t1 -c50; each proxy without, then "
                      "with, a check of every request\nby a local auth server: Portico's "
                      "AuthService, nginx's auth_request, keep-alive to it; -auth: the server\n"
-                     "answers 200 with an empty body, -auth-body: 200 with a ~100-byte body)",
+                     "answers 200 with an empty body, -authbody: 200 with a ~100-byte body)",
                      labels, rows, strace, notes, backend_hdr="be+auth us/req",
                      upstream_hdr="auth up"):
         p = added_cost(rows, "portico", "portico-noauth", "portico-auth", "an HTTP AuthService")
@@ -1421,9 +1421,9 @@ def policy_tables(rows, strace, notes):
             print(f"portico-added/nginx-added CPU us per checked request: {p / n:.2f}")
         else:
             print("portico-added/nginx-added: n/a")
-        pb = added_cost(rows, "portico", "portico-noauth", "portico-auth-body",
+        pb = added_cost(rows, "portico", "portico-noauth", "portico-authbody",
                         "an AuthService answering with a body")
-        nb = added_cost(rows, "nginx", "nginx-noauth", "nginx-auth-body",
+        nb = added_cost(rows, "nginx", "nginx-noauth", "nginx-authbody",
                         "auth_request answered with a body")
         if pb is not None and nb:
             print(f"portico-added/nginx-added CPU us per checked request, 200 with a body: "

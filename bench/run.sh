@@ -22,7 +22,7 @@
 #              request by a local auth server that answers 200 to everything (a second
 #              portico-quote on CPU 1, keep-alive to it): Portico's HTTP AuthService, nginx's
 #              `auth_request` (bench/nginx-auth.conf.in). Two answers: 200 with an empty body
-#              (-auth, the comparison) and 200 with a ~100-byte body (-auth-body: nginx does not
+#              (-auth, the comparison) and 200 with a ~100-byte body (-authbody: nginx does not
 #              read an auth answer's body and so cannot keep that connection alive). CPU us per
 #              request without and with, the difference (the added cost of a check), and
 #              Portico-added / nginx-added. HAProxy has no native auth_request equivalent (only
@@ -382,7 +382,7 @@ measure_proxy() {
     local more=()
     case $label in
     portico-trace) more=(--collector "http://127.0.0.1:$COLLECTOR_PORT/stats" --collector-pid "$COLLECTOR_PID") ;;
-    portico-auth | portico-auth-body) more=(--metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --metric envoy_http_ext_authz_ok) ;;
+    portico-auth | portico-authbody) more=(--metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --metric envoy_http_ext_authz_ok) ;;
     portico-rl) more=(--metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --metric envoy_cluster_ratelimit_ok) ;;
     esac
     "${MEASURE[@]}" wrk "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
@@ -678,7 +678,7 @@ if has_row auth; then
             # body (portico-quote's /size/0/...: the check path is /size/0 + the request's path),
             # then 200 with a quote (~100 bytes; path /). The auth server's CPU counts with the
             # backend's (CPU 1), not the proxy's; "upstream" counts the auth connections.
-            for variant in noauth auth auth-body; do
+            for variant in noauth auth authbody; do
                 log ""
                 log "-- $proxy-$variant"
                 ensure_backend
@@ -686,7 +686,7 @@ if has_row auth; then
                 CONNS_PORT=$AUTH_PORT AUTH_PREFIX=/size/0
                 case $variant in
                 noauth) CONNS_PORT="" ;;
-                auth-body) AUTH_PREFIX="" ;;
+                authbody) AUTH_PREFIX="" ;;
                 esac
                 case $proxy-$variant in
                 portico-noauth) bench_portico portico-noauth 1 http ;;
