@@ -2,9 +2,13 @@
 """Measurement helper for bench/run.sh (system Python, standard library only).
 
 Subcommands:
-  wrk LABEL URL --pids P [--backend-pid B]   run wrk pinned to the client CPU; record req/s,
+  wrk LABEL URL --pids P [--backend-pid B] [--metrics URL --metric NAME...]
+                                             run wrk pinned to the client CPU; record req/s,
                                              p50/p99, and the CPU the process trees of P (the
-                                             proxy) and B (the backend) used per request
+                                             proxy) and B (the backend) used per request;
+                                             --metrics: also the growth of the Prometheus
+                                             counters NAME (summed) per request, e.g. Portico's
+                                             auth checks per request
   ab LABEL URL --pids P [--backend-pid B]    full TLS handshakes: `ab` without -k (one new
                                              connection, one full handshake and one request per
                                              request; ab never resumes a session); record
@@ -27,11 +31,15 @@ Subcommands:
                                              or as soon as P exits); --h2: over HTTP/2 with
                                              prior knowledge (curl)
   portico-config DIR --port N --backend-port N [--mappings N] [--mode M] [--certs DIR]
-                 [--upstream-port N] [--collector-port N]
+                 [--upstream-port N] [--collector-port N] [--auth-port N]
+                 [--auth-path-prefix P] [--rls-port N]
                                              write a Portico config for the benchmark; M is
                                              http (default), https (TLS termination with
                                              DIR/server.crt), mtls (TLS with DIR/client.crt to
-                                             the upstream port) or tracing (Zipkin collector)
+                                             the upstream port), tracing (Zipkin collector),
+                                             auth (an HTTP AuthService on --auth-port) or
+                                             ratelimit (a RateLimitService on --rls-port and a
+                                             generic_key label on the Mapping)
   keepalive-check URL [--requests N]         N GETs on one keep-alive connection; all 200?
   note LABEL MESSAGE                         record why a target was skipped
   table                                      print the results table and the ratios
@@ -237,16 +245,25 @@ def cmd_wrk(a):
     for i in range(a.runs):
         if a.collector:
             c0, ccpu0 = collector_stats(a.collector), tree_cpu_seconds(cpids)
+        if a.metrics:
+            m0 = counter_sum(a.metrics, a.metric)
         r = wrk_once(a.url, a.seconds, a.connections, pids, bpids)
         if a.collector:
             span_accounting(r, a.collector, c0, ccpu0, cpids, a.spans_per_req)
+        if a.metrics:
+            # requests still in flight when wrk stops were checked but are not counted by
+            # wrk: up to --connections more than one per request
+            r["policy_calls"] = counter_sum(a.metrics, a.metric) - m0
+            r["policy_calls_per_req"] = r["policy_calls"] / r["requests"]
         runs.append(r)
         print(f"  {a.label:<14} run {i + 1}/{a.runs}: {r['rps']:>9.0f} req/s  "
               f"p50 {r.get('p50_us', 0):7.0f} us  p99 {r.get('p99_us', 0):7.0f} us  "
               f"cpu {r['cpu_us_per_req']:6.2f} us/req ({r['cpu_util'] * 100:3.0f}% of a core)"
               f"  others {r['others_util'] * 100:3.0f}%"
               + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else "")
-              + (f"  socket errors {r['socket_errors']}" if r["socket_errors"] else ""),
+              + (f"  socket errors {r['socket_errors']}" if r["socket_errors"] else "")
+              + (f"  {'+'.join(a.metric)} {r['policy_calls']:.0f} "
+                 f"({r['policy_calls_per_req']:.3f}/req)" if a.metrics else ""),
               flush=True)
         if a.collector:
             print(f"  {a.label:<14} run {i + 1}/{a.runs}: collector got {r['spans_received']} of "
@@ -257,7 +274,8 @@ def cmd_wrk(a):
     keys = ["rps", "p50_us", "p99_us", "cpu_us_per_req", "cpu_util", "backend_cpu_us_per_req",
             "client_cpu_us_per_req", "client_side_util", "core_softirq_us_per_req",
             "others_util", "spans_expected", "spans_received", "spans_missing",
-            "spans_missing_pct", "span_posts", "spans_per_post", "collector_cpu_us_per_req"]
+            "spans_missing_pct", "span_posts", "spans_per_post", "collector_cpu_us_per_req",
+            "policy_calls_per_req"]
     result = {"label": a.label, "kind": "wrk", "runs": len(runs), "url": a.url,
               "connections": a.connections, "seconds": a.seconds,
               "requests": sum(r["requests"] for r in runs),
@@ -266,10 +284,27 @@ def cmd_wrk(a):
     for k in keys:
         vals = [r[k] for r in runs if r.get(k) is not None]
         result[k] = statistics.median(vals) if vals else None
+    if a.metrics:
+        result["policy_metrics"] = a.metric
+        result["policy_calls"] = sum(r["policy_calls"] for r in runs)
     if a.extra:
         result.update(json.loads(a.extra))
     append(result)
     return 0
+
+
+def counter_sum(url, names):
+    """The sum of the Prometheus counters <names> (every label set) in the text at <url>."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name = re.split(r"[{ ]", line, 1)[0]
+        if name in names:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 # ---- HTTP/2 from clients: h2load (the h2 row) ----
@@ -977,6 +1012,45 @@ spec:
 """
 
 
+# auth row: an HTTP AuthService (Envoy's ext_authz over HTTP); the check request for GET / is
+# GET <path_prefix>/ to the auth server (portico-quote: /size/0/ answers 200 with an empty body,
+# / a 200 with a quote). A failed check answers 403, which wrk counts as non-2xx.
+AUTH = """---
+apiVersion: getambassador.io/v3alpha1
+kind: AuthService
+metadata:
+  name: bench-auth
+spec:
+  auth_service: "127.0.0.1:{auth}"
+  proto: http
+  path_prefix: "{prefix}"
+  timeout_ms: 5000
+"""
+
+# ratelimit row: a RateLimitService (ShouldRateLimit over h2c) and, on the catch-all Mapping,
+# one label group with one generic_key: one descriptor per request. failure_mode_deny makes a
+# failed call a 500 (wrk's non-2xx) instead of a silent pass; timeout_ms is large so that a
+# slow answer on this shared machine is not an error.
+RATELIMIT = """---
+apiVersion: getambassador.io/v3alpha1
+kind: RateLimitService
+metadata:
+  name: bench-ratelimit
+spec:
+  service: "127.0.0.1:{rls}"
+  protocol_version: v3
+  timeout_ms: 1000
+  failure_mode_deny: true
+"""
+
+RATELIMIT_LABELS = """  labels:
+    ambassador:
+    - bench:
+      - generic_key:
+          value: bench
+"""
+
+
 def b64_file(path):
     import base64
     with open(path, "rb") as f:
@@ -1004,11 +1078,17 @@ def cmd_portico_config(a):
                                       key=b64_file(os.path.join(a.certs, "client.key"))))
         if a.mode == "tracing":
             f.write(TRACING.format(collector=a.collector_port))
+        if a.mode == "auth":
+            f.write(AUTH.format(auth=a.auth_port, prefix=a.auth_path_prefix))
+        if a.mode == "ratelimit":
+            f.write(RATELIMIT.format(rls=a.rls_port))
         for i in range(a.mappings - 1):
             f.write(MAPPING.format(name=f"svc-{i}", prefix=f"/svc-{i}/", backend=upstream))
         m = MAPPING.format(name="catch-all", prefix="/", backend=upstream)
         if a.mode == "mtls":
             m += "  tls: istio-upstream\n"
+        if a.mode == "ratelimit":
+            m += RATELIMIT_LABELS
         f.write(m)
         f.write(MODULE_HTTP10)
     return 0
@@ -1026,13 +1106,15 @@ def fmt(v, spec, none="-"):
 
 
 ROW_SUFFIXES = (("-https", "https"), ("-hs", "handshake"), ("-h2", "h2"), ("-mtls", "mtls"),
-                ("-idle", "idle"), ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"))
+                ("-idle", "idle"), ("-nostats", "tracing"), ("-notrace", "tracing"), ("-trace", "tracing"),
+                ("-noauth", "auth"), ("-auth", "auth"), ("-authbody", "auth"),
+                ("-norl", "ratelimit"), ("-rl", "ratelimit"))
 
 
 def group_of(label):
     """The row of a result label: portico/nginx/haproxy/direct/portico-10k are the plain HTTP
-    row; <proxy>-https, -hs, -h2, -mtls and portico-notrace/-trace the TLS, HTTP/2 and tracing
-    rows."""
+    row; <proxy>-https, -hs, -h2, -mtls, portico-notrace/-trace, <proxy>-noauth/-auth and
+    portico-norl/-rl the TLS, HTTP/2, tracing, auth and rate-limit rows."""
     for suffix, group in ROW_SUFFIXES:
         if label.endswith(suffix):
             return group
@@ -1296,9 +1378,69 @@ def cmd_table(a):
             if on.get("spans_missing_pct", 0) > 1:
                 print("  note: the ratio covers only the spans Portico actually encoded and sent")
 
-    # 5. Idle keep-alive connections
+    # 5. External authorization over HTTP, 6. rate limiting
+    policy_tables(rows, strace, notes)
+
+    # 7. Idle keep-alive connections
     idle_table([f"{p}-idle" for p in proxies], idle, notes)
     return 0
+
+
+def added_cost(rows, name, off_label, on_label, what):
+    """Prints <name>'s CPU us/req without (<off_label>) and with (<on_label>) <what> and the
+    difference; returns the difference, or None when one of them is missing or invalid."""
+    off, on = rows.get(off_label), rows.get(on_label)
+    if not off or not on:
+        return None
+    bad = invalid(off) or invalid(on) or (
+        "non-2xx or socket errors" if off["non2xx"] or off["socket_errors"] or on["non2xx"]
+        or on["socket_errors"] else None)
+    d = on["cpu_us_per_req"] - off["cpu_us_per_req"]
+    calls = on.get("policy_calls_per_req")
+    print(f"{name}: {off['cpu_us_per_req']:.2f} us/req without, {on['cpu_us_per_req']:.2f} with "
+          f"{what}: +{d:.2f} us per request (x{on['cpu_us_per_req'] / off['cpu_us_per_req']:.2f})"
+          + (f"; {calls:.3f} calls per request" if calls is not None else "")
+          + (f"   (not comparable: {bad})" if bad else ""))
+    return None if bad else d
+
+
+def policy_tables(rows, strace, notes):
+    """The auth and ratelimit rows: CPU per request without and with the policy call, and the
+    added cost."""
+    labels = ["portico-noauth", "portico-auth", "portico-authbody", "nginx-noauth",
+              "nginx-auth", "nginx-authbody", "haproxy-auth"]
+    if print_section("External authorization over HTTP (wrk -t1 -c50; each proxy without, then "
+                     "with, a check of every request\nby a local auth server: Portico's "
+                     "AuthService, nginx's auth_request, keep-alive to it; -auth: the server\n"
+                     "answers 200 with an empty body, -authbody: 200 with a ~100-byte body)",
+                     labels, rows, strace, notes, backend_hdr="be+auth us/req",
+                     upstream_hdr="auth up"):
+        p = added_cost(rows, "portico", "portico-noauth", "portico-auth", "an HTTP AuthService")
+        n = added_cost(rows, "nginx", "nginx-noauth", "nginx-auth", "auth_request")
+        if p is not None and n:
+            print(f"portico-added/nginx-added CPU us per checked request: {p / n:.2f}")
+        else:
+            print("portico-added/nginx-added: n/a")
+        pb = added_cost(rows, "portico", "portico-noauth", "portico-authbody",
+                        "an AuthService answering with a body")
+        nb = added_cost(rows, "nginx", "nginx-noauth", "nginx-authbody",
+                        "auth_request answered with a body")
+        if pb is not None and nb:
+            print(f"portico-added/nginx-added CPU us per checked request, 200 with a body: "
+                  f"{pb / nb:.2f}")
+        print("be+auth us/req  CPU of the backend and the auth server per request (CPU 1).\n"
+              "auth up         proxy->auth server connections open after the warm-up (the "
+              "backend's for -noauth).\n"
+              "                nginx does not read the body of an auth_request answer, so it "
+              "cannot keep that\n"
+              "                connection: with a body, a new connection per check.")
+    labels = ["portico-norl", "portico-rl"]
+    if print_section("Rate limiting, Portico only (wrk -t1 -c50; without, then with, a "
+                     "RateLimitService: one ShouldRateLimit\ncall over h2c per request to "
+                     "bench/ratelimit-sink.c on CPU 1 answering OK)",
+                     labels, rows, strace, notes, backend_hdr="be+rls us/req"):
+        added_cost(rows, "portico", "portico-norl", "portico-rl", "a RateLimitService")
+        print("be+rls us/req   CPU of the backend and the rate-limit service per request (CPU 1).")
 
 
 def idle_valid(r):
@@ -1375,6 +1517,9 @@ def main():
     w.add_argument("--collector", default="", help="zipkin-sink /stats URL: count the spans")
     w.add_argument("--collector-pid", default="")
     w.add_argument("--spans-per-req", type=int, default=2)
+    w.add_argument("--metrics", default="", help="Prometheus URL: count --metric per request")
+    w.add_argument("--metric", action="append", default=[],
+                   help="a counter's name (repeatable: summed)")
     b = sub.add_parser("ab")
     b.add_argument("label")
     b.add_argument("url")
@@ -1433,10 +1578,14 @@ def main():
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--backend-port", type=int, required=True)
     c.add_argument("--mappings", type=int, default=1)
-    c.add_argument("--mode", choices=("http", "https", "mtls", "tracing"), default="http")
+    c.add_argument("--mode", choices=("http", "https", "mtls", "tracing", "auth", "ratelimit"),
+                   default="http")
     c.add_argument("--certs", default="", help="directory with server.* and client.*")
     c.add_argument("--upstream-port", type=int, default=0, help="default: --backend-port")
     c.add_argument("--collector-port", type=int, default=0)
+    c.add_argument("--auth-port", type=int, default=0, help="the auth server (mode auth)")
+    c.add_argument("--auth-path-prefix", default="", help="the AuthService's path_prefix")
+    c.add_argument("--rls-port", type=int, default=0, help="the rate-limit service (ratelimit)")
     k = sub.add_parser("keepalive-check")
     k.add_argument("url")
     k.add_argument("--requests", type=int, default=3)

@@ -18,6 +18,21 @@
 #              "sidecar" (verify required, ALPN istio,http/1.1) on CPU 1 in front of the backend
 #   tracing    Portico only: the http row without and with a TracingService (Zipkin, 100%
 #              sampling) reporting to bench/zipkin-sink.c on CPU 1; CPU ratio and span counts
+#   auth       external authorization over HTTP: each proxy without, then with, a check of every
+#              request by a local auth server that answers 200 to everything (a second
+#              portico-quote on CPU 1, keep-alive to it): Portico's HTTP AuthService, nginx's
+#              `auth_request` (bench/nginx-auth.conf.in). Two answers: 200 with an empty body
+#              (-auth, the comparison) and 200 with a ~100-byte body (-authbody: nginx does not
+#              read an auth answer's body and so cannot keep that connection alive). CPU us per
+#              request without and with, the difference (the added cost of a check), and
+#              Portico-added / nginx-added. HAProxy has no native auth_request equivalent (only
+#              Lua or SPOE add-ons): not in this row. Portico's envoy_http_ext_authz_ok checks
+#              per request are recorded.
+#   ratelimit  Portico only: without, then with, a RateLimitService (protocol_version v3,
+#              timeout_ms 1000, failure_mode_deny so a failed call shows as a 500) and one
+#              generic_key label on the Mapping: one ShouldRateLimit call over h2c per request
+#              to bench/ratelimit-sink.c (C, libnghttp2, answers OK) on CPU 1; CPU us per
+#              request without and with, and envoy_cluster_ratelimit_ok calls per request
 #   idle       user-space memory per idle keep-alive connection: the Rss growth of the proxy
 #              over BENCH_IDLE_CONNS connections that each made one GET (one after the other,
 #              the whole response read) and then stay open idle, read 1 s after the last, divided
@@ -41,7 +56,7 @@
 #   BENCH_PROXIES="portico nginx haproxy"
 #   BENCH_STRACE=1          also count syscalls per request: strace -c -f during ab -k -n 20000 -c 50
 #   BENCH_MAPPINGS=10000    Mappings in the second Portico run (0 skips it)
-#   BENCH_ROWS="http,https,handshake,h2,mtls,tracing,idle"
+#   BENCH_ROWS="http,https,handshake,h2,mtls,tracing,auth,ratelimit,idle"
 #   BENCH_TLS_KEY=ec        ec (ECDSA P-256) or rsa (RSA-2048) for every certificate of the run
 #   BENCH_HS_CONCURRENCY=20 ab -c for the handshake row
 #   BENCH_H2_REQUESTS=      h2load -n of every measured h2 run (default: from the warm-up)
@@ -50,7 +65,7 @@
 #                           (1: one after the other; 2000: all at once, which adds the peak
 #                           that the allocator keeps to the idle cost)
 #   BENCH_PORT_BASE=18080   proxy port; backend +1, mTLS sidecar +2, Zipkin collector +3,
-#                           Portico admin +9
+#                           auth server +4, rate-limit service +5, Portico admin +9
 #   PORTICO_BUILD=build     where portico and portico-quote are
 # Logs, generated configs and raw results stay in /tmp/portico-bench.*/ (printed at the end).
 set -euo pipefail
@@ -66,8 +81,10 @@ PROXY_PORT=${BENCH_PORT_BASE:-18080}
 BACKEND_PORT=$((PROXY_PORT + 1))
 SIDECAR_PORT=$((PROXY_PORT + 2))
 COLLECTOR_PORT=$((PROXY_PORT + 3))
+AUTH_PORT=$((PROXY_PORT + 4))
+RLS_PORT=$((PROXY_PORT + 5))
 ADMIN_PORT=$((PROXY_PORT + 9))
-ROWS=${BENCH_ROWS:-http,https,handshake,h2,mtls,tracing,idle}
+ROWS=${BENCH_ROWS:-http,https,handshake,h2,mtls,tracing,auth,ratelimit,idle}
 RUNS=${BENCH_RUNS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 IDLE_WINDOW=${BENCH_IDLE_WINDOW:-1}
@@ -81,6 +98,8 @@ HTTPS_URL="https://127.0.0.1:$PROXY_PORT/"
 URL=$HTTP_URL       # the current row's URL
 ROW=http            # the current row
 UPSTREAM_PORT=$BACKEND_PORT
+CONNS_PORT=""       # the port whose connections "upstream" counts (default: UPSTREAM_PORT)
+AUTH_PREFIX=""      # the auth row's path_prefix of the check requests
 
 RUN=$(mktemp -d /tmp/portico-bench.XXXXXX)
 export BENCH_RUN=$RUN BENCH_RESULTS=$RUN/results.jsonl BENCH_CLIENT_CPU=$CLIENT_CPU
@@ -136,11 +155,15 @@ wait_port() {
 
 fill_template() { # template output
     sed -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
-        -e "s|@SIDECAR_PORT@|$SIDECAR_PORT|g" -e "s|@CERTS@|$RUN/certs|g" \
+        -e "s|@SIDECAR_PORT@|$SIDECAR_PORT|g" -e "s|@AUTH_PORT@|$AUTH_PORT|g" \
+        -e "s|@AUTH_PREFIX@|$AUTH_PREFIX|g" \
+        -e "s|@CERTS@|$RUN/certs|g" \
         -e "s|@RUN@|$RUN|g" "$1" >"$2"
 }
 
-upstream_conns() { ss -Htn state established "( dport = :$UPSTREAM_PORT )" 2>/dev/null | wc -l; }
+upstream_conns() {
+    ss -Htn state established "( dport = :${CONNS_PORT:-$UPSTREAM_PORT} )" 2>/dev/null | wc -l
+}
 
 has_row() { [[ ",$ROWS," == *",$1,"* ]]; }
 
@@ -197,8 +220,8 @@ tls_probe() {
 
 for r in ${ROWS//,/ }; do
     case $r in
-    http | https | handshake | h2 | mtls | tracing | idle) ;;
-    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, h2, mtls, tracing, idle)" ;;
+    http | https | handshake | h2 | mtls | tracing | auth | ratelimit | idle) ;;
+    *) die "unknown row '$r' in BENCH_ROWS (http, https, handshake, h2, mtls, tracing, auth, ratelimit, idle)" ;;
     esac
 done
 case $TLS_KEY in ec | rsa) ;; *) die "BENCH_TLS_KEY must be ec or rsa" ;; esac
@@ -216,6 +239,9 @@ if has_row h2; then
 fi
 if has_row tracing && ! command -v cc >/dev/null; then
     die "cc is not installed (tracing row builds bench/zipkin-sink.c)"
+fi
+if has_row ratelimit && ! command -v cc >/dev/null; then
+    die "cc is not installed (ratelimit row builds bench/ratelimit-sink.c with libnghttp2)"
 fi
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ ${BENCH_H2_REQUESTS:-1} =~ ^[1-9][0-9]*$ ]] || die "BENCH_H2_REQUESTS must be a positive integer"
@@ -247,7 +273,8 @@ if [ "$total" -gt 0 ] && [ $((100 * busy / total)) -gt 15 ]; then
     log "bench: WARNING: the machine is already $((100 * busy / total))% busy before the benchmark;"
     log "       req/s and latency will be noisy (see the 'others %' column)"
 fi
-for p in "$PROXY_PORT" "$BACKEND_PORT" "$SIDECAR_PORT" "$COLLECTOR_PORT" "$ADMIN_PORT"; do
+for p in "$PROXY_PORT" "$BACKEND_PORT" "$SIDECAR_PORT" "$COLLECTOR_PORT" "$AUTH_PORT" \
+    "$RLS_PORT" "$ADMIN_PORT"; do
     listening "$p" && die "port $p is in use (set BENCH_PORT_BASE)"
 done
 [ -x "$BUILD/portico-quote" ] || make --no-print-directory "$BUILD/portico-quote" >/dev/null
@@ -350,12 +377,14 @@ measure_proxy() {
     [ "$ROW" = mtls ] && info0=$("${MEASURE[@]}" haproxy-info "$RUN/sidecar.sock")
     timeout 30 taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d2s "$URL" >/dev/null
     conns=$(upstream_conns)
-    log "  $label: $conns upstream connections open after warm-up"
+    log "  $label: $conns connections to port ${CONNS_PORT:-$UPSTREAM_PORT} open after warm-up"
     extra=$(json_set "$extra" upstream_conns "$conns")
     local more=()
-    if [ "$label" = portico-trace ]; then
-        more=(--collector "http://127.0.0.1:$COLLECTOR_PORT/stats" --collector-pid "$COLLECTOR_PID")
-    fi
+    case $label in
+    portico-trace) more=(--collector "http://127.0.0.1:$COLLECTOR_PORT/stats" --collector-pid "$COLLECTOR_PID") ;;
+    portico-auth | portico-authbody) more=(--metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --metric envoy_http_ext_authz_ok) ;;
+    portico-rl) more=(--metrics "http://127.0.0.1:$ADMIN_PORT/metrics" --metric envoy_cluster_ratelimit_ok) ;;
+    esac
     "${MEASURE[@]}" wrk "$label" "$URL" --pids "$PROXY_PID" --backend-pid "$MEASURE_PIDS" \
         --extra "$extra" "${more[@]}"
     if [ "$ROW" = mtls ]; then
@@ -444,10 +473,12 @@ row_template() {
     esac
 }
 
+# bench_nginx [LABEL TEMPLATE]: the current row's nginx (default: nginx<suffix> and its
+# template).
 bench_nginx() {
-    local label="nginx$(row_suffix)"
+    local label=${1:-nginx$(row_suffix)} template=${2:-$(row_template nginx.conf)}
     command -v nginx >/dev/null || { "${MEASURE[@]}" note "$label" "nginx not installed"; return; }
-    fill_template "$(row_template nginx.conf)" "$RUN/$label.conf"
+    fill_template "$template" "$RUN/$label.conf"
     taskset -c "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/$label.conf" -e "$RUN/nginx-error.log" \
         >"$RUN/$label.log" 2>&1 &
     PROXY_PID=$!
@@ -475,7 +506,8 @@ compile_ms() {
     echo "${x:-null}"
 }
 
-# bench_portico LABEL MAPPINGS [MODE]: MODE is http (default), https, mtls or tracing.
+# bench_portico LABEL MAPPINGS [MODE]: MODE is http (default), https, mtls, tracing, auth or
+# ratelimit.
 bench_portico() {
     local label=$1 n=$2 mode=${3:-http} dir="$RUN/$1-config" logf="$RUN/$1.log"
     if [ ! -x "$BUILD/portico" ]; then
@@ -485,7 +517,8 @@ bench_portico() {
     fi
     "${MEASURE[@]}" portico-config "$dir" --port "$PROXY_PORT" --backend-port "$BACKEND_PORT" \
         --mappings "$n" --mode "$mode" --certs "$RUN/certs" --upstream-port "$UPSTREAM_PORT" \
-        --collector-port "$COLLECTOR_PORT"
+        --collector-port "$COLLECTOR_PORT" --auth-port "$AUTH_PORT" --rls-port "$RLS_PORT" \
+        --auth-path-prefix "$AUTH_PREFIX"
     env ${PORTICO_ENV:-} taskset -c "$PROXY_CPU" "$BUILD/portico" run --config "$dir" --workers 1 \
         --admin-port "$ADMIN_PORT" >"$logf" 2>&1 &
     PROXY_PID=$!
@@ -624,6 +657,83 @@ if has_row tracing && [[ " $PROXIES " == *" portico "* ]]; then
     else
         "${MEASURE[@]}" note portico-trace "bench/zipkin-sink.c did not build: $(head -3 "$RUN/zipkin-sink.build.log")"
     fi
+fi
+
+if has_row auth; then
+    log ""
+    log "== External authorization over HTTP (each proxy without, then with, a check per request; auth server: portico-quote on CPU $CLIENT_CPU)"
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT ROW=auth
+    taskset -c "$CLIENT_CPU" "$BUILD/portico-quote" --port "$AUTH_PORT" --threads 1 --name auth \
+        >>"$RUN/auth-server.log" 2>&1 &
+    AUTH_PID=$!
+    STARTED+=("$AUTH_PID")
+    if wait_port "$AUTH_PORT"; then
+        for proxy in $PROXIES; do
+            if [ "$proxy" = haproxy ]; then
+                "${MEASURE[@]}" note haproxy-auth "no native auth_request equivalent (Lua or SPOE add-ons only): not measured"
+                continue
+            fi
+            [ "$proxy" = portico ] || [ "$proxy" = nginx ] || die "unknown proxy '$proxy' in BENCH_PROXIES"
+            # Without, then with: the auth server answers the check request 200 with an empty
+            # body (portico-quote's /size/0/...: the check path is /size/0 + the request's path),
+            # then 200 with a quote (~100 bytes; path /). The auth server's CPU counts with the
+            # backend's (CPU 1), not the proxy's; "upstream" counts the auth connections.
+            for variant in noauth auth authbody; do
+                log ""
+                log "-- $proxy-$variant"
+                ensure_backend
+                MEASURE_PIDS="$BACKEND_PID,$AUTH_PID"
+                CONNS_PORT=$AUTH_PORT AUTH_PREFIX=/size/0
+                case $variant in
+                noauth) CONNS_PORT="" ;;
+                authbody) AUTH_PREFIX="" ;;
+                esac
+                case $proxy-$variant in
+                portico-noauth) bench_portico portico-noauth 1 http ;;
+                portico-*) bench_portico "portico-$variant" 1 auth ;;
+                nginx-noauth) bench_nginx nginx-noauth bench/nginx.conf.in ;;
+                nginx-*) bench_nginx "nginx-$variant" bench/nginx-auth.conf.in ;;
+                esac
+            done
+            CONNS_PORT="" AUTH_PREFIX=""
+        done
+    else
+        log "  the auth server did not start: $(tail -3 "$RUN/auth-server.log")"
+        for p in $PROXIES; do "${MEASURE[@]}" note "$p-auth" "the auth server did not start"; done
+    fi
+    forget_pid "$AUTH_PID"
+    MEASURE_PIDS=$BACKEND_PID
+fi
+
+if has_row ratelimit && [[ " $PROXIES " == *" portico "* ]]; then
+    log ""
+    log "== Rate limiting (Portico; RateLimitService v3, one generic_key descriptor per request, bench/ratelimit-sink.c on CPU $CLIENT_CPU answering OK)"
+    URL=$HTTP_URL UPSTREAM_PORT=$BACKEND_PORT ROW=ratelimit
+    if cc -O2 -Wall -o "$RUN/ratelimit-sink" bench/ratelimit-sink.c -lnghttp2 \
+        2>"$RUN/ratelimit-sink.build.log"; then
+        taskset -c "$CLIENT_CPU" "$RUN/ratelimit-sink" "$RLS_PORT" >"$RUN/ratelimit-sink.log" 2>&1 &
+        RLS_PID=$!
+        STARTED+=("$RLS_PID")
+        if wait_port "$RLS_PORT"; then
+            log ""
+            log "-- portico-norl (the http row's configuration, measured just before)"
+            ensure_backend
+            MEASURE_PIDS="$BACKEND_PID,$RLS_PID"
+            bench_portico portico-norl 1 http
+            log ""
+            log "-- portico-rl (a ShouldRateLimit call per request, then upstream)"
+            ensure_backend
+            MEASURE_PIDS="$BACKEND_PID,$RLS_PID"
+            bench_portico portico-rl 1 ratelimit
+        else
+            "${MEASURE[@]}" note portico-rl "the rate-limit service did not start (see $RUN/ratelimit-sink.log)"
+        fi
+        forget_pid "$RLS_PID"
+        log "  $(tail -1 "$RUN/ratelimit-sink.log")"
+    else
+        "${MEASURE[@]}" note portico-rl "bench/ratelimit-sink.c did not build: $(head -3 "$RUN/ratelimit-sink.build.log")"
+    fi
+    MEASURE_PIDS=$BACKEND_PID
 fi
 
 if has_row idle; then
