@@ -92,6 +92,9 @@ static void h2up_queue(struct pt_h2up *h);
 
 /* ---- streams ----------------------------------------------------------------------------- */
 
+/* x_free: the stream's buffers go back to the pool, the stream to the worker's free list
+ * (a stream per proxied gRPC request, auth check or rate-limit call: none is malloc'd in the
+ * steady state). */
 static void x_free(struct pt_worker *w, struct pt_h2x *x)
 {
     x->w = NULL;
@@ -99,7 +102,8 @@ static void x_free(struct pt_worker *w, struct pt_h2x *x)
     pt_buf_release(&w->bufs, &x->in);
     pt_buf_release(&w->bufs, &x->out);
     pt_buf_release(&w->bufs, &x->trailers);
-    free(x);
+    x->next = w->free_h2x;
+    w->free_h2x = x;
 }
 
 /* x_unlink: <x> leaves its connection (nghttp2 forgets it too). */
@@ -701,10 +705,15 @@ int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_clust
         }
     }
     hc->reused = h != NULL;
-    if ((x = calloc(1, sizeof(*x))) == NULL)
+    if ((x = w->free_h2x) != NULL) {
+        w->free_h2x = x->next;
+        memset(x, 0, sizeof(*x));
+    } else if ((x = calloc(1, sizeof(*x))) == NULL) {
         return PT_IO;
+    }
     if (h == NULL && (h = h2up_new(w, c, ep)) == NULL) {
-        free(x);
+        x->next = w->free_h2x;
+        w->free_h2x = x;
         return PT_IO;
     }
     x->hc = hc;
