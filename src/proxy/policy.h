@@ -77,4 +77,17 @@ void pt_auth_start(struct pt_stream *st);
  * (the request goes on at once). */
 bool pt_ratelimit_start(struct pt_stream *st);
 
+/* What a RateLimitResponse says. */
+struct pt_ratelimit_answer {
+    bool over;                  /* OVER_LIMIT: 429 with these headers and body */
+    struct pt_header headers[PT_HTTP_REPLY_EXTRA_MAX];
+    size_t nheaders;
+    struct pt_str body;
+};
+
+/* pt_ratelimit_read: reads the answer of an ended ShouldRateLimit call into <a> (an OK
+ * answer's header additions become the call's edits; headers that frame or route a message,
+ * or hold control bytes, are left out). -1 when it is not an answer Portico can apply. */
+int pt_ratelimit_read(struct pt_call *call, struct pt_ratelimit_answer *a);
+
 #endif

@@ -141,60 +141,68 @@ static bool value_ok(const Envoy__Config__Core__V3__HeaderValue *h)
     return h != NULL && h->key != NULL && h->value != NULL && pt_policy_header_ok(pt_str_c(h->key), pt_str_c(h->value));
 }
 
-static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
+int pt_ratelimit_read(struct pt_call *call, struct pt_ratelimit_answer *a)
 {
-    const struct pt_rls_config *rc = st->snap->http.rls;
     struct pt_pbuf b = { 0 };
     ProtobufCAllocator alloc = pt_pbuf_allocator(&b);
-    Envoy__Service__Ratelimit__V3__RateLimitResponse *r = NULL;
+    Envoy__Service__Ratelimit__V3__RateLimitResponse *r;
     struct pt_str msg;
 
-    if (result == PT_CALL_OK && pt_call_grpc_message(call, &msg)) { /* unpacked in the call's spare memory */
-        b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
-        r = envoy__service__ratelimit__v3__rate_limit_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr);
-    }
-    if (r == NULL) {
-        failed(st, call);
-        return;
-    }
-    call->used += (uint32_t)b.used;
+    a->over = false;
+    a->nheaders = 0;
+    a->body = (struct pt_str){ 0 };
+    if (!pt_call_grpc_message(call, &msg))
+        return -1;
+    b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+    if ((r = envoy__service__ratelimit__v3__rate_limit_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) == NULL)
+        return -1;
+    call->used += (uint32_t)b.used; /* the answer's strings stay with the call */
     if (r->overall_code == ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__CODE__OVER_LIMIT) {
-        struct pt_header h[PT_HTTP_REPLY_EXTRA_MAX];
-        size_t n = 0;
-        for (size_t i = 0; i < r->n_response_headers_to_add && n + 1 < PT_ARRAY_SIZE(h); i++) {
+        a->over = true;
+        for (size_t i = 0; i < r->n_response_headers_to_add && a->nheaders + 1 < PT_ARRAY_SIZE(a->headers); i++) {
             Envoy__Config__Core__V3__HeaderValue *v = r->response_headers_to_add[i];
             if (!value_ok(v))
                 continue;
-            for (char *p = v->key; *p; p++)
+            for (char *p = v->key; *p; p++) /* HTTP/2 wants them lowercase */
                 *p = pt_lower(*p);
-            h[n++] = (struct pt_header){ pt_str_c(v->key), pt_str_c(v->value) };
+            a->headers[a->nheaders++] = (struct pt_header){ pt_str_c(v->key), pt_str_c(v->value) };
         }
-        h[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-ratelimited"), PT_STR_LIT("true") };
-        st->call = NULL;
-        count(st, c_over);
-        status_tag(call);
-        pt_call_tag(call, "ratelimit_status", PT_STR_LIT("over_limit"));
-        pt_reply_policy(st, 429, h, n, pt_str_make((const char *)r->raw_body.data, r->raw_body.len),
-                        rc->resource_exhausted ? 8 : 14, "RL");
-        pt_call_free(call);
-        return;
+        a->headers[a->nheaders++] = (struct pt_header){ PT_STR_LIT("x-envoy-ratelimited"), PT_STR_LIT("true") };
+        a->body = pt_str_make((const char *)r->raw_body.data, r->raw_body.len);
+        return 0;
     }
     for (size_t i = 0; i < r->n_request_headers_to_add; i++)
         if (value_ok(r->request_headers_to_add[i]) &&
             !pt_call_edit(call, PT_EDIT_ADD, pt_str_c(r->request_headers_to_add[i]->key),
-                          pt_str_c(r->request_headers_to_add[i]->value))) {
-            failed(st, call);
-            return;
-        }
+                          pt_str_c(r->request_headers_to_add[i]->value)))
+            return -1;
     for (size_t i = 0; i < r->n_response_headers_to_add; i++)
         if (value_ok(r->response_headers_to_add[i]) &&
             !pt_call_edit(call, PT_EDIT_RESP_ADD, pt_str_c(r->response_headers_to_add[i]->key),
-                          pt_str_c(r->response_headers_to_add[i]->value))) {
-            failed(st, call);
-            return;
-        }
-    count(st, c_ok);
+                          pt_str_c(r->response_headers_to_add[i]->value)))
+            return -1;
+    return 0;
+}
+
+static void rls_done(struct pt_stream *st, struct pt_call *call, int result)
+{
+    const struct pt_rls_config *rc = st->snap->http.rls;
+    struct pt_ratelimit_answer a;
+
+    if (result != PT_CALL_OK || pt_ratelimit_read(call, &a) != 0) {
+        failed(st, call);
+        return;
+    }
     status_tag(call);
+    if (a.over) {
+        st->call = NULL;
+        count(st, c_over);
+        pt_call_tag(call, "ratelimit_status", PT_STR_LIT("over_limit"));
+        pt_reply_policy(st, 429, a.headers, a.nheaders, a.body, rc->resource_exhausted ? 8 : 14, "RL");
+        pt_call_free(call);
+        return;
+    }
+    count(st, c_ok);
     pt_call_tag(call, "ratelimit_status", PT_STR_LIT("ok"));
     pt_policy_passed(st, call, 1);
 }
