@@ -123,6 +123,7 @@ static void call_release(struct pt_call *call, struct pt_worker *w)
 static void call_end(struct pt_call *call, int result)
 {
     struct pt_worker *w = call->st->w; /* the stream may end in done */
+    struct pt_snapshot *snap = call->st->snap;
     struct pt_cluster_stats *cs = call_stats(call);
     enum pt_lb_outcome outcome = result == PT_CALL_OK ? (call->status >= 500 ? PT_LB_HTTP_5XX : PT_LB_SUCCESS)
                                  : result == PT_CALL_TIMEOUT ? PT_LB_TIMEOUT : PT_LB_RESET;
@@ -142,11 +143,14 @@ static void call_end(struct pt_call *call, int result)
     }
     call->ended = true;
     call->in_done = true;
+    snap->wref[w->id].inflight++; /* its span reads the cluster after done, which may end the stream */
     call->done(call->st, call, result);
     call->in_done = false;
     call_span(call, w, result, false);
     if (call->free_pending)
         call_release(call, w);
+    snap->wref[w->id].inflight--;
+    pt_worker_snapshot_done(w, snap);
 }
 
 static int call_on_head(void *owner, const struct pt_h1_response *res)

@@ -92,15 +92,19 @@ static void slices_in(const struct pt_h1_request *req, const char *base, size_t 
 #undef SPAN
 }
 
-/* keep_head: the request's head is copied into memory of the stream's own (st->head_copy):
- * while the checks run, the client connection may reuse the buffer the head lies in (HTTP/1:
- * the body an AuthService asks for is read into it), and other requests w->pathbuf, where a
- * normalized path may be. False without memory. */
+/* keep_head: what the checks would let other code overwrite of the request's head is copied
+ * into memory of the stream's own (st->head_copy): w->pathbuf, where a normalized path may be,
+ * is every request's; and an HTTP/1 connection reads the body an AuthService asks for into the
+ * buffer the head lies in. (Otherwise a waiting request's connection reads nothing, and an
+ * HTTP/2 head is the stream's own already.) False without memory. */
 static bool keep_head(struct pt_stream *st)
 {
     struct pt_h1_request *req = &st->req;
+    const struct pt_auth_config *ac = st->snap->http.auth;
+    bool gathers = st->conn->h2 == NULL && ac != NULL && ac->max_body >= 0 && !st->rec.action->bypass_auth &&
+                   !(st->flags & PT_SF_REQ_DONE);
     const char *bases[2] = { st->conn->in.base, st->w->pathbuf };
-    size_t caps[2] = { st->conn->in.base ? st->conn->in.cap : 0, sizeof(st->w->pathbuf) };
+    size_t caps[2] = { gathers && st->conn->in.base ? st->conn->in.cap : 0, sizeof(st->w->pathbuf) };
     const char *lo[2], *hi[2];
     size_t len[2], total = 0;
 
@@ -110,7 +114,7 @@ static bool keep_head(struct pt_stream *st)
         total += len[i];
     }
     if (total == 0)
-        return true; /* HTTP/2: the stream's own buffer already */
+        return true;
     if ((st->head_copy = malloc(total)) == NULL)
         return false;
     for (int i = 0, at = 0; i < 2; at += (int)len[i], i++) {

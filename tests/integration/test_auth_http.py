@@ -258,3 +258,27 @@ spec:
     assert r.headers["content-type"] == "application/json"
     # bypass_auth does not help while the AuthService cannot be read (Emissary's Lua filter)
     assert requests.get(f"http://127.0.0.1:{edge.http}/open/", timeout=5).status_code == 500
+
+
+def test_waiting_requests_keep_their_own_normalized_paths(processes, tmp_path, echo, authsrv):
+    """A path that normalization made longer ('|' -> '%7C') lives in a buffer every request of
+    the worker uses: a request waiting for its check must not see another request's path."""
+    import threading
+    edge = start(processes, tmp_path, echo, auth_yaml(authsrv.port))
+    got = {}
+
+    def one(i):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", edge.http, timeout=10)
+        c.request("GET", f"/backend/x|{i}|" + "y" * i, headers={"x-auth-sleep-ms": "150"})  # '|' as is
+        r = c.getresponse()
+        body = r.read()
+        got[i] = (r.status, json.loads(body)["path"] if r.status == 200 else body)
+        c.close()
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    assert got == {i: (200, f"/x%7C{i}%7C" + "y" * i) for i in range(6)}
