@@ -250,7 +250,7 @@ def test_second_connection_when_the_first_is_full(processes, tmp_path):
     results = [None] * 10
 
     def call(i):
-        results[i] = Client(edge.http).unary(sleep_ms=500, tag=str(i))
+        results[i] = Client(edge.http).unary(sleep_ms=1500, tag=str(i))
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(10)]
     for t in threads:
