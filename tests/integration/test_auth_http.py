@@ -282,3 +282,18 @@ def test_waiting_requests_keep_their_own_normalized_paths(processes, tmp_path, e
     for t in ts:
         t.join(20)
     assert got == {i: (200, f"/x%7C{i}%7C" + "y" * i) for i in range(6)}
+
+
+def test_include_body_over_http2(processes, tmp_path, echo, authsrv):
+    """An HTTP/2 client's body is gathered for the check from its stream, and still reaches the
+    upstream whole."""
+    import subprocess
+    edge = start(processes, tmp_path, echo,
+                 auth_yaml(authsrv.port, "  include_body:\n    max_bytes: 1000\n    allow_partial: true\n"))
+    body = tmp_path / "body"
+    body.write_bytes(b"h2-body-" * 500)  # 4,000 bytes: cut to 1,000 for the check
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "--data-binary", f"@{body}",
+                          f"http://127.0.0.1:{edge.http}/backend/"], capture_output=True, timeout=10)
+    assert json.loads(out.stdout)["body_length"] == 4000
+    (chk,) = authsrv.wait_records(1)
+    assert chk["body"] == (b"h2-body-" * 500)[:1000]
