@@ -247,20 +247,14 @@ static bool option_ok(const Envoy__Config__Core__V3__HeaderValueOption *o)
 
 int pt_authgrpc_read(struct pt_call *call, struct pt_authgrpc_answer *a)
 {
-    struct pt_pbuf b = { 0 };
-    ProtobufCAllocator alloc = pt_pbuf_allocator(&b);
-    Envoy__Service__Auth__V3__CheckResponse *r;
-    struct pt_str msg;
+    Envoy__Service__Auth__V3__CheckResponse *r =
+        pt_call_grpc_unpack(call, &envoy__service__auth__v3__check_response__descriptor);
 
     memset(a, 0, offsetof(struct pt_authgrpc_answer, headers));
     a->nheaders = 0;
     a->body = (struct pt_str){ 0 };
-    if (!pt_call_grpc_message(call, &msg))
+    if (r == NULL)
         return -1;
-    b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
-    if ((r = envoy__service__auth__v3__check_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) == NULL)
-        return -1;
-    call->used += (uint32_t)b.used; /* the answer's strings stay with the call */
     if (r->http_response_case == ENVOY__SERVICE__AUTH__V3__CHECK_RESPONSE__HTTP_RESPONSE_ERROR_RESPONSE)
         return -1; /* the auth server failed: the error path */
     if (r->status == NULL || r->status->code == 0) {

@@ -331,11 +331,20 @@ size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_
     return pt_h1w_end(&b);
 }
 
-bool pt_call_grpc_message(const struct pt_call *call, struct pt_str *msg)
+void *pt_call_grpc_unpack(struct pt_call *call, const ProtobufCMessageDescriptor *d)
 {
-    struct pt_str gs = pt_call_trailer(call, PT_STR_LIT("grpc-status"));
+    struct pt_str gs = pt_call_trailer(call, PT_STR_LIT("grpc-status")), msg;
+    struct pt_pbuf b;
+    ProtobufCAllocator alloc;
+    ProtobufCMessage *m;
 
-    return call->status == 200 && gs.len == 1 && gs.ptr[0] == '0' && pt_pbuf_unframe(call->body, msg);
+    if (call->status != 200 || gs.len != 1 || gs.ptr[0] != '0' || !pt_pbuf_unframe(call->body, &msg))
+        return NULL;
+    b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
+    alloc = pt_pbuf_allocator(&b);
+    if ((m = protobuf_c_message_unpack(d, &alloc, msg.len, (const uint8_t *)msg.ptr)) != NULL)
+        call->used += (uint32_t)b.used; /* the message's strings stay with the call */
+    return m;
 }
 
 static struct pt_str field_find(const struct pt_header *h, uint32_t n, struct pt_str name)

@@ -88,9 +88,11 @@ struct pt_str pt_call_trailer(const struct pt_call *call, struct pt_str name);
  * bytes). 0 when it does not fit. */
 size_t pt_call_grpc_head(const struct pt_cluster *c, struct pt_str path, uint32_t timeout_ms, char *out, size_t cap);
 
-/* pt_call_grpc_message: the answer of an ended gRPC call is a success (HTTP 200, grpc-status
- * 0) carrying one uncompressed message, whose bytes go to <msg>. */
-bool pt_call_grpc_message(const struct pt_call *call, struct pt_str *msg);
+/* pt_call_grpc_unpack: the answer of an ended gRPC call, when it is a success (HTTP 200,
+ * grpc-status 0) carrying one uncompressed message of type <d>, unpacked by protobuf-c into the
+ * call's spare memory (no malloc; it lives as long as the call). NULL otherwise. */
+struct ProtobufCMessageDescriptor;
+void *pt_call_grpc_unpack(struct pt_call *call, const struct ProtobufCMessageDescriptor *d);
 
 /* pt_call_edit: appends an edit (<op>, <name>, <value>) to <call>, its strings copied into the
  * call (the name lowercased). False when it does not fit. */

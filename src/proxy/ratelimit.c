@@ -143,20 +143,14 @@ static bool value_ok(const Envoy__Config__Core__V3__HeaderValue *h)
 
 int pt_ratelimit_read(struct pt_call *call, struct pt_ratelimit_answer *a)
 {
-    struct pt_pbuf b = { 0 };
-    ProtobufCAllocator alloc = pt_pbuf_allocator(&b);
-    Envoy__Service__Ratelimit__V3__RateLimitResponse *r;
-    struct pt_str msg;
+    Envoy__Service__Ratelimit__V3__RateLimitResponse *r =
+        pt_call_grpc_unpack(call, &envoy__service__ratelimit__v3__rate_limit_response__descriptor);
 
     a->over = false;
     a->nheaders = 0;
     a->body = (struct pt_str){ 0 };
-    if (!pt_call_grpc_message(call, &msg))
+    if (r == NULL)
         return -1;
-    b = (struct pt_pbuf){ .base = call->mem + call->used, .cap = PT_CALL_MAX_ANSWER - call->used };
-    if ((r = envoy__service__ratelimit__v3__rate_limit_response__unpack(&alloc, msg.len, (const uint8_t *)msg.ptr)) == NULL)
-        return -1;
-    call->used += (uint32_t)b.used; /* the answer's strings stay with the call */
     if (r->overall_code == ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__CODE__OVER_LIMIT) {
         a->over = true;
         for (size_t i = 0; i < r->n_response_headers_to_add && a->nheaders + 1 < PT_ARRAY_SIZE(a->headers); i++) {

@@ -13,7 +13,7 @@ import requests
 
 from conftest import free_port, start_quote
 from policy_peer import start_authz
-from tlsenv import issue, make_ca, mapping_yaml, secret_yaml, start_portico, tlscontext_yaml
+from tlsenv import issue, make_ca, mapping_yaml, metric, secret_yaml, start_portico, tlscontext_yaml
 
 
 def auth_yaml(port, name="authentication", extra="", service=None):
@@ -55,9 +55,6 @@ def header(hs, name):
     return [v for k, v in hs if k == name]
 
 
-def metric(edge, name, label=""):
-    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") and label in l)
 
 
 def test_check_request_attributes(processes, tmp_path, echo, authz):

@@ -16,7 +16,7 @@ import requests
 
 from conftest import start_quote
 from policy_peer import start_http_auth
-from tlsenv import mapping_yaml, start_portico
+from tlsenv import mapping_yaml, metric, start_portico
 
 
 def auth_yaml(port, extra=""):
@@ -67,13 +67,6 @@ def header(hs, name):
     return [v for k, v in hs if k == name]
 
 
-def metric(edge, name, label=""):
-    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and label in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_allow_check_request_and_headers(processes, tmp_path, echo, authsrv):

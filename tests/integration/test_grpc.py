@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from grpc_peer import Client, payload, request, start_server
-from tlsenv import (host_yaml, issue, make_ca, mapping_yaml, secret_yaml, start_portico,
+from tlsenv import (host_yaml, issue, make_ca, mapping_yaml, metric, secret_yaml, start_portico,
                     start_tls_upstream, tlscontext_yaml)
 
 
@@ -33,14 +33,6 @@ def edge(processes, tmp_path, h2c_peer):
     return start_portico(processes, tmp_path, grpc_mapping("grpc", f"127.0.0.1:{h2c_peer.port}"))
 
 
-def metric(edge, name, cluster_rx=""):
-    import requests
-    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and cluster_rx in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # ---- the four call types over h2c ---------------------------------------------------------------

@@ -13,7 +13,7 @@ import requests
 
 from conftest import free_port, start_quote
 from policy_peer import start_ratelimit
-from tlsenv import mapping_yaml, start_portico
+from tlsenv import mapping_yaml, metric, start_portico
 
 LABELS = """\
   labels:
@@ -64,9 +64,6 @@ def start(processes, tmp_path, echo, *docs, labels=LABELS):
                          mapping_yaml("nolabels", f"127.0.0.1:{echo.port}", prefix="/plain/"))
 
 
-def metric(edge, name, label=""):
-    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") and label in l)
 
 
 def test_descriptors_as_emissary_builds_them(processes, tmp_path, echo, rls):

@@ -263,6 +263,15 @@ class Edge:
         return [l for l in self.proc.log().splitlines() if l.startswith("ACCESS ")]
 
 
+def metric(edge, name, label=""):
+    """The sum of every series of metric <name> on <edge>'s /metrics whose labels contain
+    <label> (e.g. 'envoy_cluster_name="quote"')."""
+    import requests
+    text = requests.get(f"http://127.0.0.1:{edge.admin}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
+
+
 def start_portico(processes, tmp, *docs, workers=1, env=None, args=()):
     tmp = Path(tmp)
     cfg = tmp / "config"
