@@ -11,6 +11,7 @@
 #include "admin/admin.h"
 #include "control/reload.h"
 #include "model/snapshot-t.h"
+#include "cluster/health.h"
 #include "core/log.h"
 #include "observe/stats.h"
 #include "core/loop.h"
@@ -131,8 +132,32 @@ static bool path_is(struct pt_str path, const char *p)
     return pt_str_eq(path, pt_str_c(p));
 }
 
+/* endpoint_health: each endpoint of each cluster of <s> with its health now: "healthy" or
+ * "unhealthy", and why (failed_active_hc, ejected: passive health). Clusters without
+ * health_checks are never checked and always healthy. */
+static json_t *endpoint_health(const struct pt_snapshot *s)
+{
+    json_t *out = json_array();
+
+    for (uint32_t i = 0; s != NULL && i < s->nclusters; i++) {
+        const struct pt_cluster *c = s->clusters[i];
+        json_t *eps = json_array();
+        for (uint32_t k = 0; k < c->nendpoints; k++) {
+            uint32_t f = c->health != NULL && k < c->health->n ? pt_health_flags(c->health, k) : 0;
+            json_array_append_new(eps, json_pack("{s:s,s:s,s:b,s:b}", "address", c->endpoints[k].name, "health",
+                                                 f == 0 ? "healthy" : "unhealthy", "failed_active_hc",
+                                                 (f & ~PT_HEALTH_EJECTED) != 0, "ejected",
+                                                 (f & PT_HEALTH_EJECTED) != 0));
+        }
+        json_array_append_new(out, json_pack("{s:s,s:b,s:o}", "name", c->name, "health_checked", c->health != NULL,
+                                             "endpoints", eps));
+    }
+    return out;
+}
+
 /* The diag document: the snapshot's (resources, errors, notices, clusters, built when it was
- * compiled) plus what changes without a recompile: the Istio certificate directory. */
+ * compiled) plus what changes without a recompile: the Istio certificate directory and the
+ * endpoints' health. */
 static char *diag_document(const struct pt_snapshot *s)
 {
     json_t *root = s && s->diag_json ? json_loads(s->diag_json, 0, NULL) : NULL;
@@ -142,6 +167,7 @@ static char *diag_document(const struct pt_snapshot *s)
     if (root == NULL)
         root = json_pack("{s:[],s:[],s:[]}", "resources", "errors", "notices");
     json_object_set_new(root, "ready", json_boolean(s != NULL));
+    json_object_set_new(root, "endpoint_health", endpoint_health(s));
     if (pt_kubernetes_state() != NULL)
         json_object_set_new(root, "kubernetes", json_pack("{s:s,s:s}", "state", pt_kubernetes_state(),
                                                           "last_error", pt_kubernetes_last_error()));

@@ -58,7 +58,8 @@ struct pt_lb_pick {
 struct pt_lb_endpoint {
     uint32_t active;               /* picks not yet released (for least_request) */
     uint32_t consecutive_failures; /* connect failures, 5xx, resets and timeouts since the last
-                                    * success (for passive health; nothing acts on it yet) */
+                                    * success, on this worker (passive health counts over
+                                    * all workers, in the cluster's pt_health) */
     uint8_t health;                /* enum pt_lb_health */
 };
 

@@ -16,6 +16,9 @@
  * The policy itself comes from the cluster (cluster_policy()), which compile will fill from a
  * Mapping's `load_balancer` when that is supported; a changed policy resets the state. */
 #include "cluster/lb.h"
+#include "cluster/health.h"
+#include "core/log.h"
+#include "core/loop.h"
 #include "model/snapshot-t.h"
 
 #include <stdlib.h>
@@ -130,11 +133,13 @@ static struct pt_lb_cluster *adopted(const struct pt_lb_state *lb, const struct 
  * with every endpoint healthy the order is 0, 1, ..., n-1, 0, ... from a random start. */
 static uint32_t round_robin(struct pt_lb_cluster *cs, uint32_t n, bool use_health)
 {
+    const struct pt_health *h = cs->_cluster->health;
     uint32_t i = cs->_next;
 
-    if (use_health)
-        while (cs->_endpoints[i].health != PT_LB_HEALTHY)
-            i = i + 1 == n ? 0 : i + 1;
+    /* at most n steps: the shared health may change while we look (then the cursor's is used) */
+    for (uint32_t k = 0; use_health && k < n; k++, i = i + 1 == n ? 0 : i + 1)
+        if (cs->_endpoints[i].health == PT_LB_HEALTHY && (h == NULL || pt_health_ok(h, i)))
+            break;
     cs->_next = i + 1 == n ? 0 : i + 1;
     return i;
 }
@@ -145,8 +150,10 @@ static uint32_t round_robin(struct pt_lb_cluster *cs, uint32_t n, bool use_healt
  * few left; with no healthy endpoint this is the only choice). */
 static uint32_t pick_endpoint(struct pt_lb_cluster *cs, uint32_t n, const struct pt_lb_ctx *ctx)
 {
-    bool panic = (uint64_t)cs->_nhealthy * 100 < (uint64_t)n * PT_LB_PANIC_PERCENT;
-    bool use_health = cs->_nhealthy < n && !panic;
+    const struct pt_health *h = cs->_cluster->health; /* health checks: shared by the workers */
+    uint32_t nh = h != NULL && pt_health_nhealthy(h) < cs->_nhealthy ? pt_health_nhealthy(h) : cs->_nhealthy;
+    bool panic = (uint64_t)nh * 100 < (uint64_t)n * PT_LB_PANIC_PERCENT;
+    bool use_health = nh < n && !panic;
 
     (void)ctx; /* for ring_hash and maglev */
     switch (cs->_policy) {
@@ -190,9 +197,15 @@ void pt_lb_release(struct pt_lb_state *lb, struct pt_lb_pick *pick, enum pt_lb_o
         e = &cs->_endpoints[pick->endpoint];
         if (e->active > 0)
             e->active--;
-        /* Passive health (Envoy's outlier detection) goes here: when consecutive_failures
-         * reaches its threshold (consecutive_5xx, 5 by default), mark the endpoint unhealthy
-         * and arm a timer that brings it back after the ejection time. */
+        /* Passive health (Envoy's outlier detection), for clusters with health checks: the
+         * count is shared by the workers (cluster/health.h), and the worker that checks the
+         * cluster brings an ejected endpoint back (proxy/health.c). */
+        if (cs->_cluster->health != NULL && outcome != PT_LB_CANCELLED &&
+            pt_health_passive(cs->_cluster->health, pick->endpoint, outcome != PT_LB_SUCCESS,
+                              outcome != PT_LB_SUCCESS ? pt_now_ms() : 0))
+            pt_info("endpoint %s of %s ejected after %u failures in a row",
+                     cs->_cluster->endpoints[pick->endpoint].name, cs->_cluster->name,
+                     PT_HEALTH_CONSECUTIVE_5XX);
         switch (outcome) {
         case PT_LB_SUCCESS:
             e->consecutive_failures = 0;

@@ -1,9 +1,10 @@
 /* Load balancing: which endpoint of a cluster a request goes to, with each endpoint's health,
  * its active requests and its recent failures, kept per worker (no locks, no atomics, nothing
  * allocated per request). The proxy picks with pt_lb_pick() and reports the end with
- * pt_lb_release(); later users (ext_authz, rate limiting, shadowing) do the same, and a health
- * checker calls pt_lb_set_health(). Round robin is the only policy; cluster/lb.c says where
- * least_request, ring_hash and maglev go.
+ * pt_lb_release(); later users (ext_authz, rate limiting, shadowing) do the same. A cluster with
+ * health checks also has a health shared by all workers (cluster/health.h): pick skips the
+ * endpoints it says are out, and release reports each outcome to it (passive ejection). Round
+ * robin is the only policy; cluster/lb.c says where least_request, ring_hash and maglev go.
  *
  * Snapshot changes: the state is built for the snapshot the worker adopts (pt_lb_adopt), one
  * entry per cluster id. A cluster whose id, name and endpoints (same addresses, same order) are

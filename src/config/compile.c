@@ -7,6 +7,7 @@
 #include "config/compile.h"
 #include "config/load.h"
 #include "config/snapshot.h"
+#include "cluster/health.h"
 #include "cluster/service.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -535,6 +536,81 @@ static struct pt_redirect *redirect_compile(const struct pt_mapping_res *m)
     return rd;
 }
 
+/* health_cfg: a Mapping's health_checks as the checker runs them (kinds.c validated them),
+ * with Emissary's defaults; header names to remove lowercased. */
+static struct pt_health_cfg *health_cfg(const struct pt_mapping_res *m)
+{
+    struct pt_health_cfg *out = pt_xcalloc(m->nhealth_checks, sizeof(*out));
+
+    for (size_t k = 0; k < m->nhealth_checks; k++) {
+        const struct pt_health_check_res *hc = &m->health_checks[k];
+        struct pt_health_cfg *o = &out[k];
+
+        o->timeout_ms = PT_HEALTH_TIMEOUT_MS;
+        o->interval_ms = PT_HEALTH_INTERVAL_MS;
+        if (hc->timeout != NULL)
+            pt_health_parse_duration(hc->timeout, &o->timeout_ms);
+        if (hc->interval != NULL)
+            pt_health_parse_duration(hc->interval, &o->interval_ms);
+        o->healthy_threshold = hc->healthy_threshold > 0 ? (uint32_t)hc->healthy_threshold : PT_HEALTH_HEALTHY_THRESHOLD;
+        o->unhealthy_threshold =
+            hc->unhealthy_threshold > 0 ? (uint32_t)hc->unhealthy_threshold : PT_HEALTH_UNHEALTHY_THRESHOLD;
+        o->grpc = hc->grpc;
+        o->path = hc->path ? pt_xstrdup(hc->path) : NULL;
+        o->host = hc->grpc ? (hc->authority ? pt_xstrdup(hc->authority) : NULL)
+                           : (hc->hostname ? pt_xstrdup(hc->hostname) : NULL);
+        o->service = hc->upstream_name ? pt_xstrdup(hc->upstream_name) : NULL;
+        if (hc->nexpected_statuses) {
+            o->ranges = pt_xcalloc(hc->nexpected_statuses, sizeof(*o->ranges));
+            for (size_t i = 0; i < hc->nexpected_statuses; i++)
+                o->ranges[i] = (struct pt_health_range){ (uint16_t)hc->expected_statuses[i].min,
+                                                         (uint16_t)hc->expected_statuses[i].max };
+            o->nranges = (uint32_t)hc->nexpected_statuses;
+        }
+        if (hc->nadd_request_headers) {
+            o->add = pt_xcalloc(hc->nadd_request_headers, sizeof(*o->add));
+            for (size_t i = 0; i < hc->nadd_request_headers; i++)
+                o->add[i] = (struct pt_health_hdr){ pt_xstrdup(hc->add_request_headers[i].name),
+                                                    pt_xstrdup(hc->add_request_headers[i].value) };
+            o->nadd = (uint32_t)hc->nadd_request_headers;
+        }
+        if (hc->nremove_request_headers) {
+            o->remove = pt_xcalloc(hc->nremove_request_headers, sizeof(*o->remove));
+            for (size_t i = 0; i < hc->nremove_request_headers; i++) {
+                o->remove[i] = pt_xstrdup(hc->remove_request_headers[i]);
+                for (char *q = o->remove[i]; *q; q++)
+                    *q = pt_lower(*q);
+            }
+            o->nremove = (uint32_t)hc->nremove_request_headers;
+        }
+    }
+    return out;
+}
+
+/* cluster_health_checks: the first Mapping of a cluster that has health_checks gives them (the
+ * cluster is shared, as in Emissary); another Mapping's different checks get a notice. */
+static void cluster_health_checks(struct compile_ctx *c, const struct pt_mapping_res *m, struct pt_cluster *cl)
+{
+    struct pt_health_cfg *cfg;
+    char obj[512];
+
+    if (m->nhealth_checks == 0)
+        return;
+    cfg = health_cfg(m);
+    if (cl->nchecks == 0) {
+        cl->checks = cfg;
+        cl->nchecks = (uint32_t)m->nhealth_checks;
+        return;
+    }
+    if (!pt_health_cfg_equal(cl->checks, cl->nchecks, cfg, (uint32_t)m->nhealth_checks)) {
+        snprintf(obj, sizeof(obj), "%s/%s/%s", m->meta.kind, m->meta.namespace, m->meta.name);
+        pt_diag_add(c->diag, PT_DIAG_NOTICE, &m->meta.origin, obj,
+                    "health_checks differ from another Mapping of cluster %s, whose checks are used",
+                    cl->name);
+    }
+    pt_health_cfg_free(cfg, (uint32_t)m->nhealth_checks);
+}
+
 static void compile_mappings(struct compile_ctx *c)
 {
     const struct pt_resources *r = c->res;
@@ -566,6 +642,7 @@ static void compile_mappings(struct compile_ctx *c)
                                                         .http2 = m->grpc,
                                                         .connect_timeout_ms = m->connect_timeout_ms });
         c->mapping_action[i] = make_action(c, m, cl);
+        cluster_health_checks(c, m, cl);
         if (m->cors != NULL || (mod != NULL && mod->cors != NULL)) /* the Module's is the default */
             c->mapping_action[i]->cors = pt_cors_compile(m->cors ? m->cors : mod->cors);
         if (m->timeout_ms < 0)

@@ -9,6 +9,7 @@
 #include "config/load.h"
 #include "config/ynode.h"
 
+#include "cluster/health.h"
 #include "core/arena.h"
 #include "core/common.h"
 #include "core/strmap.h"
@@ -715,6 +716,153 @@ static void read_redirect_code(struct pt_config__obj *c, const struct pt_config_
         pt_config__err(c, key, "%s: expected one of 301, 302, 303, 307, 308", path);
 }
 
+/* ---- health_checks (Mapping) ----------------------------------------------------------------- */
+
+/* health_checks[].health_check.http.add_request_headers: name -> "value" or {value, append}
+ * (append is read and has no effect: a check request has no header of that name to add to). */
+static void read_hc_headers(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    struct pt_health_check_res *hc = base;
+    struct pt_add_header *h;
+    char p[PT_PATH_MAX];
+
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping of header name to value", path);
+        return;
+    }
+    if (val->dup_key != NULL)
+        pt_config__err(c, val->dup_key, "%s: duplicate key \"%.64s\"", path, val->dup_key->str);
+    h = pt_arena_alloc_array(c->arena, val->npairs, sizeof(*h));
+    for (size_t i = 0; i < val->npairs; i++) {
+        const struct pt_ynode *name = val->pairs[i].key, *v = val->pairs[i].value;
+        h[i].name = pt_config__string(c, name, name, path);
+        h[i].append = true;
+        pt_config__path(p, sizeof(p), path, h[i].name ? h[i].name : "?");
+        if (v->type == PT_YNODE_MAP)
+            pt_config__read_fields(c, v, added_header_fields, &h[i], p);
+        else
+            h[i].value = pt_ynode_is_null(v) ? "" : pt_config__string(c, name, v, p);
+        if (h[i].name != NULL && pt_config__wire_name(c, name, path, h[i].name, true) && h[i].value != NULL)
+            pt_config__wire_value(c, name, p, h[i].value);
+    }
+    hc->add_request_headers = h;
+    hc->nadd_request_headers = val->npairs;
+}
+
+#define T struct pt_status_range_res
+static const struct pt_config__field hc_range_fields[] = {
+    { .name = "min", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, min), .min = 100, .max = 599 },
+    { .name = "max", .type = PT_F_INT, .flags = PT_F_REQUIRED, .off = OFF(T, max), .min = 100, .max = 599 },
+    F_END,
+};
+#undef T
+
+#define T struct pt_health_check_res
+static const struct pt_config__field hc_http_fields[] = {
+    F_STR_REQ("path", T, path),
+    F_STR("hostname", T, hostname),
+    F_FN("add_request_headers", read_hc_headers, 0),
+    F_LIST("remove_request_headers", T, remove_request_headers, nremove_request_headers),
+    F_OBJLIST("expected_statuses", T, expected_statuses, nexpected_statuses, struct pt_status_range_res,
+              hc_range_fields),
+    F_END,
+};
+
+static const struct pt_config__field hc_grpc_fields[] = {
+    F_STR_REQ("upstream_name", T, upstream_name),
+    F_STR("authority", T, authority),
+    F_END,
+};
+
+/* health_check: {http: {...}} or {grpc: {...}}; f->arg 1 = grpc. */
+static void read_hc_location(struct pt_config__obj *c, const struct pt_config__field *f,
+                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                             const char *path)
+{
+    struct pt_health_check_res *hc = base;
+
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", path);
+        return;
+    }
+    pt_config__read_fields(c, val, f->arg ? hc_grpc_fields : hc_http_fields, hc, path);
+    if (f->arg)
+        hc->grpc = true;
+    else
+        hc->http = true;
+}
+
+static const struct pt_config__field hc_location_fields[] = {
+    F_FN("http", read_hc_location, 0),
+    F_FN("grpc", read_hc_location, 1),
+    F_END,
+};
+
+static const struct pt_config__field health_check_fields[] = {
+    F_STR("timeout", T, timeout),
+    F_STR("interval", T, interval),
+    F_INT("healthy_threshold", T, healthy_threshold, 1, 1000000),
+    F_INT("unhealthy_threshold", T, unhealthy_threshold, 1, 1000000),
+    { .name = "health_check", .type = PT_F_OBJECT, .flags = PT_F_REQUIRED, .sub = hc_location_fields },
+    F_END,
+};
+#undef T
+
+/* check_hc_duration: <s> (NULL: absent) is a positive Go duration. */
+static void check_hc_duration(struct pt_config__obj *c, const struct pt_ynode *at, const char *path,
+                              const char *name, const char *s)
+{
+    uint32_t ms;
+
+    if (s != NULL && (pt_health_parse_duration(s, &ms) != 0 || ms == 0))
+        pt_config__err(c, at, "%s.%s: expected a positive duration such as \"5s\" or \"100ms\" (got \"%.64s\")",
+                       path, name, s);
+}
+
+/* check_health_checks: each of a Mapping's health_checks names exactly one kind of check with
+ * what it needs, durations that parse, ranges in order, and values fit for a request head; a
+ * gRPC check speaks HTTP/2, so its Mapping must be grpc. Any bad check rejects the Mapping. */
+static void check_health_checks(struct pt_config__obj *c, const struct pt_mapping_res *m, const struct pt_ynode *body)
+{
+    const struct pt_ynode *list = pt_ynode_get(body, "health_checks");
+
+    if (m->nhealth_checks > PT_HEALTH_MAX_CHECKS)
+        pt_config__err(c, list, "health_checks: at most %u checks", PT_HEALTH_MAX_CHECKS);
+    for (size_t i = 0; i < m->nhealth_checks; i++) {
+        const struct pt_health_check_res *hc = &m->health_checks[i];
+        const struct pt_ynode *at = list && list->type == PT_YNODE_SEQ && i < list->nitems ? list->items[i] : list;
+        char p[64];
+
+        snprintf(p, sizeof(p), "health_checks[%zu]", i);
+        check_hc_duration(c, at, p, "timeout", hc->timeout);
+        check_hc_duration(c, at, p, "interval", hc->interval);
+        if (hc->http == hc->grpc && pt_ynode_get(at, "health_check") != NULL)
+            pt_config__err(c, at, "%s.health_check: exactly one of http or grpc must be given", p);
+        if (hc->grpc && !m->grpc)
+            pt_config__err(c, at, "%s.health_check.grpc: needs grpc: true on the Mapping (the check "
+                           "speaks HTTP/2)", p);
+        if (hc->path != NULL)
+            pt_config__wire_target(c, at, p, hc->path);
+        if (hc->path != NULL && hc->path[0] != '/')
+            pt_config__err(c, at, "%s.health_check.http.path: must start with '/'", p);
+        if (hc->hostname != NULL)
+            pt_config__wire_host(c, at, p, hc->hostname);
+        if (hc->authority != NULL)
+            pt_config__wire_host(c, at, p, hc->authority);
+        if (hc->upstream_name != NULL)
+            pt_config__wire_no_ctl(c, at, p, hc->upstream_name);
+        for (size_t k = 0; k < hc->nexpected_statuses; k++)
+            if (hc->expected_statuses[k].min > hc->expected_statuses[k].max)
+                pt_config__err(c, at, "%s.health_check.http.expected_statuses[%zu]: min %d is above max %d", p,
+                               k, hc->expected_statuses[k].min, hc->expected_statuses[k].max);
+        for (size_t k = 0; k < hc->nremove_request_headers; k++)
+            if (hc->remove_request_headers[k] != NULL)
+                pt_config__wire_name(c, at, p, hc->remove_request_headers[k], false);
+    }
+}
+
 #define T struct pt_mapping_res
 static const struct pt_config__field regex_rewrite_fields[] = {
     F_STR_REQ("pattern", T, regex_rewrite_pattern),
@@ -776,6 +924,8 @@ static const struct pt_config__field mapping_fields[] = {
     F_OBJLIST("error_response_overrides", T, error_response_overrides, nerror_response_overrides,
               struct pt_error_override_res, error_override_fields),
     F_BOOL("bypass_error_response_overrides", T, bypass_error_response_overrides),
+    F_OBJLIST("health_checks", T, health_checks, nhealth_checks, struct pt_health_check_res,
+              health_check_fields),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_END,
 };
@@ -954,6 +1104,7 @@ static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_y
                           "use_websocket is deprecated; it means allow_upgrade: [websocket]");
     check_error_overrides(c, m->error_response_overrides, m->nerror_response_overrides,
                           pt_ynode_get(body, "error_response_overrides"));
+    check_health_checks(c, m, body);
 }
 
 /* ---- Host ----------------------------------------------------------------------------------- */

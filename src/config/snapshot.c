@@ -2,6 +2,7 @@
  * control layer applies and publishes snapshots (control/); workers adopt them in
  * proxy/worker.c. */
 #include "config/snapshot.h"
+#include "cluster/health.h"
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
@@ -43,6 +44,8 @@ static void snapshot_free(struct pt_snapshot *s)
         free(c->endpoints);
         SSL_CTX_free(c->tls_ctx);
         free(c->sni);
+        pt_health_cfg_free(c->checks, c->nchecks);
+        pt_health_release(c->health);
         free(c);
     }
     free(s->clusters);

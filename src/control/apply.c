@@ -1,10 +1,13 @@
 /* Applying a compiled snapshot: the side effects that config/compile.c leaves out so compiling
  * stays pure (and `portico check` is only load + compile): listening sockets (bound, or reused
  * from the snapshot in force, through control/listen.c), the access-log file, and the stats
- * names the request path counts under. Called by control/reload.c before it publishes; the
+ * names the request path counts under, and the health of checked clusters (kept from the
+ * snapshot in force when a cluster did not change). Called by control/reload.c before it publishes; the
  * snapshot's on_free hook undoes it when the last holder releases the snapshot. */
 #include "control/apply.h"
 #include "control/listen.h"
+#include "control/reload.h"
+#include "cluster/health.h"
 #include "config/compile.h"
 #include "config/snapshot.h"
 #include "model/diag.h"
@@ -122,6 +125,9 @@ void pt_apply(struct pt_snapshot *s, const struct pt_resources *r, const struct 
     bind_listeners(s, r, o->nworkers > 0 ? o->nworkers : 1, diag);
     open_log(s, r, diag);
     register_stats(s, o->stats_off);
+    /* health of checked clusters, kept from the snapshot in force where a cluster is the same */
+    if (pt_health_attach(s, pt_reload_snapshot()) != 0)
+        pt_diag_add(diag, PT_DIAG_ERROR, NULL, NULL, "out of memory: some health_checks do not run");
     if (r->nlisteners == 0) /* `portico check` of Mappings alone is fine: not said there */
         pt_diag_add(diag, PT_DIAG_NOTICE, NULL, NULL, "no Listener is configured: nothing is served");
     if (diag->n != nbefore)

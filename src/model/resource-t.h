@@ -166,6 +166,31 @@ struct pt_error_override_res {
     const char *content_type;     /* NULL: text/plain, or application/json for json_format */
 };
 
+/* An expected status range of an HTTP health check, both ends included. */
+struct pt_status_range_res {
+    int min, max;
+};
+
+/* One entry of a Mapping's health_checks (Emissary's HealthCheck), as read; config/compile.c
+ * turns it into a struct pt_health_cfg (cluster/health-t.h). */
+struct pt_health_check_res {
+    const char *timeout;          /* a Go duration; NULL: 3s */
+    const char *interval;         /* NULL: 5s */
+    int healthy_threshold;        /* 0: unset (1) */
+    int unhealthy_threshold;      /* 0: unset (2) */
+    bool http, grpc;              /* which health_check was given (exactly one) */
+    const char *path;             /* http: required */
+    const char *hostname;         /* http: the Host; NULL: the cluster's name */
+    struct pt_add_header *add_request_headers;
+    size_t nadd_request_headers;
+    const char **remove_request_headers;
+    size_t nremove_request_headers;
+    struct pt_status_range_res *expected_statuses;
+    size_t nexpected_statuses;
+    const char *upstream_name;    /* grpc: required */
+    const char *authority;        /* grpc: NULL: the cluster's name */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -222,6 +247,8 @@ struct pt_mapping_res {
     struct pt_error_override_res *error_response_overrides; /* replace the Module's */
     size_t nerror_response_overrides;
     bool bypass_error_response_overrides;
+    struct pt_health_check_res *health_checks; /* active checks of its cluster's endpoints */
+    size_t nhealth_checks;
 };
 
 struct pt_service_port {

@@ -17,6 +17,8 @@
 #include "model/resource-t.h"
 
 struct ssl_ctx_st; /* SSL_CTX */
+struct pt_health_cfg; /* cluster/health-t.h */
+struct pt_health;
 
 #define PT_MAX_WORKERS 64
 
@@ -44,6 +46,12 @@ struct pt_cluster {
     uint32_t connect_timeout_ms;
     uint32_t stats_idx;      /* pt_stats_cluster_index(stats_name); set when applied, 0 before */
     bool dns_pending;        /* its name has not had a first DNS answer yet */
+    /* Mapping health_checks (cluster/health.h): the checks (owned; nchecks 0: none, the
+     * cluster is not checked and nothing ejects its endpoints), and its endpoints' health, a
+     * reference given when the snapshot is applied (pt_health_attach), NULL before. */
+    struct pt_health_cfg *checks;
+    uint32_t nchecks;
+    struct pt_health *health;
 };
 
 struct pt_logfmt;

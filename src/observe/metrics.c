@@ -15,6 +15,7 @@
 #include "observe/stats.h"
 #include "observe/grpcstats.h"
 #include "model/snapshot-t.h"
+#include "cluster/health.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -529,7 +530,7 @@ static int collect_clusters(struct render *r)
     const struct pt_snapshot *s = r->snap;
     uint32_t n;
     bool *used;
-    uint64_t *members;
+    uint64_t *members, *healthy;
 
     for (uint32_t i = 0; s && i < s->nclusters; i++)
         if (s->clusters[i]->stats_idx == PT_STATS_IDX_NONE)
@@ -537,8 +538,9 @@ static int collect_clusters(struct render *r)
     n = pt_stats__count(PT_STATS_CLUSTER);
     used = calloc(n, sizeof(*used));
     members = calloc(n, sizeof(*members));
+    healthy = calloc(n, sizeof(*healthy));
     r->clusters = calloc(n, sizeof(*r->clusters));
-    if (used == NULL || members == NULL || r->clusters == NULL)
+    if (used == NULL || members == NULL || healthy == NULL || r->clusters == NULL)
         goto fail;
     for (uint32_t i = 0; s && i < s->nclusters; i++) {
         const struct pt_cluster *c = s->clusters[i];
@@ -548,8 +550,11 @@ static int collect_clusters(struct render *r)
         if (idx == PT_STATS_IDX_NONE || idx >= n)
             continue;
         used[idx] = true;
-        if (c->nendpoints > members[idx])
+        if (c->nendpoints > members[idx]) {
             members[idx] = c->nendpoints;
+            /* health-checked: the endpoints in the rotation (cluster/health.h); else all */
+            healthy[idx] = c->health != NULL ? pt_health_nhealthy(c->health) : c->nendpoints;
+        }
     }
     for (uint32_t idx = 1; idx < n; idx++) {
         struct cluster_ent *e = &r->clusters[r->nclusters];
@@ -560,16 +565,18 @@ static int collect_clusters(struct render *r)
         e->grpc = pt_grpcstats__sum(idx);
         e->in_snapshot = used[idx];
         e->membership_total = members[idx];
-        e->membership_healthy = members[idx]; /* no health checking yet: every endpoint counts */
+        e->membership_healthy = healthy[idx];
         r->nclusters++;
     }
     qsort(r->clusters, r->nclusters, sizeof(*r->clusters), cluster_cmp);
     free(used);
     free(members);
+    free(healthy);
     return 0;
 fail:
     free(used);
     free(members);
+    free(healthy);
     return PT_NOMEM;
 }
 

@@ -72,7 +72,11 @@ struct pt_hist {
     X(ratelimit_ok)               /* RateLimitService calls of its requests: under the limit */    \
     X(ratelimit_over_limit)       /* ... over the limit (429) */                                   \
     X(ratelimit_error)            /* ... failed */                                                 \
-    X(ratelimit_failure_mode_allowed) /* ... failed, and let through (no failure_mode_deny) */
+    X(ratelimit_failure_mode_allowed) /* ... failed, and let through (no failure_mode_deny) */ \
+    X(health_check_attempt)       /* active health checks sent (proxy/health.c) */                 \
+    X(health_check_success)       /* ... that passed */                                            \
+    X(health_check_failure)       /* ... that failed (an unexpected answer, or none) */           \
+    X(health_check_network_failure) /* ... that got no answer (connect failure, reset, timeout) */
 
 /* Cluster gauges: incremented and decremented by the same worker; summed at scrape. */
 #define PT_CLUSTER_GAUGES(X)                                                                       \

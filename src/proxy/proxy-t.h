@@ -252,6 +252,7 @@ struct pt_hc_ops {
 struct pt_h2x;
 struct pt_h2up;
 struct pt_call;
+struct pt_health_worker;
 
 /* One request/response exchange on an upstream connection. All-zero is an idle exchange. */
 struct pt_hc {
@@ -413,6 +414,8 @@ struct pt_worker {
     bool draining;
     uint32_t nconns;
     uint32_t inflight;              /* requests between dispatch and their end */
+    struct pt_health_worker *health; /* the health checks this worker runs (proxy/health.c);
+                                      * NULL: none yet */
 };
 
 #endif

@@ -11,6 +11,7 @@
  * spinning on a queue it cannot take from), counts it and warns at most every
  * PT_ACCEPT_WARN_MS. */
 #include "proxy/proxy.h"
+#include "proxy/health.h"
 #include "proxy/sockio.h"
 #include "observe/logformat.h"
 #include "model/snapshot-t.h" /* struct pt_listen_sock */
@@ -256,6 +257,8 @@ static void adopt(struct pt_worker *w, struct pt_snapshot *s)
         pt_snapshot_release(s);
         return;
     }
+    if (pt_health_adopt(w, s) != 0) /* likewise: cancelled checks run on w->snap */
+        pt_error("worker %d: out of memory: health checks not updated", w->id);
     sync_listeners(w, s);
     int log_fd = s->log.fd > 2 ? s->log.fd : STDOUT_FILENO; /* the snapshot owns its log file */
     if (log_fd != w->log.fd) {
