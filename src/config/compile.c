@@ -9,6 +9,8 @@
 #include "config/snapshot.h"
 #include "cluster/health.h"
 #include "cluster/service.h"
+#include "cluster/breakers.h"
+#include "config/traffic.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "model/diag.h"
@@ -101,13 +103,16 @@ static bool listener_takes_host(const struct pt_listener_res *l, const struct pt
 /* Emissary's cluster name: "cluster_" [+ marker + "_"] + service [+ "_otls_" + ctx] + "_" +
  * namespace, with non-alphanumerics as '_', and names over 60 characters shortened with a
  * SHA-1. The marker tells what uses it ("extauth" for the AuthService); NULL for Mappings. */
-static char *cluster_name(const char *marker, const char *service, const char *tls_ctx, const char *ns)
+static char *cluster_name(const char *marker, const char *service, const char *tls_ctx, const char *ns,
+                          const char *suffix)
 {
     char buf[1024], *p;
     /* "otls" marks TLS origination (tls_ctx "" for the null context: tls: true, https://), so a
-     * TLS and a cleartext Mapping of one service never share a cluster. */
-    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s", marker ? marker : "", marker ? "_" : "", service,
-             tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns);
+     * TLS and a cleartext Mapping of one service never share a cluster. <suffix>: the circuit
+     * breakers' names ("_cbnr10"), after the namespace. */
+    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s%s", marker ? marker : "", marker ? "_" : "", service,
+             tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns,
+             suffix ? suffix : "");
     for (p = buf; *p; p++)
         if (!isalnum((unsigned char)*p))
             *p = '_';
@@ -142,6 +147,8 @@ struct cluster_want {
     const struct pt_meta *meta;  /* the resource, for messages */
     bool http2;
     int connect_timeout_ms;
+    const char *breakers_name;   /* circuit breakers in the name ("_cbnr10"); NULL: none */
+    const struct pt_breakers *breakers; /* their limits; NULL: Envoy's defaults */
 };
 
 /* find_or_add_cluster: the cluster named for <w> (Emissary's name), made when it is new
@@ -153,7 +160,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     const struct pt_service_ref *ref = w->ref;
     char *name = cluster_name(w->marker, ref->qualified,
                               !ref->tls ? NULL : w->tls && strcmp(w->tls, "true") != 0 ? w->tls : "",
-                              w->meta->namespace);
+                              w->meta->namespace, w->breakers_name);
     struct pt_strmap *map = w->http2 ? &c->h2_clusters_by_name : &c->clusters_by_name;
     struct pt_cluster *cl;
 
@@ -180,6 +187,12 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     cl->tls = ref->tls;
     cl->http2 = w->http2;
     cl->connect_timeout_ms = (uint32_t)w->connect_timeout_ms;
+    {
+        struct pt_breakers def;
+        if (w->breakers == NULL)
+            pt_config__breakers_limits(NULL, 0, &def);
+        cl->breakers = pt_breakers_get(cl->name, w->breakers ? w->breakers : &def);
+    }
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
     pt_strmap_put(map, cl->name, strlen(cl->name), cl);
@@ -637,12 +650,27 @@ static void compile_mappings(struct compile_ctx *c)
             c->mapping_bad[i] = true;
             continue;
         }
+        const struct pt_breaker_res *cbs = m->circuit_breakers ? m->circuit_breakers
+                                           : mod ? mod->circuit_breakers : NULL; /* the Module's: default */
+        size_t ncbs = m->circuit_breakers ? m->ncircuit_breakers : mod ? mod->ncircuit_breakers : 0;
+        char cbname[256];
+        struct pt_breakers limits;
+        if (!pt_config__breakers_name(cbs, ncbs, cbname, sizeof(cbname))) {
+            reject(c, &m->meta, "circuit_breakers: too many entries");
+            c->mapping_bad[i] = true;
+            continue;
+        }
+        pt_config__breakers_limits(cbs, ncbs, &limits);
         cl = service_cluster(c, &(struct cluster_want){ .ref = &ref, .tls = m->tls, .service = m->service,
                                                         .stats_name = m->stats_name, .meta = &m->meta,
                                                         .http2 = m->grpc,
-                                                        .connect_timeout_ms = m->connect_timeout_ms });
+                                                        .connect_timeout_ms = m->connect_timeout_ms,
+                                                        .breakers_name = cbname, .breakers = &limits });
         c->mapping_action[i] = make_action(c, m, cl);
         cluster_health_checks(c, m, cl);
+        /* retry_policy: the Mapping's, else the Module's (Emissary's v3route.py) */
+        c->mapping_action[i]->retry = pt_config__retry_compile(
+            m->retry_policy.retry_on ? &m->retry_policy : mod ? &mod->retry_policy : NULL);
         if (m->cors != NULL || (mod != NULL && mod->cors != NULL)) /* the Module's is the default */
             c->mapping_action[i]->cors = pt_cors_compile(m->cors ? m->cors : mod->cors);
         if (m->timeout_ms < 0)

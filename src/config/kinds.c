@@ -7,6 +7,7 @@
  * envelope, filters and duplicates are in resources.c, which looks kinds up here. */
 #include "config/fields.h"
 #include "config/load.h"
+#include "config/traffic.h"
 #include "config/ynode.h"
 
 #include "cluster/health.h"
@@ -927,6 +928,8 @@ static const struct pt_config__field mapping_fields[] = {
     F_OBJLIST("health_checks", T, health_checks, nhealth_checks, struct pt_health_check_res,
               health_check_fields),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
+    F_FN("retry_policy", pt_config__read_retry_policy, 0),
+    F_FN("circuit_breakers", pt_config__read_breakers, 0),
     F_END,
 };
 #undef T
@@ -1596,6 +1599,8 @@ static const struct pt_config__field module_config_fields[] = {
               struct pt_error_override_res, error_override_fields),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
     F_IGN("ip_deny"),
+    F_FN("retry_policy", pt_config__read_retry_policy, 1),
+    F_FN("circuit_breakers", pt_config__read_breakers, 1),
     F_END,
 };
 

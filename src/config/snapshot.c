@@ -68,6 +68,7 @@ static void snapshot_free(struct pt_snapshot *s)
         free(a->resp_keep);
         free(a->cors);
         free(a->redirect);
+        free(a->retry);
         free(a); /* one block: header ops and strings live behind the struct */
     }
     pt_snapshot_free_overrides(&s->error_overrides);

@@ -156,6 +156,23 @@ struct pt_cors_res {
 
 /* One error_response_overrides rule (Module or Mapping), as read: exactly one of text_format,
  * json_format, text_format_source (read into text_format by config/kinds.c). */
+/* A retry_policy as written (Mapping or Module). */
+struct pt_retry_policy_res {
+    const char *retry_on;         /* NULL: no retry_policy */
+    int num_retries;              /* -1 unset: 1 */
+    const char *per_try_timeout;  /* a duration: "0.5s", "250ms" */
+    unsigned on;                  /* retry_on read: PT_RETRY_* (model/traffic-t.h) */
+    int per_try_timeout_ms;       /* per_try_timeout read; 0: none */
+    int *retriable_status_codes;  /* for retry_on retriable-status-codes (Envoy's field) */
+    size_t nretriable_status_codes;
+};
+
+/* One circuit_breakers entry as written; -1: unset (Envoy's default). */
+struct pt_breaker_res {
+    const char *priority;         /* "default" (or absent), "high": only default is used */
+    int max_connections, max_pending_requests, max_requests, max_retries;
+};
+
 struct pt_error_override_res {
     int on_status_code;           /* 400..599 */
     const char *text_format;
@@ -249,6 +266,9 @@ struct pt_mapping_res {
     bool bypass_error_response_overrides;
     struct pt_health_check_res *health_checks; /* active checks of its cluster's endpoints */
     size_t nhealth_checks;
+    struct pt_retry_policy_res retry_policy; /* retry_on NULL: the Module's */
+    struct pt_breaker_res *circuit_breakers; /* NULL: the Module's */
+    size_t ncircuit_breakers;
 };
 
 struct pt_service_port {
@@ -410,6 +430,9 @@ struct pt_module_res {
     struct pt_cors_res *cors;       /* the default CORS policy of Mappings without one */
     struct pt_error_override_res *error_response_overrides;
     size_t nerror_response_overrides;
+    struct pt_retry_policy_res retry_policy; /* the default of Mappings without one */
+    struct pt_breaker_res *circuit_breakers; /* the default of Mappings without them */
+    size_t ncircuit_breakers;
 };
 
 /* A problem found while loading or validating. */

@@ -15,6 +15,7 @@
 
 #include "core/common.h"
 #include "model/resource-t.h"
+#include "model/traffic-t.h"
 
 struct ssl_ctx_st; /* SSL_CTX */
 struct pt_health_cfg; /* cluster/health-t.h */
@@ -52,6 +53,8 @@ struct pt_cluster {
     struct pt_health_cfg *checks;
     uint32_t nchecks;
     struct pt_health *health;
+    struct pt_breakers *breakers; /* its circuit breakers (cluster/breakers.h: one block per
+                                   * cluster name, not owned); NULL: none counted */
 };
 
 struct pt_logfmt;
@@ -146,6 +149,8 @@ struct pt_route_action {
     struct pt_str *resp_keep;   /* request headers its response side reads (add_resp and
                                  * error_overrides %REQ()%), kept when it is routed (owned) */
     uint32_t nresp_keep;
+    struct pt_retry_policy *retry; /* retry_policy (the Mapping's, else the Module's); NULL:
+                                    * none (owned) */
 };
 
 /* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */

@@ -72,17 +72,30 @@ struct pt_hist {
     X(ratelimit_ok)               /* RateLimitService calls of its requests: under the limit */    \
     X(ratelimit_over_limit)       /* ... over the limit (429) */                                   \
     X(ratelimit_error)            /* ... failed */                                                 \
-    X(ratelimit_failure_mode_allowed) /* ... failed, and let through (no failure_mode_deny) */ \
+    X(ratelimit_failure_mode_allowed) /* ... failed, and let through (no failure_mode_deny) */   \
     X(health_check_attempt)       /* active health checks sent (proxy/health.c) */                 \
     X(health_check_success)       /* ... that passed */                                            \
     X(health_check_failure)       /* ... that failed (an unexpected answer, or none) */           \
-    X(health_check_network_failure) /* ... that got no answer (connect failure, reset, timeout) */
+    X(health_check_network_failure) /* ... that got no answer (connect failure, reset, timeout) */ \
+    X(upstream_rq_retry)          /* retries sent (retry_policy) */                                \
+    X(upstream_rq_retry_success)  /* ... after which the request did not need another */           \
+    X(upstream_rq_retry_overflow) /* retries not sent: max_retries in use (circuit breaker) */      \
+    X(upstream_rq_retry_limit_exceeded) /* retries not sent: num_retries used up */                \
+    X(upstream_rq_retry_backoff_exponential) /* retries that waited Envoy's jittered back-off */   \
+    X(upstream_rq_per_try_timeout) /* tries that hit per_try_timeout */                            \
+    X(upstream_rq_pending_overflow) /* requests refused: max_requests or max_pending_requests */   \
+    X(upstream_cx_overflow)       /* connections not opened: max_connections (request refused) */
 
 /* Cluster gauges: incremented and decremented by the same worker; summed at scrape. */
 #define PT_CLUSTER_GAUGES(X)                                                                       \
     X(upstream_rq_active)         /* requests waiting for or reading a response */                 \
     X(upstream_rq_pending_active) /* requests waiting for a connection */                          \
-    X(upstream_cx_active)         /* open upstream connections, idle or busy */
+    X(upstream_cx_active)         /* open upstream connections, idle or busy */                    \
+    X(circuit_breakers_default_cx_open) /* 1 while max_connections are all in use (summed over   \
+                                         * workers: one opens it, maybe another closes it) */      \
+    X(circuit_breakers_default_rq_pending_open) /* ... max_pending_requests */                     \
+    X(circuit_breakers_default_rq_open) /* ... max_requests */                                     \
+    X(circuit_breakers_default_rq_retry_open) /* ... max_retries */
 
 /* Cluster histograms (ms). */
 #define PT_CLUSTER_HISTS(X)                                                                        \

@@ -170,6 +170,10 @@ struct pt_conn {
                                     * is echoed in the response head (proxy/cors.c) */
 #define PT_SF_BODY_REPLACED 0x20000 /* error_response_overrides sent another body whole: the
                                      * upstream's is read and dropped (proxy/session.c) */
+#define PT_SF_RETRY_WAIT 0x01000000 /* a retry waits out its back-off (st->try_timer; state
+                                     * PT_ST_RETRY, not on the ready list: proxy/retry.c) */
+#define PT_SF_NO_REPLAY  0x02000000 /* the request body outgrew PT_RETRY_BODY_MAX (or could not
+                                     * be kept): it cannot be sent again */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -217,6 +221,7 @@ struct pt_upstream {
     uint64_t connect_start_ms;
     uint32_t requests;              /* served on this connection */
     uint64_t created_ms;            /* opened (the pool's max lifetime counts from here) */
+    struct pt_breakers *cb;         /* counted in these breakers' connections; NULL: not */
 };
 
 /* The states of an exchange of the upstream HTTP client (proxy/httpclient.c). */
@@ -368,6 +373,15 @@ struct pt_stream {
      * request's head may move before the response comes. */
     struct pt_str cors_origin;
     char cors_buf[PT_CORS_ORIGIN_MAX];
+    /* retry_policy and circuit breakers (proxy/retry.c); set by stream_new: */
+    struct pt_timer try_timer;      /* the per-try timeout while a try runs, or the back-off
+                                     * before the next (PT_SF_RETRY_WAIT) */
+    uint8_t tries;                  /* retries sent under the route's retry_policy */
+    uint8_t cb_held;                /* PT_CB_* the request holds in its cluster's breakers */
+    uint8_t retry_flag;             /* 1: retries ran out (URX); 2: max_retries overflowed (UO) */
+    char *replay;                   /* the request body as sent, for a retry (malloc'd, at most
+                                     * PT_RETRY_BODY_MAX; only when the route has retry_policy) */
+    uint32_t replay_len, replay_cap;
 };
 
 struct pt_worker {
@@ -416,6 +430,8 @@ struct pt_worker {
     uint32_t inflight;              /* requests between dispatch and their end */
     struct pt_health_worker *health; /* the health checks this worker runs (proxy/health.c);
                                       * NULL: none yet */
+    bool cx_overflow;               /* the last pt_up_acquire was refused by its cluster's
+                                     * max_connections (proxy/upstream.c) */
 };
 
 #endif

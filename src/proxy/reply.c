@@ -259,16 +259,27 @@ void pt_reply_upstream_reset(struct pt_stream *st, const char *reason, const cha
                              const char *flags)
 {
     static const char prefix[] = "upstream connect error or disconnect/reset before headers. reset reason: ";
-    char body[sizeof(prefix) + 64 + PT_TLS_ERROR_MAX + 32];
+    static const char retried[] = "upstream connect error or disconnect/reset before headers. retried and "
+                                  "the latest reset reason: ";
+    char body[sizeof(retried) + 64 + PT_TLS_ERROR_MAX + 32];
     int status = strcmp(reason, "protocol error") == 0 ? 502 : 503;
-    int n = snprintf(body, sizeof(body), "%s%s%s%s", prefix, reason,
+    const char *pre = st->tries > 0 ? retried : prefix; /* Envoy says so after a retry */
+    int n = snprintf(body, sizeof(body), "%s%s%s%s", pre, reason,
                      tfr ? ", transport failure reason: " : "", tfr ? tfr : "");
 
     if (n < 0 || (size_t)n >= sizeof(body)) /* never sent cut: without the detail instead */
-        n = snprintf(body, sizeof(body), "%s%.64s", prefix, reason);
+        n = snprintf(body, sizeof(body), "%s%.64s", pre, reason);
     if (n < 0 || (size_t)n >= sizeof(body))
         n = (int)sizeof(prefix) - 1;
     if (tfr != NULL) /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
         pt_accesslog_keep(&st->rec, pt_str_c(tfr), &st->rec.lf_tfr);
     send_reply(st, status, pt_str_make(body, (size_t)n), flags, NULL);
+}
+
+void pt_reply_overflow(struct pt_stream *st)
+{
+    static const struct pt_header overloaded = { PT_STR_LIT("x-envoy-overloaded"), PT_STR_LIT("true") };
+
+    send_reply(st, 503, PT_STR_LIT("upstream connect error or disconnect/reset before headers. reset reason: overflow"),
+               "UO", &(struct reply_extra){ .headers = &overloaded, .nheaders = 1 });
 }

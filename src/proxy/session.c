@@ -11,6 +11,7 @@
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
 #include "proxy/policy.h"
+#include "proxy/retry.h"
 #include "proxy/cors.h"
 #include "proxy/format.h"
 #include "observe/grpcstats.h"
@@ -519,10 +520,16 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         pt_stream_abort(st);
         return false;
     }
+    w->cx_overflow = false;
     if (pt_stream_connect(st, fresh) != 0) {
-        pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
+        if (w->cx_overflow) /* the cluster's max_connections */
+            pt_reply_overflow(st);
+        else
+            pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
         return false;
     }
+    if (!pt_retry_try_started(st))
+        return false; /* max_pending_requests: answered */
     if (st->trace_cfg != NULL)
         pt_trace_upstream_begin(&st->trace); /* once: a retry keeps the first start */
     st->upstream_start_ms = st->rec.start_ms;
@@ -531,10 +538,21 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         bool goes_on;
         out.iov[0] = (struct iovec){ w->scratch, hlen };
         out.n = 1;
-        if (pt_stream_send_request(st, &out, true, &goes_on) < 0)
+        if (st->replay_len != 0 ? pt_stream_send_replay(st, &out, &goes_on) < 0
+                                : pt_stream_send_request(st, &out, true, &goes_on) < 0)
             return goes_on;
     }
     return true;
+}
+
+bool pt_session_can_resend(const struct pt_stream *st)
+{
+    const struct pt_h1_request *req = &st->req;
+    const struct pt_worker *w = st->w;
+
+    if (st->route == NULL || (req->path.ptr >= w->pathbuf && req->path.ptr < w->pathbuf + sizeof(w->pathbuf)))
+        return false; /* a normalized path lived in a shared buffer */
+    return req->idx_x_request_id >= 0 || st->rec.lf_rid.len == 36;
 }
 
 bool pt_session_can_retry(const struct pt_stream *st)
@@ -570,11 +588,18 @@ static const char *made_request_id(const struct pt_stream *st, char *rid)
 
 void pt_session_retry(struct pt_stream *st)
 {
+    pt_session_resend(st, true);
+}
+
+void pt_session_resend(struct pt_stream *st, bool fresh)
+{
     struct pt_route_req rreq = route_req(&st->req);
     char rid[37];
 
     st->flags &= ~PT_SF_REQ_SENT;
-    send_upstream(st, &rreq, made_request_id(st, rid), true);
+    if (send_upstream(st, &rreq, made_request_id(st, rid), fresh) && !(st->flags & PT_SF_REQ_DONE) &&
+        st->state == PT_ST_UPSTREAM)
+        pt_stream_on_client_readable(st); /* the rest of the body, from the client */
 }
 
 /* forward: the routed request goes to its cluster: counted, sent upstream with what of its body
@@ -595,6 +620,8 @@ static void forward(struct pt_stream *st, const struct pt_route_req *rreq, const
         pt_reply_local(st, 503, PT_STR_LIT("no healthy upstream"), "UH");
         return;
     }
+    if (!pt_retry_admit(st))
+        return; /* max_requests: answered 503 (UO) */
     if (!send_upstream(st, rreq, rid, false))
         return;
     {

@@ -90,6 +90,11 @@ int pt_stream_connect(struct pt_stream *st, bool fresh);
 struct pt_body_frame;
 int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool bad_body_400, bool *goes_on);
 
+/* pt_stream_send_replay: a retry's first step up: the head in <out>, then the request body kept
+ * so far (proxy/retry.h), framed, ending the request when the client's body has ended. 1, or -1
+ * as pt_stream_send_request (*<goes_on> when a retry was scheduled instead). */
+int pt_stream_send_replay(struct pt_stream *st, struct pt_body_frame *out, bool *goes_on);
+
 /* pt_stream_pass_trailers: the request's body is done: its trailers (an HTTP/2 client's) go to
  * its exchange, before the send that ends it. 0, or PT_IO. */
 int pt_stream_pass_trailers(struct pt_stream *st);
@@ -152,11 +157,21 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
 bool pt_session_can_retry(const struct pt_stream *st);
 void pt_session_retry(struct pt_stream *st);
 
+/* pt_session_can_resend / pt_session_resend: what any sending again needs (the request's
+ * head can be rebuilt: a path not in the worker's buffer, a request id kept), whatever the
+ * method and body; pt_session_resend sends it again, with the body kept for a retry, on a
+ * pooled connection or (<fresh>) a new one (a retry_policy's retry: proxy/retry.c). */
+bool pt_session_can_resend(const struct pt_stream *st);
+void pt_session_resend(struct pt_stream *st, bool fresh);
+
 /* pt_session_observe_end: the request is over: its spans and its access-log line. */
 void pt_session_observe_end(struct pt_stream *st);
 
 /* Local replies (reply.c), each sent with Envoy's status, body and response flags. */
 void pt_reply_local(struct pt_stream *st, int status, struct pt_str body, const char *flags);
+/* pt_reply_overflow: a circuit breaker of the request's cluster is full: 503 "... reset reason:
+ * overflow" with x-envoy-overloaded: true, flag UO (Envoy's router). */
+void pt_reply_overflow(struct pt_stream *st);
 
 /* pt_reply_policy: the answer of a policy service (an AuthService's denial or error, a
  * RateLimitService's 429): <status>, the headers <h> (<n>, at most PT_HTTP_REPLY_EXTRA_MAX,

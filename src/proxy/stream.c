@@ -13,6 +13,7 @@
 #include "proxy/httpclient.h"
 #include "proxy/grpcweb.h"
 #include "proxy/policy.h"
+#include "proxy/retry.h"
 #include "observe/grpcstats.h"
 #include "http/h1.h"
 #include "http/body.h"
@@ -68,6 +69,7 @@ static struct pt_stream *stream_new(struct pt_conn *c)
     st->rec.start_realtime_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     st->rec.flags = "-";
     st->rec.upstream_ms = UINT32_MAX;
+    pt_retry_stream_init(st);
     return st;
 }
 
@@ -168,6 +170,7 @@ static void stream_end(struct pt_stream *st, int how, bool upstream_reusable)
     pt_hc_finish(&st->hc, upstream_reusable);
     if (st->call != NULL || st->held != NULL || pt_policy_has_edits(st))
         pt_policy_end(st);
+    pt_retry_stream_end(st);
     stream_request_end(st);
     if (st->head_copy != NULL) { /* the request's head while its checks ran (proxy/policy.c) */
         free(st->head_copy);
@@ -200,6 +203,8 @@ void pt_stream_abort(struct pt_stream *st)
 void pt_stream_release_upstream(struct pt_stream *st)
 {
     pt_hc_finish(&st->hc, false);
+    pt_retry_cancel_wait(st); /* answered: no per-try timeout, no retry */
+    pt_retry_connected(st);
     if (st->call != NULL) { /* answered while a check runs: the check is given up */
         pt_call_cancel(st->call);
         st->call = NULL;
@@ -247,6 +252,8 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
         } else {
             if (st->gs.on) /* Module grpc_stats (gRPC-Web: counted decoded, proxy/grpcweb.c) */
                 pt_grpcstats_feed(&st->gs, true, data, k);
+            if (st->rec.action != NULL && st->rec.action->retry != NULL) /* kept for a retry */
+                pt_retry_keep(st, data, k);
             pt_body_frame(out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
         }
     }
@@ -265,6 +272,23 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
     st->rec.bytes_rx = st->req_body.payload;
     if (done)
         st->flags |= PT_SF_REQ_DONE;
+    if (done && !pt_hc_send_blocked(&st->hc))
+        st->flags |= PT_SF_REQ_SENT;
+    pt_stream_touch(st);
+    return 1;
+}
+
+int pt_stream_send_replay(struct pt_stream *st, struct pt_body_frame *out, bool *goes_on)
+{
+    bool done = (st->flags & PT_SF_REQ_DONE) != 0;
+    struct iovec kept = { st->replay, st->replay_len };
+
+    *goes_on = false;
+    pt_body_frame(out, &kept, 1, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+    if ((done && pt_stream_pass_trailers(st) != 0) || pt_hc_send(&st->hc, out->iov, out->n, done) == PT_IO) {
+        *goes_on = stream_up_on_error(st, "connection termination", NULL, "UC");
+        return -1;
+    }
     if (done && !pt_hc_send_blocked(&st->hc))
         st->flags |= PT_SF_REQ_SENT;
     pt_stream_touch(st);
@@ -335,6 +359,12 @@ static int stream_hc_on_head(void *owner, const struct pt_h1_response *res)
 {
     struct pt_stream *st = owner;
 
+    if (pt_retry_on_status(st, res)) { /* the route's retry_policy sends it again */
+        pt_hc_finish(&st->hc, false);
+        return PT_CLOSED;
+    }
+    if (st->retry_flag)
+        st->rec.flags = pt_retry_flags(st, NULL); /* URX: retries ran out (or UO) */
     if (pt_session_response_head(st, res) == 0)
         return 0;
     pt_hc_finish(&st->hc, false);
@@ -404,6 +434,7 @@ static int stream_hc_on_trailers(void *owner, const struct pt_header *h, size_t 
 
 static void stream_hc_on_writable(void *owner)
 {
+    pt_retry_connected(owner); /* its connection is up: no longer pending */
     stream_forward_request_body(owner);
 }
 
@@ -428,6 +459,7 @@ static bool stream_up_on_error(void *owner, const char *reason, const char *tfr,
                  st->retries == 0;
 
     pt_hc_finish(&st->hc, false);
+    pt_retry_connected(st);
     if (stale && pt_session_can_retry(st)) {
         pt_lb_release(&st->w->lb, &st->lb_pick, PT_LB_RESET); /* the retry picks again */
         st->state = PT_ST_RETRY;
@@ -436,10 +468,12 @@ static bool stream_up_on_error(void *owner, const char *reason, const char *tfr,
         st->w->ready_streams = st;
         return true;
     }
+    if (!(st->flags & PT_SF_RESP_HEAD) && pt_retry_on_reset(st, reason, flags))
+        return true; /* the route's retry_policy: after a back-off (proxy/retry.c) */
     if (st->flags & PT_SF_RESP_HEAD)
         pt_stream_abort(st);
     else
-        pt_reply_upstream_reset(st, reason, tfr, flags);
+        pt_reply_upstream_reset(st, reason, tfr, pt_retry_flags(st, flags));
     return false;
 }
 
@@ -466,6 +500,11 @@ static void stream_unqueue(struct pt_stream *st)
 {
     struct pt_stream **pp = &st->w->ready_streams;
 
+    if (st->flags & PT_SF_RETRY_WAIT) { /* a back-off: on its timer, not on the list */
+        pt_retry_cancel_wait(st);
+        st->state = PT_ST_UPSTREAM;
+        return;
+    }
     while (*pp != NULL && *pp != st)
         pp = &(*pp)->next_free;
     if (*pp == st)

@@ -7,6 +7,7 @@
 #include "proxy/proxy.h"
 #include "core/log.h"
 #include "proxy/sockio.h"
+#include "cluster/breakers.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -97,6 +98,33 @@ static void idle_unlink(struct pt_upstream *up)
     up->pool->nidle--;
 }
 
+/* cx_give_back: a connection counted in <cb> closed (or was never opened). */
+static void cx_give_back(struct pt_worker *w, struct pt_breakers *cb, uint32_t cst_idx)
+{
+    struct pt_cluster_stats *cs;
+
+    if (pt_breakers_put(&cb->cx, cb->max_connections) && (cs = pt_stats_cluster(w->st, cst_idx)) != NULL)
+        pt_gauge_dec(&cs->circuit_breakers_default_cx_open);
+}
+
+/* cx_take: one more connection of cluster <c> under its max_connections (configured breakers
+ * only); false, counted as Envoy's upstream_cx_overflow, when they are all open. */
+static bool cx_take(struct pt_worker *w, const struct pt_cluster *c)
+{
+    struct pt_cluster_stats *cs = pt_stats_cluster(w->st, c->stats_idx);
+    bool opened;
+
+    if (!pt_breakers_take(&c->breakers->cx, c->breakers->max_connections, &opened)) {
+        if (cs != NULL)
+            pt_stats_inc(&cs->upstream_cx_overflow);
+        w->cx_overflow = true;
+        return false;
+    }
+    if (opened && cs != NULL)
+        pt_gauge_inc(&cs->circuit_breakers_default_cx_open);
+    return true;
+}
+
 static void up_close(struct pt_upstream *up)
 {
     struct pt_worker *w = up->w;
@@ -112,6 +140,8 @@ static void up_close(struct pt_upstream *up)
             pt_stats_inc(&cs->upstream_cx_destroy);
         }
     }
+    if (up->cb != NULL) /* its cluster's max_connections */
+        cx_give_back(w, up->cb, up->cst_idx), up->cb = NULL;
     pt_sock_close(up->io.fd, up->ssl, false);
     up->ssl = NULL;
     pt_buf_release(&w->bufs, &up->in);
@@ -353,6 +383,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
                                   const struct pt_endpoint *ep, bool fresh, bool *reused)
 {
     struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx);
+    struct pt_breakers *cb;
     struct pt_upstream *up;
     bool connected;
     int fd;
@@ -373,15 +404,24 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         return up;
     }
     *reused = false;
-    fd = pt_sock_connect(&ep->addr, ep->addrlen, &connected);
-    if (fd < 0)
+    w->cx_overflow = false;
+    cb = c->breakers != NULL && c->breakers->configured ? c->breakers : NULL;
+    if (cb != NULL && !cx_take(w, c))
         return NULL;
+    fd = pt_sock_connect(&ep->addr, ep->addrlen, &connected);
+    if (fd < 0) {
+        if (cb != NULL)
+            cx_give_back(w, cb, c->stats_idx);
+        return NULL;
+    }
     if (w->free_up != NULL) {
         up = w->free_up;
         w->free_up = up->idle_next;
         memset(up, 0, sizeof(*up));
     } else if ((up = calloc(1, sizeof(*up))) == NULL) {
         pt_sock_close(fd, NULL, false);
+        if (cb != NULL)
+            cx_give_back(w, cb, c->stats_idx);
         return NULL;
     }
     up->io.fd = fd;
@@ -403,10 +443,13 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         up->state = PT_UP_BUSY; /* else connecting; a failure is reported through EPOLLERR */
     if (pt_loop_add(w->loop, &up->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) {
         pt_sock_close(fd, NULL, false);
+        if (cb != NULL)
+            cx_give_back(w, cb, c->stats_idx);
         up->idle_next = w->free_up;
         w->free_up = up;
         return NULL;
     }
+    up->cb = cb; /* given back when it closes */
     if (e->tls != NULL && !up_tls_setup(up, e, ep)) {
         up_close(up);
         return NULL;

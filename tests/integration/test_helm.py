@@ -434,7 +434,7 @@ def test_validator_rejects_and_prunes_like_the_api_server():
     assert errs("Listener", dict(ok_listener, port=70000))             # range
     assert errs("Listener", dict(ok_listener, protocol="HTTP3"))       # enum
     assert errs("Listener", {"port": 8080, "protocol": "HTTP"})        # required
-    assert errs("Mapping", {"prefix": "/", "service": "a", "retry_policy": {}})  # pruned
+    assert errs("Mapping", {"prefix": "/", "service": "a", "cluster_tag": "x"})  # pruned
     assert errs("Mapping", {"prefix": "/", "service": "a", "ambassador_id": "blue"})
     assert errs("Mapping", {"prefix": "/", "service": "a", "weight": 101})
     assert errs("TracingService", {"service": "z:9411", "driver": "lightstep"})

@@ -1,0 +1,56 @@
+/* A route's retry_policy and its cluster's circuit breakers on the request path (Envoy's router
+ * retry state and resource manager): whether a failed try goes again, its jittered back-off,
+ * the per-try timeout, the request body kept for a replay, and the requests, pending requests
+ * and retries a request holds in its cluster's breakers. Called by proxy/stream.c and
+ * proxy/session.c; routes without retry_policy and clusters without circuit_breakers cost a
+ * test of a pointer or a flag. */
+#ifndef PT_PROXY_RETRY_H
+#define PT_PROXY_RETRY_H
+
+#include "proxy/proxy-t.h"
+
+/* pt_retry_stream_init: a new stream's retry state (stream_new). */
+void pt_retry_stream_init(struct pt_stream *st);
+
+/* pt_retry_stream_end: the stream ends: its timer stops, its kept body is freed and what it
+ * holds in its cluster's breakers is given back. */
+void pt_retry_stream_end(struct pt_stream *st);
+
+/* pt_retry_admit: a routed request may go to its cluster (max_requests of configured
+ * breakers). False after answering 503 with x-envoy-overloaded (flag UO). */
+bool pt_retry_admit(struct pt_stream *st);
+
+/* pt_retry_try_started: a try was started on a connection (after pt_stream_connect): the
+ * per-try timeout starts, and a request whose new connection is still being made is pending
+ * (max_pending_requests of configured breakers). False after answering 503 overflow. */
+bool pt_retry_try_started(struct pt_stream *st);
+
+/* pt_retry_connected: the try's connection is up (or the try is over): it is no longer
+ * pending. */
+void pt_retry_connected(struct pt_stream *st);
+
+/* pt_retry_on_reset: the try failed with Envoy's reset <reason> and <flags> before any
+ * response head: true when a retry is scheduled (the stream waits for it in PT_ST_RETRY);
+ * false when the stream must answer the failure, with the flags pt_retry_flags gives. */
+bool pt_retry_on_reset(struct pt_stream *st, const char *reason, const char *flags);
+
+/* pt_retry_on_status: the try's response head has <status> (<res> its fields): true when
+ * the response is dropped and a retry scheduled (the caller finishes the exchange); false when
+ * it goes to the client. */
+bool pt_retry_on_status(struct pt_stream *st, const struct pt_h1_response *res);
+
+/* pt_retry_flags: the response flags of a reply with <flags> (NULL: none), with URX added when
+ * the retries ran out, or UO when max_retries overflowed, as Envoy joins them. */
+const char *pt_retry_flags(const struct pt_stream *st, const char *flags);
+
+/* pt_retry_keep: keeps the <n> pieces of request body at <data> for a replay, when the route
+ * has a retry_policy (and gives up keeping, PT_SF_NO_REPLAY, past PT_RETRY_BODY_MAX). */
+void pt_retry_keep(struct pt_stream *st, const struct iovec *data, int n);
+
+/* pt_retry_can_resend: the request can be sent again (its body, if any, was all kept). */
+bool pt_retry_can_resend(const struct pt_stream *st);
+
+/* pt_retry_cancel_wait: stops the try timer (a back-off, or a per-try timeout). */
+void pt_retry_cancel_wait(struct pt_stream *st);
+
+#endif
