@@ -2,6 +2,7 @@
  * control layer applies and publishes snapshots (control/); workers adopt them in
  * proxy/worker.c. */
 #include "config/snapshot.h"
+#include "cluster/lb.h"
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
@@ -43,6 +44,7 @@ static void snapshot_free(struct pt_snapshot *s)
         free(c->endpoints);
         SSL_CTX_free(c->tls_ctx);
         free(c->sni);
+        pt_lb_table_free(c);
         free(c);
     }
     free(s->clusters);
@@ -65,6 +67,7 @@ static void snapshot_free(struct pt_snapshot *s)
         free(a->resp_keep);
         free(a->cors);
         free(a->redirect);
+        free(a->lb_hash);
         free(a); /* one block: header ops and strings live behind the struct */
     }
     pt_snapshot_free_overrides(&s->error_overrides);

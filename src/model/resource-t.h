@@ -166,6 +166,19 @@ struct pt_error_override_res {
     const char *content_type;     /* NULL: text/plain, or application/json for json_format */
 };
 
+/* A load_balancer (Mapping, Module `ambassador` default) as Emissary's validate_load_balancer
+ * accepts it: round_robin or least_request alone; ring_hash or maglev with exactly one of a
+ * cookie (name required), a header or source_ip. */
+struct pt_load_balancer_res {
+    const char *policy;           /* "round_robin", "least_request", "ring_hash", "maglev" */
+    const char *cookie_name;      /* cookie.name; NULL: no cookie */
+    const char *cookie_path;      /* cookie.path; NULL: none */
+    long cookie_ttl_s;            /* cookie.ttl in seconds ("60s"); -1: no ttl */
+    const char *header;           /* the header hashed; NULL: none */
+    bool has_source_ip;           /* source_ip is given ... */
+    bool source_ip;               /* ... with this value (false: no hash) */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -222,6 +235,7 @@ struct pt_mapping_res {
     struct pt_error_override_res *error_response_overrides; /* replace the Module's */
     size_t nerror_response_overrides;
     bool bypass_error_response_overrides;
+    struct pt_load_balancer_res *load_balancer; /* NULL: the Module's, else round robin */
 };
 
 struct pt_service_port {
@@ -383,6 +397,7 @@ struct pt_module_res {
     struct pt_cors_res *cors;       /* the default CORS policy of Mappings without one */
     struct pt_error_override_res *error_response_overrides;
     size_t nerror_response_overrides;
+    struct pt_load_balancer_res *load_balancer; /* the default of Mappings without one */
 };
 
 /* A problem found while loading or validating. */

@@ -170,6 +170,8 @@ struct pt_conn {
                                     * is echoed in the response head (proxy/cors.c) */
 #define PT_SF_BODY_REPLACED 0x20000 /* error_response_overrides sent another body whole: the
                                      * upstream's is read and dropped (proxy/session.c) */
+#define PT_SF_LB_COOKIE 0x00100000 /* its hash policy made a cookie (st->lb_cookie): the upstream's
+                                    * response head gets it in a Set-Cookie (proxy/lbhash.c) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -367,6 +369,9 @@ struct pt_stream {
      * request's head may move before the response comes. */
     struct pt_str cors_origin;
     char cors_buf[PT_CORS_ORIGIN_MAX];
+    /* Load balancing (proxy/lbhash.c), valid only under PT_SF_LB_COOKIE: the value of the
+     * cookie its hash policy made (16 hex digits, Envoy's). */
+    char lb_cookie[16];
 };
 
 struct pt_worker {
