@@ -4,6 +4,7 @@
 #ifndef PT_CLUSTER_LB_T_H
 #define PT_CLUSTER_LB_T_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/common.h" /* struct pt_str: the core vocabulary has no -t.h */
@@ -14,13 +15,33 @@ struct pt_cluster;
  * endpoints are healthy, health is ignored and every endpoint is picked. */
 #define PT_LB_PANIC_PERCENT 50
 
-/* How a cluster chooses among its endpoints (Emissary's Mapping `load_balancer.policy`). Only
- * round robin exists; the others name where a policy goes (cluster/lb.c, pick_endpoint). */
+/* How a cluster chooses among its endpoints (Emissary's Mapping `load_balancer.policy`; a
+ * cluster's is pt_cluster.lb_policy, set by compile). */
 enum pt_lb_policy {
     PT_LB_ROUND_ROBIN = 0, /* each healthy endpoint in turn; Emissary's default */
-    PT_LB_LEAST_REQUEST,   /* not implemented: fewest active requests of two random choices */
-    PT_LB_RING_HASH,       /* not implemented: consistent hash of pt_lb_ctx.hash_key on a ring */
-    PT_LB_MAGLEV,          /* not implemented: consistent hash through a Maglev lookup table */
+    PT_LB_LEAST_REQUEST,   /* the one with fewer active requests of two random choices (P2C) */
+    PT_LB_RING_HASH,       /* consistent hash of pt_lb_ctx.hash on Envoy's ring (ketama) */
+    PT_LB_MAGLEV,          /* consistent hash through a Maglev lookup table */
+};
+
+/* Envoy's defaults for the hash tables (RingHashLbConfig.minimum_ring_size, MaglevLbConfig
+ * table_size, a prime). */
+#define PT_LB_RING_MIN_SIZE 1024u
+#define PT_LB_MAGLEV_SIZE 65537u
+
+/* One point of a hash ring: the endpoint that owns the hashes up to <hash>. */
+struct pt_lb_ring_point {
+    uint64_t hash;
+    uint32_t endpoint;     /* index in the cluster's endpoints */
+};
+
+/* A ring_hash or maglev cluster's lookup table, built once per snapshot from its endpoints'
+ * addresses (pt_lb_table_build) and shared by every worker: read-only once built. One block. */
+struct pt_lb_table {
+    enum pt_lb_policy policy;          /* PT_LB_RING_HASH or PT_LB_MAGLEV */
+    uint32_t size;                     /* ring points, or PT_LB_MAGLEV_SIZE slots */
+    struct pt_lb_ring_point *ring;     /* ring_hash: sorted by hash; else NULL */
+    uint32_t *maglev;                  /* maglev: the endpoint of each slot; else NULL */
 };
 
 /* An endpoint's health as the worker sees it. A new endpoint is healthy. */
@@ -43,8 +64,9 @@ enum pt_lb_outcome {
 
 /* What a policy may need of the request. All-zero is "nothing": round robin needs nothing. */
 struct pt_lb_ctx {
-    struct pt_str hash_key; /* ring_hash/maglev: what to hash (a header, the client address);
-                             * empty: no key (such policies then pick at random) */
+    uint64_t hash;         /* ring_hash/maglev: the request's hash (its route's hash policy:
+                            * xxHash64 of a cookie, a header, the client address) ... */
+    bool has_hash;         /* ... when it has one; without, such policies pick at random */
 };
 
 /* One pick, kept by the request until pt_lb_release. All-zero is "nothing to release". */

@@ -3,8 +3,10 @@
  * allocated per request). The proxy picks with pt_lb_pick() and reports the end with
  * pt_lb_release(); later users (ext_authz, rate limiting, shadowing) do the same. A cluster with
  * health checks also has a health shared by all workers (cluster/health.h): pick skips the
- * endpoints it says are out, and release reports each outcome to it (passive ejection). Round
- * robin is the only policy; cluster/lb.c says where least_request, ring_hash and maglev go.
+ * endpoints it says are out, and release reports each outcome to it (passive ejection).
+ * Policies: round_robin, least_request (power of two choices), ring_hash and maglev
+ * (consistent hashing of the request's pt_lb_ctx.hash through a table that compile builds once
+ * per snapshot with pt_lb_table_build, shared by workers).
  *
  * Snapshot changes: the state is built for the snapshot the worker adopts (pt_lb_adopt), one
  * entry per cluster id. A cluster whose id, name and endpoints (same addresses, same order) are
@@ -19,6 +21,27 @@
 #include "cluster/lb-t.h"
 
 struct pt_snapshot;
+struct pt_cluster;
+
+/* pt_lb_policy_from_name: the policy Emissary's load_balancer.policy <name> names
+ * ("round_robin", "least_request", "ring_hash", "maglev"; exact), or -1. */
+int pt_lb_policy_from_name(const char *name);
+
+/* pt_lb_policy_name: <policy>'s name as Emissary writes it. */
+const char *pt_lb_policy_name(enum pt_lb_policy policy);
+
+/* pt_lb_table_build: builds the lookup table of <c> for its policy (c->lb_policy) into
+ * c->lb_table, as Envoy builds it from the endpoints' "ip:port" names: ring_hash gets
+ * ceil(PT_LB_RING_MIN_SIZE / n) points per endpoint, each the xxHash64 of "<name>_<i>", sorted;
+ * maglev a PT_LB_MAGLEV_SIZE-slot table filled with each endpoint's permutation (offset
+ * xxHash64(name) and skip xxHash64(name, seed 1), endpoints in name order). The table depends
+ * on the endpoints' names only (not their order), so the same endpoints give the same table in
+ * every snapshot. Other policies, or no endpoints: c->lb_table stays NULL. Config code: aborts
+ * when memory is exhausted. */
+void pt_lb_table_build(struct pt_cluster *c);
+
+/* pt_lb_table_free: frees c->lb_table (NULL is fine) and sets it to NULL. */
+void pt_lb_table_free(struct pt_cluster *c);
 
 /* pt_lb_init: makes <lb> an empty state (nothing adopted) whose random choices come from
  * <seed>. Frees nothing: call it on zeroed or freed memory only. */
@@ -40,8 +63,11 @@ void pt_lb_free(struct pt_lb_state *lb);
  * first). <ctx> says what a policy may need of the request; NULL is no context. When <c>
  * belongs to the adopted snapshot, its policy chooses among the healthy endpoints, or among all
  * of them when fewer than PT_LB_PANIC_PERCENT percent are healthy (panic, as Envoy), and the
- * endpoint's active count goes up. Otherwise (an older snapshot's cluster) the choice is random
- * and <pick> counts nowhere. Returns the endpoint, which lives as long as <c>, or NULL when <c>
+ * endpoint's active count goes up. A hash policy with a hash takes the table's endpoint for it,
+ * or, when that one is unhealthy, the next healthy one after it on the ring (or in the Maglev
+ * table): only the keys of an unhealthy endpoint move. Without a hash it picks at random.
+ * Otherwise (an older snapshot's cluster) a hash still goes through the cluster's table (health
+ * unknown there), and any other choice is random; <pick> then counts nowhere. Returns the endpoint, which lives as long as <c>, or NULL when <c>
  * has no endpoints (then <pick> is zeroed). No allocation, no system call. */
 const struct pt_endpoint *pt_lb_pick(struct pt_lb_state *lb, const struct pt_cluster *c,
                                      const struct pt_lb_ctx *ctx, struct pt_lb_pick *pick);

@@ -8,6 +8,7 @@
 #include "config/load.h"
 #include "config/snapshot.h"
 #include "cluster/health.h"
+#include "cluster/lb.h"
 #include "cluster/service.h"
 #include "cluster/breakers.h"
 #include "config/traffic.h"
@@ -101,18 +102,23 @@ static bool listener_takes_host(const struct pt_listener_res *l, const struct pt
 }
 
 /* Emissary's cluster name: "cluster_" [+ marker + "_"] + service [+ "_otls_" + ctx] + "_" +
- * namespace, with non-alphanumerics as '_', and names over 60 characters shortened with a
- * SHA-1. The marker tells what uses it ("extauth" for the AuthService); NULL for Mappings. */
+ * namespace [+ circuit breakers] [+ "_" + lb], with non-alphanumerics as '_', and names over
+ * 60 characters shortened with a SHA-1. The marker tells what uses it ("extauth" for the
+ * AuthService); NULL for Mappings. <suffix>: the circuit breakers' names ("_cbnr10"), or NULL;
+ * <lb>: the load balancer's key (lb_key), or NULL. */
 static char *cluster_name(const char *marker, const char *service, const char *tls_ctx, const char *ns,
-                          const char *suffix)
+                          const char *suffix, const char *lb)
 {
-    char buf[1024], *p;
+    char buf[2048], *p;
+    int len;
     /* "otls" marks TLS origination (tls_ctx "" for the null context: tls: true, https://), so a
-     * TLS and a cleartext Mapping of one service never share a cluster. <suffix>: the circuit
-     * breakers' names ("_cbnr10"), after the namespace. */
-    snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s%s", marker ? marker : "", marker ? "_" : "", service,
-             tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns,
-             suffix ? suffix : "");
+     * TLS and a cleartext Mapping of one service never share a cluster. Every part is bounded
+     * (names, the service, lb_key) well below the buffer; a cut name would still be hashed. */
+    len = snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s%s%s%s", marker ? marker : "", marker ? "_" : "",
+                   service, tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns,
+                   suffix ? suffix : "", lb ? "_" : "", lb ? lb : "");
+    if (len < 0)
+        buf[0] = '\0';
     for (p = buf; *p; p++)
         if (!isalnum((unsigned char)*p))
             *p = '_';
@@ -149,7 +155,24 @@ struct cluster_want {
     int connect_timeout_ms;
     const char *breakers_name;   /* circuit breakers in the name ("_cbnr10"); NULL: none */
     const struct pt_breakers *breakers; /* their limits; NULL: Envoy's defaults */
+    const struct pt_load_balancer_res *lb; /* the resource's load_balancer; NULL: the Module's */
 };
+
+/* lb_key: what Emissary's IRCluster puts in the name of a cluster with load balancer <lb>
+ * ("er-" policy ["-hdr-" header] ["-cookie-" name] ["-srcip"]), into <out>; NULL when <lb> is
+ * NULL (no load_balancer: the name has no such part). Two Mappings of one service with other
+ * load balancers thus get clusters of their own. */
+static const char *lb_key(const struct pt_load_balancer_res *lb, char *out, size_t cap)
+{
+    int n;
+
+    if (lb == NULL)
+        return NULL;
+    n = snprintf(out, cap, "er-%s%s%s%s%s%s", lb->policy, lb->header ? "-hdr-" : "", lb->header ? lb->header : "",
+                 lb->cookie_name ? "-cookie-" : "", lb->cookie_name ? lb->cookie_name : "",
+                 lb->has_source_ip ? "-srcip" : "");
+    return n > 0 && (size_t)n < cap ? out : NULL; /* cannot be cut: each part is bounded */
+}
 
 /* find_or_add_cluster: the cluster named for <w> (Emissary's name), made when it is new
  * (*added). An HTTP/2 (grpc) cluster keeps Emissary's name but is a cluster of its own: HTTP/1
@@ -158,9 +181,11 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
 {
     struct pt_snapshot *s = c->snap;
     const struct pt_service_ref *ref = w->ref;
+    const struct pt_load_balancer_res *lb = w->lb ? w->lb : c->module ? c->module->load_balancer : NULL;
+    char lbbuf[512];
     char *name = cluster_name(w->marker, ref->qualified,
                               !ref->tls ? NULL : w->tls && strcmp(w->tls, "true") != 0 ? w->tls : "",
-                              w->meta->namespace, w->breakers_name);
+                              w->meta->namespace, w->breakers_name, lb_key(lb, lbbuf, sizeof(lbbuf)));
     struct pt_strmap *map = w->http2 ? &c->h2_clusters_by_name : &c->clusters_by_name;
     struct pt_cluster *cl;
 
@@ -193,6 +218,7 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
             pt_config__breakers_limits(NULL, 0, &def);
         cl->breakers = pt_breakers_get(cl->name, w->breakers ? w->breakers : &def);
     }
+    cl->lb_policy = lb ? (uint8_t)pt_lb_policy_from_name(lb->policy) : PT_LB_ROUND_ROBIN;
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
     pt_strmap_put(map, cl->name, strlen(cl->name), cl);
@@ -624,6 +650,59 @@ static void cluster_health_checks(struct compile_ctx *c, const struct pt_mapping
     pt_health_cfg_free(cfg, (uint32_t)m->nhealth_checks);
 }
 
+/* lb_hash_compile: the hash policy a route of a ring_hash or maglev load balancer <lb> gets
+ * (Emissary's generate_hash_policy: its cookie, else its header, else source_ip), or NULL. The
+ * Set-Cookie it may send is Envoy's: name="<16 hex>"[; Max-Age=<ttl>][; Path=<path>]; HttpOnly.
+ * One block. */
+static struct pt_lb_hash *lb_hash_compile(const struct pt_load_balancer_res *lb)
+{
+    char suffix[400], maxage[32] = "";
+    const char *name;
+    struct pt_lb_hash *h;
+    size_t nl, sl;
+    int n;
+    char *p;
+
+    if (lb == NULL || (strcmp(lb->policy, "ring_hash") != 0 && strcmp(lb->policy, "maglev") != 0))
+        return NULL;
+    name = lb->cookie_name ? lb->cookie_name : lb->header ? lb->header : "";
+    if (lb->cookie_ttl_s > 0) { /* ttl 0 makes a session cookie: no Max-Age */
+        n = snprintf(maxage, sizeof(maxage), "; Max-Age=%ld", lb->cookie_ttl_s);
+        if (n < 0 || (size_t)n >= sizeof(maxage))
+            maxage[0] = '\0'; /* cannot happen: a long has at most 19 digits */
+    }
+    n = snprintf(suffix, sizeof(suffix), "\"%s%s%s; HttpOnly", maxage, lb->cookie_path && *lb->cookie_path ? "; Path=" : "",
+                 lb->cookie_path ? lb->cookie_path : "");
+    if (n < 0 || (size_t)n >= sizeof(suffix))
+        n = 0; /* cannot happen: a path has at most 256 bytes (config/kinds.c) */
+    nl = strlen(name);
+    sl = (size_t)n;
+    h = pt_xcalloc(1, sizeof(*h) + 2 * nl + 2 + sl);
+    p = (char *)(h + 1);
+    h->kind = lb->cookie_name ? PT_LB_HASH_COOKIE : lb->header ? PT_LB_HASH_HEADER
+              : lb->source_ip ? PT_LB_HASH_SOURCE_IP : PT_LB_HASH_NONE;
+    h->generate = lb->cookie_name != NULL && lb->cookie_ttl_s >= 0;
+    for (size_t i = 0; i < nl; i++) /* header names are matched in lower case */
+        p[i] = h->kind == PT_LB_HASH_HEADER ? (char)tolower((unsigned char)name[i]) : name[i];
+    h->name = pt_str_make(p, nl);
+    p += nl;
+    memcpy(p, name, nl);
+    memcpy(p + nl, "=\"", 2);
+    h->set_prefix = pt_str_make(p, nl + 2);
+    p += nl + 2;
+    memcpy(p, suffix, sl);
+    h->set_suffix = pt_str_make(p, sl);
+    return h;
+}
+
+/* build_lb_tables: the ring or Maglev table of every ring_hash and maglev cluster, once its
+ * endpoints are known; workers share them. */
+static void build_lb_tables(struct compile_ctx *c)
+{
+    for (uint32_t i = 0; i < c->snap->nclusters; i++)
+        pt_lb_table_build(c->snap->clusters[i]);
+}
+
 static void compile_mappings(struct compile_ctx *c)
 {
     const struct pt_resources *r = c->res;
@@ -665,8 +744,11 @@ static void compile_mappings(struct compile_ctx *c)
                                                         .stats_name = m->stats_name, .meta = &m->meta,
                                                         .http2 = m->grpc,
                                                         .connect_timeout_ms = m->connect_timeout_ms,
-                                                        .breakers_name = cbname, .breakers = &limits });
+                                                        .breakers_name = cbname, .breakers = &limits,
+                                                        .lb = m->load_balancer });
         c->mapping_action[i] = make_action(c, m, cl);
+        c->mapping_action[i]->lb_hash = lb_hash_compile(m->load_balancer ? m->load_balancer
+                                                        : mod ? mod->load_balancer : NULL);
         cluster_health_checks(c, m, cl);
         /* retry_policy: the Mapping's, else the Module's (Emissary's v3route.py) */
         c->mapping_action[i]->retry = pt_config__retry_compile(
@@ -1341,6 +1423,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
             s->http.listener_idle_timeout_ms = (uint32_t)m->listener_idle_timeout_ms;
     }
     finish_actions(&c);
+    build_lb_tables(&c);
     s->http.ip_deny_all = r->ip_policy;
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;

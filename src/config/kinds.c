@@ -18,6 +18,7 @@
 #include "observe/logformat.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,6 +684,181 @@ static void check_error_overrides(struct pt_config__obj *c, const struct pt_erro
     }
 }
 
+/* ---- load_balancer (Mapping and Module) ----------------------------------------------------- */
+
+/* py_repr: <n> as Python prints what yaml.safe_load makes of it ({'policy': 'maglev'}), for
+ * Emissary's "Invalid load_balancer specified: ..." message, into <out> (<cap> bytes, cut with
+ * "..." when it does not fit). Returns the bytes written. */
+static size_t py_repr(const struct pt_ynode *n, char *out, size_t cap, int depth)
+{
+    size_t o = 0;
+    bool b;
+    long v;
+
+#define PUT(str)                                                                                  \
+    do {                                                                                          \
+        for (const char *q_ = (str); *q_ && o + 4 < cap; q_++)                                    \
+            out[o++] = *q_;                                                                       \
+    } while (0)
+    if (cap < 8)
+        return 0;
+    if (depth > 4) {
+        PUT("...");
+    } else if (n->type == PT_YNODE_MAP || n->type == PT_YNODE_SEQ) {
+        bool map = n->type == PT_YNODE_MAP;
+        size_t k = map ? n->npairs : n->nitems;
+        PUT(map ? "{" : "[");
+        for (size_t i = 0; i < k && o + 8 < cap; i++) {
+            if (i)
+                PUT(", ");
+            if (map) {
+                o += py_repr(n->pairs[i].key, out + o, cap - o, depth + 1);
+                PUT(": ");
+            }
+            o += py_repr(map ? n->pairs[i].value : n->items[i], out + o, cap - o, depth + 1);
+        }
+        PUT(map ? "}" : "]");
+    } else if (n->plain && pt_ynode_is_null(n)) {
+        PUT("None");
+    } else if (n->plain && pt_config__scalar_bool(n, &b)) {
+        PUT(b ? "True" : "False");
+    } else if (n->plain && pt_config__scalar_long(n, &v)) {
+        PUT(n->str);
+    } else {
+        char quote = strchr(n->str, '\'') && !strchr(n->str, '"') ? '"' : '\'';
+        out[o++] = quote;
+        for (size_t i = 0; i < n->len && o + 6 < cap; i++) {
+            unsigned char ch = (unsigned char)n->str[i];
+            if (ch == '\\' || ch == (unsigned char)quote)
+                out[o++] = '\\';
+            out[o++] = ch >= 0x20 && ch != 0x7f ? (char)ch : '?';
+        }
+        out[o++] = quote;
+    }
+#undef PUT
+    out[o] = '\0';
+    return o;
+}
+
+/* lb_valid: Emissary's IRHTTPMapping.validate_load_balancer. */
+static bool lb_valid(const struct pt_ynode *lb)
+{
+    const struct pt_ynode *policy = pt_ynode_get(lb, "policy"), *cookie;
+    const char *p = policy && pt_config__is_string(policy) && !pt_ynode_is_null(policy) ? policy->str : "";
+
+    if (strcmp(p, "round_robin") == 0 || strcmp(p, "least_request") == 0)
+        return lb->npairs == 1;
+    if (strcmp(p, "ring_hash") != 0 && strcmp(p, "maglev") != 0)
+        return false;
+    if (lb->npairs != 2)
+        return false;
+    if ((cookie = pt_ynode_get(lb, "cookie")) != NULL)
+        return cookie->type == PT_YNODE_MAP && pt_ynode_get(cookie, "name") != NULL;
+    return pt_ynode_get(lb, "header") != NULL || pt_ynode_get(lb, "source_ip") != NULL;
+}
+
+/* is_token: an RFC 9110 token (a header name, a cookie name). */
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
+/* cookie.ttl: a protobuf Duration as Envoy reads it ("60s", "1.5s"), in whole seconds. */
+static void read_cookie_ttl(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path)
+{
+    struct pt_load_balancer_res *lb = base;
+    const char *s = pt_config__is_string(val) ? val->str : "";
+    size_t i = 0, digits = 0, frac = 0;
+    unsigned long long secs = 0;
+
+    for (; isdigit((unsigned char)s[i]) && digits < 13; i++, digits++)
+        secs = secs * 10 + (unsigned)(s[i] - '0');
+    if (s[i] == '.')
+        for (i++; isdigit((unsigned char)s[i]) && frac < 9; i++)
+            frac++;
+    if (digits == 0 || digits >= 13 || s[i] != 's' || s[i + 1] != '\0' || (s[digits] == '.' && frac == 0)) {
+        pt_config__err(c, key, "%s: expected a duration in seconds such as \"60s\"", path);
+        return;
+    }
+    lb->cookie_ttl_s = (long)secs;
+}
+
+#define T struct pt_load_balancer_res
+static const struct pt_config__field lb_cookie_fields[] = {
+    F_STR_REQ("name", T, cookie_name),
+    F_STR("path", T, cookie_path),
+    F_FN("ttl", read_cookie_ttl, 0),
+    F_END,
+};
+#undef T
+
+/* lb_hash_fields: the hash policy's values: a cookie name that can be sent back in a
+ * Set-Cookie, a path that adds no attribute to it, a header name, source_ip a boolean. */
+static void lb_hash_fields(struct pt_config__obj *c, const struct pt_ynode *val,
+                           struct pt_load_balancer_res *lb, const char *path)
+{
+    const struct pt_ynode *cookie = pt_ynode_get(val, "cookie"), *hdr = pt_ynode_get(val, "header");
+    const struct pt_ynode *sip = pt_ynode_get(val, "source_ip");
+    char p[PT_PATH_MAX];
+
+    if (cookie != NULL) {
+        pt_config__path(p, sizeof(p), path, "cookie");
+        pt_config__read_fields(c, cookie, lb_cookie_fields, lb, p);
+        if (lb->cookie_name != NULL && (!is_token(lb->cookie_name) || strlen(lb->cookie_name) > 128))
+            pt_config__err(c, pt_ynode_get(cookie, "name"), "%s.name: not a cookie name (a token of at "
+                           "most 128 characters)", p);
+        if (lb->cookie_path != NULL &&
+            pt_config__wire_value(c, pt_ynode_get(cookie, "path"), "load_balancer.cookie.path", lb->cookie_path) &&
+            (strchr(lb->cookie_path, ';') != NULL || strlen(lb->cookie_path) > 256))
+            pt_config__err(c, pt_ynode_get(cookie, "path"), "%s.path: not a cookie path (no ';', at "
+                           "most 256 characters)", p);
+    } else if (hdr != NULL) {
+        lb->header = pt_config__string(c, hdr, hdr, "load_balancer.header");
+        if (lb->header != NULL && !is_token(lb->header))
+            pt_config__err(c, hdr, "%s.header: not a header name", path);
+    } else if (sip != NULL) {
+        lb->has_source_ip = true;
+        if (!pt_config__scalar_bool(sip, &lb->source_ip))
+            pt_config__err(c, sip, "%s.source_ip: expected true or false", path);
+    }
+}
+
+/* load_balancer: Emissary's policies and hash policies; f->arg 0 = a Mapping's, 1 = the
+ * Module's default. What Emissary's validate_load_balancer refuses gets its message. */
+static void read_load_balancer(struct pt_config__obj *c, const struct pt_config__field *f,
+                               const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                               const char *path)
+{
+    struct pt_load_balancer_res *lb;
+    char repr[400];
+
+    if (val->type != PT_YNODE_MAP) {
+        pt_config__err(c, key, "%s: expected a mapping", path);
+        return;
+    }
+    if (!lb_valid(val)) {
+        py_repr(val, repr, sizeof(repr), 0);
+        pt_config__err(c, key, f->arg ? "Invalid load_balancer specified: %s"
+                                      : "Invalid load_balancer specified: %s, invalidating mapping", repr);
+        return;
+    }
+    lb = pt_arena_alloc(c->arena, sizeof(*lb));
+    lb->cookie_ttl_s = -1;
+    lb->policy = pt_config__string(c, key, pt_ynode_get(val, "policy"), "load_balancer.policy");
+    lb_hash_fields(c, val, lb, path);
+    if (f->arg)
+        ((struct pt_module_res *)base)->load_balancer = lb;
+    else
+        ((struct pt_mapping_res *)base)->load_balancer = lb;
+}
+
 /* ---- Mapping -------------------------------------------------------------------------------- */
 
 /* shadow: Portico cannot do what it asks (copy the traffic to the service and drop its
@@ -927,6 +1103,7 @@ static const struct pt_config__field mapping_fields[] = {
     F_BOOL("bypass_error_response_overrides", T, bypass_error_response_overrides),
     F_OBJLIST("health_checks", T, health_checks, nhealth_checks, struct pt_health_check_res,
               health_check_fields),
+    F_FN("load_balancer", read_load_balancer, 0),
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_FN("retry_policy", pt_config__read_retry_policy, 0),
     F_FN("circuit_breakers", pt_config__read_breakers, 0),
@@ -1595,6 +1772,7 @@ static const struct pt_config__field module_config_fields[] = {
     F_STR("default_label_domain", T, default_label_domain),
     F_FN("default_labels", read_labels, 1),
     F_FN("cors", read_cors, 1),
+    F_FN("load_balancer", read_load_balancer, 1),
     F_OBJLIST("error_response_overrides", T, error_response_overrides, nerror_response_overrides,
               struct pt_error_override_res, error_override_fields),
     F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */

@@ -3,6 +3,7 @@
  * proxy/worker.c. */
 #include "config/snapshot.h"
 #include "cluster/health.h"
+#include "cluster/lb.h"
 #include "route/route.h"
 #include "tls/tls.h"
 #include "observe/trace.h"
@@ -46,6 +47,7 @@ static void snapshot_free(struct pt_snapshot *s)
         free(c->sni);
         pt_health_cfg_free(c->checks, c->nchecks);
         pt_health_release(c->health);
+        pt_lb_table_free(c);
         free(c);
     }
     free(s->clusters);
@@ -69,6 +71,7 @@ static void snapshot_free(struct pt_snapshot *s)
         free(a->cors);
         free(a->redirect);
         free(a->retry);
+        free(a->lb_hash);
         free(a); /* one block: header ops and strings live behind the struct */
     }
     pt_snapshot_free_overrides(&s->error_overrides);

@@ -208,6 +208,19 @@ struct pt_health_check_res {
     const char *authority;        /* grpc: NULL: the cluster's name */
 };
 
+/* A load_balancer (Mapping, Module `ambassador` default) as Emissary's validate_load_balancer
+ * accepts it: round_robin or least_request alone; ring_hash or maglev with exactly one of a
+ * cookie (name required), a header or source_ip. */
+struct pt_load_balancer_res {
+    const char *policy;           /* "round_robin", "least_request", "ring_hash", "maglev" */
+    const char *cookie_name;      /* cookie.name; NULL: no cookie */
+    const char *cookie_path;      /* cookie.path; NULL: none */
+    long cookie_ttl_s;            /* cookie.ttl in seconds ("60s"); -1: no ttl */
+    const char *header;           /* the header hashed; NULL: none */
+    bool has_source_ip;           /* source_ip is given ... */
+    bool source_ip;               /* ... with this value (false: no hash) */
+};
+
 struct pt_mapping_res {
     struct pt_meta meta;
     const char *prefix;
@@ -269,6 +282,7 @@ struct pt_mapping_res {
     struct pt_retry_policy_res retry_policy; /* retry_on NULL: the Module's */
     struct pt_breaker_res *circuit_breakers; /* NULL: the Module's */
     size_t ncircuit_breakers;
+    struct pt_load_balancer_res *load_balancer; /* NULL: the Module's, else round robin */
 };
 
 struct pt_service_port {
@@ -433,6 +447,7 @@ struct pt_module_res {
     struct pt_retry_policy_res retry_policy; /* the default of Mappings without one */
     struct pt_breaker_res *circuit_breakers; /* the default of Mappings without them */
     size_t ncircuit_breakers;
+    struct pt_load_balancer_res *load_balancer; /* the default of Mappings without one */
 };
 
 /* A problem found while loading or validating. */

@@ -20,6 +20,7 @@
 struct ssl_ctx_st; /* SSL_CTX */
 struct pt_health_cfg; /* cluster/health-t.h */
 struct pt_health;
+struct pt_lb_table; /* cluster/lb-t.h */
 
 #define PT_MAX_WORKERS 64
 
@@ -55,9 +56,31 @@ struct pt_cluster {
     struct pt_health *health;
     struct pt_breakers *breakers; /* its circuit breakers (cluster/breakers.h: one block per
                                    * cluster name, not owned); NULL: none counted */
+    uint8_t lb_policy;       /* enum pt_lb_policy (cluster/lb-t.h): its load_balancer policy */
+    struct pt_lb_table *lb_table; /* ring_hash, maglev: built once by compile, read by every
+                                   * worker (cluster/lb.h; owned); else NULL */
 };
 
 struct pt_logfmt;
+
+/* A route's hash policy for a ring_hash or maglev cluster (Envoy's RouteAction.HashPolicy as
+ * Emissary writes it from load_balancer), compiled; proxy/lbhash.c evaluates it. One block,
+ * strings behind it. */
+enum pt_lb_hash_kind {
+    PT_LB_HASH_NONE = 0,    /* source_ip: false: no hash (a random pick) */
+    PT_LB_HASH_COOKIE,      /* the cookie <name>'s value */
+    PT_LB_HASH_HEADER,      /* the header <name>'s value */
+    PT_LB_HASH_SOURCE_IP,   /* the client's address, without its port */
+};
+
+struct pt_lb_hash {
+    uint8_t kind;               /* enum pt_lb_hash_kind */
+    bool generate;              /* cookie with a ttl: a request without it gets one made, sent
+                                 * back in a Set-Cookie */
+    struct pt_str name;         /* the cookie's name, or the header's (lower case) */
+    struct pt_str set_prefix;   /* the Set-Cookie value before the 16 hex digits: `name="` */
+    struct pt_str set_suffix;   /* ... and after: `"; Max-Age=60; Path=/; HttpOnly` */
+};
 
 struct pt_hdr_op {
     struct pt_str name;
@@ -151,6 +174,7 @@ struct pt_route_action {
     uint32_t nresp_keep;
     struct pt_retry_policy *retry; /* retry_policy (the Mapping's, else the Module's); NULL:
                                     * none (owned) */
+    struct pt_lb_hash *lb_hash; /* its hash policy (ring_hash, maglev); NULL: none (owned) */
 };
 
 /* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */

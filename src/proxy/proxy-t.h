@@ -174,6 +174,8 @@ struct pt_conn {
                                      * PT_ST_RETRY, not on the ready list: proxy/retry.c) */
 #define PT_SF_NO_REPLAY  0x02000000 /* the request body outgrew PT_RETRY_BODY_MAX (or could not
                                      * be kept): it cannot be sent again */
+#define PT_SF_LB_COOKIE 0x00100000 /* its hash policy made a cookie (st->lb_cookie): the upstream's
+                                    * response head gets it in a Set-Cookie (proxy/lbhash.c) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -382,6 +384,9 @@ struct pt_stream {
     char *replay;                   /* the request body as sent, for a retry (malloc'd, at most
                                      * PT_RETRY_BODY_MAX; only when the route has retry_policy) */
     uint32_t replay_len, replay_cap;
+    /* Load balancing (proxy/lbhash.c), valid only under PT_SF_LB_COOKIE: the value of the
+     * cookie its hash policy made (16 hex digits, Envoy's). */
+    char lb_cookie[16];
 };
 
 struct pt_worker {

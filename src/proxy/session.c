@@ -14,6 +14,7 @@
 #include "proxy/retry.h"
 #include "proxy/cors.h"
 #include "proxy/format.h"
+#include "proxy/lbhash.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -448,10 +449,17 @@ static uint32_t grpc_timeout_ms(const struct pt_h1_request *req)
 }
 
 /* pick_endpoint: an endpoint of <c> for <st> (cluster/lb.h); its pick is released when the
- * stream ends, or before a retry picks again. */
+ * stream ends, or before a retry picks again. Only a route with a hash policy (ring_hash,
+ * maglev) looks at the request for it (proxy/lbhash.c). */
 static const struct pt_endpoint *pick_endpoint(struct pt_stream *st, const struct pt_cluster *c)
 {
-    return pt_lb_pick(&st->w->lb, c, NULL, &st->lb_pick);
+    const struct pt_lb_hash *hp = st->rec.action->lb_hash;
+    struct pt_lb_ctx ctx;
+
+    if (hp == NULL)
+        return pt_lb_pick(&st->w->lb, c, NULL, &st->lb_pick);
+    pt_lbhash_ctx(st, hp, &ctx);
+    return pt_lb_pick(&st->w->lb, c, &ctx, &st->lb_pick);
 }
 
 static struct pt_str log_slice(const struct pt_stream *st, struct pt_str_off o)
@@ -831,7 +839,7 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     const struct pt_route_action *a = st->rec.action;
     struct pt_header *out = w->out_hdrs;
     size_t n = 0, max = PT_ARRAY_SIZE(w->out_hdrs);
-    char ust[24], gwct[64], vbuf[PT_FORMAT_VALUE_MAX];
+    char ust[24], gwct[64], vbuf[PT_FORMAT_VALUE_MAX], cookie[PT_LBHASH_COOKIE_MAX];
     const struct pt_error_override *eo = NULL;
     struct pt_resp_head h = {
         .status = res->status,
@@ -868,7 +876,7 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
             continue; /* gRPC-Web's, or the override's, below */
         out[n++] = res->headers[i];
     }
-    if (n + 4 + a->nadd_resp > max)
+    if (n + 5 + a->nadd_resp > max)
         return PT_BADMSG;
     if (st->gw.kind) {
         out[n++] = (struct pt_header){ PT_STR_LIT("content-type"), pt_gw_response_type(st, gwct, sizeof(gwct)) };
@@ -879,6 +887,8 @@ int pt_session_response_head(struct pt_stream *st, const struct pt_h1_response *
     }
     out[n++] = (struct pt_header){ PT_STR_LIT("x-envoy-upstream-service-time"),
                                    pt_str_make(ust, pt_u64_dec(st->rec.upstream_ms, ust)) };
+    if (st->flags & PT_SF_LB_COOKIE) /* the cookie its hash policy made (Envoy's router) */
+        n = pt_lbhash_set_cookie(st, out, n, cookie, sizeof(cookie));
     out[n++] = (struct pt_header){ PT_STR_LIT("server"), PT_STR_LIT("envoy") };
     n = add_response_headers(st, res, out, n, vbuf, sizeof(vbuf));
     if (pt_policy_has_edits(st)) /* the AuthService's or RateLimitService's response headers */
