@@ -252,7 +252,7 @@ static struct pt_lb_cluster *adopted(const struct pt_lb_state *lb, const struct 
 /* round_robin: the next endpoint after the last one picked, skipping unhealthy ones when
  * <use_health> (the caller made sure one is healthy). The cursor moves past the one chosen, so
  * with every endpoint healthy the order is 0, 1, ..., n-1, 0, ... from a random start. */
-static uint32_t round_robin(struct pt_lb_cluster *cs, uint32_t n, bool use_health)
+static inline uint32_t round_robin(struct pt_lb_cluster *cs, uint32_t n, bool use_health)
 {
     const struct pt_health *h = cs->_cluster->health;
     uint32_t i = cs->_next;
@@ -350,9 +350,14 @@ static uint32_t pick_endpoint(struct pt_lb_state *lb, struct pt_lb_cluster *cs, 
                               const struct pt_lb_ctx *ctx)
 {
     const struct pt_health *h = cs->_cluster->health; /* health checks: shared by the workers */
-    uint32_t nh = h != NULL && pt_health_nhealthy(h) < cs->_nhealthy ? pt_health_nhealthy(h) : cs->_nhealthy;
-    bool panic = (uint64_t)nh * 100 < (uint64_t)n * PT_LB_PANIC_PERCENT;
-    bool use_health = nh < n && !panic;
+    uint32_t nh;
+    bool panic, use_health;
+
+    if (h == NULL && cs->_nhealthy == n && cs->_policy == PT_LB_ROUND_ROBIN)
+        return round_robin(cs, n, false); /* the common case: nothing to skip */
+    nh = h != NULL && pt_health_nhealthy(h) < cs->_nhealthy ? pt_health_nhealthy(h) : cs->_nhealthy;
+    panic = (uint64_t)nh * 100 < (uint64_t)n * PT_LB_PANIC_PERCENT;
+    use_health = nh < n && !panic;
 
     switch (cs->_policy) {
     case PT_LB_LEAST_REQUEST:

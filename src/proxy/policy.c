@@ -12,14 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool pt_policy_wanted(const struct pt_stream *st)
-{
-    const struct pt_http_opts *o = &st->snap->http;
-    const struct pt_route_action *a = st->rec.action;
-
-    return o->auth_broken || (o->auth != NULL && !a->bypass_auth) || (o->rls != NULL && a->nrl != 0);
-}
-
 /* The stream's checks are over: the request goes on to its upstream. */
 static void policy_done(struct pt_stream *st)
 {
@@ -167,6 +159,7 @@ void pt_policy_end(struct pt_stream *st)
     free(st->held);
     st->held = NULL;
     st->held_len = st->held_cap = 0;
+    st->held_end = false;
 }
 
 struct pt_str pt_policy_body(const struct pt_stream *st, uint32_t max, bool *partial)

@@ -22,7 +22,13 @@ enum pt_edit_op {
 /* pt_policy_wanted: <st>'s route is checked: an AuthService it does not bypass, or rate-limit
  * descriptors and a RateLimitService (or an AuthService that cannot be read: then every
  * request is answered 500). */
-bool pt_policy_wanted(const struct pt_stream *st);
+static inline bool pt_policy_wanted(const struct pt_stream *st)
+{
+    const struct pt_http_opts *o = &st->snap->http;
+    const struct pt_route_action *a = st->rec.action;
+
+    return o->auth_broken || (o->auth != NULL && !a->bypass_auth) || (o->rls != NULL && a->nrl != 0);
+}
 
 /* pt_policy_start: runs <st>'s checks; a request they let through goes on with
  * pt_session_proceed, else it is answered here. */

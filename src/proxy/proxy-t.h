@@ -344,16 +344,6 @@ struct pt_stream {
     struct pt_hc hc;                /* its upstream exchange (proxy/httpclient.h) */
     struct pt_gw gw;                /* gRPC-Web translation state */
     struct pt_grpc_call gs;         /* Module grpc_stats: this call's counting */
-    /* AuthService and RateLimitService (proxy/policy.h): */
-    struct pt_call *call;           /* the policy call running, or NULL */
-    struct pt_call *edits[2];       /* ended calls whose header edits apply: [0] the
-                                     * AuthService's, [1] the RateLimitService's */
-    char *held;                     /* request body taken from the client for the AuthService,
-                                     * sent upstream before the rest (malloc'd) */
-    uint32_t held_len, held_cap;
-    bool held_end;                  /* the body ended within it */
-    char *head_copy;                /* the request's head, copied while the checks run (its
-                                     * slices point here then; malloc'd) */
     uint32_t resp_head_len;         /* the client's response head, waiting in w->scratch for
                                      * the first body bytes; 0: sent */
     bool resp_chunked;              /* the body goes to the client chunked (framed here) */
@@ -387,6 +377,17 @@ struct pt_stream {
     /* Load balancing (proxy/lbhash.c), valid only under PT_SF_LB_COOKIE: the value of the
      * cookie its hash policy made (16 hex digits, Envoy's). */
     char lb_cookie[16];
+    /* AuthService and RateLimitService (proxy/policy.h). Not zeroed per request: empty when
+     * the stream is made, and emptied by its end (pt_policy_end, stream_end). */
+    struct pt_call *call;           /* the policy call running, or NULL */
+    struct pt_call *edits[2];       /* ended calls whose header edits apply: [0] the
+                                     * AuthService's, [1] the RateLimitService's */
+    char *held;                     /* request body taken from the client for the AuthService,
+                                     * sent upstream before the rest (malloc'd) */
+    uint32_t held_len, held_cap;
+    bool held_end;                  /* the body ended within it */
+    char *head_copy;                /* the request's head, copied while the checks run (its
+                                     * slices point here then; malloc'd) */
 };
 
 struct pt_worker {

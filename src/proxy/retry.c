@@ -21,17 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void on_try_timer(struct pt_timer *t);
-
-void pt_retry_stream_init(struct pt_stream *st)
-{
-    st->try_timer = (struct pt_timer){ .cb = on_try_timer };
-    st->tries = 0;
-    st->cb_held = 0;
-    st->retry_flag = 0;
-    st->replay = NULL;
-    st->replay_len = st->replay_cap = 0;
-}
 
 static struct pt_breakers *stream_breakers(const struct pt_stream *st)
 {
@@ -79,7 +68,7 @@ void pt_retry_cancel_wait(struct pt_stream *st)
     st->flags &= ~PT_SF_RETRY_WAIT;
 }
 
-void pt_retry_stream_end(struct pt_stream *st)
+void pt_retry__stream_end(struct pt_stream *st)
 {
     pt_retry_cancel_wait(st);
     give_back(st, PT_CB_RQ | PT_CB_PENDING | PT_CB_RETRY);
@@ -88,7 +77,7 @@ void pt_retry_stream_end(struct pt_stream *st)
     st->replay_len = st->replay_cap = 0;
 }
 
-bool pt_retry_admit(struct pt_stream *st)
+bool pt_retry__admit(struct pt_stream *st)
 {
     struct pt_breakers *b = stream_breakers(st);
     struct pt_cluster_stats *cs;
@@ -106,7 +95,7 @@ bool pt_retry_admit(struct pt_stream *st)
     return false;
 }
 
-bool pt_retry_try_started(struct pt_stream *st)
+bool pt_retry__try_started(struct pt_stream *st)
 {
     const struct pt_retry_policy *p = st->rec.action->retry;
     const struct pt_upstream *up = st->hc.up;
@@ -217,7 +206,7 @@ static bool retriable_status(const struct pt_retry_policy *p, int status)
     return false;
 }
 
-bool pt_retry_on_status(struct pt_stream *st, const struct pt_h1_response *res)
+bool pt_retry__on_status(struct pt_stream *st, const struct pt_h1_response *res)
 {
     const struct pt_retry_policy *p = st->rec.action->retry;
     bool would;
@@ -254,7 +243,7 @@ const char *pt_retry_flags(const struct pt_stream *st, const char *flags)
     return st->retry_flag == 1 ? "URX" : "UO";
 }
 
-void pt_retry_keep(struct pt_stream *st, const struct iovec *data, int n)
+void pt_retry__keep(struct pt_stream *st, const struct iovec *data, int n)
 {
     size_t add = 0;
 
@@ -298,10 +287,10 @@ bool pt_retry_can_resend(const struct pt_stream *st)
     return true;
 }
 
-/* on_try_timer: the back-off is over (the retry goes now), or the try ran out of its
+/* pt_retry__on_try_timer: the back-off is over (the retry goes now), or the try ran out of its
  * per_try_timeout before the response started: Envoy's upstream_rq_per_try_timeout, and a
  * retry when retry_on covers resets (5xx, gateway-error, reset), else 504 (UT). */
-static void on_try_timer(struct pt_timer *t)
+void pt_retry__on_try_timer(struct pt_timer *t)
 {
     struct pt_stream *st = pt_container_of(t, struct pt_stream, try_timer);
     const struct pt_retry_policy *p;

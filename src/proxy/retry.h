@@ -8,22 +8,53 @@
 #define PT_PROXY_RETRY_H
 
 #include "proxy/proxy-t.h"
+#include "model/traffic-t.h"
+
+/* The calls below that every request makes are inline tests of a pointer or a flag for the
+ * routes and clusters that have neither (pt_retry__*: the rest of the work). */
+void pt_retry__on_try_timer(struct pt_timer *t);
+void pt_retry__stream_end(struct pt_stream *st);
+bool pt_retry__admit(struct pt_stream *st);
+bool pt_retry__try_started(struct pt_stream *st);
+bool pt_retry__on_status(struct pt_stream *st, const struct pt_h1_response *res);
+void pt_retry__keep(struct pt_stream *st, const struct iovec *data, int n);
 
 /* pt_retry_stream_init: a new stream's retry state (stream_new). */
-void pt_retry_stream_init(struct pt_stream *st);
+static inline void pt_retry_stream_init(struct pt_stream *st)
+{
+    st->try_timer = (struct pt_timer){ .cb = pt_retry__on_try_timer };
+    st->tries = 0;
+    st->cb_held = 0;
+    st->retry_flag = 0;
+    st->replay = NULL;
+    st->replay_len = st->replay_cap = 0;
+}
 
 /* pt_retry_stream_end: the stream ends: its timer stops, its kept body is freed and what it
  * holds in its cluster's breakers is given back. */
-void pt_retry_stream_end(struct pt_stream *st);
+static inline void pt_retry_stream_end(struct pt_stream *st)
+{
+    if (st->cb_held != 0 || st->replay != NULL || pt_timer_armed(&st->try_timer))
+        pt_retry__stream_end(st);
+}
 
 /* pt_retry_admit: a routed request may go to its cluster (max_requests of configured
  * breakers). False after answering 503 with x-envoy-overloaded (flag UO). */
-bool pt_retry_admit(struct pt_stream *st);
+static inline bool pt_retry_admit(struct pt_stream *st)
+{
+    const struct pt_breakers *b = st->rec.action->cluster->breakers;
+    return b == NULL || !b->configured || pt_retry__admit(st);
+}
 
 /* pt_retry_try_started: a try was started on a connection (after pt_stream_connect): the
  * per-try timeout starts, and a request whose new connection is still being made is pending
  * (max_pending_requests of configured breakers). False after answering 503 overflow. */
-bool pt_retry_try_started(struct pt_stream *st);
+static inline bool pt_retry_try_started(struct pt_stream *st)
+{
+    if (st->rec.action->retry == NULL && (st->hc.up == NULL || st->hc.reused))
+        return true; /* no per-try timeout, and not waiting for a connection */
+    return pt_retry__try_started(st);
+}
 
 /* pt_retry_connected: the try's connection is up (or the try is over): it is no longer
  * pending. */
@@ -37,7 +68,12 @@ bool pt_retry_on_reset(struct pt_stream *st, const char *reason, const char *fla
 /* pt_retry_on_status: the try's response head has <status> (<res> its fields): true when
  * the response is dropped and a retry scheduled (the caller finishes the exchange); false when
  * it goes to the client. */
-bool pt_retry_on_status(struct pt_stream *st, const struct pt_h1_response *res);
+static inline bool pt_retry_on_status(struct pt_stream *st, const struct pt_h1_response *res)
+{
+    if (st->rec.action->retry == NULL && st->cb_held == 0 && !pt_timer_armed(&st->try_timer))
+        return false;
+    return pt_retry__on_status(st, res);
+}
 
 /* pt_retry_flags: the response flags of a reply with <flags> (NULL: none), with URX added when
  * the retries ran out, or UO when max_retries overflowed, as Envoy joins them. */
@@ -45,7 +81,11 @@ const char *pt_retry_flags(const struct pt_stream *st, const char *flags);
 
 /* pt_retry_keep: keeps the <n> pieces of request body at <data> for a replay, when the route
  * has a retry_policy (and gives up keeping, PT_SF_NO_REPLAY, past PT_RETRY_BODY_MAX). */
-void pt_retry_keep(struct pt_stream *st, const struct iovec *data, int n);
+static inline void pt_retry_keep(struct pt_stream *st, const struct iovec *data, int n)
+{
+    if (st->rec.action != NULL && st->rec.action->retry != NULL)
+        pt_retry__keep(st, data, n);
+}
 
 /* pt_retry_can_resend: the request can be sent again (its body, if any, was all kept). */
 bool pt_retry_can_resend(const struct pt_stream *st);

@@ -286,7 +286,9 @@ static bool request_is_secure(const struct pt_stream *st, const struct pt_listen
     return st->rec.tls != 0;
 }
 
-void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bool xff, bool xfp)
+/* write_forwarded: pt_session_write_forwarded, inline for the upstream head. */
+static inline __attribute__((always_inline)) void write_forwarded(const struct pt_stream *st, struct pt_h1w *b,
+                                                                  bool xff, bool xfp)
 {
     const struct pt_h1_request *req = &st->req;
 
@@ -305,6 +307,11 @@ void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bo
     }
     if (xfp)
         pt_h1w_header(b, PT_STR_LIT("x-forwarded-proto"), st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http"));
+}
+
+void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bool xff, bool xfp)
+{
+    write_forwarded(st, b, xff, xfp);
 }
 
 /* add_formatted_headers: the route's add_request_headers when some value has %...% operators
@@ -335,6 +342,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     char *path = w->scratch + sizeof(w->scratch) - 8192;
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
     bool own_host = a->host_rewrite.len || a->auto_host_rewrite || req->authority.len;
+    bool edits = pt_policy_has_edits(st);
     int plen;
 
     pt_h1w_init(&b, w->scratch, sizeof(w->scratch) - 8192); /* the rewritten path after it */
@@ -365,7 +373,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
             continue; /* replaced by the router span's context */
         if (name_in(n, a->remove_req, a->nremove_req) || name_in_ops(n, a->add_req, a->nadd_req))
             continue;
-        if (pt_policy_has_edits(st) && pt_policy_replaces(st, n))
+        if (edits && pt_policy_replaces(st, n))
             continue; /* the AuthService's (or RateLimitService's) value instead */
         if (st->gw.kind && (int)i == req->idx_content_type)
             continue; /* gRPC-Web goes up as gRPC: written below */
@@ -384,7 +392,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
         pt_h1w_header(&b, PT_STR_LIT("host"), req->authority);
     else if (req->idx_host < 0) /* HTTP/1.0 without Host: the service's name */
         pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
-    pt_session_write_forwarded(st, &b, true, !keep_xfp || req->idx_x_forwarded_proto < 0);
+    write_forwarded(st, &b, true, !keep_xfp || req->idx_x_forwarded_proto < 0);
     if (request_id)
         pt_h1w_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
     if (rewritten) {
@@ -398,7 +406,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     }
     if (a->timeout_ms)
         pt_h1w_header_uint(&b, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"), a->timeout_ms);
-    if (pt_policy_has_edits(st))
+    if (edits)
         pt_policy_write_request_headers(st, &b);
     if (a->dynamic_req)
         add_formatted_headers(st, &b);
@@ -612,7 +620,8 @@ void pt_session_resend(struct pt_stream *st, bool fresh)
 
 /* forward: the routed request goes to its cluster: counted, sent upstream with what of its body
  * is here, its route timeout (or gRPC deadline) and idle timeout started. */
-static void forward(struct pt_stream *st, const struct pt_route_req *rreq, const char *rid)
+static inline __attribute__((always_inline)) void forward(struct pt_stream *st, const struct pt_route_req *rreq,
+                                                          const char *rid)
 {
     struct pt_worker *w = st->w;
     struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);

@@ -41,10 +41,16 @@ static struct pt_stream *stream_new(struct pt_conn *c)
     struct pt_stream *st = w->free_streams;
     struct timespec ts;
 
-    if (st != NULL)
+    if (st != NULL) {
         w->free_streams = st->next_free;
-    else if ((st = malloc(sizeof(*st))) == NULL)
-        return NULL;
+    } else {
+        if ((st = malloc(sizeof(*st))) == NULL)
+            return NULL;
+        st->call = st->edits[0] = st->edits[1] = NULL; /* kept empty from one request to the next */
+        st->held = st->head_copy = NULL;
+        st->held_len = st->held_cap = 0;
+        st->held_end = false;
+    }
     /* Zeroed: what every request reads before writing (the trace context is written by
      * pt_trace_start before use; the record's strings only up to what it keeps). */
     memset(st, 0, offsetof(struct pt_stream, trace_cfg));
@@ -268,6 +274,7 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
         free(st->held);
         st->held = NULL;
         st->held_len = st->held_cap = 0;
+        st->held_end = false;
     }
     st->rec.bytes_rx = st->req_body.payload;
     if (done)
