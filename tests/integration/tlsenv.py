@@ -366,6 +366,8 @@ def tls_get(port, ctx, sni=None, host=None, path="/backend/", session=None, time
             if request:
                 s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host or sni or '127.0.0.1'}\r\n"
                           f"Connection: close\r\n\r\n".encode())
+            else:
+                s.settimeout(min(timeout, 1.0)) # an alert comes at once; an h2 server just waits
             data = b""
             while True:
                 chunk = s.recv(65536)
