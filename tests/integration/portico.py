@@ -208,13 +208,14 @@ def recv_head(sock, data=b""):
 
 
 class _ThreadedServer:
-    """A listening socket on 127.0.0.1 served by one thread per connection (daemon threads;
-    every socket has a timeout, so nothing outlives the test by more than a few seconds)."""
+    """A listening socket on <host>:<port> (default 127.0.0.1 and a free port) served by one
+    thread per connection (daemon threads; every socket has a timeout, so nothing outlives the
+    test by more than a few seconds)."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1", port=0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
