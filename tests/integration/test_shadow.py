@@ -253,3 +253,23 @@ def test_check_accepts_shadow_and_prefers_it_to_host_redirect(tmp_path):
     assert r.stdout.splitlines() == [
         f"{f}:{line_of(f, 'host_redirect')}: Mapping/default/sh: notice: At most one of host_redirect and shadow may be set; "
         "ignoring host_redirect"]
+
+
+def test_http2_client_request_is_mirrored(processes, tmp_path):
+    """An HTTP/2 client's request: the mirror's Host is its :authority with -shadow, its body
+    (no content-length: chunked upstream) whole."""
+    from h2raw import H2Raw
+    rec = RecordingBackend()
+    px = start(processes, tmp_path, f"127.0.0.1:{rec.port}")
+    body = b"q" * 50_000
+    try:
+        with H2Raw(px.port) as h:
+            sid = h.request("/svc/echo", method="POST", authority="h2.example", body=body)
+            r = h.wait_response(sid)
+        assert r.status == 200 and json.loads(r.body)["server"] == "primary"
+        got = wait_records(rec, 1)[0]
+        assert got["line"] == "POST /echo HTTP/1.1"
+        assert ("host", "h2.example-shadow") in [(k.lower(), v) for k, v in got["headers"]]
+        assert got["body"] == body
+    finally:
+        rec.close()
