@@ -740,13 +740,19 @@ static void compile_mappings(struct compile_ctx *c)
             continue;
         }
         pt_config__breakers_limits(cbs, ncbs, &limits);
-        cl = service_cluster(c, &(struct cluster_want){ .ref = &ref, .tls = m->tls, .service = m->service,
+        cl = service_cluster(c, &(struct cluster_want){ .marker = m->shadow ? "shadow" : NULL,
+                                                        .ref = &ref, .tls = m->tls, .service = m->service,
                                                         .stats_name = m->stats_name, .meta = &m->meta,
                                                         .http2 = m->grpc,
                                                         .connect_timeout_ms = m->connect_timeout_ms,
                                                         .breakers_name = cbname, .breakers = &limits,
                                                         .lb = m->load_balancer });
         c->mapping_action[i] = make_action(c, m, cl);
+        if (m->shadow) { /* a mirror of its group's requests (route/route.c): only its cluster */
+            c->mapping_action[i]->shadow_percent = (uint8_t)(m->weight >= 0 ? m->weight : 100);
+            cluster_health_checks(c, m, cl);
+            continue;
+        }
         c->mapping_action[i]->lb_hash = lb_hash_compile(m->load_balancer ? m->load_balancer
                                                         : mod ? mod->load_balancer : NULL);
         cluster_health_checks(c, m, cl);
@@ -804,6 +810,7 @@ static struct pt_vhost *make_vhost(struct compile_ctx *c, const struct pt_host_r
             .nquery_parameters = m->nquery_parameters, .precedence = m->precedence, .weight = m->weight,
             .rewrite = m->rewrite, .regex_rewrite_pattern = m->regex_rewrite_pattern,
             .regex_rewrite_substitution = m->regex_rewrite_substitution, .action = c->mapping_action[i],
+            .shadow = m->shadow,
         };
         if (m->host_redirect) { /* the route's rewrite makes the redirect's path */
             specs[n].rewrite = m->prefix_redirect;

@@ -861,9 +861,8 @@ static void read_load_balancer(struct pt_config__obj *c, const struct pt_config_
 
 /* ---- Mapping -------------------------------------------------------------------------------- */
 
-/* shadow: Portico cannot do what it asks (copy the traffic to the service and drop its
- * answers), and serving the Mapping as a plain route would take half the live traffic. So it
- * is an error, and the Mapping is not served. `false` asks for nothing. */
+/* A field Portico cannot do what it asks: an error, and the Mapping is not served. `false`
+ * asks for nothing. */
 static void read_unenforced(struct pt_config__obj *c, const struct pt_config__field *f,
                             const struct pt_ynode *key, const struct pt_ynode *val, void *base,
                             const char *path)
@@ -1090,7 +1089,7 @@ static const struct pt_config__field mapping_fields[] = {
     F_KV("auth_context_extensions", T, auth_context_extensions, nauth_context_extensions),
     F_FN("labels", read_labels, 0),
     F_BOOL("grpc", T, grpc),
-    F_FN("shadow", read_unenforced, 0),
+    F_BOOL("shadow", T, shadow),
     F_BOOL("host_redirect", T, host_redirect),
     F_STR("path_redirect", T, path_redirect),
     F_STR("prefix_redirect", T, prefix_redirect),
@@ -1263,9 +1262,21 @@ static void mapping_redirect(struct pt_config__obj *c, struct pt_mapping_res *m,
                           "cors is ignored with host_redirect: the redirect is the answer");
 }
 
+/* mapping_shadow: Emissary's rule when a Mapping sets both: shadow wins, host_redirect and
+ * its fields are dropped (with Emissary's message). */
+static void mapping_shadow(struct pt_config__obj *c, struct pt_mapping_res *m, const struct pt_ynode *body)
+{
+    if (!m->shadow || !m->host_redirect)
+        return;
+    pt_config__notice(c, pt_ynode_get(body, "host_redirect"),
+                      "At most one of host_redirect and shadow may be set; ignoring host_redirect");
+    m->host_redirect = false;
+}
+
 static void mapping_check(struct pt_config__obj *c, void *obj, const struct pt_ynode *body)
 {
     struct pt_mapping_res *m = obj;
+    mapping_shadow(c, m, body);
     mapping_hosts(c, m, body);
     mapping_wire(c, m, body);
     mapping_redirect(c, m, body);

@@ -283,6 +283,9 @@ struct pt_mapping_res {
     struct pt_breaker_res *circuit_breakers; /* NULL: the Module's */
     size_t ncircuit_breakers;
     struct pt_load_balancer_res *load_balancer; /* NULL: the Module's, else round robin */
+    /* shadow: its requests are not routed here: its canary group's (the Mappings of the same
+     * match keys) are mirrored to its service, `weight` percent of them (default 100) */
+    bool shadow;
 };
 
 struct pt_service_port {

@@ -175,6 +175,9 @@ struct pt_route_action {
     struct pt_retry_policy *retry; /* retry_policy (the Mapping's, else the Module's); NULL:
                                     * none (owned) */
     struct pt_lb_hash *lb_hash; /* its hash policy (ring_hash, maglev); NULL: none (owned) */
+    /* A shadow Mapping's action (route/ gives it to its group's routes as their `shadow`): the
+     * percentage of their requests mirrored to `cluster` (Emissary's weight, default 100). */
+    uint8_t shadow_percent;
 };
 
 /* A Host as bound to a Listener: its hostname glob, what to do with cleartext, its routes. */

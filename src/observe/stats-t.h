@@ -84,7 +84,9 @@ struct pt_hist {
     X(upstream_rq_retry_backoff_exponential) /* retries that waited Envoy's jittered back-off */   \
     X(upstream_rq_per_try_timeout) /* tries that hit per_try_timeout */                            \
     X(upstream_rq_pending_overflow) /* requests refused: max_requests or max_pending_requests */   \
-    X(upstream_cx_overflow)       /* connections not opened: max_connections (request refused) */
+    X(upstream_cx_overflow)       /* connections not opened: max_connections (request refused) */ \
+    X(retry_or_shadow_abandoned)  /* its requests' mirrors (Mapping shadow) dropped: the shadow \
+                                   * took the body slower than the primary (proxy/shadow.c) */
 
 /* Cluster gauges: incremented and decremented by the same worker; summed at scrape. */
 #define PT_CLUSTER_GAUGES(X)                                                                       \

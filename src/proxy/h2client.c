@@ -794,6 +794,11 @@ bool pt_hc__h2_send_blocked(const struct pt_hc *hc)
     return hc->h2->out.len > 0;
 }
 
+size_t pt_hc__h2_pending(const struct pt_hc *hc)
+{
+    return hc->h2->out.len;
+}
+
 void pt_hc__h2_resume(struct pt_hc *hc)
 {
     if (hc->h2->conn != NULL)

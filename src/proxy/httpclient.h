@@ -59,6 +59,16 @@ static inline bool pt_hc_send_blocked(const struct pt_hc *hc)
     return hc->up != NULL && hc->up->out.len > 0;
 }
 
+/* pt_hc_pending: how many bytes handed to pt_hc_send still wait for the socket (or for the
+ * connection to be made). */
+size_t pt_hc__h2_pending(const struct pt_hc *hc);
+static inline size_t pt_hc_pending(const struct pt_hc *hc)
+{
+    if (hc->h2 != NULL)
+        return pt_hc__h2_pending(hc);
+    return hc->up != NULL ? hc->up->out.len : 0;
+}
+
 /* pt_hc_fd: the socket of <hc>'s connection (for its local address), or -1. */
 int pt_hc_fd(const struct pt_hc *hc);
 

@@ -176,6 +176,8 @@ struct pt_conn {
                                      * be kept): it cannot be sent again */
 #define PT_SF_LB_COOKIE 0x00100000 /* its hash policy made a cookie (st->lb_cookie): the upstream's
                                     * response head gets it in a Set-Cookie (proxy/lbhash.c) */
+#define PT_SF_SHADOWED  0x08000000 /* its route has a shadow, and the draw was made (once):
+                                    * st->shadow is its mirror, or NULL (proxy/shadow.h) */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -260,6 +262,7 @@ struct pt_h2x;
 struct pt_h2up;
 struct pt_call;
 struct pt_health_worker;
+struct pt_shadow;
 
 /* One request/response exchange on an upstream connection. All-zero is an idle exchange. */
 struct pt_hc {
@@ -388,6 +391,9 @@ struct pt_stream {
     bool held_end;                  /* the body ended within it */
     char *head_copy;                /* the request's head, copied while the checks run (its
                                      * slices point here then; malloc'd) */
+    /* The mirror of the request (Mapping shadow, proxy/shadow.h), valid only under
+     * PT_SF_SHADOWED; NULL when none was drawn or it is gone. */
+    struct pt_shadow *shadow;
 };
 
 struct pt_worker {
@@ -438,6 +444,7 @@ struct pt_worker {
                                       * NULL: none yet */
     bool cx_overflow;               /* the last pt_up_acquire was refused by its cluster's
                                      * max_connections (proxy/upstream.c) */
+    struct pt_shadow *free_shadows; /* mirrors (proxy/shadow.c) */
 };
 
 #endif

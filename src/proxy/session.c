@@ -15,6 +15,7 @@
 #include "proxy/cors.h"
 #include "proxy/format.h"
 #include "proxy/lbhash.h"
+#include "proxy/shadow.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
 #include "config/snapshot.h"
@@ -549,6 +550,8 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
     if (st->trace_cfg != NULL)
         pt_trace_upstream_begin(&st->trace); /* once: a retry keeps the first start */
     st->upstream_start_ms = st->rec.start_ms;
+    if (st->route->shadow != NULL && !(st->flags & PT_SF_SHADOWED)) /* Mapping shadow: once */
+        pt_shadow_start(st, st->route->shadow, w->scratch, hlen);
     {
         struct pt_body_frame out; /* the head, then what of the body is here */
         bool goes_on;

@@ -14,6 +14,7 @@
 #include "proxy/grpcweb.h"
 #include "proxy/policy.h"
 #include "proxy/retry.h"
+#include "proxy/shadow.h"
 #include "observe/grpcstats.h"
 #include "http/h1.h"
 #include "http/body.h"
@@ -177,6 +178,8 @@ static void stream_end(struct pt_stream *st, int how, bool upstream_reusable)
     if (st->call != NULL || st->held != NULL || pt_policy_has_edits(st))
         pt_policy_end(st);
     pt_retry_stream_end(st);
+    if (st->flags & PT_SF_SHADOWED)
+        pt_shadow_detach(st); /* before its snapshot may go: the mirror holds its own */
     stream_request_end(st);
     if (st->head_copy != NULL) { /* the request's head while its checks ran (proxy/policy.c) */
         free(st->head_copy);
@@ -261,6 +264,8 @@ int pt_stream_send_request(struct pt_stream *st, struct pt_body_frame *out, bool
             if (st->rec.action != NULL && st->rec.action->retry != NULL) /* kept for a retry */
                 pt_retry_keep(st, data, k);
             pt_body_frame(out, data, k, st->req_body.kind == PT_BODY_CHUNKED && pt_hc_chunked(&st->hc), done);
+            if (st->flags & PT_SF_SHADOWED) /* its mirror gets the same pieces */
+                pt_shadow_body(st, data, k, done);
         }
     }
     if (r == PT_IO || (done && !st->gw.kind && pt_stream_pass_trailers(st) != 0) ||

@@ -43,6 +43,10 @@ struct pt_route_spec {
     const char *regex_rewrite_pattern;      /* wins over rewrite when set */
     const char *regex_rewrite_substitution; /* RE2 syntax: \0..\9 groups, \\ backslash */
     void *action;              /* opaque to the route module, returned by pt_route_action() */
+    bool shadow;               /* a mirror of its canary group (Mapping shadow: true), not a
+                                * member: never matched itself; its action becomes the group
+                                * routes' `shadow`. The first by input order is kept; another
+                                * shadow, or one whose group has no member, is rejected. */
 };
 
 /* The request as the router sees it. Slices are borrowed for the duration of the call. The path
@@ -74,6 +78,7 @@ struct pt_route {
     const struct pcre2_real_code_8 *_rr_code; /* regex_rewrite pattern, NULL when none */
     const char *_rr_subst;  /* its substitution in PCRE2 syntax (table-owned) */
     uint32_t _rr_subst_len;
+    void *shadow;      /* the action of its group's shadow spec, NULL when none */
 };
 
 #define PT_ROUTE__WHOLE_PATH UINT32_MAX

@@ -290,6 +290,7 @@ struct norm {
     uint32_t kv_first, nhdr, nqp;
     uint32_t hdr_weight, qp_weight;
     int weight;
+    bool shadow;          /* the spec's shadow: a mirror of its group, not a member */
 };
 
 /* A trie entry: the group whose prefix (or exact path) is <key>. */
@@ -321,6 +322,8 @@ struct builder {
     struct hentry *hashed;
     uint32_t nhashed;
     char err[512];
+    pt_route_reject_cb on_reject; /* for shadow specs that find no place in their group */
+    void *reject_ctx;
 };
 
 __attribute__((format(printf, 2, 3))) static bool fail(struct builder *b, const char *fmt, ...)
@@ -500,6 +503,7 @@ static bool norm_rest(struct builder *b, const struct pt_route_spec *s, struct n
     if (s->weight < -1 || s->weight > 100)
         return fail(b, "weight %d is invalid (0..100, or -1 for unset)", s->weight);
     nm->weight = s->weight;
+    nm->shadow = s->shadow;
     return pt_route__rewrite_setup(b->t, &nm->route, s, b->err, sizeof(b->err)) == 0;
 }
 
@@ -697,12 +701,48 @@ static struct pt_str regex_literal_prefix(struct pt_str re)
     return pt_str_make(p, i);
 }
 
+/* take_shadow: moves the members of <nm>[0..*n) that are shadows out of the group, keeping the
+ * others in order, and returns the first shadow's action (by input order: the norms of a group
+ * are sorted so), or NULL. Later shadows, and a shadow with no member to mirror, are rejected
+ * (Emissary: "cannot accept ... as second shadow"). */
+static void *take_shadow(struct builder *b, struct norm *nm, uint32_t *n)
+{
+    void *action = NULL;
+    size_t first = 0;
+    uint32_t k = 0, nshadow = 0;
+
+    for (uint32_t i = 0; i < *n; i++) {
+        if (!nm[i].shadow) {
+            nm[k++] = nm[i]; /* k <= i: a member only moves down */
+            continue;
+        }
+        if (nshadow++ == 0) {
+            action = nm[i].route.action;
+            first = nm[i].route.spec_index;
+            continue;
+        }
+        if (b->on_reject != NULL)
+            b->on_reject(b->reject_ctx, nm[i].route.spec_index,
+                         "shadow: a second shadow of the same match keys; only the first is used");
+    }
+    if (nshadow > 0 && k == 0) {
+        if (b->on_reject != NULL)
+            b->on_reject(b->reject_ctx, first,
+                         "shadow: no Mapping with the same match keys to mirror; nothing is mirrored");
+        action = NULL;
+    }
+    *n = k;
+    return action;
+}
+
 /* add_group: makes the canary group of <nm>[0..n), which share their match keys. A group whose
- * members all weigh 0 never receives traffic and is left out. */
+ * members all weigh 0 never receives traffic and is left out. Its shadow, if any, is no member:
+ * every member carries its action instead. */
 static void add_group(struct builder *b, struct norm *nm, uint32_t n)
 {
     struct pt_route_table *t = b->t;
-    uint32_t total = share_members(nm, n);
+    void *shadow = take_shadow(b, nm, &n);
+    uint32_t total = n ? share_members(nm, n) : 0;
 
     if (total == 0)
         return;
@@ -718,8 +758,10 @@ static void add_group(struct builder *b, struct norm *nm, uint32_t n)
         .glob = nm->glob, .method = nm->method,
         .kv_first = nm->kv_first, .nkv = nm->nhdr + nm->nqp,
     };
-    for (uint32_t i = 0; i < n; i++)
-        t->routes[t->nroutes++] = nm[i].route;
+    for (uint32_t i = 0; i < n; i++) {
+        t->routes[t->nroutes] = nm[i].route;
+        t->routes[t->nroutes++].shadow = shadow;
+    }
     if (nm->path_kind == PATH_REGEX) {
         t->rules[gi].re_lit = regex_literal_prefix(nm->prefix);
         t->regex_groups[t->nregex++] = gi;
@@ -1033,7 +1075,7 @@ struct pt_route_table *pt_route_table_build_partial(const struct pt_route_spec *
                                                     pt_route_reject_cb on_reject, void *ctx)
 {
     struct pt_route_table *t = pt_xcalloc(1, sizeof(*t));
-    struct builder b = { .t = t, .specs = specs };
+    struct builder b = { .t = t, .specs = specs, .on_reject = on_reject, .reject_ctx = ctx };
     size_t nkvs = 0;
 
     t->root[0] = t->root[1] = NONE;

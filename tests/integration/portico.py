@@ -283,10 +283,13 @@ class StaleKeepAliveBackend(_ThreadedServer):
 
 class RecordingBackend(_ThreadedServer):
     """A minimal HTTP/1.1 backend that records the request line of every request it parses
-    (bodies framed by Content-Length or chunked) and answers each with 200 "ok"."""
+    (bodies framed by Content-Length or chunked) and answers each with 200 "ok". `records`
+    keeps each whole request: {"line", "headers" (name, value) as sent, "body" (de-chunked),
+    "chunked"}."""
 
     def __init__(self):
         self.requests = []
+        self.records = []
         super().__init__()
 
     def serve(self, conn):
@@ -318,24 +321,29 @@ class RecordingBackend(_ThreadedServer):
                 request_line = line()
                 if not request_line:
                     continue
-                headers = {}
+                headers, raw = {}, []
                 while True:
                     h = line()
                     if not h:
                         break
                     k, _, v = h.partition(b":")
                     headers[k.strip().lower()] = v.strip()
+                    raw.append((k.decode("latin-1"), v.strip().decode("latin-1")))
                 self.requests.append(request_line.decode("latin-1"))
+                body, chunked = b"", False
                 if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+                    chunked = True
                     while True:
                         size = int(line().split(b";")[0], 16)
-                        exact(size + 2) if size else None
+                        body += exact(size + 2)[:size] if size else b""
                         if size == 0:
                             while line():
                                 pass
                             break
                 elif b"content-length" in headers:
-                    exact(int(headers[b"content-length"]))
+                    body = exact(int(headers[b"content-length"]))
+                self.records.append({"line": request_line.decode("latin-1"), "headers": raw,
+                                     "body": body, "chunked": chunked})
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         except (ConnectionError, ValueError):
             return

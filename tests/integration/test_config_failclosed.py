@@ -1,6 +1,6 @@
 """Fail closed, never open, on what Portico cannot enforce (issue 9, point 11; issue 12).
 
-Module ip_allow/ip_deny, and Mappings with shadow are errors (FILE:LINE: Kind/ns/name:
+Module ip_allow/ip_deny are errors (FILE:LINE: Kind/ns/name:
 message, in the log at error level, in diag, `portico check` exits 1). Ignoring an IP policy
 would let traffic through unchecked, so while one exists every request gets 403 "RBAC: access
 denied". An AuthService that cannot be read is an error too, and while it is there every
@@ -67,10 +67,7 @@ def get(path, host="a.example"):
     (module(ip_deny=[{"remote": "10.0.0.0/8"}]), "ip_deny",
      "Module/default/ambassador: config.ip_deny: not supported by this build: every request is "
      "denied with 403 until ip_allow and ip_deny are removed"),
-    (mapping("sh", "/sh/", "127.0.0.1:9", shadow=True), "shadow",
-     "Mapping/default/sh: shadow: not supported by this build; the Mapping is not served "
-     "(Emissary would copy its requests to the service)"),
-], ids=["ip_allow", "ip_deny", "shadow"])
+], ids=["ip_allow", "ip_deny"])
 def test_check_unenforceable_is_an_error(tmp_path, bad, needle, message):
     f = tmp_path / "c.yaml"
     f.write_text(dump(bad, mapping("good", "/good/", "127.0.0.1:9")))
@@ -162,9 +159,9 @@ def test_ip_deny_denies_every_request(processes, tmp_path, quote_backend):
     assert exchange(px.port, get("/backend/")) == DENIED_RBAC
 
 
-def test_shadow_mappings_are_not_served(processes, tmp_path, quote_backend):
-    """Today's alternative would be worse than nothing: a shadow Mapping taking half the live
-    traffic of its prefix. (host_redirect is served now: test_redirects.py.)"""
+def test_shadow_mappings_are_served_as_mirrors(processes, tmp_path, quote_backend):
+    """A shadow Mapping is no longer an error (proxy/shadow.c, test_shadow.py): it never takes
+    the live traffic of its prefix, even with its service dead."""
     other = f"127.0.0.1:{quote_backend.port}"
     px = Portico(processes, tmp_path)
     px.write("routes.yaml", dump(
@@ -173,5 +170,4 @@ def test_shadow_mappings_are_not_served(processes, tmp_path, quote_backend):
     px.start()
     for _ in range(20):
         assert px.status("/backend/") == 200
-    objs = sorted(e["object"] for e in px.diag()["errors"])
-    assert objs == ["Mapping/default/shadow"]
+    assert px.diag()["errors"] == []

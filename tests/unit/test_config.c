@@ -1201,8 +1201,8 @@ static void test_tracing_wire_values(void **state)
 
 /* What Portico cannot enforce is an error, and counted so that the data plane fails closed:
  * AuthServices for this Portico (even broken ones), the Module's ip_allow/ip_deny (the rest of
- * the Module still applies), shadow Mappings (rejected). Harmless kinds are
- * notices naming the kind. */
+ * the Module still applies). Harmless kinds are notices naming the kind. A shadow Mapping is
+ * served (proxy/shadow.c); with host_redirect too, shadow wins, as in Emissary. */
 static void test_unenforceable(void **state)
 {
     struct pt_resources *r = load("apiVersion: getambassador.io/v3alpha1\n"
@@ -1258,9 +1258,12 @@ static void test_unenforceable(void **state)
     assert_true(r->ip_policy);
     assert_int_equal(r->nmodules, 1);
     assert_true(r->modules[0].enable_http10);
-    assert_int_equal(r->nmappings, 1);
-    assert_true(r->mappings[0].bypass_auth);
-    assert_errors(r, 4);
+    assert_int_equal(r->nmappings, 2);
+    assert_true(r->mappings[0].shadow);
+    assert_false(r->mappings[0].host_redirect);
+    assert_false(r->mappings[1].shadow);
+    assert_true(r->mappings[1].bypass_auth);
+    assert_errors(r, 3);
     assert_no_diag(r, "AuthService/default/a1");
     assert_diag(r, "t.yaml:6: AuthService: metadata.name: required\n");
     assert_no_diag(r, "AuthService/default/other");
@@ -1270,8 +1273,8 @@ static void test_unenforceable(void **state)
                    "this build: every request is denied with 403 until ip_allow and ip_deny are "
                    "removed\n");
     assert_no_diag(r, "config.ip_deny");
-    assert_diag(r, "t.yaml:36: Mapping/default/m: shadow: not supported by this build; the "
-                   "Mapping is not served (Emissary would copy its requests to the service)\n");
+    assert_diag(r, "t.yaml:37: Mapping/default/m: notice: At most one of host_redirect and shadow "
+                   "may be set; ignoring host_redirect\n");
     assert_diag(r, "t.yaml:44: DevPortal/default/dp: notice: DevPortal is not supported by this "
                    "build; ignored\n");
     pt_resources_free(r);

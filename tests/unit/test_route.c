@@ -651,6 +651,41 @@ static void on_reject(void *ctx, size_t i, const char *message)
     snprintf(r->message[r->n++], 256, "%s", message);
 }
 
+/* A shadow spec is no canary member: never matched, its weight not in the split; every member
+ * of its group carries its action. A second shadow of the group, and one with no member, are
+ * rejected. */
+static void test_shadow_spec(void **state)
+{
+    struct pt_route_spec s[] = {
+        spec("/a/", 1), spec("/a/", 2), spec("/a/", 3), spec("/a/", 4), spec("/b/", 5), spec("/c/", 6),
+    };
+    s[0].shadow = true, s[0].weight = 90; /* first by input order: the group's shadow */
+    s[2].shadow = true;                   /* a second one */
+    s[1].weight = 50;
+    s[4].shadow = true;                   /* alone in its group */
+    struct rejects rj = { 0 };
+    struct pt_route_table *t = pt_route_table_build_partial(s, 6, on_reject, &rj);
+    int seen[5] = { 0 };
+
+    assert_int_equal(rj.n, 2); /* reported in rank order: /b/ before /a/ */
+    assert_int_equal(rj.index[0], 4);
+    assert_string_equal(rj.message[0], "shadow: no Mapping with the same match keys to mirror; nothing is mirrored");
+    assert_int_equal(rj.index[1], 2);
+    assert_string_equal(rj.message[1], "shadow: a second shadow of the same match keys; only the first is used");
+    for (uint32_t rnd = 0; rnd < 1000; rnd++) {
+        struct pt_route_req r = req_of("GET", "/a/x", "h");
+        const struct pt_route *rt = pt_route_match(t, &r, rnd * 2654435761u);
+        assert_non_null(rt);
+        assert_ptr_equal(rt->shadow, ACT(1));
+        seen[(uintptr_t)pt_route_action(rt)]++;
+    }
+    assert_int_equal(seen[1] + seen[3], 0);
+    assert_true(seen[2] > 400 && seen[4] > 400); /* 50/50: the shadow's 90 takes no share */
+    assert_int_equal(GET(t, "/b/"), 0);
+    assert_null(pt_route_match(t, &(struct pt_route_req){ .path = PT_STR_LIT("/c/") }, 0)->shadow);
+    pt_route_table_free(t);
+}
+
 static void test_bad_spec_rejected_alone(void **state)
 {
     struct pt_match_kv bad_hdr = { "x-a", "([", true };
@@ -945,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_rewrite_toobig),
         cmocka_unit_test(test_rewrite_result_is_a_target),
         cmocka_unit_test(test_bad_spec_rejected_alone),
+        cmocka_unit_test(test_shadow_spec),
         cmocka_unit_test(test_large_table),
         cmocka_unit_test(test_host_index_merge),
         cmocka_unit_test(test_random_against_model),
