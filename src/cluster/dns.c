@@ -42,6 +42,7 @@
 /* Entry flags. */
 #define DNS_F_QUERYING 0x01 /* a c-ares lookup is in flight; the expiry timer is not armed */
 #define DNS_F_ANSWERED 0x02 /* an answer (positive or not) has arrived at least once */
+#define DNS_F_STATIC 0x04   /* an address literal or a localhost name: never changes */
 
 struct dns_link {
     struct dns_link *prev, *next;
@@ -57,6 +58,8 @@ struct dns_entry {
     int last_err;              /* ARES_* of the failure last logged; 0 after a good answer */
     uint32_t hash;
     uint64_t used_ms; /* last pt_dns_lookup() */
+    uint64_t due_ms;      /* when the expiry timer fires, while it is armed */
+    uint64_t fixed_round; /* the last round in which a lookup asked for interval refreshes */
     char name[];
 };
 
@@ -82,6 +85,7 @@ struct dns_state {
     bool closing;                /* inside pt_dns_fini() */
     bool warned_full;
     uint64_t ttl_min_ms, ttl_max_ms, idle_ms;
+    uint64_t round;              /* pt_dns_new_round() count, from 1 */
 };
 
 static struct dns_state *dns;
@@ -360,6 +364,13 @@ static void entry_set_addrs(struct dns_entry *e, struct pt_dns_addr *a, int n)
     defer();
 }
 
+/* entry_arm: the expiry of <e> in <ms>. */
+static void entry_arm(struct dns_entry *e, uint64_t ms)
+{
+    e->due_ms = pt_loop_now_ms(dns->loop) + ms;
+    pt_timer_arm(dns->loop, &e->timer, ms);
+}
+
 /* ttl_ms: how long an answer with a TTL of <ttl_s> seconds is kept. */
 static uint64_t ttl_ms(int ttl_s)
 {
@@ -383,7 +394,7 @@ static void answer_failed(struct dns_entry *e, int status)
     e->last_err = status;
     if (negative)
         entry_set_addrs(e, NULL, 0);
-    pt_timer_arm(dns->loop, &e->timer, dns->ttl_min_ms);
+    entry_arm(e, dns->ttl_min_ms);
 }
 
 static void answer_ok(struct dns_entry *e, const struct ares_addrinfo *ai)
@@ -397,7 +408,8 @@ static void answer_ok(struct dns_entry *e, const struct ares_addrinfo *ai)
     }
     e->last_err = 0;
     entry_set_addrs(e, a, n);
-    pt_timer_arm(dns->loop, &e->timer, ttl_ms(ttl));
+    /* Asked for in this round by a cluster without respect_dns_ttl: the refresh interval. */
+    entry_arm(e, e->fixed_round == dns->round ? dns->ttl_min_ms : ttl_ms(ttl));
 }
 
 /* on_answer: c-ares is done with the lookup of entry <arg>; may run inside ares_getaddrinfo()
@@ -463,9 +475,9 @@ static bool answer_static(struct dns_entry *e)
         return true;
     }
     memcpy(a, tmp, (size_t)n * sizeof(*a));
-    e->flags |= DNS_F_ANSWERED;
+    e->flags |= DNS_F_ANSWERED | DNS_F_STATIC;
     entry_set_addrs(e, a, n);
-    pt_timer_arm(dns->loop, &e->timer, dns->ttl_max_ms);
+    entry_arm(e, dns->ttl_max_ms);
     return true;
 }
 
@@ -596,6 +608,7 @@ int pt_dns_init(struct pt_loop *loop, void (*on_change)(void *), void *arg)
     dns->ttl_min_ms = 5 * 1000;
     dns->ttl_max_ms = 300 * 1000;
     dns->idle_ms = 600 * 1000;
+    dns->round = 1;
     opts.timeout = DNS_TIMEOUT_MS;
     opts.tries = DNS_TRIES;
     opts.sock_state_cb = on_sock_state;
@@ -613,7 +626,30 @@ int pt_dns_init(struct pt_loop *loop, void (*on_change)(void *), void *arg)
     return 0;
 }
 
+/* want_interval: a lookup of <e> asks for refreshes every interval (ttl_min_ms) in this round;
+ * an expiry set further out (a long TTL) is brought in. */
+static void want_interval(struct dns_entry *e)
+{
+    uint64_t now = pt_loop_now_ms(dns->loop);
+
+    e->fixed_round = dns->round;
+    if (!(e->flags & (DNS_F_QUERYING | DNS_F_STATIC)) && pt_timer_armed(&e->timer) &&
+        e->due_ms > now + dns->ttl_min_ms)
+        entry_arm(e, dns->ttl_min_ms);
+}
+
 int pt_dns_lookup(const char *name, struct pt_dns_addr *out, int max)
+{
+    return pt_dns_lookup_refresh(name, out, max, true);
+}
+
+void pt_dns_new_round(void)
+{
+    if (dns != NULL)
+        dns->round++;
+}
+
+int pt_dns_lookup_refresh(const char *name, struct pt_dns_addr *out, int max, bool respect_ttl)
 {
     struct dns_entry *e;
     uint32_t hash;
@@ -629,10 +665,14 @@ int pt_dns_lookup(const char *name, struct pt_dns_addr *out, int max)
     e = entry_find(name, hash);
     if (e == NULL) {
         e = entry_new(name, len, hash);
+        if (e != NULL && !respect_ttl)
+            e->fixed_round = dns->round; /* before resolve: the hosts file answers at once */
         if (e != NULL)
             resolve(e);
         return 0;
     }
+    if (!respect_ttl)
+        want_interval(e);
     e->used_ms = pt_loop_now_ms(dns->loop);
     link_remove(&e->lru);
     link_push_front(&dns->lru, &e->lru);

@@ -1,5 +1,6 @@
 /* Asynchronous DNS for service names, on the control thread (c-ares): a cache of answers
- * re-resolved when their TTL runs out. A change in any answer asks for a recompile. */
+ * re-resolved every refresh interval (5 s) or, for callers that ask, when their TTL runs out.
+ * A change in any answer asks for a recompile. */
 #ifndef PT_CLUSTER_DNS_H
 #define PT_CLUSTER_DNS_H
 
@@ -41,6 +42,20 @@ int pt_dns_init(struct pt_loop *loop, void (*on_change)(void *), void *arg);
  * check), nothing is looked up and 0 is returned. */
 int pt_dns_lookup(const char *name, struct pt_dns_addr *out, int max);
 
+/* pt_dns_lookup_refresh: pt_dns_lookup, and how the caller wants <name> kept fresh, as Envoy's
+ * DNS clusters: <respect_ttl> (respect_dns_ttl: true) at the TTL of its answers (the smallest
+ * in the answer, within the bounds of pt_dns_set_ttl_bounds: 5 to 300 s), else every refresh
+ * interval (the lower bound, 5 s: Envoy's dns_refresh_rate) whatever the TTL. A name is
+ * refreshed every interval while some lookup of the current round (pt_dns_new_round) asks for
+ * it; a longer expiry already set is brought in at once. pt_dns_lookup is this with
+ * <respect_ttl>. */
+int pt_dns_lookup_refresh(const char *name, struct pt_dns_addr *out, int max, bool respect_ttl);
+
+/* pt_dns_new_round: a new set of lookups begins (config/compile.c: one per compile). Names
+ * that no lookup of the new round asks to refresh every interval go back to their TTL after
+ * their next refresh. A no-op without pt_dns_init. */
+void pt_dns_new_round(void);
+
 /* pt_dns_answered: whether <name> has had a first answer (positive or not), or is not being
  * looked up at all. Readiness waits for first answers (as Envoy's cluster warming). */
 bool pt_dns_answered(const char *name);
@@ -49,7 +64,7 @@ bool pt_dns_answered(const char *name);
 void pt_dns_get_stats(struct pt_dns_stats *out);
 
 /* pt_dns_set_ttl_bounds: answers are kept max(TTL, <min_s>) capped at <max_s> seconds, negative
- * answers and failures <min_s> (defaults 5 and 300). Applies to answers that arrive from now on.
+ * answers and failures <min_s> (defaults 5 and 300); <min_s> is also the refresh interval. Applies to answers that arrive from now on.
  * Returns 0, or PT_INVAL when not set up or unless 1 <= min_s <= max_s. For tests. */
 int pt_dns_set_ttl_bounds(unsigned min_s, unsigned max_s);
 

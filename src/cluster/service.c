@@ -261,15 +261,16 @@ void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct p
         char fq[600] = "";
         int n = 0;
         cl->port = ref->port ? ref->port : dflt;
+        bool ttl = cl->respect_dns_ttl; /* else refreshed every 5 s, as Envoy's dns_refresh_rate */
         if (strchr(ref->host, '.') == NULL && strcmp(ref->host, "localhost") != 0) {
             /* name.namespace first (resolv.conf search does the rest), then name */
             snprintf(fq, sizeof(fq), "%s.%s", ref->host, ref->namespace);
-            n = pt_dns_lookup(fq, addrs, 16);
+            n = pt_dns_lookup_refresh(fq, addrs, 16, ttl);
         }
         if (n == 0)
-            n = pt_dns_lookup(ref->host, addrs, 16);
+            n = pt_dns_lookup_refresh(ref->host, addrs, 16, ttl);
         if (n == 0 && pt_dns_answered(ref->host)) /* localhost and hosts files answer at once */
-            n = pt_dns_lookup(ref->host, addrs, 16);
+            n = pt_dns_lookup_refresh(ref->host, addrs, 16, ttl);
         cl->dns_pending = n == 0 && (!pt_dns_answered(ref->host) || (fq[0] && !pt_dns_answered(fq)));
         /* IPv4 only when the name has IPv4 addresses, as Emissary (dns_lookup_family V4_ONLY
          * unless enable_ipv6): "localhost" must not alternate between 127.0.0.1 and ::1. */
@@ -279,6 +280,8 @@ void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct p
                 addrs[n4++] = addrs[i];
         if (n4 > 0)
             n = n4;
+        if (cl->dns_type == PT_DNS_LOGICAL && n > 1)
+            n = 1; /* logical_dns: the first address (in the cache's order) is the one endpoint */
         for (int i = 0; i < n; i++)
             add_endpoint(cl, &addrs[i].addr, addrs[i].len, cl->port);
     }

@@ -44,7 +44,9 @@ void pt_service_resolve_indexed(const struct pt_service_ref *ref, const struct p
 
 /* pt_service_resolve: fills <cl>'s endpoints from an IP literal, the Endpoints (and Service) of
  * <r>, or the DNS cache (starting a lookup on a miss; the configuration is compiled again when
- * it answers). Problems are reported in <diag> against <owner>. */
+ * it answers). Through DNS, <cl>'s dns_type and respect_dns_ttl apply: logical_dns keeps only
+ * the first address, and the name is refreshed every 5 s unless the cluster respects the TTL.
+ * Problems are reported in <diag> against <owner>. */
 void pt_service_resolve(const struct pt_service_ref *ref, const struct pt_resources *r, struct pt_cluster *cl,
                         struct pt_diag *diag, const struct pt_meta *owner);
 

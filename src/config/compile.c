@@ -11,7 +11,9 @@
 #include "cluster/lb.h"
 #include "cluster/service.h"
 #include "cluster/breakers.h"
+#include "cluster/dns.h"
 #include "config/traffic.h"
+#include "config/upconn.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "model/diag.h"
@@ -102,21 +104,23 @@ static bool listener_takes_host(const struct pt_listener_res *l, const struct pt
 }
 
 /* Emissary's cluster name: "cluster_" [+ marker + "_"] + service [+ "_otls_" + ctx] + "_" +
- * namespace [+ circuit breakers] [+ "_" + lb], with non-alphanumerics as '_', and names over
- * 60 characters shortened with a SHA-1. The marker tells what uses it ("extauth" for the
- * AuthService); NULL for Mappings. <suffix>: the circuit breakers' names ("_cbnr10"), or NULL;
- * <lb>: the load balancer's key (lb_key), or NULL. */
+ * namespace [+ circuit breakers] [+ "_" + lb] [+ connect timeout], with non-alphanumerics as
+ * '_', and names over 60 characters shortened with a SHA-1. The marker tells what uses it
+ * ("extauth" for the AuthService); NULL for Mappings. <suffix>: the circuit breakers' names
+ * ("_cbnr10"), or NULL; <lb>: the load balancer's key (lb_key), or NULL; <ctms>: a connect
+ * timeout other than the default ("_ctms500", config/upconn.h: Portico's, not Emissary's), or
+ * "". */
 static char *cluster_name(const char *marker, const char *service, const char *tls_ctx, const char *ns,
-                          const char *suffix, const char *lb)
+                          const char *suffix, const char *lb, const char *ctms)
 {
     char buf[2048], *p;
     int len;
     /* "otls" marks TLS origination (tls_ctx "" for the null context: tls: true, https://), so a
      * TLS and a cleartext Mapping of one service never share a cluster. Every part is bounded
      * (names, the service, lb_key) well below the buffer; a cut name would still be hashed. */
-    len = snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s%s%s%s", marker ? marker : "", marker ? "_" : "",
+    len = snprintf(buf, sizeof(buf), "cluster_%s%s%s%s%s%s_%s%s%s%s%s", marker ? marker : "", marker ? "_" : "",
                    service, tls_ctx ? "_otls" : "", tls_ctx && tls_ctx[0] ? "_" : "", tls_ctx ? tls_ctx : "", ns,
-                   suffix ? suffix : "", lb ? "_" : "", lb ? lb : "");
+                   suffix ? suffix : "", lb ? "_" : "", lb ? lb : "", ctms);
     if (len < 0)
         buf[0] = '\0';
     for (p = buf; *p; p++)
@@ -156,6 +160,9 @@ struct cluster_want {
     const char *breakers_name;   /* circuit breakers in the name ("_cbnr10"); NULL: none */
     const struct pt_breakers *breakers; /* their limits; NULL: Envoy's defaults */
     const struct pt_load_balancer_res *lb; /* the resource's load_balancer; NULL: the Module's */
+    const struct pt_up_opts *up_opts; /* keepalive, idle timeout, lifetime; NULL: defaults */
+    uint8_t dns_type;            /* enum pt_dns_type */
+    bool respect_dns_ttl;
 };
 
 /* lb_key: what Emissary's IRCluster puts in the name of a cluster with load balancer <lb>
@@ -174,6 +181,31 @@ static const char *lb_key(const struct pt_load_balancer_res *lb, char *out, size
     return n > 0 && (size_t)n < cap ? out : NULL; /* cannot be cut: each part is bounded */
 }
 
+/* cluster_conn_notice: the upstream-connection settings that <w> asks of <cl>, a cluster that
+ * an earlier resource made, are not part of its name (as in Emissary, where the first Mapping's
+ * cluster is used): when they differ, the resource is told which ones it does not get. */
+static void cluster_conn_notice(struct compile_ctx *c, const struct cluster_want *w, const struct pt_cluster *cl)
+{
+    static const struct pt_up_opts none;
+    const struct pt_up_opts *o = w->up_opts ? w->up_opts : &none;
+    char obj[512];
+
+    if (memcmp(o, &cl->up_opts, sizeof(*o)) == 0 && w->dns_type == cl->dns_type &&
+        w->respect_dns_ttl == cl->respect_dns_ttl)
+        return;
+    snprintf(obj, sizeof(obj), "%s/%s/%s", w->meta->kind, w->meta->namespace, w->meta->name);
+    pt_diag_add(c->diag, PT_DIAG_NOTICE, &w->meta->origin, obj,
+                "cluster %s is another Mapping's, whose settings are used; this one's differ in:%s%s%s%s%s",
+                cl->name,
+                o->keepalive != cl->up_opts.keepalive || o->ka_probes != cl->up_opts.ka_probes ||
+                        o->ka_idle_s != cl->up_opts.ka_idle_s || o->ka_interval_s != cl->up_opts.ka_interval_s
+                    ? " keepalive" : "",
+                o->idle_ms != cl->up_opts.idle_ms ? " cluster_idle_timeout_ms" : "",
+                o->lifetime_ms != cl->up_opts.lifetime_ms ? " cluster_max_connection_lifetime_ms" : "",
+                w->dns_type != cl->dns_type ? " dns_type" : "",
+                w->respect_dns_ttl != cl->respect_dns_ttl ? " respect_dns_ttl" : "");
+}
+
 /* find_or_add_cluster: the cluster named for <w> (Emissary's name), made when it is new
  * (*added). An HTTP/2 (grpc) cluster keeps Emissary's name but is a cluster of its own: HTTP/1
  * and HTTP/2 users of one service never share one. */
@@ -182,23 +214,19 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
     struct pt_snapshot *s = c->snap;
     const struct pt_service_ref *ref = w->ref;
     const struct pt_load_balancer_res *lb = w->lb ? w->lb : c->module ? c->module->load_balancer : NULL;
-    char lbbuf[512];
-    char *name = cluster_name(w->marker, ref->qualified,
-                              !ref->tls ? NULL : w->tls && strcmp(w->tls, "true") != 0 ? w->tls : "",
-                              w->meta->namespace, w->breakers_name, lb_key(lb, lbbuf, sizeof(lbbuf)));
+    char lbbuf[512], ctms[32];
+    char *name;
     struct pt_strmap *map = w->http2 ? &c->h2_clusters_by_name : &c->clusters_by_name;
     struct pt_cluster *cl;
 
+    pt_config__ctms_name(w->connect_timeout_ms, ctms, sizeof(ctms));
+    name = cluster_name(w->marker, ref->qualified,
+                        !ref->tls ? NULL : w->tls && strcmp(w->tls, "true") != 0 ? w->tls : "",
+                        w->meta->namespace, w->breakers_name, lb_key(lb, lbbuf, sizeof(lbbuf)), ctms);
     *added = false;
     cl = pt_strmap_get(map, name, strlen(name));
     if (cl != NULL) {
-        if (cl->connect_timeout_ms != (uint32_t)w->connect_timeout_ms) {
-            char obj[512];
-            snprintf(obj, sizeof(obj), "%s/%s/%s", w->meta->kind, w->meta->namespace, w->meta->name);
-            pt_diag_add(c->diag, PT_DIAG_NOTICE, &w->meta->origin, obj,
-                        "connect_timeout_ms %d differs from another user of cluster %s, which uses %u",
-                        w->connect_timeout_ms, name, cl->connect_timeout_ms);
-        }
+        cluster_conn_notice(c, w, cl);
         free(name);
         return cl;
     }
@@ -219,6 +247,10 @@ static struct pt_cluster *find_or_add_cluster(struct compile_ctx *c, const struc
         cl->breakers = pt_breakers_get(cl->name, w->breakers ? w->breakers : &def);
     }
     cl->lb_policy = lb ? (uint8_t)pt_lb_policy_from_name(lb->policy) : PT_LB_ROUND_ROBIN;
+    if (w->up_opts != NULL)
+        cl->up_opts = *w->up_opts;
+    cl->dns_type = w->dns_type;
+    cl->respect_dns_ttl = w->respect_dns_ttl;
     s->clusters = pt_xrealloc(s->clusters, (s->nclusters + 1) * sizeof(*s->clusters));
     s->clusters[s->nclusters++] = cl;
     pt_strmap_put(map, cl->name, strlen(cl->name), cl);
@@ -740,13 +772,17 @@ static void compile_mappings(struct compile_ctx *c)
             continue;
         }
         pt_config__breakers_limits(cbs, ncbs, &limits);
+        struct pt_up_opts up_opts;
+        pt_config__up_opts(m, mod, &up_opts);
         cl = service_cluster(c, &(struct cluster_want){ .marker = m->shadow ? "shadow" : NULL,
                                                         .ref = &ref, .tls = m->tls, .service = m->service,
                                                         .stats_name = m->stats_name, .meta = &m->meta,
                                                         .http2 = m->grpc,
                                                         .connect_timeout_ms = m->connect_timeout_ms,
                                                         .breakers_name = cbname, .breakers = &limits,
-                                                        .lb = m->load_balancer });
+                                                        .lb = m->load_balancer, .up_opts = &up_opts,
+                                                        .dns_type = m->dns_type,
+                                                        .respect_dns_ttl = m->respect_dns_ttl });
         c->mapping_action[i] = make_action(c, m, cl);
         if (m->shadow) { /* a mirror of its group's requests (route/route.c): only its cluster */
             c->mapping_action[i]->shadow_percent = (uint8_t)(m->weight >= 0 ? m->weight : 100);
@@ -1397,6 +1433,7 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
         c.env = &defaults;
     }
     pt_service_index_build(&c.services, r);
+    pt_dns_new_round(); /* the DNS refreshes that this compile's clusters ask for */
     c.module = pt_compile_module(r);
     compile_auth(&c);
     compile_rls(&c);

@@ -8,6 +8,7 @@
 #include "config/fields.h"
 #include "config/load.h"
 #include "config/traffic.h"
+#include "config/upconn.h"
 #include "config/ynode.h"
 
 #include "cluster/health.h"
@@ -1106,6 +1107,11 @@ static const struct pt_config__field mapping_fields[] = {
     F_IGN("docs"), /* Dev Portal only; in the quickstart's quote Mapping */
     F_FN("retry_policy", pt_config__read_retry_policy, 0),
     F_FN("circuit_breakers", pt_config__read_breakers, 0),
+    F_FN("keepalive", pt_config__read_keepalive, 0),
+    F_INT("cluster_idle_timeout_ms", T, cluster_idle_timeout_ms, 0, INT_MAX),
+    F_INT("cluster_max_connection_lifetime_ms", T, cluster_max_connection_lifetime_ms, 0, INT_MAX),
+    F_FN("dns_type", pt_config__read_dns_type, 0),
+    F_BOOL("respect_dns_ttl", T, respect_dns_ttl),
     F_END,
 };
 #undef T
@@ -1790,6 +1796,9 @@ static const struct pt_config__field module_config_fields[] = {
     F_IGN("ip_deny"),
     F_FN("retry_policy", pt_config__read_retry_policy, 1),
     F_FN("circuit_breakers", pt_config__read_breakers, 1),
+    F_FN("keepalive", pt_config__read_keepalive, 1),
+    F_INT("cluster_idle_timeout_ms", T, cluster_idle_timeout_ms, 0, INT_MAX),
+    F_INT("cluster_max_connection_lifetime_ms", T, cluster_max_connection_lifetime_ms, 0, INT_MAX),
     F_END,
 };
 

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/upconn-t.h"
+
 /* Where a resource came from, for `FILE:LINE: Kind/ns/name: message`. */
 struct pt_origin {
     const char *file; /* path as given, or "kubernetes" */
@@ -286,6 +288,12 @@ struct pt_mapping_res {
     /* shadow: its requests are not routed here: its canary group's (the Mappings of the same
      * match keys) are mirrored to its service, `weight` percent of them (default 100) */
     bool shadow;
+    /* Upstream connections (config/upconn.c; 0 and unset: the Module's, else the defaults) */
+    struct pt_keepalive_res keepalive;       /* set false: the Module's */
+    int cluster_idle_timeout_ms;             /* 0: unset */
+    int cluster_max_connection_lifetime_ms;  /* 0: unset */
+    uint8_t dns_type;                        /* enum pt_dns_type (model/upconn-t.h) */
+    bool respect_dns_ttl;                    /* refresh DNS answers at their TTL */
 };
 
 struct pt_service_port {
@@ -451,6 +459,9 @@ struct pt_module_res {
     struct pt_breaker_res *circuit_breakers; /* the default of Mappings without them */
     size_t ncircuit_breakers;
     struct pt_load_balancer_res *load_balancer; /* the default of Mappings without one */
+    struct pt_keepalive_res keepalive;       /* the default of Mappings without one */
+    int cluster_idle_timeout_ms;             /* 0: unset */
+    int cluster_max_connection_lifetime_ms;  /* 0: unset */
 };
 
 /* A problem found while loading or validating. */

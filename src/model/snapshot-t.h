@@ -16,6 +16,7 @@
 #include "core/common.h"
 #include "model/resource-t.h"
 #include "model/traffic-t.h"
+#include "model/upconn-t.h"
 
 struct ssl_ctx_st; /* SSL_CTX */
 struct pt_health_cfg; /* cluster/health-t.h */
@@ -59,6 +60,11 @@ struct pt_cluster {
     uint8_t lb_policy;       /* enum pt_lb_policy (cluster/lb-t.h): its load_balancer policy */
     struct pt_lb_table *lb_table; /* ring_hash, maglev: built once by compile, read by every
                                    * worker (cluster/lb.h; owned); else NULL */
+    struct pt_up_opts up_opts;    /* keepalive, idle timeout, max lifetime of its connections
+                                   * (model/upconn-t.h): part of the pool's key */
+    uint8_t dns_type;             /* enum pt_dns_type: a DNS name's addresses, or its first */
+    bool respect_dns_ttl;         /* its DNS name is refreshed at the answer's TTL, not every
+                                   * 5 s (cluster/dns.h) */
 };
 
 struct pt_logfmt;

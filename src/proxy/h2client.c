@@ -451,9 +451,7 @@ static bool h2up_keep(struct pt_h2up *h)
 {
     uint32_t idle = 0;
 
-    if ((h->flags & H2U_NO_NEW) || h->w->draining ||
-        (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
-         pt_loop_now_ms(h->w->loop) - h->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms))
+    if ((h->flags & H2U_NO_NEW) || h->w->draining || pt_up_pool_too_old(h->pool, h->created_ms, pt_loop_now_ms(h->w->loop)))
         return false;
     for (struct pt_h2up *o = h->pool->h2_conns; o != NULL; o = o->pool_next)
         if (o != h && h2up_idle_open(o))
@@ -479,8 +477,8 @@ static void h2up_run(struct pt_h2up *h)
         pt_timer_cancel(&h->timer);
     } else if (!h2up_keep(h) || (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))) {
         h2up_close(h, "connection termination", NULL, "UC"); /* no stream is left to hear it */
-    } else if (!pt_timer_armed(&h->timer)) {
-        pt_timer_arm(h->w->loop, &h->timer, pt_proxy_limits.upstream_idle_ms);
+    } else if (!pt_timer_armed(&h->timer)) { /* its idle timeout, or what is left of its lifetime */
+        pt_timer_arm(h->w->loop, &h->timer, pt_up_pool_idle_ms(h->pool, h->created_ms, pt_loop_now_ms(h->w->loop)));
     }
 }
 
@@ -681,8 +679,7 @@ static bool h2up_has_room(const struct pt_h2up *h)
 
     if (h->flags & (H2U_DEAD | H2U_NO_NEW))
         return false;
-    if (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
-        pt_loop_now_ms(h->w->loop) - h->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms)
+    if (pt_up_pool_too_old(h->pool, h->created_ms, pt_loop_now_ms(h->w->loop)))
         return false;
     return h->nstreams < (max < H2UP_MAX_STREAMS ? max : H2UP_MAX_STREAMS);
 }

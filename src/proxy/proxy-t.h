@@ -287,6 +287,7 @@ struct pt_pool_entry {
     struct pt_upstream idle_head;   /* circular list of idle connections (sentinel) */
     uint32_t nidle;
     struct pt_h2up *h2_conns;       /* its HTTP/2 connections, busy or idle (proxy/h2client.c) */
+    struct pt_up_opts opts;         /* its cluster's connection settings (part of the key) */
 };
 
 /* HTTP/2 stream flags (struct pt_h2s). */

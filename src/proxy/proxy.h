@@ -47,6 +47,10 @@ void pt_up_release(struct pt_upstream *up, bool reusable);
  * too), or NULL without memory. */
 struct pt_pool_entry *pt_up_pool(struct pt_worker *w, const struct pt_cluster *c,
                                  const struct pt_endpoint *ep);
+/* pt_up_pool_idle_ms: how long a connection of pool entry <e> opened at <created_ms> may wait
+ * idle from <now_ms>: its cluster's idle timeout (cluster_idle_timeout_ms, else
+ * --upstream-idle-ms), cut to what is left of its max lifetime; 0 when that has passed. */
+uint32_t pt_up_pool_idle_ms(const struct pt_pool_entry *e, uint64_t created_ms, uint64_t now_ms);
 /* HTTP/2 upstream connections (proxy/h2client.c): their work from the worker's ready list,
  * and the dead ones freed. */
 void pt_h2up_run_ready(struct pt_worker *w);
@@ -81,6 +85,21 @@ static inline uint64_t pt_worker_rand(struct pt_worker *w)
     s1 ^= s1 << 23;
     w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
     return w->rng[1] + s0;
+}
+
+/* pt_up_pool_lifetime_ms: the max lifetime of the connections of pool entry <e>: its
+ * cluster's cluster_max_connection_lifetime_ms, else --upstream-max-lifetime-ms; 0: none. */
+static inline uint32_t pt_up_pool_lifetime_ms(const struct pt_pool_entry *e)
+{
+    return e->opts.lifetime_ms ? e->opts.lifetime_ms : pt_proxy_limits.upstream_max_lifetime_ms;
+}
+
+/* pt_up_pool_too_old: a connection of <e> opened at <created_ms> has reached its max lifetime
+ * at <now_ms>: it takes no new request. */
+static inline bool pt_up_pool_too_old(const struct pt_pool_entry *e, uint64_t created_ms, uint64_t now_ms)
+{
+    uint32_t life = pt_up_pool_lifetime_ms(e);
+    return life != 0 && now_ms - created_ms >= life;
 }
 
 #endif

@@ -137,6 +137,22 @@ static inline int pt_sock_connect(const struct sockaddr_storage *addr, socklen_t
     return fd;
 }
 
+/* pt_sock_keepalive: turns TCP keepalive on for <fd> (SO_KEEPALIVE), with <probes> unanswered
+ * probes before the connection is dropped (TCP_KEEPCNT), <idle_s> seconds of silence before
+ * the first (TCP_KEEPIDLE) and <interval_s> between them (TCP_KEEPINTVL); a 0 leaves the
+ * kernel's value. Returns 0, or -1 with errno when an option is refused. */
+static inline int pt_sock_keepalive(int fd, int probes, int idle_s, int interval_s)
+{
+    int one = 1;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+        (probes > 0 && setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes)) != 0) ||
+        (idle_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s)) != 0) ||
+        (interval_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s)) != 0))
+        return -1;
+    return 0;
+}
+
 /* pt_sock_connect_error: the error of a connect that was in progress (0: connected). */
 static inline int pt_sock_connect_error(int fd)
 {

@@ -21,11 +21,20 @@
 #include <unistd.h>
 
 /* hash_addr: FNV-1a over 8-byte words (a sockaddr_in is two), each step folding the high
- * half down so that every byte reaches the low bits the table index uses. */
-static uint64_t hash_addr(const struct sockaddr_storage *a, socklen_t len, const SSL_CTX *tls)
+ * half down so that every byte reaches the low bits the table index uses. The TLS context and
+ * the connection settings (<o>, mostly all-zero) seed it. */
+static uint64_t hash_addr(const struct sockaddr_storage *a, socklen_t len, const SSL_CTX *tls,
+                          const struct pt_up_opts *o)
 {
     const unsigned char *p = (const unsigned char *)a;
     uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)tls, x;
+
+    if (o->idle_ms | o->lifetime_ms | o->keepalive) {
+        memcpy(&x, o, sizeof(x));
+        h = (h ^ x) * 1099511628211ull;
+        memcpy(&x, (const unsigned char *)o + 8, sizeof(x));
+        h = (h ^ x) * 1099511628211ull;
+    }
     socklen_t i = 0;
 
     for (; i + 8 <= len; i += 8) {
@@ -50,7 +59,7 @@ static int pools_grow(struct pt_worker *w)
         uint64_t h;
         if (e == NULL)
             continue;
-        for (h = hash_addr(&e->addr, e->addrlen, e->tls); neu[h & (cap - 1)] != NULL; h++)
+        for (h = hash_addr(&e->addr, e->addrlen, e->tls, &e->opts); neu[h & (cap - 1)] != NULL; h++)
             ;
         neu[h & (cap - 1)] = e;
     }
@@ -60,16 +69,20 @@ static int pools_grow(struct pt_worker *w)
     return 0;
 }
 
-/* The pool entry of an endpoint; entries live as long as the worker (a handful per backend). */
-static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endpoint *ep, SSL_CTX *tls)
+/* The pool entry of an endpoint for a TLS context and connection settings <o> (clusters with
+ * other settings keep their connections apart); entries live as long as the worker (a handful
+ * per backend). */
+static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endpoint *ep, SSL_CTX *tls,
+                                       const struct pt_up_opts *o)
 {
     struct pt_pool_entry *e;
     uint64_t h;
 
     if (w->npools_used * 2 >= w->npools_cap && pools_grow(w) != 0)
         return NULL;
-    for (h = hash_addr(&ep->addr, ep->addrlen, tls); (e = w->pools[h & (w->npools_cap - 1)]) != NULL; h++)
-        if (e->tls == tls && e->addrlen == ep->addrlen && memcmp(&e->addr, &ep->addr, ep->addrlen) == 0)
+    for (h = hash_addr(&ep->addr, ep->addrlen, tls, o); (e = w->pools[h & (w->npools_cap - 1)]) != NULL; h++)
+        if (e->tls == tls && e->addrlen == ep->addrlen && memcmp(&e->addr, &ep->addr, ep->addrlen) == 0 &&
+            memcmp(&e->opts, o, sizeof(*o)) == 0)
             return e;
     if ((e = calloc(1, sizeof(*e))) == NULL)
         return NULL;
@@ -79,6 +92,7 @@ static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endp
     e->tls = tls;
     e->addr = ep->addr;
     e->addrlen = ep->addrlen;
+    e->opts = *o;
     e->idle_head.idle_next = e->idle_head.idle_prev = &e->idle_head;
     w->pools[h & (w->npools_cap - 1)] = e;
     w->npools_used++;
@@ -87,7 +101,20 @@ static struct pt_pool_entry *pool_find(struct pt_worker *w, const struct pt_endp
 
 struct pt_pool_entry *pt_up_pool(struct pt_worker *w, const struct pt_cluster *c, const struct pt_endpoint *ep)
 {
-    return pool_find(w, ep, c->tls_ctx);
+    return pool_find(w, ep, c->tls_ctx, &c->up_opts);
+}
+
+uint32_t pt_up_pool_idle_ms(const struct pt_pool_entry *e, uint64_t created_ms, uint64_t now_ms)
+{
+    uint32_t idle = e->opts.idle_ms ? e->opts.idle_ms : pt_proxy_limits.upstream_idle_ms;
+    uint32_t life = pt_up_pool_lifetime_ms(e);
+    uint64_t age = now_ms - created_ms;
+
+    if (life == 0)
+        return idle;
+    if (age >= life)
+        return 0;
+    return life - age < idle ? (uint32_t)(life - age) : idle;
 }
 
 static void idle_unlink(struct pt_upstream *up)
@@ -382,7 +409,7 @@ static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const 
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
                                   const struct pt_endpoint *ep, bool fresh, bool *reused)
 {
-    struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx);
+    struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx, &c->up_opts);
     struct pt_breakers *cb;
     struct pt_upstream *up;
     bool connected;
@@ -392,8 +419,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         return NULL;
     while (e->nidle > 0 && !fresh) {
         up = e->idle_head.idle_next;
-        if (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
-            pt_loop_now_ms(w->loop) - up->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms) {
+        if (pt_up_pool_too_old(e, up->created_ms, pt_loop_now_ms(w->loop))) {
             up_close(up); /* grew too old while it waited in the pool */
             continue;
         }
@@ -414,6 +440,9 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
             cx_give_back(w, cb, c->stats_idx);
         return NULL;
     }
+    if (e->opts.keepalive && /* the values were checked against the kernel's bounds */
+        pt_sock_keepalive(fd, e->opts.ka_probes, e->opts.ka_idle_s, e->opts.ka_interval_s) != 0)
+        pt_debug("upstream %s: keepalive refused: %s", ep->name, strerror(errno));
     if (w->free_up != NULL) {
         up = w->free_up;
         w->free_up = up->idle_next;
@@ -464,15 +493,15 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
 {
     struct pt_worker *w = up->w;
     struct pt_pool_entry *e = up->pool;
+    uint32_t idle_ms;
 
     up->owner = NULL;
     up->ops = NULL;
     up->requests++;
     if (!reusable || up->eof || up->peer_closed || up->in.len > 0 || up->out.len > 0 || up->state != PT_UP_BUSY ||
         e->nidle >= pt_proxy_limits.max_idle_per_endpoint || w->draining ||
-        (pt_proxy_limits.upstream_max_lifetime_ms != 0 &&
-         pt_loop_now_ms(w->loop) - up->created_ms >= pt_proxy_limits.upstream_max_lifetime_ms)) {
-        up_close(up);
+        (idle_ms = pt_up_pool_idle_ms(e, up->created_ms, pt_loop_now_ms(w->loop))) == 0) {
+        up_close(up); /* 0: as old as its max lifetime */
         return;
     }
     pt_buf_release(&w->bufs, &up->in);
@@ -482,7 +511,7 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
     up->idle_next->idle_prev = up;
     e->idle_head.idle_next = up;
     e->nidle++;
-    pt_timer_arm(w->loop, &up->timer, pt_proxy_limits.upstream_idle_ms);
+    pt_timer_arm(w->loop, &up->timer, idle_ms); /* its idle timeout, or what is left of its lifetime */
 }
 
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)

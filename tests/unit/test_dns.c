@@ -468,6 +468,75 @@ static void test_dns_ttl_from_wire(void **state)
     assert_addr(&out[0], "10.9.0.3");
 }
 
+/* lookup_refresh: pt_dns_lookup_refresh, checked like lookup(). */
+static int lookup_refresh(struct ctx *c, const char *name, struct pt_dns_addr *out, int max, bool ttl)
+{
+    int n;
+    c->in_lookup = true;
+    n = pt_dns_lookup_refresh(name, out, max, ttl);
+    c->in_lookup = false;
+    return n;
+}
+
+/* respect_dns_ttl false (Envoy's default): the name is asked again every refresh interval (the
+ * lower bound), however long the TTL. */
+static void test_interval_refresh_ignores_ttl(void **state)
+{
+    struct ctx *c = *state;
+    struct pt_dns_addr out[4];
+    uint64_t t1;
+
+    fake_start(c);
+    assert_int_equal(pt_dns_set_ttl_bounds(1, 300), 0);
+    c->fake.a = 0x0a090001;
+    c->fake.ttl = 3600;
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, false), 0);
+    assert_true(run_until(c, &c->changes, 1, 1000));
+    t1 = pt_now_ms();
+    c->fake.a = 0x0a090002;
+    assert_true(run_until(c, &c->changes, 2, 2500));
+    assert_true(pt_now_ms() - t1 >= 700); /* after the interval, not at once */
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, false), 2);
+    assert_addr(&out[0], "10.9.0.2");
+}
+
+/* respect_dns_ttl true: the TTL decides; a lookup that asks for the interval brings a long
+ * expiry in at once, and once a new round no longer asks for it, the TTL decides again. */
+static void test_ttl_respected_until_interval_asked(void **state)
+{
+    struct ctx *c = *state;
+    struct pt_dns_addr out[4];
+    int queries;
+
+    fake_start(c);
+    assert_int_equal(pt_dns_set_ttl_bounds(1, 300), 0);
+    c->fake.a = 0x0a090001;
+    c->fake.ttl = 3600;
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, true), 0);
+    assert_true(run_until(c, &c->changes, 1, 1000));
+    queries = c->fake.queries;
+    c->fake.a = 0x0a090002;
+    run_until(c, NULL, 0, 1200);
+    assert_int_equal(c->fake.queries, queries); /* not asked again: the TTL is an hour */
+    assert_int_equal(c->changes, 1);
+    /* Another cluster of the same round does not respect the TTL: refreshed every interval. */
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, false), 2);
+    assert_addr(&out[0], "10.9.0.1");
+    assert_true(run_until(c, &c->changes, 2, 2500));
+    /* A new round (a recompile) where only respecting clusters look it up: the refresh due
+     * within the interval is the last one before the TTL rules again. */
+    pt_dns_new_round();
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, true), 2);
+    assert_addr(&out[0], "10.9.0.2");
+    c->fake.a = 0x0a090003;
+    assert_true(run_until(c, &c->changes, 3, 2500));
+    c->fake.a = 0x0a090004;
+    run_until(c, NULL, 0, 1200);
+    assert_int_equal(c->changes, 3);
+    assert_int_equal(lookup_refresh(c, "svc.portico.test", out, 4, true), 2);
+    assert_addr(&out[0], "10.9.0.3");
+}
+
 static void test_failure_keeps_answer_negative_clears(void **state)
 {
     struct ctx *c = *state;
@@ -663,6 +732,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hosts_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_expiry_rereads_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_ttl_from_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interval_refresh_ignores_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_respected_until_interval_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_keeps_answer_negative_clears, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tcp_fallback, setup, teardown),

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -619,7 +620,7 @@ static int teardown(void **state)
             continue;
         while (e->nidle > 0) {
             struct pt_endpoint ep = { .addr = e->addr, .addrlen = e->addrlen };
-            struct pt_cluster c = { .tls_ctx = e->tls, .stats_idx = g_stats_idx };
+            struct pt_cluster c = { .tls_ctx = e->tls, .stats_idx = g_stats_idx, .up_opts = e->opts };
             bool reused = false;
             struct pt_upstream *up = pt_up_acquire(w, &c, &ep, false, &reused);
             if (up == NULL)
@@ -1019,6 +1020,96 @@ static void test_max_lifetime_while_idle(void **state)
     assert_int_equal(atomic_load(&f->be.conns), 2);
 }
 
+/* ---- 4b. a cluster's own connection settings (Mapping keepalive, cluster_idle_timeout_ms,
+ * cluster_max_connection_lifetime_ms) ------------------------------------------------------- */
+
+/* cluster_idle_timeout_ms wins over upstream_idle_ms (60 s here): the backend sees the close
+ * after the cluster's 100 ms. */
+static void test_cluster_idle_timeout_wins(void **state)
+{
+    struct fx *f = *state;
+    int one = 1;
+
+    pt_proxy_limits.upstream_idle_ms = 60000;
+    f->c.up_opts.idle_ms = 100;
+    be_start(f, NULL, 0);
+    exchange_ok(f, &f->r[0], false);
+    uint64_t t0 = pt_now_ms();
+    pt_hc_finish(&f->r[0].hc, true);
+    assert_int_equal(pool_idle(f->w), 1);
+    assert_true(run_until(f, be_eofs_reach, &one, WAIT_MS));
+    uint64_t took = atomic_load(&f->be.eof_ms) - t0;
+    if (took < 95 || took > 1500)
+        fail_msg("the cluster's idle timeout of 100 ms closed the connection after %llu ms",
+                 (unsigned long long)took);
+    assert_int_equal(pool_idle(f->w), 0);
+}
+
+/* cluster_max_connection_lifetime_ms: a pooled connection is closed when it reaches its
+ * lifetime, idle or not (Envoy's max_connection_duration), well before the idle timeout. */
+static void test_cluster_lifetime_closes_idle(void **state)
+{
+    struct fx *f = *state;
+    int one = 1;
+
+    pt_proxy_limits.upstream_idle_ms = 60000;
+    f->c.up_opts.lifetime_ms = 200;
+    be_start(f, NULL, 0);
+    uint64_t t0 = pt_now_ms();
+    exchange_ok(f, &f->r[0], false);
+    pt_hc_finish(&f->r[0].hc, true);
+    exchange_ok(f, &f->r[1], true); /* young: reused */
+    pt_hc_finish(&f->r[1].hc, true);
+    assert_int_equal(pool_idle(f->w), 1);
+    assert_true(run_until(f, be_eofs_reach, &one, WAIT_MS));
+    uint64_t took = atomic_load(&f->be.eof_ms) - t0;
+    if (took < 190 || took > 1500)
+        fail_msg("a connection with a lifetime of 200 ms closed after %llu ms", (unsigned long long)took);
+    exchange_ok(f, &f->r[2], false);
+    assert_int_equal(atomic_load(&f->be.conns), 2);
+}
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+/* keepalive: the cluster's connections have SO_KEEPALIVE with its probes, idle time and
+ * interval; those of a cluster without keepalive do not, and the two never share one. */
+static void test_keepalive_socket_options(void **state)
+{
+    struct fx *f = *state;
+    struct rec *r = &f->r[0];
+
+    be_start(f, NULL, 0);
+    exchange_ok(f, &f->r[1], false); /* no keepalive: pooled */
+    assert_int_equal(sockopt(f->r[1].hc.up->io.fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+    pt_hc_finish(&f->r[1].hc, true);
+    f->c.up_opts = (struct pt_up_opts){ .keepalive = 1, .ka_probes = 4, .ka_idle_s = 40, .ka_interval_s = 7 };
+    start(f, r, GET, false, false, false);
+    assert_false(pt_hc_reused(&r->hc)); /* the pooled one has other settings */
+    assert_non_null(r->hc.up);
+    int fd = r->hc.up->io.fd;
+    assert_int_equal(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 40);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
+    assert_true(run_until(f, rec_done, r, WAIT_MS));
+    assert_ev(r, "HB*E");
+    pt_hc_finish(&r->hc, true);
+    assert_int_equal(pool_idle(f->w), 2);
+    exchange_ok(f, &f->r[2], true); /* the same settings again: pooled connection reused */
+    assert_int_equal(sockopt(f->r[2].hc.up->io.fd, IPPROTO_TCP, TCP_KEEPIDLE), 40);
+    /* only the kernel's values: SO_KEEPALIVE alone */
+    f->c.up_opts = (struct pt_up_opts){ .keepalive = 1 };
+    exchange_ok(f, &f->r[3], false);
+    assert_int_equal(sockopt(f->r[3].hc.up->io.fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(atomic_load(&f->be.conns), 3);
+}
+
 /* max_idle_per_endpoint = 0: nothing is pooled, every exchange has its own connection. */
 static void test_max_idle_zero(void **state)
 {
@@ -1391,6 +1482,9 @@ int main(void)
         T(test_pool_idle_timeout),
         T(test_max_lifetime_at_release),
         T(test_max_lifetime_while_idle),
+        T(test_cluster_idle_timeout_wins),
+        T(test_cluster_lifetime_closes_idle),
+        T(test_keepalive_socket_options),
         T(test_max_idle_zero),
         T(test_1xx_skipped),
         T(test_103_then_200_later),
