@@ -168,4 +168,51 @@ size_t pt_config__kind_index(const struct pt_config__kind *k);
 
 #define PT_PATH_MAX 256
 
+/* ---- field tables (kinds.c, policy.c) -------------------------------------------------- */
+
+/* Entries of a field table, by type: F_STR("name", struct, member) and so on. */
+#define OFF(T, m) offsetof(T, m)
+#define F_STR(n, T, m) { .name = n, .type = PT_F_STR, .off = OFF(T, m) }
+#define F_STR_REQ(n, T, m) { .name = n, .type = PT_F_STR, .flags = PT_F_REQUIRED, .off = OFF(T, m) }
+#define F_BOOL(n, T, m) { .name = n, .type = PT_F_BOOL, .off = OFF(T, m) }
+#define F_INT(n, T, m, lo, hi) { .name = n, .type = PT_F_INT, .off = OFF(T, m), .min = lo, .max = hi }
+#define F_LIST(n, T, m, cnt) { .name = n, .type = PT_F_STRLIST, .off = OFF(T, m), .off_n = OFF(T, cnt) }
+#define F_KV(n, T, m, cnt) { .name = n, .type = PT_F_KVMAP, .off = OFF(T, m), .off_n = OFF(T, cnt) }
+#define F_OBJ(n, tab) { .name = n, .type = PT_F_OBJECT, .sub = tab }
+#define F_OBJLIST(n, T, m, cnt, E, tab)                                                          \
+    { .name = n, .type = PT_F_OBJLIST, .off = OFF(T, m), .off_n = OFF(T, cnt), .elem = sizeof(E), \
+      .sub = tab }
+#define F_FN(n, f, a) { .name = n, .type = PT_F_CUSTOM, .fn = f, .arg = a }
+#define F_IGN(n) { .name = n, .type = PT_F_IGNORE }
+#define F_END { .type = PT_F_END }
+
+/* pt_config__added_headers: a map of header name -> "value" or {value, append} (append true
+ * unless said) into an arena array *out; each name and value checked for a head (wire.c), and
+ * with <formats>, a value with '%' checked as an Envoy format. Returns the count. (kinds.c) */
+struct pt_add_header;
+size_t pt_config__added_headers(struct pt_config__obj *c, const struct pt_ynode *key, const struct pt_ynode *val,
+                                const char *path, bool formats, struct pt_add_header **out);
+
+/* The readers and checks of the Mapping's (and the Module's) policy fields (policy.c): the
+ * field tables of kinds.c name them. */
+struct pt_mapping_res;
+struct pt_error_override_res;
+void pt_config__read_labels(struct pt_config__obj *c, const struct pt_config__field *f,
+                            const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                            const char *path);
+void pt_config__read_cors(struct pt_config__obj *c, const struct pt_config__field *f,
+                          const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                          const char *path);
+void pt_config__read_load_balancer(struct pt_config__obj *c, const struct pt_config__field *f,
+                                   const struct pt_ynode *key, const struct pt_ynode *val, void *base,
+                                   const char *path);
+/* pt_config__check_error_overrides: the rules Emissary accepts (<list>: the YAML sequence, for
+ * lines); pt_config__check_health_checks: a Mapping's checks are complete and fit for a head. */
+void pt_config__check_error_overrides(struct pt_config__obj *c, const struct pt_error_override_res *r, size_t n,
+                                      const struct pt_ynode *list);
+void pt_config__check_health_checks(struct pt_config__obj *c, const struct pt_mapping_res *m,
+                                    const struct pt_ynode *body);
+extern const struct pt_config__field pt_config__error_override_fields[];
+extern const struct pt_config__field pt_config__health_check_fields[];
+
 #endif
