@@ -9,6 +9,7 @@
  * count stays exact however writers interleave. Passive failures are counted with one atomic
  * add per failed request; the add that reaches the threshold is the one that ejects. */
 #include "cluster/health.h"
+#include "cluster/lb.h"
 #include "core/common.h"
 #include "core/strmap.h"
 #include "model/snapshot-t.h"
@@ -218,19 +219,6 @@ bool pt_health_cfg_equal(const struct pt_health_cfg *a, uint32_t na, const struc
     return true;
 }
 
-/* same_endpoints: <a> and <b> have the same addresses in the same order. */
-static bool same_endpoints(const struct pt_cluster *a, const struct pt_cluster *b)
-{
-    if (a->nendpoints != b->nendpoints)
-        return false;
-    for (uint32_t i = 0; i < a->nendpoints; i++) {
-        const struct pt_endpoint *x = &a->endpoints[i], *y = &b->endpoints[i];
-        if (x->addrlen != y->addrlen || memcmp(&x->addr, &y->addr, x->addrlen) != 0)
-            return false;
-    }
-    return true;
-}
-
 /* add_checked: puts the checked clusters of <prev> in <m> by name (HTTP/2 ones with a prefix
  * that no cluster name has, since a grpc cluster keeps the name of its HTTP/1 twin). */
 static void add_checked(struct pt_strmap *m, const struct pt_snapshot *prev, char *key, size_t cap)
@@ -266,7 +254,7 @@ int pt_health_attach(struct pt_snapshot *s, const struct pt_snapshot *prev)
             memcpy(key + 1, c->name, n);
             o = pt_strmap_get(&old, key, n + 1);
         }
-        if (o != NULL && same_endpoints(o, c) && pt_health_cfg_equal(o->checks, o->nchecks, c->checks, c->nchecks)) {
+        if (o != NULL && pt_lb_same_endpoints(o, c) && pt_health_cfg_equal(o->checks, o->nchecks, c->checks, c->nchecks)) {
             pt_health_ref(o->health);
             c->health = o->health;
         } else if ((c->health = pt_health_new(c->nendpoints)) == NULL) {

@@ -166,12 +166,9 @@ void pt_lb_table_free(struct pt_cluster *c)
     c->lb_table = NULL;
 }
 
-/* same_cluster: whether <b> is <a> again for load balancing: same name, policy and endpoints
- * in the same order. */
-static bool same_cluster(const struct pt_cluster *a, const struct pt_cluster *b)
+bool pt_lb_same_endpoints(const struct pt_cluster *a, const struct pt_cluster *b)
 {
-    if (strcmp(a->name, b->name) != 0 || a->nendpoints != b->nendpoints ||
-        cluster_policy(a) != cluster_policy(b))
+    if (a->nendpoints != b->nendpoints)
         return false;
     for (uint32_t i = 0; i < a->nendpoints; i++) {
         const struct pt_endpoint *x = &a->endpoints[i], *y = &b->endpoints[i];
@@ -179,6 +176,13 @@ static bool same_cluster(const struct pt_cluster *a, const struct pt_cluster *b)
             return false;
     }
     return true;
+}
+
+/* same_cluster: whether <b> is <a> again for load balancing: same name, policy and endpoints
+ * in the same order. */
+static bool same_cluster(const struct pt_cluster *a, const struct pt_cluster *b)
+{
+    return strcmp(a->name, b->name) == 0 && cluster_policy(a) == cluster_policy(b) && pt_lb_same_endpoints(a, b);
 }
 
 /* reset_cluster: a fresh state for <c> in <cs>, whose _endpoints are zeroed (all healthy):

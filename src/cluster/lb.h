@@ -92,4 +92,8 @@ int pt_lb_set_health(struct pt_lb_state *lb, const struct pt_cluster *c, uint32_
 const struct pt_lb_endpoint *pt_lb_endpoint_state(const struct pt_lb_state *lb,
                                                   const struct pt_cluster *c, uint32_t index);
 
+/* pt_lb_same_endpoints: <a> and <b> have the same addresses in the same order (a reload kept
+ * the cluster's endpoints). */
+bool pt_lb_same_endpoints(const struct pt_cluster *a, const struct pt_cluster *b);
+
 #endif
