@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/fields.h"
 #include "config/load.h"
 #include "control/check.h"
 
@@ -1737,9 +1738,60 @@ static void test_diag_print(void **state)
     pt_resources_free(NULL);
 }
 
+/* collect_names: the names and aliases accepted at the level of <tab> (an INLINE table's fields
+ * are accepted there too) into <names>; nested OBJECT/OBJLIST tables are checked on their own. */
+static size_t collect_names(const struct pt_config__field *tab, const char **names, size_t n,
+                            const char *where);
+
+static void check_table(const struct pt_config__field *tab, const char *where)
+{
+    const char *names[256];
+    size_t n = collect_names(tab, names, 0, where);
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            if (strcmp(names[i], names[k]) == 0)
+                fail_msg("%s: field %s is in the table twice", where, names[k]);
+}
+
+static size_t collect_names(const struct pt_config__field *tab, const char **names, size_t n,
+                            const char *where)
+{
+    for (size_t i = 0; tab[i].type != PT_F_END; i++) {
+        const struct pt_config__field *f = &tab[i];
+
+        if (f->type == PT_F_INLINE) {
+            n = collect_names(f->sub, names, n, where);
+            continue;
+        }
+        assert_true(n + 2 <= 256);
+        names[n++] = f->name;
+        if (f->alias != NULL)
+            names[n++] = f->alias;
+        if (f->sub != NULL && f->sub != tab)
+            check_table(f->sub, f->name);
+    }
+    return n;
+}
+
+static void test_field_tables_have_no_duplicates(void **state)
+{
+    static const char *const kinds[] = { "Listener", "Host", "TLSContext", "Mapping", "TracingService",
+                                         "Module", "Service", "Endpoints", "EndpointSlice", "Secret",
+                                         "AuthService", "RateLimitService" };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        const struct pt_config__kind *k = pt_config__find_kind(kinds[i]);
+        assert_non_null(k);
+        check_table(k->fields, kinds[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_field_tables_have_no_duplicates),
         cmocka_unit_test(test_mapping_defaults),
         cmocka_unit_test(test_mapping_fields),
         cmocka_unit_test(test_mapping_host),
