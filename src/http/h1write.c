@@ -63,6 +63,28 @@ size_t pt_h1w_end(struct pt_h1w *w)
 }
 
 
+bool pt_http_envoy_dropped(struct pt_str name, bool internal)
+{
+    static const char *const always[] = { "internal", "original-path", "expected-rq-timeout-ms" };
+    static const char *const external[] = {
+        "retry-on", "retry-grpc-on", "max-retries", "upstream-alt-stat-name", "upstream-rq-timeout-ms",
+        "upstream-rq-per-try-timeout-ms", "upstream-rq-timeout-alt-response", "upstream-stream-duration-ms",
+        "force-trace", "ip-tags", "decorator-operation", "downstream-service-cluster",
+        "downstream-service-node", "external-address",
+    };
+    struct pt_str rest = pt_str_make(name.ptr + 8, name.len - 8); /* after "x-envoy-" */
+
+    for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+        if (pt_str_caseeq(rest, pt_str_c(always[i])))
+            return true;
+    if (internal)
+        return false;
+    for (size_t i = 0; i < sizeof(external) / sizeof(external[0]); i++)
+        if (pt_str_caseeq(rest, pt_str_c(external[i])))
+            return true;
+    return false;
+}
+
 bool pt_http_connection_protected(struct pt_str n)
 {
     switch (n.len) {

@@ -56,6 +56,13 @@ static inline bool pt_http_hop_by_hop(struct pt_str name);
  * Content-Length, Transfer-Encoding, TE, Upgrade. */
 bool pt_http_connection_protected(struct pt_str name);
 
+/* pt_http_envoy_dropped: whether the client's x-envoy-* header <name> (the prefix checked by
+ * the caller) stops at the edge, as Envoy's header sanitizing does: x-envoy-internal and the
+ * headers Portico sets itself always; for an external request (<internal> false) also those
+ * that would steer an Envoy behind Portico (retries, timeouts, tracing, stats names, the
+ * external address). */
+bool pt_http_envoy_dropped(struct pt_str name, bool internal);
+
 /* pt_http_list_next: the next element of a comma-separated header value <v> from <*i> (empty
  * at the end), without surrounding whitespace. */
 struct pt_str pt_http_list_next(struct pt_str v, size_t *i);

@@ -630,21 +630,37 @@ static const struct pt_down_ops h1_down_ops = {
     .end = h1_end,
 };
 
-/* peer_text: <peer>'s address as text into c->peer_ip, and its port. */
+/* internal_v4: Envoy's internal IPv4 addresses: RFC 1918 and 127.0.0.1 (only that one). */
+static bool internal_v4(const uint8_t *a)
+{
+    return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+           (a[0] == 127 && a[1] == 0 && a[2] == 0 && a[3] == 1);
+}
+
+/* peer_text: <peer>'s address as text into c->peer_ip, and its port; PT_CF_PEER_INTERNAL when
+ * Envoy would count it internal (an IPv4-mapped address as the IPv4 one). */
 static void peer_text(struct pt_conn *c, const struct sockaddr_storage *peer)
 {
+    bool internal;
+
     if (peer->ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
             inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer_ip, sizeof(c->peer_ip));
-        else
+            internal = internal_v4(&s6->sin6_addr.s6_addr[12]);
+        } else {
             inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+            internal = s6->sin6_addr.s6_addr[0] == 0xfd || IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+        }
         c->peer_port = ntohs(s6->sin6_port);
     } else {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)peer;
         inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        internal = internal_v4((const uint8_t *)&s4->sin_addr);
         c->peer_port = ntohs(s4->sin_port);
     }
+    if (internal)
+        c->flags |= PT_CF_PEER_INTERNAL;
     c->peer_ip_len = (uint8_t)strlen(c->peer_ip); /* once: every request logs and forwards it */
 }
 

@@ -65,6 +65,8 @@ enum pt_conn_state {
 #define PT_CF_CLOSE_AFTER 0x0020 /* close once the current response is out */
 #define PT_CF_HEAD_TIMER  0x0040 /* the header timeout runs for the head being received */
 #define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
+#define PT_CF_PEER_INTERNAL 0x0100 /* the peer's address is internal as Envoy counts it (RFC 1918,
+                                    * 127.0.0.1, fd00::/8, ::1): see pt_session_internal */
 
 struct pt_http_reply;
 

@@ -48,7 +48,7 @@ static bool entry_value(const struct pt_stream *st, const struct pt_rl_entry *e,
         *v = h->value;
         return true;
     case PT_RL_REMOTE_ADDRESS:
-        *v = pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
+        *v = pt_session_client_address(st);
         return true;
     case PT_RL_SOURCE_CLUSTER:
         *v = st->snap->http.rls->source_cluster;

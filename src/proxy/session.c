@@ -28,6 +28,7 @@
 #include "observe/logformat.h"
 #include "tls/tls.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -315,6 +316,52 @@ void pt_session_write_forwarded(const struct pt_stream *st, struct pt_h1w *b, bo
     write_forwarded(st, b, xff, xfp);
 }
 
+/* is_envoy_header: the name starts with "x-envoy-" (and has more). */
+static inline bool is_envoy_header(struct pt_str n)
+{
+    return n.len > 8 && (n.ptr[0] | 0x20) == 'x' && n.ptr[1] == '-' && pt_str_caseeq(pt_str_make(n.ptr, 8), PT_STR_LIT("x-envoy-"));
+}
+
+struct pt_str pt_session_client_address(const struct pt_stream *st)
+{
+    const struct pt_h1_request *req = &st->req;
+    uint32_t skip = (uint32_t)st->listener->l7_depth;
+    char ip[46];
+
+    if (skip == 0 || req->idx_x_forwarded_for < 0)
+        return pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
+    skip--; /* the l7Depth-th address from the right: the last proxy's client */
+    for (size_t i = req->nheaders; i-- > (size_t)req->idx_x_forwarded_for;) {
+        struct pt_str n = req->headers[i].name, v = req->headers[i].value;
+        size_t end = v.len;
+
+        if (n.len != 15 || !pt_str_caseeq(n, PT_STR_LIT("x-forwarded-for")))
+            continue;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v.ptr[start - 1] != ',')
+                start--;
+            if (skip-- == 0) {
+                size_t j = 0;
+                struct pt_str a = pt_http_list_next(pt_str_make(v.ptr + start, end - start), &j);
+                struct in6_addr tmp;
+                if (a.len == 0 || a.len >= sizeof(ip))
+                    goto peer;
+                memcpy(ip, a.ptr, a.len);
+                ip[a.len] = 0;
+                if (inet_pton(AF_INET, ip, &tmp) != 1 && inet_pton(AF_INET6, ip, &tmp) != 1)
+                    goto peer;
+                return a;
+            }
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+peer: /* too few addresses, or not an address: the peer's, as Envoy */
+    return pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
+}
+
 /* add_formatted_headers: the route's add_request_headers when some value has %...% operators
  * (proxy/format.h): those are rendered for this request; one that comes out empty, too long or
  * with CR/LF/NUL is left out. */
@@ -344,6 +391,7 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     bool rewritten = false, keep_xfp = l->l7_depth > 0;
     bool own_host = a->host_rewrite.len || a->auto_host_rewrite || req->authority.len;
     bool edits = pt_policy_has_edits(st);
+    bool internal = pt_session_internal(st);
     int plen;
 
     pt_h1w_init(&b, w->scratch, sizeof(w->scratch) - 8192); /* the rewritten path after it */
@@ -365,9 +413,8 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
             continue;
         if (n.len == 6 && pt_str_caseeq(n, PT_STR_LIT("expect")))
             continue; /* answered here, as Envoy does */
-        if (n.len >= 21 && (pt_str_caseeq(n, PT_STR_LIT("x-envoy-original-path")) ||
-                            pt_str_caseeq(n, PT_STR_LIT("x-envoy-expected-rq-timeout-ms"))))
-            continue; /* ours to set, never the client's */
+        if (is_envoy_header(n) && pt_http_envoy_dropped(n, internal))
+            continue; /* ours to set, or an external client's attempt to steer an Envoy behind */
         if (req->conn_options && !pt_http_connection_protected(n) && pt_h1_connection_names(req, n))
             continue;
         if (st->trace_cfg != NULL && n.len >= 11 && pt_trace_is_b3_header(n))
@@ -394,6 +441,10 @@ static size_t build_request_head(struct pt_stream *st, const struct pt_route *ro
     else if (req->idx_host < 0) /* HTTP/1.0 without Host: the service's name */
         pt_h1w_header(&b, PT_STR_LIT("host"), pt_str_c(a->cluster->host));
     write_forwarded(st, &b, true, !keep_xfp || req->idx_x_forwarded_proto < 0);
+    if (internal)
+        pt_h1w_header(&b, PT_STR_LIT("x-envoy-internal"), PT_STR_LIT("true"));
+    else
+        pt_h1w_header(&b, PT_STR_LIT("x-envoy-external-address"), pt_session_client_address(st));
     if (request_id)
         pt_h1w_header(&b, PT_STR_LIT("x-request-id"), pt_str_make(request_id, 36));
     if (rewritten) {

@@ -138,6 +138,22 @@ void pt_session_dispatch(struct pt_stream *st);
  * (or answered 503 when its cluster has no endpoint). */
 void pt_session_proceed(struct pt_stream *st);
 
+/* pt_session_internal: the request is internal as Envoy's connection manager (with Emissary's
+ * use_remote_address) decides: it came without X-Forwarded-For from an internal address
+ * (PT_CF_PEER_INTERNAL). An internal request keeps the client's x-envoy-* headers and goes up
+ * with x-envoy-internal: true; an external one loses those that steer Envoy
+ * (pt_http_envoy_dropped) and goes up with x-envoy-external-address. */
+static inline bool pt_session_internal(const struct pt_stream *st)
+{
+    return (st->conn->flags & PT_CF_PEER_INTERNAL) && st->req.idx_x_forwarded_for < 0;
+}
+
+/* pt_session_client_address: the client's address as the connection manager trusts it: the
+ * peer's, or with the Listener's l7Depth N > 0 the Nth address from the right of
+ * X-Forwarded-For (what the trusted proxies in front saw), when there are that many and it is
+ * an IP address. A slice of the request head or of the connection. */
+struct pt_str pt_session_client_address(const struct pt_stream *st);
+
 /* pt_session_write_forwarded: x-forwarded-for (<xff>: the client's list with its address
  * appended) and x-forwarded-proto (<xfp>: the connection's scheme) as the upstream sees them,
  * into <b>. */

@@ -16,7 +16,8 @@ What "the same" means, computed from the client's bytes as Portico parses them:
   Content-Length, Transfer-Encoding, TE and Upgrade, which a Connection option cannot remove;
   Content-Length and Transfer-Encoding are compared as the body (Portico writes the framing);
   what Portico sets itself (x-forwarded-for, x-forwarded-proto, x-request-id, expect,
-  x-envoy-original-path, x-envoy-expected-rq-timeout-ms) is left out on both sides.
+  x-envoy-original-path, x-envoy-expected-rq-timeout-ms, x-envoy-internal,
+  x-envoy-external-address) is left out on both sides.
 - Host: the client's, or the authority of an absolute-form target (RFC 9112 §3.2.2); any when
   the client sent none (HTTP/1.0).
 - target: origin-form; both sides compared after Envoy's path normalization (unreserved
@@ -52,7 +53,8 @@ BACKEND_BAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: cl
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding",
               "upgrade"}
 PORTICO_SETS = {"x-forwarded-for", "x-forwarded-proto", "x-request-id", "expect",
-                "x-envoy-original-path", "x-envoy-expected-rq-timeout-ms"}
+                "x-envoy-original-path", "x-envoy-expected-rq-timeout-ms", "x-envoy-internal",
+                "x-envoy-external-address"}
 FRAMING = {"content-length", "transfer-encoding"}
 UNREMOVABLE = {"host", "content-length", "transfer-encoding", "te", "upgrade"}
 TIME_BUDGET = 60.0  # seconds for the exchange loop; the test stops and fails beyond it

@@ -195,6 +195,16 @@ static void test_header_rules(void **state)
     assert_false(pt_http_connection_protected(PT_STR_LIT("x-a")));
     assert_true(pt_http_hop_by_hop(PT_STR_LIT("Transfer-Encoding")));
     assert_false(pt_http_hop_by_hop(PT_STR_LIT("Content-Length")));
+    /* Envoy's header sanitizing: always Portico's own; the steering ones only when external */
+    assert_true(pt_http_envoy_dropped(PT_STR_LIT("X-Envoy-Internal"), true));
+    assert_true(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-original-path"), true));
+    assert_false(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-retry-on"), true));
+    assert_true(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-retry-on"), false));
+    assert_true(pt_http_envoy_dropped(PT_STR_LIT("X-ENVOY-MAX-RETRIES"), false));
+    assert_true(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-external-address"), false));
+    assert_false(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-external-address"), true));
+    assert_false(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-retry-onx"), false));
+    assert_false(pt_http_envoy_dropped(PT_STR_LIT("x-envoy-custom"), false));
     assert_string_equal(pt_reason_phrase(426), "Upgrade Required");
     assert_int_equal(pt_http_date().len, 29);
 }
