@@ -283,14 +283,15 @@ static inline bool usable(const struct pt_lb_cluster *cs, uint32_t i, bool use_h
 }
 
 /* random_endpoint: one of the <n> endpoints at random, a healthy one when <use_health> (the
- * caller made sure at least half are: a few draws, then the next healthy one). */
+ * caller saw at least half healthy: a few draws, then the next healthy one; the checking
+ * worker may mark them all down meanwhile, and then the draw stands, as in panic). */
 static uint32_t random_endpoint(struct pt_lb_state *lb, const struct pt_lb_cluster *cs, uint32_t n, bool use_health)
 {
     uint32_t i = (uint32_t)(next_random(lb) % n);
 
     for (int k = 0; k < 4 && !usable(cs, i, use_health); k++)
         i = (uint32_t)(next_random(lb) % n);
-    while (!usable(cs, i, use_health))
+    for (uint32_t k = 0; k < n && !usable(cs, i, use_health); k++)
         i = i + 1 == n ? 0 : i + 1;
     return i;
 }

@@ -20,6 +20,7 @@
 #include "proxy/httpclient.h"
 #include "http/body.h"
 #include "cluster/lb.h"
+#include "cluster/breakers.h"
 #include "observe/stats.h"
 
 #include <stdlib.h>
@@ -137,6 +138,8 @@ static void shadow_end(struct pt_shadow *sh, int result)
             pt_stats_inc(&cs->upstream_rq_rx_reset);
         }
     }
+    if (pt_breakers_put(&sh->cluster->breakers->rq, sh->cluster->breakers->max_requests) && cs != NULL)
+        pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
     if (sh->st != NULL)
         sh->st->shadow = NULL;
     sh->st = NULL;
@@ -234,6 +237,7 @@ void pt_shadow_start(struct pt_stream *st, const struct pt_route_action *sa, con
     struct pt_shadow *sh;
     struct iovec iov;
     uint32_t timeout;
+    bool opened;
 
     st->flags |= PT_SF_SHADOWED;
     st->shadow = NULL;
@@ -245,17 +249,31 @@ void pt_shadow_start(struct pt_stream *st, const struct pt_route_action *sa, con
         if (c->nendpoints == 0)
             pt_stats_inc(&cs->upstream_cx_none_healthy);
     }
-    if (c->nendpoints == 0 || (sh = shadow_new(st, c)) == NULL)
+    if (c->nendpoints == 0)
         return;
-    iov.iov_len = shadow_head(sh, head, hlen);
-    iov.iov_base = sh->head; /* after: shadow_head may move it */
+    /* Mirrors outlive their requests, so nothing else bounds them: they always count in their
+     * cluster's max_requests (Envoy's 1024 unless circuit_breakers say otherwise). */
+    if (!pt_breakers_take(&c->breakers->rq, c->breakers->max_requests, &opened)) {
+        if (cs != NULL)
+            pt_stats_inc(&cs->upstream_rq_pending_overflow);
+        return;
+    }
+    if (opened && cs != NULL)
+        pt_gauge_inc(&cs->circuit_breakers_default_rq_open);
+    sh = shadow_new(st, c);
+    iov.iov_len = sh != NULL ? shadow_head(sh, head, hlen) : 0;
     ep = iov.iov_len ? pt_lb_pick(&w->lb, c, NULL, &sh->pick) : NULL;
     if (ep == NULL || pt_hc_start(&sh->hc, w, c, ep, false, &shadow_hc_ops, sh,
                                   (st->flags & PT_SF_HEAD_METHOD) != 0, false) != 0) {
-        pt_lb_release(&w->lb, &sh->pick, PT_LB_CONNECT_FAILURE);
-        shadow_release(w, sh);
+        if (pt_breakers_put(&c->breakers->rq, c->breakers->max_requests) && cs != NULL)
+            pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
+        if (sh != NULL) {
+            pt_lb_release(&w->lb, &sh->pick, PT_LB_CONNECT_FAILURE);
+            shadow_release(w, sh);
+        }
         return;
     }
+    iov.iov_base = sh->head; /* after: shadow_head may move it */
     st->snap->wref[w->id].inflight++; /* its cluster lives in the snapshot */
     if (cs != NULL)
         pt_gauge_inc(&cs->upstream_rq_active);

@@ -146,6 +146,27 @@ def test_slow_shadow_never_slows_the_primary(processes, tmp_path):
     assert shadow_metric(px, "upstream_rq_timeout", "primary") == 0
 
 
+def test_mirrors_in_flight_are_bounded(processes, tmp_path):
+    """Mirrors outlive their requests, so the shadow cluster's max_requests (Envoy's 1024 by
+    default, 5 here) bounds how many run at once: past it a request is not mirrored
+    (upstream_rq_pending_overflow) and the primary goes on; a slow shadow cannot make the
+    proxy hold a connection per request."""
+    slow = start_quote(processes, name="shadow")
+    px = start(processes, tmp_path, f"127.0.0.1:{slow.port}", timeout_ms=3000,
+               shadow_spec={"circuit_breakers": [{"max_requests": 5}]})
+    worst, servers = timed_gets(px.port, "/svc/delay/5000", 20)
+    assert servers == ["primary"] * 20 and worst < 0.5, worst
+    assert shadow_metric(px, "upstream_rq_active") == 5
+    assert shadow_metric(px, "upstream_rq_pending_overflow") == 15
+    assert shadow_metric(px, "upstream_cx_active") <= 5
+    assert px.metric("envoy_cluster_circuit_breakers_default_rq_open", envoy_cluster_name="shadow") == 1
+    ok, _ = poll_until(lambda: shadow_metric(px, "upstream_rq_timeout") == 5, 5)
+    assert ok, px.metrics()
+    assert px.metric("envoy_cluster_circuit_breakers_default_rq_open", envoy_cluster_name="shadow") == 0
+    worst, servers = timed_gets(px.port, "/svc/delay/5000", 3)  # mirrored again once they ended
+    assert shadow_metric(px, "upstream_rq_active") == 3
+
+
 class StalledBackend(_ThreadedServer):
     """Accepts, then reads nothing: its socket buffers fill and stay full."""
 
