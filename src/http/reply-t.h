@@ -16,7 +16,7 @@ enum pt_http_reply_conn {
 struct pt_http_reply {
     int status;                 /* 100..999 */
     struct pt_str reason;       /* reason phrase; empty: the standard one */
-    uint64_t content_length;    /* always written: the body's exact length */
+    uint64_t content_length;    /* the body's exact length; written except for 204 and 304 */
     bool text_plain;            /* content-type: text/plain */
     struct pt_str date;         /* IMF-fixdate; empty: no date header */
     struct pt_str location[4];  /* written joined as one location header; all empty: none */

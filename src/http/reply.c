@@ -43,7 +43,8 @@ int pt_http_reply_head(const struct pt_http_reply *r, char *out, size_t cap)
         if (!pt_http_token(r->extra[i].name) || !field_ok(r->extra[i].value))
             return PT_BADMSG;
     pt_h1w_status_line(&w, r->status, r->reason);
-    pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
+    if (r->status != 204 && r->status != 304) /* no body, and no length said (RFC 9110 8.6) */
+        pt_h1w_header_uint(&w, PT_STR_LIT("content-length"), r->content_length);
     if (r->grpc) {
         pt_h1w_header(&w, PT_STR_LIT("content-type"),
                       r->grpc_content_type.len ? r->grpc_content_type : PT_STR_LIT("application/grpc"));

@@ -54,10 +54,13 @@ static void grpc_status_tag(struct pt_call *call)
 }
 
 /* auth_error: the check failed: the request goes on with failure_mode_allow, else it is
- * answered status_on_error with an empty body. */
-static void auth_error(struct pt_stream *st, struct pt_call *call)
+ * answered status_on_error with an empty body. <local>: the check request could not even be
+ * made from this request (too large for it): it never goes on unchecked, whatever
+ * failure_mode_allow says, or a client could choose to skip the check. */
+static void auth_fail(struct pt_stream *st, struct pt_call *call, bool local)
 {
     const struct pt_auth_config *ac = st->snap->http.auth;
+    bool allow = ac->failure_mode_allow && !local;
 
     if (st->call == call)
         st->call = NULL;
@@ -66,12 +69,17 @@ static void auth_error(struct pt_stream *st, struct pt_call *call)
         pt_call_tag(call, "ext_authz_status", PT_STR_LIT("ext_authz_error"));
         pt_call_free(call);
     }
-    count(st, AUTH_ERROR, ac->failure_mode_allow);
-    if (ac->failure_mode_allow) {
+    count(st, AUTH_ERROR, allow);
+    if (allow) {
         pt_policy_passed(st, NULL, 0);
         return;
     }
     pt_reply_policy(st, ac->status_on_error, NULL, 0, (struct pt_str){ 0 }, 0, "UAEX");
+}
+
+static void auth_error(struct pt_stream *st, struct pt_call *call)
+{
+    auth_fail(st, call, false);
 }
 
 /* auth_denied: the answer goes to the client: <status>, the headers <h> and <body>. */
@@ -136,8 +144,10 @@ static void http_done(struct pt_stream *st, struct pt_call *call, int result)
             size_t k = 0;
             struct pt_str item;
             while ((item = pt_http_list_next(f->value, &k)).len != 0)
-                if (pt_policy_header_ok(item, PT_STR_LIT("")) && !pt_call_edit(call, PT_EDIT_REMOVE, item, item))
-                    break;
+                if (pt_policy_header_ok(item, PT_STR_LIT("")) && !pt_call_edit(call, PT_EDIT_REMOVE, item, item)) {
+                    auth_error(st, call); /* a removal that cannot be kept is not dropped */
+                    return;
+                }
         } else if (in_list(f->name, ac->allowed_auth, ac->nallowed_auth) && pt_policy_header_ok(f->name, f->value) &&
                    !pt_call_edit(call, PT_EDIT_SET, f->name, f->value)) {
             auth_error(st, call); /* more than a call can keep */
@@ -159,10 +169,11 @@ static size_t http_check_head(const struct pt_stream *st, const struct pt_auth_c
     const struct pt_h1_request *req = &st->req;
     struct pt_str host = req->authority.len ? req->authority : req->host;
     size_t q = req->query.ptr != NULL ? 1 + req->query.len : 0;
-    char target[8192];
+    size_t tl = ac->path_prefix.len + req->path.len + q;
+    char small[1024], *target = tl <= sizeof(small) ? small : malloc(tl);
     struct pt_h1w b;
 
-    if (ac->path_prefix.len + req->path.len + q > sizeof(target))
+    if (target == NULL)
         return 0;
     memcpy(target, ac->path_prefix.ptr, ac->path_prefix.len);
     memcpy(target + ac->path_prefix.len, req->path.ptr, req->path.len);
@@ -171,7 +182,9 @@ static size_t http_check_head(const struct pt_stream *st, const struct pt_auth_c
         memcpy(target + ac->path_prefix.len + req->path.len + 1, req->query.ptr, req->query.len);
     }
     pt_h1w_init(&b, out, cap);
-    pt_h1w_request_line(&b, req->method, pt_str_make(target, ac->path_prefix.len + req->path.len + q));
+    pt_h1w_request_line(&b, req->method, pt_str_make(target, tl));
+    if (target != small)
+        free(target);
     pt_h1w_header(&b, PT_STR_LIT("host"), host);
     for (size_t i = 0; i < req->nheaders; i++) {
         struct pt_str n = req->headers[i].name;
@@ -271,6 +284,7 @@ void pt_auth_start(struct pt_stream *st)
     const struct pt_auth_config *ac = st->snap->http.auth;
     struct pt_str body = { 0 };
     bool partial = false;
+    char *head;
     size_t len;
 
     if (ac->max_body >= 0 && !(st->flags & PT_SF_REQ_DONE)) {
@@ -279,16 +293,30 @@ void pt_auth_start(struct pt_stream *st)
         body = pt_policy_body(st, (uint32_t)ac->max_body, &partial);
     }
     if (ac->grpc) {
-        st->call = pt_authgrpc_check(st, ac, body, partial);
+        bool unbuilt = false;
+        st->call = pt_authgrpc_check(st, ac, body, partial, &unbuilt);
         if (st->call == NULL)
-            auth_error(st, NULL);
+            auth_fail(st, NULL, unbuilt);
         return;
     }
-    len = http_check_head(st, ac, body, partial, st->w->scratch, sizeof(st->w->scratch));
-    if (len == 0 ||
-        (st->call = pt_call_start(st, ac->cluster, pt_str_make(st->w->scratch, len), body, ac->timeout_ms,
-                                  http_done)) == NULL)
+    head = st->w->scratch;
+    len = http_check_head(st, ac, body, partial, head, sizeof(st->w->scratch));
+    if (len == 0) { /* a head near the limit, and path_prefix and add_auth_headers on top */
+        size_t need = 4096 + ac->path_prefix.len + st->req.path.len + st->req.query.len;
+        for (size_t i = 0; i < st->req.nheaders; i++)
+            need += st->req.headers[i].name.len + st->req.headers[i].value.len + 4;
+        for (uint32_t i = 0; i < ac->nadd; i++)
+            need += ac->add[i].name.len + ac->add[i].value.len + 4;
+        if ((head = malloc(need)) != NULL)
+            len = http_check_head(st, ac, body, partial, head, need);
+    }
+    if (len == 0)
+        auth_fail(st, NULL, true); /* never unchecked for being large */
+    else if ((st->call = pt_call_start(st, ac->cluster, pt_str_make(head, len), body, ac->timeout_ms, http_done)) ==
+             NULL)
         auth_error(st, NULL);
+    if (head != st->w->scratch)
+        free(head); /* the call keeps its own copy */
 }
 
 /* ---- gRPC answers (the messages are read by proxy/authgrpc.c) --------------------------------- */

@@ -56,50 +56,60 @@ static Envoy__Config__Core__V3__Address *local_peer(struct pt_pbuf *b, const str
     return peer(b, ip, (uint32_t)strtoul(colon + 1, NULL, 10));
 }
 
-/* add_header: <name> = <value> in the map <h> (<*n> entries), joined with ", " to an entry of
- * the same name, as Envoy merges repeated headers. */
+/* add_header: <name> = <value> as a new entry of the map <h> (<*n> entries). */
 static void add_header(struct pt_pbuf *b, HeaderEntry **h, size_t *n, struct pt_str name, struct pt_str value)
 {
-    char *key = pt_pbuf_str(b, name, true), *v = pt_pbuf_str(b, value, false);
-    HeaderEntry *e;
+    HeaderEntry *e = pt_pbuf_alloc(b, sizeof(*e));
 
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp(h[i]->key, key) == 0) {
-            size_t l1 = strlen(h[i]->value), l2 = strlen(v);
-            char *j = pt_pbuf_alloc(b, l1 + 1 + l2 + 1);
-            if (j != NULL) {
-                memcpy(j, h[i]->value, l1);
-                j[l1] = ',';
-                memcpy(j + l1 + 1, v, l2 + 1);
-                h[i]->value = j;
-            }
-            return;
-        }
-    if ((e = pt_pbuf_alloc(b, sizeof(*e))) == NULL)
+    if (e == NULL)
         return;
     envoy__service__auth__v3__attribute_context__http_request__headers_entry__init(e);
-    e->key = key;
-    e->value = v;
+    e->key = pt_pbuf_str(b, name, true);
+    e->value = pt_pbuf_str(b, value, false);
     h[(*n)++] = e;
 }
 
-/* forwarded: x-forwarded-for as the upstream gets it (the client's list, then its address). */
-static struct pt_str forwarded(const struct pt_stream *st, char *buf, size_t cap)
+/* joined: the values of every header of <req> named as header <first> is (from there on),
+ * joined with "," as Envoy merges repeated headers, in memory from <b> (the value itself when
+ * there is one). <extra>: a value to append (the client's address, for x-forwarded-for). */
+static struct pt_str joined(struct pt_pbuf *b, const struct pt_h1_request *req, size_t first, struct pt_str extra)
 {
-    const struct pt_h1_request *req = &st->req;
-    size_t n = 0;
+    struct pt_str name = req->headers[first].name;
+    size_t len = extra.len, count = extra.len != 0;
+    char *out, *p;
 
-    for (size_t i = 0; i < req->nheaders; i++) {
-        struct pt_str v = req->headers[i].value;
-        if (req->headers[i].name.len == 15 && pt_str_caseeq(req->headers[i].name, PT_STR_LIT("x-forwarded-for")) &&
-            v.len != 0 && n + v.len + 1 < cap - 64) {
-            memcpy(buf + n, v.ptr, v.len);
-            n += v.len;
-            buf[n++] = ',';
+    for (size_t i = first; i < req->nheaders; i++)
+        if (pt_str_caseeq(req->headers[i].name, name) && req->headers[i].value.len != 0) {
+            len += req->headers[i].value.len;
+            count++;
         }
+    if (count <= 1 && extra.len == 0)
+        return req->headers[first].value;
+    if ((out = pt_pbuf_alloc(b, len + count)) == NULL)
+        return (struct pt_str){ 0 };
+    p = out;
+    for (size_t i = first; i < req->nheaders; i++)
+        if (pt_str_caseeq(req->headers[i].name, name) && req->headers[i].value.len != 0) {
+            memcpy(p, req->headers[i].value.ptr, req->headers[i].value.len);
+            p += req->headers[i].value.len;
+            *p++ = ',';
+        }
+    if (extra.len != 0) {
+        memcpy(p, extra.ptr, extra.len);
+        p += extra.len;
+    } else {
+        p--; /* the last comma */
     }
-    memcpy(buf + n, st->conn->peer_ip, st->conn->peer_ip_len);
-    return pt_str_make(buf, n + st->conn->peer_ip_len);
+    return pt_str_make(out, (size_t)(p - out));
+}
+
+/* seen_before: a header of the same name as header <i> comes before it (it was joined there). */
+static bool seen_before(const struct pt_h1_request *req, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (pt_str_caseeq(req->headers[k].name, req->headers[i].name))
+            return true;
+    return false;
 }
 
 /* http_request: the request's HttpRequest. */
@@ -113,20 +123,17 @@ static Envoy__Service__Auth__V3__AttributeContext__HttpRequest *http_request(str
     struct pt_str scheme = st->rec.tls ? PT_STR_LIT("https") : PT_STR_LIT("http");
     struct pt_str host = req->authority.len ? req->authority : req->host;
     struct pt_str rid = pt_str_make(st->rec.log + st->rec.lf_rid.off, st->rec.lf_rid.len);
-    char target[8192], xff[1024];
-    size_t n = 0, tl = 0;
+    struct pt_str peer_ip = pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len), xff = peer_ip;
+    size_t n = 0, tl = req->path.len + (req->query.ptr != NULL ? 1 + req->query.len : 0);
+    char *target = pt_pbuf_alloc(b, tl + 1); /* path and query, as Envoy's :path */
 
-    if (h == NULL || hs == NULL)
+    if (h == NULL || hs == NULL || target == NULL)
         return NULL;
     envoy__service__auth__v3__attribute_context__http_request__init(h);
-    if (req->path.len + 1 + req->query.len <= sizeof(target)) { /* path and query, as Envoy's :path */
-        memcpy(target, req->path.ptr, req->path.len);
-        tl = req->path.len;
-        if (req->query.ptr != NULL) {
-            target[tl++] = '?';
-            memcpy(target + tl, req->query.ptr, req->query.len);
-            tl += req->query.len;
-        }
+    memcpy(target, req->path.ptr, req->path.len);
+    if (req->query.ptr != NULL) {
+        target[req->path.len] = '?';
+        memcpy(target + req->path.len + 1, req->query.ptr, req->query.len);
     }
     add_header(b, hs, &n, PT_STR_LIT(":authority"), host);
     add_header(b, hs, &n, PT_STR_LIT(":method"), req->method);
@@ -134,13 +141,18 @@ static Envoy__Service__Auth__V3__AttributeContext__HttpRequest *http_request(str
     add_header(b, hs, &n, PT_STR_LIT(":scheme"), scheme);
     for (size_t i = 0; i < req->nheaders; i++) {
         struct pt_str nm = req->headers[i].name;
-        if (pt_str_caseeq(nm, PT_STR_LIT("host")) || pt_str_caseeq(nm, PT_STR_LIT("x-forwarded-for")) ||
-            pt_str_caseeq(nm, PT_STR_LIT("x-forwarded-proto")) || pt_str_caseeq(nm, PT_STR_LIT("x-request-id")) ||
-            pt_str_caseeq(nm, PT_STR_LIT("x-envoy-auth-partial-body")))
+        if (pt_str_caseeq(nm, PT_STR_LIT("x-forwarded-for"))) {
+            if (!seen_before(req, i)) /* the client's list, then its address: as the upstream gets it */
+                xff = joined(b, req, i, peer_ip);
+            continue;
+        }
+        if (pt_str_caseeq(nm, PT_STR_LIT("host")) || pt_str_caseeq(nm, PT_STR_LIT("x-forwarded-proto")) ||
+            pt_str_caseeq(nm, PT_STR_LIT("x-request-id")) || pt_str_caseeq(nm, PT_STR_LIT("x-envoy-auth-partial-body")))
             continue; /* as the proxy sets them, below */
-        add_header(b, hs, &n, nm, req->headers[i].value);
+        if (!seen_before(req, i))
+            add_header(b, hs, &n, nm, joined(b, req, i, (struct pt_str){ 0 }));
     }
-    add_header(b, hs, &n, PT_STR_LIT("x-forwarded-for"), forwarded(st, xff, sizeof(xff)));
+    add_header(b, hs, &n, PT_STR_LIT("x-forwarded-for"), xff);
     add_header(b, hs, &n, PT_STR_LIT("x-forwarded-proto"), scheme);
     add_header(b, hs, &n, PT_STR_LIT("x-request-id"), rid);
     if (with_body)
@@ -155,7 +167,7 @@ static Envoy__Service__Auth__V3__AttributeContext__HttpRequest *http_request(str
     h->protocol = pt_pbuf_str(b, pt_record_protocol(&st->rec), false);
     h->size = req->chunked ? -1 : req->content_length > 0 ? req->content_length : 0;
     if (with_body)
-        h->body = pt_pbuf_str(b, body, false);
+        h->body = pt_pbuf_bytes(b, body);
     return h;
 }
 
@@ -207,20 +219,23 @@ static struct pt_str check_request(struct pt_pbuf *b, const struct pt_stream *st
 }
 
 struct pt_call *pt_authgrpc_check(struct pt_stream *st, const struct pt_auth_config *ac, struct pt_str body,
-                                  bool partial)
+                                  bool partial, bool *unbuilt)
 {
     const struct pt_h1_request *req = &st->req;
     struct pt_worker *w = st->w;
-    size_t need = 16384 + body.len * 2, hlen;
+    /* what the strings take: copied (the target three times, a repeated header's value twice)
+     * and then packed once more */
+    size_t need = 16384 + body.len * 3 + 6 * (req->path.len + req->query.len), hlen;
     struct pt_pbuf b = { .base = w->scratch + 4096, .cap = sizeof(w->scratch) - 4096 };
     struct pt_call *call = NULL;
     struct pt_str msg;
 
     for (size_t i = 0; i < req->nheaders; i++)
-        need += 2 * (req->headers[i].name.len + req->headers[i].value.len) + 96;
+        need += 4 * (req->headers[i].name.len + req->headers[i].value.len) + 96;
     if (need > b.cap && (b.base = malloc(need)) != NULL)
         b.cap = need;
     msg = check_request(&b, st, body, partial, ac->max_body >= 0);
+    *unbuilt = msg.len == 0;
     hlen = pt_call_grpc_head(ac->cluster, PT_STR_LIT(CHECK_PATH), ac->timeout_ms, w->scratch,
                              4096);
     if (msg.len != 0 && hlen != 0)

@@ -17,9 +17,10 @@ struct pt_authgrpc_answer {
 };
 
 /* pt_authgrpc_check: starts the Check call of <st> (body <body>, cut when <partial>); the
- * answer goes to pt_auth_grpc_done. NULL when it could not start. */
+ * answer goes to pt_auth_grpc_done. NULL when it could not start; <*unbuilt> then says
+ * whether the request itself could not be put in a CheckRequest (no memory for it). */
 struct pt_call *pt_authgrpc_check(struct pt_stream *st, const struct pt_auth_config *ac, struct pt_str body,
-                                  bool partial);
+                                  bool partial, bool *unbuilt);
 
 /* pt_authgrpc_read: reads the answer of an ended Check call into <a> (an OK answer's header
  * changes become the call's edits). -1 when it is not a CheckResponse Portico can apply: the

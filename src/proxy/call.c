@@ -34,12 +34,15 @@ static bool call_keep(struct pt_call *call, struct pt_str s, struct pt_str *out)
     return true;
 }
 
-/* call_keep_fields: copies the fields <h> into <out> (at most PT_CALL_MAX_FIELDS), names
- * lowercase. */
+/* call_keep_fields: copies the fields <h> into <out>, names lowercase. False when they do not
+ * fit (more than PT_CALL_MAX_FIELDS): a field the answer relies on could be lost, so the
+ * answer is refused rather than read in part. */
 static bool call_keep_fields(struct pt_call *call, const struct pt_header *h, size_t n, struct pt_header *out,
                              uint32_t *nout)
 {
-    for (size_t i = 0; i < n && *nout < PT_CALL_MAX_FIELDS; i++) {
+    if (n > PT_CALL_MAX_FIELDS - *nout)
+        return false;
+    for (size_t i = 0; i < n; i++) {
         struct pt_header *f = &out[*nout];
         if (!call_keep(call, h[i].name, &f->name) || !call_keep(call, h[i].value, &f->value))
             return false;
@@ -220,7 +223,8 @@ static void call_on_error(void *owner, const char *reason, const char *tfr, cons
     if (stale) {
         pt_hc_finish(&call->hc, false);
         call->retried = true;
-        if (pt_hc_start(&call->hc, call->st->w, call->cluster, call->ep, true, &call_hc_ops, call, false, false) == 0 &&
+        if (pt_hc_start(&call->hc, call->st->w, call->cluster, call->ep, true, &call_hc_ops, call, call->head_request,
+                        false) == 0 &&
             call_send(call))
             return;
     }
@@ -258,6 +262,7 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     call->trace = (struct pt_trace_call){ 0 };
     call->ntags = 0;
     call->in_done = call->free_pending = false;
+    call->head_request = head.len > 5 && memcmp(head.ptr, "HEAD ", 5) == 0; /* no body in its answer */
     if (len > call->req_cap) { /* kept until the answer: a stale pooled connection resends it */
         char *m = realloc(call->req, len);
         if (m == NULL) {
@@ -298,7 +303,7 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     }
     call->ep = c->nendpoints ? pt_lb_pick(&w->lb, c, NULL, &call->pick) : NULL;
     if (call->ep == NULL ||
-        pt_hc_start(&call->hc, w, c, call->ep, false, &call_hc_ops, call, false, false) != 0) {
+        pt_hc_start(&call->hc, w, c, call->ep, false, &call_hc_ops, call, call->head_request, false) != 0) {
         pt_lb_release(&w->lb, &call->pick, PT_LB_CONNECT_FAILURE);
         call->hc = (struct pt_hc){ 0 };
         pt_call_free(call);

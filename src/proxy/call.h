@@ -49,6 +49,7 @@ struct pt_call {
     bool retried;                 /* sent again on a new connection (the pooled one was stale) */
     bool in_done;                 /* done runs: a pt_call_free waits until it returned */
     bool free_pending;
+    bool head_request;            /* a HEAD (the HTTP AuthService keeps the client's method) */
     struct pt_trace_call trace;   /* the call's span (observe/trace.h); all-zero: not traced */
     uint8_t ntags;                /* the span's tags the caller gave (pt_call_tag) */
     const char *tag_key[PT_TRACE_CALL_TAGS];

@@ -791,7 +791,8 @@ static int h2_reply(struct pt_stream *st, struct pt_http_reply *r, struct pt_str
         return PT_BADMSG;
 #define NV(nm, v, vl) (nghttp2_nv){ (uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NGHTTP2_NV_FLAG_NONE }
     nv[n++] = NV(":status", status, pt_u64_dec((uint64_t)r->status, status));
-    nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
+    if (r->status != 204 && r->status != 304) /* no body, and no length said (RFC 9110 8.6) */
+        nv[n++] = NV("content-length", len, pt_u64_dec(r->content_length, len));
     if (r->grpc) { /* trailers-only (http/reply-t.h) */
         if (r->grpc_content_type.len)
             nv[n++] = NV("content-type", r->grpc_content_type.ptr, r->grpc_content_type.len);

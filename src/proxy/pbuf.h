@@ -95,6 +95,27 @@ static inline char *pt_pbuf_str(struct pt_pbuf *b, struct pt_str s, bool lower)
     return out;
 }
 
+/* pt_pbuf_bytes: <s> as valid UTF-8 bytes in <b> (invalid bytes as '!', NULs kept), for a
+ * string field declared bytes so that it is packed whole; empty when <b> is full. */
+static inline ProtobufCBinaryData pt_pbuf_bytes(struct pt_pbuf *b, struct pt_str s)
+{
+    char *out = pt_pbuf_alloc(b, s.len + 1);
+    const unsigned char *p = (const unsigned char *)s.ptr;
+
+    if (out == NULL)
+        return (ProtobufCBinaryData){ 0, NULL };
+    for (size_t i = 0; i < s.len;) {
+        size_t l = pt_pbuf_utf8_len(p + i, s.len - i);
+        if (l == 0) {
+            out[i++] = '!';
+            continue;
+        }
+        memcpy(out + i, p + i, l);
+        i += l;
+    }
+    return (ProtobufCBinaryData){ s.len, (uint8_t *)out };
+}
+
 /* pt_pbuf_frame: the gRPC frame of a message of <len> bytes (uncompressed) into <out>. */
 static inline void pt_pbuf_frame(uint8_t out[5], size_t len)
 {

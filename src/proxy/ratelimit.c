@@ -118,8 +118,10 @@ static void status_tag(struct pt_call *call)
         pt_call_tag(call, "grpc.status_code", gs);
 }
 
-/* failed: the service could not answer: the request goes on, unless failure_mode_deny. */
-static void failed(struct pt_stream *st, struct pt_call *call)
+/* failed: the service could not answer: the request goes on, unless failure_mode_deny.
+ * <local>: the request could not even be made (no memory for it): it does not go on unlimited,
+ * or a client could choose to skip the limit. */
+static void failed_as(struct pt_stream *st, struct pt_call *call, bool local)
 {
     if (st->call == call)
         st->call = NULL;
@@ -128,12 +130,17 @@ static void failed(struct pt_stream *st, struct pt_call *call)
         pt_call_free(call);
     }
     count(st, c_error);
-    if (st->snap->http.rls->failure_mode_deny) {
+    if (st->snap->http.rls->failure_mode_deny || local) {
         pt_reply_policy(st, 500, NULL, 0, (struct pt_str){ 0 }, 0, "RLSE");
         return;
     }
     count(st, c_allowed);
     pt_policy_passed(st, NULL, 1);
+}
+
+static void failed(struct pt_stream *st, struct pt_call *call)
+{
+    failed_as(st, call, false);
 }
 
 static bool value_ok(const Envoy__Config__Core__V3__HeaderValue *h)
@@ -205,18 +212,34 @@ bool pt_ratelimit_start(struct pt_stream *st)
 {
     const struct pt_rls_config *rc = st->snap->http.rls;
     struct pt_worker *w = st->w;
+    const struct pt_route_action *a = st->rec.action;
     struct pt_pbuf b = { .base = w->scratch + 4096, .cap = sizeof(w->scratch) - 4096 };
-    struct pt_str msg = request(&b, st);
-    size_t hlen;
+    size_t need = 4096 + 3 * rc->domain.len, hlen;
+    struct pt_str msg, v;
+    struct pt_call *call;
 
-    if (msg.len == 0 && !b.full)
-        return false; /* no descriptor: no call, as Envoy */
-    hlen = pt_call_grpc_head(rc->cluster, PT_STR_LIT(RLS_PATH), rc->timeout_ms, w->scratch, 4096);
-    if (msg.len == 0 || hlen == 0 ||
-        (st->call = pt_call_start(st, rc->cluster, pt_str_make(w->scratch, hlen), msg, rc->timeout_ms, rls_done)) ==
-            NULL) {
-        failed(st, NULL);
+    for (uint32_t i = 0; i < a->nrl; i++) /* what the strings take, copied then packed */
+        for (uint32_t k = 0; k < a->rl[i].nentries; k++)
+            need += 3 * (a->rl[i].entries[k].key.len + (entry_value(st, &a->rl[i].entries[k], &v) ? v.len : 0)) + 128;
+    if (need > b.cap && (b.base = malloc(need)) != NULL)
+        b.cap = need;
+    msg = request(&b, st);
+    if (msg.len == 0) {
+        if (b.base != w->scratch + 4096)
+            free(b.base);
+        if (!b.full)
+            return false; /* no descriptor: no call, as Envoy */
+        failed_as(st, NULL, true);
         return true;
     }
+    hlen = pt_call_grpc_head(rc->cluster, PT_STR_LIT(RLS_PATH), rc->timeout_ms, w->scratch, 4096);
+    call = hlen != 0 ? pt_call_start(st, rc->cluster, pt_str_make(w->scratch, hlen), msg, rc->timeout_ms, rls_done)
+                     : NULL;
+    if (b.base != w->scratch + 4096)
+        free(b.base); /* the call copied the message */
+    if (call == NULL)
+        failed(st, NULL);
+    else
+        st->call = call;
     return true;
 }

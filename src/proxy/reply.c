@@ -120,6 +120,10 @@ static void send_reply(struct pt_stream *st, int status, struct pt_str body, con
         body = pt_str_make(obody, pt_format_error_body(st, eo, NULL, 0, obody, sizeof(obody)));
         r.content_type = pt_str_c(eo->content_type);
     }
+    if (status == 204 || status == 304)
+        body = (struct pt_str){ 0 }; /* they end at their head (RFC 9110 15.3.5, 15.4.5), whatever a
+                                      * policy answer or an override carried: bytes after it would be
+                                      * read as the next response */
     for (;;) {
         r.status = status;
         r.reason = pt_str_c(pt_reason_phrase(status));

@@ -225,3 +225,64 @@ def test_auth_over_http2_client(processes, tmp_path, echo, authz):
     assert out.stdout == "403"
     (c,) = authz.wait_records(1)
     assert c["protocol"] == "HTTP/2"
+
+
+# ---- what a client (or the auth server) cannot do to the check (review findings) ----------------
+
+def test_long_target_is_checked_whole(processes, tmp_path, echo, authz):
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port, extra="  failure_mode_allow: true\n"))
+    for total in (8192, 8193, 40000):
+        path = "/backend/admin?" + "q" * (total - len("/backend/admin?"))
+        n = len(authz.records())
+        r = requests.get(f"http://127.0.0.1:{edge.http}{path}", headers={"x-auth-decision": "deny"}, timeout=5)
+        assert r.status_code == 403, total
+        (c,) = authz.wait_records(n + 1)[n:]
+        assert c["path"] == path and c["headers"][":path"] == path
+
+
+def test_repeated_headers_are_joined_once(processes, tmp_path, echo, authz):
+    """Many copies of a header are joined into one map entry (Envoy's merge) without copying
+    the growing value each time; the check is sent and its denial holds even with
+    failure_mode_allow."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port, extra="  failure_mode_allow: true\n"))
+    head = "GET /backend/ HTTP/1.1\r\nHost: x\r\nx-auth-decision: deny\r\n" + "x-pad: " + "v" * 600 + "\r\n"
+    head = head + "".join(f"x-pad: {i}\r\n" for i in range(80)) + "Connection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", edge.http), timeout=5) as s:
+        s.sendall(head.encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 403 ")
+    (c,) = authz.wait_records(1)
+    assert c["headers"]["x-pad"] == "v" * 600 + "," + ",".join(str(i) for i in range(80))
+    assert metric(edge, "envoy_cluster_ext_authz_failure_mode_allowed") == 0
+
+
+def test_body_with_nul_is_sent_whole(processes, tmp_path, echo, authz):
+    """A NUL is valid UTF-8: the body reaches the auth service whole, as Envoy sends it."""
+    edge = start(processes, tmp_path, echo,
+                 auth_yaml(authz.port, extra="  include_body:\n    max_bytes: 4096\n    allow_partial: true\n"))
+    body = b'{"user":"alice"}\x00{"user":"root"}\xff'
+    r = requests.post(f"http://127.0.0.1:{edge.http}/backend/", data=body, timeout=5)
+    assert r.status_code == 200
+    (c,) = authz.wait_records(1)
+    assert c["body"] == '{"user":"alice"}\x00{"user":"root"}!'  # invalid UTF-8 as '!', as Envoy
+    assert c["headers"]["x-envoy-auth-partial-body"] == "false"
+
+
+def test_denied_204_carries_no_body(processes, tmp_path, echo, authz):
+    """A denial with status 204 (or 304) ends at its head: the body the auth server gave it is
+    not written, or a keep-alive client would read it as the next response."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    req = (b"GET /backend/ HTTP/1.1\r\nHost: x\r\nx-auth-decision: deny\r\nx-auth-status: 204\r\n"
+           b"x-auth-body: HTTP/1.1 200 OK\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", edge.http), timeout=5) as s:
+        s.sendall(req + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    heads = data.split(b"\r\n\r\n")
+    assert heads[-1] == b"" and len(heads) == 3, data  # two heads, nothing after either
+    for h in heads[:2]:
+        assert h.startswith(b"HTTP/1.1 204 No Content\r\n")
+        assert b"content-length" not in h.lower()

@@ -290,3 +290,50 @@ def test_include_body_over_http2(processes, tmp_path, echo, authsrv):
     assert json.loads(out.stdout)["body_length"] == 4000
     (chk,) = authsrv.wait_records(1)
     assert chk["body"] == (b"h2-body-" * 500)[:1000]
+
+
+# ---- what a client cannot do to the check (review findings) ------------------------------------
+
+def test_long_target_is_checked_not_skipped(processes, tmp_path, echo, authsrv):
+    """path_prefix + a path and query longer than any fixed buffer: the check is made with the
+    whole target; a request is never let through unchecked for being large, even with
+    failure_mode_allow."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authsrv.port, "  failure_mode_allow: true\n"))
+    for total in (8184, 8199, 30000):
+        path = "/backend/admin?" + "q" * (total - len("/backend/admin?"))
+        n = len(authsrv.records())
+        r = requests.get(f"http://127.0.0.1:{edge.http}{path}", headers={"x-auth-decision": "deny"}, timeout=5)
+        assert r.status_code == 403, total
+        (c,) = authsrv.wait_records(n + 1)[n:]
+        assert c["path"] == "/extauth" + path
+    assert metric(edge, "envoy_cluster_ext_authz_failure_mode_allowed") == 0
+
+
+def test_head_check_is_answered_at_once(processes, tmp_path, echo, authsrv):
+    """The check of a HEAD request is a HEAD: its answer has a length and no body, and is read
+    as such (not waited for until timeout_ms, which failure_mode_allow would have let through)."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authsrv.port, "  timeout_ms: 2000\n  failure_mode_allow: true\n"))
+    t0 = time.monotonic()
+    r = requests.head(f"http://127.0.0.1:{edge.http}/backend/",
+                      headers={"x-auth-decision": "deny", "x-auth-status": "401", "x-auth-body": "go away"}, timeout=5)
+    assert r.status_code == 401
+    assert time.monotonic() - t0 < 1.0
+    r = requests.head(f"http://127.0.0.1:{edge.http}/backend/", timeout=5)
+    assert r.status_code == 200
+    assert metric(edge, "envoy_cluster_ext_authz_error") == 0
+
+
+def test_answer_with_too_many_fields_is_an_error(processes, tmp_path, echo, authsrv):
+    """An answer with more header fields than a call keeps is refused as a whole (the error
+    path), never read in part: a removal after the first 64 fields would be lost."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authsrv.port))
+    fill = ", ".join(f"x-f{i}=v" for i in range(70))
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/",
+                     headers={"x-user": "admin-spoofed", "x-auth-header": fill, "x-auth-remove-header": "x-user"},
+                     timeout=5)
+    assert r.status_code == 403
+    assert metric(edge, "envoy_cluster_ext_authz_error") == 1
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/",
+                     headers={"x-user": "admin-spoofed", "x-auth-header": "x-f1=v", "x-auth-remove-header": "x-user"},
+                     timeout=5)
+    assert r.status_code == 200 and header(upstream_headers(r), "x-user") == []

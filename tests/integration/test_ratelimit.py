@@ -213,3 +213,15 @@ def test_v2_and_several_are_errors(processes, tmp_path):
     assert out.returncode == 1
     assert "r.yaml:" in out.stdout + out.stderr
     assert "protocol_version must be" in out.stdout + out.stderr
+
+
+def test_large_descriptor_value_is_sent(processes, tmp_path, echo, rls):
+    """A header value used by a descriptor, larger than any fixed buffer: the request is still
+    sent (never skipped, which would let the client choose to go unlimited)."""
+    edge = start(processes, tmp_path, echo, rls_yaml(rls.port))
+    big = "u" * 50000
+    r = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers={"x-limit": big}, timeout=5)
+    assert r.status_code == 200
+    (rec,) = rls.wait_records(1)
+    assert rec["descriptors"][0] == [["generic_key", "static"], ["x-limit", big]]
+    assert len(rec["descriptors"]) == 2

@@ -62,7 +62,8 @@ def check_dict(req):
     return {"source": peer_dict(a.source), "destination": peer_dict(a.destination),
             "id": h.id, "method": h.method, "path": h.path, "host": h.host, "scheme": h.scheme,
             "query": h.query, "fragment": h.fragment, "size": h.size, "protocol": h.protocol,
-            "headers": dict(h.headers), "body": h.body, "raw_body_b64": b64(h.raw_body),
+            "headers": dict(h.headers), "body": h.body.decode("utf-8"),  # strict: Envoy sends a string
+            "raw_body_b64": b64(h.raw_body),
             "context_extensions": dict(a.context_extensions), "tls_sni": a.tls_session.sni}
 
 
