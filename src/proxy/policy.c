@@ -58,64 +58,17 @@ static void misconfigured(struct pt_stream *st)
     pt_reply_policy(st, 500, &ct, 1, pt_str_make(body, (size_t)n), 0, "UAEX");
 }
 
-/* slices_in: the extent [*lo, *hi) of <req>'s slices that lie in [<base>, <base> + <cap>). */
-static void slices_in(const struct pt_h1_request *req, const char *base, size_t cap, const char **lo,
-                      const char **hi)
-{
-    const struct pt_str *s[] = { &req->method, &req->target, &req->path, &req->query, &req->authority, &req->host };
-
-    *lo = base + cap;
-    *hi = base;
-#define SPAN(x)                                                                      \
-    do {                                                                             \
-        if ((x)->ptr != NULL && (x)->ptr >= base && (x)->ptr < base + cap) {         \
-            if ((x)->ptr < *lo)                                                      \
-                *lo = (x)->ptr;                                                      \
-            if ((x)->ptr + (x)->len > *hi)                                           \
-                *hi = (x)->ptr + (x)->len;                                           \
-        }                                                                            \
-    } while (0)
-    for (size_t i = 0; i < PT_ARRAY_SIZE(s); i++)
-        SPAN(s[i]);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        SPAN(&req->headers[i].name);
-        SPAN(&req->headers[i].value);
-    }
-#undef SPAN
-}
-
-/* keep_head: what the checks would let other code overwrite of the request's head is copied
- * into memory of the stream's own (st->head_copy): w->pathbuf, where a normalized path may be,
- * is every request's; and an HTTP/1 connection reads the body an AuthService asks for into the
+/* keep_head: the request's head is copied where the checks cannot overwrite it
+ * (pt_stream_keep_head): an HTTP/1 connection reads the body an AuthService asks for into the
  * buffer the head lies in. (Otherwise a waiting request's connection reads nothing, and an
  * HTTP/2 head is the stream's own already.) False without memory. */
 static bool keep_head(struct pt_stream *st)
 {
-    struct pt_h1_request *req = &st->req;
     const struct pt_auth_config *ac = st->snap->http.auth;
     bool gathers = st->conn->h2 == NULL && ac != NULL && ac->max_body >= 0 && !st->rec.action->bypass_auth &&
                    !(st->flags & PT_SF_REQ_DONE);
-    const char *bases[2] = { st->conn->in.base, st->w->pathbuf };
-    size_t caps[2] = { gathers && st->conn->in.base ? st->conn->in.cap : 0, sizeof(st->w->pathbuf) };
-    const char *lo[2], *hi[2];
-    size_t len[2], total = 0;
 
-    for (int i = 0; i < 2; i++) {
-        slices_in(req, bases[i], caps[i], &lo[i], &hi[i]);
-        len[i] = hi[i] > lo[i] ? (size_t)(hi[i] - lo[i]) : 0;
-        total += len[i];
-    }
-    if (total == 0)
-        return true;
-    if ((st->head_copy = malloc(total)) == NULL)
-        return false;
-    for (int i = 0, at = 0; i < 2; at += (int)len[i], i++) {
-        if (len[i] == 0)
-            continue;
-        memcpy(st->head_copy + at, lo[i], len[i]);
-        pt_h1_request_rebase(req, lo[i], len[i], st->head_copy + at);
-    }
-    return true;
+    return pt_stream_keep_head(st, gathers);
 }
 
 void pt_policy_start(struct pt_stream *st)

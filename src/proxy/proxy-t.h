@@ -180,6 +180,11 @@ struct pt_conn {
                                     * response head gets it in a Set-Cookie (proxy/lbhash.c) */
 #define PT_SF_SHADOWED  0x08000000 /* its route has a shadow, and the draw was made (once):
                                     * st->shadow is its mirror, or NULL (proxy/shadow.h) */
+#define PT_SF_CX_WAIT   0x04000000 /* pending: it waits for a connection of its cluster, whose
+                                    * max_connections are open (state PT_ST_RETRY, on
+                                    * st->cxw_entry's wait list: proxy/upstream.c) */
+#define PT_SF_CX_WOKEN  0x10000000 /* ... and a connection was freed: it goes again, on the
+                                    * ready list */
 
 /* What a stream is doing (proxy/stream.c). */
 enum pt_stream_state {
@@ -290,6 +295,8 @@ struct pt_pool_entry {
     uint32_t nidle;
     struct pt_h2up *h2_conns;       /* its HTTP/2 connections, busy or idle (proxy/h2client.c) */
     struct pt_up_opts opts;         /* its cluster's connection settings (part of the key) */
+    uint32_t nopen;                 /* its HTTP/1 connections of this worker: connecting, busy, idle */
+    struct pt_stream *wait_head, *wait_tail; /* requests waiting for one (PT_SF_CX_WAIT), FIFO */
 };
 
 /* HTTP/2 stream flags (struct pt_h2s). */
@@ -392,8 +399,12 @@ struct pt_stream {
                                      * sent upstream before the rest (malloc'd) */
     uint32_t held_len, held_cap;
     bool held_end;                  /* the body ended within it */
-    char *head_copy;                /* the request's head, copied while the checks run (its
-                                     * slices point here then; malloc'd) */
+    char *head_copy;                /* the request's head, copied while the checks run or it
+                                     * waits for a connection (its slices point here then;
+                                     * malloc'd) */
+    /* Under PT_SF_CX_WAIT: the pool entry whose wait list it is on, and its neighbours. */
+    struct pt_pool_entry *cxw_entry;
+    struct pt_stream *cxw_prev, *cxw_next;
     /* The mirror of the request (Mapping shadow, proxy/shadow.h), valid only under
      * PT_SF_SHADOWED; NULL when none was drawn or it is gone. */
     struct pt_shadow *shadow;
@@ -447,6 +458,8 @@ struct pt_worker {
                                       * NULL: none yet */
     bool cx_overflow;               /* the last pt_up_acquire was refused by its cluster's
                                      * max_connections (proxy/upstream.c) */
+    struct pt_pool_entry *cx_wait;  /* ... and a request may wait for a connection there: the
+                                     * entry has some (Envoy's pending request) */
     struct pt_shadow *free_shadows; /* mirrors (proxy/shadow.c) */
 };
 

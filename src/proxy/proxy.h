@@ -34,6 +34,7 @@ void pt_conn_accept(struct pt_worker *w, struct pt_listen_sock *ls, int fd,
 void pt_conn_free_dead(struct pt_worker *w);
 void pt_conn_run_ready(struct pt_worker *w);   /* connections whose next head is waiting */
 void pt_stream_run_ready(struct pt_worker *w); /* streams to send again (RETRY) */
+void pt_stream_cx_ready(struct pt_stream *st); /* a connection it waited for was freed */
 void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
 
 /* Upstream connections (proxy/upstream.c). pt_up_acquire returns a connection of <ep> (pooled
@@ -43,6 +44,13 @@ void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a r
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
                                   const struct pt_endpoint *ep, bool fresh, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
+/* pt_up_wait: <st> waits for a connection of <e> (w->cx_wait of a refused pt_up_acquire): the
+ * first one released to the pool, or closed (which frees a place), puts it on the worker's
+ * ready list (pt_stream_cx_ready). <first>: it was woken and refused again (another request
+ * took the connection first): it waits first in line. pt_up_unwait: it leaves the list (it
+ * ended, or timed out). */
+void pt_up_wait(struct pt_pool_entry *e, struct pt_stream *st, bool first);
+void pt_up_unwait(struct pt_stream *st);
 /* pt_up_pool: the pool entry of <ep> for <c>'s TLS context (its HTTP/2 connections live there
  * too), or NULL without memory. */
 struct pt_pool_entry *pt_up_pool(struct pt_worker *w, const struct pt_cluster *c,

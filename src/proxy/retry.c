@@ -121,6 +121,27 @@ bool pt_retry__try_started(struct pt_stream *st)
     return true;
 }
 
+bool pt_retry_wait_connection(struct pt_stream *st, struct pt_pool_entry *e, bool first)
+{
+    struct pt_breakers *b = stream_breakers(st);
+    struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
+
+    if (b == NULL || !take(st, &b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL)) {
+        if (cs != NULL)
+            pt_stats_inc(&cs->upstream_rq_pending_overflow);
+        return false;
+    }
+    st->cb_held |= PT_CB_PENDING; /* given back when it goes again, or ends */
+    if (cs != NULL)
+        pt_gauge_inc(&cs->upstream_rq_pending_active);
+    if (!pt_stream_keep_head(st, false))
+        return false;
+    pt_lb_release(&st->w->lb, &st->lb_pick, PT_LB_CANCELLED); /* it picks again when it goes */
+    pt_up_wait(e, st, first);
+    st->state = PT_ST_RETRY;
+    return true;
+}
+
 void pt_retry_connected(struct pt_stream *st)
 {
     if (st->cb_held & PT_CB_PENDING)

@@ -56,6 +56,14 @@ static inline bool pt_retry_try_started(struct pt_stream *st)
     return pt_retry__try_started(st);
 }
 
+/* pt_retry_wait_connection: the try was refused a connection by max_connections while the
+ * worker has some to its endpoint (w->cx_wait): the request waits for one as a pending request
+ * (max_pending_requests; Envoy's queue), its route timeout running, and goes again when one is
+ * free (first in line when <first>). False, the caller answering 503 overflow, when no more may
+ * be pending. */
+struct pt_pool_entry;
+bool pt_retry_wait_connection(struct pt_stream *st, struct pt_pool_entry *e, bool first);
+
 /* pt_retry_connected: the try's connection is up (or the try is over): it is no longer
  * pending. */
 void pt_retry_connected(struct pt_stream *st);

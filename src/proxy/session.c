@@ -576,6 +576,7 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
     struct pt_worker *w = st->w;
     const struct pt_h1_request *req = &st->req;
     size_t hlen;
+    bool woken;
 
     st->rec.endpoint = pick_endpoint(st, st->rec.action->cluster);
     hlen = build_request_head(st, st->route, rreq, rid);
@@ -589,8 +590,13 @@ static bool send_upstream(struct pt_stream *st, const struct pt_route_req *rreq,
         return false;
     }
     w->cx_overflow = false;
+    woken = (st->flags & PT_SF_CX_WOKEN) != 0;
+    st->flags &= ~PT_SF_CX_WOKEN;
     if (pt_stream_connect(st, fresh) != 0) {
-        if (w->cx_overflow) /* the cluster's max_connections */
+        if (w->cx_overflow && w->cx_wait != NULL && !st->rec.action->cluster->http2 &&
+            pt_retry_wait_connection(st, w->cx_wait, woken))
+            return true; /* it waits for one of the cluster's connections (pending) */
+        if (w->cx_overflow) /* the cluster's max_connections, and no waiting */
             pt_reply_overflow(st);
         else
             pt_reply_upstream_reset(st, "local connection failure", NULL, "UF");
@@ -706,6 +712,8 @@ static inline __attribute__((always_inline)) void forward(struct pt_stream *st, 
     }
     st->idle_ms = st->rec.action->idle_timeout_ms ? st->rec.action->idle_timeout_ms : pt_proxy_limits.stream_idle_timeout_ms;
     pt_stream_touch(st);
+    if (st->flags & PT_SF_CX_WAIT)
+        return; /* pending: it goes when a connection is free (its body waits) */
     st->state = PT_ST_UPSTREAM;
     if (!(st->flags & PT_SF_REQ_DONE))
         pt_stream_on_client_readable(st); /* more body may already be here */

@@ -76,6 +76,13 @@ struct pt_stream *pt_stream_new(struct pt_conn *c);
 void pt_stream_on_client_readable(struct pt_stream *st);
 void pt_stream_on_client_writable(struct pt_stream *st);
 
+/* pt_stream_keep_head: what others may overwrite of the request's head while the stream
+ * waits is copied into memory of its own (st->head_copy, freed when it ends): w->pathbuf,
+ * where a normalized path may be, is every request's; <conn_buffer>: also what lies in the
+ * connection's buffer (an HTTP/1 connection that will read the body into it). False without
+ * memory. */
+bool pt_stream_keep_head(struct pt_stream *st, bool conn_buffer);
+
 /* pt_stream_connect: starts <st>'s upstream exchange with its chosen endpoint, on a pooled
  * connection unless <fresh>; the exchange reports to the stream. 0, or PT_IO when no
  * connection could be made. */

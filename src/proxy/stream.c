@@ -497,6 +497,58 @@ static const struct pt_hc_ops stream_hc_ops = {
     .on_error = stream_hc_on_error,
 };
 
+/* slices_in: the extent [*lo, *hi) of <req>'s slices that lie in [<base>, <base> + <cap>). */
+static void slices_in(const struct pt_h1_request *req, const char *base, size_t cap, const char **lo,
+                      const char **hi)
+{
+    const struct pt_str *s[] = { &req->method, &req->target, &req->path, &req->query, &req->authority, &req->host };
+
+    *lo = base + cap;
+    *hi = base;
+#define SPAN(x)                                                                      \
+    do {                                                                             \
+        if ((x)->ptr != NULL && (x)->ptr >= base && (x)->ptr < base + cap) {         \
+            if ((x)->ptr < *lo)                                                      \
+                *lo = (x)->ptr;                                                      \
+            if ((x)->ptr + (x)->len > *hi)                                           \
+                *hi = (x)->ptr + (x)->len;                                           \
+        }                                                                            \
+    } while (0)
+    for (size_t i = 0; i < PT_ARRAY_SIZE(s); i++)
+        SPAN(s[i]);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        SPAN(&req->headers[i].name);
+        SPAN(&req->headers[i].value);
+    }
+#undef SPAN
+}
+
+bool pt_stream_keep_head(struct pt_stream *st, bool conn_buffer)
+{
+    struct pt_h1_request *req = &st->req;
+    const char *bases[2] = { st->conn->in.base, st->w->pathbuf };
+    size_t caps[2] = { conn_buffer && st->conn->in.base ? st->conn->in.cap : 0, sizeof(st->w->pathbuf) };
+    const char *lo[2], *hi[2];
+    size_t len[2], total = 0;
+
+    for (int i = 0; i < 2; i++) {
+        slices_in(req, bases[i], caps[i], &lo[i], &hi[i]);
+        len[i] = hi[i] > lo[i] ? (size_t)(hi[i] - lo[i]) : 0;
+        total += len[i];
+    }
+    if (total == 0 || st->head_copy != NULL)
+        return true; /* nothing there, or it was copied already */
+    if ((st->head_copy = malloc(total)) == NULL)
+        return false;
+    for (int i = 0, at = 0; i < 2; at += (int)len[i], i++) {
+        if (len[i] == 0)
+            continue;
+        memcpy(st->head_copy + at, lo[i], len[i]);
+        pt_h1_request_rebase(req, lo[i], len[i], st->head_copy + at);
+    }
+    return true;
+}
+
 int pt_stream_connect(struct pt_stream *st, bool fresh)
 {
     const struct pt_route_action *a = st->rec.action;
@@ -517,11 +569,24 @@ static void stream_unqueue(struct pt_stream *st)
         st->state = PT_ST_UPSTREAM;
         return;
     }
+    if (st->flags & PT_SF_CX_WAIT) { /* waiting for a connection: on its pool entry's list */
+        pt_up_unwait(st);
+        st->state = PT_ST_UPSTREAM;
+        return;
+    }
+    st->flags &= ~PT_SF_CX_WOKEN;
     while (*pp != NULL && *pp != st)
         pp = &(*pp)->next_free;
     if (*pp == st)
         *pp = st->next_free;
     st->state = PT_ST_UPSTREAM;
+}
+
+void pt_stream_cx_ready(struct pt_stream *st)
+{
+    st->flags |= PT_SF_CX_WOKEN;
+    st->next_free = st->w->ready_streams;
+    st->w->ready_streams = st;
 }
 
 void pt_stream_run_ready(struct pt_worker *w)
@@ -530,7 +595,12 @@ void pt_stream_run_ready(struct pt_worker *w)
         struct pt_stream *st = w->ready_streams;
         w->ready_streams = st->next_free;
         st->state = PT_ST_UPSTREAM;
-        pt_session_retry(st);
+        if (st->flags & PT_SF_CX_WOKEN) {
+            pt_retry_connected(st); /* pending no more, until it waits again */
+            pt_session_resend(st, false); /* on the connection freed for it, if still there */
+        } else {
+            pt_session_retry(st);
+        }
     }
 }
 

@@ -152,6 +152,57 @@ static bool cx_take(struct pt_worker *w, const struct pt_cluster *c)
     return true;
 }
 
+/* wake: the first request waiting for a connection of <e>, if any, goes again. */
+static void wake(struct pt_pool_entry *e)
+{
+    struct pt_stream *st = e->wait_head;
+
+    if (st == NULL)
+        return;
+    pt_up_unwait(st);
+    pt_stream_cx_ready(st);
+}
+
+void pt_up_wait(struct pt_pool_entry *e, struct pt_stream *st, bool first)
+{
+    st->cxw_entry = e;
+    if (first) { /* its turn came and went: still first */
+        st->cxw_prev = NULL;
+        st->cxw_next = e->wait_head;
+        if (e->wait_head != NULL)
+            e->wait_head->cxw_prev = st;
+        else
+            e->wait_tail = st;
+        e->wait_head = st;
+    } else {
+        st->cxw_next = NULL;
+        st->cxw_prev = e->wait_tail;
+        if (e->wait_tail != NULL)
+            e->wait_tail->cxw_next = st;
+        else
+            e->wait_head = st;
+        e->wait_tail = st;
+    }
+    st->flags |= PT_SF_CX_WAIT;
+}
+
+void pt_up_unwait(struct pt_stream *st)
+{
+    struct pt_pool_entry *e = st->cxw_entry;
+
+    if (st->cxw_prev != NULL)
+        st->cxw_prev->cxw_next = st->cxw_next;
+    else
+        e->wait_head = st->cxw_next;
+    if (st->cxw_next != NULL)
+        st->cxw_next->cxw_prev = st->cxw_prev;
+    else
+        e->wait_tail = st->cxw_prev;
+    st->cxw_entry = NULL;
+    st->cxw_prev = st->cxw_next = NULL;
+    st->flags &= ~PT_SF_CX_WAIT;
+}
+
 static void up_close(struct pt_upstream *up)
 {
     struct pt_worker *w = up->w;
@@ -176,6 +227,8 @@ static void up_close(struct pt_upstream *up)
     up->dead = true;
     up->owner = NULL;
     up->ops = NULL;
+    up->pool->nopen--;
+    wake(up->pool); /* a place under max_connections, or the last connection gone */
     /* Freed after this loop iteration: an event for it may still be queued. */
     up->idle_next = w->dead_up;
     w->dead_up = up;
@@ -431,9 +484,18 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
     }
     *reused = false;
     w->cx_overflow = false;
+    w->cx_wait = NULL;
     cb = c->breakers != NULL && c->breakers->configured ? c->breakers : NULL;
-    if (cb != NULL && !cx_take(w, c))
-        return NULL;
+    if (cb != NULL && !cx_take(w, c)) {
+        if (e->nopen != 0) {
+            w->cx_wait = e; /* one of them will be free in time */
+            return NULL;
+        }
+        /* Envoy: a pool without any connection makes one anyway (counted as an overflow), or its
+         * requests could wait for connections other workers or endpoints hold */
+        w->cx_overflow = false;
+        cb = NULL;
+    }
     fd = pt_sock_connect(&ep->addr, ep->addrlen, &connected);
     if (fd < 0) {
         if (cb != NULL)
@@ -479,6 +541,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
         return NULL;
     }
     up->cb = cb; /* given back when it closes */
+    e->nopen++;
     if (e->tls != NULL && !up_tls_setup(up, e, ep)) {
         up_close(up);
         return NULL;
@@ -512,6 +575,7 @@ void pt_up_release(struct pt_upstream *up, bool reusable)
     e->idle_head.idle_next = up;
     e->nidle++;
     pt_timer_arm(w->loop, &up->timer, idle_ms); /* its idle timeout, or what is left of its lifetime */
+    wake(e);
 }
 
 int pt_up_send(struct pt_upstream *up, const struct iovec *iov, int iovcnt)

@@ -128,7 +128,9 @@ def test_module_breakers_are_the_default(processes, tmp_path):
     assert diag["clusters"][0]["name"].endswith("_default_cbnr1")
 
 
-def test_max_connections(processes, tmp_path):
+def test_max_connections_queue(processes, tmp_path):
+    """Envoy's connection pool: past max_connections a request waits for a connection of its
+    pool as a pending request, its route timeout running, and goes on it when it is free."""
     q = start_quote(processes)
     p = start(processes, tmp_path, f"127.0.0.1:{q.port}", workers=1,
               circuit_breakers=[{"max_connections": 1}])
@@ -138,15 +140,74 @@ def test_max_connections(processes, tmp_path):
         assert metric(p, "circuit_breakers_default_cx_open") == 1
         with RawConn(p.port) as c2:
             c2.request("GET", "/backend/x")
-            r2 = c2.read_response()
-            assert (r2.status, r2.body) == (503, OVERFLOW)
-        assert c.read_response().status == 200
+            time.sleep(0.15)
+            assert metric(p, "upstream_rq_pending_active") == 1
+            assert c.read_response().status == 200
+            assert c2.read_response().status == 200
     assert metric(p, "upstream_cx_overflow") == 1
+    assert metric(p, "upstream_cx_total") == 1  # the second went on the first one's connection
+    assert metric(p, "upstream_rq_pending_active") == 0
+    assert metric(p, "upstream_rq_pending_overflow") == 0
     # the pooled connection is reused: no new one needed, no overflow
     with RawConn(p.port) as c:
         c.request("GET", "/backend/x")
         assert c.read_response().status == 200
     assert metric(p, "upstream_cx_overflow") == 1
+
+
+def test_max_connections_queue_is_bounded_by_max_pending(processes, tmp_path):
+    q = start_quote(processes)
+    p = start(processes, tmp_path, f"127.0.0.1:{q.port}", workers=1,
+              circuit_breakers=[{"max_connections": 1, "max_pending_requests": 1}])
+    with RawConn(p.port) as c, RawConn(p.port) as c2, RawConn(p.port) as c3:
+        c.request("GET", "/backend/delay/500")
+        time.sleep(0.15)
+        c2.request("GET", "/backend/x")  # waits: the one pending request allowed
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        c3.request("GET", "/backend/x")
+        r3 = c3.read_response()
+        assert (r3.status, r3.body) == (503, OVERFLOW) and time.monotonic() - t0 < 0.3
+        assert c.read_response().status == 200
+        assert c2.read_response().status == 200
+    assert metric(p, "upstream_rq_pending_overflow") == 1
+    assert metric(p, "upstream_rq_pending_active") == 0
+
+
+def test_waiting_request_times_out(processes, tmp_path):
+    """A pending request's route timeout runs while it waits: 504 (UT), and it waits no more."""
+    q = start_quote(processes)
+    cb = [{"max_connections": 1}]
+    text = docs(listener_yaml(),
+                mapping_yaml("slow", f"127.0.0.1:{q.port}", prefix="/a/", timeout_ms=3000, circuit_breakers=cb),
+                mapping_yaml("quick", f"127.0.0.1:{q.port}", prefix="/b/", timeout_ms=300, circuit_breakers=cb))
+    p = start_portico(processes, tmp_path, text, workers=1)
+    with RawConn(p.port) as c, RawConn(p.port) as c2:
+        c.request("GET", "/a/delay/1000")
+        time.sleep(0.15)
+        t0 = time.monotonic()
+        c2.request("GET", "/b/x")
+        r2 = c2.read_response()
+        assert r2.status == 504 and 0.25 < time.monotonic() - t0 < 0.8
+        assert metric(p, "upstream_rq_pending_active") == 0
+        assert c.read_response().status == 200
+    assert metric(p, "upstream_cx_total") == 1
+
+
+def test_empty_pool_makes_a_connection_anyway(processes, tmp_path):
+    """Envoy's rule: a pool without any connection makes one even past max_connections (here 0),
+    counted as an overflow, so that its requests never wait for connections it does not have."""
+    q = start_quote(processes)
+    p = start(processes, tmp_path, f"127.0.0.1:{q.port}", workers=1,
+              circuit_breakers=[{"max_connections": 0}])
+    with RawConn(p.port) as c, RawConn(p.port) as c2:
+        c.request("GET", "/backend/delay/300")
+        time.sleep(0.1)
+        c2.request("GET", "/backend/x")  # waits for the one connection
+        assert c.read_response().status == 200
+        assert c2.read_response().status == 200
+    assert metric(p, "upstream_cx_total") == 1
+    assert metric(p, "upstream_cx_overflow") == 2
 
 
 def test_max_pending_requests(processes, tmp_path):
