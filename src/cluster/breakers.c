@@ -33,7 +33,6 @@ struct pt_breakers *pt_breakers_get(const char *name, const struct pt_breakers *
         e->b.max_pending = want->max_pending;
         e->b.max_requests = want->max_requests;
         e->b.max_retries = want->max_retries;
-        e->b.configured = want->configured;
         pt_strmap_put(&registry, e->name, len, e);
     }
     pthread_mutex_unlock(&registry_lock);

@@ -242,7 +242,6 @@ void pt_config__breakers_limits(const struct pt_breaker_res *b, size_t n, struct
 {
     out->max_connections = out->max_pending = out->max_requests = PT_CB_DEFAULT_MAX;
     out->max_retries = PT_CB_DEFAULT_MAX_RETRIES;
-    out->configured = false;
     for (size_t i = 0; i < n; i++) {
         if (b[i].priority != NULL && strcasecmp(b[i].priority, "default") != 0)
             continue; /* high: only for priority routing, which Emissary's Mappings do not use */
@@ -254,7 +253,6 @@ void pt_config__breakers_limits(const struct pt_breaker_res *b, size_t n, struct
             out->max_requests = (uint32_t)b[i].max_requests;
         if (b[i].max_retries >= 0)
             out->max_retries = (uint32_t)b[i].max_retries;
-        out->configured = true;
         break; /* Envoy takes one threshold per priority */
     }
 }

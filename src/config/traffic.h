@@ -35,7 +35,7 @@ struct pt_retry_policy *pt_config__retry_compile(const struct pt_retry_policy_re
 bool pt_config__breakers_name(const struct pt_breaker_res *b, size_t n, char *out, size_t cap);
 
 /* pt_config__breakers_limits: the limits of priority default that the <n> entries at <b> give
- * (Envoy's defaults for what they leave out) into <out>; configured when one of them is of
- * priority default. */
+ * (Envoy's defaults for what they leave out, and for all when none is of priority default)
+ * into <out>. */
 void pt_config__breakers_limits(const struct pt_breaker_res *b, size_t n, struct pt_breakers *out);
 #endif

@@ -47,9 +47,6 @@ struct pt_retry_policy {
  * after its snapshot is gone. Limits never change: they are part of the cluster's name. */
 struct pt_breakers {
     uint32_t max_connections, max_pending, max_requests, max_retries;
-    bool configured;              /* the cluster's Mapping (or the Module) sets circuit_breakers:
-                                   * requests, pending requests and connections are counted;
-                                   * otherwise only retries are (they are rare) */
     _Atomic uint32_t cx, pending, rq, retries; /* in use now, over all workers */
 };
 

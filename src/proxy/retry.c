@@ -44,7 +44,7 @@ static void give_back(struct pt_stream *st, uint8_t what)
         return;
     if ((what & PT_CB_RQ) && pt_breakers_put(&b->rq, b->max_requests) && cs != NULL)
         pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
-    if ((what & PT_CB_PENDING) && b->configured && pt_breakers_put(&b->pending, b->max_pending) && cs != NULL)
+    if ((what & PT_CB_PENDING) && pt_breakers_put(&b->pending, b->max_pending) && cs != NULL)
         pt_gauge_dec(&cs->circuit_breakers_default_rq_pending_open);
     if ((what & PT_CB_RETRY) && pt_breakers_put(&b->retries, b->max_retries) && cs != NULL)
         pt_gauge_dec(&cs->circuit_breakers_default_rq_retry_open);
@@ -82,8 +82,8 @@ bool pt_retry__admit(struct pt_stream *st)
     struct pt_breakers *b = stream_breakers(st);
     struct pt_cluster_stats *cs;
 
-    if (b == NULL || !b->configured)
-        return true; /* Envoy's defaults are not counted: nothing shared is written */
+    if (b == NULL)
+        return true;
     cs = pt_stream_cluster_stats(st);
     if (take(st, &b->rq, b->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL)) {
         st->cb_held |= PT_CB_RQ;
@@ -108,7 +108,7 @@ bool pt_retry__try_started(struct pt_stream *st)
         return true; /* not waiting for a connection */
     cs = pt_stream_cluster_stats(st);
     b = stream_breakers(st);
-    if (b != NULL && b->configured &&
+    if (b != NULL &&
         !take(st, &b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL)) {
         if (cs != NULL)
             pt_stats_inc(&cs->upstream_rq_pending_overflow);

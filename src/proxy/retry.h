@@ -2,16 +2,16 @@
  * retry state and resource manager): whether a failed try goes again, its jittered back-off,
  * the per-try timeout, the request body kept for a replay, and the requests, pending requests
  * and retries a request holds in its cluster's breakers. Called by proxy/stream.c and
- * proxy/session.c; routes without retry_policy and clusters without circuit_breakers cost a
- * test of a pointer or a flag. */
+ * proxy/session.c; a route without retry_policy costs a test of a pointer, and a request's
+ * place among its cluster's max_requests two atomic operations. */
 #ifndef PT_PROXY_RETRY_H
 #define PT_PROXY_RETRY_H
 
 #include "proxy/proxy-t.h"
-#include "model/traffic-t.h"
+#include "model/snapshot-t.h"
 
-/* The calls below that every request makes are inline tests of a pointer or a flag for the
- * routes and clusters that have neither (pt_retry__*: the rest of the work). */
+/* The calls below that every request makes are inline for the common case: no retry_policy,
+ * and the cluster's max_requests far from full (pt_retry__*: the rest of the work). */
 void pt_retry__on_try_timer(struct pt_timer *t);
 void pt_retry__stream_end(struct pt_stream *st);
 bool pt_retry__admit(struct pt_stream *st);
@@ -34,21 +34,39 @@ static inline void pt_retry_stream_init(struct pt_stream *st)
  * holds in its cluster's breakers is given back. */
 static inline void pt_retry_stream_end(struct pt_stream *st)
 {
+    if (st->cb_held == PT_CB_RQ && st->replay == NULL && !pt_timer_armed(&st->try_timer)) {
+        struct pt_breakers *b = st->rec.action->cluster->breakers;
+        if (atomic_fetch_sub_explicit(&b->rq, 1, memory_order_relaxed) != b->max_requests) {
+            st->cb_held = 0; /* and max_requests was not full: no gauge to close */
+            return;
+        }
+        atomic_fetch_add_explicit(&b->rq, 1, memory_order_relaxed); /* the slow path gives it back */
+    }
     if (st->cb_held != 0 || st->replay != NULL || pt_timer_armed(&st->try_timer))
         pt_retry__stream_end(st);
 }
-
-/* pt_retry_admit: a routed request may go to its cluster (max_requests of configured
- * breakers). False after answering 503 with x-envoy-overloaded (flag UO). */
+/* pt_retry_admit: a routed request may go to its cluster (its max_requests, Envoy's 1024
+ * unless circuit_breakers say otherwise). False after answering 503 with x-envoy-overloaded
+ * (flag UO). */
 static inline bool pt_retry_admit(struct pt_stream *st)
 {
-    const struct pt_breakers *b = st->rec.action->cluster->breakers;
-    return b == NULL || !b->configured || pt_retry__admit(st);
+    struct pt_breakers *b = st->rec.action->cluster->breakers;
+    uint32_t n;
+
+    if (b == NULL)
+        return true;
+    n = atomic_load_explicit(&b->rq, memory_order_relaxed);
+    if (n + 1 < b->max_requests && /* not the last one: no gauge to open */
+        atomic_compare_exchange_weak_explicit(&b->rq, &n, n + 1, memory_order_relaxed, memory_order_relaxed)) {
+        st->cb_held |= PT_CB_RQ;
+        return true;
+    }
+    return pt_retry__admit(st);
 }
 
 /* pt_retry_try_started: a try was started on a connection (after pt_stream_connect): the
  * per-try timeout starts, and a request whose new connection is still being made is pending
- * (max_pending_requests of configured breakers). False after answering 503 overflow. */
+ * (max_pending_requests). False after answering 503 overflow. */
 static inline bool pt_retry_try_started(struct pt_stream *st)
 {
     if (st->rec.action->retry == NULL && (st->hc.up == NULL || st->hc.reused))
@@ -78,8 +96,8 @@ bool pt_retry_on_reset(struct pt_stream *st, const char *reason, const char *fla
  * it goes to the client. */
 static inline bool pt_retry_on_status(struct pt_stream *st, const struct pt_h1_response *res)
 {
-    if (st->rec.action->retry == NULL && st->cb_held == 0 && !pt_timer_armed(&st->try_timer))
-        return false;
+    if (st->rec.action->retry == NULL && !(st->cb_held & ~PT_CB_RQ) && !pt_timer_armed(&st->try_timer))
+        return false; /* nothing to give back but the request's place, at its end */
     return pt_retry__on_status(st, res);
 }
 

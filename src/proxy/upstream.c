@@ -134,8 +134,8 @@ static void cx_give_back(struct pt_worker *w, struct pt_breakers *cb, uint32_t c
         pt_gauge_dec(&cs->circuit_breakers_default_cx_open);
 }
 
-/* cx_take: one more connection of cluster <c> under its max_connections (configured breakers
- * only); false, counted as Envoy's upstream_cx_overflow, when they are all open. */
+/* cx_take: one more connection of cluster <c> under its max_connections; false, counted as
+ * Envoy's upstream_cx_overflow, when they are all open. */
 static bool cx_take(struct pt_worker *w, const struct pt_cluster *c)
 {
     struct pt_cluster_stats *cs = pt_stats_cluster(w->st, c->stats_idx);
@@ -485,7 +485,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
     *reused = false;
     w->cx_overflow = false;
     w->cx_wait = NULL;
-    cb = c->breakers != NULL && c->breakers->configured ? c->breakers : NULL;
+    cb = c->breakers;
     if (cb != NULL && !cx_take(w, c)) {
         if (e->nopen != 0) {
             w->cx_wait = e; /* one of them will be free in time */

@@ -104,13 +104,16 @@ def test_open_gauge_while_full(processes, tmp_path):
     assert metric(p, "circuit_breakers_default_rq_open") == 0
 
 
-def test_no_breakers_no_limit(processes, tmp_path):
-    """Without circuit_breakers nothing is counted across workers: the flood all passes."""
+def test_envoy_defaults_without_breakers(processes, tmp_path):
+    """Without circuit_breakers a cluster has Envoy's defaults: 1024 requests at once over all
+    workers; the rest of a flood of 1,100 is answered 503 overflow."""
     q = start_quote(processes, threads=2)
     p = start(processes, tmp_path, f"127.0.0.1:{q.port}")
-    got = flood_responses(p.port, 40, "/backend/delay/200")
-    assert [g[0] for g in got] == [200] * 40
-    assert metric(p, "upstream_rq_pending_overflow") == 0
+    got = flood_responses(p.port, 1100, "/backend/delay/2000")
+    assert sorted(g[0] for g in got) == [200] * 1024 + [503] * 76
+    assert all(g[1] == "true" and g[2] == OVERFLOW for g in got if g[0] == 503)
+    assert metric(p, "upstream_rq_pending_overflow") == 76
+    assert metric(p, "upstream_rq_active") == 0
 
 
 def test_module_breakers_are_the_default(processes, tmp_path):
