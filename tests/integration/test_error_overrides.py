@@ -3,6 +3,8 @@ a response with the rule's status, from the upstream or made locally, gets the r
 (text_format, json_format or text_format_source, rendered with Envoy's operators) and content
 type instead of its own, as Emissary's response_map filter did. Exact bytes on raw sockets;
 bad rules are rejected with file:line by `portico check`."""
+import subprocess
+
 import pytest
 
 from conftest import RawConn
@@ -132,3 +134,16 @@ def test_bad_rules_rejected_with_file_line(tmp_path, rule, needle, where):
     assert r.returncode == 1, r.stdout
     assert lines and lines[0].startswith(f"{f}:"), r.stdout
     assert needle in lines[0], lines
+
+
+def test_http2_client_gets_the_override(proxy):
+    """An HTTP/2 client (h2c prior knowledge) gets the same bodies, framed by HTTP/2, with
+    content-length agreeing."""
+    for path, status, body in (("/no/such/route", 404, b"nothing at /no/such/route (404)"),
+                               ("/backend/status/502", 502, b"<h1>502</h1>\n")):
+        out = subprocess.run(["curl", "-s", "-S", "--max-time", "10", "--http2-prior-knowledge", "-D", "-",
+                              f"http://127.0.0.1:{proxy.port}{path}"], capture_output=True, timeout=20).stdout
+        head, _, got = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/2 %d" % status), head
+        assert got == body
+        assert b"\r\ncontent-length: %d" % len(body) in head

@@ -3,7 +3,9 @@ request (Envoy's header formatter: an unset value leaves the header out, %% is a
 request-side upstream operators unset (no host chosen yet), and a value that would carry CR/LF
 never reaching the wire. Bad formats are rejected with file:line by `portico check`."""
 import datetime
+import json
 import socket
+import subprocess
 
 import pytest
 
@@ -145,3 +147,21 @@ def test_escaped_percent_and_object_form_accepted(tmp_path):
         "add_response_headers": {"x-c": "%RESPONSE_CODE%"}})))
     r = check(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_operators_for_an_http2_client(proxy, quote_backend):
+    """The same values for an HTTP/2 client (h2c prior knowledge): %PROTOCOL% is HTTP/2, %REQ%
+    reads its header fields, response operators fill the HEADERS frame."""
+    out = subprocess.run(["curl", "-s", "-S", "--max-time", "10", "--http2-prior-knowledge", "-D", "-",
+                          "-H", "X-In: hello", f"http://127.0.0.1:{proxy.port}/backend/echo"],
+                         capture_output=True, timeout=20).stdout.decode("latin-1")
+    head, _, body = out.partition("\r\n\r\n")
+    assert head.startswith("HTTP/2 200"), head
+    doc_ = json.loads(body)
+    assert echo_headers(doc_, "x-proto") == ["HTTP/2 is 100%"]
+    assert echo_headers(doc_, "x-copy") == ["hello"]
+    assert echo_headers(doc_, "x-method") == ["GET /backend/echo"]
+    assert echo_headers(doc_, "x-over") == ["HTTP/2"]
+    lines = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in head.split("\r\n")[1:]}
+    assert lines["x-code"] == "200" and lines["x-in-back"] == "hello"
+    assert lines["x-up"] == f"127.0.0.1:{quote_backend.port}"
