@@ -71,15 +71,12 @@ static inline size_t pt_pbuf_utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
-/* pt_pbuf_str: <s> as a NUL-terminated UTF-8 string in <b> (invalid bytes as '!'), lowercased
- * when <lower>; "" when <b> is full. */
-static inline char *pt_pbuf_str(struct pt_pbuf *b, struct pt_str s, bool lower)
+/* pt_pbuf__utf8: <s> copied to <out> as valid UTF-8 (invalid bytes as '!', as Envoy sanitizes
+ * them; NULs kept), lowercased when <lower>. */
+static inline void pt_pbuf__utf8(char *out, struct pt_str s, bool lower)
 {
-    char *out = pt_pbuf_alloc(b, s.len + 1);
     const unsigned char *p = (const unsigned char *)s.ptr;
 
-    if (out == NULL)
-        return (char *)"";
     for (size_t i = 0; i < s.len;) {
         size_t l = pt_pbuf_utf8_len(p + i, s.len - i);
         if (l == 0) {
@@ -91,28 +88,30 @@ static inline char *pt_pbuf_str(struct pt_pbuf *b, struct pt_str s, bool lower)
             out[i] = pt_lower(out[i]);
         i += l;
     }
+}
+
+/* pt_pbuf_str: <s> as a NUL-terminated UTF-8 string in <b>, lowercased when <lower>; "" when
+ * <b> is full. */
+static inline char *pt_pbuf_str(struct pt_pbuf *b, struct pt_str s, bool lower)
+{
+    char *out = pt_pbuf_alloc(b, s.len + 1);
+
+    if (out == NULL)
+        return (char *)"";
+    pt_pbuf__utf8(out, s, lower);
     out[s.len] = '\0';
     return out;
 }
 
-/* pt_pbuf_bytes: <s> as valid UTF-8 bytes in <b> (invalid bytes as '!', NULs kept), for a
- * string field declared bytes so that it is packed whole; empty when <b> is full. */
+/* pt_pbuf_bytes: <s> as valid UTF-8 bytes in <b>, for a string field declared bytes so that
+ * it is packed whole (protobuf-c packs a string up to its first NUL); empty when <b> is full. */
 static inline ProtobufCBinaryData pt_pbuf_bytes(struct pt_pbuf *b, struct pt_str s)
 {
     char *out = pt_pbuf_alloc(b, s.len + 1);
-    const unsigned char *p = (const unsigned char *)s.ptr;
 
     if (out == NULL)
         return (ProtobufCBinaryData){ 0, NULL };
-    for (size_t i = 0; i < s.len;) {
-        size_t l = pt_pbuf_utf8_len(p + i, s.len - i);
-        if (l == 0) {
-            out[i++] = '!';
-            continue;
-        }
-        memcpy(out + i, p + i, l);
-        i += l;
-    }
+    pt_pbuf__utf8(out, s, false);
     return (ProtobufCBinaryData){ s.len, (uint8_t *)out };
 }
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 import requests
 
-from conftest import free_port, start_quote
+from conftest import RawConn, free_port, start_quote
 from policy_peer import start_authz
 from tlsenv import issue, make_ca, mapping_yaml, metric, secret_yaml, start_portico, tlscontext_yaml
 
@@ -273,14 +273,9 @@ def test_denied_204_carries_no_body(processes, tmp_path, echo, authz):
     edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
     req = (b"GET /backend/ HTTP/1.1\r\nHost: x\r\nx-auth-decision: deny\r\nx-auth-status: 204\r\n"
            b"x-auth-body: HTTP/1.1 200 OK\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", edge.http), timeout=5) as s:
-        s.sendall(req + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    with RawConn(edge.http) as c:
+        c.send(req + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        data = c.recv_all()
     heads = data.split(b"\r\n\r\n")
     assert heads[-1] == b"" and len(heads) == 3, data  # two heads, nothing after either
     for h in heads[:2]:
