@@ -109,8 +109,19 @@ void pt_call_tag(struct pt_call *call, const char *key, struct pt_str value)
     }
 }
 
+/* PT_CALL_FREE_KEEP: ended calls a worker keeps for reuse (each holds up to 64 KiB of answer
+ * memory); past it they are freed, so the memory of a burst of checks goes back. */
+#define PT_CALL_FREE_KEEP 64
+
 static void call_release(struct pt_call *call, struct pt_worker *w)
 {
+    if (w->nfree_calls >= PT_CALL_FREE_KEEP) {
+        free(call->req);
+        free(call->mem);
+        free(call);
+        return;
+    }
+    w->nfree_calls++;
     if (call->req_cap > PT_CALL_MAX_ANSWER) { /* a large body: not kept on the free list */
         free(call->req);
         call->req = NULL;
@@ -256,7 +267,7 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     size_t hl = head.len;
 
     if (call != NULL)
-        w->free_calls = call->next_free;
+        w->free_calls = call->next_free, w->nfree_calls--;
     else if ((call = calloc(1, sizeof(*call))) == NULL)
         return NULL;
     call->trace = (struct pt_trace_call){ 0 };

@@ -424,6 +424,7 @@ struct pt_worker {
     struct pt_stream *free_streams, *ready_streams;
     struct pt_upstream *free_up, *dead_up, *ready_ups;
     struct pt_call *free_calls;     /* policy calls (proxy/call.h) */
+    uint32_t nfree_calls;
     struct pt_h2up *ready_h2ups;    /* HTTP/2 upstream connections with work, or dead to free */
     struct pt_h2x *free_h2x;        /* HTTP/2 upstream streams (proxy/h2client.c) */
     struct pt_pool_entry **pools;   /* open hash of endpoints */

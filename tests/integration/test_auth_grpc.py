@@ -281,3 +281,26 @@ def test_denied_204_carries_no_body(processes, tmp_path, echo, authz):
     for h in heads[:2]:
         assert h.startswith(b"HTTP/1.1 204 No Content\r\n")
         assert b"content-length" not in h.lower()
+
+
+def test_burst_of_checks_all_judged(processes, tmp_path, echo, authz):
+    """160 checks at once (more than the calls a worker keeps for reuse: the rest are freed
+    when they end), half denied: every one judged right, and the next ones too."""
+    edge = start(processes, tmp_path, echo, auth_yaml(authz.port))
+    results = {}
+
+    def one(i):
+        h = {"x-auth-sleep-ms": "300"}
+        if i % 2:
+            h["x-auth-decision"] = "deny"
+        results[i] = requests.get(f"http://127.0.0.1:{edge.http}/backend/", headers=h, timeout=10).status_code
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(160)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert [results[i] for i in range(160)] == [200, 403] * 80
+    for i in range(4):
+        one(i)
+        assert results[i] == (403 if i % 2 else 200)
