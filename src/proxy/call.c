@@ -131,6 +131,15 @@ static void call_release(struct pt_call *call, struct pt_worker *w)
     w->free_calls = call;
 }
 
+/* call_flags: how a call's exchange starts: a HEAD's answer has no body, and a new connection
+ * is not held to the cluster's max_connections (a call cannot wait for one as a request does,
+ * and failing would take its error path, a denial or failure_mode_allow, for want of a
+ * connection). */
+static unsigned call_flags(const struct pt_call *call)
+{
+    return PT_HC_UNCOUNTED | (call->head_request ? PT_HC_HEAD_REQUEST : 0);
+}
+
 /* call_end: the call is over with <result>: its exchange finished (the connection reused when
  * the answer was whole), its timer stopped, its endpoint told, the caller told, and its span
  * recorded. */
@@ -234,8 +243,8 @@ static void call_on_error(void *owner, const char *reason, const char *tfr, cons
     if (stale) {
         pt_hc_finish(&call->hc, false);
         call->retried = true;
-        if (pt_hc_start(&call->hc, call->st->w, call->cluster, call->ep, true, &call_hc_ops, call, call->head_request,
-                        false) == 0 &&
+        if (pt_hc_start(&call->hc, call->st->w, call->cluster, call->ep, true, &call_hc_ops, call,
+                        call_flags(call)) == 0 &&
             call_send(call))
             return;
     }
@@ -314,7 +323,7 @@ struct pt_call *pt_call_start(struct pt_stream *st, const struct pt_cluster *c, 
     }
     call->ep = c->nendpoints ? pt_lb_pick(&w->lb, c, NULL, &call->pick) : NULL;
     if (call->ep == NULL ||
-        pt_hc_start(&call->hc, w, c, call->ep, false, &call_hc_ops, call, call->head_request, false) != 0) {
+        pt_hc_start(&call->hc, w, c, call->ep, false, &call_hc_ops, call, call_flags(call)) != 0) {
         pt_lb_release(&w->lb, &call->pick, PT_LB_CONNECT_FAILURE);
         call->hc = (struct pt_hc){ 0 };
         pt_call_free(call);

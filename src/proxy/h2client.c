@@ -621,7 +621,8 @@ static nghttp2_session_callbacks *h2_callbacks(struct pt_worker *w)
 }
 
 /* h2up_new: a new connection to <ep> of <c>. NULL when it cannot be made. */
-static struct pt_h2up *h2up_new(struct pt_worker *w, const struct pt_cluster *c, const struct pt_endpoint *ep)
+static struct pt_h2up *h2up_new(struct pt_worker *w, const struct pt_cluster *c, const struct pt_endpoint *ep,
+                                bool counted)
 {
     nghttp2_settings_entry settings[] = {
         { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
@@ -640,7 +641,7 @@ static struct pt_h2up *h2up_new(struct pt_worker *w, const struct pt_cluster *c,
     }
     if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, settings, PT_ARRAY_SIZE(settings)) != 0 ||
         nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, H2UP_CONN_WINDOW) != 0 ||
-        (h->up = pt_up_acquire(w, c, ep, true, &reused)) == NULL) {
+        (h->up = pt_up_acquire(w, c, ep, true, counted, &reused)) == NULL) {
         nghttp2_session_del(h->ng);
         free(h);
         return NULL;
@@ -687,7 +688,7 @@ static bool h2up_has_room(const struct pt_h2up *h)
 /* ---- the exchange (proxy/httpclient.h) ---------------------------------------------------- */
 
 int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
-                    const struct pt_endpoint *ep, bool fresh)
+                    const struct pt_endpoint *ep, bool fresh, bool counted)
 {
     struct pt_pool_entry *e = pt_up_pool(w, c, ep);
     struct pt_h2up *h = NULL;
@@ -708,7 +709,7 @@ int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_clust
     } else if ((x = calloc(1, sizeof(*x))) == NULL) {
         return PT_IO;
     }
-    if (h == NULL && (h = h2up_new(w, c, ep)) == NULL) {
+    if (h == NULL && (h = h2up_new(w, c, ep, counted)) == NULL) {
         x->next = w->free_h2x;
         w->free_h2x = x;
         return PT_IO;

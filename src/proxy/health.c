@@ -204,7 +204,9 @@ static void check_start(struct hcheck *chk)
     hold(chk);
     chk->hc = (struct pt_hc){ 0 };
     pt_timer_arm(set->w->loop, &chk->timer, c->checks[chk->k].timeout_ms);
-    if (pt_hc_start(&chk->hc, set->w, c, &c->endpoints[chk->ep], false, &check_ops, chk, false, false) != 0 ||
+    /* Uncounted, as Envoy's health checker makes its own connections: a cluster whose
+     * max_connections are all in use must not fail its checks for it. */
+    if (pt_hc_start(&chk->hc, set->w, c, &c->endpoints[chk->ep], false, &check_ops, chk, PT_HC_UNCOUNTED) != 0 ||
         !check_send(chk))
         check_end(chk, PT_HEALTH_NETWORK);
 }
@@ -292,8 +294,8 @@ static void check_on_error(void *owner, const char *reason, const char *tfr, con
     if (pt_hc_reused(&chk->hc) && chk->status == 0 && !chk->retried && strcmp(flags, "UC") == 0) {
         pt_hc_finish(&chk->hc, false);
         chk->retried = true;
-        if (pt_hc_start(&chk->hc, set->w, set->c, &set->c->endpoints[chk->ep], true, &check_ops, chk, false,
-                        false) == 0 &&
+        if (pt_hc_start(&chk->hc, set->w, set->c, &set->c->endpoints[chk->ep], true, &check_ops, chk,
+                        PT_HC_UNCOUNTED) == 0 &&
             check_send(chk))
             return;
     }

@@ -15,19 +15,19 @@ static const struct pt_up_ops hc_up_ops;
 
 int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
                 const struct pt_endpoint *ep, bool fresh, const struct pt_hc_ops *ops, void *owner,
-                bool head_request, bool allow_101)
+                unsigned flags)
 {
-    bool reused = false;
+    bool reused = false, head_request = (flags & PT_HC_HEAD_REQUEST) != 0, counted = !(flags & PT_HC_UNCOUNTED);
     struct pt_upstream *up;
 
     if (c->http2) {
         *hc = (struct pt_hc){ .ops = ops, .owner = owner, .state = PT_HC_HEAD, .head_request = head_request };
-        return pt_hc__h2_start(hc, w, c, ep, fresh);
+        return pt_hc__h2_start(hc, w, c, ep, fresh, counted);
     }
-    if ((up = pt_up_acquire(w, c, ep, fresh, &reused)) == NULL)
+    if ((up = pt_up_acquire(w, c, ep, fresh, counted, &reused)) == NULL)
         return PT_IO;
-    *hc = (struct pt_hc){ .up = up, .ops = ops, .owner = owner, .state = PT_HC_HEAD,
-                          .head_request = head_request, .allow_101 = allow_101, .reused = reused };
+    *hc = (struct pt_hc){ .up = up, .ops = ops, .owner = owner, .state = PT_HC_HEAD, .head_request = head_request,
+                          .allow_101 = (flags & PT_HC_ALLOW_101) != 0, .reused = reused };
     up->ops = &hc_up_ops;
     up->owner = hc;
     return 0;

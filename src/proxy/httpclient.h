@@ -16,12 +16,16 @@
 #include "proxy/proxy-t.h"
 
 /* pt_hc_start: <hc> (all-zero, or finished) sends to <ep> of <c>, on a pooled connection
- * unless <fresh>, and reports to <owner> through <ops>. <head_request>: the request is HEAD (no
- * response body); <allow_101>: a 101 may switch the connection to a byte tunnel. Returns 0, or
- * PT_IO when no connection could be made (no callback follows). */
+ * unless <fresh>, and reports to <owner> through <ops>. <flags>: PT_HC_*. Returns 0, or PT_IO
+ * when no connection could be made (no callback follows). */
+#define PT_HC_HEAD_REQUEST 0x1u /* the request is HEAD: no response body */
+#define PT_HC_ALLOW_101    0x2u /* a 101 may switch the connection to a byte tunnel */
+#define PT_HC_UNCOUNTED    0x4u /* a new connection is not held to the cluster's max_connections:
+                                 * a policy call cannot wait for one (proxy/call.c), and a health
+                                 * check must not fail for want of one (proxy/health.c) */
 int pt_hc_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
                 const struct pt_endpoint *ep, bool fresh, const struct pt_hc_ops *ops, void *owner,
-                bool head_request, bool allow_101);
+                unsigned flags);
 
 /* pt_hc_send: hands request bytes (head and/or body, framed by the caller) to the connection;
  * the first call's iov[0] is the whole request head as proxy/session.c writes it (HTTP/1.1;
@@ -92,7 +96,7 @@ static inline bool pt_hc_reused(const struct pt_hc *hc)
 
 /* ---- the HTTP/2 exchange (proxy/h2client.c), behind the calls above ---- */
 int pt_hc__h2_start(struct pt_hc *hc, struct pt_worker *w, const struct pt_cluster *c,
-                    const struct pt_endpoint *ep, bool fresh);
+                    const struct pt_endpoint *ep, bool fresh, bool counted);
 int pt_hc__h2_send(struct pt_hc *hc, const struct iovec *iov, int iovcnt, bool end);
 int pt_hc__h2_trailers(struct pt_hc *hc, const struct pt_header *t, size_t n);
 void pt_hc__h2_resume(struct pt_hc *hc);

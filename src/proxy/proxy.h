@@ -38,11 +38,12 @@ void pt_stream_cx_ready(struct pt_stream *st); /* a connection it waited for was
 void pt_worker_snapshot_done(struct pt_worker *w, struct pt_snapshot *s); /* a request left s */
 
 /* Upstream connections (proxy/upstream.c). pt_up_acquire returns a connection of <ep> (pooled
- * unless <fresh>) that the caller then owns (up->ops, up->owner); pt_up_release gives it back
+ * unless <fresh>; a new one held to <c>'s max_connections when <counted>) that the caller then
+ * owns (up->ops, up->owner); pt_up_release gives it back
  * (<reusable>: its exchange finished cleanly) and the callbacks stop. pt_up_resume: the owner
  * took what up->in held; reading goes on from the worker's ready list. */
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
-                                  const struct pt_endpoint *ep, bool fresh, bool *reused);
+                                  const struct pt_endpoint *ep, bool fresh, bool counted, bool *reused);
 void pt_up_release(struct pt_upstream *up, bool reusable);
 /* pt_up_wait: <st> waits for a connection of <e> (w->cx_wait of a refused pt_up_acquire): the
  * first one released to the pool, or closed (which frees a place), puts it on the worker's

@@ -264,7 +264,7 @@ void pt_shadow_start(struct pt_stream *st, const struct pt_route_action *sa, con
     iov.iov_len = sh != NULL ? shadow_head(sh, head, hlen) : 0;
     ep = iov.iov_len ? pt_lb_pick(&w->lb, c, NULL, &sh->pick) : NULL;
     if (ep == NULL || pt_hc_start(&sh->hc, w, c, ep, false, &shadow_hc_ops, sh,
-                                  (st->flags & PT_SF_HEAD_METHOD) != 0, false) != 0) {
+                                  (st->flags & PT_SF_HEAD_METHOD) ? PT_HC_HEAD_REQUEST : 0) != 0) {
         if (pt_breakers_put(&c->breakers->rq, c->breakers->max_requests) && cs != NULL)
             pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
         if (sh != NULL) {

@@ -554,7 +554,8 @@ int pt_stream_connect(struct pt_stream *st, bool fresh)
     const struct pt_route_action *a = st->rec.action;
 
     return pt_hc_start(&st->hc, st->w, a->cluster, st->rec.endpoint, fresh, &stream_hc_ops, st,
-                       (st->flags & PT_SF_HEAD_METHOD) != 0, (st->flags & PT_SF_UPGRADE) != 0);
+                       ((st->flags & PT_SF_HEAD_METHOD) ? PT_HC_HEAD_REQUEST : 0) |
+                           ((st->flags & PT_SF_UPGRADE) ? PT_HC_ALLOW_101 : 0));
 }
 
 /* ---- retries ------------------------------------------------------------------------------ */

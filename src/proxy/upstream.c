@@ -460,7 +460,7 @@ static bool up_tls_setup(struct pt_upstream *up, struct pt_pool_entry *e, const 
 }
 
 struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *c,
-                                  const struct pt_endpoint *ep, bool fresh, bool *reused)
+                                  const struct pt_endpoint *ep, bool fresh, bool counted, bool *reused)
 {
     struct pt_pool_entry *e = pool_find(w, ep, c->tls_ctx, &c->up_opts);
     struct pt_breakers *cb;
@@ -485,7 +485,7 @@ struct pt_upstream *pt_up_acquire(struct pt_worker *w, const struct pt_cluster *
     *reused = false;
     w->cx_overflow = false;
     w->cx_wait = NULL;
-    cb = c->breakers;
+    cb = counted ? c->breakers : NULL;
     if (cb != NULL && !cx_take(w, c)) {
         if (e->nopen != 0) {
             w->cx_wait = e; /* one of them will be free in time */

@@ -7,6 +7,7 @@ health server (grpc_health_server.py). Intervals are 100 ms so each test takes a
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 from conftest import binary
@@ -142,6 +143,30 @@ def test_check_request_bytes(processes, tmp_path):
         b"GET /ready HTTP/1.1\r\nhost: cluster_127_0_0_1_%d_default\r\nuser-agent: Envoy/HC\r\n\r\n"
         % port,
     ]), heads
+
+
+def test_checks_are_not_held_to_max_connections(processes, tmp_path):
+    """A health check makes its own connection when the cluster's max_connections are all in use
+    (as Envoy's health checker does): busy connections never make an endpoint look unhealthy."""
+    port, _ = three_backends(processes)
+    px = Portico(processes, tmp_path, workers=1)
+    px.write("q.yaml", dump(service("q", 80, port), endpoints("q", list(ADDRS), port),
+                            mapping("m", "/q/", "q", health_checks=HTTP_CHECK,
+                                    circuit_breakers=[{"max_connections": 1}])))
+    px.start()
+    wait_healthy(px, 3)
+    conns = []
+    for _ in range(3):  # one per endpoint (round robin), each holding its connection for 1.5 s
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=5)
+        s.sendall(b"GET /q/delay/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        conns.append(s)
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:  # a dozen check rounds meanwhile
+        assert px.metric("envoy_cluster_membership_healthy", envoy_cluster_name="q") == 3, endpoint_health(px)
+        time.sleep(0.1)
+    for s in conns:
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        s.close()
 
 
 def test_passive_ejection_after_five_failures(processes, tmp_path):

@@ -560,7 +560,8 @@ static void start(struct fx *f, struct rec *r, const char *req, bool fresh, bool
     /* As a worker starts an exchange inside an iteration that just woke: timers are armed from
      * the loop's cached clock, which the test may have left for long (a blocking helper). */
     pt_loop_update_time(f->w->loop);
-    assert_int_equal(pt_hc_start(&r->hc, f->w, &f->c, &f->ep, fresh, &rec_ops, r, head, allow_101),
+    assert_int_equal(pt_hc_start(&r->hc, f->w, &f->c, &f->ep, fresh, &rec_ops, r,
+                                 (head ? PT_HC_HEAD_REQUEST : 0) | (allow_101 ? PT_HC_ALLOW_101 : 0)),
                      0);
     struct iovec iov = { (void *)req, strlen(req) };
     r->send_rc = pt_hc_send(&r->hc, &iov, 1, false);
@@ -622,7 +623,7 @@ static int teardown(void **state)
             struct pt_endpoint ep = { .addr = e->addr, .addrlen = e->addrlen };
             struct pt_cluster c = { .tls_ctx = e->tls, .stats_idx = g_stats_idx, .up_opts = e->opts };
             bool reused = false;
-            struct pt_upstream *up = pt_up_acquire(w, &c, &ep, false, &reused);
+            struct pt_upstream *up = pt_up_acquire(w, &c, &ep, false, true, &reused);
             if (up == NULL)
                 break;
             pt_up_release(up, false);
