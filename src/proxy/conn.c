@@ -29,6 +29,9 @@
 static void conn_process(struct pt_conn *c);
 static const struct pt_down_ops h1_down_ops;
 
+/* pt_conn_close: the connection ends now. Bytes it could not deliver (its output, or a
+ * response a timeout cut: PT_CF_RESET) are dropped with a reset: a client that stopped reading
+ * would otherwise keep up to a socket buffer of kernel memory per connection after the close. */
 void pt_conn_close(struct pt_conn *c)
 {
     struct pt_worker *w = c->w;
@@ -58,7 +61,9 @@ void pt_conn_close(struct pt_conn *c)
     }
     if (ls != NULL)
         pt_gauge_dec(&ls->downstream_cx_active);
-    pt_sock_close(c->io.fd, c->ssl, true);
+    if (c->out.len > 0 || (c->flags & PT_CF_RESET))
+        pt_sock_reset(c->io.fd);
+    pt_sock_close(c->io.fd, c->ssl, !(c->flags & PT_CF_RESET) && c->out.len == 0);
     c->ssl = NULL;
     pt_buf_release(&w->bufs, &c->in);
     pt_buf_release(&w->bufs, &c->out);

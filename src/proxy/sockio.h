@@ -181,6 +181,16 @@ static inline void pt_sock_shutdown_write(int fd, SSL *ssl)
     shutdown(fd, SHUT_WR);
 }
 
+/* pt_sock_reset: makes the close of <fd> an abort: a TCP reset goes out and the kernel drops the
+ * bytes still queued for the peer instead of keeping them (and their memory) until a peer that
+ * does not read has taken them (nginx's reset_timedout_connection). */
+static inline void pt_sock_reset(int fd)
+{
+    struct linger abort_now = { .l_onoff = 1, .l_linger = 0 };
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+}
+
 /* pt_sock_close: closes <fd> and frees <ssl> (which may be NULL); <notify>: send TLS
  * close_notify first. */
 static inline void pt_sock_close(int fd, SSL *ssl, bool notify)

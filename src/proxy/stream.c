@@ -613,6 +613,8 @@ static void stream_time_out(struct pt_stream *st, int status, struct pt_str body
 {
     if (st->flags & PT_SF_RESP_HEAD) {
         st->rec.flags = flags;
+        if (st->conn->h2 == NULL)
+            st->conn->flags |= PT_CF_RESET; /* the cut response's queued bytes are dropped */
         pt_stream_abort(st);
         return;
     }

@@ -12,7 +12,8 @@ Helpers (import them with ``from conftest import ...``):
 ``binary(name)``
     Path of a built binary (``binary("portico")``); fails the test clearly if it was not built.
 ``free_port(host="127.0.0.1")``
-    A TCP port that is free right now (bind to port 0, then release it).
+    A TCP port that is free right now, below the kernel's ephemeral range (so no outgoing
+    connection takes it before the test's server listens), never handed out twice in a run.
 ``wait_for_port(port, host="127.0.0.1", timeout=10, proc=None)``
     Waits until the port accepts connections; fails early with the log if ``proc`` died.
 ``Process(args, log_path, env=None, cwd=None)``
@@ -80,11 +81,48 @@ def binary(name):
 _handed_out = set()
 
 
+def _listen_ports():
+    """The ports free_port hands out: those below the kernel's ephemeral range, which the kernel
+    never gives to an outgoing connection. A port taken from bind(("", 0)) lies inside that range
+    and an outgoing connection of another test could take it before the process that was handed
+    it listens (seen in CI as "cannot listen on port ...: it is in use by another process"). The
+    walk starts at a place drawn from the pid so that two runs side by side rarely meet."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first = 10000
+    if low - first < 2000:
+        return None
+    span = low - first
+    start = (os.getpid() * 7919) % span
+    return iter([first + (start + i) % span for i in range(span)])
+
+
+_PORTS = _listen_ports()
+
+
+def _bindable(family, port):
+    """Whether nothing holds <port>: bound on the family's wildcard address without
+    SO_REUSEADDR, which conflicts with any socket on that port (listening, connected, in
+    TIME_WAIT) on any address of the family."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port free right now on <host>, and never one handed out before in this run: the
-    kernel may offer a just-released port again, so two calls before either port is bound could
-    otherwise collide. Another process may still take it before you do; the window is small."""
+    """A TCP port free right now on <host>, never one handed out before in this run, and below
+    the kernel's ephemeral range (see _listen_ports): nothing but a test takes it meanwhile."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in _PORTS or ():
+        if port not in _handed_out and _bindable(family, port):
+            _handed_out.add(port)
+            return port
     while True:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
