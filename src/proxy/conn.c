@@ -29,14 +29,16 @@
 static void conn_process(struct pt_conn *c);
 static const struct pt_down_ops h1_down_ops;
 
-/* pt_conn_close: the connection ends now. Bytes it could not deliver (its output, or a
- * response a timeout cut: PT_CF_RESET) are dropped with a reset: a client that stopped reading
- * would otherwise keep up to a socket buffer of kernel memory per connection after the close. */
+/* pt_conn_close: the connection ends now. Bytes it could not deliver (its output, or, when a
+ * timeout cut the response, what the client has not acknowledged) are dropped with a reset: a
+ * client that stopped reading would otherwise hold up to a socket buffer of kernel memory per
+ * connection after the close. A client that took everything sees an orderly close. */
 void pt_conn_close(struct pt_conn *c)
 {
     struct pt_worker *w = c->w;
     struct pt_http_stats *hs = pt_conn_http_stats(c);
     struct pt_listener_stats *ls = pt_stats_listener(w->st, c->lst_idx);
+    bool abort;
 
     if (c->flags & PT_CF_DEAD)
         return;
@@ -61,9 +63,10 @@ void pt_conn_close(struct pt_conn *c)
     }
     if (ls != NULL)
         pt_gauge_dec(&ls->downstream_cx_active);
-    if (c->out.len > 0 || (c->flags & PT_CF_RESET))
+    abort = c->out.len > 0 || ((c->flags & PT_CF_TIMED_OUT) && pt_sock_unacked(c->io.fd));
+    if (abort)
         pt_sock_reset(c->io.fd);
-    pt_sock_close(c->io.fd, c->ssl, !(c->flags & PT_CF_RESET) && c->out.len == 0);
+    pt_sock_close(c->io.fd, c->ssl, !abort);
     c->ssl = NULL;
     pt_buf_release(&w->bufs, &c->in);
     pt_buf_release(&w->bufs, &c->out);

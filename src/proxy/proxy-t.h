@@ -67,8 +67,7 @@ enum pt_conn_state {
 #define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
 #define PT_CF_PEER_INTERNAL 0x0100 /* the peer's address is internal as Envoy counts it (RFC 1918,
                                     * 127.0.0.1, fd00::/8, ::1): see pt_session_internal */
-#define PT_CF_RESET       0x0200 /* a timeout cut the response: close with a reset (see
-                                  * pt_conn_close) */
+#define PT_CF_TIMED_OUT   0x0200 /* a timeout cut the response (see pt_conn_close) */
 
 struct pt_http_reply;
 

@@ -12,6 +12,8 @@
 #include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -179,6 +181,14 @@ static inline void pt_sock_shutdown_write(int fd, SSL *ssl)
     if (ssl != NULL)
         SSL_shutdown(ssl);
     shutdown(fd, SHUT_WR);
+}
+
+/* pt_sock_unacked: whether the peer has not acknowledged all that was written to <fd>. */
+static inline bool pt_sock_unacked(int fd)
+{
+    int n = 0;
+
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0;
 }
 
 /* pt_sock_reset: makes the close of <fd> an abort: a TCP reset goes out and the kernel drops the

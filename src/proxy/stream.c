@@ -614,7 +614,7 @@ static void stream_time_out(struct pt_stream *st, int status, struct pt_str body
     if (st->flags & PT_SF_RESP_HEAD) {
         st->rec.flags = flags;
         if (st->conn->h2 == NULL)
-            st->conn->flags |= PT_CF_RESET; /* the cut response's queued bytes are dropped */
+            st->conn->flags |= PT_CF_TIMED_OUT; /* what the client has not taken is dropped */
         pt_stream_abort(st);
         return;
     }
