@@ -1468,7 +1468,11 @@ struct pt_snapshot *pt_compile(const struct pt_resources *r, const struct pt_con
     }
     finish_actions(&c);
     build_lb_tables(&c);
-    s->http.ip_deny_all = r->ip_policy;
+    s->http.ip = (struct pt_ip_policy){ .action = r->ip_policy.action, .nrules = r->ip_policy.nrules };
+    if (r->ip_policy.nrules > 0) {
+        s->http.ip.rules = pt_xcalloc(r->ip_policy.nrules, sizeof(*s->http.ip.rules));
+        memcpy(s->http.ip.rules, r->ip_policy.rules, r->ip_policy.nrules * sizeof(*s->http.ip.rules));
+    }
     s->nresources[PT_RK_LISTENER] = (uint32_t)r->nlisteners;
     s->nresources[PT_RK_HOST] = (uint32_t)r->nhosts;
     s->nresources[PT_RK_MAPPING] = (uint32_t)r->nmappings;

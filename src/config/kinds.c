@@ -1087,7 +1087,7 @@ static const struct pt_config__field module_config_fields[] = {
     F_FN("load_balancer", pt_config__read_load_balancer, 1),
     F_OBJLIST("error_response_overrides", T, error_response_overrides, nerror_response_overrides,
               struct pt_error_override_res, pt_config__error_override_fields),
-    F_IGN("ip_allow"), /* errors that fail closed, reported by resources.c (note_ip_policy) */
+    F_IGN("ip_allow"), /* read by resources.c (read_ip_policy), even when the Module is rejected */
     F_IGN("ip_deny"),
     F_FN("retry_policy", pt_config__read_retry_policy, 1),
     F_FN("circuit_breakers", pt_config__read_breakers, 1),

@@ -1,8 +1,8 @@
 /* Configuration loading, second half: one YAML document (a node tree from load.c) becomes typed
  * resources (resource-t.h). Here live the Kubernetes envelope (apiVersion, kind, metadata, List),
  * the AMBASSADOR_ID and single-namespace filters, duplicate detection, the pt_resources being
- * filled, and the Emissary kinds and Module options Portico cannot enforce (errors that make the
- * data plane fail closed: AuthService, ip_allow/ip_deny; notices for the harmless ones). What
+ * filled, what must fail closed when it cannot be read (an AuthService, the Module's
+ * ip_allow/ip_deny) and notices for the Emissary kinds Portico does not read. What
  * each kind's fields mean is in kinds.c, how they are read in fields.c. A resource with any
  * error is left out alone; everything else still loads. Called by load.c for each document. */
 #include "config/fields.h"
@@ -15,6 +15,7 @@
 #include "core/strmap.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -382,27 +383,101 @@ static const char *loose_object_name(struct pt_arena *a, const char *kind,
     return object_name(a, kind, &m);
 }
 
-/* note_ip_policy: the ambassador Module's ip_allow / ip_deny (spec.config) cannot be enforced
- * yet, and ignoring them would let every address through: it is an error, and every request
- * is denied (r->ip_policy). The rest of the Module still applies, so the error is added to diag
- * without rejecting it. Noted even when the Module has other errors: it still fails closed. */
-static void note_ip_policy(struct pt_config__loader *l, struct pt_config__obj *c,
+/* ip_policy_error: the ambassador Module's ip_allow / ip_deny cannot be read: every request is
+ * denied (fail closed; dropping a rule would let the addresses it names through). An error in
+ * diag that leaves the rest of the Module applied. */
+static void ip_policy_error(struct pt_config__loader *l, struct pt_config__obj *c,
+                            const struct pt_ynode *at, const char *fmt, ...)
+{
+    struct pt_origin o = { c->file, at ? at->line : c->line };
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    l->r->ip_policy = (struct pt_ip_policy){ .action = PT_IP_DENY_ALL };
+    pt_diag_add(c->diag, PT_DIAG_ERROR, &o, c->object,
+                "%s: every request is denied with 403 until it is fixed", msg);
+}
+
+/* read_ip_rules: the list <list> of ip_allow or ip_deny (<key>): each element one `peer:` or
+ * `remote:` with an address or CIDR range, as Emissary reads them. False (reported) when one
+ * cannot be read. */
+static bool read_ip_rules(struct pt_config__loader *l, struct pt_config__obj *c, const char *key,
+                          const struct pt_ynode *list, struct pt_ip_policy *out)
+{
+    if (list->type != PT_YNODE_SEQ) {
+        ip_policy_error(l, c, list, "config.%s: expected a list of `peer:` or `remote:` entries", key);
+        return false;
+    }
+    out->rules = pt_arena_alloc_array(l->arena, list->nitems ? list->nitems : 1, sizeof(*out->rules));
+    for (size_t i = 0; i < list->nitems; i++) {
+        const struct pt_ynode *e = list->items[i];
+        struct pt_ip_rule *rule = &out->rules[out->nrules];
+        const struct pt_ynode *v;
+        char err[160];
+        if (e->type != PT_YNODE_MAP || e->npairs != 1) {
+            ip_policy_error(l, c, e, "config.%s[%zu]: expected one `peer:` or `remote:` (principals must "
+                            "be separate list elements)", key, i);
+            return false;
+        }
+        if (strcmp(e->pairs[0].key->str, "peer") == 0) {
+            rule->remote = false;
+        } else if (strcmp(e->pairs[0].key->str, "remote") == 0) {
+            rule->remote = true;
+        } else {
+            ip_policy_error(l, c, e, "config.%s[%zu]: principal type \"%.40s\" unknown: must be peer or "
+                            "remote", key, i, e->pairs[0].key->str);
+            return false;
+        }
+        v = e->pairs[0].value;
+        if (v->type != PT_YNODE_SCALAR || strlen(v->str) != v->len || !pt_cidr_parse(v->str, &rule->range, err, sizeof(err))) {
+            ip_policy_error(l, c, v, "config.%s[%zu]: %s", key, i,
+                            v->type == PT_YNODE_SCALAR && strlen(v->str) == v->len ? err
+                                                                                  : "expected an IP address or CIDR range");
+            return false;
+        }
+        out->nrules++;
+    }
+    return true;
+}
+
+/* read_ip_policy: the ambassador Module's ip_allow or ip_deny (spec.config), read here rather
+ * than with the Module's other fields so that it applies even when the Module is rejected for
+ * another field: what a policy is meant to keep out stays out. Emissary's rules: only one of
+ * the two; an empty list enforces nothing. */
+static void read_ip_policy(struct pt_config__loader *l, struct pt_config__obj *c,
                            const struct pt_ynode *root)
 {
-    static const char *const keys[] = { "ip_allow", "ip_deny" };
     const struct pt_ypair *sp = find_pair(root, "spec");
     const struct pt_ypair *cfg = find_pair(sp ? sp->value : NULL, "config");
+    const struct pt_ypair *allow = find_pair(cfg ? cfg->value : NULL, "ip_allow");
+    const struct pt_ypair *deny = find_pair(cfg ? cfg->value : NULL, "ip_deny");
+    const struct pt_ypair *p = allow && !pt_ynode_is_null(allow->value) ? allow : NULL;
+    struct pt_ip_policy pol = { 0 };
 
-    for (size_t i = 0; i < PT_ARRAY_SIZE(keys); i++) {
-        const struct pt_ypair *p = find_pair(cfg ? cfg->value : NULL, keys[i]);
-        struct pt_origin o = { c->file, p ? p->key->line : c->line };
-        if (p == NULL || pt_ynode_is_null(p->value))
-            continue;
-        l->r->ip_policy = true;
-        pt_diag_add(c->diag, PT_DIAG_ERROR, &o, c->object,
-                    "config.%s: not supported by this build: every request is denied with 403 "
-                    "until ip_allow and ip_deny are removed", keys[i]);
+    if (deny != NULL && !pt_ynode_is_null(deny->value)) {
+        if (p != NULL) {
+            ip_policy_error(l, c, deny->key, "config: ip_allow and ip_deny may not both be set");
+            return;
+        }
+        p = deny;
     }
+    if (p == NULL)
+        return;
+    if (l->r->ip_policy.action != PT_IP_NONE) {
+        ip_policy_error(l, c, p->key, "config.%s: a second ambassador Module sets an IP policy", p->key->str);
+        return;
+    }
+    if (!read_ip_rules(l, c, p->key->str, p->value, &pol))
+        return;
+    if (pol.nrules == 0) {
+        pt_config__notice(c, p->key, "config.%s is empty: no IP policy is enforced (as Emissary)", p->key->str);
+        return;
+    }
+    pol.action = p == allow ? PT_IP_ALLOW : PT_IP_DENY;
+    l->r->ip_policy = pol;
 }
 
 /* read_resource: a Kubernetes object of a kind Portico reads, from the metadata on. */
@@ -437,7 +512,7 @@ static void read_resource(struct pt_config__loader *l, struct pt_config__obj *c,
         return;
     }
     if (strcmp(k->name, "Module") == 0)
-        note_ip_policy(l, c, root);
+        read_ip_policy(l, c, root);
     if (is_duplicate(l, c, k, m))
         return;
     read_body(c, k, root, &obj);

@@ -28,6 +28,7 @@ static void snapshot_free(struct pt_snapshot *s)
     for (uint32_t i = 0; i < s->nlisteners; i++)
         listener_free(&s->listeners[i]);
     free(s->listeners);
+    free(s->http.ip.rules);
     for (uint32_t i = 0; i < s->nvhosts; i++) {
         if (s->vhosts[i]->routes)
             pt_route_table_free(s->vhosts[i]->routes);

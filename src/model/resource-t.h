@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cidr.h"
 #include "model/upconn-t.h"
 
 /* Where a resource came from, for `FILE:LINE: Kind/ns/name: message`. */
@@ -464,6 +465,26 @@ struct pt_module_res {
     int cluster_max_connection_lifetime_ms;  /* 0: unset */
 };
 
+/* The ambassador Module's ip_allow / ip_deny: Envoy's RBAC filter as Emissary configures it. */
+enum pt_ip_action {
+    PT_IP_NONE,     /* no policy */
+    PT_IP_ALLOW,    /* ip_allow: a request matching no rule gets 403 */
+    PT_IP_DENY,     /* ip_deny: a request matching a rule gets 403 */
+    PT_IP_DENY_ALL, /* a policy that could not be read: every request gets 403 (fail closed) */
+};
+
+struct pt_ip_rule {
+    struct pt_cidr range;
+    bool remote; /* `remote:` the client address after l7Depth (Envoy's remote_ip); else `peer:`,
+                  * the connection's peer (direct_remote_ip) */
+};
+
+struct pt_ip_policy {
+    enum pt_ip_action action;
+    struct pt_ip_rule *rules;
+    size_t nrules;
+};
+
 /* A problem found while loading or validating. */
 enum pt_diag_severity { PT_DIAG_NOTICE, PT_DIAG_ERROR };
 
@@ -496,12 +517,12 @@ struct pt_resources {
     struct pt_module_res *modules;      size_t nmodules;
     struct pt_authservice_res *authservices; size_t nauthservices;
     struct pt_ratelimitservice_res *ratelimitservices; size_t nratelimitservices;
-    /* What must fail closed (each is also an error in diag): an AuthService for this Portico
-     * that could not be read (every request gets Emissary's 500 "AuthService is
-     * misconfigured"), and whether the ambassador Module sets ip_allow or ip_deny, which
-     * Portico cannot enforce yet (every request gets 403). */
+    /* An AuthService for this Portico that could not be read: every request gets Emissary's
+     * 500 "AuthService is misconfigured" (fail closed; each is an error in diag). */
     size_t nauth_invalid;
-    bool ip_policy;
+    /* The ambassador Module's ip_allow / ip_deny (read even when the rest of the Module is
+     * rejected; PT_IP_DENY_ALL when it cannot be read). */
+    struct pt_ip_policy ip_policy;
     struct pt_diag diag;
     void *_arena;
 };

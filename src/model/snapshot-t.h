@@ -283,9 +283,10 @@ struct pt_http_opts {
                                         * --idle-timeout-ms default */
     struct pt_auth_config *auth; /* the AuthService; NULL: none */
     struct pt_rls_config *rls;   /* the RateLimitService; NULL: none */
-    /* Fail closed (config/resources.c and compile.c report each as an error): */
-    bool auth_broken;            /* an AuthService is invalid: 500 "AuthService is misconfigured" */
-    bool ip_deny_all;            /* the Module has ip_allow/ip_deny: 403 "RBAC: access denied" */
+    bool auth_broken;            /* an AuthService is invalid: 500 "AuthService is misconfigured"
+                                  * (fail closed; reported by config/resources.c) */
+    struct pt_ip_policy ip;      /* Module ip_allow / ip_deny: 403 "RBAC: access denied" (rules
+                                  * owned) */
 };
 
 /* Access log settings (the `ambassador` Module). */

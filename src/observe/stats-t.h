@@ -117,6 +117,8 @@ struct pt_hist {
     X(downstream_rq_completed)    /* requests answered */                                          \
     X(downstream_rq_timeout)      /* requests whose headers did not arrive in time */             \
     X(no_route)                   /* requests no route matched (404) */                            \
+    X(rbac_allowed)               /* requests the Module's ip_allow / ip_deny let through */       \
+    X(rbac_denied)                /* ... denied (403) */                                           \
     X(ext_authz_ok)               /* AuthService checks: allowed */                                \
     X(ext_authz_denied)           /* ... denied */                                                 \
     X(ext_authz_error)            /* ... failed */                                                 \

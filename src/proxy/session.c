@@ -18,6 +18,7 @@
 #include "proxy/shadow.h"
 #include "observe/grpcstats.h"
 #include "cluster/lb.h"
+#include "core/cidr.h"
 #include "config/snapshot.h"
 #include "http/h1.h"
 #include "http/h1write.h"
@@ -360,6 +361,33 @@ struct pt_str pt_session_client_address(const struct pt_stream *st)
     }
 peer: /* too few addresses, or not an address: the peer's, as Envoy */
     return pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
+}
+
+/* ip_policy_allows: the ambassador Module's ip_allow / ip_deny for this request, as Envoy's RBAC
+ * filter that Emissary writes for them: a `peer:` rule matches the connection's peer, a
+ * `remote:` rule the client address after l7Depth. Counts envoy_http_rbac_allowed / _denied. */
+static bool ip_policy_allows(struct pt_stream *st)
+{
+    const struct pt_ip_policy *pol = &st->snap->http.ip;
+    struct pt_http_stats *hs = pt_conn_http_stats(st->conn);
+    struct pt_ip peer = { 0 }, remote = { 0 };
+    bool match = false, allowed;
+
+    for (size_t i = 0; i < pol->nrules && !match; i++) {
+        const struct pt_ip_rule *r = &pol->rules[i];
+        struct pt_ip *ip = r->remote ? &remote : &peer;
+        if (ip->family == 0) { /* parsed at first use: most policies name one kind */
+            struct pt_str a = r->remote ? pt_session_client_address(st)
+                                        : pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
+            if (!pt_ip_parse(a.ptr, a.len, ip))
+                ip->family = 0xff; /* matches nothing */
+        }
+        match = pt_cidr_match(&r->range, ip);
+    }
+    allowed = pol->action == PT_IP_ALLOW ? match : pol->action == PT_IP_DENY ? !match : false;
+    if (hs != NULL)
+        pt_stats_inc(allowed ? &hs->rbac_allowed : &hs->rbac_denied);
+    return allowed;
 }
 
 /* add_formatted_headers: the route's add_request_headers when some value has %...% operators
@@ -787,7 +815,7 @@ void pt_session_dispatch(struct pt_stream *st)
         pt_grpcstats_begin(&st->gs, &st->snap->http.grpc_stats, pt_reply_grpc_request(st),
                            !(req->path.ptr >= st->w->pathbuf && req->path.ptr < st->w->pathbuf + sizeof(st->w->pathbuf)));
     rreq = route_req(req);
-    if (st->snap->http.ip_deny_all) { /* Module ip_allow/ip_deny: not enforceable, fail closed */
+    if (st->snap->http.ip.action != PT_IP_NONE && !ip_policy_allows(st)) {
         pt_reply_local(st, 403, PT_STR_LIT("RBAC: access denied"), "-");
         return;
     }

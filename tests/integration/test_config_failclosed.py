@@ -1,12 +1,11 @@
-"""Fail closed, never open, on what Portico cannot enforce (issue 9, point 11; issue 12).
+"""Fail closed, never open, on what cannot be read (issue 9, point 11; issue 12).
 
-Module ip_allow/ip_deny are errors (FILE:LINE: Kind/ns/name:
-message, in the log at error level, in diag, `portico check` exits 1). Ignoring an IP policy
-would let traffic through unchecked, so while one exists every request gets 403 "RBAC: access
-denied". An AuthService that cannot be read is an error too, and while it is there every
-request is answered 500 with Emissary's JSON ("the ir.auth AuthService is misconfigured"), as
-Emissary's Lua stand-in for the filter does. Kinds that weaken nothing (LogService, TCPMapping,
-resolvers, DevPortal) are notices naming the kind."""
+A Module ip_allow/ip_deny that cannot be read is an error (FILE:LINE: Kind/ns/name: message, in
+the log at error level, in diag, `portico check` exits 1) and every request gets 403 "RBAC:
+access denied" (test_ip_allow_deny.py). An AuthService that cannot be read is an error too, and
+while it is there every request is answered 500 with Emissary's JSON ("the ir.auth AuthService
+is misconfigured"), as Emissary's Lua stand-in for the filter does. Kinds that weaken nothing
+(LogService, TCPMapping, resolvers, DevPortal) are notices naming the kind."""
 
 import re
 import socket
@@ -61,14 +60,14 @@ def get(path, host="a.example"):
 # ---- portico check -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad,needle,message", [
-    (module(ip_allow=[{"peer": "127.0.0.1"}]), "ip_allow",
-     "Module/default/ambassador: config.ip_allow: not supported by this build: every request is "
-     "denied with 403 until ip_allow and ip_deny are removed"),
-    (module(ip_deny=[{"remote": "10.0.0.0/8"}]), "ip_deny",
-     "Module/default/ambassador: config.ip_deny: not supported by this build: every request is "
-     "denied with 403 until ip_allow and ip_deny are removed"),
-], ids=["ip_allow", "ip_deny"])
-def test_check_unenforceable_is_an_error(tmp_path, bad, needle, message):
+    (module(ip_allow=[{"peer": "localhost"}]), "peer",
+     'Module/default/ambassador: config.ip_allow[0]: "localhost" is not an IP address: every '
+     'request is denied with 403 until it is fixed'),
+    (module(ip_allow=[{"peer": "127.0.0.1"}], ip_deny=[{"remote": "10.0.0.0/8"}]), "ip_deny",
+     "Module/default/ambassador: config: ip_allow and ip_deny may not both be set: every request "
+     "is denied with 403 until it is fixed"),
+], ids=["address", "both"])
+def test_check_unreadable_ip_policy_is_an_error(tmp_path, bad, needle, message):
     f = tmp_path / "c.yaml"
     f.write_text(dump(bad, mapping("good", "/good/", "127.0.0.1:9")))
     r = check(tmp_path)
@@ -128,35 +127,28 @@ def test_invalid_authservice_fails_closed(processes, tmp_path, quote_backend):
     assert px.diag()["errors"] == []
 
 
-def test_ip_allow_denies_every_request(processes, tmp_path, quote_backend):
+def test_unreadable_ip_policy_denies_every_request(processes, tmp_path, quote_backend):
+    """Whatever the Host or path; the rest of the Module still applies (JSON access log), with
+    flag "-" as Envoy's RBAC; a valid policy (or none) takes over on reload."""
     svc = f"127.0.0.1:{quote_backend.port}"
     px = Portico(processes, tmp_path)
     px.write("routes.yaml", dump(mapping("m", "/backend/", svc, bypass_auth=True)))
-    f = px.write("module.yaml", dump(module(ip_allow=[{"peer": "127.0.0.1"}],
+    f = px.write("module.yaml", dump(module(ip_deny=[{"peer": "10.0.0.0/8x"}],
                                             envoy_log_type="json")))
     px.start()
     assert exchange(px.port, get("/backend/")) == DENIED_RBAC
     assert exchange(px.port, get("/nowhere/", host="unknown.example")) == DENIED_RBAC
-    want = (f"{f}:{line_of(f, 'ip_allow')}: Module/default/ambassador: config.ip_allow: not "
-            f"supported by this build: every request is denied with 403 until ip_allow and "
-            f"ip_deny are removed")
+    want = (f"{f}:{line_of(f, 'peer')}: Module/default/ambassador: config.ip_deny[0]: "
+            f'"10.0.0.0/8x": the prefix length must be 0 to 32: every request is denied with 403 '
+            f"until it is fixed")
     assert re.search(r"portico error: " + re.escape(want), px.log()), px.log()
     assert [e["object"] for e in px.diag()["errors"]] == ["Module/default/ambassador"]
-    # the rest of the Module still applies (JSON access log), with flag "-" as Envoy's RBAC
     def json_403s():
         return [l for l in px.log().splitlines() if l.startswith("{") and '"response_code":403' in l]
     logs, _ = poll_until(lambda: len(json_403s()) == 2 and json_403s(), 3)
     assert logs and all('"response_flags":"-"' in l for l in logs), px.log()
-    px.write("module.yaml", dump(module(envoy_log_type="json")))
+    px.write("module.yaml", dump(module(envoy_log_type="json", ip_deny=[{"peer": "10.0.0.0/8"}])))
     px.wait_status("/backend/", 200)
-
-
-def test_ip_deny_denies_every_request(processes, tmp_path, quote_backend):
-    px = Portico(processes, tmp_path)
-    px.write("routes.yaml", dump(mapping("m", "/backend/", f"127.0.0.1:{quote_backend.port}")))
-    px.write("module.yaml", dump(module(ip_deny=[{"peer": "10.0.0.0/8"}])))
-    px.start()
-    assert exchange(px.port, get("/backend/")) == DENIED_RBAC
 
 
 def test_shadow_mappings_are_served_as_mirrors(processes, tmp_path, quote_backend):

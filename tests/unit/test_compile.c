@@ -844,9 +844,8 @@ static void test_fixed_cluster_names_unique(void **state)
     pt_resources_free(r);
 }
 
-/* Fail closed on what Portico cannot enforce (issue 9): an AuthService (valid or not) makes
- * every route deny unless its Mapping has bypass_auth; the Module's ip_allow/ip_deny denies
- * everything. Without them, nothing is denied. */
+/* Fail closed on what cannot be read: an AuthService that cannot be read answers every request
+ * 500. Without it, nothing is denied. */
 static void test_fail_closed_switches(void **state)
 {
     /* an AuthService that cannot be read: every request is answered 500 (auth_broken) */
@@ -862,16 +861,6 @@ static void test_fail_closed_switches(void **state)
     pt_snapshot_release(s);
     pt_resources_free(r);
 
-    r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
-                 "apiVersion: getambassador.io/v3alpha1\nkind: Module\n"
-                 "metadata: {name: ambassador}\nspec: {config: {ip_deny: [{peer: 10.0.0.1}]}}\n");
-    s = compile(r, NULL);
-    assert_false(s->http.auth_broken);
-    assert_true(s->http.ip_deny_all);
-    assert_errors(&r->diag, 1);
-    pt_snapshot_release(s);
-    pt_resources_free(r);
-
     /* one for another Portico is not ours, broken or not */
     r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
                  "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: a}\n"
@@ -882,6 +871,76 @@ static void test_fail_closed_switches(void **state)
     assert_errors(&r->diag, 0);
     pt_snapshot_release(s);
     pt_resources_free(r);
+}
+
+/* An ambassador Module whose spec.config is <config>. */
+#define MODULE_CONFIG(config) \
+    "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\n" \
+    "spec: {config: " config "}\n"
+
+/* The Module's ip_allow / ip_deny as Emissary reads them; anything that cannot be read denies
+ * every request (an error at its line), whatever else the Module says. */
+static void test_ip_policy(void **state)
+{
+    struct pt_resources *r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
+        MODULE_CONFIG("{ip_allow: [{peer: 127.0.0.1}, {remote: 99.99.0.0/16}, {remote: '::1'}]}"));
+    struct pt_snapshot *s = compile(r, NULL);
+
+    assert_errors(&r->diag, 0);
+    assert_int_equal(s->http.ip.action, PT_IP_ALLOW);
+    assert_int_equal(s->http.ip.nrules, 3);
+    assert_false(s->http.ip.rules[0].remote);
+    assert_int_equal(s->http.ip.rules[0].range.prefix_len, 32);
+    assert_true(s->http.ip.rules[1].remote);
+    assert_int_equal(s->http.ip.rules[1].range.prefix_len, 16);
+    assert_int_equal(s->http.ip.rules[2].range.base.family, 6);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    /* ip_deny; and it holds even when another field rejects the Module */
+    r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q")
+                 MODULE_CONFIG("{ip_deny: [{remote: 10.0.0.0/8}], enable_http10: maybe}"));
+    s = compile(r, NULL);
+    assert_errors(&r->diag, 1);
+    assert_int_equal(s->http.ip.action, PT_IP_DENY);
+    assert_int_equal(s->http.ip.nrules, 1);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    /* an empty list enforces nothing, as in Emissary (a notice says so) */
+    r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q") MODULE_CONFIG("{ip_allow: []}"));
+    s = compile(r, NULL);
+    assert_errors(&r->diag, 0);
+    assert_int_equal(s->http.ip.action, PT_IP_NONE);
+    pt_snapshot_release(s);
+    pt_resources_free(r);
+
+    static const struct { const char *config, *diag; } bad[] = {
+        { "{ip_allow: [{peer: 127.0.0.1}], ip_deny: [{peer: 10.0.0.1}]}",
+          "t.yaml:9: Module/default/ambassador: config: ip_allow and ip_deny may not both be set" },
+        { "{ip_allow: [{peer: 127.0.0.1, remote: 10.0.0.0/8}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: expected one `peer:` or `remote:`" },
+        { "{ip_deny: [{host: 127.0.0.1}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_deny[0]: principal type \"host\" unknown" },
+        { "{ip_deny: [{peer: 127.0.0.1}, {remote: 10.0.0.0/33}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_deny[1]: \"10.0.0.0/33\": the prefix length" },
+        { "{ip_allow: [{remote: not-an-address}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: \"not-an-address\" is not an IP address" },
+        { "{ip_allow: [{remote: [10.0.0.1]}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: expected an IP address or CIDR range" },
+        { "{ip_allow: 10.0.0.1}",
+          "t.yaml:9: Module/default/ambassador: config.ip_allow: expected a list" },
+    };
+    for (size_t i = 0; i < PT_ARRAY_SIZE(bad); i++) {
+        r = load_fmt(MAPPING("m", "hostname: '*', prefix: /m/, service: q") MODULE_CONFIG("%s"),
+                     bad[i].config);
+        s = compile(r, NULL);
+        assert_int_equal(s->http.ip.action, PT_IP_DENY_ALL);
+        assert_errors(&r->diag, 1);
+        assert_diag(&r->diag, bad[i].diag);
+        pt_snapshot_release(s);
+        pt_resources_free(r);
+    }
 }
 
 static bool has_name(const struct pt_str *list, uint32_t n, const char *name)
@@ -1040,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_fixed_cluster_names_unique),
         cmocka_unit_test(test_fixed_zero_env_crashes),
         cmocka_unit_test(test_fail_closed_switches),
+        cmocka_unit_test(test_ip_policy),
         cmocka_unit_test(test_authservices_merge),
         cmocka_unit_test(test_ratelimit_descriptors),
     };

@@ -1200,9 +1200,9 @@ static void test_tracing_wire_values(void **state)
     pt_resources_free(r);
 }
 
-/* What Portico cannot enforce is an error, and counted so that the data plane fails closed:
+/* What cannot be read is an error, and counted so that the data plane fails closed:
  * AuthServices for this Portico (even broken ones), the Module's ip_allow/ip_deny (the rest of
- * the Module still applies). Harmless kinds are notices naming the kind. A shadow Mapping is
+ * the Module still applies; test_compile.c has the policy's other cases). Harmless kinds are notices naming the kind. A shadow Mapping is
  * served (proxy/shadow.c); with host_redirect too, shadow wins, as in Emissary. */
 static void test_unenforceable(void **state)
 {
@@ -1231,7 +1231,7 @@ static void test_unenforceable(void **state)
                                   "spec:\n"
                                   "  config:\n"
                                   "    enable_http10: true\n"
-                                  "    ip_allow: [{peer: 127.0.0.1}]\n"
+                                  "    ip_allow: [{peer: 127.0.0.300}]\n"
                                   "    ip_deny: ~\n"
                                   "---\n"
                                   "apiVersion: getambassador.io/v3alpha1\n"
@@ -1256,7 +1256,7 @@ static void test_unenforceable(void **state)
     assert_int_equal(r->nauthservices, 1); /* a1; the nameless one fails closed, counted */
     assert_int_equal(r->nauth_invalid, 1);
     assert_int_equal(r->nratelimitservices, 0); /* protocol_version v2: an error, not used */
-    assert_true(r->ip_policy);
+    assert_int_equal(r->ip_policy.action, PT_IP_DENY_ALL);
     assert_int_equal(r->nmodules, 1);
     assert_true(r->modules[0].enable_http10);
     assert_int_equal(r->nmappings, 2);
@@ -1270,9 +1270,8 @@ static void test_unenforceable(void **state)
     assert_no_diag(r, "AuthService/default/other");
     assert_diag(r, "t.yaml:15: RateLimitService/default/rl: protocol_version v2 is unsupported, "
                    "protocol_version must be \"v3\"\n");
-    assert_diag(r, "t.yaml:26: Module/default/ambassador: config.ip_allow: not supported by "
-                   "this build: every request is denied with 403 until ip_allow and ip_deny are "
-                   "removed\n");
+    assert_diag(r, "t.yaml:26: Module/default/ambassador: config.ip_allow[0]: \"127.0.0.300\" is "
+                   "not an IP address: every request is denied with 403 until it is fixed\n");
     assert_no_diag(r, "config.ip_deny");
     assert_diag(r, "t.yaml:37: Mapping/default/m: notice: At most one of host_redirect and shadow "
                    "may be set; ignoring host_redirect\n");
@@ -1288,7 +1287,7 @@ static void test_unenforceable(void **state)
     assert_errors(r, 0);
     assert_int_equal(r->nauthservices, 0);
     assert_int_equal(r->nauth_invalid, 0);
-    assert_false(r->ip_policy);
+    assert_int_equal(r->ip_policy.action, PT_IP_NONE);
     pt_resources_free(r);
 }
 
