@@ -23,8 +23,8 @@ spec: {{hostname: "*", prefix: /backend/, service: "127.0.0.1:{backend}"}}
 """
 
 
-def start(processes, config_dir, base_id, workers, name):
-    admin = free_port()
+def start(processes, config_dir, base_id, workers, name, admin=None):
+    admin = admin or free_port()
     env = dict(os.environ, AMBASSADOR_ENVOY_BASE_ID=str(base_id), AMBASSADOR_DRAIN_TIME="10")
     proc = processes.start([str(binary("portico")), "run", "--config", str(config_dir),
                             "--workers", str(workers), "--admin-port", str(admin)],
@@ -93,3 +93,21 @@ def test_different_base_ids_do_not_interfere(processes, quote_backend, tmp_path)
     for _ in range(50):
         assert requests.get(f"http://127.0.0.1:{port}/backend/", timeout=5).status_code == 200
     assert "ACCESS" not in second.log()  # every request went to the first one
+
+
+def test_takeover_shares_the_admin_port(processes, quote_backend, tmp_path):
+    """The new process may use the admin port of the old one (Kubernetes probes keep working):
+    both serve it until the old one has drained, then the new one alone."""
+    port, admin = free_port(), free_port()
+    (tmp_path / "c.yaml").write_text(CONFIG.format(port=port, backend=quote_backend.port))
+    old = start(processes, tmp_path, 42, 1, "portico-old", admin=admin)
+    new = start(processes, tmp_path, 42, 1, "portico-new", admin=admin)
+    deadline = time.time() + 10
+    while old.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert not old.running and old.returncode == 0, old.log()
+    assert new.running
+    for _ in range(5):
+        r = requests.get(f"http://127.0.0.1:{admin}/ambassador/v0/check_ready", timeout=2)
+        assert r.status_code == 200
+    assert requests.get(f"http://127.0.0.1:{port}/backend/", timeout=2).status_code == 200
