@@ -425,6 +425,7 @@ static void conn_on_timer(struct pt_timer *t)
         if (hs != NULL)
             pt_stats_inc(&hs->downstream_rq_timeout);
     }
+    c->flags |= PT_CF_TIMED_OUT; /* what the client has not taken when it closes is dropped */
     if (c->state == PT_CONN_H2)
         pt_h2_on_timer(c); /* a GOAWAY first */
     else

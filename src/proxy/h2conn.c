@@ -81,6 +81,8 @@ static void h2_unlink(struct pt_h2conn *h, struct pt_stream *st)
     }
     if (!(st->h2.flags & PT_H2S_CLOSED))
         nghttp2_session_set_stream_user_data(h->ng, st->h2.id, NULL);
+    if (st->h2.in.len > 0) /* read, never passed on: the connection's window gets it back */
+        nghttp2_session_consume_connection(h->ng, st->h2.in.len);
     pt_buf_release(&st->w->bufs, &st->h2.head);
     pt_buf_release(&st->w->bufs, &st->h2.in);
     pt_buf_release(&st->w->bufs, &st->h2.out);

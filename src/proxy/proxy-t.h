@@ -25,6 +25,8 @@
 #define PT_CORS_ORIGIN_MAX 320 /* the longest Origin echoed when a CORS policy allows any (an
                                 * origin is scheme://host:port; a longer one is not allowed) */
 #define PT_LINGER_MS 2000 /* reading what a client still sends after our last response */
+#define PT_REPLY_WAIT_MAX_MS 300000 /* a local reply waiting for its client, when stream idle
+                                     * timeouts are off (--stream-idle-timeout-ms 0) */
 
 /* Limits and timeouts that every listener uses; each has a command-line/env knob. */
 struct pt_proxy_limits {
@@ -67,7 +69,8 @@ enum pt_conn_state {
 #define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
 #define PT_CF_PEER_INTERNAL 0x0100 /* the peer's address is internal as Envoy counts it (RFC 1918,
                                     * 127.0.0.1, fd00::/8, ::1): see pt_session_internal */
-#define PT_CF_TIMED_OUT   0x0200 /* a timeout cut the response (see pt_conn_close) */
+#define PT_CF_TIMED_OUT   0x0200 /* a timeout ended the connection or cut its response (see
+                                  * pt_conn_close) */
 
 struct pt_http_reply;
 

@@ -362,8 +362,17 @@ void pt_stream_local_reply_done(struct pt_stream *st)
     st->state = PT_ST_REPLIED;
     if (!(st->flags & PT_SF_REQ_DONE))
         st->flags |= PT_SF_CLOSE_AFTER;
-    if (!st->conn->down->blocked(st))
+    if (!st->conn->down->blocked(st)) {
         stream_finish(st);
+        return;
+    }
+    /* The reply waits for the client (an HTTP/2 client that never opens its window, an HTTP/1
+     * one that never reads): the stream idle timeout bounds the wait, also for replies given
+     * before the route set one, or given by that timeout itself; then the stream is aborted. */
+    if (st->idle_ms == 0)
+        st->idle_ms = pt_proxy_limits.stream_idle_timeout_ms ? pt_proxy_limits.stream_idle_timeout_ms
+                                                             : PT_REPLY_WAIT_MAX_MS;
+    pt_stream_touch(st);
 }
 
 /* The response head: the client's is built now and leaves with the first body bytes. */

@@ -14,6 +14,8 @@ Helpers (import them with ``from conftest import ...``):
 ``free_port(host="127.0.0.1")``
     A TCP port that is free right now, below the kernel's ephemeral range (so no outgoing
     connection takes it before the test's server listens), never handed out twice in a run.
+``connections_on_port(port)``
+    States of the kernel's TCP sockets on that local port, listeners aside (FIN_WAIT1 is "04").
 ``wait_for_port(port, host="127.0.0.1", timeout=10, proc=None)``
     Waits until the port accepts connections; fails early with the log if ``proc`` died.
 ``Process(args, log_path, env=None, cwd=None)``
@@ -130,6 +132,21 @@ def free_port(host="127.0.0.1"):
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
+
+def connections_on_port(port):
+    """States (hex, as /proc/net/tcp writes them: 01 ESTABLISHED, 04 FIN_WAIT1...) of this
+    machine's TCP sockets whose local port is <port>, listeners aside: what Portico's side of
+    its client connections left in the kernel."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[1].split(":")[-1], 16) == port and fields[3] != "0A":
+                    states.append(fields[3])
+    return states
 
 
 def wait_for_port(port, host="127.0.0.1", timeout=10.0, proc=None):

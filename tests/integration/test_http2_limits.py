@@ -20,6 +20,7 @@ import requests
 
 from h2raw import (H2Raw, PREFACE, CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING,
                    RST_STREAM, SETTINGS, frame_bytes)
+from conftest import connections_on_port
 from portico import docs, listener_yaml, mapping_yaml, start_portico, wait_access_lines
 
 NO_ERROR, PROTOCOL_ERROR, STREAM_CLOSED, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0, 1, 5, 7, 11
@@ -307,6 +308,69 @@ def test_zero_window_stall_times_out_and_holds_little(processes, tmp_path, quote
     lines = [l for l, _ in wait_access_lines(edge, 22) if "/backend/size/20000000" in l]
     assert len(lines) == 20 and all(" SI " in l for l in lines), lines[:2]
     assert wait_metric(edge, "envoy_cluster_upstream_rq_active", 0) == 0
+
+
+def test_local_reply_to_a_zero_window_client_ends_at_the_idle_timeout(processes, tmp_path, quote_backend):
+    """A local reply that cannot be framed (the client never opens its window) is bounded by the
+    stream idle timeout, also when the route has no timeout and the reply is the idle timeout's
+    own 504: the stream is reset, its request slot goes back to the cluster's breaker, and the
+    connection ends at its idle timeout. Before, such streams stayed forever and a few thousand
+    of them took the cluster's max_requests from every other client."""
+    edge = edge_for(processes, tmp_path, quote_backend, "--stream-idle-timeout-ms", "500",
+                    "--idle-timeout-ms", "1000", timeout_ms=0, idle_timeout_ms=300)
+    with H2Raw(edge.port, settings={4: 0}, auto_window=False, validate=False) as c:  # window 0
+        settled(c)
+        sids = [c.request("/nowhere/", authority="unknown.example"),   # 404: no body
+                c.request("/backend/delay/60000", authority="x"),        # 504 stream timeout
+                c.request("/backend/delay/60000", authority="x")]
+        rs = [c.wait_response(sid, timeout=5) for sid in sids]
+        assert rs[0].status == 404 and rs[0].reset is None, rs[0]
+        assert [(r.status, r.reset is not None) for r in rs[1:]] == [(504, True)] * 2, rs
+        assert wait_metric(edge, "envoy_http_downstream_rq_active", 0) == 0
+        assert wait_metric(edge, "envoy_cluster_upstream_rq_active", 0) == 0
+        counts, goaways, eof = read_wire(c.sock, timeout=5)
+        assert eof and goaways and goaways[-1][1] == NO_ERROR, (counts, goaways, eof)
+    others_served(edge)
+
+
+def test_unread_request_bodies_give_their_window_back(processes, tmp_path, quote_backend):
+    """Bodies a local reply leaves unread (here 404s to uploads) no longer use up the
+    connection's 1 MiB flow-control window: a client that respects flow control can upload on
+    the same connection after 40 of them."""
+    edge = edge_for(processes, tmp_path, quote_backend)
+    with H2Raw(edge.port, timeout=5) as c:
+        for _ in range(40):
+            sid = c.request("/nowhere/", method="POST", authority="unknown.example",
+                            body=b"x" * 60000, end_stream=False)
+            assert c.wait_response(sid).status == 404
+        sid = c.request("/backend/echo", method="POST", authority="x", body=b"y" * 100000)
+        r = c.wait_response(sid)
+        assert r.status == 200, r
+
+
+def test_connection_closed_by_a_timeout_leaves_nothing_queued(processes, tmp_path, quote_backend):
+    """A client that opened large windows, asked for large responses and stopped reading its
+    socket: when its connection ends (idle timeout, GOAWAY, linger), what it has not taken is
+    dropped with a reset instead of staying in the kernel (FIN_WAIT1, MBs queued) for as long as
+    the client answers TCP's window probes."""
+    edge = edge_for(processes, tmp_path, quote_backend, "--idle-timeout-ms", "500", timeout_ms=500)
+    socks = []
+    for _ in range(2):
+        c = H2Raw(edge.port, settings={4: 2**31 - 1}, auto_window=False, validate=False)
+        settled(c)
+        c.window_update(2**31 - 1 - 65535)
+        for _ in range(4):
+            c.request("/backend/size/50000000", authority="x")
+        socks.append(c)
+    try:
+        deadline = time.monotonic() + 10
+        while connections_on_port(edge.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert connections_on_port(edge.port) == []
+    finally:
+        for c in socks:
+            c.close()
+    others_served(edge)
 
 
 # ---- stream ids ---------------------------------------------------------------------------------------

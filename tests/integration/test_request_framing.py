@@ -23,7 +23,7 @@ import time
 import pytest
 
 import tlsenv
-from conftest import RawConn
+from conftest import RawConn, connections_on_port
 from portico import _ThreadedServer, docs, listener_yaml, mapping_yaml, start_portico
 
 
@@ -333,20 +333,6 @@ def test_stream_idle_timeout_ends_a_stalled_body(processes, tmp_path):
         backend.close()
 
 
-def _connections_on_port(port):
-    """States (hex, as /proc/net/tcp writes them) of the sockets whose local port is <port>,
-    listeners (0A) aside."""
-    states = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if int(fields[1].split(":")[-1], 16) == port and fields[3] != "0A":
-                    states.append(fields[3])
-    return states
-
-
 def test_stream_idle_timeout_ends_a_reader_that_never_reads(processes, tmp_path, quote_backend):
     """A client that stops reading a large response: the stream idle timeout cuts it with a reset,
     so the kernel drops the bytes queued for it instead of holding them (FIN_WAIT1) after the
@@ -359,7 +345,7 @@ def test_stream_idle_timeout_ends_a_reader_that_never_reads(processes, tmp_path,
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.sendall(b"GET /backend/size/50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(2.5)  # never read: Portico's writes block, nothing moves
-    assert _connections_on_port(p.port) == [], "Portico's side of the connection is still there"
+    assert connections_on_port(p.port) == [], "Portico's side of the connection is still there"
     total, how = 0, "still open"
     try:
         while total < 50000000:
