@@ -422,13 +422,15 @@ static bool read_ip_rules(struct pt_config__loader *l, struct pt_config__obj *c,
                             "be separate list elements)", key, i);
             return false;
         }
-        if (strcmp(e->pairs[0].key->str, "peer") == 0) {
+        const struct pt_ynode *k = e->pairs[0].key;
+        const char *kind = k->type == PT_YNODE_SCALAR ? k->str : "";
+        if (strcmp(kind, "peer") == 0) {
             rule->remote = false;
-        } else if (strcmp(e->pairs[0].key->str, "remote") == 0) {
+        } else if (strcmp(kind, "remote") == 0) {
             rule->remote = true;
         } else {
             ip_policy_error(l, c, e, "config.%s[%zu]: principal type \"%.40s\" unknown: must be peer or "
-                            "remote", key, i, e->pairs[0].key->str);
+                            "remote", key, i, kind);
             return false;
         }
         v = e->pairs[0].value;

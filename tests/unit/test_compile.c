@@ -928,6 +928,8 @@ static void test_ip_policy(void **state)
           "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: \"not-an-address\" is not an IP address" },
         { "{ip_allow: [{remote: [10.0.0.1]}]}",
           "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: expected an IP address or CIDR range" },
+        { "{ip_allow: [{[peer]: 10.0.0.1}]}",
+          "t.yaml:9: Module/default/ambassador: config.ip_allow[0]: principal type \"\" unknown" },
         { "{ip_allow: 10.0.0.1}",
           "t.yaml:9: Module/default/ambassador: config.ip_allow: expected a list" },
     };
