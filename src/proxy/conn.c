@@ -29,10 +29,10 @@
 static void conn_process(struct pt_conn *c);
 static const struct pt_down_ops h1_down_ops;
 
-/* pt_conn_close: the connection ends now. Bytes it could not deliver (its output, or, when a
- * timeout cut the response, what the client has not acknowledged) are dropped with a reset: a
- * client that stopped reading would otherwise hold up to a socket buffer of kernel memory per
- * connection after the close. A client that took everything sees an orderly close. */
+/* pt_conn_close: the connection ends now. When the client stopped taking what is written
+ * (PT_CF_STALLED) and some is left, the close is a reset: the kernel would otherwise keep up to a
+ * socket buffer per connection (FIN_WAIT1) for as long as the client answers TCP's window
+ * probes. Otherwise (a client that took everything, or is still reading) it is orderly. */
 void pt_conn_close(struct pt_conn *c)
 {
     struct pt_worker *w = c->w;
@@ -63,7 +63,7 @@ void pt_conn_close(struct pt_conn *c)
     }
     if (ls != NULL)
         pt_gauge_dec(&ls->downstream_cx_active);
-    abort = c->out.len > 0 || ((c->flags & PT_CF_TIMED_OUT) && pt_sock_unacked(c->io.fd));
+    abort = (c->flags & PT_CF_STALLED) && (c->out.len > 0 || pt_sock_unacked(c->io.fd) > 0);
     if (abort)
         pt_sock_reset(c->io.fd);
     pt_sock_close(c->io.fd, c->ssl, !abort);
@@ -416,6 +416,26 @@ static bool conn_detect_tls(struct pt_conn *c)
 }
 
 /* The connection's timer: no head in time, idle too long, or the linger is over. */
+/* linger_again: the linger ran out with bytes the client has not taken. The first time, one
+ * more linger tells a client that reads (it closes in order: the kernel delivers the rest) from
+ * one that stopped (PT_CF_STALLED). Returns true when it lingers again. */
+static bool linger_again(struct pt_conn *c)
+{
+    uint32_t unsent = c->out.len + pt_sock_unacked(c->io.fd);
+
+    if (unsent == 0)
+        return false;
+    if (!(c->flags & PT_CF_LINGER_AGAIN)) {
+        c->flags |= PT_CF_LINGER_AGAIN;
+        c->linger_unsent = unsent;
+        pt_timer_arm(c->w->loop, &c->timer, PT_LINGER_MS);
+        return true;
+    }
+    if (unsent >= c->linger_unsent)
+        c->flags |= PT_CF_STALLED;
+    return false;
+}
+
 static void conn_on_timer(struct pt_timer *t)
 {
     struct pt_conn *c = pt_container_of(t, struct pt_conn, timer);
@@ -425,7 +445,8 @@ static void conn_on_timer(struct pt_timer *t)
         if (hs != NULL)
             pt_stats_inc(&hs->downstream_rq_timeout);
     }
-    c->flags |= PT_CF_TIMED_OUT; /* what the client has not taken when it closes is dropped */
+    if (c->state == PT_CONN_CLOSING && linger_again(c))
+        return;
     if (c->state == PT_CONN_H2)
         pt_h2_on_timer(c); /* a GOAWAY first */
     else

@@ -69,8 +69,11 @@ enum pt_conn_state {
 #define PT_CF_READY       0x0080 /* on the worker's ready list: read the next head soon */
 #define PT_CF_PEER_INTERNAL 0x0100 /* the peer's address is internal as Envoy counts it (RFC 1918,
                                     * 127.0.0.1, fd00::/8, ::1): see pt_session_internal */
-#define PT_CF_TIMED_OUT   0x0200 /* a timeout ended the connection or cut its response (see
-                                  * pt_conn_close) */
+#define PT_CF_STALLED     0x0200 /* nothing moved (a stream idle timeout cut the response, or
+                                  * a second linger saw the client take nothing): what the
+                                  * client has not taken is dropped with a reset (pt_conn_close) */
+#define PT_CF_LINGER_AGAIN 0x0400 /* the linger ran out with bytes not taken: one more, to see
+                                   * whether the client reads (conn_on_timer) */
 
 struct pt_http_reply;
 
@@ -146,7 +149,11 @@ struct pt_conn {
     struct pt_conn *next;           /* the worker's dead, free or ready list */
     uint64_t accepted_ms;
     uint32_t flags;                 /* PT_CF_* */
-    uint32_t head_scanned;          /* head-end scan resume point */
+    union {
+        uint32_t head_scanned;      /* PT_CONN_HEAD: head-end scan resume point */
+        uint32_t linger_unsent;     /* PT_CONN_CLOSING with PT_CF_LINGER_AGAIN: what the client
+                                     * had not taken when the linger first ran out */
+    };
     uint32_t lst_idx, http_idx;     /* stats: listener address and HTTP prefix */
     uint16_t port;                  /* the listener port it arrived on */
     uint16_t peer_port;

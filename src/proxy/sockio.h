@@ -183,12 +183,12 @@ static inline void pt_sock_shutdown_write(int fd, SSL *ssl)
     shutdown(fd, SHUT_WR);
 }
 
-/* pt_sock_unacked: whether the peer has not acknowledged all that was written to <fd>. */
-static inline bool pt_sock_unacked(int fd)
+/* pt_sock_unacked: how many bytes written to <fd> the peer has not acknowledged (0 on error). */
+static inline uint32_t pt_sock_unacked(int fd)
 {
     int n = 0;
 
-    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint32_t)n : 0;
 }
 
 /* pt_sock_reset: makes the close of <fd> an abort: a TCP reset goes out and the kernel drops the

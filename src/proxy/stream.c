@@ -622,8 +622,6 @@ static void stream_time_out(struct pt_stream *st, int status, struct pt_str body
 {
     if (st->flags & PT_SF_RESP_HEAD) {
         st->rec.flags = flags;
-        if (st->conn->h2 == NULL)
-            st->conn->flags |= PT_CF_TIMED_OUT; /* what the client has not taken is dropped */
         pt_stream_abort(st);
         return;
     }
@@ -644,6 +642,9 @@ static void stream_on_idle_timer(struct pt_timer *t)
         pt_timer_arm(st->w->loop, &st->idle_timer, st->idle_ms - (uint32_t)idle);
         return;
     }
+    if ((st->flags & PT_SF_RESP_HEAD) && st->conn->h2 == NULL)
+        st->conn->flags |= PT_CF_STALLED; /* nothing moved: what the client has not taken when
+                                           * its connection closes is dropped (pt_conn_close) */
     stream_time_out(st, (st->flags & PT_SF_REQ_DONE) ? 504 : 408, PT_STR_LIT("stream timeout"), "SI");
 }
 

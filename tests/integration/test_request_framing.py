@@ -361,6 +361,29 @@ def test_stream_idle_timeout_ends_a_reader_that_never_reads(processes, tmp_path,
     assert " 200 SI " in p.log()
 
 
+def test_slow_reader_of_a_closing_response_gets_all_of_it(processes, tmp_path, quote_backend):
+    """The other side of the reset above: a client that reads slowly but steadily a large
+    response on a connection that closes after it (its bytes outlast Portico's linger) is still
+    given every byte and an orderly close."""
+    p = start_portico(processes, tmp_path,
+                      docs(listener_yaml(), mapping_yaml("quote", f"127.0.0.1:{quote_backend.port}")))
+    size = 8_000_000
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /backend/size/%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % size)
+    data, t0 = b"", time.monotonic()
+    while time.monotonic() - t0 < 30:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        time.sleep(0.03)  # about 2 MB/s: the last MBs wait in the kernel past the linger
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and len(body) == size, (head[:100], len(body))
+    assert time.monotonic() - t0 > 2.5  # it did outlast one linger
+
+
 def test_module_listener_idle_timeout_closes_idle_keepalive(processes, tmp_path, quote_backend):
     p = start_portico(processes, tmp_path,
                       docs(listener_yaml(),
