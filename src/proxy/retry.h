@@ -36,11 +36,15 @@ static inline void pt_retry_stream_end(struct pt_stream *st)
 {
     if (st->cb_held == PT_CB_RQ && st->replay == NULL && !pt_timer_armed(&st->try_timer)) {
         struct pt_breakers *b = st->rec.action->cluster->breakers;
-        if (atomic_fetch_sub_explicit(&b->rq, 1, memory_order_relaxed) != b->max_requests) {
-            st->cb_held = 0; /* and max_requests was not full: no gauge to close */
+        uint32_t n = atomic_load_explicit(&b->rq, memory_order_relaxed);
+        /* Not from full: no gauge to close. One compare-and-swap, so that no other worker's
+         * take or put falls between a look and the change (the slow path closes the gauge
+         * exactly once: pt_breakers_put). */
+        if (n != b->max_requests &&
+            atomic_compare_exchange_weak_explicit(&b->rq, &n, n - 1, memory_order_relaxed, memory_order_relaxed)) {
+            st->cb_held = 0;
             return;
         }
-        atomic_fetch_add_explicit(&b->rq, 1, memory_order_relaxed); /* the slow path gives it back */
     }
     if (st->cb_held != 0 || st->replay != NULL || pt_timer_armed(&st->try_timer))
         pt_retry__stream_end(st);
