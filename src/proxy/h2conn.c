@@ -24,7 +24,8 @@
 
 #define H2_STREAM_WINDOW 65535           /* request body bytes buffered per stream at most */
 #define H2_CONN_WINDOW (1024 * 1024)     /* ... and per connection */
-#define H2_OUT_SOFT_MAX (64 * 1024)      /* response bytes a stream buffers before it pauses */
+#define H2_OUT_SOFT_MAX (64 * 1024)      /* response bytes a stream buffers before it pauses
+                                          * (out_limit: less while the client's window is shut) */
 #define H2_SEND_BATCH (64 * 1024)        /* framed bytes gathered before a write */
 #define H2_RESETS_MAX 200                /* streams reset by the client ... */
 #define H2_RESETS_WINDOW_MS 1000         /* ... within this, at most (CVE-2023-44487) */
@@ -738,13 +739,29 @@ static int give(struct pt_stream *st, const struct iovec *iov, int n, bool end)
     return 0;
 }
 
+/* out_limit: the response bytes <st> buffers before its upstream pauses: H2_OUT_SOFT_MAX, or
+ * one buffer while the client's window (the stream's or the connection's) is shut, so that a
+ * client that opens streams and never reads holds a quarter of that per stream. */
+static uint32_t out_limit(const struct pt_stream *st)
+{
+    nghttp2_session *ng = st->conn->h2->ng;
+
+    if (nghttp2_session_get_stream_remote_window_size(ng, st->h2.id) <= 0 ||
+        nghttp2_session_get_remote_window_size(ng) <= 0)
+        return PT_BUF_SIZE;
+    return H2_OUT_SOFT_MAX;
+}
+
 static int h2_data(struct pt_stream *st, const struct iovec *iov, int n, bool end)
 {
+    bool full;
+
     if (give(st, iov, n, end) != 0)
         return PT_IO;
-    if (st->h2.out.len >= H2_OUT_SOFT_MAX || end) {
+    full = st->h2.out.len >= PT_BUF_SIZE && st->h2.out.len >= out_limit(st);
+    if (full || end) {
         st->h2.flags |= PT_H2S_NOTIFY;
-        return st->h2.out.len >= H2_OUT_SOFT_MAX ? PT_AGAIN : 0;
+        return full ? PT_AGAIN : 0;
     }
     return 0;
 }
