@@ -29,7 +29,6 @@
 #include "observe/logformat.h"
 #include "tls/tls.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -327,7 +326,6 @@ struct pt_str pt_session_client_address(const struct pt_stream *st)
 {
     const struct pt_h1_request *req = &st->req;
     uint32_t skip = (uint32_t)st->listener->l7_depth;
-    char ip[46];
 
     if (skip == 0 || req->idx_x_forwarded_for < 0)
         return pt_str_make(st->conn->peer_ip, st->conn->peer_ip_len);
@@ -345,12 +343,8 @@ struct pt_str pt_session_client_address(const struct pt_stream *st)
             if (skip-- == 0) {
                 size_t j = 0;
                 struct pt_str a = pt_http_list_next(pt_str_make(v.ptr + start, end - start), &j);
-                struct in6_addr tmp;
-                if (a.len == 0 || a.len >= sizeof(ip))
-                    goto peer;
-                memcpy(ip, a.ptr, a.len);
-                ip[a.len] = 0;
-                if (inet_pton(AF_INET, ip, &tmp) != 1 && inet_pton(AF_INET6, ip, &tmp) != 1)
+                struct pt_ip ip;
+                if (!pt_ip_parse(a.ptr, a.len, &ip))
                     goto peer;
                 return a;
             }
