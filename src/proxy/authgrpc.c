@@ -226,22 +226,20 @@ struct pt_call *pt_authgrpc_check(struct pt_stream *st, const struct pt_auth_con
     /* what the strings take: copied (the target three times, a repeated header's value twice)
      * and then packed once more */
     size_t need = 16384 + body.len * 3 + 6 * (req->path.len + req->query.len), hlen;
-    struct pt_pbuf b = { .base = w->scratch + 4096, .cap = sizeof(w->scratch) - 4096 };
+    struct pt_pbuf b;
     struct pt_call *call = NULL;
     struct pt_str msg;
 
     for (size_t i = 0; i < req->nheaders; i++)
         need += 4 * (req->headers[i].name.len + req->headers[i].value.len) + 96;
-    if (need > b.cap && (b.base = malloc(need)) != NULL)
-        b.cap = need;
+    b = pt_pbuf_sized(w->scratch + 4096, sizeof(w->scratch) - 4096, need);
     msg = check_request(&b, st, body, partial, ac->max_body >= 0);
     *unbuilt = msg.len == 0;
     hlen = pt_call_grpc_head(ac->cluster, PT_STR_LIT(CHECK_PATH), ac->timeout_ms, w->scratch,
                              4096);
     if (msg.len != 0 && hlen != 0)
         call = pt_call_start(st, ac->cluster, pt_str_make(w->scratch, hlen), msg, ac->timeout_ms, pt_auth_grpc_done);
-    if (b.base != w->scratch + 4096)
-        free(b.base);
+    pt_pbuf_release(&b);
     return call;
 }
 

@@ -8,6 +8,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -16,7 +17,25 @@ struct pt_pbuf {
     char *base;
     size_t used, cap;
     bool full;                  /* something did not fit */
+    bool heap;                  /* base was allocated by pt_pbuf_sized */
 };
+
+/* pt_pbuf_sized: a buffer over <mem> (<cap> bytes), or over <need> bytes of the heap when that
+ * is more (if it can be had: else <mem>, which then fills up). pt_pbuf_release frees them. */
+static inline struct pt_pbuf pt_pbuf_sized(char *mem, size_t cap, size_t need)
+{
+    char *heap = need > cap ? malloc(need) : NULL;
+
+    return heap != NULL ? (struct pt_pbuf){ .base = heap, .cap = need, .heap = true }
+                        : (struct pt_pbuf){ .base = mem, .cap = cap };
+}
+
+static inline void pt_pbuf_release(struct pt_pbuf *b)
+{
+    if (b->heap)
+        free(b->base);
+    b->heap = false;
+}
 
 static inline void *pt_pbuf_alloc(void *data, size_t size)
 {

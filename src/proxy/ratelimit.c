@@ -213,7 +213,7 @@ bool pt_ratelimit_start(struct pt_stream *st)
     const struct pt_rls_config *rc = st->snap->http.rls;
     struct pt_worker *w = st->w;
     const struct pt_route_action *a = st->rec.action;
-    struct pt_pbuf b = { .base = w->scratch + 4096, .cap = sizeof(w->scratch) - 4096 };
+    struct pt_pbuf b;
     size_t need = 4096 + 3 * rc->domain.len, hlen;
     struct pt_str msg, v;
     struct pt_call *call;
@@ -221,12 +221,10 @@ bool pt_ratelimit_start(struct pt_stream *st)
     for (uint32_t i = 0; i < a->nrl; i++) /* what the strings take, copied then packed */
         for (uint32_t k = 0; k < a->rl[i].nentries; k++)
             need += 3 * (a->rl[i].entries[k].key.len + (entry_value(st, &a->rl[i].entries[k], &v) ? v.len : 0)) + 128;
-    if (need > b.cap && (b.base = malloc(need)) != NULL)
-        b.cap = need;
+    b = pt_pbuf_sized(w->scratch + 4096, sizeof(w->scratch) - 4096, need);
     msg = request(&b, st);
     if (msg.len == 0) {
-        if (b.base != w->scratch + 4096)
-            free(b.base);
+        pt_pbuf_release(&b);
         if (!b.full)
             return false; /* no descriptor: no call, as Envoy */
         failed_as(st, NULL, true);
@@ -235,8 +233,7 @@ bool pt_ratelimit_start(struct pt_stream *st)
     hlen = pt_call_grpc_head(rc->cluster, PT_STR_LIT(RLS_PATH), rc->timeout_ms, w->scratch, 4096);
     call = hlen != 0 ? pt_call_start(st, rc->cluster, pt_str_make(w->scratch, hlen), msg, rc->timeout_ms, rls_done)
                      : NULL;
-    if (b.base != w->scratch + 4096)
-        free(b.base); /* the call copied the message */
+    pt_pbuf_release(&b); /* the call copied the message */
     if (call == NULL)
         failed(st, NULL);
     else
