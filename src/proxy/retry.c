@@ -42,23 +42,31 @@ static void give_back(struct pt_stream *st, uint8_t what)
         pt_gauge_dec(&cs->upstream_rq_pending_active);
     if (b == NULL)
         return;
-    if ((what & PT_CB_RQ) && pt_breakers_put(&b->rq, b->max_requests) && cs != NULL)
-        pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
-    if ((what & PT_CB_PENDING) && pt_breakers_put(&b->pending, b->max_pending) && cs != NULL)
-        pt_gauge_dec(&cs->circuit_breakers_default_rq_pending_open);
-    if ((what & PT_CB_RETRY) && pt_breakers_put(&b->retries, b->max_retries) && cs != NULL)
-        pt_gauge_dec(&cs->circuit_breakers_default_rq_retry_open);
+    if (what & PT_CB_RQ)
+        pt_cb_give(&b->rq, b->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL);
+    if (what & PT_CB_PENDING)
+        pt_cb_give(&b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL);
+    if (what & PT_CB_RETRY)
+        pt_cb_give(&b->retries, b->max_retries, cs ? &cs->circuit_breakers_default_rq_retry_open : NULL);
 }
 
-/* take: takes one of <count> (limit <max>) and, when that fills it, opens gauge <open>. */
-static bool take(struct pt_stream *st, _Atomic uint32_t *count, uint32_t max, int64_t *open)
+/* be_pending: <st> becomes one of its cluster's pending requests (max_pending_requests), given
+ * back when it has a connection, goes again, or ends. False, counted as Envoy's
+ * upstream_rq_pending_overflow, when no more may be pending. */
+static bool be_pending(struct pt_stream *st)
 {
-    bool opened;
+    struct pt_breakers *b = stream_breakers(st);
+    struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
 
-    if (!pt_breakers_take(count, max, &opened))
+    if (b != NULL &&
+        !pt_cb_take(&b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL)) {
+        if (cs != NULL)
+            pt_stats_inc(&cs->upstream_rq_pending_overflow);
         return false;
-    if (opened && open != NULL)
-        pt_gauge_inc(open);
+    }
+    if (cs != NULL)
+        pt_gauge_inc(&cs->upstream_rq_pending_active);
+    st->cb_held |= PT_CB_PENDING;
     return true;
 }
 
@@ -85,7 +93,7 @@ bool pt_retry__admit(struct pt_stream *st)
     if (b == NULL)
         return true;
     cs = pt_stream_cluster_stats(st);
-    if (take(st, &b->rq, b->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL)) {
+    if (pt_cb_take(&b->rq, b->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL)) {
         st->cb_held |= PT_CB_RQ;
         return true;
     }
@@ -99,41 +107,22 @@ bool pt_retry__try_started(struct pt_stream *st)
 {
     const struct pt_retry_policy *p = st->rec.action->retry;
     const struct pt_upstream *up = st->hc.up;
-    struct pt_breakers *b;
-    struct pt_cluster_stats *cs;
 
     if (p != NULL && p->per_try_timeout_ms != 0)
         pt_timer_arm(st->w->loop, &st->try_timer, p->per_try_timeout_ms);
     if (up == NULL || st->hc.reused || (up->state != PT_UP_CONNECTING && up->state != PT_UP_HANDSHAKE))
         return true; /* not waiting for a connection */
-    cs = pt_stream_cluster_stats(st);
-    b = stream_breakers(st);
-    if (b != NULL &&
-        !take(st, &b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL)) {
-        if (cs != NULL)
-            pt_stats_inc(&cs->upstream_rq_pending_overflow);
+    if (!be_pending(st)) {
         pt_reply_overflow(st); /* finishes the exchange: the connection is closed */
         return false;
     }
-    if (cs != NULL)
-        pt_gauge_inc(&cs->upstream_rq_pending_active);
-    st->cb_held |= PT_CB_PENDING;
     return true;
 }
 
 bool pt_retry_wait_connection(struct pt_stream *st, struct pt_pool_entry *e, bool first)
 {
-    struct pt_breakers *b = stream_breakers(st);
-    struct pt_cluster_stats *cs = pt_stream_cluster_stats(st);
-
-    if (b == NULL || !take(st, &b->pending, b->max_pending, cs ? &cs->circuit_breakers_default_rq_pending_open : NULL)) {
-        if (cs != NULL)
-            pt_stats_inc(&cs->upstream_rq_pending_overflow);
+    if (!be_pending(st)) /* (its cluster has breakers: max_connections sent it here) */
         return false;
-    }
-    st->cb_held |= PT_CB_PENDING; /* given back when it goes again, or ends */
-    if (cs != NULL)
-        pt_gauge_inc(&cs->upstream_rq_pending_active);
     if (!pt_stream_keep_head(st, false))
         return false;
     pt_lb_release(&st->w->lb, &st->lb_pick, PT_LB_CANCELLED); /* it picks again when it goes */
@@ -176,7 +165,7 @@ static bool schedule(struct pt_stream *st, enum pt_lb_outcome outcome)
         st->retry_flag = 1;
         return false;
     }
-    if (b != NULL && !take(st, &b->retries, b->max_retries, cs ? &cs->circuit_breakers_default_rq_retry_open : NULL)) {
+    if (b != NULL && !pt_cb_take(&b->retries, b->max_retries, cs ? &cs->circuit_breakers_default_rq_retry_open : NULL)) {
         if (cs != NULL)
             pt_stats_inc(&cs->upstream_rq_retry_overflow);
         st->retry_flag = 2;

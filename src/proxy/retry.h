@@ -9,6 +9,28 @@
 
 #include "proxy/proxy-t.h"
 #include "model/snapshot-t.h"
+#include "cluster/breakers.h"
+#include "observe/stats.h"
+
+/* pt_cb_take, pt_cb_give: one of the resource <count> (limit <max>) of a cluster's breakers (its
+ * requests, pending requests, retries or connections), the breaker's gauge <open> (NULL: none)
+ * at 1 while all are in use. pt_cb_take is false, taking nothing, when all are. */
+static inline bool pt_cb_take(_Atomic uint32_t *count, uint32_t max, int64_t *open)
+{
+    bool opened;
+
+    if (!pt_breakers_take(count, max, &opened))
+        return false;
+    if (opened && open != NULL)
+        pt_gauge_inc(open);
+    return true;
+}
+
+static inline void pt_cb_give(_Atomic uint32_t *count, uint32_t max, int64_t *open)
+{
+    if (pt_breakers_put(count, max) && open != NULL)
+        pt_gauge_dec(open);
+}
 
 /* The calls below that every request makes are inline for the common case: no retry_policy,
  * and the cluster's max_requests far from full (pt_retry__*: the rest of the work). */

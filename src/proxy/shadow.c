@@ -20,7 +20,7 @@
 #include "proxy/httpclient.h"
 #include "http/body.h"
 #include "cluster/lb.h"
-#include "cluster/breakers.h"
+#include "proxy/retry.h"
 #include "observe/stats.h"
 
 #include <stdlib.h>
@@ -138,8 +138,8 @@ static void shadow_end(struct pt_shadow *sh, int result)
             pt_stats_inc(&cs->upstream_rq_rx_reset);
         }
     }
-    if (pt_breakers_put(&sh->cluster->breakers->rq, sh->cluster->breakers->max_requests) && cs != NULL)
-        pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
+    pt_cb_give(&sh->cluster->breakers->rq, sh->cluster->breakers->max_requests,
+               cs ? &cs->circuit_breakers_default_rq_open : NULL);
     if (sh->st != NULL)
         sh->st->shadow = NULL;
     sh->st = NULL;
@@ -237,7 +237,6 @@ void pt_shadow_start(struct pt_stream *st, const struct pt_route_action *sa, con
     struct pt_shadow *sh;
     struct iovec iov;
     uint32_t timeout;
-    bool opened;
 
     st->flags |= PT_SF_SHADOWED;
     st->shadow = NULL;
@@ -253,20 +252,17 @@ void pt_shadow_start(struct pt_stream *st, const struct pt_route_action *sa, con
         return;
     /* Mirrors outlive their requests, so nothing else bounds them: they always count in their
      * cluster's max_requests (Envoy's 1024 unless circuit_breakers say otherwise). */
-    if (!pt_breakers_take(&c->breakers->rq, c->breakers->max_requests, &opened)) {
+    if (!pt_cb_take(&c->breakers->rq, c->breakers->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL)) {
         if (cs != NULL)
             pt_stats_inc(&cs->upstream_rq_pending_overflow);
         return;
     }
-    if (opened && cs != NULL)
-        pt_gauge_inc(&cs->circuit_breakers_default_rq_open);
     sh = shadow_new(st, c);
     iov.iov_len = sh != NULL ? shadow_head(sh, head, hlen) : 0;
     ep = iov.iov_len ? pt_lb_pick(&w->lb, c, NULL, &sh->pick) : NULL;
     if (ep == NULL || pt_hc_start(&sh->hc, w, c, ep, false, &shadow_hc_ops, sh,
                                   (st->flags & PT_SF_HEAD_METHOD) ? PT_HC_HEAD_REQUEST : 0) != 0) {
-        if (pt_breakers_put(&c->breakers->rq, c->breakers->max_requests) && cs != NULL)
-            pt_gauge_dec(&cs->circuit_breakers_default_rq_open);
+        pt_cb_give(&c->breakers->rq, c->breakers->max_requests, cs ? &cs->circuit_breakers_default_rq_open : NULL);
         if (sh != NULL) {
             pt_lb_release(&w->lb, &sh->pick, PT_LB_CONNECT_FAILURE);
             shadow_release(w, sh);

@@ -7,7 +7,7 @@
 #include "proxy/proxy.h"
 #include "core/log.h"
 #include "proxy/sockio.h"
-#include "cluster/breakers.h"
+#include "proxy/retry.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -128,10 +128,9 @@ static void idle_unlink(struct pt_upstream *up)
 /* cx_give_back: a connection counted in <cb> closed (or was never opened). */
 static void cx_give_back(struct pt_worker *w, struct pt_breakers *cb, uint32_t cst_idx)
 {
-    struct pt_cluster_stats *cs;
+    struct pt_cluster_stats *cs = pt_stats_cluster(w->st, cst_idx);
 
-    if (pt_breakers_put(&cb->cx, cb->max_connections) && (cs = pt_stats_cluster(w->st, cst_idx)) != NULL)
-        pt_gauge_dec(&cs->circuit_breakers_default_cx_open);
+    pt_cb_give(&cb->cx, cb->max_connections, cs ? &cs->circuit_breakers_default_cx_open : NULL);
 }
 
 /* cx_take: one more connection of cluster <c> under its max_connections; false, counted as
@@ -139,16 +138,13 @@ static void cx_give_back(struct pt_worker *w, struct pt_breakers *cb, uint32_t c
 static bool cx_take(struct pt_worker *w, const struct pt_cluster *c)
 {
     struct pt_cluster_stats *cs = pt_stats_cluster(w->st, c->stats_idx);
-    bool opened;
 
-    if (!pt_breakers_take(&c->breakers->cx, c->breakers->max_connections, &opened)) {
+    if (!pt_cb_take(&c->breakers->cx, c->breakers->max_connections, cs ? &cs->circuit_breakers_default_cx_open : NULL)) {
         if (cs != NULL)
             pt_stats_inc(&cs->upstream_cx_overflow);
         w->cx_overflow = true;
         return false;
     }
-    if (opened && cs != NULL)
-        pt_gauge_inc(&cs->circuit_breakers_default_cx_open);
     return true;
 }
 
